@@ -1,0 +1,95 @@
+# c2kd: data pipeline and trainer for cross-modal knowledge distillation.
+#
+#   make            build every binary into build/bin/
+#   make test       install missing Debian packages, build, run C unit tests + oracle tests
+#   make demo       the main job, end to end, on a small generated dataset
+#   make asan       the same tests on an ASan+UBSan build (build-asan/)
+#   make bench      the benchmarks in bench/
+#   make ingest DATASET=ave|cremad|vggsound ROOT=DIR [OUT=data/NAME] [JOBS=N]
+#   make deps       install missing Debian packages (prints the command when not root)
+#
+# Each module has a module.mk that adds its library, binaries and unit tests.
+
+BUILD    ?= build
+SANITIZE ?= 0
+OPT      ?= -O2
+CC       ?= cc
+NVCC     ?= /usr/local/cuda/bin/nvcc
+PYTHON   ?= /usr/bin/python3
+JOBS     ?=
+
+PKGS     := libavformat libavcodec libswresample libswscale libavutil fftw3f libturbojpeg hdf5 libcjson openblas
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS   := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -pthread -I. $(PKG_CFLAGS)
+LDFLAGS  := -pthread
+LDLIBS   := $(PKG_LIBS) -lm
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+BIN      := $(BUILD)/bin
+OBJ      := $(BUILD)/obj
+LIB      := $(BUILD)/lib
+TESTBIN  := $(BUILD)/tests
+
+# Filled by module.mk files.
+BINS       :=
+UNIT_TESTS :=
+
+objs = $(patsubst %.c,$(OBJ)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(OBJ)/%.cu.o,$(filter %.cu,$(1)))
+
+.PHONY: all test test-unit test-oracle demo asan bench deps clean ingest
+all:
+
+include common/module.mk
+-include spectro/module.mk
+-include frames/module.mk
+-include store/module.mk
+-include ingest/module.mk
+-include train/module.mk
+-include kernels/module.mk
+-include tests/module.mk
+-include bench/module.mk
+
+all: $(BINS)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB)/%.a:
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
+
+deps:
+	@sh tools/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
+	@$(MAKE) --no-print-directory test-unit test-oracle
+
+test-unit: $(UNIT_TESTS)
+	@rc=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t --jobs=1 || rc=1; done; exit $$rc
+
+test-oracle: all
+	C2KD_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/oracle
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 OPT=-O1 all
+	ASAN_OPTIONS=detect_leaks=1:protect_shadow_gap=0:abort_on_error=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(abspath tools/lsan.supp) \
+	$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 OPT=-O1 test-unit test-oracle
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh tools/demo.sh $(BIN)
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,208 @@
+#include "common/cm_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int cm_tmp_path(char *out, size_t n, const char *final_path, cm_err *err)
+{
+    const char *slash = strrchr(final_path, '/');
+    int dirlen = slash ? (int)(slash - final_path + 1) : 0;
+    const char *base = slash ? slash + 1 : final_path;
+    int w = snprintf(out, n, "%.*s.%s.tmp.XXXXXX", dirlen, final_path, base);
+    if (w < 0 || (size_t)w >= n)
+        return cm_err_set(err, "%s: path too long", final_path);
+    int fd = mkstemp(out);
+    if (fd < 0)
+        return cm_err_set(err, "%s: cannot create: %s", final_path, strerror(errno));
+    close(fd);
+    return 0;
+}
+
+static int fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int cm_rename_commit(const char *tmp_path, const char *final_path, cm_err *err)
+{
+    if (fsync_path(tmp_path) != 0) {
+        int e = errno;
+        unlink(tmp_path);
+        return cm_err_set(err, "%s: cannot sync: %s", final_path, strerror(e));
+    }
+    if (rename(tmp_path, final_path) != 0) {
+        int e = errno;
+        unlink(tmp_path);
+        return cm_err_set(err, "%s: cannot rename into place: %s", final_path, strerror(e));
+    }
+    return 0;
+}
+
+int cm_atomic_open(cm_atomic *a, const char *final_path, cm_err *err)
+{
+    memset(a, 0, sizeof *a);
+    if (strlen(final_path) >= sizeof a->final_path)
+        return cm_err_set(err, "%s: path too long", final_path);
+    strcpy(a->final_path, final_path);
+    if (cm_tmp_path(a->tmp_path, sizeof a->tmp_path, final_path, err) != 0)
+        return -1;
+    a->fp = fopen(a->tmp_path, "wb");
+    if (!a->fp) {
+        int e = errno;
+        unlink(a->tmp_path);
+        return cm_err_set(err, "%s: cannot create: %s", final_path, strerror(e));
+    }
+    return 0;
+}
+
+int cm_atomic_commit(cm_atomic *a, cm_err *err)
+{
+    if (!a->fp)
+        return cm_err_set(err, "%s: not open", a->final_path);
+    int bad = ferror(a->fp) || fflush(a->fp) != 0 || fsync(fileno(a->fp)) != 0;
+    int e = errno;
+    if (fclose(a->fp) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    a->fp = NULL;
+    if (bad) {
+        unlink(a->tmp_path);
+        return cm_err_set(err, "%s: write failed: %s", a->final_path, strerror(e));
+    }
+    if (rename(a->tmp_path, a->final_path) != 0) {
+        e = errno;
+        unlink(a->tmp_path);
+        return cm_err_set(err, "%s: cannot rename into place: %s", a->final_path, strerror(e));
+    }
+    return 0;
+}
+
+void cm_atomic_abort(cm_atomic *a)
+{
+    if (a->fp) {
+        fclose(a->fp);
+        a->fp = NULL;
+    }
+    if (a->tmp_path[0])
+        unlink(a->tmp_path);
+}
+
+int cm_write_file_atomic(const char *final_path, const void *data, size_t n, cm_err *err)
+{
+    cm_atomic a;
+    if (cm_atomic_open(&a, final_path, err) != 0)
+        return -1;
+    if (n && fwrite(data, 1, n, a.fp) != n) {
+        int e = errno;
+        cm_atomic_abort(&a);
+        return cm_err_set(err, "%s: write failed: %s", final_path, strerror(e));
+    }
+    return cm_atomic_commit(&a, err);
+}
+
+int cm_read_file(const char *path, char **data, size_t *n, cm_err *err)
+{
+    *data = NULL;
+    *n = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return cm_err_set(err, "%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        fclose(fp);
+        return cm_err_set(err, "%s: out of memory", path);
+    }
+    for (;;) {
+        size_t got = fread(buf + len, 1, cap - len, fp);
+        len += got;
+        if (len < cap) {
+            if (ferror(fp)) {
+                int e = errno;
+                free(buf);
+                fclose(fp);
+                return cm_err_set(err, "%s: read failed: %s", path, strerror(e));
+            }
+            break;
+        }
+        char *nb = realloc(buf, cap * 2 + 1);
+        if (!nb) {
+            free(buf);
+            fclose(fp);
+            return cm_err_set(err, "%s: out of memory", path);
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    fclose(fp);
+    buf[len] = '\0';
+    *data = buf;
+    *n = len;
+    return 0;
+}
+
+int cm_mkdirs(const char *path, cm_err *err)
+{
+    char buf[CM_PATH_MAX];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf)
+        return cm_err_set(err, "%s: bad folder path", path);
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return cm_err_set(err, "%s: cannot create folder: %s", buf, strerror(errno));
+            if (!cm_is_dir(buf))
+                return cm_err_set(err, "%s: exists and is not a folder", buf);
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    return 0;
+}
+
+int cm_is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int cm_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void cm_basename_noext(char *out, size_t n, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const char *dot = strrchr(base, '.');
+    size_t len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    if (n == 0)
+        return;
+    if (len >= n)
+        len = n - 1;
+    memcpy(out, base, len);
+    out[len] = '\0';
+}
+
+int cm_has_suffix(const char *path, const char *suffix)
+{
+    size_t a = strlen(path), b = strlen(suffix);
+    return a >= b && strcasecmp(path + a - b, suffix) == 0;
+}

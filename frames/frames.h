@@ -1,0 +1,46 @@
+/* frames: pick F frames of a video by timestamp, decode exactly, encode JPEG.
+ *
+ * Public API used by the `frames` command and by `ingest`. Reentrant: each
+ * call opens its own decoder; a fr_jpeg encoder is per thread.
+ */
+#ifndef FRAMES_H
+#define FRAMES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cm_err.h"
+
+#define FR_MAX_FRAMES 64
+
+typedef struct fr_image {
+    int width, height;   /* after rotation and optional resize */
+    uint8_t *rgb;        /* malloc'd, height * width * 3, row-major RGB24 */
+    double pts;          /* presentation time (seconds from the start, as ffmpeg -ss counts) of the decoded frame */
+} fr_image;
+
+typedef struct fr_request {
+    int count;           /* F: centres of F equal parts of [start, end) (or of the clip) */
+    double start, end;   /* segment in seconds; end <= start: the whole clip */
+    const double *at;    /* explicit times (overrides count/segment) when n_at > 0 */
+    int n_at;
+    int short_side;      /* resize so the shorter side is this (0: original size) */
+} fr_request;
+
+/* Chooses times, seeks and decodes. images[0..*n_out) are filled (free each
+ * with fr_image_free). Errors: missing file, not media, no video stream, no
+ * decodable frame. err->msg does not include the path. */
+int fr_extract(const char *path, const fr_request *req, fr_image *images, int *n_out, cm_err *err);
+void fr_image_free(fr_image *img);
+
+/* The times fr_extract would aim at for a clip of `duration` seconds
+ * (centres of F equal parts of the segment or clip). */
+void fr_uniform_times(int count, double start, double end, double duration, double *times);
+
+typedef struct fr_jpeg fr_jpeg;
+fr_jpeg *fr_jpeg_create(cm_err *err);
+void fr_jpeg_destroy(fr_jpeg *j);
+/* Encodes RGB24 as JPEG (4:2:0, quality 1..100). *out is malloc'd (free()). */
+int fr_jpeg_encode(fr_jpeg *j, const fr_image *img, int quality, uint8_t **out, size_t *n, cm_err *err);
+
+#endif

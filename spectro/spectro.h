@@ -1,0 +1,71 @@
+/* spectro: audio of any media file -> 16 kHz mono -> fixed length -> log spectrogram.
+ *
+ * Public API used by the `spectro` command and by `ingest`. Thread safety:
+ * sp_decode_audio and sp_fix_length are reentrant; an sp_stft is created once
+ * (FFTW planning is serialised inside) and may then be used by many threads at
+ * once through sp_stft_compute, each with its own output buffer.
+ */
+#ifndef SPECTRO_H
+#define SPECTRO_H
+
+#include <stddef.h>
+
+#include "common/cm_err.h"
+
+typedef enum sp_window { SP_WINDOW_TUKEY25 = 0, SP_WINDOW_HANN = 1 } sp_window;
+typedef enum sp_scale { SP_SCALE_DENSITY = 0, SP_SCALE_MAGNITUDE = 1 } sp_scale;
+typedef enum sp_norm { SP_NORM_NONE = 0, SP_NORM_CLIP = 1 } sp_norm;
+
+typedef struct sp_params {
+    int sample_rate;   /* 16000 */
+    double duration;   /* seconds after tiling/cutting: 10 (AVE, VGGSound), 3 (CREMA-D) */
+    int window;        /* nperseg, 512 */
+    int overlap;       /* noverlap, 353 (hop = window - overlap) */
+    sp_window window_kind; /* periodic Tukey(0.25) as scipy's default */
+    sp_scale scale;    /* density power spectrum (scipy) or magnitude |X| */
+    int detrend;       /* 1: subtract each segment's mean (scipy "constant") */
+    int log;           /* 1: log(S + log_eps) */
+    double log_eps;    /* 1e-7 */
+    sp_norm normalize; /* per-clip standardisation (x-mean)/(std+1e-9) */
+} sp_params;
+
+/* The published recipe: 16 kHz, 10 s, 512/353, Tukey(0.25), density, detrend, log, no norm. */
+void sp_params_default(sp_params *p);
+
+/* Decodes the first audio stream of `path`, downmixes to mono and resamples to
+ * `sample_rate` with libswresample (flushed). *samples is malloc'd (free()),
+ * *n > 0 on success. Errors: missing file, not media, no audio stream,
+ * corrupt/truncated data with no decodable audio, zero-length audio.
+ * err->msg does not include the path (the caller prefixes it). */
+int sp_decode_audio(const char *path, int sample_rate, float **samples, size_t *n, cm_err *err);
+
+/* Takes the segment [start, end) seconds of x (end <= start or end < 0: the
+ * whole signal; a segment beyond the end is clamped; an empty segment is an
+ * error), tiles it until `target` samples, cuts, and clips to [-1, 1].
+ * out has room for target samples. */
+int sp_fix_length(const float *x, size_t n, int sample_rate, double start, double end,
+                  float *out, size_t target, cm_err *err);
+
+/* Number of frames T for n samples: (n - window) / (window - overlap) + 1 (0 if n < window). */
+size_t sp_num_frames(const sp_params *p, size_t n);
+/* Number of frequency bins: window / 2 + 1. */
+size_t sp_num_bins(const sp_params *p);
+
+typedef struct sp_stft sp_stft;
+
+/* Plans the transform for p (FFTW float, wisdom read from and saved to
+ * wisdom_path when not NULL). */
+sp_stft *sp_stft_create(const sp_params *p, const char *wisdom_path, cm_err *err);
+void sp_stft_destroy(sp_stft *s);
+
+/* out: [bins, T] row-major (frequency first, as scipy), T = sp_num_frames(n).
+ * Applies log and normalisation per the params. Thread-safe. */
+int sp_stft_compute(const sp_stft *s, const float *x, size_t n, float *out, cm_err *err);
+
+/* The whole pipeline for one file: decode, fix length to p->duration
+ * (segment [start, end) first; pass start = 0, end = -1 for the whole clip),
+ * spectrogram. *spec is malloc'd [*bins, *frames]. */
+int sp_process_file(const sp_stft *s, const char *path, double start, double end,
+                    float **spec, size_t *bins, size_t *frames, cm_err *err);
+
+#endif

@@ -1,0 +1,83 @@
+/* store: the HDF5 shard format (docs/FORMAT.md is the contract).
+ *
+ * One writer per shard file, used by one thread (ingest's single writer).
+ * Readers: one st_shard per thread, or serialise access (HDF5 may be built
+ * without thread safety; st_hdf5_threadsafe() tells).
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cm_err.h"
+
+#define ST_FORMAT "c2kd-shard"
+#define ST_VERSION 1
+
+typedef struct st_meta {
+    const char *dataset;            /* "ave" */
+    const char *split;              /* "train", "val", "test" */
+    int n_classes;
+    const char *const *classes;     /* class names in index order */
+    int frames_per_sample;          /* F */
+    int bins, frames;               /* spectrogram shape [bins, frames] */
+    int spec_float32;               /* 0: float16 (default), 1: float32 */
+    const char *recipe_json;        /* every parameter of spectro and frames */
+} st_meta;
+
+typedef struct st_sample {
+    const char *id;
+    int32_t label;
+    const float *spec;              /* [bins, frames] */
+    const uint8_t *const *jpeg;     /* F JPEG files */
+    const size_t *jpeg_len;         /* F lengths */
+    float seg_start, seg_end;
+    const float *frame_time;        /* F timestamps actually used */
+} st_sample;
+
+typedef struct st_writer st_writer;
+
+/* Creates `path` under a temporary name; nothing appears at `path` until close. */
+st_writer *st_writer_create(const char *path, const st_meta *meta, cm_err *err);
+int st_writer_add(st_writer *w, const st_sample *s, cm_err *err);
+size_t st_writer_count(const st_writer *w);
+/* Approximate bytes written so far (to decide when a shard is full). */
+size_t st_writer_bytes(const st_writer *w);
+/* Finishes, fsyncs and renames to `path`; frees w in any case. */
+int st_writer_close(st_writer *w, cm_err *err);
+/* Removes the temporary file; frees w. */
+void st_writer_abort(st_writer *w);
+
+typedef struct st_shard st_shard;
+
+typedef struct st_record {
+    char id[256];
+    int32_t label;
+    float seg_start, seg_end;
+    int frames_per_sample;
+    float frame_time[64];
+    /* spectrogram, converted to float32 when asked (st_shard_read_spec) */
+    /* JPEGs: pointers into `jpeg_buf` (malloc'd by the reader, free with st_record_free) */
+    uint8_t *jpeg_buf;
+    size_t jpeg_len[64];
+    size_t jpeg_off[64];
+} st_record;
+
+st_shard *st_shard_open(const char *path, cm_err *err);
+void st_shard_close(st_shard *s);
+size_t st_shard_count(const st_shard *s);
+/* Metadata of the shard; strings owned by the shard. */
+const st_meta *st_shard_meta(const st_shard *s);
+/* Reads sample i's fields except the spectrogram. */
+int st_shard_read(st_shard *s, size_t i, st_record *r, cm_err *err);
+void st_record_free(st_record *r);
+/* Reads sample i's spectrogram [bins, frames]: as stored (raw 2- or 4-byte
+ * values) into `raw` when raw != NULL, converted to float32 into `f32` when
+ * f32 != NULL. */
+int st_shard_read_spec(st_shard *s, size_t i, void *raw, float *f32, cm_err *err);
+
+/* 1 when the HDF5 library in use is thread-safe. */
+int st_hdf5_threadsafe(void);
+
+#endif

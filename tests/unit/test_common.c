@@ -1,0 +1,134 @@
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include "common/cm_err.h"
+#include "common/cm_file.h"
+#include "common/cm_npy.h"
+#include "common/cm_pool.h"
+
+static char dir[256];
+
+static void mkdir_tmp(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/c2kd_test_common_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static int count_entries(const char *d)
+{
+    DIR *dp = opendir(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)))
+        if (e->d_name[0] != '.' || (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")))
+            n++;
+    closedir(dp);
+    return n;
+}
+
+Test(err, set_and_prefix)
+{
+    cm_err e;
+    cr_assert_eq(cm_err_set(&e, "no audio stream"), -1);
+    cr_assert_eq(cm_err_prefix(&e, "%s", "clip.mp4"), -1);
+    cr_assert_str_eq(e.msg, "clip.mp4: no audio stream");
+    cr_assert_eq(cm_err_set(NULL, "ignored"), -1);
+}
+
+Test(file, atomic_commit_and_abort, .init = mkdir_tmp)
+{
+    char path[512];
+    cm_err e;
+    snprintf(path, sizeof path, "%s/out.bin", dir);
+    cm_atomic a;
+    cr_assert_eq(cm_atomic_open(&a, path, &e), 0);
+    fputs("hello", a.fp);
+    cr_assert(!cm_is_file(path), "final name must not exist before commit");
+    cr_assert_eq(cm_atomic_commit(&a, &e), 0, "%s", e.msg);
+    cr_assert(cm_is_file(path));
+    cr_assert_eq(count_entries(dir), 1, "no temporary left behind");
+
+    snprintf(path, sizeof path, "%s/aborted.bin", dir);
+    cr_assert_eq(cm_atomic_open(&a, path, &e), 0);
+    fputs("partial", a.fp);
+    cm_atomic_abort(&a);
+    cr_assert(!cm_is_file(path));
+    cr_assert_eq(count_entries(dir), 1, "aborted temporary removed");
+}
+
+Test(file, create_in_missing_folder_fails)
+{
+    cm_err e;
+    cr_assert_eq(cm_write_file_atomic("/nonexistent-dir/x/y.bin", "a", 1, &e), -1);
+    cr_assert(strstr(e.msg, "/nonexistent-dir/x/y.bin") != NULL, "message names the file: %s", e.msg);
+}
+
+Test(file, mkdirs_and_names, .init = mkdir_tmp)
+{
+    char path[512], base[64];
+    cm_err e;
+    snprintf(path, sizeof path, "%s/a/b/c", dir);
+    cr_assert_eq(cm_mkdirs(path, &e), 0, "%s", e.msg);
+    cr_assert(cm_is_dir(path));
+    cm_basename_noext(base, sizeof base, "x/y/clip.name.mp4");
+    cr_assert_str_eq(base, "clip.name");
+    cr_assert(cm_has_suffix("A.NPY", ".npy"));
+    cr_assert(!cm_has_suffix("a.npy.tmp", ".npy"));
+}
+
+Test(npy, roundtrip, .init = mkdir_tmp)
+{
+    char path[512];
+    cm_err e;
+    snprintf(path, sizeof path, "%s/a.npy", dir);
+    float data[6] = {1, 2, 3, 4, 5, 6.5f};
+    size_t shape[2] = {2, 3};
+    cr_assert_eq(cm_npy_write(path, "<f4", shape, 2, data, &e), 0, "%s", e.msg);
+    cm_npy a;
+    cr_assert_eq(cm_npy_read(path, &a, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(a.descr, "<f4");
+    cr_assert_eq(a.ndim, 2);
+    cr_assert_eq(a.shape[0], 2);
+    cr_assert_eq(a.shape[1], 3);
+    cr_assert_eq(memcmp(a.data, data, sizeof data), 0);
+    cm_npy_free(&a);
+    /* header length is a multiple of 64 as NumPy requires */
+    struct stat st;
+    stat(path, &st);
+    cr_assert_eq((st.st_size - (off_t)sizeof data) % 64, 0);
+}
+
+Test(npy, rejects_garbage, .init = mkdir_tmp)
+{
+    char path[512];
+    cm_err e;
+    snprintf(path, sizeof path, "%s/bad.npy", dir);
+    cr_assert_eq(cm_write_file_atomic(path, "not numpy", 9, &e), 0);
+    cm_npy a;
+    cr_assert_eq(cm_npy_read(path, &a, &e), -1);
+    cr_assert(strstr(e.msg, "not a .npy") != NULL, "%s", e.msg);
+}
+
+typedef struct { int hits[1000]; } pool_ctx;
+static void mark(void *ctx, size_t i, int worker)
+{
+    (void)worker;
+    __atomic_fetch_add(&((pool_ctx *)ctx)->hits[i], 1, __ATOMIC_RELAXED);
+}
+
+Test(pool, every_index_once)
+{
+    for (int jobs = 1; jobs <= 4; jobs++) {
+        pool_ctx c;
+        memset(&c, 0, sizeof c);
+        cr_assert_eq(cm_parallel_for(1000, jobs, mark, &c), 0);
+        for (int i = 0; i < 1000; i++)
+            cr_assert_eq(c.hits[i], 1, "index %d with %d jobs", i, jobs);
+    }
+    cr_assert_geq(cm_ncpu(), 1);
+}

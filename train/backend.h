@@ -1,0 +1,174 @@
+/* backend: the table of operations the model, losses and optimiser call.
+ *
+ * The CPU backend (train/cpu_backend.c, OpenBLAS) and the CUDA backend
+ * (kernels/, cuDNN + cuBLAS + the project's kernels) implement the same
+ * table, and tests run one against the other. The model code never touches
+ * memory directly: every tensor pointer below is a *device* pointer made by
+ * ops->alloc (plain host memory on the CPU backend).
+ *
+ * Layout: activations NCHW float32, contiguous. Convolution weights
+ * [k, c, kh, kw] (PyTorch's). Linear weights [out, in] (PyTorch's).
+ *
+ * Conventions:
+ * - Every op is void; a failure (CUDA error, out of memory) is sticky in the
+ *   context and reported by ops->status(), which the trainer checks once per
+ *   step. Ops may run asynchronously; to_host() and sync() wait.
+ * - Backward ops OVERWRITE their outputs (dx, dw, db, dgamma, dbeta), except
+ *   the losses, which ACCUMULATE into dz (dz += weight * dLoss/dz) and into
+ *   loss[0] (loss[0] += weight * value), so that several loss terms can share
+ *   one gradient buffer. Use axpy/add to accumulate elsewhere.
+ * - In-place is allowed where noted (y == x).
+ * - Losses average over the batch B (PyTorch's reduction "batchmean"/"mean").
+ */
+#ifndef TRAIN_BACKEND_H
+#define TRAIN_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cm_err.h"
+
+typedef struct be_ops be_ops;
+
+/* Every backend's context struct begins with this header. */
+typedef struct be_ctx {
+    const be_ops *ops;
+} be_ctx;
+
+/* Convolution without bias. Output: oh = (h + 2*pad - kh) / stride + 1, likewise ow. */
+typedef struct be_conv_shape {
+    int n, c, h, w; /* input */
+    int k, kh, kw;  /* output channels, kernel */
+    int stride, pad;
+} be_conv_shape;
+
+/* Max pooling window (PyTorch MaxPool2d, padding counts as -inf). */
+typedef struct be_pool_shape {
+    int n, c, h, w;
+    int kh, kw, stride, pad;
+} be_pool_shape;
+
+/* One frame to prepare: a crop of a decoded uint8 RGB image (HWC, packed),
+ * resized to the output size with bilinear interpolation equal to
+ * torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
+ * antialias=False) applied to the crop, optionally flipped horizontally,
+ * then normalised ((v/255 - mean[c]) / std[c]) into CHW float. */
+typedef struct be_crop {
+    size_t offset;        /* byte offset of the image in the uint8 source buffer */
+    int src_w, src_h;     /* source image size */
+    int x, y, w, h;       /* crop rectangle inside the source */
+    int flip;             /* 1: mirror left-right after resizing */
+} be_crop;
+
+struct be_ops {
+    const char *name; /* "cpu", "cuda" */
+    void (*destroy)(be_ctx *b);
+    /* 0 when no op has failed since creation, else -1 with the first failure in err. */
+    int (*status)(be_ctx *b, cm_err *err);
+    /* Waits for every op issued so far. */
+    void (*sync)(be_ctx *b);
+
+    /* ---- memory ---- */
+    void *(*alloc)(be_ctx *b, size_t bytes); /* zero-filled; NULL on failure (also sticky) */
+    void (*free)(be_ctx *b, void *p);
+    /* host -> device. The host buffer must stay untouched until the next sync()
+     * (the CUDA backend copies asynchronously from pinned memory). */
+    void (*to_device)(be_ctx *b, void *dst, const void *src, size_t bytes);
+    /* device -> host; synchronous. */
+    void (*to_host)(be_ctx *b, void *dst, const void *src, size_t bytes);
+    void (*zero)(be_ctx *b, void *p, size_t bytes);
+    void (*copy)(be_ctx *b, void *dst, const void *src, size_t bytes);
+    /* Host memory suited to to_device (pinned on CUDA); free with host_free. */
+    void *(*host_alloc)(be_ctx *b, size_t bytes);
+    void (*host_free)(be_ctx *b, void *p);
+
+    /* ---- convolution ---- */
+    void (*conv_fwd)(be_ctx *b, const be_conv_shape *s, const float *x, const float *w, float *y);
+    void (*conv_bwd_data)(be_ctx *b, const be_conv_shape *s, const float *dy, const float *w, float *dx);
+    void (*conv_bwd_filter)(be_ctx *b, const be_conv_shape *s, const float *x, const float *dy, float *dw);
+
+    /* ---- batch norm over (n, hw) for each of c channels ----
+     * train: normalises with the batch mean and biased variance, updates
+     * running_mean/var with momentum (PyTorch: r = (1-m) r + m * stat, the
+     * running variance uses the unbiased variance), stores the batch mean and
+     * 1/sqrt(var + eps) for the backward pass. */
+    void (*bn_fwd_train)(be_ctx *b, int n, int c, int hw, const float *x, const float *gamma,
+                         const float *beta, float *run_mean, float *run_var, float momentum,
+                         float eps, float *y, float *save_mean, float *save_invstd);
+    void (*bn_fwd_eval)(be_ctx *b, int n, int c, int hw, const float *x, const float *gamma,
+                        const float *beta, const float *run_mean, const float *run_var, float eps,
+                        float *y);
+    void (*bn_bwd)(be_ctx *b, int n, int c, int hw, const float *x, const float *dy,
+                   const float *gamma, const float *save_mean, const float *save_invstd,
+                   float *dx, float *dgamma, float *dbeta);
+
+    /* ---- activations (y may equal x; dx may equal dy) ---- */
+    void (*relu_fwd)(be_ctx *b, size_t n, const float *x, float *y);
+    void (*relu_bwd)(be_ctx *b, size_t n, const float *y, const float *dy, float *dx); /* from the output y */
+    void (*leaky_fwd)(be_ctx *b, size_t n, float slope, const float *x, float *y);
+    void (*leaky_bwd)(be_ctx *b, size_t n, float slope, const float *x, const float *dy, float *dx);
+
+    /* ---- pooling ---- */
+    void (*maxpool_fwd)(be_ctx *b, const be_pool_shape *s, const float *x, float *y);
+    void (*maxpool_bwd)(be_ctx *b, const be_pool_shape *s, const float *x, const float *y,
+                        const float *dy, float *dx);
+    /* Global average over hw: x [n, c, hw] -> y [n, c]. */
+    void (*avgpool_fwd)(be_ctx *b, int n, int c, int hw, const float *x, float *y);
+    void (*avgpool_bwd)(be_ctx *b, int n, int c, int hw, const float *dy, float *dx);
+
+    /* ---- linear: y[n, out] = x[n, in] · w[out, in]^T + bias[out] (bias may be NULL) ---- */
+    void (*linear_fwd)(be_ctx *b, int n, int in, int out, const float *x, const float *w,
+                       const float *bias, float *y);
+    /* dx may be NULL (no input gradient); dbias may be NULL. */
+    void (*linear_bwd)(be_ctx *b, int n, int in, int out, const float *x, const float *w,
+                       const float *dy, float *dx, float *dw, float *dbias);
+
+    /* ---- element-wise ---- */
+    void (*add)(be_ctx *b, size_t n, const float *a, const float *c, float *y); /* y = a + c */
+    void (*axpy)(be_ctx *b, size_t n, float alpha, const float *x, float *y);  /* y += alpha x */
+    void (*scale)(be_ctx *b, size_t n, float alpha, float *y);                 /* y *= alpha */
+
+    /* ---- losses on logits [B, C]; y: int32 labels; see the conventions above ---- */
+    /* Cross-entropy. */
+    void (*ce)(be_ctx *b, int B, int C, const float *z, const int32_t *y, float weight,
+               float *loss, float *dz);
+    /* KL(softmax(t/temp) || softmax(s/temp)), t detached, gradient to s only. */
+    void (*kl)(be_ctx *b, int B, int C, const float *t, const float *s, float temp, float weight,
+               float *loss, float *ds);
+    /* Non-target KL of c2kd-method.md: a = softmax(src ⊙ (1-m)), q = log_softmax(dst ⊙ (1-m)),
+     * (1/B) Σ_i keep[i] Σ_c a (log a - q); src detached, gradient to dst. keep: B floats 0/1. */
+    void (*nt_kl)(be_ctx *b, int B, int C, const float *src, const float *dst, const int32_t *y,
+                  const float *keep, float weight, float *loss, float *ddst);
+    /* NKD term (without the CE): -sg(T_y) log S_y - gamma temp^2 Σ_{i≠y} N(T_i/temp) log N(S_i/temp),
+     * N = softmax over the non-target logits; t detached, gradient to s. */
+    void (*nkd)(be_ctx *b, int B, int C, const float *t, const float *s, const int32_t *y,
+                float temp, float gamma, float weight, float *loss, float *ds);
+    /* Kendall tau-b between rows a[i,:] and c[i,:] (ties handled as scipy.stats.kendalltau);
+     * tau[i] (NaN when a row is constant), keep[i] = tau[i] > omega ? 1 : 0. */
+    void (*kendall_select)(be_ctx *b, int B, int C, const float *a, const float *c, float omega,
+                           float *tau, float *keep);
+    /* pred[i] = argmax_c z[i, c] (first maximum). */
+    void (*argmax)(be_ctx *b, int B, int C, const float *z, int32_t *pred);
+
+    /* ---- optimiser: PyTorch SGD (dampening 0, no nesterov, no weight decay) ----
+     * m = momentum * m + g; p -= lr * m. (m starts at zero, which equals
+     * PyTorch's first step m = g.) Over one contiguous range of parameters. */
+    void (*sgd)(be_ctx *b, size_t n, float *p, const float *g, float *m, float lr, float momentum);
+
+    /* ---- input preparation ---- */
+    /* n spectrograms of len values each, float16 (IEEE half, as stored in the
+     * shards) -> float32; standardise each ((x - mean) / (std + 1e-9), population
+     * std) when standardize is 1. */
+    void (*prep_spec)(be_ctx *b, int n, size_t len, const uint16_t *half, int standardize, float *out);
+    /* n frames (see be_crop; crops is a HOST array) from the uint8 device buffer
+     * src -> out [n, 3, oh, ow]. */
+    void (*prep_frames)(be_ctx *b, int n, const be_crop *crops, const uint8_t *src, int oh, int ow,
+                        const float mean[3], const float std[3], float *out);
+};
+
+/* Constructors (each backend's own file). threads <= 0: all cores. */
+be_ctx *be_cpu_create(int threads, cm_err *err);
+/* NULL with a message when no CUDA device (or no CUDA support compiled in). */
+be_ctx *be_cuda_create(int device, cm_err *err);
+
+#endif
