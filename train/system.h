@@ -1,0 +1,116 @@
+/* system: the networks of one training run (student, teacher, their proxies),
+ * their parameters, the loss of one step for each method, the optimiser, and
+ * checkpoints. The trainer's loop (train/main.c, train/loader.c) drives it.
+ *
+ * Everything runs on a backend (train/backend.h); batches are device tensors.
+ */
+#ifndef TRAIN_SYSTEM_H
+#define TRAIN_SYSTEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cm_err.h"
+#include "train/backend.h"
+
+typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD } tr_method;
+typedef enum tr_modality { TR_AUDIO = 0, TR_VISUAL = 1 } tr_modality;
+typedef enum tr_teacher_update { TR_TEACHER_FULL = 0, TR_TEACHER_TOP, TR_TEACHER_FROZEN } tr_teacher_update;
+typedef enum tr_proxy_kind { TR_PROXY_FA = 0, TR_PROXY_NONE, TR_PROXY_CFA } tr_proxy_kind;
+typedef enum tr_visual_mode { TR_VISUAL_STACK = 0, TR_VISUAL_FOLD = 1 } tr_visual_mode;
+
+typedef struct tr_config {
+    int pretrain;          /* 1: teacher network alone, CE only (the method is ignored) */
+    tr_method method;
+    tr_modality student, teacher;
+    int depth;             /* 18 or 50 */
+    int width;             /* base channels, 64 */
+    int n_classes;
+    int frames;            /* F frames per sample */
+    tr_visual_mode visual_mode;
+    int image_size;        /* 224 */
+    int spec_bins, spec_frames; /* 257, T */
+    tr_proxy_kind proxy;
+    tr_teacher_update teacher_update;
+    float lambda1, lambda2, lambda3; /* c2kd weights (1, 1, 1) */
+    float omega;           /* selection threshold: keep when tau > omega (0) */
+    float kd_temp;         /* 4 */
+    float nkd_gamma, nkd_temp; /* 1.5, 1 */
+    float momentum;        /* 0.9 */
+    int max_batch;         /* activations are allocated once for this batch size */
+} tr_config;
+
+void tr_config_default(tr_config *c);
+
+/* A batch on the device. audio: [B, 1, bins, T]; visual: [B, 3F, S, S] in
+ * stack mode or [B*F, 3, S, S] in fold mode (frames of a sample adjacent);
+ * labels: int32 [B]. A modality no network uses may be NULL. */
+typedef struct tr_batch {
+    int B;
+    const float *audio;
+    const float *visual;
+    const int32_t *labels;
+} tr_batch;
+
+#define TR_MAX_TERMS 12
+/* Loss terms of one step, on the host, after the step. */
+typedef struct tr_stats {
+    float loss;                       /* total */
+    int n_terms;
+    const char *term_name[TR_MAX_TERMS]; /* e.g. "ce_student", "kl_teacher_to_proxy", "nt_proxy_t" */
+    float term[TR_MAX_TERMS];
+    float kept;                       /* fraction of samples kept by the selection (c2kd), else -1 */
+    int correct_student, correct_teacher; /* top-1 hits on this batch (training mode) */
+} tr_stats;
+
+typedef struct tr_system tr_system;
+
+/* Builds the networks and initialises them (Kaiming normal fan_out for
+ * convolutions, BN 1/0, PyTorch's default for linear layers) from `seed`. */
+tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_err *err);
+void tr_system_destroy(tr_system *s);
+const tr_config *tr_system_config(const tr_system *s);
+
+/* One optimisation step at learning rate lr: forward in train mode, losses,
+ * backward, SGD. Returns -1 (and names the step) on a non-finite loss, in
+ * which case no parameter was changed. */
+int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_err *err);
+
+/* Forward in evaluation mode (running BN statistics). pred_* (host, [B]) may
+ * be NULL; logits_* (host, [B, classes]) may be NULL. */
+int tr_system_eval(tr_system *s, const tr_batch *b, int32_t *pred_student, int32_t *pred_teacher,
+                   float *logits_student, float *logits_teacher, cm_err *err);
+
+/* Where a run stands, saved in checkpoints. */
+typedef struct tr_position {
+    int epoch;          /* epochs completed */
+    int64_t step;       /* steps completed */
+    uint64_t seed;
+    uint64_t rng_state[4]; /* the loader's generator state at this point */
+    double best_val;    /* best validation accuracy so far (-1: none) */
+    int best_epoch;
+    double best_test;   /* test accuracy at best_epoch */
+} tr_position;
+
+/* HDF5 checkpoint with PyTorch state_dict names (docs/FORMAT.md): groups
+ * student/, teacher/, student_proxy/, teacher_proxy/, optimizer momenta under
+ * momentum/<group>/<name>, position and config as attributes. Atomic. */
+int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, const char *recipe_json,
+                       cm_err *err);
+/* Loads weights (and momenta and position when with_optimizer). Groups absent
+ * from the file keep their values (e.g. a pretrained teacher file has only
+ * teacher/); a shape mismatch is an error. num_batches_tracked is optional.
+ * `which`: NULL for every group, or "teacher", "student", ... to load one
+ * group, optionally from another group name in the file ("teacher=student"
+ * loads the file's student/ into this run's teacher). */
+int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int with_optimizer,
+                       tr_position *pos, cm_err *err);
+
+/* Parameters (for tests): number of named tensors and each one's PyTorch
+ * name ("student/layer1.0.conv1.weight"), element count, device pointers to
+ * its value and gradient (gradient NULL for buffers such as running_mean). */
+size_t tr_system_num_tensors(const tr_system *s);
+int tr_system_tensor(const tr_system *s, size_t i, const char **name, size_t *count, float **value,
+                     float **grad);
+
+#endif
