@@ -49,8 +49,8 @@ include common/module.mk
 -include frames/module.mk
 -include store/module.mk
 -include ingest/module.mk
--include train/module.mk
 -include kernels/module.mk
+-include train/module.mk
 -include tests/module.mk
 -include bench/module.mk
 

@@ -6,7 +6,7 @@ HAVE_CUDA  := $(shell test -x $(NVCC) && { test -f $(CUDA_HOME)/include/cudnn.h 
 CUDA_ARCH  ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 NVCCFLAGS  := -O2 -std=c++17 $(CUDA_ARCH) -I. -Xcompiler -Wall,-Wextra,-Werror,-fPIC --expt-relaxed-constexpr
 
-ifeq ($(HAVE_CUDA),1)
+ifeq ($(HAVE_CUDA)$(if $(wildcard kernels/*.cu),y),1y)
 kernels_SRCS := $(wildcard kernels/*.cu) $(filter-out kernels/cuda_absent.c,$(wildcard kernels/*.c))
 CUDA_LDLIBS  := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++
 else
