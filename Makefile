@@ -52,7 +52,8 @@ include common/module.mk
 -include kernels/module.mk
 -include train/module.mk
 -include tests/module.mk
--include bench/module.mk
+-include $(wildcard tests/tools/*.mk)
+-include $(wildcard bench/*/module.mk)
 
 all: $(BINS)
 
