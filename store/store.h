@@ -80,4 +80,46 @@ int st_shard_read_spec(st_shard *s, size_t i, void *raw, float *f32, cm_err *err
 /* 1 when the HDF5 library in use is thread-safe. */
 int st_hdf5_threadsafe(void);
 
+/* ---- Extensions (store owner) ------------------------------------------
+ *
+ * Thread safety of reads: st_shard_open maps every sample's spectrogram
+ * chunk and the JPEG bytes to file offsets once; st_shard_read and
+ * st_shard_read_spec then use pread() only (no HDF5 call), so many threads
+ * may read the same or different shards at once. st_shard_open/close and
+ * the st_writer calls go through HDF5: serialise them when
+ * st_hdf5_threadsafe() is 0.
+ */
+
+/* IEEE binary16 <-> binary32, round to nearest even (subnormals, Inf, NaN kept). */
+uint16_t st_f32_to_f16(float f);
+float st_f16_to_f32(uint16_t h);
+void st_f32_to_f16_n(const float *in, uint16_t *out, size_t n);
+void st_f16_to_f32_n(const uint16_t *in, float *out, size_t n);
+
+/* Extra root string attribute written at close (ingest's bookkeeping:
+ * "ingest_cover", "ingest_failures"; see docs/FORMAT.md). */
+int st_writer_set_note(st_writer *w, const char *name, const char *value, cm_err *err);
+/* Root string attribute `name` of the shard (malloc'd, free()), or NULL when absent. */
+char *st_shard_note(const st_shard *s, const char *name);
+/* Path the shard was opened from. */
+const char *st_shard_path(const st_shard *s);
+/* Sample i's id (owned by the shard), NULL when i is out of range. */
+const char *st_shard_id(const st_shard *s, size_t i);
+int32_t st_shard_label(const st_shard *s, size_t i);
+
+/* A split of an ingested folder: every shard of `split` listed in DIR/index.json,
+ * in order, as one sequence of samples. Same threading rules as st_shard. */
+typedef struct st_split st_split;
+st_split *st_split_open(const char *dir, const char *split, cm_err *err);
+void st_split_close(st_split *d);
+size_t st_split_count(const st_split *d);
+size_t st_split_nshards(const st_split *d);
+st_shard *st_split_shard(st_split *d, size_t k);
+/* Meta of the first shard (all shards of a split share it). NULL when no shard. */
+const st_meta *st_split_meta(const st_split *d);
+/* Maps global sample i to (shard k, local j); -1 when out of range. */
+int st_split_locate(const st_split *d, size_t i, size_t *k, size_t *j);
+int st_split_read(st_split *d, size_t i, st_record *r, cm_err *err);
+int st_split_read_spec(st_split *d, size_t i, void *raw, float *f32, cm_err *err);
+
 #endif

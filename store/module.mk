@@ -1,0 +1,17 @@
+# store: the HDF5 shard format (writer, reader, split reader over index.json) and the `store` command.
+store_SRCS := $(filter-out store/main.c,$(wildcard store/*.c))
+store_LIB  := $(LIB)/libstore.a
+$(store_LIB): $(call objs,$(store_SRCS))
+
+ifneq ($(wildcard store/main.c),)
+BINS += $(BIN)/store
+$(BIN)/store: $(OBJ)/store/main.o $(store_LIB) $(common_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+endif
+
+store_TESTS := $(patsubst tests/unit/%.c,$(TESTBIN)/%,$(wildcard tests/unit/test_store*.c))
+UNIT_TESTS += $(store_TESTS)
+$(store_TESTS): $(TESTBIN)/%: $(OBJ)/tests/unit/%.o $(store_LIB) $(common_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcriterion $(LDLIBS)
