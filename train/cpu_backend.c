@@ -192,12 +192,12 @@ static void bn_train_task(void *arg, size_t ch, int worker)
     double var = ss / cnt;
     double invstd = 1.0 / sqrt(var + J->eps);
     double unbiased = cnt > 1 ? ss / (cnt - 1) : var;
-    float a = (float)(J->gamma[ch] * invstd), bb = (float)(J->beta[ch] - mean * J->gamma[ch] * invstd);
+    float a = (float)(J->gamma[ch] * invstd), bb = J->beta[ch], fm = (float)mean;
     for (int n = 0; n < J->n; n++) {
         const float *p = J->x + n * cstride + ch * hw;
         float *q = J->y + n * cstride + ch * hw;
         for (size_t i = 0; i < hw; i++)
-            q[i] = p[i] * a + bb;
+            q[i] = (p[i] - fm) * a + bb;
     }
     float m = J->momentum;
     J->run_mean[ch] = (float)((1.0 - m) * J->run_mean[ch] + m * mean);
@@ -267,13 +267,13 @@ static void bn_bwd_task(void *arg, size_t ch, int worker)
     /* dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy*xhat)) */
     double k = J->gamma[ch] * invstd;
     double mdy = sdy / cnt, proj = sdyx * invstd * invstd / cnt;
-    float a = (float)k, c1 = (float)(-k * proj), c0 = (float)(-k * mdy + k * proj * mean);
+    float a = (float)k, c1 = (float)(-k * proj), c0 = (float)(-k * mdy), fm = (float)mean;
     for (int n = 0; n < J->n; n++) {
         const float *p = J->x + n * cstride + ch * hw;
         const float *g = J->dy + n * cstride + ch * hw;
         float *d = J->dx + n * cstride + ch * hw;
         for (size_t i = 0; i < hw; i++)
-            d[i] = a * g[i] + c1 * p[i] + c0;
+            d[i] = a * g[i] + c1 * (p[i] - fm) + c0;
     }
 }
 
