@@ -68,4 +68,20 @@ int sp_stft_compute(const sp_stft *s, const float *x, size_t n, float *out, cm_e
 int sp_process_file(const sp_stft *s, const char *path, double start, double end,
                     float **spec, size_t *bins, size_t *frames, cm_err *err);
 
+/* ---- additions (spectro owner) ---- */
+
+/* 0 when p is usable, else -1 with the reason (sp_stft_create checks it too). */
+int sp_params_check(const sp_params *p, cm_err *err);
+/* Samples after fixing the length: round(duration * sample_rate). */
+size_t sp_target_samples(const sp_params *p);
+/* The parameters an sp_stft was created with. */
+const sp_params *sp_stft_params(const sp_stft *s);
+/* Default FFTW wisdom file: $C2KD_FFTW_WISDOM, else $XDG_CACHE_HOME/c2kd/fftw-wisdom-f32,
+ * else $HOME/.cache/c2kd/fftw-wisdom-f32; 0, or -1 when no location is known. */
+int sp_default_wisdom_path(char *out, size_t n);
+/* FFmpeg logs to stderr by default; a library must not print, so commands
+ * (spectro, ingest) call this once at start: it sets av_log's level to
+ * quiet (verbose = 0) or warnings (verbose = 1). Process-wide. */
+void sp_set_ffmpeg_log(int verbose);
+
 #endif

@@ -1,0 +1,421 @@
+/* spectro: media files -> log spectrograms (.npy / .h5). See --help. */
+#include <errno.h>
+#include <getopt.h>
+#include <hdf5.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/cm_err.h"
+#include "common/cm_file.h"
+#include "common/cm_npy.h"
+#include "common/cm_pool.h"
+#include "common/cm_progress.h"
+#include "spectro/spectro.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: spectro [options] INPUT... -o OUT\n"
+"\n"
+"Decodes the audio of each INPUT (any file FFmpeg opens), downmixes to mono,\n"
+"resamples to --sample-rate, takes the segment [--start, --end) if given, tiles\n"
+"it (repeats it) to --duration seconds or cuts it, clips samples to [-1, 1], and\n"
+"computes the spectrogram of scipy.signal.spectrogram(x, fs, nperseg=WINDOW,\n"
+"noverlap=OVERLAP) (periodic Tukey(0.25) window, per-segment mean removal,\n"
+"density scaling, one-sided), then log(S + 1e-7). Output: float32 [bins, T]\n"
+"(frequency first), 257 x 1004 for the defaults.\n"
+"\n"
+"Output:\n"
+"  -o, --output OUT      one INPUT: OUT ending in .npy (NumPy) or .h5 (HDF5, dataset\n"
+"                        'spectrogram' with the parameters as attributes);\n"
+"                        otherwise OUT is a folder (created) that receives\n"
+"                        <input name without extension>.npy for each INPUT\n"
+"Processing:\n"
+"  -j, --jobs N          inputs processed in parallel (default: all cores)\n"
+"      --sample-rate HZ  target sample rate (default 16000)\n"
+"      --duration S      length after tiling/cutting, seconds (default 10)\n"
+"      --start S         segment start, seconds (default 0)\n"
+"      --end S           segment end, seconds (default: end of the audio)\n"
+"      --window N        FFT/segment length, nperseg (default 512)\n"
+"      --overlap N       overlap between segments, noverlap (default 353)\n"
+"      --window-fn F     tukey (periodic Tukey 0.25, scipy's default; default)\n"
+"                        or hann (periodic Hann)\n"
+"      --scale S         density: |FFT|^2 / (fs * sum(w^2)), one-sided (default);\n"
+"                        magnitude: |FFT| unscaled (librosa's |STFT|)\n"
+"      --no-detrend      keep each segment's mean (scipy detrend=False)\n"
+"      --no-log          write S itself instead of log(S + eps)\n"
+"      --log-eps E       epsilon inside the log (default 1e-7)\n"
+"      --normalize M     none (default) or clip: (X - mean) / (std + 1e-9) per clip\n"
+"FFT planning:\n"
+"      --wisdom FILE     FFTW wisdom file read and updated (default:\n"
+"                        $C2KD_FFTW_WISDOM, else $XDG_CACHE_HOME/c2kd/fftw-wisdom-f32,\n"
+"                        else ~/.cache/c2kd/fftw-wisdom-f32)\n"
+"      --no-wisdom       neither read nor write wisdom\n"
+"Reporting:\n"
+"      --timing          print time per stage (decode, length, spectrogram, write) on stderr\n"
+"  -q, --quiet           no progress display\n"
+"  -v, --verbose         let FFmpeg print its warnings\n"
+"  -h, --help            this help\n"
+"\n"
+"A bad input (missing, not media, truncated/corrupt, no audio stream, zero-length\n"
+"audio) gets one line 'spectro: INPUT: reason' on stderr and no output file; the\n"
+"other inputs are still processed. Exit status: 0 all done, 1 some inputs failed,\n"
+"2 usage error. Outputs are written under a temporary name and renamed when complete.\n");
+}
+
+enum { O_SR = 256, O_DUR, O_START, O_END, O_WIN, O_OVL, O_WFN, O_SCALE, O_NODET, O_NOLOG,
+       O_EPS, O_NORM, O_WISDOM, O_NOWISDOM, O_TIMING };
+
+static int parse_double(const char *s, double *v)
+{
+    char *end;
+    errno = 0;
+    *v = strtod(s, &end);
+    return errno == 0 && end != s && *end == 0 ? 0 : -1;
+}
+
+static int parse_int(const char *s, int *v)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (errno || end == s || *end || x < -2147483647L || x > 2147483647L)
+        return -1;
+    *v = (int)x;
+    return 0;
+}
+
+#define NSTAGE 4
+static const char *stage_names[NSTAGE] = {"decode", "length", "spectrogram", "write"};
+
+typedef struct job {
+    const sp_stft *stft;
+    const sp_params *p;
+    char **inputs;
+    char **outputs;
+    int h5;
+    double start, end;
+    double (*stage_time)[NSTAGE]; /* per worker */
+    int *failed;                  /* per input */
+    pthread_mutex_t lock;         /* progress */
+    cm_progress *progress;
+    size_t done, nfailed;
+} job;
+
+static const char *window_name(sp_window w) { return w == SP_WINDOW_HANN ? "hann" : "tukey0.25"; }
+static const char *scale_name(sp_scale s) { return s == SP_SCALE_MAGNITUDE ? "magnitude" : "density"; }
+static const char *norm_name(sp_norm n) { return n == SP_NORM_CLIP ? "clip" : "none"; }
+
+static int h5_attr_double(hid_t obj, const char *name, double v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a >= 0 && H5Awrite(a, H5T_NATIVE_DOUBLE, &v) >= 0 ? 0 : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    return rc;
+}
+
+static int h5_attr_int(hid_t obj, const char *name, int v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, H5T_NATIVE_INT, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a >= 0 && H5Awrite(a, H5T_NATIVE_INT, &v) >= 0 ? 0 : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    return rc;
+}
+
+static int h5_attr_str(hid_t obj, const char *name, const char *v)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(v) + 1);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a >= 0 && H5Awrite(a, t, v) >= 0 ? 0 : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return rc;
+}
+
+static int write_h5(const char *path, const float *spec, size_t B, size_t T, const sp_params *p,
+                    const char *source, double start, double end, cm_err *err)
+{
+    char tmp[CM_PATH_MAX];
+    if (cm_tmp_path(tmp, sizeof tmp, path, err) != 0)
+        return -1;
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = f >= 0;
+    if (ok) {
+        hsize_t dims[2] = {B, T};
+        hid_t sp = H5Screate_simple(2, dims, NULL);
+        hid_t d = H5Dcreate2(f, "spectrogram", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, spec) >= 0;
+        if (ok)
+            ok = h5_attr_int(d, "sample_rate", p->sample_rate) == 0 &&
+                 h5_attr_double(d, "duration", p->duration) == 0 &&
+                 h5_attr_int(d, "window", p->window) == 0 && h5_attr_int(d, "overlap", p->overlap) == 0 &&
+                 h5_attr_str(d, "window_fn", window_name(p->window_kind)) == 0 &&
+                 h5_attr_str(d, "scale", scale_name(p->scale)) == 0 &&
+                 h5_attr_int(d, "detrend", p->detrend) == 0 && h5_attr_int(d, "log", p->log) == 0 &&
+                 h5_attr_double(d, "log_eps", p->log_eps) == 0 &&
+                 h5_attr_str(d, "normalize", norm_name(p->normalize)) == 0 &&
+                 h5_attr_double(d, "start", start) == 0 && h5_attr_double(d, "end", end) == 0 &&
+                 h5_attr_str(d, "source", source) == 0;
+        if (d >= 0)
+            H5Dclose(d);
+        H5Sclose(sp);
+        if (H5Fclose(f) < 0)
+            ok = 0;
+    }
+    if (!ok) {
+        unlink(tmp);
+        return cm_err_set(err, "%s: cannot write HDF5", path);
+    }
+    return cm_rename_commit(tmp, path, err);
+}
+
+static void process_one(void *ctx, size_t i, int worker)
+{
+    job *J = ctx;
+    const sp_params *p = J->p;
+    cm_err err = {{0}};
+    float *x = NULL, *fixed = NULL, *spec = NULL;
+    size_t n = 0, target = sp_target_samples(p);
+    size_t T = sp_num_frames(p, target), B = sp_num_bins(p);
+    double *st = J->stage_time[worker];
+    int ok = 0;
+    double t0 = cm_now(), t1;
+
+    if (sp_decode_audio(J->inputs[i], p->sample_rate, &x, &n, &err) != 0)
+        goto done;
+    t1 = cm_now();
+    st[0] += t1 - t0;
+    t0 = t1;
+    fixed = malloc(target * sizeof *fixed);
+    spec = malloc(T * B * sizeof *spec);
+    if (!fixed || !spec) {
+        cm_err_set(&err, "out of memory");
+        goto done;
+    }
+    if (sp_fix_length(x, n, p->sample_rate, J->start, J->end, fixed, target, &err) != 0)
+        goto done;
+    t1 = cm_now();
+    st[1] += t1 - t0;
+    t0 = t1;
+    if (sp_stft_compute(J->stft, fixed, target, spec, &err) != 0)
+        goto done;
+    t1 = cm_now();
+    st[2] += t1 - t0;
+    t0 = t1;
+    if (J->h5) {
+        if (write_h5(J->outputs[i], spec, B, T, p, J->inputs[i], J->start, J->end, &err) != 0)
+            goto done;
+    } else {
+        size_t shape[2] = {B, T};
+        if (cm_npy_write(J->outputs[i], "<f4", shape, 2, spec, &err) != 0)
+            goto done;
+    }
+    st[3] += cm_now() - t0;
+    ok = 1;
+done:
+    free(x);
+    free(fixed);
+    free(spec);
+    if (!ok) {
+        J->failed[i] = 1;
+        /* one line per bad input; write errors also name the output path */
+        fprintf(stderr, "spectro: %s: %s\n", J->inputs[i], err.msg);
+    }
+    pthread_mutex_lock(&J->lock);
+    J->done++;
+    J->nfailed += !ok;
+    if (J->progress)
+        cm_progress_update(J->progress, J->done, J->nfailed, NULL);
+    pthread_mutex_unlock(&J->lock);
+}
+
+int main(int argc, char **argv)
+{
+    sp_params p;
+    sp_params_default(&p);
+    const char *out = NULL, *wisdom = NULL;
+    int jobs = 0, no_wisdom = 0, timing = 0, quiet = 0, verbose = 0;
+    double start = 0, end = -1;
+    static const struct option opts[] = {
+        {"output", required_argument, 0, 'o'}, {"jobs", required_argument, 0, 'j'},
+        {"sample-rate", required_argument, 0, O_SR}, {"duration", required_argument, 0, O_DUR},
+        {"start", required_argument, 0, O_START}, {"end", required_argument, 0, O_END},
+        {"window", required_argument, 0, O_WIN}, {"overlap", required_argument, 0, O_OVL},
+        {"window-fn", required_argument, 0, O_WFN}, {"scale", required_argument, 0, O_SCALE},
+        {"no-detrend", no_argument, 0, O_NODET}, {"no-log", no_argument, 0, O_NOLOG},
+        {"log-eps", required_argument, 0, O_EPS}, {"normalize", required_argument, 0, O_NORM},
+        {"wisdom", required_argument, 0, O_WISDOM}, {"no-wisdom", no_argument, 0, O_NOWISDOM},
+        {"timing", no_argument, 0, O_TIMING}, {"quiet", no_argument, 0, 'q'},
+        {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    const char *bad = NULL;
+    while ((c = getopt_long(argc, argv, "o:j:qvh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'j': if (parse_int(optarg, &jobs) || jobs < 1) bad = "-j needs a positive integer"; break;
+        case O_SR: if (parse_int(optarg, &p.sample_rate)) bad = "--sample-rate needs an integer"; break;
+        case O_DUR: if (parse_double(optarg, &p.duration)) bad = "--duration needs a number"; break;
+        case O_START: if (parse_double(optarg, &start) || start < 0) bad = "--start needs a number >= 0"; break;
+        case O_END: if (parse_double(optarg, &end) || end < 0) bad = "--end needs a number >= 0"; break;
+        case O_WIN: if (parse_int(optarg, &p.window)) bad = "--window needs an integer"; break;
+        case O_OVL: if (parse_int(optarg, &p.overlap)) bad = "--overlap needs an integer"; break;
+        case O_WFN:
+            if (!strcmp(optarg, "tukey")) p.window_kind = SP_WINDOW_TUKEY25;
+            else if (!strcmp(optarg, "hann")) p.window_kind = SP_WINDOW_HANN;
+            else bad = "--window-fn is tukey or hann";
+            break;
+        case O_SCALE:
+            if (!strcmp(optarg, "density")) p.scale = SP_SCALE_DENSITY;
+            else if (!strcmp(optarg, "magnitude")) p.scale = SP_SCALE_MAGNITUDE;
+            else bad = "--scale is density or magnitude";
+            break;
+        case O_NODET: p.detrend = 0; break;
+        case O_NOLOG: p.log = 0; break;
+        case O_EPS: if (parse_double(optarg, &p.log_eps)) bad = "--log-eps needs a number"; break;
+        case O_NORM:
+            if (!strcmp(optarg, "none")) p.normalize = SP_NORM_NONE;
+            else if (!strcmp(optarg, "clip")) p.normalize = SP_NORM_CLIP;
+            else bad = "--normalize is none or clip";
+            break;
+        case O_WISDOM: wisdom = optarg; break;
+        case O_NOWISDOM: no_wisdom = 1; break;
+        case O_TIMING: timing = 1; break;
+        case 'q': quiet = 1; break;
+        case 'v': verbose = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "spectro: %s\n", bad);
+            return 2;
+        }
+    }
+    int nin = argc - optind;
+    char **inputs = argv + optind;
+    cm_err err = {{0}};
+    if (nin < 1 || !out) {
+        fprintf(stderr, "spectro: %s\nTry 'spectro --help'.\n", nin < 1 ? "no input" : "no output (-o OUT)");
+        return 2;
+    }
+    if (end >= 0 && end <= start) {
+        fprintf(stderr, "spectro: --end must be greater than --start\n");
+        return 2;
+    }
+    if (sp_params_check(&p, &err) != 0) {
+        fprintf(stderr, "spectro: %s\n", err.msg);
+        return 2;
+    }
+    if (sp_target_samples(&p) < (size_t)p.window) {
+        fprintf(stderr, "spectro: --duration %g s is shorter than one window\n", p.duration);
+        return 2;
+    }
+    int is_npy = cm_has_suffix(out, ".npy"), is_h5 = cm_has_suffix(out, ".h5");
+    if ((is_npy || is_h5) && nin != 1) {
+        fprintf(stderr, "spectro: %d inputs need a folder as OUT, not a %s file\n", nin, is_npy ? ".npy" : ".h5");
+        return 2;
+    }
+    char **outputs = calloc((size_t)nin, sizeof *outputs);
+    if (!outputs)
+        return 1;
+    if (is_npy || is_h5) {
+        outputs[0] = strdup(out);
+    } else {
+        if (cm_is_file(out)) {
+            fprintf(stderr, "spectro: %s: exists and is not a folder (use .npy or .h5 for one file)\n", out);
+            return 2;
+        }
+        for (int i = 0; i < nin; i++) {
+            char base[CM_PATH_MAX / 2];
+            cm_basename_noext(base, sizeof base, inputs[i]);
+            size_t len = strlen(out) + strlen(base) + 8;
+            outputs[i] = malloc(len);
+            if (!outputs[i])
+                return 1;
+            snprintf(outputs[i], len, "%s/%s.npy", out, base);
+            for (int k = 0; k < i; k++)
+                if (!strcmp(outputs[k], outputs[i])) {
+                    fprintf(stderr, "spectro: %s and %s would both write %s\n", inputs[k], inputs[i], outputs[i]);
+                    return 2;
+                }
+        }
+        if (cm_mkdirs(out, &err) != 0) {
+            fprintf(stderr, "spectro: %s\n", err.msg);
+            return 1;
+        }
+    }
+
+    sp_set_ffmpeg_log(verbose);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+
+    char wpath[CM_PATH_MAX];
+    const char *wp = NULL;
+    if (!no_wisdom) {
+        if (wisdom)
+            wp = wisdom;
+        else if (sp_default_wisdom_path(wpath, sizeof wpath) == 0)
+            wp = wpath;
+    }
+    double tplan = cm_now();
+    sp_stft *stft = sp_stft_create(&p, wp, &err);
+    tplan = cm_now() - tplan;
+    if (!stft) {
+        fprintf(stderr, "spectro: %s\n", err.msg);
+        return 1;
+    }
+
+    if (jobs <= 0)
+        jobs = cm_ncpu();
+    if (jobs > nin)
+        jobs = nin;
+    job J = {.stft = stft, .p = &p, .inputs = inputs, .outputs = outputs, .h5 = is_h5,
+             .start = start, .end = end};
+    J.stage_time = calloc((size_t)jobs, sizeof *J.stage_time);
+    J.failed = calloc((size_t)nin, sizeof *J.failed);
+    if (!J.stage_time || !J.failed)
+        return 1;
+    pthread_mutex_init(&J.lock, NULL);
+    if (!quiet && nin > 1 && isatty(STDERR_FILENO))
+        J.progress = cm_progress_create(stderr, "spectro", (size_t)nin, 0.5);
+    double t0 = cm_now();
+    cm_parallel_for((size_t)nin, jobs, process_one, &J);
+    double wall = cm_now() - t0;
+    if (J.progress) {
+        cm_progress_finish(J.progress, J.done, J.nfailed, NULL);
+        cm_progress_destroy(J.progress);
+    }
+    if (timing) {
+        size_t ok = (size_t)nin - J.nfailed;
+        fprintf(stderr, "spectro: timing: %d inputs (%zu ok), %d jobs, wall %.3f s, plan %.1f ms\n", nin, ok,
+                jobs, wall, tplan * 1e3);
+        for (int s = 0; s < NSTAGE; s++) {
+            double tot = 0;
+            for (int w = 0; w < jobs; w++)
+                tot += J.stage_time[w][s];
+            fprintf(stderr, "spectro: timing: %-12s %9.3f ms total, %8.3f ms per input\n", stage_names[s],
+                    tot * 1e3, ok ? tot * 1e3 / (double)ok : 0.0);
+        }
+    }
+    int rc = J.nfailed ? 1 : 0;
+    sp_stft_destroy(stft);
+    for (int i = 0; i < nin; i++)
+        free(outputs[i]);
+    free(outputs);
+    free(J.stage_time);
+    free(J.failed);
+    pthread_mutex_destroy(&J.lock);
+    return rc;
+}
