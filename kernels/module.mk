@@ -1,6 +1,7 @@
 # kernels: the CUDA backend (cuDNN, cuBLAS, the project's own kernels).
 # Built whenever nvcc and cuDNN are present; otherwise kernels/cuda_absent.c
-# provides be_cuda_create() that reports the backend as unavailable.
+# provides be_cuda_create() and the extras of kernels/cuda_backend.h, which
+# report the backend as unavailable.
 CUDA_HOME  ?= /usr/local/cuda
 HAVE_CUDA  := $(shell test -x $(NVCC) && { test -f $(CUDA_HOME)/include/cudnn.h || test -f /usr/include/cudnn.h || test -f /usr/local/include/cudnn.h; } && echo 1)
 CUDA_ARCH  ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
@@ -16,6 +17,13 @@ endif
 kernels_LIB := $(LIB)/libkernels.a
 $(kernels_LIB): $(call objs,$(kernels_SRCS))
 
-$(OBJ)/%.cu.o: %.cu
+$(OBJ)/%.cu.o: %.cu $(wildcard kernels/*.h) train/backend.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+# One Criterion binary per tests/unit/test_kernels*.c (no GPU needed).
+kernels_TESTS := $(patsubst tests/unit/%.c,$(TESTBIN)/%,$(wildcard tests/unit/test_kernels*.c))
+UNIT_TESTS += $(kernels_TESTS)
+$(kernels_TESTS): $(TESTBIN)/%: $(OBJ)/tests/unit/%.o $(kernels_LIB) $(common_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcriterion $(CUDA_LDLIBS) $(LDLIBS)

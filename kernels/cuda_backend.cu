@@ -1,0 +1,811 @@
+/* cuda_backend: the CUDA implementation of train/backend.h.
+ *
+ * One compute stream carries every op in issue order; host->device copies go
+ * on a second stream, ordered with events. cuDNN does convolutions (algorithm
+ * chosen once per shape by timing with cudnnFind*Ex inside a bounded
+ * workspace, cached) and batch norm; cuBLAS does the linear layers; the rest
+ * are the kernels of kernels/cuda_kernels.cu. Failures are sticky: the first
+ * one is kept in the context, later ops return at once, status() reports it.
+ */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/cuda_internal.h"
+
+extern "C" {
+#include "kernels/cuda_backend.h"
+}
+
+namespace {
+
+enum { CONV_FWD = 0, CONV_BWD_DATA = 1, CONV_BWD_FILTER = 2 };
+
+struct conv_entry {
+    be_conv_shape s;
+    cudnnTensorDescriptor_t xd, yd;
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+    int found[3];
+    int algo[3];
+    cudnnMathType_t math[3];
+    size_t ws[3];
+};
+
+struct cu_ctx {
+    be_ctx base; /* first member */
+    int device;
+    int tf32;
+    int use_find; /* 1: time the algorithms (cudnnFind*Ex); 0: cuDNN's heuristics */
+    char name[256];
+    cudaStream_t stream, copy_stream;
+    cudaEvent_t compute_ev, copy_ev, stage_ev;
+    cudnnHandle_t dnn;
+    cublasHandle_t blas;
+    cudnnTensorDescriptor_t bn_x, bn_p;
+
+    int failed;
+    cm_err err;
+
+    std::unordered_map<void *, size_t> *sizes; /* device allocations */
+    size_t cur_bytes, peak_bytes;
+
+    void *ws; /* convolution workspace, grown when a chosen algorithm needs more */
+    size_t ws_size, ws_limit;
+    std::vector<conv_entry *> *convs;
+
+    float *per; /* per-sample losses */
+    size_t per_cap;
+    be_crop *crops_dev, *crops_host; /* crops for prep_frames (host side pinned) */
+    size_t crops_cap;
+};
+
+cu_ctx *CTX(be_ctx *b) { return (cu_ctx *)b; }
+
+void fail(cu_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fail(cu_ctx *c, const char *fmt, ...)
+{
+    if (c->failed) return;
+    c->failed = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err.msg, sizeof c->err.msg, fmt, ap);
+    va_end(ap);
+}
+
+bool cu_ok(cu_ctx *c, cudaError_t e, const char *what)
+{
+    if (e == cudaSuccess) return true;
+    fail(c, "cuda: %s: %s", what, cudaGetErrorString(e));
+    return false;
+}
+bool dnn_ok(cu_ctx *c, cudnnStatus_t e, const char *what)
+{
+    if (e == CUDNN_STATUS_SUCCESS) return true;
+    fail(c, "cudnn: %s: %s", what, cudnnGetErrorString(e));
+    return false;
+}
+bool blas_ok(cu_ctx *c, cublasStatus_t e, const char *what)
+{
+    if (e == CUBLAS_STATUS_SUCCESS) return true;
+    fail(c, "cublas: %s: %s", what, cublasGetStatusString(e));
+    return false;
+}
+
+/* ---------------- memory accounting ---------------- */
+
+void *dev_alloc(cu_ctx *c, size_t bytes, const char *what)
+{
+    void *p = NULL;
+    if (bytes == 0) bytes = 1;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError(); /* out of memory is not sticky in the runtime */
+        fail(c, "cuda: %s: cannot allocate %zu bytes: %s", what, bytes, cudaGetErrorString(e));
+        return NULL;
+    }
+    (*c->sizes)[p] = bytes;
+    c->cur_bytes += bytes;
+    if (c->cur_bytes > c->peak_bytes) c->peak_bytes = c->cur_bytes;
+    return p;
+}
+
+void dev_free(cu_ctx *c, void *p)
+{
+    if (!p) return;
+    auto it = c->sizes->find(p);
+    if (it != c->sizes->end()) {
+        c->cur_bytes -= it->second;
+        c->sizes->erase(it);
+    }
+    cu_ok(c, cudaFree(p), "cudaFree");
+}
+
+/* Workspace of at least `bytes` (contents not kept). NULL on failure. */
+bool ensure_ws(cu_ctx *c, size_t bytes)
+{
+    if (bytes <= c->ws_size) return true;
+    dev_free(c, c->ws); /* cudaFree waits for the work that may still use it */
+    c->ws = NULL;
+    c->ws_size = 0;
+    c->ws = dev_alloc(c, bytes, "convolution workspace");
+    if (!c->ws) return false;
+    c->ws_size = bytes;
+    return true;
+}
+
+float *ensure_per(cu_ctx *c, size_t n)
+{
+    if (n > c->per_cap) {
+        dev_free(c, c->per);
+        c->per = (float *)dev_alloc(c, n * sizeof(float), "loss scratch");
+        c->per_cap = c->per ? n : 0;
+    }
+    return c->per;
+}
+
+/* ---------------- ops: context ---------------- */
+
+void cu_destroy(be_ctx *b);
+
+int cu_status(be_ctx *b, cm_err *err)
+{
+    cu_ctx *c = CTX(b);
+    if (!c->failed) {
+        cudaError_t e = cudaStreamQuery(c->stream);
+        if (e != cudaSuccess && e != cudaErrorNotReady) cu_ok(c, e, "asynchronous error");
+    }
+    if (c->failed) {
+        if (err) *err = c->err;
+        return -1;
+    }
+    return 0;
+}
+
+void cu_sync(be_ctx *b)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return;
+    if (cu_ok(c, cudaStreamSynchronize(c->copy_stream), "copy stream")) cu_ok(c, cudaStreamSynchronize(c->stream), "compute stream");
+}
+
+void *cu_alloc(be_ctx *b, size_t bytes)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return NULL;
+    void *p = dev_alloc(c, bytes, "alloc");
+    if (p && !cu_ok(c, cudaMemsetAsync(p, 0, bytes, c->stream), "alloc zero-fill")) return NULL;
+    return p;
+}
+
+void cu_free(be_ctx *b, void *p)
+{
+    cu_ctx *c = CTX(b);
+    if (!p) return;
+    auto it = c->sizes->find(p);
+    if (it == c->sizes->end()) return; /* not ours, or freed on a failed context */
+    c->cur_bytes -= it->second;
+    c->sizes->erase(it);
+    cudaError_t e = cudaFree(p);
+    if (!c->failed) cu_ok(c, e, "free");
+}
+
+void copy_in(cu_ctx *c, void *dst, const void *src, size_t bytes, bool after_compute)
+{
+    if (c->failed || bytes == 0) return;
+    if (after_compute) {
+        if (!cu_ok(c, cudaEventRecord(c->compute_ev, c->stream), "to_device: record")) return;
+        if (!cu_ok(c, cudaStreamWaitEvent(c->copy_stream, c->compute_ev, 0), "to_device: wait")) return;
+    }
+    if (!cu_ok(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->copy_stream), "to_device")) return;
+    if (!cu_ok(c, cudaEventRecord(c->copy_ev, c->copy_stream), "to_device: record copy")) return;
+    cu_ok(c, cudaStreamWaitEvent(c->stream, c->copy_ev, 0), "to_device: order");
+}
+
+void cu_to_device(be_ctx *b, void *dst, const void *src, size_t bytes)
+{
+    copy_in(CTX(b), dst, src, bytes, true);
+}
+
+void cu_to_host(be_ctx *b, void *dst, const void *src, size_t bytes)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed || bytes == 0) return;
+    if (!cu_ok(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "to_host")) return;
+    cu_ok(c, cudaStreamSynchronize(c->stream), "to_host: wait");
+}
+
+void cu_zero(be_ctx *b, void *p, size_t bytes)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed || bytes == 0) return;
+    cu_ok(c, cudaMemsetAsync(p, 0, bytes, c->stream), "zero");
+}
+
+void cu_copy(be_ctx *b, void *dst, const void *src, size_t bytes)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed || bytes == 0 || dst == src) return;
+    cu_ok(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream), "copy");
+}
+
+void *cu_host_alloc(be_ctx *b, size_t bytes)
+{
+    cu_ctx *c = CTX(b);
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        fail(c, "cuda: host_alloc of %zu bytes: %s", bytes, cudaGetErrorString(e));
+        return NULL;
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+void cu_host_free(be_ctx *b, void *p)
+{
+    (void)b;
+    if (p) cudaFreeHost(p);
+}
+
+/* ---------------- convolution ---------------- */
+
+bool same_shape(const be_conv_shape *a, const be_conv_shape *b)
+{
+    return a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w && a->k == b->k && a->kh == b->kh &&
+           a->kw == b->kw && a->stride == b->stride && a->pad == b->pad;
+}
+
+conv_entry *get_conv(cu_ctx *c, const be_conv_shape *s)
+{
+    for (conv_entry *e : *c->convs)
+        if (same_shape(&e->s, s)) return e;
+    conv_entry *e = (conv_entry *)calloc(1, sizeof *e);
+    if (!e) {
+        fail(c, "out of host memory");
+        return NULL;
+    }
+    e->s = *s;
+    int oh = (s->h + 2 * s->pad - s->kh) / s->stride + 1, ow = (s->w + 2 * s->pad - s->kw) / s->stride + 1;
+    bool ok = dnn_ok(c, cudnnCreateTensorDescriptor(&e->xd), "descriptor") &&
+              dnn_ok(c, cudnnCreateTensorDescriptor(&e->yd), "descriptor") &&
+              dnn_ok(c, cudnnCreateFilterDescriptor(&e->wd), "descriptor") &&
+              dnn_ok(c, cudnnCreateConvolutionDescriptor(&e->cd), "descriptor") &&
+              dnn_ok(c, cudnnSetTensor4dDescriptor(e->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->n, s->c, s->h, s->w),
+                     "conv input shape") &&
+              dnn_ok(c, cudnnSetTensor4dDescriptor(e->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->n, s->k, oh, ow),
+                     "conv output shape") &&
+              dnn_ok(c, cudnnSetFilter4dDescriptor(e->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s->k, s->c, s->kh, s->kw),
+                     "conv filter shape") &&
+              dnn_ok(c, cudnnSetConvolution2dDescriptor(e->cd, s->pad, s->pad, s->stride, s->stride, 1, 1,
+                                                        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                     "conv descriptor") &&
+              dnn_ok(c, cudnnSetConvolutionMathType(e->cd, c->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH),
+                     "conv math type");
+    c->convs->push_back(e); /* destroyed with the context either way */
+    return ok ? e : NULL;
+}
+
+/* The largest workspace among the algorithms that fit the limit. */
+template <typename P> size_t max_fitting_ws(const P *perf, int n, size_t limit)
+{
+    size_t m = 0;
+    for (int i = 0; i < n; i++)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit && perf[i].memory > m) m = perf[i].memory;
+    return m;
+}
+
+/* Picks the first (fastest) successful result within `limit`. */
+template <typename P> bool pick(conv_entry *e, int kind, const P *perf, int n, size_t limit, bool tf32)
+{
+    for (int i = 0; i < n; i++) {
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > limit) continue;
+        if (!tf32 && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH) continue;
+        e->algo[kind] = (int)perf[i].algo;
+        e->math[kind] = perf[i].mathType;
+        e->ws[kind] = perf[i].memory;
+        e->found[kind] = 1;
+        return true;
+    }
+    return false;
+}
+
+#define NPERF 16
+
+/* Finds the algorithm of one kind for an entry (once). The buffers are the
+ * op's own: the search overwrites the output, which the op writes after. */
+bool find_algo(cu_ctx *c, conv_entry *e, int kind, const void *x, const void *w, const void *y)
+{
+    if (e->found[kind]) return true;
+    cudnnMathType_t mt = c->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+    if (!dnn_ok(c, cudnnSetConvolutionMathType(e->cd, mt), "conv math type")) return false;
+    int n = 0;
+    size_t need = 0;
+    void *tmp = NULL;
+    bool ok = false;
+    if (kind == CONV_FWD) {
+        cudnnConvolutionFwdAlgoPerf_t perf[NPERF];
+        if (!dnn_ok(c, cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, e->xd, e->wd, e->cd, e->yd, NPERF, &n, perf),
+                    "conv forward heuristics"))
+            return false;
+        if (c->use_find) {
+            need = max_fitting_ws(perf, n, c->ws_limit);
+            if (need > c->ws_size && !(tmp = dev_alloc(c, need, "convolution search workspace"))) return false;
+            if (!dnn_ok(c, cudnnFindConvolutionForwardAlgorithmEx(c->dnn, e->xd, x, e->wd, w, e->cd, e->yd, (void *)y,
+                                                                  NPERF, &n, perf, tmp ? tmp : c->ws,
+                                                                  tmp ? need : c->ws_size),
+                        "conv forward search"))
+                goto out;
+        }
+        ok = pick(e, kind, perf, n, c->ws_limit, c->tf32);
+    } else if (kind == CONV_BWD_DATA) {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[NPERF];
+        if (!dnn_ok(c, cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, e->wd, e->yd, e->cd, e->xd, NPERF, &n, perf),
+                    "conv backward-data heuristics"))
+            return false;
+        if (c->use_find) {
+            need = max_fitting_ws(perf, n, c->ws_limit);
+            if (need > c->ws_size && !(tmp = dev_alloc(c, need, "convolution search workspace"))) return false;
+            if (!dnn_ok(c, cudnnFindConvolutionBackwardDataAlgorithmEx(c->dnn, e->wd, w, e->yd, y, e->cd, e->xd,
+                                                                       (void *)x, NPERF, &n, perf, tmp ? tmp : c->ws,
+                                                                       tmp ? need : c->ws_size),
+                        "conv backward-data search"))
+                goto out;
+        }
+        ok = pick(e, kind, perf, n, c->ws_limit, c->tf32);
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[NPERF];
+        if (!dnn_ok(c, cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, e->xd, e->yd, e->cd, e->wd, NPERF, &n, perf),
+                    "conv backward-filter heuristics"))
+            return false;
+        if (c->use_find) {
+            need = max_fitting_ws(perf, n, c->ws_limit);
+            if (need > c->ws_size && !(tmp = dev_alloc(c, need, "convolution search workspace"))) return false;
+            if (!dnn_ok(c, cudnnFindConvolutionBackwardFilterAlgorithmEx(c->dnn, e->xd, x, e->yd, y, e->cd, e->wd,
+                                                                         (void *)w, NPERF, &n, perf,
+                                                                         tmp ? tmp : c->ws, tmp ? need : c->ws_size),
+                        "conv backward-filter search"))
+                goto out;
+        }
+        ok = pick(e, kind, perf, n, c->ws_limit, c->tf32);
+    }
+    if (!ok)
+        fail(c, "cudnn: no convolution algorithm for %dx%dx%dx%d * %dx%dx%dx%d (stride %d, pad %d) within %zu MiB of workspace",
+             e->s.n, e->s.c, e->s.h, e->s.w, e->s.k, e->s.c, e->s.kh, e->s.kw, e->s.stride, e->s.pad, c->ws_limit >> 20);
+out:
+    if (tmp) dev_free(c, tmp);
+    if (ok) ok = ensure_ws(c, e->ws[kind]);
+    return ok;
+}
+
+const float ONE = 1.f, ZERO = 0.f;
+
+void cu_conv_fwd(be_ctx *b, const be_conv_shape *s, const float *x, const float *w, float *y)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return;
+    conv_entry *e = get_conv(c, s);
+    if (!e || !find_algo(c, e, CONV_FWD, x, w, y)) return;
+    if (!dnn_ok(c, cudnnSetConvolutionMathType(e->cd, e->math[CONV_FWD]), "conv math type")) return;
+    dnn_ok(c, cudnnConvolutionForward(c->dnn, &ONE, e->xd, x, e->wd, w, e->cd, (cudnnConvolutionFwdAlgo_t)e->algo[CONV_FWD],
+                                      c->ws, e->ws[CONV_FWD], &ZERO, e->yd, y),
+           "conv forward");
+}
+
+void cu_conv_bwd_data(be_ctx *b, const be_conv_shape *s, const float *dy, const float *w, float *dx)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return;
+    conv_entry *e = get_conv(c, s);
+    if (!e || !find_algo(c, e, CONV_BWD_DATA, dx, w, dy)) return;
+    if (!dnn_ok(c, cudnnSetConvolutionMathType(e->cd, e->math[CONV_BWD_DATA]), "conv math type")) return;
+    dnn_ok(c, cudnnConvolutionBackwardData(c->dnn, &ONE, e->wd, w, e->yd, dy, e->cd,
+                                           (cudnnConvolutionBwdDataAlgo_t)e->algo[CONV_BWD_DATA], c->ws,
+                                           e->ws[CONV_BWD_DATA], &ZERO, e->xd, dx),
+           "conv backward data");
+}
+
+void cu_conv_bwd_filter(be_ctx *b, const be_conv_shape *s, const float *x, const float *dy, float *dw)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return;
+    conv_entry *e = get_conv(c, s);
+    if (!e || !find_algo(c, e, CONV_BWD_FILTER, x, dw, dy)) return;
+    if (!dnn_ok(c, cudnnSetConvolutionMathType(e->cd, e->math[CONV_BWD_FILTER]), "conv math type")) return;
+    dnn_ok(c, cudnnConvolutionBackwardFilter(c->dnn, &ONE, e->xd, x, e->yd, dy, e->cd,
+                                             (cudnnConvolutionBwdFilterAlgo_t)e->algo[CONV_BWD_FILTER], c->ws,
+                                             e->ws[CONV_BWD_FILTER], &ZERO, e->wd, dw),
+           "conv backward filter");
+}
+
+/* ---------------- batch norm (cuDNN spatial) ---------------- */
+
+bool bn_desc(cu_ctx *c, int n, int ch, int hw)
+{
+    return dnn_ok(c, cudnnSetTensor4dDescriptor(c->bn_x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, ch, hw, 1), "bn shape") &&
+           dnn_ok(c, cudnnDeriveBNTensorDescriptor(c->bn_p, c->bn_x, CUDNN_BATCHNORM_SPATIAL), "bn parameter shape");
+}
+
+void cu_bn_fwd_train(be_ctx *b, int n, int ch, int hw, const float *x, const float *gamma, const float *beta,
+                     float *run_mean, float *run_var, float momentum, float eps, float *y, float *save_mean,
+                     float *save_invstd)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed || !bn_desc(c, n, ch, hw)) return;
+    dnn_ok(c, cudnnBatchNormalizationForwardTraining(c->dnn, CUDNN_BATCHNORM_SPATIAL, &ONE, &ZERO, c->bn_x, x, c->bn_x, y,
+                                                     c->bn_p, gamma, beta, (double)momentum, run_mean, run_var,
+                                                     (double)eps, save_mean, save_invstd),
+           "batch norm (training)");
+}
+
+void cu_bn_fwd_eval(be_ctx *b, int n, int ch, int hw, const float *x, const float *gamma, const float *beta,
+                    const float *run_mean, const float *run_var, float eps, float *y)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed || !bn_desc(c, n, ch, hw)) return;
+    dnn_ok(c, cudnnBatchNormalizationForwardInference(c->dnn, CUDNN_BATCHNORM_SPATIAL, &ONE, &ZERO, c->bn_x, x, c->bn_x,
+                                                      y, c->bn_p, gamma, beta, run_mean, run_var, (double)eps),
+           "batch norm (evaluation)");
+}
+
+void cu_bn_bwd(be_ctx *b, int n, int ch, int hw, const float *x, const float *dy, const float *gamma,
+               const float *save_mean, const float *save_invstd, float *dx, float *dgamma, float *dbeta)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed || !bn_desc(c, n, ch, hw)) return;
+    /* epsilon is unused when the saved statistics are given */
+    dnn_ok(c, cudnnBatchNormalizationBackward(c->dnn, CUDNN_BATCHNORM_SPATIAL, &ONE, &ZERO, &ONE, &ZERO, c->bn_x, x,
+                                              c->bn_x, dy, c->bn_x, dx, c->bn_p, gamma, dgamma, dbeta, 1e-5, save_mean,
+                                              save_invstd),
+           "batch norm (backward)");
+}
+
+/* ---------------- own kernels ---------------- */
+
+#define LAUNCH(c, call, what)          \
+    do {                               \
+        if ((c)->failed) return;       \
+        cu_ok((c), (call), (what));    \
+    } while (0)
+
+void cu_relu_fwd(be_ctx *b, size_t n, const float *x, float *y) { LAUNCH(CTX(b), k_relu_fwd(CTX(b)->stream, n, x, y), "relu"); }
+void cu_relu_bwd(be_ctx *b, size_t n, const float *y, const float *dy, float *dx)
+{
+    LAUNCH(CTX(b), k_relu_bwd(CTX(b)->stream, n, y, dy, dx), "relu backward");
+}
+void cu_leaky_fwd(be_ctx *b, size_t n, float slope, const float *x, float *y)
+{
+    LAUNCH(CTX(b), k_leaky_fwd(CTX(b)->stream, n, slope, x, y), "leaky relu");
+}
+void cu_leaky_bwd(be_ctx *b, size_t n, float slope, const float *x, const float *dy, float *dx)
+{
+    LAUNCH(CTX(b), k_leaky_bwd(CTX(b)->stream, n, slope, x, dy, dx), "leaky relu backward");
+}
+
+void cu_maxpool_fwd(be_ctx *b, const be_pool_shape *s, const float *x, float *y)
+{
+    LAUNCH(CTX(b), k_maxpool_fwd(CTX(b)->stream, s, x, y), "max pool");
+}
+void cu_maxpool_bwd(be_ctx *b, const be_pool_shape *s, const float *x, const float *y, const float *dy, float *dx)
+{
+    cu_ctx *c = CTX(b);
+    (void)y;
+    if (c->failed) return;
+    if (!cu_ok(c, cudaMemsetAsync(dx, 0, (size_t)s->n * s->c * s->h * s->w * sizeof(float), c->stream), "max pool backward")) return;
+    cu_ok(c, k_maxpool_bwd(c->stream, s, x, dy, dx), "max pool backward");
+}
+void cu_avgpool_fwd(be_ctx *b, int n, int ch, int hw, const float *x, float *y)
+{
+    LAUNCH(CTX(b), k_avgpool_fwd(CTX(b)->stream, n, ch, hw, x, y), "average pool");
+}
+void cu_avgpool_bwd(be_ctx *b, int n, int ch, int hw, const float *dy, float *dx)
+{
+    LAUNCH(CTX(b), k_avgpool_bwd(CTX(b)->stream, n, ch, hw, dy, dx), "average pool backward");
+}
+
+/* Row-major y[n,out] = x[n,in] w[out,in]^T is column-major y^T = w^T... see the report in kernels/README. */
+void cu_linear_fwd(be_ctx *b, int n, int in, int out, const float *x, const float *w, const float *bias, float *y)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return;
+    if (!blas_ok(c, cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &ONE, w, in, x, in, &ZERO, y, out),
+                 "linear forward"))
+        return;
+    if (bias) cu_ok(c, k_add_bias(c->stream, n, out, bias, y), "linear bias");
+}
+
+void cu_linear_bwd(be_ctx *b, int n, int in, int out, const float *x, const float *w, const float *dy, float *dx,
+                   float *dw, float *dbias)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return;
+    if (dx && !blas_ok(c, cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &ONE, w, in, dy, out, &ZERO, dx, in),
+                       "linear backward data"))
+        return;
+    if (dw && !blas_ok(c, cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &ONE, x, in, dy, out, &ZERO, dw, in),
+                       "linear backward weight"))
+        return;
+    if (dbias) cu_ok(c, k_col_sum(c->stream, n, out, dy, dbias), "linear backward bias");
+}
+
+void cu_add(be_ctx *b, size_t n, const float *a, const float *x, float *y) { LAUNCH(CTX(b), k_add(CTX(b)->stream, n, a, x, y), "add"); }
+void cu_axpy(be_ctx *b, size_t n, float alpha, const float *x, float *y)
+{
+    LAUNCH(CTX(b), k_axpy(CTX(b)->stream, n, alpha, x, y), "axpy");
+}
+void cu_scale(be_ctx *b, size_t n, float alpha, float *y) { LAUNCH(CTX(b), k_scale(CTX(b)->stream, n, alpha, y), "scale"); }
+
+void cu_ce(be_ctx *b, int B, int C, const float *z, const int32_t *y, float weight, float *loss, float *dz)
+{
+    cu_ctx *c = CTX(b);
+    float *per;
+    if (c->failed || B <= 0 || !(per = ensure_per(c, (size_t)B))) return;
+    if (cu_ok(c, k_ce(c->stream, B, C, z, y, weight, per, dz), "cross-entropy"))
+        cu_ok(c, k_loss_reduce(c->stream, B, per, weight, loss), "cross-entropy");
+}
+void cu_kl(be_ctx *b, int B, int C, const float *t, const float *s, float temp, float weight, float *loss, float *ds)
+{
+    cu_ctx *c = CTX(b);
+    float *per;
+    if (c->failed || B <= 0 || !(per = ensure_per(c, (size_t)B))) return;
+    if (cu_ok(c, k_kl(c->stream, B, C, t, s, temp, weight, per, ds), "kl"))
+        cu_ok(c, k_loss_reduce(c->stream, B, per, weight, loss), "kl");
+}
+void cu_nt_kl(be_ctx *b, int B, int C, const float *src, const float *dst, const int32_t *y, const float *keep,
+              float weight, float *loss, float *ddst)
+{
+    cu_ctx *c = CTX(b);
+    float *per;
+    if (c->failed || B <= 0 || !(per = ensure_per(c, (size_t)B))) return;
+    if (cu_ok(c, k_nt_kl(c->stream, B, C, src, dst, y, keep, weight, per, ddst), "non-target kl"))
+        cu_ok(c, k_loss_reduce(c->stream, B, per, weight, loss), "non-target kl");
+}
+void cu_nkd(be_ctx *b, int B, int C, const float *t, const float *s, const int32_t *y, float temp, float gamma,
+            float weight, float *loss, float *ds)
+{
+    cu_ctx *c = CTX(b);
+    float *per;
+    if (c->failed || B <= 0 || !(per = ensure_per(c, (size_t)B))) return;
+    if (cu_ok(c, k_nkd(c->stream, B, C, t, s, y, temp, gamma, weight, per, ds), "nkd"))
+        cu_ok(c, k_loss_reduce(c->stream, B, per, weight, loss), "nkd");
+}
+void cu_kendall(be_ctx *b, int B, int C, const float *a, const float *x, float omega, float *tau, float *keep)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return;
+    if (2 * (size_t)C * sizeof(float) > 48 * 1024) {
+        fail(c, "kendall_select: %d classes is more than the 6144 supported", C);
+        return;
+    }
+    cu_ok(c, k_kendall(c->stream, B, C, a, x, omega, tau, keep), "kendall tau-b");
+}
+void cu_argmax(be_ctx *b, int B, int C, const float *z, int32_t *pred)
+{
+    LAUNCH(CTX(b), k_argmax(CTX(b)->stream, B, C, z, pred), "argmax");
+}
+void cu_sgd(be_ctx *b, size_t n, float *p, const float *g, float *m, float lr, float momentum)
+{
+    LAUNCH(CTX(b), k_sgd(CTX(b)->stream, n, p, g, m, lr, momentum), "sgd");
+}
+void cu_prep_spec(be_ctx *b, int n, size_t len, const uint16_t *half, int standardize, float *out)
+{
+    LAUNCH(CTX(b), k_prep_spec(CTX(b)->stream, n, len, half, standardize, out), "prep_spec");
+}
+
+void cu_prep_frames(be_ctx *b, int n, const be_crop *crops, const uint8_t *src, int oh, int ow, const float mean[3],
+                    const float std[3], float *out)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed || n <= 0) return;
+    /* the pinned staging area may still feed the previous copy: wait for it */
+    if (!cu_ok(c, cudaEventSynchronize(c->stage_ev), "prep_frames: wait")) return;
+    if ((size_t)n > c->crops_cap) {
+        dev_free(c, c->crops_dev);
+        if (c->crops_host) cudaFreeHost(c->crops_host);
+        c->crops_host = NULL;
+        c->crops_cap = 0;
+        c->crops_dev = (be_crop *)dev_alloc(c, (size_t)n * sizeof(be_crop), "prep_frames");
+        if (!c->crops_dev) return;
+        if (!cu_ok(c, cudaHostAlloc((void **)&c->crops_host, (size_t)n * sizeof(be_crop), cudaHostAllocDefault), "prep_frames"))
+            return;
+        c->crops_cap = (size_t)n;
+    }
+    memcpy(c->crops_host, crops, (size_t)n * sizeof(be_crop));
+    if (!cu_ok(c, cudaMemcpyAsync(c->crops_dev, c->crops_host, (size_t)n * sizeof(be_crop), cudaMemcpyHostToDevice, c->stream),
+               "prep_frames: crops"))
+        return;
+    if (!cu_ok(c, cudaEventRecord(c->stage_ev, c->stream), "prep_frames: record")) return;
+    cu_ok(c, k_prep_frames(c->stream, n, c->crops_dev, src, oh, ow, mean[0], mean[1], mean[2], std[0], std[1], std[2], out),
+          "prep_frames");
+}
+
+const be_ops CUDA_OPS = {
+    "cuda",
+    cu_destroy,
+    cu_status,
+    cu_sync,
+    cu_alloc,
+    cu_free,
+    cu_to_device,
+    cu_to_host,
+    cu_zero,
+    cu_copy,
+    cu_host_alloc,
+    cu_host_free,
+    cu_conv_fwd,
+    cu_conv_bwd_data,
+    cu_conv_bwd_filter,
+    cu_bn_fwd_train,
+    cu_bn_fwd_eval,
+    cu_bn_bwd,
+    cu_relu_fwd,
+    cu_relu_bwd,
+    cu_leaky_fwd,
+    cu_leaky_bwd,
+    cu_maxpool_fwd,
+    cu_maxpool_bwd,
+    cu_avgpool_fwd,
+    cu_avgpool_bwd,
+    cu_linear_fwd,
+    cu_linear_bwd,
+    cu_add,
+    cu_axpy,
+    cu_scale,
+    cu_ce,
+    cu_kl,
+    cu_nt_kl,
+    cu_nkd,
+    cu_kendall,
+    cu_argmax,
+    cu_sgd,
+    cu_prep_spec,
+    cu_prep_frames,
+};
+
+void cu_destroy(be_ctx *b)
+{
+    cu_ctx *c = CTX(b);
+    if (!c) return;
+    if (c->stream) cudaStreamSynchronize(c->stream);
+    if (c->copy_stream) cudaStreamSynchronize(c->copy_stream);
+    if (c->convs) {
+        for (conv_entry *e : *c->convs) {
+            if (e->xd) cudnnDestroyTensorDescriptor(e->xd);
+            if (e->yd) cudnnDestroyTensorDescriptor(e->yd);
+            if (e->wd) cudnnDestroyFilterDescriptor(e->wd);
+            if (e->cd) cudnnDestroyConvolutionDescriptor(e->cd);
+            free(e);
+        }
+        delete c->convs;
+    }
+    if (c->sizes) {
+        for (auto &kv : *c->sizes) cudaFree(kv.first); /* everything still allocated, workspace included */
+        delete c->sizes;
+    }
+    if (c->crops_host) cudaFreeHost(c->crops_host);
+    if (c->bn_x) cudnnDestroyTensorDescriptor(c->bn_x);
+    if (c->bn_p) cudnnDestroyTensorDescriptor(c->bn_p);
+    if (c->blas) cublasDestroy(c->blas);
+    if (c->dnn) cudnnDestroy(c->dnn);
+    if (c->compute_ev) cudaEventDestroy(c->compute_ev);
+    if (c->copy_ev) cudaEventDestroy(c->copy_ev);
+    if (c->stage_ev) cudaEventDestroy(c->stage_ev);
+    if (c->copy_stream) cudaStreamDestroy(c->copy_stream);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    free(c);
+}
+
+size_t env_size(const char *name, size_t dflt)
+{
+    const char *v = getenv(name);
+    if (!v || !*v) return dflt;
+    char *end;
+    unsigned long long x = strtoull(v, &end, 10);
+    return *end ? dflt : (size_t)x;
+}
+
+} /* namespace */
+
+extern "C" be_ctx *be_cuda_create_ex(int device, int tf32, cm_err *err)
+{
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        (void)cudaGetLastError();
+        cm_err_set(err, "no CUDA device found (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        return NULL;
+    }
+    if (device < 0 || device >= count) {
+        cm_err_set(err, "CUDA device %d does not exist (%d found)", device, count);
+        return NULL;
+    }
+    cu_ctx *c = (cu_ctx *)calloc(1, sizeof *c);
+    if (!c) {
+        cm_err_set(err, "out of memory");
+        return NULL;
+    }
+    c->base.ops = &CUDA_OPS;
+    c->device = device;
+    c->tf32 = tf32 ? 1 : 0;
+    c->use_find = env_size("C2KD_CUDNN_FIND", 1) != 0;
+    c->ws_limit = env_size("C2KD_CUDNN_WS_MB", 256) << 20;
+    c->sizes = new std::unordered_map<void *, size_t>();
+    c->convs = new std::vector<conv_entry *>();
+    cudaDeviceProp prop;
+    const char *step = "cudaSetDevice";
+    cudnnStatus_t ds = CUDNN_STATUS_SUCCESS;
+    cublasStatus_t bs = CUBLAS_STATUS_SUCCESS;
+    if ((e = cudaSetDevice(device)) != cudaSuccess) goto cuda_fail;
+    step = "cudaGetDeviceProperties";
+    if ((e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess) goto cuda_fail;
+    snprintf(c->name, sizeof c->name, "%s", prop.name);
+    step = "stream";
+    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) goto cuda_fail;
+    if ((e = cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking)) != cudaSuccess) goto cuda_fail;
+    step = "event";
+    if ((e = cudaEventCreateWithFlags(&c->compute_ev, cudaEventDisableTiming)) != cudaSuccess) goto cuda_fail;
+    if ((e = cudaEventCreateWithFlags(&c->copy_ev, cudaEventDisableTiming)) != cudaSuccess) goto cuda_fail;
+    if ((e = cudaEventCreateWithFlags(&c->stage_ev, cudaEventDisableTiming)) != cudaSuccess) goto cuda_fail;
+    if ((ds = cudnnCreate(&c->dnn)) != CUDNN_STATUS_SUCCESS) goto dnn_fail;
+    if ((ds = cudnnSetStream(c->dnn, c->stream)) != CUDNN_STATUS_SUCCESS) goto dnn_fail;
+    if ((ds = cudnnCreateTensorDescriptor(&c->bn_x)) != CUDNN_STATUS_SUCCESS) goto dnn_fail;
+    if ((ds = cudnnCreateTensorDescriptor(&c->bn_p)) != CUDNN_STATUS_SUCCESS) goto dnn_fail;
+    if ((bs = cublasCreate(&c->blas)) != CUBLAS_STATUS_SUCCESS) goto blas_fail;
+    if ((bs = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS) goto blas_fail;
+    if ((bs = cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH)) !=
+        CUBLAS_STATUS_SUCCESS)
+        goto blas_fail;
+    return &c->base;
+cuda_fail:
+    (void)cudaGetLastError();
+    cm_err_set(err, "CUDA device %d: %s: %s", device, step, cudaGetErrorString(e));
+    cu_destroy(&c->base);
+    return NULL;
+dnn_fail:
+    cm_err_set(err, "cuDNN: %s", cudnnGetErrorString(ds));
+    cu_destroy(&c->base);
+    return NULL;
+blas_fail:
+    cm_err_set(err, "cuBLAS: %s", cublasGetStatusString(bs));
+    cu_destroy(&c->base);
+    return NULL;
+}
+
+extern "C" be_ctx *be_cuda_create(int device, cm_err *err)
+{
+    const char *v = getenv("C2KD_TF32");
+    int tf32 = !(v && (strcmp(v, "0") == 0 || strcmp(v, "off") == 0));
+    return be_cuda_create_ex(device, tf32, err);
+}
+
+extern "C" int be_is_cuda(const be_ctx *b) { return b && b->ops == &CUDA_OPS; }
+
+extern "C" size_t be_cuda_peak_bytes(be_ctx *b) { return be_is_cuda(b) ? CTX(b)->peak_bytes : 0; }
+extern "C" size_t be_cuda_current_bytes(be_ctx *b) { return be_is_cuda(b) ? CTX(b)->cur_bytes : 0; }
+extern "C" void be_cuda_reset_peak(be_ctx *b)
+{
+    if (be_is_cuda(b)) CTX(b)->peak_bytes = CTX(b)->cur_bytes;
+}
+extern "C" size_t be_cuda_device_used_bytes(be_ctx *b)
+{
+    if (!be_is_cuda(b)) return 0;
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return tot - fr;
+}
+extern "C" const char *be_cuda_device_name(be_ctx *b) { return be_is_cuda(b) ? CTX(b)->name : ""; }
+extern "C" void be_cuda_prefetch(be_ctx *b, void *dst, const void *src, size_t bytes)
+{
+    if (be_is_cuda(b)) copy_in(CTX(b), dst, src, bytes, false);
+}

@@ -1,0 +1,57 @@
+/* cuda_internal: launchers of the project's own kernels (kernels/cuda_kernels.cu),
+ * called by the backend (kernels/cuda_backend.cu). Each enqueues on `st` and
+ * returns the launch error (cudaSuccess when fine). Not a public interface. */
+#ifndef KERNELS_CUDA_INTERNAL_H
+#define KERNELS_CUDA_INTERNAL_H
+
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "train/backend.h"
+}
+
+cudaError_t k_relu_fwd(cudaStream_t st, size_t n, const float *x, float *y);
+cudaError_t k_relu_bwd(cudaStream_t st, size_t n, const float *y, const float *dy, float *dx);
+cudaError_t k_leaky_fwd(cudaStream_t st, size_t n, float slope, const float *x, float *y);
+cudaError_t k_leaky_bwd(cudaStream_t st, size_t n, float slope, const float *x, const float *dy, float *dx);
+
+cudaError_t k_maxpool_fwd(cudaStream_t st, const be_pool_shape *s, const float *x, float *y);
+/* dx must be zeroed before (scatter with atomics). */
+cudaError_t k_maxpool_bwd(cudaStream_t st, const be_pool_shape *s, const float *x, const float *dy, float *dx);
+cudaError_t k_avgpool_fwd(cudaStream_t st, int n, int c, int hw, const float *x, float *y);
+cudaError_t k_avgpool_bwd(cudaStream_t st, int n, int c, int hw, const float *dy, float *dx);
+
+/* y[r, j] += bias[j] for r < rows, j < cols. */
+cudaError_t k_add_bias(cudaStream_t st, int rows, int cols, const float *bias, float *y);
+/* db[j] = sum_r dy[r, j]. */
+cudaError_t k_col_sum(cudaStream_t st, int rows, int cols, const float *dy, float *db);
+
+cudaError_t k_add(cudaStream_t st, size_t n, const float *a, const float *c, float *y);
+cudaError_t k_axpy(cudaStream_t st, size_t n, float alpha, const float *x, float *y);
+cudaError_t k_scale(cudaStream_t st, size_t n, float alpha, float *y);
+cudaError_t k_sgd(cudaStream_t st, size_t n, float *p, const float *g, float *m, float lr, float momentum);
+
+/* Losses: per-sample losses into `per` [B] (scratch), gradients accumulated
+ * into dz with weight/B; then k_loss_reduce adds weight * sum(per) / B to loss[0]. */
+cudaError_t k_ce(cudaStream_t st, int B, int C, const float *z, const int32_t *y, float weight, float *per,
+                 float *dz);
+cudaError_t k_kl(cudaStream_t st, int B, int C, const float *t, const float *s, float temp, float weight,
+                 float *per, float *ds);
+cudaError_t k_nt_kl(cudaStream_t st, int B, int C, const float *src, const float *dst, const int32_t *y,
+                    const float *keep, float weight, float *per, float *ddst);
+cudaError_t k_nkd(cudaStream_t st, int B, int C, const float *t, const float *s, const int32_t *y, float temp,
+                  float gamma, float weight, float *per, float *ds);
+cudaError_t k_loss_reduce(cudaStream_t st, int B, const float *per, float weight, float *loss);
+
+cudaError_t k_kendall(cudaStream_t st, int B, int C, const float *a, const float *c, float omega, float *tau,
+                      float *keep);
+cudaError_t k_argmax(cudaStream_t st, int B, int C, const float *z, int32_t *pred);
+
+cudaError_t k_prep_spec(cudaStream_t st, int n, size_t len, const uint16_t *half, int standardize, float *out);
+/* crops: device array of n be_crop. */
+cudaError_t k_prep_frames(cudaStream_t st, int n, const be_crop *crops, const uint8_t *src, int oh, int ow,
+                          float m0, float m1, float m2, float s0, float s1, float s2, float *out);
+
+#endif
