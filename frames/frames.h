@@ -17,6 +17,7 @@ typedef struct fr_image {
     int width, height;   /* after rotation and optional resize */
     uint8_t *rgb;        /* malloc'd, height * width * 3, row-major RGB24 */
     double pts;          /* presentation time (seconds from the start, as ffmpeg -ss counts) of the decoded frame */
+    double time;         /* the time that was asked for (seconds) */
 } fr_image;
 
 typedef struct fr_request {
@@ -25,7 +26,12 @@ typedef struct fr_request {
     const double *at;    /* explicit times (overrides count/segment) when n_at > 0 */
     int n_at;
     int short_side;      /* resize so the shorter side is this (0: original size) */
+    int threads;         /* decoder threads (0 or 1: one; the callers parallelise over files) */
+    int flags;           /* FR_* below; 0 for the defaults */
 } fr_request;
+
+/* Do not skip non-reference frames on the way to a target (slower; for checks). */
+#define FR_NO_SKIP 1
 
 /* Chooses times, seeks and decodes. images[0..*n_out) are filled (free each
  * with fr_image_free). Errors: missing file, not media, no video stream, no

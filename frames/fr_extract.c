@@ -1,0 +1,495 @@
+/* fr_extract: choose times, seek, decode exactly the frames asked for.
+ *
+ * Which frame is "the frame at time T": the one the `ffmpeg` program returns
+ * for `ffmpeg -i IN -ss T -frames:v 1` (output-side seek). ffmpeg shifts every
+ * timestamp by the file's start time (so times count from 0), rescales T to
+ * the stream's time base (rounding to nearest) and drops decoded frames whose
+ * timestamp is below it: the answer is the first frame, in display order,
+ * whose timestamp is >= T. We do the same with the same integer arithmetic.
+ * When T is past the last frame, ffmpeg returns nothing; we return the last
+ * frame.
+ *
+ * How: seek (AVSEEK_FLAG_BACKWARD) to the keyframe at or before T, decode
+ * forward. If the first frame after a seek is already later than T (a
+ * demuxer that seeks by decoding timestamp, an open GOP), seek further back
+ * and try again. Packets whose timestamp is below T are decoded with
+ * skip_frame = AVDISCARD_NONREF: frames that no other frame references are
+ * not decoded, which cannot change the pixels of any frame that is decoded.
+ * The loop filter is never skipped. Several targets are handled in time
+ * order; the decoder continues forward instead of seeking when no keyframe
+ * lies between the current position and the next target.
+ */
+#include "frames/fr_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/display.h>
+
+typedef struct vid {
+    const char *path;
+    int threads;
+    AVFormatContext *fmt;
+    AVCodecContext *dec;
+    AVStream *st;
+    int vidx;
+    AVPacket *pkt;
+    AVFrame *frm;      /* scratch */
+    AVFrame *prev;     /* the last frame output by the decoder since the last (re)position */
+    int have_prev;
+    int64_t prev_ts;   /* its timestamp (ffmpeg's: stream time base, start time removed) */
+    int prev_img_ok;   /* prev_img holds prev converted */
+    fr_image prev_img;
+    int64_t ts_off;    /* add to a stream timestamp to get ffmpeg's */
+    int fresh;         /* opened, not seeked: the decoder starts at the first packet */
+    int demux_eof, dec_eof;
+    int skip_used;     /* some packet was sent with AVDISCARD_NONREF since the last (re)position */
+    int n_out;         /* frames output since open */
+    int last_err;      /* last libav error seen while decoding */
+} vid;
+
+static void vid_close(vid *v)
+{
+    avcodec_free_context(&v->dec);
+    avformat_close_input(&v->fmt);
+    av_packet_free(&v->pkt);
+    av_frame_free(&v->frm);
+    av_frame_free(&v->prev);
+    fr_image_free(&v->prev_img);
+    v->have_prev = v->prev_img_ok = 0;
+}
+
+static const char *averr(int e, char *buf, size_t n)
+{
+    av_strerror(e, buf, n);
+    return buf;
+}
+
+static int vid_open(vid *v, cm_err *err)
+{
+    char eb[128];
+    const char *path = v->path;
+    int threads = v->threads;
+    memset(v, 0, sizeof *v);
+    v->path = path;
+    v->threads = threads;
+    int r = avformat_open_input(&v->fmt, path, NULL, NULL);
+    if (r < 0) {
+        v->fmt = NULL;
+        return cm_err_set(err, "not a readable media file (%s)", averr(r, eb, sizeof eb));
+    }
+    r = avformat_find_stream_info(v->fmt, NULL);
+    if (r < 0) {
+        vid_close(v);
+        return cm_err_set(err, "cannot read stream information (%s)", averr(r, eb, sizeof eb));
+    }
+    /* The best video stream that is not a cover picture. */
+    int best = -1;
+    int64_t best_score = -1;
+    for (unsigned i = 0; i < v->fmt->nb_streams; i++) {
+        AVStream *s = v->fmt->streams[i];
+        if (s->codecpar->codec_type != AVMEDIA_TYPE_VIDEO || (s->disposition & AV_DISPOSITION_ATTACHED_PIC))
+            continue;
+        if (!avcodec_find_decoder(s->codecpar->codec_id))
+            continue;
+        int64_t score = (int64_t)s->codecpar->width * s->codecpar->height +
+                        ((s->disposition & AV_DISPOSITION_DEFAULT) ? 5000000 : 0);
+        if (score > best_score) {
+            best_score = score;
+            best = (int)i;
+        }
+    }
+    if (best < 0) {
+        int any = 0;
+        for (unsigned i = 0; i < v->fmt->nb_streams; i++)
+            if (v->fmt->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO &&
+                !(v->fmt->streams[i]->disposition & AV_DISPOSITION_ATTACHED_PIC))
+                any = 1;
+        vid_close(v);
+        return any ? cm_err_set(err, "no decoder for the video stream") : cm_err_set(err, "no video stream");
+    }
+    v->vidx = best;
+    v->st = v->fmt->streams[best];
+    for (unsigned i = 0; i < v->fmt->nb_streams; i++)
+        if ((int)i != best)
+            v->fmt->streams[i]->discard = AVDISCARD_ALL;
+    const AVCodec *codec = avcodec_find_decoder(v->st->codecpar->codec_id);
+    v->dec = avcodec_alloc_context3(codec);
+    v->pkt = av_packet_alloc();
+    v->frm = av_frame_alloc();
+    v->prev = av_frame_alloc();
+    if (!v->dec || !v->pkt || !v->frm || !v->prev) {
+        vid_close(v);
+        return cm_err_set(err, "out of memory");
+    }
+    if (avcodec_parameters_to_context(v->dec, v->st->codecpar) < 0) {
+        vid_close(v);
+        return cm_err_set(err, "bad codec parameters");
+    }
+    v->dec->pkt_timebase = v->st->time_base;
+    v->dec->thread_count = threads > 1 ? threads : 1;
+    /* skip_frame is switched packet by packet: slice threads only. */
+    v->dec->thread_type = FF_THREAD_SLICE;
+    r = avcodec_open2(v->dec, codec, NULL);
+    if (r < 0) {
+        vid_close(v);
+        return cm_err_set(err, "cannot open the %s decoder (%s)", codec->name, averr(r, eb, sizeof eb));
+    }
+    v->ts_off = v->fmt->start_time != AV_NOPTS_VALUE
+                    ? av_rescale_q(-v->fmt->start_time, AV_TIME_BASE_Q, v->st->time_base)
+                    : 0;
+    v->fresh = 1;
+    return 0;
+}
+
+static int vid_reopen(vid *v, cm_err *err)
+{
+    vid_close(v);
+    return vid_open(v, err);
+}
+
+static void forget_prev(vid *v)
+{
+    av_frame_unref(v->prev);
+    v->have_prev = 0;
+    fr_image_free(&v->prev_img);
+    v->prev_img_ok = 0;
+}
+
+/* Positions the demuxer at the keyframe at or before raw timestamp `raw`.
+ * Falls back to reopening the file (start) when seeking fails. */
+static int vid_seek(vid *v, int64_t raw, cm_err *err)
+{
+    int r = av_seek_frame(v->fmt, v->vidx, raw, AVSEEK_FLAG_BACKWARD);
+    if (r < 0)
+        return vid_reopen(v, err);
+    avcodec_flush_buffers(v->dec);
+    forget_prev(v);
+    v->fresh = 0;
+    v->demux_eof = v->dec_eof = 0;
+    v->skip_used = 0;
+    return 0;
+}
+
+/* Next decoded frame into v->frm: 1, or 0 at the end of the stream. */
+static int next_frame(vid *v, int64_t tgt, int allow_skip)
+{
+    for (;;) {
+        int r = avcodec_receive_frame(v->dec, v->frm);
+        if (r == 0) {
+            v->n_out++;
+            return 1;
+        }
+        if (r == AVERROR_EOF) {
+            v->dec_eof = 1;
+            return 0;
+        }
+        if (r != AVERROR(EAGAIN)) {
+            v->last_err = r;
+            v->dec_eof = 1;
+            return 0;
+        }
+        if (v->demux_eof) {
+            v->dec_eof = 1;
+            return 0;
+        }
+        r = av_read_frame(v->fmt, v->pkt);
+        if (r < 0) {
+            if (r != AVERROR_EOF)
+                v->last_err = r;
+            v->demux_eof = 1;
+            avcodec_send_packet(v->dec, NULL);
+            continue;
+        }
+        if (v->pkt->stream_index != v->vidx) {
+            av_packet_unref(v->pkt);
+            continue;
+        }
+        int skip = allow_skip && v->pkt->pts != AV_NOPTS_VALUE && v->pkt->pts + v->ts_off < tgt;
+        v->dec->skip_frame = skip ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
+        v->skip_used |= skip;
+        r = avcodec_send_packet(v->dec, v->pkt);
+        av_packet_unref(v->pkt);
+        if (r < 0 && r != AVERROR(EAGAIN))
+            v->last_err = r; /* a damaged packet: go on, as ffmpeg does */
+    }
+}
+
+static int64_t frame_ts(vid *v, const AVFrame *f)
+{
+    int64_t t = f->best_effort_timestamp;
+    if (t == AV_NOPTS_VALUE)
+        t = f->pts;
+    if (t == AV_NOPTS_VALUE)
+        return v->have_prev ? v->prev_ts + 1 : 0;
+    return t + v->ts_off;
+}
+
+static const int32_t *display_matrix(vid *v, const AVFrame *f)
+{
+    AVFrameSideData *sd = av_frame_get_side_data(f, AV_FRAME_DATA_DISPLAYMATRIX);
+    if (sd && sd->size >= 9 * sizeof(int32_t))
+        return (const int32_t *)sd->data;
+    size_t n = 0;
+    const uint8_t *d = av_stream_get_side_data(v->st, AV_PKT_DATA_DISPLAYMATRIX, &n);
+    return (d && n >= 9 * sizeof(int32_t)) ? (const int32_t *)d : NULL;
+}
+
+/* Whether continuing to decode from the current position is better than seeking. */
+static int should_seek(vid *v, int64_t tgt)
+{
+    int64_t raw = tgt - v->ts_off;
+    int n = avformat_index_get_entries_count(v->st);
+    if (n > 0) {
+        int idx = av_index_search_timestamp(v->st, raw, AVSEEK_FLAG_BACKWARD);
+        if (idx < 0)
+            return 0; /* before the first keyframe: decode from where we are / the start */
+        const AVIndexEntry *e = avformat_index_get_entry(v->st, idx);
+        if (!e)
+            return 1;
+        if (v->fresh && !v->have_prev) /* at the start: move only past the first keyframe */
+            return e->timestamp > INT64_MIN + 1 &&
+                   av_index_search_timestamp(v->st, e->timestamp - 1, AVSEEK_FLAG_BACKWARD) >= 0;
+        if (!v->have_prev)
+            return 1;
+        return e->timestamp > v->prev_ts - v->ts_off;
+    }
+    /* No index: continue when close, else let the demuxer search. */
+    if (v->have_prev) {
+        double gap = (double)(tgt - v->prev_ts) * av_q2d(v->st->time_base);
+        return gap > 2.0;
+    }
+    if (v->fresh) {
+        double t = (double)tgt * av_q2d(v->st->time_base);
+        return t > 2.0;
+    }
+    return 1;
+}
+
+static int keep_prev(vid *v, int64_t ts)
+{
+    forget_prev(v);
+    av_frame_move_ref(v->prev, v->frm);
+    v->have_prev = 1;
+    v->prev_ts = ts;
+    return 0;
+}
+
+static int prev_image(vid *v, int short_side, fr_image *out, cm_err *err)
+{
+    if (!v->prev_img_ok) {
+        if (fr_frame_to_image(v->prev, fr_orient_from_matrix(display_matrix(v, v->prev)), short_side,
+                              &v->prev_img, err) != 0)
+            return -1;
+        v->prev_img_ok = 1;
+    }
+    size_t n = (size_t)v->prev_img.width * v->prev_img.height * 3;
+    *out = v->prev_img;
+    out->rgb = malloc(n);
+    if (!out->rgb)
+        return cm_err_set(err, "out of memory");
+    memcpy(out->rgb, v->prev_img.rgb, n);
+    out->pts = (double)v->prev_ts * av_q2d(v->st->time_base);
+    return 0;
+}
+
+/* Finds the frame for target tgt (ffmpeg timestamp, stream time base) and
+ * leaves it in v->prev. */
+static int find_target(vid *v, int64_t tgt, int allow_skip, cm_err *err)
+{
+    char eb[128];
+    if (v->have_prev && v->prev_ts >= tgt)
+        return 0;
+    if (v->dec_eof) {
+        if (v->have_prev)
+            return 0;
+        return cm_err_set(err, "no decodable video frame");
+    }
+    int64_t raw = tgt - v->ts_off;
+    int64_t seek_raw = raw;
+    int64_t backoff = av_rescale_q(1, (AVRational){1, 1}, v->st->time_base);
+    if (backoff < 1)
+        backoff = 1;
+    int verify = 0, tries = 0;
+    if (should_seek(v, tgt)) {
+        if (vid_seek(v, seek_raw, err) != 0)
+            return -1;
+        verify = !v->fresh;
+    }
+    int64_t stream_first = v->st->start_time; /* raw pts of the first frame, when known */
+    for (;;) {
+        int r = next_frame(v, tgt, allow_skip);
+        if (r == 1) {
+            int64_t ts = frame_ts(v, v->frm);
+            if (verify) {
+                verify = 0;
+                int at_start = stream_first != AV_NOPTS_VALUE && ts - v->ts_off <= stream_first;
+                if (ts > tgt && !at_start) {
+                    /* Landed after the target: go further back. */
+                    int64_t back = FFMIN(seek_raw, ts - v->ts_off) - backoff;
+                    backoff *= 2;
+                    av_frame_unref(v->frm);
+                    if (++tries > 8 || (stream_first != AV_NOPTS_VALUE && back <= stream_first)) {
+                        if (vid_reopen(v, err) != 0)
+                            return -1;
+                    } else {
+                        seek_raw = back;
+                        if (vid_seek(v, seek_raw, err) != 0)
+                            return -1;
+                        verify = !v->fresh;
+                    }
+                    continue;
+                }
+            }
+            keep_prev(v, ts);
+            if (ts >= tgt)
+                return 0;
+            continue;
+        }
+        /* End of stream. */
+        if (v->skip_used && allow_skip) {
+            /* A skipped frame might have been the last one: redo without skipping. */
+            allow_skip = 0;
+            if (v->fresh || v->n_out == 0) {
+                if (vid_reopen(v, err) != 0)
+                    return -1;
+            } else if (vid_seek(v, seek_raw, err) != 0) {
+                return -1;
+            }
+            verify = !v->fresh;
+            continue;
+        }
+        if (v->have_prev)
+            return 0;
+        if (!v->fresh) {
+            /* Nothing decodable after the seek point: decode from the start. */
+            if (vid_reopen(v, err) != 0)
+                return -1;
+            continue;
+        }
+        if (v->last_err)
+            return cm_err_set(err, "no decodable video frame (%s)", averr(v->last_err, eb, sizeof eb));
+        return cm_err_set(err, "no decodable video frame");
+    }
+}
+
+static double clip_duration(vid *v, cm_err *err)
+{
+    if (v->fmt->duration != AV_NOPTS_VALUE && v->fmt->duration > 0)
+        return v->fmt->duration / (double)AV_TIME_BASE;
+    if (v->st->duration != AV_NOPTS_VALUE && v->st->duration > 0)
+        return v->st->duration * av_q2d(v->st->time_base);
+    /* Unknown: read the packets (no decoding) to find the end. */
+    int64_t end = AV_NOPTS_VALUE;
+    while (av_read_frame(v->fmt, v->pkt) >= 0) {
+        if (v->pkt->stream_index == v->vidx) {
+            int64_t t = v->pkt->pts != AV_NOPTS_VALUE ? v->pkt->pts : v->pkt->dts;
+            if (t != AV_NOPTS_VALUE) {
+                t += v->pkt->duration;
+                if (end == AV_NOPTS_VALUE || t > end)
+                    end = t;
+            }
+        }
+        av_packet_unref(v->pkt);
+    }
+    double d = end == AV_NOPTS_VALUE ? 0 : (end + v->ts_off) * av_q2d(v->st->time_base);
+    if (vid_reopen(v, err) != 0)
+        return -1;
+    return d > 0 ? d : 0;
+}
+
+void fr_uniform_times(int count, double start, double end, double duration, double *times)
+{
+    if (isinf(end) && end > 0)
+        end = duration;
+    double s = start, e = end;
+    if (!(e > s)) {
+        s = 0;
+        e = duration;
+    }
+    for (int i = 0; i < count; i++)
+        times[i] = s + (i + 0.5) * (e - s) / count;
+}
+
+typedef struct order {
+    double t;
+    int i;
+} order;
+
+static int cmp_order(const void *a, const void *b)
+{
+    const order *x = a, *y = b;
+    if (x->t < y->t)
+        return -1;
+    if (x->t > y->t)
+        return 1;
+    return x->i - y->i;
+}
+
+int fr_extract(const char *path, const fr_request *req, fr_image *images, int *n_out, cm_err *err)
+{
+    *n_out = 0;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return cm_err_set(err, "%s", errno == ENOENT ? "no such file" : strerror(errno));
+    if (S_ISDIR(sb.st_mode))
+        return cm_err_set(err, "is a directory");
+    int n = req->n_at > 0 ? req->n_at : req->count;
+    if (n <= 0)
+        n = 1;
+    if (n > FR_MAX_FRAMES)
+        return cm_err_set(err, "too many frames asked (%d, at most %d)", n, FR_MAX_FRAMES);
+    if (req->short_side < 0)
+        return cm_err_set(err, "bad short side %d", req->short_side);
+
+    vid v;
+    memset(&v, 0, sizeof v);
+    v.path = path;
+    v.threads = req->threads;
+    if (vid_open(&v, err) != 0)
+        return -1;
+
+    double times[FR_MAX_FRAMES];
+    if (req->n_at > 0) {
+        memcpy(times, req->at, sizeof(double) * n);
+    } else {
+        double d = clip_duration(&v, err);
+        if (d < 0)
+            return -1;
+        fr_uniform_times(n, req->start, req->end, d, times);
+    }
+    order ord[FR_MAX_FRAMES];
+    for (int i = 0; i < n; i++) {
+        ord[i].t = isfinite(times[i]) ? times[i] : (times[i] > 0 ? 1e12 : -1e12);
+        ord[i].i = i;
+    }
+    qsort(ord, (size_t)n, sizeof ord[0], cmp_order);
+
+    int allow_skip = !(req->flags & FR_NO_SKIP);
+    for (int k = 0; k < n; k++) {
+        double t = ord[k].t;
+        if (t > 9e11)
+            t = 9e11;
+        if (t < -9e11)
+            t = -9e11;
+        int64_t t_us = llround(t * 1e6);
+        int64_t tgt = av_rescale_q(t_us, AV_TIME_BASE_Q, v.st->time_base);
+        fr_image *img = &images[ord[k].i];
+        if (find_target(&v, tgt, allow_skip, err) != 0 || prev_image(&v, req->short_side, img, err) != 0) {
+            for (int j = 0; j < k; j++)
+                fr_image_free(&images[ord[j].i]);
+            vid_close(&v);
+            return -1;
+        }
+        img->time = times[ord[k].i];
+    }
+    vid_close(&v);
+    *n_out = n;
+    return 0;
+}

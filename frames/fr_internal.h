@@ -1,0 +1,28 @@
+/* frames: internal declarations shared by the library's files. */
+#ifndef FR_INTERNAL_H
+#define FR_INTERNAL_H
+
+#include <stdint.h>
+
+#include <libavutil/frame.h>
+
+#include "frames/frames.h"
+
+/* How to orient a decoded picture, as the ffmpeg program's autorotate does:
+ * transpose with libavfilter's `dir` (0 cclock_flip, 1 clock, 2 cclock,
+ * 3 clock_flip), or horizontal / vertical flips. */
+typedef struct fr_orient {
+    int transpose, dir, hflip, vflip;
+} fr_orient;
+
+fr_orient fr_orient_from_matrix(const int32_t *display_matrix);
+int fr_orient_is_identity(fr_orient o);
+
+/* Output size for a w x h picture with the shorter side resized to short_side
+ * (0: unchanged), aspect kept, rounded to the nearest pixel. */
+void fr_out_size(int w, int h, int short_side, int *ow, int *oh);
+
+/* Orients and converts a decoded frame to RGB24 (resizing when short_side > 0). */
+int fr_frame_to_image(const AVFrame *f, fr_orient o, int short_side, fr_image *img, cm_err *err);
+
+#endif

@@ -1,0 +1,411 @@
+/* frames: sample frames of videos by timestamp, write JPEG folders or .npy. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cm_file.h"
+#include "common/cm_npy.h"
+#include "common/cm_pool.h"
+#include "frames/frames.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: frames [options] INPUT...\n"
+            "\n"
+            "Picks frames of each video by timestamp, decodes exactly those frames (seek to the\n"
+            "keyframe before each, decode forward) and writes them as JPEG or as a .npy array.\n"
+            "The frame at time T is the one `ffmpeg -i INPUT -ss T -frames:v 1` gives: the first\n"
+            "frame whose timestamp is >= T, times counted in seconds from the start of the file\n"
+            "(its start time subtracted, as ffmpeg does); past the last frame: the last frame.\n"
+            "Rotation metadata is applied (as ffmpeg's autorotate).\n"
+            "\n"
+            "options:\n"
+            "  -o PATH             output. A folder: frame_00.jpg, frame_01.jpg, ... (with several\n"
+            "                      inputs: one subfolder per input, named after the input file\n"
+            "                      without its extension). FILE.npy (one input): RGB uint8 array of\n"
+            "                      shape [F, H, W, 3]. Without -o nothing is written.\n"
+            "  --npy               with several inputs and -o DIR: write DIR/<name>.npy per input\n"
+            "  --count F           F frames at the centres of F equal parts of the clip or of the\n"
+            "                      segment --start/--end (default 1, at most %d)\n"
+            "  --start S, --end E  segment in seconds (E <= S: the whole clip; --start alone: to the end)\n"
+            "  --at T1,T2,...      explicit times in seconds (overrides --count/--start/--end)\n"
+            "  --short-side N      resize so that the shorter side is N pixels, aspect kept\n"
+            "                      (libswscale: area when shrinking, bicubic when enlarging)\n"
+            "  --quality Q         JPEG quality 1..100 (default 90; 4:2:0 TurboJPEG)\n"
+            "  -j N                process N inputs in parallel (default 1)\n"
+            "  --threads N         decoder threads per input (default 1)\n"
+            "  --no-skip           decode every frame on the way to a target (by default frames\n"
+            "                      that no other frame references are skipped; same pixels)\n"
+            "  --print-timestamps  one line per frame on stdout: INPUT INDEX ASKED PTS (seconds,\n"
+            "                      6 decimals; PTS is the presentation time of the returned frame)\n"
+            "  -h, --help          this help\n"
+            "\n"
+            "Exit status: 0 all inputs done, 1 some inputs failed (one line each on stderr:\n"
+            "\"frames: INPUT: reason\"; the others are processed; no partial outputs), 2 usage error.\n",
+            FR_MAX_FRAMES);
+}
+
+typedef struct job {
+    char **inputs;
+    int n_inputs;
+    const char *out;
+    int npy_single, npy_multi;
+    fr_request req;
+    double at[FR_MAX_FRAMES];
+    int quality;
+    int print_ts;
+    fr_jpeg **jpeg; /* one per worker */
+    pthread_mutex_t lock;
+    int failed;
+} job;
+
+static int parse_times(const char *s, double *out, int *n)
+{
+    *n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        double t = strtod(p, &end);
+        if (end == p || errno || !isfinite(t) || *n >= FR_MAX_FRAMES)
+            return -1;
+        out[(*n)++] = t;
+        if (*end == ',')
+            end++;
+        else if (*end)
+            return -1;
+        p = end;
+    }
+    return *n > 0 ? 0 : -1;
+}
+
+static int parse_int(const char *s, int lo, int hi, int *v)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (end == s || *end || errno || x < lo || x > hi)
+        return -1;
+    *v = (int)x;
+    return 0;
+}
+
+static int parse_double(const char *s, double *v)
+{
+    char *end;
+    errno = 0;
+    *v = strtod(s, &end);
+    return (end == s || *end || errno || isnan(*v)) ? -1 : 0;
+}
+
+/* Is `dir` a folder this command wrote (only frame_*.jpg inside)? */
+static int is_frames_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    int ok = 1;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (strncmp(e->d_name, "frame_", 6) != 0 || !cm_has_suffix(e->d_name, ".jpg")) {
+            ok = 0;
+            break;
+        }
+    }
+    closedir(d);
+    return ok;
+}
+
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char p[CM_PATH_MAX];
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static int write_file(const char *path, const uint8_t *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    int bad = fwrite(data, 1, n, f) != n;
+    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    return bad ? -1 : 0;
+}
+
+/* Writes all frames into a temporary folder beside `final`, then renames it
+ * into place (replacing an earlier frames folder). */
+static int write_folder(job *jb, fr_jpeg *jpeg, const char *final, const fr_image *imgs, int n, cm_err *err)
+{
+    char tmp[CM_PATH_MAX], p[CM_PATH_MAX];
+    size_t len = strlen(final);
+    while (len > 1 && final[len - 1] == '/')
+        len--;
+    const char *slash = memrchr(final, '/', len);
+    int dirlen = slash ? (int)(slash - final + 1) : 0;
+    if (snprintf(tmp, sizeof tmp, "%.*s.%.*s.tmp.XXXXXX", dirlen, final, (int)(len - dirlen), final + dirlen) >=
+        (int)sizeof tmp)
+        return cm_err_set(err, "output path too long");
+    if (!mkdtemp(tmp))
+        return cm_err_set(err, "cannot create a folder beside %s: %s", final, strerror(errno));
+    for (int i = 0; i < n; i++) {
+        uint8_t *buf;
+        size_t nb;
+        if (fr_jpeg_encode(jpeg, &imgs[i], jb->quality, &buf, &nb, err) != 0) {
+            remove_tree(tmp);
+            return -1;
+        }
+        int rc = snprintf(p, sizeof p, "%s/frame_%02d.jpg", tmp, i) >= (int)sizeof p ? -1 : write_file(p, buf, nb);
+        free(buf);
+        if (rc != 0) {
+            int e = errno;
+            remove_tree(tmp);
+            return cm_err_set(err, "cannot write %s: %s", p, strerror(e));
+        }
+    }
+    char fin[CM_PATH_MAX];
+    snprintf(fin, sizeof fin, "%.*s", (int)len, final);
+    if (rename(tmp, fin) != 0) {
+        if (errno != EEXIST && errno != ENOTEMPTY && errno != ENOTDIR && errno != EISDIR) {
+            int e = errno;
+            remove_tree(tmp);
+            return cm_err_set(err, "cannot rename into %s: %s", fin, strerror(e));
+        }
+        if (!cm_is_dir(fin) || !is_frames_dir(fin)) {
+            remove_tree(tmp);
+            return cm_err_set(err, "%s exists and is not a frames folder (not replaced)", fin);
+        }
+        char old[CM_PATH_MAX];
+        snprintf(old, sizeof old, "%.*s.%.*s.old.XXXXXX", dirlen, final, (int)(len - dirlen), final + dirlen);
+        if (!mkdtemp(old) || rename(fin, old) != 0 || rename(tmp, fin) != 0) {
+            int e = errno;
+            remove_tree(tmp);
+            return cm_err_set(err, "cannot replace %s: %s", fin, strerror(e));
+        }
+        remove_tree(old);
+    }
+    return 0;
+}
+
+static int write_npy(const char *path, const fr_image *imgs, int n, cm_err *err)
+{
+    for (int i = 1; i < n; i++)
+        if (imgs[i].width != imgs[0].width || imgs[i].height != imgs[0].height)
+            return cm_err_set(err, "frames differ in size (%dx%d, %dx%d): cannot stack them", imgs[0].width,
+                              imgs[0].height, imgs[i].width, imgs[i].height);
+    size_t one = (size_t)imgs[0].width * imgs[0].height * 3;
+    uint8_t *all = malloc(one * n);
+    if (!all)
+        return cm_err_set(err, "out of memory");
+    for (int i = 0; i < n; i++)
+        memcpy(all + one * i, imgs[i].rgb, one);
+    size_t shape[4] = {(size_t)n, (size_t)imgs[0].height, (size_t)imgs[0].width, 3};
+    int rc = cm_npy_write(path, "|u1", shape, 4, all, err);
+    free(all);
+    return rc;
+}
+
+static void do_input(void *ctx, size_t index, int worker)
+{
+    job *jb = ctx;
+    const char *in = jb->inputs[index];
+    fr_image imgs[FR_MAX_FRAMES];
+    int n = 0;
+    cm_err err = {{0}};
+    int rc = fr_extract(in, &jb->req, imgs, &n, &err);
+    if (rc == 0 && jb->out) {
+        char path[CM_PATH_MAX], base[CM_PATH_MAX];
+        cm_basename_noext(base, sizeof base, in);
+        if (jb->npy_single) {
+            rc = write_npy(jb->out, imgs, n, &err);
+        } else if (jb->npy_multi) {
+            rc = snprintf(path, sizeof path, "%s/%s.npy", jb->out, base) >= (int)sizeof path
+                     ? cm_err_set(&err, "output path too long")
+                     : write_npy(path, imgs, n, &err);
+        } else if (jb->n_inputs == 1) {
+            rc = write_folder(jb, jb->jpeg[worker], jb->out, imgs, n, &err);
+        } else {
+            rc = snprintf(path, sizeof path, "%s/%s", jb->out, base) >= (int)sizeof path
+                     ? cm_err_set(&err, "output path too long")
+                     : write_folder(jb, jb->jpeg[worker], path, imgs, n, &err);
+        }
+    }
+    pthread_mutex_lock(&jb->lock);
+    if (rc != 0) {
+        fprintf(stderr, "frames: %s: %s\n", in, err.msg);
+        jb->failed++;
+    } else if (jb->print_ts) {
+        for (int i = 0; i < n; i++)
+            printf("%s %d %.6f %.6f\n", in, i, imgs[i].time, imgs[i].pts);
+        fflush(stdout);
+    }
+    pthread_mutex_unlock(&jb->lock);
+    for (int i = 0; i < n; i++)
+        fr_image_free(&imgs[i]);
+}
+
+enum { OPT_NPY = 256, OPT_COUNT, OPT_START, OPT_END, OPT_AT, OPT_SHORT, OPT_QUALITY, OPT_THREADS, OPT_NOSKIP,
+       OPT_PRINT };
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"npy", no_argument, NULL, OPT_NPY},
+        {"count", required_argument, NULL, OPT_COUNT},
+        {"start", required_argument, NULL, OPT_START},
+        {"end", required_argument, NULL, OPT_END},
+        {"at", required_argument, NULL, OPT_AT},
+        {"short-side", required_argument, NULL, OPT_SHORT},
+        {"quality", required_argument, NULL, OPT_QUALITY},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"no-skip", no_argument, NULL, OPT_NOSKIP},
+        {"print-timestamps", no_argument, NULL, OPT_PRINT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    job jb;
+    memset(&jb, 0, sizeof jb);
+    jb.req.count = 1;
+    jb.quality = 90;
+    int jobs = 1, npy = 0, have_start = 0, have_end = 0;
+    double start = 0, end = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:j:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': jb.out = optarg; break;
+        case 'j':
+            if (parse_int(optarg, 1, 1024, &jobs)) goto bad;
+            break;
+        case OPT_NPY: npy = 1; break;
+        case OPT_COUNT:
+            if (parse_int(optarg, 1, FR_MAX_FRAMES, &jb.req.count)) goto bad;
+            break;
+        case OPT_START:
+            if (parse_double(optarg, &start) || !isfinite(start)) goto bad;
+            have_start = 1;
+            break;
+        case OPT_END:
+            if (parse_double(optarg, &end) || !isfinite(end)) goto bad;
+            have_end = 1;
+            break;
+        case OPT_AT:
+            if (parse_times(optarg, jb.at, &jb.req.n_at)) goto bad;
+            jb.req.at = jb.at;
+            break;
+        case OPT_SHORT:
+            if (parse_int(optarg, 1, 65536, &jb.req.short_side)) goto bad;
+            break;
+        case OPT_QUALITY:
+            if (parse_int(optarg, 1, 100, &jb.quality)) goto bad;
+            break;
+        case OPT_THREADS:
+            if (parse_int(optarg, 1, 64, &jb.req.threads)) goto bad;
+            break;
+        case OPT_NOSKIP: jb.req.flags |= FR_NO_SKIP; break;
+        case OPT_PRINT: jb.print_ts = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "frames: bad value for option %s: %s\n", argv[optind - 1], optarg);
+        return 2;
+    }
+    jb.inputs = argv + optind;
+    jb.n_inputs = argc - optind;
+    if (jb.n_inputs < 1) {
+        fprintf(stderr, "frames: no input (see frames --help)\n");
+        return 2;
+    }
+    jb.req.start = start;
+    jb.req.end = have_end ? end : (have_start ? INFINITY : 0);
+    if (jb.out && cm_has_suffix(jb.out, ".npy")) {
+        if (jb.n_inputs > 1) {
+            fprintf(stderr, "frames: -o FILE.npy takes one input (use -o DIR --npy for several)\n");
+            return 2;
+        }
+        jb.npy_single = 1;
+    } else if (npy) {
+        if (!jb.out) {
+            fprintf(stderr, "frames: --npy needs -o DIR\n");
+            return 2;
+        }
+        jb.npy_multi = 1;
+    }
+    cm_err err = {{0}};
+    if (jb.out) {
+        /* Create the folder that will hold the outputs. */
+        char parent[CM_PATH_MAX];
+        if (jb.n_inputs > 1) {
+            snprintf(parent, sizeof parent, "%s", jb.out);
+        } else {
+            snprintf(parent, sizeof parent, "%s", jb.out);
+            size_t len = strlen(parent);
+            while (len > 1 && parent[len - 1] == '/')
+                parent[--len] = 0;
+            char *s = strrchr(parent, '/');
+            if (s)
+                *(s == parent ? s + 1 : s) = 0;
+            else
+                parent[0] = 0;
+        }
+        if (parent[0] && cm_mkdirs(parent, &err) != 0) {
+            fprintf(stderr, "frames: %s\n", err.msg);
+            return 1;
+        }
+        if (jb.n_inputs > 1) {
+            /* Outputs are named after the inputs: names must not collide. */
+            for (int i = 0; i < jb.n_inputs; i++)
+                for (int k = 0; k < i; k++) {
+                    char a[CM_PATH_MAX], b[CM_PATH_MAX];
+                    cm_basename_noext(a, sizeof a, jb.inputs[i]);
+                    cm_basename_noext(b, sizeof b, jb.inputs[k]);
+                    if (!strcmp(a, b)) {
+                        fprintf(stderr, "frames: %s and %s would write the same output %s/%s\n", jb.inputs[k],
+                                jb.inputs[i], jb.out, a);
+                        return 2;
+                    }
+                }
+        }
+    }
+    if (jobs > jb.n_inputs)
+        jobs = jb.n_inputs;
+    jb.jpeg = calloc((size_t)jobs, sizeof *jb.jpeg);
+    for (int i = 0; i < jobs; i++) {
+        jb.jpeg[i] = fr_jpeg_create(&err);
+        if (!jb.jpeg[i]) {
+            fprintf(stderr, "frames: %s\n", err.msg);
+            return 1;
+        }
+    }
+    pthread_mutex_init(&jb.lock, NULL);
+    cm_parallel_for((size_t)jb.n_inputs, jobs, do_input, &jb);
+    pthread_mutex_destroy(&jb.lock);
+    for (int i = 0; i < jobs; i++)
+        fr_jpeg_destroy(jb.jpeg[i]);
+    free(jb.jpeg);
+    return jb.failed ? 1 : 0;
+}

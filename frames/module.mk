@@ -1,0 +1,13 @@
+frames_SRCS := frames/fr_extract.c frames/fr_convert.c frames/fr_jpeg.c
+frames_LIB  := $(LIB)/libframes.a
+$(frames_LIB): $(call objs,$(frames_SRCS))
+
+BINS += $(BIN)/frames
+$(BIN)/frames: $(OBJ)/frames/main.o $(frames_LIB) $(common_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+UNIT_TESTS += $(TESTBIN)/test_frames
+$(TESTBIN)/test_frames: $(OBJ)/tests/unit/test_frames.o $(frames_LIB) $(common_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcriterion $(LDLIBS)
