@@ -113,4 +113,26 @@ size_t tr_system_num_tensors(const tr_system *s);
 int tr_system_tensor(const tr_system *s, size_t i, const char **name, size_t *count, float **value,
                      float **grad);
 
+/* ---- extensions (system helper) ---- */
+
+/* Steps completed (set by tr_checkpoint_load with_optimizer from the
+ * position, or by tr_system_set_steps); a failed step's message names step
+ * steps+1. */
+int64_t tr_system_steps(const tr_system *s);
+void tr_system_set_steps(tr_system *s, int64_t steps);
+
+/* Device pointers to the outputs of the last step or eval (for tests): logits
+ * [B, classes] of each network and proxy (NULL when absent or not computed),
+ * the selection's tau and keep [B] (c2kd steps only). */
+typedef struct tr_outputs {
+    int B;
+    const float *z_student, *z_teacher, *p_student, *p_teacher;
+    const float *tau, *keep;
+} tr_outputs;
+void tr_system_outputs(const tr_system *s, tr_outputs *out);
+
+/* The config (JSON object text, see train/CHECKPOINT.md) and the recipe
+ * (as saved; NULL when the file has none) of a checkpoint, malloc'd. */
+int tr_checkpoint_read_meta(const char *path, char **config_json, char **recipe_json, cm_err *err);
+
 #endif

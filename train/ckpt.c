@@ -1,0 +1,547 @@
+/* ckpt: HDF5 checkpoints with PyTorch state_dict names (train/CHECKPOINT.md). */
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/cm_file.h"
+#include "train/system_internal.h"
+
+/* HDF5 prints its error stack by default; a library must not print. */
+typedef struct h5_quiet {
+    H5E_auto2_t fn;
+    void *data;
+} h5_quiet;
+
+static void quiet_on(h5_quiet *q)
+{
+    H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void quiet_off(h5_quiet *q)
+{
+    H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
+}
+
+static const char *mod_name(tr_modality m)
+{
+    return m == TR_AUDIO ? "audio" : "visual";
+}
+
+static char *config_json(const tr_config *c)
+{
+    static const char *methods[] = {"none", "kd", "nkd", "c2kd"};
+    static const char *updates[] = {"full", "top", "frozen"};
+    static const char *proxies[] = {"fa", "none", "cfa"};
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "pretrain", c->pretrain);
+    cJSON_AddStringToObject(o, "method", methods[c->method]);
+    cJSON_AddStringToObject(o, "student", mod_name(c->student));
+    cJSON_AddStringToObject(o, "teacher", mod_name(c->teacher));
+    cJSON_AddNumberToObject(o, "depth", c->depth);
+    cJSON_AddNumberToObject(o, "width", c->width);
+    cJSON_AddNumberToObject(o, "n_classes", c->n_classes);
+    cJSON_AddNumberToObject(o, "frames", c->frames);
+    cJSON_AddStringToObject(o, "visual_mode", c->visual_mode == TR_VISUAL_FOLD ? "fold" : "stack");
+    cJSON_AddNumberToObject(o, "image_size", c->image_size);
+    cJSON_AddNumberToObject(o, "spec_bins", c->spec_bins);
+    cJSON_AddNumberToObject(o, "spec_frames", c->spec_frames);
+    cJSON_AddStringToObject(o, "proxy", proxies[c->proxy]);
+    cJSON_AddStringToObject(o, "teacher_update", updates[c->teacher_update]);
+    cJSON_AddNumberToObject(o, "lambda1", c->lambda1);
+    cJSON_AddNumberToObject(o, "lambda2", c->lambda2);
+    cJSON_AddNumberToObject(o, "lambda3", c->lambda3);
+    cJSON_AddNumberToObject(o, "omega", c->omega);
+    cJSON_AddNumberToObject(o, "kd_temp", c->kd_temp);
+    cJSON_AddNumberToObject(o, "nkd_gamma", c->nkd_gamma);
+    cJSON_AddNumberToObject(o, "nkd_temp", c->nkd_temp);
+    cJSON_AddNumberToObject(o, "momentum", c->momentum);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+static int attr_write(hid_t loc, const char *name, hid_t type, int n, const void *v)
+{
+    hsize_t d = (hsize_t)n;
+    hid_t sp = n == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &d, NULL);
+    if (sp < 0)
+        return -1;
+    hid_t a = H5Acreate2(loc, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a < 0 ? -1 : (H5Awrite(a, type, v) < 0 ? -1 : 0);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    return rc;
+}
+
+static int attr_write_str(hid_t loc, const char *name, const char *v)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(v) + 1);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    int rc = attr_write(loc, name, t, 0, v);
+    H5Tclose(t);
+    return rc;
+}
+
+static int attr_read(hid_t loc, const char *name, hid_t type, void *v)
+{
+    if (H5Aexists(loc, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0)
+        return -1;
+    int rc = H5Aread(a, type, v) < 0 ? -1 : 0;
+    H5Aclose(a);
+    return rc;
+}
+
+/* A string attribute (fixed or variable length) as malloc'd text. */
+static char *attr_read_str(hid_t loc, const char *name)
+{
+    if (H5Aexists(loc, name) <= 0)
+        return NULL;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0)
+        return NULL;
+    hid_t ft = H5Aget_type(a);
+    char *out = NULL;
+    if (H5Tget_class(ft) == H5T_STRING) {
+        if (H5Tis_variable_str(ft) > 0) {
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, H5T_VARIABLE);
+            H5Tset_cset(mt, H5Tget_cset(ft));
+            char *v = NULL;
+            if (H5Aread(a, mt, &v) >= 0 && v) {
+                out = strdup(v);
+                H5free_memory(v);
+            }
+            H5Tclose(mt);
+        } else {
+            size_t n = H5Tget_size(ft);
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, n + 1);
+            H5Tset_strpad(mt, H5T_STR_NULLTERM);
+            out = calloc(n + 2, 1);
+            if (out && H5Aread(a, mt, out) < 0) {
+                free(out);
+                out = NULL;
+            }
+            H5Tclose(mt);
+        }
+    }
+    H5Tclose(ft);
+    H5Aclose(a);
+    return out;
+}
+
+static int write_ds(hid_t g, const char *name, const tr_tensor *t, const float *v)
+{
+    hsize_t d[4];
+    for (int i = 0; i < t->ndim; i++)
+        d[i] = (hsize_t)t->shape[i];
+    hid_t sp = H5Screate_simple(t->ndim, d, NULL);
+    if (sp < 0)
+        return -1;
+    hid_t ds = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = ds < 0 ? -1 : (H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0 ? -1 : 0);
+    if (ds >= 0)
+        H5Dclose(ds);
+    H5Sclose(sp);
+    return rc;
+}
+
+static int write_nbt(hid_t g, const char *name, int64_t v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t ds = H5Dcreate2(g, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = ds < 0 ? -1 : (H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v) < 0 ? -1 : 0);
+    if (ds >= 0)
+        H5Dclose(ds);
+    H5Sclose(sp);
+    return rc;
+}
+
+/* Writes group `gname` of file f: values (momentum == 0) or momenta. */
+static int write_reg(be_ctx *be, hid_t parent, const char *gname, const tr_reg *r, int momentum)
+{
+    float *hw = malloc((r->np ? r->np : 1) * sizeof(float));
+    float *hb = malloc((r->nb ? r->nb : 1) * sizeof(float));
+    hid_t g = H5Gcreate2(parent, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = (!hw || !hb || g < 0) ? -1 : 0;
+    if (rc == 0) {
+        be->ops->to_host(be, hw, momentum ? r->m : r->w, r->np * sizeof(float));
+        if (r->nb && !momentum)
+            be->ops->to_host(be, hb, r->buf, r->nb * sizeof(float));
+    }
+    for (int i = 0; rc == 0 && i < r->nt; i++) {
+        const tr_tensor *t = &r->t[i];
+        if (t->kind == TT_PARAM)
+            rc = write_ds(g, t->name, t, hw + t->off);
+        else if (momentum)
+            continue;
+        else if (t->kind == TT_BUFFER)
+            rc = write_ds(g, t->name, t, hb + t->off);
+        else
+            rc = write_nbt(g, t->name, r->nbt);
+    }
+    if (g >= 0)
+        H5Gclose(g);
+    free(hw);
+    free(hb);
+    return rc;
+}
+
+int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, const char *recipe_json,
+                       cm_err *err)
+{
+    char tmp[CM_PATH_MAX];
+    if (cm_tmp_path(tmp, sizeof tmp, path, err) < 0)
+        return -1;
+    h5_quiet q;
+    quiet_on(&q);
+    int rc = 0;
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        quiet_off(&q);
+        unlink(tmp);
+        return cm_err_set(err, "cannot create the HDF5 file");
+    }
+    tr_reg *regs[4];
+    int nr = tr_system_regs(s, regs);
+    for (int i = 0; rc == 0 && i < nr; i++)
+        rc = write_reg(s->be, f, regs[i]->group, regs[i], 0);
+    hid_t mg = rc == 0 ? H5Gcreate2(f, "momentum", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    if (mg < 0)
+        rc = -1;
+    for (int i = 0; rc == 0 && i < nr; i++)
+        rc = write_reg(s->be, mg, regs[i]->group, regs[i], 1);
+    if (mg >= 0)
+        H5Gclose(mg);
+    if (rc == 0) {
+        tr_position p0 = {.best_val = -1, .best_epoch = -1, .best_test = -1};
+        if (!pos)
+            pos = &p0;
+        int32_t ep = pos->epoch, be_ = pos->best_epoch;
+        int64_t st = pos->step;
+        uint64_t seed = pos->seed;
+        int32_t fmt = 1;
+        rc |= attr_write(f, "format_version", H5T_NATIVE_INT32, 0, &fmt);
+        rc |= attr_write(f, "epoch", H5T_NATIVE_INT32, 0, &ep);
+        rc |= attr_write(f, "step", H5T_NATIVE_INT64, 0, &st);
+        rc |= attr_write(f, "seed", H5T_NATIVE_UINT64, 0, &seed);
+        rc |= attr_write(f, "rng_state", H5T_NATIVE_UINT64, 4, pos->rng_state);
+        rc |= attr_write(f, "best_val", H5T_NATIVE_DOUBLE, 0, &pos->best_val);
+        rc |= attr_write(f, "best_epoch", H5T_NATIVE_INT32, 0, &be_);
+        rc |= attr_write(f, "best_test", H5T_NATIVE_DOUBLE, 0, &pos->best_test);
+        char *cj = config_json(&s->cfg);
+        rc |= cj ? attr_write_str(f, "config", cj) : -1;
+        free(cj);
+        if (recipe_json)
+            rc |= attr_write_str(f, "recipe", recipe_json);
+    }
+    if (H5Fclose(f) < 0)
+        rc = -1;
+    quiet_off(&q);
+    if (rc != 0) {
+        unlink(tmp);
+        return cm_err_set(err, "cannot write the HDF5 checkpoint");
+    }
+    if (s->be->ops->status(s->be, err) < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return cm_rename_commit(tmp, path, err);
+}
+
+/* ---------------------------------------------------------------- loading */
+
+typedef struct load_item {
+    tr_reg *reg;
+    char src[32];
+    float *w, *b, *m;
+    int has_m;
+    int64_t nbt;
+    int has_nbt;
+} load_item;
+
+static void shape_str(char *out, size_t n, int ndim, const hsize_t *d)
+{
+    size_t k = 0;
+    k += (size_t)snprintf(out + k, n - k, "[");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(out + k, n - k, "%s%llu", i ? ", " : "", (unsigned long long)d[i]);
+    if (k < n)
+        snprintf(out + k, n - k, "]");
+}
+
+static int read_ds(hid_t g, const char *gname, const tr_tensor *t, float *dst, cm_err *err)
+{
+    if (H5Lexists(g, t->name, H5P_DEFAULT) <= 0)
+        return cm_err_set(err, "%s/%s: missing", gname, t->name);
+    hid_t ds = H5Dopen2(g, t->name, H5P_DEFAULT);
+    if (ds < 0)
+        return cm_err_set(err, "%s/%s: not a dataset", gname, t->name);
+    hid_t sp = H5Dget_space(ds);
+    int nd = H5Sget_simple_extent_ndims(sp);
+    hsize_t d[8] = {0};
+    int rc = 0;
+    if (nd < 0 || nd > 8) {
+        rc = cm_err_set(err, "%s/%s: unreadable shape", gname, t->name);
+    } else {
+        H5Sget_simple_extent_dims(sp, d, NULL);
+        int same = nd == t->ndim;
+        for (int i = 0; same && i < nd; i++)
+            same = d[i] == (hsize_t)t->shape[i];
+        if (!same) {
+            char a[96], b[96];
+            hsize_t e[4];
+            for (int i = 0; i < t->ndim; i++)
+                e[i] = (hsize_t)t->shape[i];
+            shape_str(a, sizeof a, nd, d);
+            shape_str(b, sizeof b, t->ndim, e);
+            rc = cm_err_set(err, "%s/%s: shape %s in the file, %s expected by this run", gname, t->name, a, b);
+        } else {
+            hid_t ft = H5Dget_type(ds);
+            H5T_class_t cl = H5Tget_class(ft);
+            H5Tclose(ft);
+            if (cl != H5T_FLOAT && cl != H5T_INTEGER)
+                rc = cm_err_set(err, "%s/%s: not numeric", gname, t->name);
+            else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+                rc = cm_err_set(err, "%s/%s: unreadable", gname, t->name);
+        }
+    }
+    H5Sclose(sp);
+    H5Dclose(ds);
+    return rc;
+}
+
+typedef struct iter_ctx {
+    const tr_reg *reg;
+    int momentum;
+    char bad[128];
+} iter_ctx;
+
+static herr_t check_name(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+    (void)g;
+    (void)info;
+    iter_ctx *c = data;
+    int i = tr_reg_find(c->reg, name);
+    if (i < 0 || (c->momentum && c->reg->t[i].kind != TT_PARAM)) {
+        snprintf(c->bad, sizeof c->bad, "%s", name);
+        return 1;
+    }
+    return 0;
+}
+
+static int read_group(hid_t f, load_item *it, int with_optimizer, cm_err *err)
+{
+    tr_reg *r = it->reg;
+    hid_t g = H5Gopen2(f, it->src, H5P_DEFAULT);
+    if (g < 0)
+        return cm_err_set(err, "%s: not a group", it->src);
+    int rc = 0;
+    iter_ctx ic = {.reg = r, .momentum = 0};
+    if (H5Literate(g, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, check_name, &ic) != 0)
+        rc = cm_err_set(err, "%s/%s: unexpected tensor for this network (another architecture?)", it->src,
+                        ic.bad[0] ? ic.bad : "?");
+    for (int i = 0; rc == 0 && i < r->nt; i++) {
+        const tr_tensor *t = &r->t[i];
+        if (t->kind == TT_PARAM)
+            rc = read_ds(g, it->src, t, it->w + t->off, err);
+        else if (t->kind == TT_BUFFER)
+            rc = read_ds(g, it->src, t, it->b + t->off, err);
+        else if (!it->has_nbt && H5Lexists(g, t->name, H5P_DEFAULT) > 0) {
+            hid_t ds = H5Dopen2(g, t->name, H5P_DEFAULT);
+            int64_t v = 0;
+            if (ds >= 0 && H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v) >= 0) {
+                it->nbt = v;
+                it->has_nbt = 1;
+            } else {
+                rc = cm_err_set(err, "%s/%s: unreadable", it->src, t->name);
+            }
+            if (ds >= 0)
+                H5Dclose(ds);
+        }
+    }
+    H5Gclose(g);
+    if (rc == 0 && with_optimizer) {
+        char mp[64];
+        snprintf(mp, sizeof mp, "momentum/%s", it->src);
+        if (H5Lexists(f, "momentum", H5P_DEFAULT) > 0 && H5Lexists(f, mp, H5P_DEFAULT) > 0) {
+            hid_t mg = H5Gopen2(f, mp, H5P_DEFAULT);
+            if (mg < 0)
+                return cm_err_set(err, "%s: not a group", mp);
+            ic.momentum = 1;
+            ic.bad[0] = 0;
+            if (H5Literate(mg, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, check_name, &ic) != 0)
+                rc = cm_err_set(err, "%s/%s: unexpected tensor", mp, ic.bad[0] ? ic.bad : "?");
+            for (int i = 0; rc == 0 && i < r->nt; i++)
+                if (r->t[i].kind == TT_PARAM)
+                    rc = read_ds(mg, mp, &r->t[i], it->m + r->t[i].off, err);
+            H5Gclose(mg);
+            it->has_m = rc == 0;
+        }
+    }
+    return rc;
+}
+
+static tr_reg *reg_by_name(tr_system *s, const char *name)
+{
+    tr_reg *regs[4];
+    int nr = tr_system_regs(s, regs);
+    for (int i = 0; i < nr; i++)
+        if (strcmp(regs[i]->group, name) == 0)
+            return regs[i];
+    return NULL;
+}
+
+static int read_position(hid_t f, tr_position *p, cm_err *err)
+{
+    int32_t ep = 0, be_ = -1;
+    int64_t st = 0;
+    uint64_t seed = 0;
+    memset(p, 0, sizeof *p);
+    if (attr_read(f, "epoch", H5T_NATIVE_INT32, &ep) < 0 || attr_read(f, "step", H5T_NATIVE_INT64, &st) < 0)
+        return cm_err_set(err, "no position (epoch, step): not a checkpoint of this trainer");
+    attr_read(f, "seed", H5T_NATIVE_UINT64, &seed);
+    attr_read(f, "rng_state", H5T_NATIVE_UINT64, p->rng_state);
+    p->best_val = -1;
+    p->best_test = -1;
+    attr_read(f, "best_val", H5T_NATIVE_DOUBLE, &p->best_val);
+    attr_read(f, "best_epoch", H5T_NATIVE_INT32, &be_);
+    attr_read(f, "best_test", H5T_NATIVE_DOUBLE, &p->best_test);
+    p->epoch = ep;
+    p->step = st;
+    p->seed = seed;
+    p->best_epoch = be_;
+    return 0;
+}
+
+int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int with_optimizer,
+                       tr_position *pos, cm_err *err)
+{
+    load_item items[4];
+    int ni = 0;
+    memset(items, 0, sizeof items);
+    if (which) {
+        char dst[32], src[32];
+        const char *eq = strchr(which, '=');
+        size_t ld = eq ? (size_t)(eq - which) : strlen(which);
+        if (ld == 0 || ld >= sizeof dst || (eq && (strlen(eq + 1) == 0 || strlen(eq + 1) >= sizeof src)))
+            return cm_err_set(err, "'%s': expected GROUP or GROUP=FILEGROUP", which);
+        memcpy(dst, which, ld);
+        dst[ld] = 0;
+        snprintf(src, sizeof src, "%s", eq ? eq + 1 : dst);
+        items[0].reg = reg_by_name(s, dst);
+        if (!items[0].reg)
+            return cm_err_set(err, "'%s': this run has no network '%s'", which, dst);
+        snprintf(items[0].src, sizeof items[0].src, "%s", src);
+        ni = 1;
+    } else {
+        tr_reg *regs[4];
+        ni = tr_system_regs(s, regs);
+        for (int i = 0; i < ni; i++) {
+            items[i].reg = regs[i];
+            snprintf(items[i].src, sizeof items[i].src, "%s", regs[i]->group);
+        }
+    }
+    if (!cm_is_file(path))
+        return cm_err_set(err, "no such file");
+    h5_quiet q;
+    quiet_on(&q);
+    int rc = 0, nloaded = 0;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        quiet_off(&q);
+        return cm_err_set(err, "not an HDF5 file (or unreadable)");
+    }
+    tr_position p;
+    if (with_optimizer && read_position(f, &p, err) < 0)
+        rc = -1;
+    for (int i = 0; rc == 0 && i < ni; i++) {
+        load_item *it = &items[i];
+        if (H5Lexists(f, it->src, H5P_DEFAULT) <= 0) {
+            if (which)
+                rc = cm_err_set(err, "no group '%s' in the file", it->src);
+            it->reg = NULL; /* absent: keeps its values */
+            continue;
+        }
+        tr_reg *r = it->reg;
+        it->w = malloc((r->np ? r->np : 1) * sizeof(float));
+        it->b = malloc((r->nb ? r->nb : 1) * sizeof(float));
+        it->m = calloc(r->np ? r->np : 1, sizeof(float));
+        if (!it->w || !it->b || !it->m)
+            rc = cm_err_set(err, "out of memory");
+        else
+            rc = read_group(f, it, with_optimizer, err);
+        nloaded++;
+    }
+    if (rc == 0 && nloaded == 0)
+        rc = cm_err_set(err, "none of this run's networks is in the file");
+    H5Fclose(f);
+    quiet_off(&q);
+    if (rc == 0) {
+        be_ctx *be = s->be;
+        for (int i = 0; i < ni; i++) {
+            load_item *it = &items[i];
+            if (!it->reg)
+                continue;
+            tr_reg *r = it->reg;
+            be->ops->to_device(be, r->w, it->w, r->np * sizeof(float));
+            if (r->nb)
+                be->ops->to_device(be, r->buf, it->b, r->nb * sizeof(float));
+            if (with_optimizer)
+                be->ops->to_device(be, r->m, it->m, r->np * sizeof(float));
+            if (it->has_nbt)
+                r->nbt = it->nbt;
+        }
+        be->ops->sync(be);
+        if (with_optimizer) {
+            s->step = p.step;
+            if (pos)
+                *pos = p;
+        }
+        rc = be->ops->status(be, err);
+    }
+    for (int i = 0; i < 4; i++) {
+        free(items[i].w);
+        free(items[i].b);
+        free(items[i].m);
+    }
+    return rc;
+}
+
+int tr_checkpoint_read_meta(const char *path, char **config, char **recipe, cm_err *err)
+{
+    if (config)
+        *config = NULL;
+    if (recipe)
+        *recipe = NULL;
+    if (!cm_is_file(path))
+        return cm_err_set(err, "no such file");
+    h5_quiet q;
+    quiet_on(&q);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        quiet_off(&q);
+        return cm_err_set(err, "not an HDF5 file (or unreadable)");
+    }
+    if (config)
+        *config = attr_read_str(f, "config");
+    if (recipe)
+        *recipe = attr_read_str(f, "recipe");
+    H5Fclose(f);
+    quiet_off(&q);
+    return 0;
+}

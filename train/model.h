@@ -1,0 +1,167 @@
+/* model: the networks of train/system.c on the backend of train/backend.h.
+ *
+ * - tr_reg: the named tensors of one network (PyTorch state_dict names and
+ *   shapes), its parameters in ONE contiguous device allocation each for
+ *   values, gradients and momenta (so that SGD is one call per network), and
+ *   its buffers (BN running statistics) in another.
+ * - tr_resnet: torchvision-layout ResNet-18/50 (BasicBlock [2,2,2,2] /
+ *   Bottleneck [3,4,6,3]), forward in train or eval mode, backward.
+ * - tr_proxy: the proxy on the layer3 output (FA, none, CFA).
+ *
+ * Internal to the train module; see train/system.h for the public API.
+ */
+#ifndef TRAIN_MODEL_H
+#define TRAIN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cm_err.h"
+#include "train/backend.h"
+#include "train/rng.h"
+
+enum { TT_PARAM = 0, TT_BUFFER = 1, TT_NBT = 2 };
+enum { TI_NONE = 0, TI_KAIMING_OUT, TI_TORCH_W, TI_TORCH_B, TI_ONE, TI_ZERO };
+
+typedef struct tr_tensor {
+    char name[64];  /* state_dict name inside the group ("layer1.0.conv1.weight") */
+    int kind;       /* TT_PARAM, TT_BUFFER (float running stats), TT_NBT (num_batches_tracked) */
+    int init;       /* TI_* */
+    int fan_in;     /* for TI_TORCH_* */
+    int ndim;
+    int shape[4];
+    size_t count;
+    size_t off;     /* into reg->w (params) or reg->buf (buffers) */
+} tr_tensor;
+
+/* Device allocations of one system (all freed together). */
+typedef struct tr_mem {
+    be_ctx *be;
+    void **p;
+    size_t n, cap;
+    int failed;
+} tr_mem;
+
+float *tr_mem_floats(tr_mem *m, size_t count);
+void tr_mem_free_all(tr_mem *m);
+
+typedef struct tr_reg {
+    char group[32];
+    tr_tensor *t;
+    int nt, cap;
+    size_t np, nb;          /* parameter / buffer element counts */
+    float *w, *g, *m;       /* device, np each */
+    float *buf, *buf_save;  /* device, nb each (buf_save: restored after a failed step) */
+    size_t top_off;         /* parameters [top_off, np) are layer4 + fc */
+    int64_t nbt;            /* num_batches_tracked (the same for every BN of a network) */
+} tr_reg;
+
+typedef struct tr_conv {
+    size_t w;
+    int cin, cout, k, stride, pad;
+} tr_conv;
+
+typedef struct tr_bn {
+    size_t g, b, rm, rv;
+    int c;
+    float *smean, *sinv;
+} tr_bn;
+
+typedef struct tr_lin {
+    size_t w, b; /* b == (size_t)-1: no bias */
+    int in, out;
+} tr_lin;
+
+/* Average over frames: [B*F, C] -> [B, C] as a linear map with a constant
+ * [C, F*C] matrix (backend ops only). */
+typedef struct tr_fold {
+    int F, C;
+    float *mat, *dmat;     /* [C, F*C]; dmat receives an unused weight gradient */
+    float *frames;         /* [B*F, C] per-frame spatial averages */
+    float *dframes;        /* [B*F, C] */
+} tr_fold;
+
+#define TR_MAX_STAGES 3
+typedef struct tr_block {
+    int nst;                       /* 2 basic, 3 bottleneck */
+    tr_conv c[TR_MAX_STAGES];
+    tr_bn b[TR_MAX_STAGES];
+    int has_down;
+    tr_conv cd;
+    tr_bn bd;
+    int hin, win, hout, wout;
+    int cin, cout;
+    int sh[TR_MAX_STAGES], sw[TR_MAX_STAGES]; /* spatial size after stage i */
+    float *h[TR_MAX_STAGES];       /* conv outputs (BN inputs) */
+    float *y[TR_MAX_STAGES];       /* BN outputs (after ReLU in place); y[nst-1] = block output */
+    float *hd, *yd;                /* downsample conv / BN outputs */
+    const float *in;               /* input of the last forward */
+} tr_block;
+
+typedef struct tr_resnet {
+    tr_reg reg;
+    int depth, width, classes;
+    int in_c, in_h, in_w;
+    int F;                         /* images per sample (fold mode), else 1 */
+    int max_batch;
+    tr_conv conv1;
+    tr_bn bn1;
+    int h1, w1, hp, wp;            /* after conv1, after max-pool */
+    float *stem_h, *stem_y, *stem_p;
+    tr_block *blk;
+    int nblk;
+    int layer_first[4];            /* index of each layer's first block */
+    int l3_c, l3_h, l3_w;          /* layer3 output shape (per image) */
+    int feat_c, l4_h, l4_w;
+    tr_fold fold;
+    float *pooled;                 /* [B, feat_c] */
+    float *dpooled;
+    tr_lin fc;
+    float *logits;                 /* [B, classes] */
+    const float *input;
+    size_t max_act;                /* largest activation (floats) */
+} tr_resnet;
+
+typedef struct tr_proxy {
+    tr_reg reg;
+    int kind;                      /* TR_PROXY_* of system.h */
+    int C, hw, F, classes, max_batch;
+    tr_fold fold;
+    float *pooled, *dpooled;       /* [B, C] */
+    tr_lin l1, l2;                 /* 1x1 convs as linear maps without bias */
+    tr_bn b1, b2;
+    float *h1, *y1, *a1, *h2, *y2; /* [B, C] */
+    float *d1, *d2;                /* [B, C] gradient scratch */
+    tr_lin fc;
+    float *logits;
+    float *dfeat;                  /* [B*F, C, hw] gradient to the layer3 output */
+    const float *feat;
+} tr_proxy;
+
+/* depth 18 or 50. */
+int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int width, int in_c,
+                    int in_h, int in_w, int F, int classes, int max_batch, cm_err *err);
+/* x: [B*F, in_c, in_h, in_w]. Returns the logits [B, classes] (device). */
+const float *tr_resnet_forward(tr_resnet *n, be_ctx *be, const float *x, int B, int train);
+/* Layer3 output of the last forward: [B*F, l3_c, l3_h, l3_w]. */
+const float *tr_resnet_layer3(const tr_resnet *n);
+/* Gradients of every parameter (full) or of layer4 + fc only (full == 0)
+ * from dlogits [B, classes]; dl3 (may be NULL) is added to the gradient of
+ * the layer3 output. scratch: 4 device buffers of tr_resnet max_act floats. */
+void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, const float *dl3,
+                        int full, float *const scratch[4]);
+
+int tr_proxy_build(tr_proxy *p, tr_mem *mem, const char *group, int kind, int C, int h, int w, int F,
+                   int classes, int max_batch, cm_err *err);
+const float *tr_proxy_forward(tr_proxy *p, be_ctx *be, const float *feat, int B, int train);
+/* Parameter gradients; when need_dfeat, also p->dfeat. */
+void tr_proxy_backward(tr_proxy *p, be_ctx *be, int B, const float *dlogits, int need_dfeat);
+
+/* Allocates the registry's device memory (after build) and initialises it from rng. */
+int tr_reg_alloc(tr_reg *r, tr_mem *mem, cm_err *err);
+void tr_reg_init(tr_reg *r, be_ctx *be, tr_rng *rng);
+void tr_reg_free(tr_reg *r);
+/* Index of a tensor by name, or -1. */
+int tr_reg_find(const tr_reg *r, const char *name);
+
+#endif

@@ -1,0 +1,529 @@
+/* system: the networks of one run, the loss of one step per method, SGD.
+ * See system.h and train/CHECKPOINT.md. */
+#include "train/system.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/model.h"
+#include "train/system_internal.h"
+
+void tr_config_default(tr_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->pretrain = 0;
+    c->method = TR_C2KD;
+    c->student = TR_VISUAL;
+    c->teacher = TR_AUDIO;
+    c->depth = 18;
+    c->width = 64;
+    c->n_classes = 0;
+    c->frames = 1;
+    c->visual_mode = TR_VISUAL_STACK;
+    c->image_size = 224;
+    c->spec_bins = 257;
+    c->spec_frames = 1004;
+    c->proxy = TR_PROXY_FA;
+    c->teacher_update = TR_TEACHER_FULL;
+    c->lambda1 = c->lambda2 = c->lambda3 = 1.0f;
+    c->omega = 0.0f;
+    c->kd_temp = 4.0f;
+    c->nkd_gamma = 1.5f;
+    c->nkd_temp = 1.0f;
+    c->momentum = 0.9f;
+    c->max_batch = 64;
+}
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static int build_resnet(tr_system *s, tr_resnet *n, const char *group, tr_modality mod, cm_err *err)
+{
+    const tr_config *c = &s->cfg;
+    int in_c, h, w, F = 1;
+    if (mod == TR_AUDIO) {
+        in_c = 1;
+        h = c->spec_bins;
+        w = c->spec_frames;
+    } else {
+        h = w = c->image_size;
+        if (c->visual_mode == TR_VISUAL_FOLD) {
+            in_c = 3;
+            F = c->frames;
+        } else {
+            in_c = 3 * c->frames;
+        }
+    }
+    if (tr_resnet_build(n, &s->mem, group, c->depth, c->width, in_c, h, w, F, c->n_classes,
+                        c->max_batch, err) < 0)
+        return -1;
+    if (n->max_act > s->max_act)
+        s->max_act = n->max_act;
+    return 0;
+}
+
+static int build_proxy(tr_system *s, tr_proxy *p, const char *group, const tr_resnet *n, cm_err *err)
+{
+    return tr_proxy_build(p, &s->mem, group, s->cfg.proxy, n->l3_c, n->l3_h, n->l3_w, n->F,
+                          s->cfg.n_classes, s->cfg.max_batch, err);
+}
+
+static int check_config(const tr_config *c, cm_err *err)
+{
+    if (c->depth != 18 && c->depth != 50)
+        return cm_err_set(err, "depth %d: 18 or 50", c->depth);
+    if (c->width < 1 || c->width > 4096)
+        return cm_err_set(err, "width %d out of range", c->width);
+    if (c->n_classes < 2)
+        return cm_err_set(err, "%d classes: at least 2 needed", c->n_classes);
+    if (c->frames < 1)
+        return cm_err_set(err, "%d frames: at least 1 needed", c->frames);
+    if (c->max_batch < 1)
+        return cm_err_set(err, "max_batch %d: at least 1", c->max_batch);
+    if (c->method < TR_NONE || c->method > TR_C2KD)
+        return cm_err_set(err, "unknown method %d", (int)c->method);
+    if (c->proxy < TR_PROXY_FA || c->proxy > TR_PROXY_CFA)
+        return cm_err_set(err, "unknown proxy kind %d", (int)c->proxy);
+    if (c->teacher_update < TR_TEACHER_FULL || c->teacher_update > TR_TEACHER_FROZEN)
+        return cm_err_set(err, "unknown teacher update %d", (int)c->teacher_update);
+    if (!c->pretrain && c->method != TR_NONE && c->student == c->teacher)
+        return cm_err_set(err, "student and teacher see the same modality");
+    if (!(c->kd_temp > 0) || !(c->nkd_temp > 0))
+        return cm_err_set(err, "temperatures must be positive");
+    return 0;
+}
+
+static void add_index(tr_system *s, tr_reg *r)
+{
+    if (!r->t)
+        return;
+    for (int i = 0; i < r->nt; i++) {
+        if (r->t[i].kind == TT_NBT)
+            continue;
+        s->idx[s->nidx].reg = r;
+        s->idx[s->nidx].t = i;
+        snprintf(s->idx[s->nidx].name, sizeof s->idx[s->nidx].name, "%s/%s", r->group, r->t[i].name);
+        s->nidx++;
+    }
+}
+
+tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_err *err)
+{
+    if (check_config(cfg, err) < 0)
+        return NULL;
+    tr_system *s = calloc(1, sizeof *s);
+    if (!s) {
+        cm_err_set(err, "out of memory");
+        return NULL;
+    }
+    s->be = be;
+    s->cfg = *cfg;
+    s->mem.be = be;
+    tr_config *c = &s->cfg;
+    if (c->pretrain) {
+        s->has_teacher = 1;
+    } else {
+        s->has_student = 1;
+        s->has_teacher = c->method != TR_NONE;
+        s->has_proxies = c->method == TR_C2KD;
+    }
+    /* Who trains, in which mode. */
+    if (c->pretrain) {
+        s->teacher_train = 1;
+        s->teacher_full = 1;
+        s->teacher_sgd = 1;
+    } else if (c->method == TR_C2KD) {
+        s->teacher_train = c->teacher_update != TR_TEACHER_FROZEN;
+        s->teacher_full = c->teacher_update == TR_TEACHER_FULL;
+        s->teacher_sgd = c->teacher_update != TR_TEACHER_FROZEN;
+    } else {
+        s->teacher_train = 0; /* kd / nkd: frozen pretrained teacher in evaluation mode */
+        s->teacher_full = 0;
+        s->teacher_sgd = 0;
+    }
+    if (s->has_student && (build_resnet(s, &s->student, "student", c->student, err) < 0))
+        goto fail;
+    if (s->has_teacher && (build_resnet(s, &s->teacher, "teacher", c->teacher, err) < 0))
+        goto fail;
+    if (s->has_proxies) {
+        if (build_proxy(s, &s->sproxy, "student_proxy", &s->student, err) < 0 ||
+            build_proxy(s, &s->tproxy, "teacher_proxy", &s->teacher, err) < 0)
+            goto fail;
+    }
+    size_t BC = (size_t)c->max_batch * c->n_classes;
+    for (int i = 0; i < 4; i++)
+        s->scratch[i] = tr_mem_floats(&s->mem, s->max_act);
+    s->dz_s = tr_mem_floats(&s->mem, BC);
+    s->dz_t = tr_mem_floats(&s->mem, BC);
+    s->dp_s = tr_mem_floats(&s->mem, BC);
+    s->dp_t = tr_mem_floats(&s->mem, BC);
+    s->loss = tr_mem_floats(&s->mem, TR_MAX_TERMS);
+    s->tau = tr_mem_floats(&s->mem, (size_t)c->max_batch);
+    s->keep = tr_mem_floats(&s->mem, (size_t)c->max_batch);
+    s->pred = (int32_t *)tr_mem_floats(&s->mem, (size_t)c->max_batch);
+    if (s->mem.failed) {
+        cm_err_set(err, "out of device memory");
+        goto fail;
+    }
+    s->h_pred = malloc((size_t)c->max_batch * sizeof(int32_t));
+    s->h_labels = malloc((size_t)c->max_batch * sizeof(int32_t));
+    s->h_keep = malloc((size_t)c->max_batch * sizeof(float));
+    size_t ntot = 0;
+    tr_reg *regs[4];
+    int nr = tr_system_regs(s, regs);
+    for (int i = 0; i < nr; i++)
+        ntot += (size_t)regs[i]->nt;
+    s->idx = calloc(ntot ? ntot : 1, sizeof *s->idx);
+    if (!s->h_pred || !s->h_labels || !s->h_keep || !s->idx) {
+        cm_err_set(err, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < nr; i++) {
+        tr_rng rng;
+        tr_rng_seed(&rng, seed ^ hash_str(regs[i]->group));
+        tr_reg_init(regs[i], be, &rng);
+        add_index(s, regs[i]);
+    }
+    if (be->ops->status(be, err) < 0)
+        goto fail;
+    return s;
+fail:
+    tr_system_destroy(s);
+    return NULL;
+}
+
+int tr_system_regs(tr_system *s, tr_reg *regs[4])
+{
+    int n = 0;
+    if (s->has_student)
+        regs[n++] = &s->student.reg;
+    if (s->has_teacher)
+        regs[n++] = &s->teacher.reg;
+    if (s->has_proxies) {
+        regs[n++] = &s->sproxy.reg;
+        regs[n++] = &s->tproxy.reg;
+    }
+    return n;
+}
+
+void tr_system_destroy(tr_system *s)
+{
+    if (!s)
+        return;
+    if (s->be)
+        s->be->ops->sync(s->be);
+    tr_mem_free_all(&s->mem);
+    tr_reg_free(&s->student.reg);
+    tr_reg_free(&s->teacher.reg);
+    tr_reg_free(&s->sproxy.reg);
+    tr_reg_free(&s->tproxy.reg);
+    free(s->student.blk);
+    free(s->teacher.blk);
+    free(s->h_pred);
+    free(s->h_labels);
+    free(s->h_keep);
+    free(s->idx);
+    free(s);
+}
+
+const tr_config *tr_system_config(const tr_system *s)
+{
+    return &s->cfg;
+}
+
+int64_t tr_system_steps(const tr_system *s)
+{
+    return s->step;
+}
+
+void tr_system_set_steps(tr_system *s, int64_t steps)
+{
+    s->step = steps;
+}
+
+static const float *input_of(const tr_batch *b, tr_modality m)
+{
+    return m == TR_AUDIO ? b->audio : b->visual;
+}
+
+static const char *modality_name(tr_modality m)
+{
+    return m == TR_AUDIO ? "audio" : "visual";
+}
+
+static int check_batch(const tr_system *s, const tr_batch *b, cm_err *err)
+{
+    if (b->B < 1 || b->B > s->cfg.max_batch)
+        return cm_err_set(err, "batch of %d samples (1 to %d allowed)", b->B, s->cfg.max_batch);
+    if (!b->labels)
+        return cm_err_set(err, "batch without labels");
+    if (s->has_student && !input_of(b, s->cfg.student))
+        return cm_err_set(err, "batch without %s input for the student", modality_name(s->cfg.student));
+    if (s->has_teacher && !input_of(b, s->cfg.teacher))
+        return cm_err_set(err, "batch without %s input for the teacher", modality_name(s->cfg.teacher));
+    return 0;
+}
+
+/* Running statistics are saved before the forward pass and restored when the
+ * step fails, so that a failed step changes nothing. */
+static void save_buffers(tr_system *s, int restore)
+{
+    tr_reg *regs[4];
+    int nr = tr_system_regs(s, regs);
+    for (int i = 0; i < nr; i++) {
+        if (!regs[i]->nb)
+            continue;
+        if (restore)
+            s->be->ops->copy(s->be, regs[i]->buf, regs[i]->buf_save, regs[i]->nb * sizeof(float));
+        else
+            s->be->ops->copy(s->be, regs[i]->buf_save, regs[i]->buf, regs[i]->nb * sizeof(float));
+    }
+}
+
+static int count_correct(tr_system *s, int B, int C, const float *z)
+{
+    s->be->ops->argmax(s->be, B, C, z, s->pred);
+    s->be->ops->to_host(s->be, s->h_pred, s->pred, (size_t)B * sizeof(int32_t));
+    int n = 0;
+    for (int i = 0; i < B; i++)
+        n += s->h_pred[i] == s->h_labels[i];
+    return n;
+}
+
+int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_err *err)
+{
+    be_ctx *be = s->be;
+    const be_ops *o = be->ops;
+    const tr_config *c = &s->cfg;
+    int B = b->B, C = c->n_classes;
+    long long stepno = (long long)s->step + 1;
+    if (check_batch(s, b, err) < 0)
+        return cm_err_prefix(err, "step %lld", stepno);
+    if (s->has_proxies && c->proxy != TR_PROXY_NONE && B < 2)
+        return cm_err_set(err, "step %lld: a batch of 1 sample: the proxies' batch norm needs at least 2",
+                          stepno);
+    size_t BC = (size_t)B * C;
+    const char *names[TR_MAX_TERMS];
+    int nt = 0;
+    float *L = s->loss;
+    save_buffers(s, 0);
+    o->zero(be, L, TR_MAX_TERMS * sizeof(float));
+    o->zero(be, s->dz_s, BC * sizeof(float));
+    o->zero(be, s->dz_t, BC * sizeof(float));
+    o->zero(be, s->dp_s, BC * sizeof(float));
+    o->zero(be, s->dp_t, BC * sizeof(float));
+    s->last_B = B;
+    const float *zs = NULL, *zt = NULL, *ps = NULL, *pt = NULL;
+    if (s->has_teacher)
+        zt = tr_resnet_forward(&s->teacher, be, input_of(b, c->teacher), B, s->teacher_train);
+    if (s->has_student)
+        zs = tr_resnet_forward(&s->student, be, input_of(b, c->student), B, 1);
+    if (s->has_proxies) {
+        pt = tr_proxy_forward(&s->tproxy, be, tr_resnet_layer3(&s->teacher), B, 1);
+        ps = tr_proxy_forward(&s->sproxy, be, tr_resnet_layer3(&s->student), B, 1);
+    }
+    const int32_t *y = b->labels;
+    if (c->pretrain) {
+        names[nt] = "ce_teacher";
+        o->ce(be, B, C, zt, y, 1.0f, L + nt++, s->dz_t);
+    } else if (c->method == TR_NONE) {
+        names[nt] = "ce_student";
+        o->ce(be, B, C, zs, y, 1.0f, L + nt++, s->dz_s);
+    } else if (c->method == TR_KD) {
+        names[nt] = "ce_student";
+        o->ce(be, B, C, zs, y, 1.0f, L + nt++, s->dz_s);
+        names[nt] = "kd";
+        o->kl(be, B, C, zt, zs, c->kd_temp, c->kd_temp * c->kd_temp, L + nt++, s->dz_s);
+    } else if (c->method == TR_NKD) {
+        names[nt] = "ce_student";
+        o->ce(be, B, C, zs, y, 1.0f, L + nt++, s->dz_s);
+        names[nt] = "nkd";
+        o->nkd(be, B, C, zt, zs, y, c->nkd_temp, c->nkd_gamma, 1.0f, L + nt++, s->dz_s);
+    } else {
+        o->kendall_select(be, B, C, pt, ps, c->omega, s->tau, s->keep);
+        /* L_T */
+        names[nt] = "ce_teacher";
+        o->ce(be, B, C, zt, y, 1.0f, L + nt++, s->dz_t);
+        names[nt] = "kl_teacher_to_proxy"; /* KL(σ(sg z_t) ‖ σ(p_t)) */
+        o->kl(be, B, C, zt, pt, 1.0f, c->lambda1, L + nt++, s->dp_t);
+        names[nt] = "kl_proxy_to_teacher"; /* KL(σ(sg p_t) ‖ σ(z_t)) */
+        o->kl(be, B, C, pt, zt, 1.0f, c->lambda1, L + nt++, s->dz_t);
+        names[nt] = "nt_teacher_proxy"; /* NT(p_t ← sg p_s) */
+        o->nt_kl(be, B, C, ps, pt, y, s->keep, c->lambda3, L + nt++, s->dp_t);
+        /* L_S */
+        names[nt] = "ce_student";
+        o->ce(be, B, C, zs, y, 1.0f, L + nt++, s->dz_s);
+        names[nt] = "kl_student_to_proxy"; /* KL(σ(sg z_s) ‖ σ(p_s)) */
+        o->kl(be, B, C, zs, ps, 1.0f, c->lambda2, L + nt++, s->dp_s);
+        names[nt] = "kl_proxy_to_student"; /* KL(σ(sg p_s) ‖ σ(z_s)) */
+        o->kl(be, B, C, ps, zs, 1.0f, c->lambda2, L + nt++, s->dz_s);
+        names[nt] = "nt_student_proxy"; /* NT(p_s ← sg p_t) */
+        o->nt_kl(be, B, C, pt, ps, y, s->keep, c->lambda3, L + nt++, s->dp_s);
+    }
+    /* Backward. */
+    if (s->has_proxies) {
+        tr_proxy_backward(&s->tproxy, be, B, s->dp_t, s->teacher_full);
+        tr_proxy_backward(&s->sproxy, be, B, s->dp_s, 1);
+    }
+    if (s->has_teacher && s->teacher_sgd)
+        tr_resnet_backward(&s->teacher, be, B, s->dz_t, s->has_proxies ? s->tproxy.dfeat : NULL,
+                           s->teacher_full, s->scratch);
+    if (s->has_student)
+        tr_resnet_backward(&s->student, be, B, s->dz_s, s->has_proxies ? s->sproxy.dfeat : NULL, 1,
+                           s->scratch);
+    float hl[TR_MAX_TERMS];
+    o->to_host(be, hl, L, TR_MAX_TERMS * sizeof(float));
+    if (o->status(be, err) < 0)
+        return cm_err_prefix(err, "step %lld", stepno);
+    double total = 0;
+    for (int i = 0; i < nt; i++) {
+        if (!isfinite(hl[i])) {
+            save_buffers(s, 1);
+            o->sync(be);
+            return cm_err_set(err, "step %lld: non-finite loss (%s = %g); no parameter was changed",
+                              stepno, names[i], (double)hl[i]);
+        }
+        total += hl[i];
+    }
+    if (!isfinite(total)) {
+        save_buffers(s, 1);
+        o->sync(be);
+        return cm_err_set(err, "step %lld: non-finite total loss; no parameter was changed", stepno);
+    }
+    /* SGD. */
+    if (s->has_student)
+        o->sgd(be, s->student.reg.np, s->student.reg.w, s->student.reg.g, s->student.reg.m, lr, c->momentum);
+    if (s->has_teacher && s->teacher_sgd) {
+        tr_reg *r = &s->teacher.reg;
+        size_t off = s->teacher_full ? 0 : r->top_off;
+        o->sgd(be, r->np - off, r->w + off, r->g + off, r->m + off, lr, c->momentum);
+    }
+    if (s->has_proxies) {
+        tr_reg *rs = &s->sproxy.reg, *rt = &s->tproxy.reg;
+        o->sgd(be, rs->np, rs->w, rs->g, rs->m, lr, c->momentum);
+        o->sgd(be, rt->np, rt->w, rt->g, rt->m, lr, c->momentum);
+    }
+    if (s->has_student)
+        s->student.reg.nbt++;
+    if (s->has_teacher && s->teacher_train)
+        s->teacher.reg.nbt++;
+    if (s->has_proxies && c->proxy != TR_PROXY_NONE) {
+        s->sproxy.reg.nbt++;
+        s->tproxy.reg.nbt++;
+    }
+    if (st) {
+        memset(st, 0, sizeof *st);
+        st->loss = (float)total;
+        st->n_terms = nt;
+        for (int i = 0; i < nt; i++) {
+            st->term_name[i] = names[i];
+            st->term[i] = hl[i];
+        }
+        st->kept = -1;
+        o->to_host(be, s->h_labels, b->labels, (size_t)B * sizeof(int32_t));
+        st->correct_student = s->has_student ? count_correct(s, B, C, zs) : -1;
+        st->correct_teacher = s->has_teacher ? count_correct(s, B, C, zt) : -1;
+        if (s->has_proxies) {
+            o->to_host(be, s->h_keep, s->keep, (size_t)B * sizeof(float));
+            int k = 0;
+            for (int i = 0; i < B; i++)
+                k += s->h_keep[i] > 0.5f;
+            st->kept = (float)k / (float)B;
+        }
+    }
+    if (o->status(be, err) < 0)
+        return cm_err_prefix(err, "step %lld", stepno);
+    s->step++;
+    return 0;
+}
+
+int tr_system_eval(tr_system *s, const tr_batch *b, int32_t *pred_student, int32_t *pred_teacher,
+                   float *logits_student, float *logits_teacher, cm_err *err)
+{
+    be_ctx *be = s->be;
+    const be_ops *o = be->ops;
+    const tr_config *c = &s->cfg;
+    int B = b->B, C = c->n_classes;
+    if (b->B < 1 || b->B > c->max_batch)
+        return cm_err_set(err, "batch of %d samples (1 to %d allowed)", b->B, c->max_batch);
+    s->last_B = B;
+    for (int k = 0; k < 2; k++) {
+        int has = k == 0 ? s->has_student : s->has_teacher;
+        int32_t *pred = k == 0 ? pred_student : pred_teacher;
+        float *logits = k == 0 ? logits_student : logits_teacher;
+        if (!has) {
+            if (pred)
+                for (int i = 0; i < B; i++)
+                    pred[i] = -1;
+            continue;
+        }
+        if (!pred && !logits)
+            continue;
+        tr_modality m = k == 0 ? c->student : c->teacher;
+        const float *x = input_of(b, m);
+        if (!x)
+            return cm_err_set(err, "batch without %s input", modality_name(m));
+        tr_resnet *n = k == 0 ? &s->student : &s->teacher;
+        const float *z = tr_resnet_forward(n, be, x, B, 0);
+        if (pred) {
+            o->argmax(be, B, C, z, s->pred);
+            o->to_host(be, pred, s->pred, (size_t)B * sizeof(int32_t));
+        }
+        if (logits)
+            o->to_host(be, logits, z, (size_t)B * C * sizeof(float));
+    }
+    return o->status(be, err);
+}
+
+void tr_system_outputs(const tr_system *s, tr_outputs *out)
+{
+    memset(out, 0, sizeof *out);
+    out->B = s->last_B;
+    if (s->has_student)
+        out->z_student = s->student.logits;
+    if (s->has_teacher)
+        out->z_teacher = s->teacher.logits;
+    if (s->has_proxies) {
+        out->p_student = s->sproxy.logits;
+        out->p_teacher = s->tproxy.logits;
+        out->tau = s->tau;
+        out->keep = s->keep;
+    }
+}
+
+size_t tr_system_num_tensors(const tr_system *s)
+{
+    return s->nidx;
+}
+
+int tr_system_tensor(const tr_system *s, size_t i, const char **name, size_t *count, float **value,
+                     float **grad)
+{
+    if (i >= s->nidx)
+        return -1;
+    const tr_reg *r = s->idx[i].reg;
+    const tr_tensor *t = &r->t[s->idx[i].t];
+    if (name)
+        *name = s->idx[i].name;
+    if (count)
+        *count = t->count;
+    if (t->kind == TT_PARAM) {
+        if (value)
+            *value = r->w + t->off;
+        if (grad)
+            *grad = r->g + t->off;
+    } else {
+        if (value)
+            *value = r->buf + t->off;
+        if (grad)
+            *grad = NULL;
+    }
+    return 0;
+}

@@ -1,0 +1,41 @@
+/* The tr_system struct, shared by system.c and ckpt.c (internal). */
+#ifndef TRAIN_SYSTEM_INTERNAL_H
+#define TRAIN_SYSTEM_INTERNAL_H
+
+#include "train/model.h"
+#include "train/system.h"
+
+typedef struct tr_index {
+    tr_reg *reg;
+    int t;
+    char name[112];
+} tr_index;
+
+struct tr_system {
+    be_ctx *be;
+    tr_config cfg;
+    tr_mem mem;
+    int has_student, has_teacher, has_proxies;
+    int teacher_train; /* teacher forward in train mode (batch statistics) */
+    int teacher_full;  /* gradients through the whole teacher (else layer4 + fc only) */
+    int teacher_sgd;   /* teacher parameters updated */
+    tr_resnet student, teacher;
+    tr_proxy sproxy, tproxy;
+    size_t max_act;
+    float *scratch[4];
+    float *dz_s, *dz_t, *dp_s, *dp_t;
+    float *loss, *tau, *keep;
+    int32_t *pred;
+    int32_t *h_pred, *h_labels;
+    float *h_keep;
+    int64_t step;
+    int last_B;
+    tr_index *idx;
+    size_t nidx;
+};
+
+/* The registries of the networks present, in the order student, teacher,
+ * student_proxy, teacher_proxy. Returns their number. */
+int tr_system_regs(tr_system *s, tr_reg *regs[4]);
+
+#endif
