@@ -1,0 +1,120 @@
+/* loader: streams the samples of one split of an ingested folder (shards,
+ * docs/FORMAT.md) as batches for the trainer.
+ *
+ * - ld_data: the shards of a split (index.json via st_split), checked to share
+ *   one recipe, class list, frame count and spectrogram shape.
+ * - ld_loader: one pass (epoch) at a time over an ld_data. At the start of a
+ *   pass every random draw of the pass is taken from the caller's generator on
+ *   the calling thread: the permutation (when shuffling) and one 64-bit seed
+ *   per sample (when augmenting), from which a worker derives that sample's
+ *   RandomResizedCrop and flip. The batches are therefore the same whatever
+ *   the number of threads and their timing, and a pass can start at batch k
+ *   (resume) from the generator state saved at the start of the epoch.
+ * - Worker threads read samples (pread through store), decode JPEGs with
+ *   TurboJPEG and assemble host batches into a ring of slots allocated with
+ *   ops->host_alloc (pinned on CUDA), so loading the next batches overlaps the
+ *   step on the current one. The consumer takes batches in order
+ *   (ld_loader_next) and gives each back (ld_loader_release).
+ * - ld_device: the device side: copies a host batch to the device and runs
+ *   ops->prep_spec (per-clip standardisation unless the recipe did it) and
+ *   ops->prep_frames (crop, bilinear resize, flip, ImageNet normalisation).
+ *
+ * Training drops the last partial batch (every step sees full batches, as
+ * PyTorch's DataLoader(drop_last=True) of the authors' code); evaluation
+ * keeps it.
+ */
+#ifndef TRAIN_LOADER_H
+#define TRAIN_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cm_err.h"
+#include "store/store.h"
+#include "train/backend.h"
+#include "train/loader_rng.h"
+#include "train/system.h"
+
+/* ---- a split ---- */
+typedef struct ld_data ld_data;
+
+/* Opens every shard of `split` in `dir`. Errors: no such split, no shard, a
+ * shard missing or unreadable, shards that disagree (recipe, classes, F,
+ * spectrogram shape). Shards with zero samples open (count 0). */
+ld_data *ld_data_open(const char *dir, const char *split, cm_err *err);
+void ld_data_close(ld_data *d);
+size_t ld_data_count(const ld_data *d);
+const st_meta *ld_data_meta(const ld_data *d);
+/* 0 when a and b hold the same recipe, classes, F and spectrogram shape, else
+ * -1 naming the first difference. */
+int ld_data_compatible(const ld_data *a, const ld_data *b, cm_err *err);
+/* The identity of the data a model was trained on, as JSON (malloc'd):
+ * {"dataset", "classes", "frames_per_sample", "bins", "frames", "recipe"}.
+ * Stored in checkpoints and compared on --resume/--init/--teacher-ckpt. */
+char *ld_data_identity(const ld_data *d);
+/* Compares two identity JSON strings (classes, then recipe, F, shape);
+ * 0 when equal, -1 naming the difference. */
+int ld_identity_compare(const char *ours, const char *theirs, cm_err *err);
+/* 1 when the recipe JSON says the spectrograms were already standardised per
+ * clip (a key "normalize" with value "clip", true or 1 anywhere in it). */
+int ld_recipe_standardized(const char *recipe_json);
+/* 1 when `split` is listed in DIR/index.json (or, without index.json, when a
+ * <split>-*.h5 file exists), else 0. */
+int ld_split_exists(const char *dir, const char *split);
+
+/* ---- batches on the host ---- */
+typedef struct ld_host_batch {
+    int B;                 /* samples in this batch */
+    int F;                 /* frames per sample */
+    int64_t number;        /* batch index within the pass */
+    void *spec;            /* [B, bins, T] raw values as stored (float16 or float32); NULL without audio */
+    size_t spec_bytes;     /* bytes used in spec */
+    uint8_t *pix;          /* decoded RGB images, packed */
+    size_t pix_bytes;      /* bytes used in pix */
+    be_crop *crops;        /* [B * F], offsets into pix; NULL without visual */
+    int32_t *labels;       /* [B] */
+    int64_t *index;        /* [B] sample indices within the split */
+} ld_host_batch;
+
+typedef struct ld_opts {
+    int batch;        /* batch size */
+    int augment;      /* 1: RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3) + flip; 0: whole image */
+    int shuffle;      /* 1: seeded permutation per pass; 0: shard order */
+    int drop_last;    /* 1: drop the last partial batch */
+    int threads;      /* worker threads (>= 1) */
+    int slots;        /* host batches in flight (>= 2; 0: threads + 2) */
+    int need_audio, need_visual;
+} ld_opts;
+
+typedef struct ld_loader ld_loader;
+
+ld_loader *ld_loader_create(ld_data *d, be_ctx *be, const ld_opts *o, cm_err *err);
+void ld_loader_destroy(ld_loader *l);
+/* Batches per pass. */
+size_t ld_loader_batches(const ld_loader *l);
+/* Starts a pass: takes the pass's draws from rng (advancing it) and starts the
+ * workers at batch `skip`. */
+int ld_loader_start(ld_loader *l, ld_rng *rng, size_t skip, cm_err *err);
+/* 1 with the next batch in *out, 0 at the end of the pass, -1 on a sample
+ * that could not be loaded (message names the sample and its shard). */
+int ld_loader_next(ld_loader *l, ld_host_batch **out, cm_err *err);
+/* Gives a batch back (after the device has finished reading it: sync first). */
+void ld_loader_release(ld_loader *l, ld_host_batch *b);
+/* Stops the workers (also mid-pass). */
+void ld_loader_stop(ld_loader *l);
+
+/* torchvision's RandomResizedCrop.get_params (scale 0.08-1, ratio 3/4-4/3,
+ * 10 attempts, then the centre crop fallback) for a w x h image. */
+void ld_random_resized_crop(ld_rng *r, int w, int h, int *x, int *y, int *cw, int *ch);
+
+/* ---- the device side ---- */
+typedef struct ld_device ld_device;
+
+/* Buffers for batches of up to max_batch samples shaped like d. */
+ld_device *ld_device_create(be_ctx *be, const ld_data *d, int max_batch, int image_size,
+                            int need_audio, int need_visual, cm_err *err);
+void ld_device_destroy(ld_device *dv);
+/* Copies and prepares a host batch; fills out (device pointers). */
+int ld_device_upload(ld_device *dv, const ld_host_batch *hb, tr_batch *out, cm_err *err);
+
+#endif

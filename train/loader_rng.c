@@ -1,0 +1,60 @@
+#include "train/loader_rng.h"
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void ld_rng_seed(ld_rng *r, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
+    if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3]))
+        r->s[0] = 1;
+}
+
+static inline uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+uint64_t ld_rng_next(ld_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double ld_rng_uniform(ld_rng *r)
+{
+    return (double)(ld_rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+double ld_rng_range(ld_rng *r, double a, double b)
+{
+    return a + (b - a) * ld_rng_uniform(r);
+}
+
+uint64_t ld_rng_below(ld_rng *r, uint64_t n)
+{
+    if (n <= 1)
+        return 0;
+    /* Rejection sampling on the top of the range: unbiased. */
+    uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t x;
+    do
+        x = ld_rng_next(r);
+    while (x >= limit);
+    return x % n;
+}

@@ -1,0 +1,72 @@
+/* metrics: the JSON-lines log of a run. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cm_file.h"
+#include "train/metrics.h"
+
+struct mt_log {
+    FILE *fp;
+};
+
+static int keep_line(const char *line, int64_t keep_step, int keep_epoch)
+{
+    cJSON *j = cJSON_Parse(line);
+    if (!j)
+        return 0; /* a torn last line of a killed run */
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "type"));
+    cJSON *step = cJSON_GetObjectItemCaseSensitive(j, "step");
+    cJSON *epoch = cJSON_GetObjectItemCaseSensitive(j, "epoch");
+    int keep = 1;
+    if (type && strcmp(type, "step") == 0)
+        keep = cJSON_IsNumber(step) && step->valuedouble <= (double)keep_step;
+    else if (type && strcmp(type, "epoch") == 0)
+        keep = cJSON_IsNumber(epoch) && epoch->valuedouble <= (double)keep_epoch;
+    cJSON_Delete(j);
+    return keep;
+}
+
+mt_log *mt_open(const char *path, int64_t keep_step, int keep_epoch, cm_err *err)
+{
+    cm_atomic a;
+    if (cm_atomic_open(&a, path, err) != 0)
+        return NULL;
+    if (keep_step >= 0 && cm_is_file(path)) {
+        char *text = NULL;
+        size_t n = 0;
+        if (cm_read_file(path, &text, &n, err) != 0) {
+            cm_atomic_abort(&a);
+            return NULL;
+        }
+        char *save = NULL;
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            if (keep_line(line, keep_step, keep_epoch))
+                fprintf(a.fp, "%s\n", line);
+        free(text);
+    }
+    if (cm_atomic_commit(&a, err) != 0)
+        return NULL;
+    mt_log *m = calloc(1, sizeof *m);
+    if (!m || !(m->fp = fopen(path, "a"))) {
+        free(m);
+        cm_err_set(err, "cannot append to the log");
+        return NULL;
+    }
+    return m;
+}
+
+int mt_write(mt_log *m, const char *json_line, cm_err *err)
+{
+    if (fprintf(m->fp, "%s\n", json_line) < 0 || fflush(m->fp) != 0)
+        return cm_err_set(err, "cannot write the log");
+    return 0;
+}
+
+void mt_close(mt_log *m)
+{
+    if (!m)
+        return;
+    fclose(m->fp);
+    free(m);
+}

@@ -1,0 +1,26 @@
+/* metrics: RUN/metrics.jsonl, one JSON object per line:
+ *   {"type":"step", "step", "epoch", "lr", "loss", <each loss term>, "kept", "acc_student", "acc_teacher"}
+ *   {"type":"epoch", "epoch", "step", "lr", "train_loss", "train_acc_*", "val_acc_*", "test_acc_*",
+ *    "best_epoch", "best_val", "best_test", "seconds"}
+ * The file is a live log (appended and flushed line by line, so it can be
+ * followed during a run). On --resume it is first cut back, atomically, to
+ * the records up to the checkpoint's position, so a resumed run's log equals
+ * an uninterrupted run's. */
+#ifndef TRAIN_METRICS_H
+#define TRAIN_METRICS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/cm_err.h"
+
+typedef struct mt_log mt_log;
+
+/* keep_step < 0: a fresh log (any old content replaced). Otherwise keeps
+ * step records with step <= keep_step and epoch records with epoch <= keep_epoch. */
+mt_log *mt_open(const char *path, int64_t keep_step, int keep_epoch, cm_err *err);
+/* Appends one line (a JSON object text without newline). */
+int mt_write(mt_log *m, const char *json_line, cm_err *err);
+void mt_close(mt_log *m);
+
+#endif
