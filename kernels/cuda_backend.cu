@@ -605,6 +605,14 @@ void cu_prep_frames(be_ctx *b, int n, const be_crop *crops, const uint8_t *src, 
 {
     cu_ctx *c = CTX(b);
     if (c->failed || n <= 0) return;
+    for (int f = 0; f < n; f++) {
+        const be_crop *cr = &crops[f];
+        if (cr->w <= 0 || cr->h <= 0 || cr->x < 0 || cr->y < 0 || cr->x + cr->w > cr->src_w || cr->y + cr->h > cr->src_h) {
+            fail(c, "prep_frames: crop %d (%d,%d %dx%d) outside the %dx%d image", f, cr->x, cr->y, cr->w, cr->h,
+                 cr->src_w, cr->src_h);
+            return;
+        }
+    }
     /* the pinned staging area may still feed the previous copy: wait for it */
     if (!cu_ok(c, cudaEventSynchronize(c->stage_ev), "prep_frames: wait")) return;
     if ((size_t)n > c->crops_cap) {

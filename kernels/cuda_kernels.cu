@@ -594,17 +594,18 @@ __global__ void prep_frames_k(const be_crop *crops, const uint8_t *src, int oh, 
     be_crop cr = crops[img];
     int oy = pix / ow, ox = pix % ow;
     int sx = cr.flip ? ow - 1 - ox : ox;
-    float hs = (float)cr.h / (float)oh, ws = (float)cr.w / (float)ow;
-    float hr = hs * ((float)oy + 0.5f) - 0.5f;
-    if (hr < 0.f) hr = 0.f;
-    int h1 = (int)hr;
+    /* the CPU backend's index arithmetic (double), PyTorch's formula */
+    double hs = (double)cr.h / oh, ws = (double)cr.w / ow;
+    double hr = ((double)oy + 0.5) * hs - 0.5;
+    if (hr < 0.0) hr = 0.0;
+    int h1 = min((int)hr, cr.h - 1);
     int h1p = h1 < cr.h - 1 ? 1 : 0;
-    float h1l = hr - (float)h1, h0l = 1.f - h1l;
-    float wr = ws * ((float)sx + 0.5f) - 0.5f;
-    if (wr < 0.f) wr = 0.f;
-    int w1 = (int)wr;
+    float h1l = (float)fmin(hr - h1, 1.0), h0l = 1.f - h1l;
+    double wr = ((double)sx + 0.5) * ws - 0.5;
+    if (wr < 0.0) wr = 0.0;
+    int w1 = min((int)wr, cr.w - 1);
     int w1p = w1 < cr.w - 1 ? 1 : 0;
-    float w1l = wr - (float)w1, w0l = 1.f - w1l;
+    float w1l = (float)fmin(wr - w1, 1.0), w0l = 1.f - w1l;
     const uint8_t *base = src + cr.offset;
     size_t stride = (size_t)cr.src_w * 3;
     const uint8_t *p00 = base + (size_t)(cr.y + h1) * stride + (size_t)(cr.x + w1) * 3;
@@ -614,8 +615,9 @@ __global__ void prep_frames_k(const be_crop *crops, const uint8_t *src, int oh, 
     float *o = out + (size_t)img * 3 * oh * ow + pix;
 #pragma unroll
     for (int ch = 0; ch < 3; ch++) {
-        float v = h0l * (w0l * (float)p00[ch] + w1l * (float)p01[ch]) +
-                  h1l * (w0l * (float)p10[ch] + w1l * (float)p11[ch]);
+        float top = w0l * (float)p00[ch] + w1l * (float)p01[ch];
+        float bot = w0l * (float)p10[ch] + w1l * (float)p11[ch];
+        float v = h0l * top + h1l * bot;
         o[(size_t)ch * oh * ow] = (v / 255.f - nm.m[ch]) / nm.s[ch];
     }
 }

@@ -27,3 +27,16 @@ UNIT_TESTS += $(kernels_TESTS)
 $(kernels_TESTS): $(TESTBIN)/%: $(OBJ)/tests/unit/%.o $(kernels_LIB) $(common_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcriterion $(CUDA_LDLIBS) $(LDLIBS)
+
+# GPU test programs (tests/gpu/, run by tests/gpu/run.sh on a machine with a
+# GPU). Built with everything else so that CI keeps them compiling; without a
+# GPU they exit 2 with a message. steps needs train/system.c.
+GPU_TEST_DEPS := $(LIB)/libtrain.a $(kernels_LIB) $(store_LIB) $(frames_LIB) $(spectro_LIB) $(common_LIB)
+GPU_PROGS := $(BUILD)/gpu/opcompare
+ifneq ($(wildcard train/system.c),)
+GPU_PROGS += $(BUILD)/gpu/steps
+endif
+BINS += $(GPU_PROGS)
+$(GPU_PROGS): $(BUILD)/gpu/%: $(OBJ)/tests/gpu/%.o $(GPU_TEST_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(CUDA_LDLIBS) $(LDLIBS)
