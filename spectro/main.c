@@ -54,6 +54,10 @@ static void usage(FILE *f)
 "                        $C2KD_FFTW_WISDOM, else $XDG_CACHE_HOME/c2kd/fftw-wisdom-f32,\n"
 "                        else ~/.cache/c2kd/fftw-wisdom-f32)\n"
 "      --no-wisdom       neither read nor write wisdom\n"
+"Debugging:\n"
+"      --samples         write the decoded mono samples at --sample-rate (before the\n"
+"                        segment and length are applied) as float32 [n] instead of\n"
+"                        the spectrogram (.npy only)\n"
 "Reporting:\n"
 "      --timing          print time per stage (decode, length, spectrogram, write) on stderr\n"
 "  -q, --quiet           no progress display\n"
@@ -67,7 +71,7 @@ static void usage(FILE *f)
 }
 
 enum { O_SR = 256, O_DUR, O_START, O_END, O_WIN, O_OVL, O_WFN, O_SCALE, O_NODET, O_NOLOG,
-       O_EPS, O_NORM, O_WISDOM, O_NOWISDOM, O_TIMING };
+       O_EPS, O_NORM, O_WISDOM, O_NOWISDOM, O_TIMING, O_SAMPLES };
 
 static int parse_double(const char *s, double *v)
 {
@@ -97,6 +101,7 @@ typedef struct job {
     char **inputs;
     char **outputs;
     int h5;
+    int samples_only;
     double start, end;
     double (*stage_time)[NSTAGE]; /* per worker */
     int *failed;                  /* per input */
@@ -200,6 +205,13 @@ static void process_one(void *ctx, size_t i, int worker)
     t1 = cm_now();
     st[0] += t1 - t0;
     t0 = t1;
+    if (J->samples_only) {
+        if (cm_npy_write(J->outputs[i], "<f4", &n, 1, x, &err) != 0)
+            goto done;
+        st[3] += cm_now() - t0;
+        ok = 1;
+        goto done;
+    }
     fixed = malloc(target * sizeof *fixed);
     spec = malloc(T * B * sizeof *spec);
     if (!fixed || !spec) {
@@ -248,7 +260,7 @@ int main(int argc, char **argv)
     sp_params p;
     sp_params_default(&p);
     const char *out = NULL, *wisdom = NULL;
-    int jobs = 0, no_wisdom = 0, timing = 0, quiet = 0, verbose = 0;
+    int jobs = 0, no_wisdom = 0, timing = 0, quiet = 0, verbose = 0, samples_only = 0;
     double start = 0, end = -1;
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"jobs", required_argument, 0, 'j'},
@@ -259,7 +271,7 @@ int main(int argc, char **argv)
         {"no-detrend", no_argument, 0, O_NODET}, {"no-log", no_argument, 0, O_NOLOG},
         {"log-eps", required_argument, 0, O_EPS}, {"normalize", required_argument, 0, O_NORM},
         {"wisdom", required_argument, 0, O_WISDOM}, {"no-wisdom", no_argument, 0, O_NOWISDOM},
-        {"timing", no_argument, 0, O_TIMING}, {"quiet", no_argument, 0, 'q'},
+        {"timing", no_argument, 0, O_TIMING}, {"samples", no_argument, 0, O_SAMPLES}, {"quiet", no_argument, 0, 'q'},
         {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     const char *bad = NULL;
@@ -294,6 +306,7 @@ int main(int argc, char **argv)
         case O_WISDOM: wisdom = optarg; break;
         case O_NOWISDOM: no_wisdom = 1; break;
         case O_TIMING: timing = 1; break;
+        case O_SAMPLES: samples_only = 1; break;
         case 'q': quiet = 1; break;
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return 0;
@@ -326,6 +339,10 @@ int main(int argc, char **argv)
     int is_npy = cm_has_suffix(out, ".npy"), is_h5 = cm_has_suffix(out, ".h5");
     if ((is_npy || is_h5) && nin != 1) {
         fprintf(stderr, "spectro: %d inputs need a folder as OUT, not a %s file\n", nin, is_npy ? ".npy" : ".h5");
+        return 2;
+    }
+    if (samples_only && is_h5) {
+        fprintf(stderr, "spectro: --samples writes .npy files only\n");
         return 2;
     }
     char **outputs = calloc((size_t)nin, sizeof *outputs);
@@ -382,6 +399,7 @@ int main(int argc, char **argv)
     if (jobs > nin)
         jobs = nin;
     job J = {.stft = stft, .p = &p, .inputs = inputs, .outputs = outputs, .h5 = is_h5,
+             .samples_only = samples_only,
              .start = start, .end = end};
     J.stage_time = calloc((size_t)jobs, sizeof *J.stage_time);
     J.failed = calloc((size_t)nin, sizeof *J.failed);

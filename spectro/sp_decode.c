@@ -229,6 +229,18 @@ static int decode_all(dec_state *d, const char *path, cm_err *err)
         return -1;
     if (d->n == 0)
         return cm_err_set(err, "zero-length audio (no samples decoded)");
+    /* Truncation that the demuxer does not report as an error (a cut Matroska,
+     * MP3 with a frame count, ...): far less audio than the file declares. A
+     * duration estimated from the bitrate proves nothing and is not used. */
+    double declared = -1;
+    if (stream->duration != AV_NOPTS_VALUE && stream->duration > 0)
+        declared = (double)stream->duration * av_q2d(stream->time_base);
+    else if (d->fmt->duration != AV_NOPTS_VALUE && d->fmt->duration > 0 &&
+             d->fmt->duration_estimation_method != AVFMT_DURATION_FROM_BITRATE)
+        declared = (double)d->fmt->duration / AV_TIME_BASE;
+    double got = (double)d->n / d->rate;
+    if (declared > 0 && got < 0.9 * declared && declared - got > 0.25)
+        return cm_err_set(err, "truncated: %.2f s of audio decoded, the file declares %.2f s", got, declared);
     return 0;
 }
 
