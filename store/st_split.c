@@ -39,7 +39,13 @@ st_split *st_split_open(const char *dir, const char *split, cm_err *err)
         return NULL;
     }
     st_split *d = calloc(1, sizeof *d);
-    cJSON *sp = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "splits"), split);
+    cJSON *splits = cJSON_GetObjectItemCaseSensitive(root, "splits");
+    cJSON *sp = cJSON_GetObjectItemCaseSensitive(splits, split);
+    if (!sp) { /* "aliases": {"val": "test"} (CREMA-D: the test split is also the validation split) */
+        cJSON *al = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "aliases"), split);
+        if (cJSON_IsString(al))
+            sp = cJSON_GetObjectItemCaseSensitive(splits, al->valuestring);
+    }
     cJSON *shards = cJSON_GetObjectItemCaseSensitive(sp, "shards");
     if (!d || !cJSON_IsArray(shards)) {
         cm_err_set(err, "index.json: no split \"%s\"", split);

@@ -1,0 +1,475 @@
+/* ingest: dataset readers (AVE, CREMA-D, VGGSound, normalized TSV) -> ig_manifest. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cm_file.h"
+#include "ingest/ingest.h"
+
+/* ---- text helpers ---- */
+
+/* Next line of a NUL-terminated buffer (CRLF or LF), modified in place. NULL at the end. */
+static char *next_line(char **cur)
+{
+    char *s = *cur;
+    if (!s || !*s)
+        return NULL;
+    char *nl = strchr(s, '\n');
+    if (nl) {
+        *nl = '\0';
+        *cur = nl + 1;
+    } else {
+        *cur = s + strlen(s);
+    }
+    size_t n = strlen(s);
+    if (n && s[n - 1] == '\r')
+        s[n - 1] = '\0';
+    return s;
+}
+
+static char *skip_bom(char *s)
+{
+    return (unsigned char)s[0] == 0xef && (unsigned char)s[1] == 0xbb && (unsigned char)s[2] == 0xbf ? s + 3 : s;
+}
+
+/* Splits one CSV record in place (quotes, "" escapes). Returns the field count (up to maxf). */
+static int csv_fields(char *line, char **f, int maxf)
+{
+    int n = 0;
+    char *r = line, *w = line;
+    for (;;) {
+        if (n == maxf)
+            return n + 1; /* too many */
+        f[n++] = w;
+        if (*r == '"') {
+            r++;
+            for (;;) {
+                if (*r == '\0')
+                    break;
+                if (*r == '"' && r[1] == '"') {
+                    *w++ = '"';
+                    r += 2;
+                } else if (*r == '"') {
+                    r++;
+                    break;
+                } else {
+                    *w++ = *r++;
+                }
+            }
+            while (*r && *r != ',')
+                *w++ = *r++;
+        } else {
+            while (*r && *r != ',')
+                *w++ = *r++;
+        }
+        if (*r == ',') {
+            r++;
+            *w++ = '\0';
+            continue;
+        }
+        *w = '\0';
+        return n;
+    }
+}
+
+static int is_blank(const char *s)
+{
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t')
+            return 0;
+    return 1;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (errno || end == s || *end || !(x >= 0) || x > 1e7)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static void copy_path(char *out, size_t n, const char *s)
+{
+    size_t l = strnlen(s, n - 1);
+    memcpy(out, s, l);
+    out[l] = '\0';
+}
+
+static void join(char *out, size_t n, const char *a, const char *b)
+{
+    if (b[0] == '/' || !a || !*a) {
+        copy_path(out, n, b);
+        return;
+    }
+    size_t la = strnlen(a, n - 2);
+    memcpy(out, a, la);
+    out[la] = '/';
+    copy_path(out + la + 1, n - la - 1, b);
+}
+
+/* ---- AVE ---- */
+
+int ig_read_ave(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err)
+{
+    static const char *const splits[] = {"train", "val", "test"};
+    for (int s = 0; s < 3; s++) {
+        char path[CM_PATH_MAX], name[32];
+        snprintf(name, sizeof name, "%sSet.txt", splits[s]);
+        join(path, sizeof path, root, name);
+        char *text;
+        size_t len;
+        if (cm_read_file(path, &text, &len, err) != 0)
+            return -1;
+        ig_manifest_split(m, splits[s]);
+        char *cur = skip_bom(text), *line;
+        int lineno = 0;
+        while ((line = next_line(&cur))) {
+            lineno++;
+            if (is_blank(line))
+                continue;
+            /* Category&VideoID&Quality&Start&End, split on '&' only */
+            char *f[6];
+            int nf = 0;
+            for (char *q = line; nf < 6;) {
+                f[nf++] = q;
+                char *a = strchr(q, '&');
+                if (!a)
+                    break;
+                *a = '\0';
+                q = a + 1;
+            }
+            double st, en;
+            if (nf != 5 || !*f[0] || !*f[1] || parse_seconds(f[3], &st) || parse_seconds(f[4], &en)) {
+                ig_manifest_fail(m, nf >= 2 ? f[1] : "-", splits[s], "%s line %d: not Category&VideoID&Quality&Start&End",
+                                 name, lineno);
+                continue;
+            }
+            char id[300], media[CM_PATH_MAX], rel[300];
+            snprintf(id, sizeof id, "%s_%s_%s", f[1], f[3], f[4]);
+            /* the same video and segment listed again (with another label): keep it, make the id unique */
+            int rep = 1;
+            for (size_t i = 0; i < m->n; i++) {
+                const char *o = m->items[i].id;
+                size_t l = strlen(id);
+                if (!strncmp(o, id, l) && (o[l] == '\0' || o[l] == '~'))
+                    rep++;
+            }
+            if (rep > 1) {
+                size_t l = strlen(id);
+                snprintf(id + l, sizeof id - l, "~%d", rep);
+                m->renamed++;
+            }
+            snprintf(rel, sizeof rel, "AVE/%s.mp4", f[1]);
+            join(media, sizeof media, root, rel);
+            double a = p->use_segment ? st : 0, b = p->use_segment ? en : -1;
+            if (ig_manifest_add(m, id, media, media, f[0], splits[s], a, b) != 0) {
+                free(text);
+                return cm_err_set(err, "out of memory");
+            }
+        }
+        free(text);
+    }
+    return ig_manifest_finish(m, p, "test", err);
+}
+
+/* ---- CREMA-D ---- */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static int cremad_add(ig_manifest *m, const char *root, const char *clip, const char *label, const char *split)
+{
+    char video[CM_PATH_MAX], audio[CM_PATH_MAX], rel[600];
+    snprintf(rel, sizeof rel, "VideoFlash/%s.flv", clip);
+    join(video, sizeof video, root, rel);
+    snprintf(rel, sizeof rel, "AudioWAV/%s.wav", clip);
+    join(audio, sizeof audio, root, rel);
+    if (!cm_is_file(audio))
+        copy_path(audio, sizeof audio, video);
+    return ig_manifest_add(m, clip, audio, video, label, split, 0, -1);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int ig_read_cremad(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err)
+{
+    char tr[CM_PATH_MAX], te[CM_PATH_MAX];
+    join(tr, sizeof tr, root, "train.csv");
+    join(te, sizeof te, root, "test.csv");
+    ig_manifest_split(m, "train");
+    ig_manifest_split(m, "test");
+    if (cm_is_file(tr) && cm_is_file(te)) {
+        const char *files[2] = {tr, te}, *names[2] = {"train", "test"};
+        for (int s = 0; s < 2; s++) {
+            char *text;
+            size_t len;
+            if (cm_read_file(files[s], &text, &len, err) != 0)
+                return -1;
+            char *cur = skip_bom(text), *line;
+            int lineno = 0;
+            while ((line = next_line(&cur))) {
+                lineno++;
+                if (is_blank(line))
+                    continue;
+                char *f[3];
+                int nf = csv_fields(line, f, 2);
+                if (nf != 2 || !*f[0] || !*f[1] || strchr(f[0], '/')) {
+                    ig_manifest_fail(m, nf >= 1 ? f[0] : "-", names[s], "%s.csv line %d: not clip,LABEL", names[s],
+                                     lineno);
+                    continue;
+                }
+                if (cremad_add(m, root, f[0], f[1], names[s]) != 0) {
+                    free(text);
+                    return cm_err_set(err, "out of memory");
+                }
+            }
+            free(text);
+        }
+    } else {
+        /* no split files: every VideoFlash/<clip>.flv, sorted, shuffled with splitmix64(seed)
+         * (Fisher-Yates from the end), the first round(n * test_fraction) are test */
+        char dir[CM_PATH_MAX];
+        join(dir, sizeof dir, root, "VideoFlash");
+        DIR *d = opendir(dir);
+        if (!d)
+            return cm_err_set(err, "neither train.csv/test.csv nor VideoFlash/ found");
+        char **names = NULL;
+        size_t n = 0, cap = 0;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.' || !cm_has_suffix(e->d_name, ".flv"))
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 256;
+                char **t = realloc(names, cap * sizeof *t);
+                if (!t)
+                    break;
+                names = t;
+            }
+            names[n] = strndup(e->d_name, strlen(e->d_name) - 4);
+            if (names[n])
+                n++;
+        }
+        closedir(d);
+        if (n > 1)
+            qsort(names, n, sizeof *names, cmp_str);
+        uint64_t st = p->seed;
+        for (size_t i = n; i > 1; i--) {
+            size_t j = (size_t)(splitmix64(&st) % i);
+            char *t = names[i - 1];
+            names[i - 1] = names[j];
+            names[j] = t;
+        }
+        size_t ntest = (size_t)((double)n * p->test_fraction + 0.5);
+        /* keep each split in name order */
+        if (ntest > 1)
+            qsort(names, ntest, sizeof *names, cmp_str);
+        if (n - ntest > 1)
+            qsort(names + ntest, n - ntest, sizeof *names, cmp_str);
+        int rc = 0;
+        for (size_t pass = 0; pass < 2 && rc == 0; pass++)
+            for (size_t i = pass ? 0 : ntest; i < (pass ? ntest : n) && rc == 0; i++) {
+                /* label: third field of the clip name (1088_IOM_NEU_XX) */
+                char lab[16] = "";
+                const char *a = strchr(names[i], '_');
+                const char *b = a ? strchr(a + 1, '_') : NULL;
+                if (b) {
+                    const char *c = strchr(b + 1, '_');
+                    size_t l = c ? (size_t)(c - b - 1) : strlen(b + 1);
+                    snprintf(lab, sizeof lab, "%.*s", (int)(l < 15 ? l : 15), b + 1);
+                }
+                rc = cremad_add(m, root, names[i], lab, pass ? "test" : "train");
+            }
+        for (size_t i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+        if (rc != 0)
+            return cm_err_set(err, "out of memory");
+    }
+    return ig_manifest_finish(m, p, "test", err);
+}
+
+/* ---- VGGSound ---- */
+
+static void vgg_media(char *out, size_t n, const char *root, const char *yt, const char *start)
+{
+    char cand[4][CM_PATH_MAX], rel[400];
+    long st = strtol(start, NULL, 10);
+    snprintf(rel, sizeof rel, "%s_%s.mp4", yt, start);
+    join(cand[0], sizeof cand[0], root, rel);
+    snprintf(rel, sizeof rel, "video/%s_%s.mp4", yt, start);
+    join(cand[2], sizeof cand[2], root, rel);
+    snprintf(rel, sizeof rel, "%s_%06ld.mp4", yt, st);
+    join(cand[1], sizeof cand[1], root, rel);
+    snprintf(rel, sizeof rel, "video/%s_%06ld.mp4", yt, st);
+    join(cand[3], sizeof cand[3], root, rel);
+    for (int i = 0; i < 4; i++)
+        if (cm_is_file(cand[i])) {
+            copy_path(out, n, cand[i]);
+            return;
+        }
+    char vdir[CM_PATH_MAX];
+    join(vdir, sizeof vdir, root, "video");
+    copy_path(out, n, cm_is_dir(vdir) ? cand[2] : cand[0]); /* missing: reported by the worker */
+}
+
+int ig_read_vggsound(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err)
+{
+    int tiny = !strcmp(p->subset, "tiny");
+    const char *names[2] = {tiny ? "train_tiny.csv" : "train.csv", tiny ? "test_tiny.csv" : "test.csv"};
+    const char *splits[2] = {"train", "test"};
+    ig_manifest_split(m, "train");
+    ig_manifest_split(m, "test");
+    for (int s = 0; s < 2; s++) {
+        char path[CM_PATH_MAX];
+        join(path, sizeof path, root, names[s]);
+        char *text;
+        size_t len;
+        if (cm_read_file(path, &text, &len, err) != 0)
+            return -1;
+        char *cur = skip_bom(text), *line;
+        int lineno = 0;
+        while ((line = next_line(&cur))) {
+            lineno++;
+            if (is_blank(line))
+                continue;
+            char *f[5];
+            int nf = csv_fields(line, f, 4);
+            double st;
+            if (nf != 4 || !*f[0] || !*f[2] || parse_seconds(f[1], &st) || strchr(f[0], '/')) {
+                ig_manifest_fail(m, nf >= 1 ? f[0] : "-", splits[s],
+                                 "%s line %d: not YouTubeID,start,label,split", names[s], lineno);
+                continue;
+            }
+            const char *split = *f[3] ? f[3] : splits[s];
+            char id[300], media[CM_PATH_MAX];
+            snprintf(id, sizeof id, "%s_%s", f[0], f[1]);
+            vgg_media(media, sizeof media, root, f[0], f[1]);
+            if (ig_manifest_add(m, id, media, media, f[2], split, 0, -1) != 0) {
+                free(text);
+                return cm_err_set(err, "out of memory or too many splits");
+            }
+        }
+        free(text);
+    }
+    return ig_manifest_finish(m, p, NULL, err);
+}
+
+/* ---- normalized TSV ---- */
+
+int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char *root, const char *classes_file,
+                cm_err *err)
+{
+    char base[CM_PATH_MAX];
+    if (root) {
+        copy_path(base, sizeof base, root);
+    } else {
+        copy_path(base, sizeof base, path);
+        char *sl = strrchr(base, '/');
+        if (sl)
+            *sl = '\0';
+        else
+            snprintf(base, sizeof base, ".");
+    }
+    ig_preset q = *p; /* class order: the classes file, else sorted labels */
+    q.classes = NULL;
+    q.n_classes = 0;
+    if (classes_file) {
+        char *text;
+        size_t len;
+        if (cm_read_file(classes_file, &text, &len, err) != 0)
+            return -1;
+        char *cur = skip_bom(text), *line;
+        while ((line = next_line(&cur))) {
+            if (is_blank(line))
+                continue;
+            char **c = realloc(q.classes, (size_t)(q.n_classes + 1) * sizeof *c);
+            if (!c || !(c[q.n_classes] = strdup(line))) {
+                free(c ? c : q.classes);
+                free(text);
+                return cm_err_set(err, "out of memory");
+            }
+            q.classes = c;
+            q.n_classes++;
+        }
+        free(text);
+        snprintf(q.class_order, sizeof q.class_order, "preset");
+    } else if (strcmp(p->class_order, "preset") != 0) {
+        snprintf(q.class_order, sizeof q.class_order, "sorted");
+    } else {
+        q.classes = p->classes;
+        q.n_classes = p->n_classes;
+    }
+    char *text = NULL;
+    size_t len;
+    int rc = cm_read_file(path, &text, &len, err);
+    int have_text = rc == 0;
+    char *cur = rc == 0 ? skip_bom(text) : NULL, *line;
+    int lineno = 0;
+    while (rc == 0 && (line = next_line(&cur))) {
+        lineno++;
+        if (is_blank(line) || line[0] == '#')
+            continue;
+        char *f[8];
+        int nf = 0;
+        for (char *s = line; nf < 8;) {
+            f[nf++] = s;
+            char *t = strchr(s, '\t');
+            if (!t)
+                break;
+            *t = '\0';
+            s = t + 1;
+        }
+        if (nf == 7 && !strcmp(f[0], "id") && !strcmp(f[1], "audio"))
+            continue; /* header */
+        double st = 0, en = -1;
+        int whole = (!*f[5] || !strcmp(f[5], "-")) && nf == 7 && (!*f[6] || !strcmp(f[6], "-"));
+        if (nf != 7 || !*f[0] || !*f[2] || !*f[3] || !*f[4] ||
+            (!whole && (parse_seconds(f[5], &st) || parse_seconds(f[6], &en)))) {
+            ig_manifest_fail(m, nf >= 1 ? f[0] : "-", nf >= 5 ? f[4] : "-",
+                             "manifest line %d: expected id, audio, video, label, split, start, end (tab-separated)",
+                             lineno);
+            continue;
+        }
+        char audio[CM_PATH_MAX], video[CM_PATH_MAX];
+        join(video, sizeof video, base, f[2]);
+        join(audio, sizeof audio, base, *f[1] && strcmp(f[1], "-") ? f[1] : f[2]);
+        if (ig_manifest_add(m, f[0], audio, video, f[3], f[4], st, en) != 0) {
+            rc = cm_err_set(err, "out of memory or more than %d splits", IG_MAX_SPLITS);
+            break;
+        }
+    }
+    if (have_text)
+        free(text);
+    if (rc == 0)
+        rc = ig_manifest_finish(m, &q, NULL, err);
+    if (q.classes != p->classes) {
+        for (int i = 0; i < q.n_classes; i++)
+            free(q.classes[i]);
+        free(q.classes);
+    }
+    return rc;
+}
+
+int ig_read(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err)
+{
+    if (!strcmp(p->reader, "ave"))
+        return ig_read_ave(m, p, root, err);
+    if (!strcmp(p->reader, "cremad"))
+        return ig_read_cremad(m, p, root, err);
+    if (!strcmp(p->reader, "vggsound"))
+        return ig_read_vggsound(m, p, root, err);
+    return cm_err_set(err, "reader \"%s\" needs --manifest FILE", p->reader);
+}

@@ -1,0 +1,113 @@
+/* ingest: dataset readers -> normalized manifest -> parallel pipeline -> shards.
+ *
+ * ig_preset     one manifests/<name>.conf file (recipe + reader options)
+ * ig_manifest   the normalized manifest: items (id, audio, video, label, split,
+ *               segment) + the rows that could not become items (failures)
+ * ig_run        workers (spectro + frames per item) and one HDF5 writer,
+ *               resumable, deterministic shard boundaries
+ */
+#ifndef INGEST_H
+#define INGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/cm_err.h"
+#include "spectro/spectro.h"
+
+#define IG_MAX_SPLITS 8
+
+typedef struct ig_preset {
+    char dataset[64];       /* name written in the shards */
+    char reader[32];        /* ave | cremad | vggsound | manifest */
+    sp_params sp;           /* spectrogram recipe */
+    int frames;             /* F */
+    int use_segment;        /* 1: audio and frames from the annotated segment; 0: whole clip */
+    int short_side;         /* frames resized so the shorter side is this (0: original) */
+    int jpeg_quality;       /* 1..100 */
+    int spec_float32;       /* 0: float16 spectrograms */
+    char class_order[32];   /* first-in-test | sorted | preset */
+    char **classes;         /* preset class list (class_order = preset) */
+    int n_classes;
+    char subset[16];        /* vggsound: tiny | full */
+    uint64_t seed;          /* cremad: seeded split when train.csv/test.csv are absent */
+    double test_fraction;
+    char val_alias[16];     /* "test": the val split is the test split (index.json alias) */
+} ig_preset;
+
+void ig_preset_init(ig_preset *p);
+void ig_preset_free(ig_preset *p);
+int ig_preset_load(ig_preset *p, const char *path, cm_err *err);
+/* One key = value setting (the file's lines and --set overrides). */
+int ig_preset_set(ig_preset *p, const char *key, const char *value, cm_err *err);
+/* The recipe as a JSON string (malloc'd): every spectro and frames parameter. */
+char *ig_preset_recipe_json(const ig_preset *p);
+
+typedef struct ig_item {
+    char *id, *audio, *video, *label;
+    int split;              /* index into ig_manifest.splits */
+    int label_idx;          /* index into ig_manifest.classes */
+    double start, end;      /* seconds; end < 0: the whole clip */
+} ig_item;
+
+typedef struct ig_fail {
+    char *id, *split, *reason;
+} ig_fail;
+
+typedef struct ig_manifest {
+    ig_item *items;
+    size_t n, cap;
+    ig_fail *fails;         /* rows that are not items (unknown label, duplicate id, bad line) */
+    size_t nfail, capf;
+    char **classes;
+    int n_classes;
+    char *splits[IG_MAX_SPLITS];
+    int n_splits;
+    char alias_from[16], alias_to[16]; /* e.g. val -> test */
+    size_t renamed;         /* AVE rows whose repeated id got a ~N suffix */
+} ig_manifest;
+
+void ig_manifest_init(ig_manifest *m);
+void ig_manifest_free(ig_manifest *m);
+int ig_manifest_split(ig_manifest *m, const char *name);        /* index, adding it */
+int ig_manifest_add(ig_manifest *m, const char *id, const char *audio, const char *video,
+                    const char *label, const char *split, double start, double end);
+int ig_manifest_fail(ig_manifest *m, const char *id, const char *split, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Classes and label indices (per p->class_order; `first` = the split whose
+ * first appearances fix the order for first-in-test); items with an unknown
+ * label or a repeated id move to the failures. */
+int ig_manifest_finish(ig_manifest *m, const ig_preset *p, const char *first, cm_err *err);
+/* TSV: id audio video label split start end (see docs/FORMAT.md). */
+void ig_manifest_write_tsv(const ig_manifest *m, FILE *f);
+
+/* Readers: `root` holds the dataset in its native layout. */
+int ig_read_ave(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err);
+int ig_read_cremad(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err);
+int ig_read_vggsound(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err);
+/* A hand-written normalized manifest; relative paths are taken from `root`
+ * (NULL: the manifest's folder). classes_file: one class per line (NULL: sorted labels). */
+int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char *root,
+                const char *classes_file, cm_err *err);
+/* Dispatch on p->reader. */
+int ig_read(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err);
+
+typedef struct ig_options {
+    const char *out;        /* output folder */
+    int jobs;               /* worker threads */
+    size_t shard_items;     /* items covered by one shard (0: from shard_bytes) */
+    size_t shard_bytes;     /* target shard size */
+    const char *wisdom;     /* FFTW wisdom path or NULL */
+    FILE *log;              /* progress and notes (NULL: silent) */
+} ig_options;
+
+typedef struct ig_summary {
+    size_t items, written, failed, kept_shards, shards, done_now;
+} ig_summary;
+
+/* Runs the pipeline. Returns 0 when it ran to the end (failed items are in
+ * failures.tsv and the summary), -1 on a fatal error (output folder, HDF5). */
+int ig_run(const ig_preset *p, const ig_manifest *m, const ig_options *o, ig_summary *s, cm_err *err);
+
+#endif
