@@ -1,0 +1,127 @@
+"""Helpers of the train command's oracle tests: tiny shards written with h5py
+and PIL only (the shard format of docs/FORMAT.md), and independent
+re-implementations of the loader's evaluation transform."""
+import io
+import json
+import os
+
+import h5py
+import numpy as np
+from PIL import Image
+
+DEFAULT_RECIPE = {"spectro": {"sample_rate": 16000, "window": 512, "overlap": 353, "normalize": "none"},
+                  "frames": {"count": 1, "short_side": 0, "quality": 90}}
+
+
+def class_image(label, sample, w, h, rng):
+    """An RGB image whose colour and stripes depend on the class (learnable)."""
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.zeros((h, w, 3), np.float64)
+    img[..., label % 3] = 160 + 60 * np.sin(x * (label + 1) * 0.4)
+    img[..., (label + 1) % 3] = 80 + 40 * np.cos(y * 0.3 * (label + 2))
+    img += rng.normal(0, 12, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def jpeg_bytes(img, quality=90):
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def write_shard(path, split, ids, labels, specs, jpegs, classes, F, recipe, dataset="tiny", dtype=np.float16):
+    """jpegs: list over samples of lists of F JPEG byte strings."""
+    n = len(ids)
+    tmp = path + ".tmp"
+    with h5py.File(tmp, "w") as f:
+        f.attrs["format"] = "c2kd-shard"
+        f.attrs["version"] = 1
+        f.attrs["dataset"] = dataset
+        f.attrs["split"] = split
+        f.attrs["classes"] = np.array(classes, dtype=h5py.string_dtype())
+        f.attrs["frames_per_sample"] = F
+        f.attrs["recipe"] = json.dumps(recipe)
+        f.attrs["tool_version"] = "test"
+        f.attrs["spec_dtype"] = np.dtype(dtype).name
+        f.create_dataset("id", data=np.array(ids, dtype=h5py.string_dtype()))
+        f.create_dataset("label", data=np.asarray(labels, np.int32))
+        bins, T = specs.shape[1:] if n else (3, 4)
+        f.create_dataset("audio/spec", data=specs.astype(dtype) if n else np.zeros((0, bins, T), dtype),
+                         chunks=(1, bins, T) if n else None, maxshape=(None, bins, T))
+        flat = [b for per in jpegs for b in per]
+        offs = np.zeros(len(flat) + 1, np.uint64)
+        offs[1:] = np.cumsum([len(b) for b in flat]) if flat else []
+        f.create_dataset("video/jpeg", data=np.frombuffer(b"".join(flat), np.uint8) if flat else np.zeros(0, np.uint8))
+        f.create_dataset("video/offset", data=offs)
+        f.create_dataset("segment", data=np.tile(np.array([0, 1], np.float32), (n, 1)).reshape(n, 2))
+        f.create_dataset("frame_time", data=np.zeros((n, F), np.float32))
+    os.replace(tmp, path)
+
+
+def make_dataset(root, counts=None, classes=("dog", "cat", "car"), F=1, bins=9, T=12, sizes=((40, 30), (33, 47)),
+                 recipe=None, seed=0, shard_size=7, index=True, dtype=np.float16):
+    """Writes shards for each split in counts ({"train": 20, "val": 6, "test": 6})
+    and index.json. Returns {split: [(id, label, spec, [jpeg...]) ...]} in shard order."""
+    counts = counts or {"train": 20, "val": 6, "test": 6}
+    recipe = DEFAULT_RECIPE if recipe is None else recipe
+    os.makedirs(root, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out, idx = {}, {"format": "c2kd-index", "version": 1, "classes": list(classes), "recipe": recipe, "splits": {}}
+    for split, n in counts.items():
+        samples = []
+        for i in range(n):
+            label = int(rng.integers(len(classes))) if i >= len(classes) else i
+            spec = rng.normal(0, 1, (bins, T)) + 2.0 * label * np.sin(np.arange(bins) * (label + 1))[:, None]
+            spec = (spec * 3 + 1).astype(dtype)
+            frames = []
+            for k in range(F):
+                w, h = sizes[(i + k) % len(sizes)]
+                frames.append(jpeg_bytes(class_image(label, i, w, h, rng)))
+            samples.append((f"{split}{i:04d}", label, spec, frames))
+        out[split] = samples
+        shards = []
+        for s0 in range(0, max(n, 1), shard_size):
+            part = samples[s0:s0 + shard_size]
+            name = f"{split}-{len(shards):05d}.h5"
+            write_shard(os.path.join(root, name), split, [p[0] for p in part], [p[1] for p in part],
+                        np.stack([p[2] for p in part]) if part else np.zeros((0, bins, T), dtype),
+                        [p[3] for p in part], list(classes), F, recipe, dtype=dtype)
+            shards.append({"file": name, "count": len(part)})
+        idx["splits"][split] = {"count": n, "shards": shards}
+    if index:
+        with open(os.path.join(root, "index.json"), "w") as f:
+            json.dump(idx, f, indent=1)
+    return out
+
+
+def decode(jpeg):
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+
+
+def resize_bilinear(img, S):
+    """torch.nn.functional.interpolate(bilinear, align_corners=False, antialias=False) of HWC uint8 -> CHW float."""
+    import torch
+    t = torch.from_numpy(img.astype(np.float64)).permute(2, 0, 1)[None]
+    return torch.nn.functional.interpolate(t, size=(S, S), mode="bilinear", align_corners=False)[0].numpy()
+
+
+MEAN = np.array([0.485, 0.456, 0.406])[:, None, None]
+STD = np.array([0.229, 0.224, 0.225])[:, None, None]
+
+
+def eval_frame(jpeg, S, crop=None):
+    """The evaluation transform (crop = (x, y, w, h, flip) for training)."""
+    img = decode(jpeg)
+    flip = 0
+    if crop is not None:
+        x, y, w, h, flip = crop
+        img = img[y:y + h, x:x + w]
+    out = resize_bilinear(img, S)
+    if flip:
+        out = out[:, :, ::-1]
+    return (out / 255.0 - MEAN) / STD
+
+
+def standardize(spec):
+    x = spec.astype(np.float64)
+    return (x - x.mean()) / (x.std() + 1e-9)

@@ -1,0 +1,773 @@
+/* train: the command. Options (train/opts.c), data (train/loader*.c), the
+ * networks and losses (train/system.h), the loop, evaluation, checkpoints,
+ * metrics (train/metrics.c) and the plot (train/plot.c).
+ *
+ * Every input (options, shards of every split, checkpoints) is checked
+ * before anything is written under --out, so a bad input never damages an
+ * earlier run's files. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/cm_err.h"
+#include "common/cm_file.h"
+#include "common/cm_npy.h"
+#include "common/cm_pool.h"
+#include "common/cm_progress.h"
+#include "train/loader.h"
+#include "train/metrics.h"
+#include "train/opts.h"
+#include "train/plot.h"
+#include "train/system.h"
+
+#define TOOL "train"
+
+/* The data identity a checkpoint was saved with (its "recipe" attribute, see
+ * ld_data_identity), or NULL when it has none (e.g. converted from PyTorch). */
+static int ckpt_identity(const char *path, char **json, cm_err *err)
+{
+    *json = NULL;
+    char *recipe = NULL;
+    if (tr_checkpoint_read_meta(path, NULL, &recipe, err) != 0)
+        return -1;
+    if (recipe) {
+        cJSON *j = cJSON_Parse(recipe);
+        if (j && cJSON_IsObject(j) && cJSON_GetObjectItemCaseSensitive(j, "classes"))
+            *json = recipe;
+        else
+            free(recipe);
+        cJSON_Delete(j);
+    }
+    return 0;
+}
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, TOOL ": %s (see --help)\n", msg);
+    return 2;
+}
+
+static int fail(const char *what, const char *msg)
+{
+    if (what)
+        fprintf(stderr, TOOL ": %s: %s\n", what, msg);
+    else
+        fprintf(stderr, TOOL ": %s\n", msg);
+    return 1;
+}
+
+typedef struct split_set {
+    ld_data *train, *val, *test; /* val == test when there is no val split */
+    int has_val;
+} split_set;
+
+static double lr_at(const tr_opts *o, int epoch)
+{
+    if (strcmp(o->schedule, "const") == 0)
+        return o->lr;
+    double f = 1.0 - (double)epoch / (double)o->epochs;
+    if (f < 0)
+        f = 0;
+    return 1e-4 + (o->lr - 1e-4) * pow(f, 0.9);
+}
+
+static void path_in(char *out, size_t n, const char *dir, const char *name)
+{
+    snprintf(out, n, "%s/%s", dir, name);
+}
+
+/* Runs one evaluation pass; acc_* = -1 when that network is not evaluated. */
+static int evaluate(tr_system *sys, ld_loader *ld, ld_device *dv, be_ctx *be, int want_s, int want_t,
+                    int32_t *ps, int32_t *pt, double *acc_s, double *acc_t, cm_err *err)
+{
+    ld_rng dummy;
+    ld_rng_seed(&dummy, 0);
+    if (ld_loader_start(ld, &dummy, 0, err) != 0)
+        return -1;
+    long long n = 0, cs = 0, ct = 0;
+    ld_host_batch *hb = NULL;
+    int rc;
+    while ((rc = ld_loader_next(ld, &hb, err)) == 1) {
+        tr_batch b;
+        if (ld_device_upload(dv, hb, &b, err) != 0 ||
+            tr_system_eval(sys, &b, want_s ? ps : NULL, want_t ? pt : NULL, NULL, NULL, err) != 0) {
+            ld_loader_release(ld, hb);
+            rc = -1;
+            break;
+        }
+        be->ops->sync(be);
+        for (int i = 0; i < hb->B; i++) {
+            cs += want_s && ps[i] == hb->labels[i];
+            ct += want_t && pt[i] == hb->labels[i];
+        }
+        n += hb->B;
+        ld_loader_release(ld, hb);
+    }
+    ld_loader_stop(ld);
+    if (rc < 0)
+        return -1;
+    *acc_s = want_s && n ? (double)cs / (double)n : -1;
+    *acc_t = want_t && n ? (double)ct / (double)n : -1;
+    return 0;
+}
+
+static void add_acc(cJSON *o, const char *key, double v)
+{
+    if (v >= 0)
+        cJSON_AddNumberToObject(o, key, v);
+}
+
+static int write_json(const char *path, cJSON *j, cm_err *err)
+{
+    char *s = cJSON_Print(j);
+    if (!s)
+        return cm_err_set(err, "out of memory");
+    size_t n = strlen(s);
+    char *t = malloc(n + 2);
+    if (!t) {
+        free(s);
+        return cm_err_set(err, "out of memory");
+    }
+    memcpy(t, s, n);
+    t[n] = '\n';
+    int rc = cm_write_file_atomic(path, t, n + 1, err);
+    free(s);
+    free(t);
+    return rc;
+}
+
+/* Writes the prepared device tensors of one batch as .npy (--dump-batches). */
+static int dump_batch(const char *dir, long long step, be_ctx *be, const tr_batch *b, const ld_host_batch *hb,
+                      const tr_config *cfg, cm_err *err)
+{
+    char path[CM_PATH_MAX];
+    const be_ops *op = be->ops;
+    op->sync(be);
+    if (b->audio) {
+        size_t shape[4] = {(size_t)b->B, 1, (size_t)cfg->spec_bins, (size_t)cfg->spec_frames};
+        size_t cnt = shape[0] * shape[2] * shape[3];
+        float *h = malloc(cnt * sizeof *h);
+        if (!h)
+            return cm_err_set(err, "out of memory");
+        op->to_host(be, h, b->audio, cnt * sizeof *h);
+        snprintf(path, sizeof path, "%s/batch-%05lld-audio.npy", dir, step);
+        int rc = cm_npy_write(path, "<f4", shape, 4, h, err);
+        free(h);
+        if (rc)
+            return -1;
+    }
+    if (b->visual) {
+        size_t S = (size_t)cfg->image_size;
+        size_t shape[5] = {(size_t)b->B, (size_t)hb->F, 3, S, S};
+        size_t cnt = shape[0] * shape[1] * 3 * S * S;
+        float *h = malloc(cnt * sizeof *h);
+        if (!h)
+            return cm_err_set(err, "out of memory");
+        op->to_host(be, h, b->visual, cnt * sizeof *h);
+        snprintf(path, sizeof path, "%s/batch-%05lld-visual.npy", dir, step);
+        int rc = cm_npy_write(path, "<f4", shape, 5, h, err);
+        free(h);
+        if (rc)
+            return -1;
+        size_t nc = (size_t)b->B * (size_t)hb->F;
+        int64_t *c = malloc(nc * 7 * sizeof *c);
+        if (!c)
+            return cm_err_set(err, "out of memory");
+        for (size_t i = 0; i < nc; i++) {
+            const be_crop *k = &hb->crops[i];
+            int64_t row[7] = {k->x, k->y, k->w, k->h, k->flip, k->src_w, k->src_h};
+            memcpy(c + i * 7, row, sizeof row);
+        }
+        size_t cs[2] = {nc, 7};
+        snprintf(path, sizeof path, "%s/batch-%05lld-crops.npy", dir, step);
+        rc = cm_npy_write(path, "<i8", cs, 2, c, err);
+        free(c);
+        if (rc)
+            return -1;
+    }
+    size_t ls[1] = {(size_t)b->B};
+    snprintf(path, sizeof path, "%s/batch-%05lld-labels.npy", dir, step);
+    if (cm_npy_write(path, "<i4", ls, 1, hb->labels, err) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/batch-%05lld-index.npy", dir, step);
+    return cm_npy_write(path, "<i8", ls, 1, hb->index, err);
+}
+
+static int parse_enum(const char *v, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(v, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    tr_opts o, cl;
+    tr_opts_default(&cl);
+    cm_err err = {{0}};
+    char **given = NULL;
+    if (tr_opts_parse(&cl, argc, argv, &given, &err) != 0)
+        return usage_error(err.msg);
+    if (cl.help) {
+        tr_opts_help(stdout);
+        free(given);
+        return 0;
+    }
+    int resuming = cl.resume != NULL;
+    char path[CM_PATH_MAX];
+    char *opts_text = NULL;
+    if (resuming) {
+        for (char **g = given; *g; g++)
+            if (!tr_opts_resume_override(*g)) {
+                snprintf(err.msg, sizeof err.msg, "--%s cannot be given with --resume (the run's options.json holds it)", *g);
+                free(given);
+                return usage_error(err.msg);
+            }
+        path_in(path, sizeof path, cl.resume, "options.json");
+        size_t n = 0;
+        if (cm_read_file(path, &opts_text, &n, &err) != 0) {
+            free(given);
+            return fail(cl.resume, "not a run folder (no readable options.json)");
+        }
+        tr_opts_default(&o);
+        if (tr_opts_from_json(&o, opts_text, &err) != 0) {
+            free(given);
+            return fail(path, err.msg);
+        }
+        tr_opts_apply(&o, &cl, given);
+        o.out = cl.resume;
+        o.resume = cl.resume;
+    } else {
+        o = cl;
+    }
+    free(given);
+
+    /* ---- option checks (usage errors) ---- */
+    if (!o.data)
+        return usage_error("--data DIR is required");
+    if (!o.out)
+        return usage_error("--out RUN is required");
+    if (o.epochs < 1 || o.batch_size < 1 || o.width < 1 || o.image_size < 8 || o.steps < 0 || o.threads < 0 ||
+        o.loader_threads < 0 || o.eval_from < 0)
+        return usage_error("--epochs, --batch-size, --width must be >= 1, --image-size >= 8, counts >= 0");
+    if (!(o.lr > 0) || !isfinite(o.lr) || o.momentum < 0 || o.momentum >= 1)
+        return usage_error("--lr must be positive and finite, --momentum in [0, 1)");
+    if (o.depth != 18 && o.depth != 50)
+        return usage_error("--depth must be 18 or 50");
+    static const char *const methods[] = {"none", "kd", "nkd", "c2kd"};
+    static const char *const mods[] = {"audio", "visual"};
+    static const char *const updates[] = {"full", "top", "frozen"};
+    static const char *const proxies[] = {"fa", "none", "cfa"};
+    int method = parse_enum(o.method, methods, 4);
+    int student = parse_enum(o.student, mods, 2), teacher = parse_enum(o.teacher, mods, 2);
+    int update = parse_enum(o.teacher_update, updates, 3), proxy = parse_enum(o.proxy, proxies, 3);
+    if (method < 0 || student < 0 || teacher < 0 || update < 0 || proxy < 0)
+        return usage_error("bad --method, --student, --teacher, --teacher-update or --proxy");
+    if (o.pretrain && o.teacher_ckpt)
+        return usage_error("--pretrain trains the teacher from scratch; --teacher-ckpt does not apply");
+    if (o.init && resuming)
+        return usage_error("--init and --resume exclude each other");
+    if (!resuming && !o.force) {
+        path_in(path, sizeof path, o.out, "last.h5");
+        char p2[CM_PATH_MAX];
+        path_in(p2, sizeof p2, o.out, "options.json");
+        if (cm_is_file(path) || cm_is_file(p2)) {
+            snprintf(err.msg, sizeof err.msg,
+                     "%s already holds a run (continue it with --resume %s, or give --force to replace it)", o.out, o.out);
+            return usage_error(err.msg);
+        }
+    }
+
+    /* ---- data ---- */
+    split_set sp = {0};
+    sp.train = ld_data_open(o.data, "train", &err);
+    if (!sp.train) {
+        snprintf(path, sizeof path, "%s: split train", o.data);
+        return fail(path, err.msg);
+    }
+    sp.has_val = ld_split_exists(o.data, "val");
+    sp.test = ld_data_open(o.data, "test", &err);
+    if (!sp.test) {
+        snprintf(path, sizeof path, "%s: split test", o.data);
+        ld_data_close(sp.train);
+        return fail(path, err.msg);
+    }
+    if (sp.has_val) {
+        sp.val = ld_data_open(o.data, "val", &err);
+        if (!sp.val) {
+            snprintf(path, sizeof path, "%s: split val", o.data);
+            ld_data_close(sp.train);
+            ld_data_close(sp.test);
+            return fail(path, err.msg);
+        }
+    } else {
+        sp.val = sp.test;
+    }
+    int rc = 1;
+    be_ctx *be = NULL;
+    tr_system *sys = NULL;
+    ld_loader *ltrain = NULL, *lval = NULL, *ltest = NULL;
+    ld_device *dv = NULL;
+    mt_log *mt = NULL;
+    cm_progress *prog = NULL;
+    char *identity = NULL, *ck_id = NULL;
+    int32_t *ps = NULL, *pt = NULL;
+    const char *splits[3] = {"val", "test", "train"};
+    ld_data *sets[3] = {sp.val, sp.test, sp.train};
+    for (int k = 0; k < 2; k++)
+        if (ld_data_compatible(sp.train, sets[k], &err) != 0) {
+            snprintf(path, sizeof path, "%s: split %s", o.data, splits[k]);
+            cm_err_prefix(&err, "does not match split train");
+            fail(path, err.msg);
+            goto out;
+        }
+    for (int k = 0; k < 3; k++)
+        if (ld_data_count(sets[k]) == 0) {
+            snprintf(path, sizeof path, "%s: split %s", o.data, splits[k]);
+            fail(path, "empty split (no samples)");
+            goto out;
+        }
+    if (ld_data_count(sp.train) < (size_t)o.batch_size) {
+        snprintf(path, sizeof path, "%s: split train", o.data);
+        snprintf(err.msg, sizeof err.msg, "%zu samples, fewer than one batch of %d (training drops partial batches)",
+                 ld_data_count(sp.train), o.batch_size);
+        fail(path, err.msg);
+        goto out;
+    }
+    const st_meta *meta = ld_data_meta(sp.train);
+    identity = ld_data_identity(sp.train);
+
+    /* ---- backend ---- */
+    if (strcmp(o.device, "cpu") == 0) {
+        be = be_cpu_create(o.threads, &err);
+    } else {
+        be = be_cuda_create(0, &err);
+        if (!be && strcmp(o.device, "cuda") == 0) {
+            fail("--device cuda", err.msg);
+            goto out;
+        }
+        if (!be) {
+            fprintf(stderr, TOOL ": notice: no CUDA backend (%s); using the CPU\n", err.msg);
+            be = be_cpu_create(o.threads, &err);
+        }
+    }
+    if (!be) {
+        fail("backend", err.msg);
+        goto out;
+    }
+
+    /* ---- system ---- */
+    tr_config cfg;
+    tr_config_default(&cfg);
+    cfg.pretrain = o.pretrain;
+    cfg.method = (tr_method)method;
+    cfg.student = student == 0 ? TR_AUDIO : TR_VISUAL;
+    cfg.teacher = teacher == 0 ? TR_AUDIO : TR_VISUAL;
+    cfg.depth = o.depth;
+    cfg.width = o.width;
+    cfg.n_classes = meta->n_classes;
+    cfg.frames = meta->frames_per_sample;
+    if (strcmp(o.visual_mode, "auto") == 0)
+        cfg.visual_mode = cfg.frames > 1 ? TR_VISUAL_FOLD : TR_VISUAL_STACK;
+    else
+        cfg.visual_mode = strcmp(o.visual_mode, "fold") == 0 ? TR_VISUAL_FOLD : TR_VISUAL_STACK;
+    cfg.image_size = o.image_size;
+    cfg.spec_bins = meta->bins;
+    cfg.spec_frames = meta->frames;
+    cfg.proxy = (tr_proxy_kind)proxy;
+    cfg.teacher_update = (tr_teacher_update)update;
+    cfg.lambda1 = (float)o.lambda1;
+    cfg.lambda2 = (float)o.lambda2;
+    cfg.lambda3 = (float)o.lambda3;
+    cfg.omega = (float)o.omega;
+    cfg.kd_temp = (float)o.kd_temp;
+    cfg.nkd_gamma = (float)o.nkd_gamma;
+    cfg.nkd_temp = (float)o.nkd_temp;
+    cfg.momentum = (float)o.momentum;
+    cfg.max_batch = o.batch_size;
+    sys = tr_system_create(be, &cfg, (uint64_t)o.seed, &err);
+    if (!sys) {
+        fail("model", err.msg);
+        goto out;
+    }
+
+    /* ---- checkpoints (read before anything is written) ---- */
+    tr_position pos;
+    memset(&pos, 0, sizeof pos);
+    pos.seed = (uint64_t)o.seed;
+    pos.best_val = -1;
+    pos.best_test = -1;
+    pos.best_epoch = 0;
+    ld_rng rng;
+    ld_rng_seed(&rng, (uint64_t)o.seed ^ 0x6c6f61646572ULL); /* the loader's stream, apart from the init's */
+    memcpy(pos.rng_state, rng.s, sizeof rng.s);
+    const char *ck_paths[3] = {NULL, NULL, NULL};
+    char last_path[CM_PATH_MAX], best_path[CM_PATH_MAX];
+    path_in(last_path, sizeof last_path, o.out, "last.h5");
+    path_in(best_path, sizeof best_path, o.out, "best.h5");
+    ck_paths[0] = resuming ? last_path : NULL;
+    ck_paths[1] = o.init;
+    ck_paths[2] = o.teacher_ckpt;
+    for (int k = 0; k < 3; k++) {
+        if (!ck_paths[k])
+            continue;
+        if (!cm_is_file(ck_paths[k])) {
+            fail(ck_paths[k], "no such checkpoint file");
+            goto out;
+        }
+        free(ck_id);
+        ck_id = NULL;
+        if (ckpt_identity(ck_paths[k], &ck_id, &err) != 0) {
+            fail(ck_paths[k], err.msg);
+            goto out;
+        }
+        if (ck_id && ld_identity_compare(identity, ck_id, &err) != 0) {
+            snprintf(path, sizeof path, "%s: does not match %s", ck_paths[k], o.data);
+            fail(path, err.msg);
+            goto out;
+        }
+        int r;
+        if (k == 0)
+            r = tr_checkpoint_load(sys, ck_paths[k], NULL, 1, &pos, &err);
+        else if (k == 1)
+            r = tr_checkpoint_load(sys, ck_paths[k], NULL, 0, NULL, &err);
+        else
+            r = tr_checkpoint_load(sys, ck_paths[k], "teacher", 0, NULL, &err);
+        if (r != 0) {
+            fail(ck_paths[k], err.msg);
+            goto out;
+        }
+    }
+    if (resuming)
+        memcpy(rng.s, pos.rng_state, sizeof rng.s);
+    tr_system_set_steps(sys, pos.step);
+
+    /* ---- loaders ---- */
+    int uses[2] = {0, 0}; /* audio, visual */
+    if (o.pretrain) {
+        uses[cfg.teacher] = 1;
+    } else {
+        uses[cfg.student] = 1;
+        if (method != TR_NONE)
+            uses[cfg.teacher] = 1;
+    }
+    int lthreads = o.loader_threads;
+    if (lthreads <= 0) {
+        int nc = cm_ncpu();
+        lthreads = strcmp(be->ops->name, "cpu") == 0 ? (nc < 2 ? nc : 2) : (nc < 12 ? nc : 12);
+    }
+    ld_opts lo = {.batch = o.batch_size, .augment = !o.no_augment, .shuffle = !o.no_shuffle, .drop_last = 1,
+                  .threads = lthreads, .need_audio = uses[0], .need_visual = uses[1]};
+    ltrain = ld_loader_create(sp.train, be, &lo, &err);
+    lo.augment = 0;
+    lo.shuffle = 0;
+    lo.drop_last = 0;
+    lval = ltrain ? ld_loader_create(sp.val, be, &lo, &err) : NULL;
+    ltest = lval && sp.has_val ? ld_loader_create(sp.test, be, &lo, &err) : lval;
+    dv = ltest ? ld_device_create(be, sp.train, o.batch_size, o.image_size, uses[0], uses[1], &err) : NULL;
+    ps = calloc((size_t)o.batch_size, sizeof *ps);
+    pt = calloc((size_t)o.batch_size, sizeof *pt);
+    if (!dv || !ps || !pt) {
+        fail("loader", err.msg[0] ? err.msg : "out of memory");
+        goto out;
+    }
+    const size_t nb = ld_loader_batches(ltrain);
+    const int64_t total_steps = (int64_t)nb * o.epochs;
+
+    /* ---- outputs ---- */
+    if (cm_mkdirs(o.out, &err) != 0) {
+        fail(o.out, err.msg);
+        goto out;
+    }
+    if (!resuming) {
+        char *oj = tr_opts_to_json(&o);
+        path_in(path, sizeof path, o.out, "options.json");
+        int r = cm_write_file_atomic(path, oj, strlen(oj), &err);
+        free(oj);
+        if (r != 0) {
+            fail(path, err.msg);
+            goto out;
+        }
+        /* --force: a replaced run's checkpoints must not survive */
+        unlink(best_path);
+        unlink(last_path);
+    }
+    if (o.dump_batches && cm_mkdirs(o.dump_batches, &err) != 0) {
+        fail(o.dump_batches, err.msg);
+        goto out;
+    }
+    char metrics_path[CM_PATH_MAX], svg_path[CM_PATH_MAX], result_path[CM_PATH_MAX];
+    path_in(metrics_path, sizeof metrics_path, o.out, "metrics.jsonl");
+    path_in(svg_path, sizeof svg_path, o.out, "curves.svg");
+    path_in(result_path, sizeof result_path, o.out, "result.json");
+    mt = mt_open(metrics_path, resuming ? pos.step : -1, resuming ? pos.epoch : 0, &err);
+    if (!mt) {
+        fail(metrics_path, err.msg);
+        goto out;
+    }
+    const int eval_s = !o.pretrain, eval_t = o.pretrain || method != TR_NONE;
+    const char *which = o.pretrain ? "teacher" : "student";
+    if (resuming)
+        fprintf(stderr, TOOL ": resuming %s at epoch %d, step %lld\n", o.out, pos.epoch + 1, (long long)pos.step);
+    fprintf(stderr, TOOL ": %s, %s%s -> %s, %zu/%zu/%zu samples (train/val/test%s), %zu steps per epoch, backend %s\n",
+            o.pretrain ? "pretrain" : o.method, o.pretrain ? "" : o.teacher, o.pretrain ? o.teacher : "",
+            o.pretrain ? "" : o.student, ld_data_count(sp.train), ld_data_count(sp.val), ld_data_count(sp.test),
+            sp.has_val ? "" : "; test serves as val", nb, be->ops->name);
+
+    prog = cm_progress_create(stderr, TOOL, (size_t)total_steps, 5.0);
+    int stopped = 0;
+    double last_val_s = -1, last_test_s = -1, last_val_t = -1, last_test_t = -1;
+    for (int e = pos.epoch; e < o.epochs && !stopped; e++) {
+        double t0 = cm_now();
+        double lr = lr_at(&o, e);
+        uint64_t epoch_rng[4];
+        memcpy(epoch_rng, rng.s, sizeof epoch_rng);
+        size_t skip = (size_t)(pos.step - (int64_t)e * (int64_t)nb);
+        if (pos.step < (int64_t)e * (int64_t)nb || skip > nb) {
+            fail(last_path, "position (epoch, step) inconsistent with the data and batch size");
+            goto out;
+        }
+        if (ld_loader_start(ltrain, &rng, skip, &err) != 0) {
+            fail("loader", err.msg);
+            goto out;
+        }
+        double sum_loss = 0;
+        long long seen = 0, hit_s = 0, hit_t = 0, nsteps = 0;
+        ld_host_batch *hb;
+        int r;
+        while ((r = ld_loader_next(ltrain, &hb, &err)) == 1) {
+            tr_batch b;
+            tr_stats st;
+            memset(&st, 0, sizeof st);
+            if (ld_device_upload(dv, hb, &b, &err) != 0) {
+                ld_loader_release(ltrain, hb);
+                fail("device", err.msg);
+                goto out;
+            }
+            if (o.dump_batches && (o.dump_count < 0 || pos.step < o.dump_count) &&
+                dump_batch(o.dump_batches, (long long)pos.step, be, &b, hb, &cfg, &err) != 0) {
+                ld_loader_release(ltrain, hb);
+                fail(o.dump_batches, err.msg);
+                goto out;
+            }
+            if (tr_system_step(sys, &b, (float)lr, &st, &err) != 0) {
+                ld_loader_release(ltrain, hb);
+                snprintf(path, sizeof path, "epoch %d", e + 1);
+                cm_progress_finish(prog, (size_t)pos.step, 0, NULL);
+                fail(path, err.msg);
+                goto out;
+            }
+            be->ops->sync(be);
+            int B = hb->B;
+            ld_loader_release(ltrain, hb);
+            pos.step++;
+            nsteps++;
+            seen += B;
+            hit_s += st.correct_student;
+            hit_t += st.correct_teacher;
+            sum_loss += st.loss;
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "type", "step");
+            cJSON_AddNumberToObject(j, "step", (double)pos.step);
+            cJSON_AddNumberToObject(j, "epoch", e + 1);
+            cJSON_AddNumberToObject(j, "lr", lr);
+            cJSON_AddNumberToObject(j, "loss", st.loss);
+            for (int k = 0; k < st.n_terms && k < TR_MAX_TERMS; k++)
+                if (st.term_name[k])
+                    cJSON_AddNumberToObject(j, st.term_name[k], st.term[k]);
+            if (st.kept >= 0)
+                cJSON_AddNumberToObject(j, "kept", st.kept);
+            else
+                cJSON_AddNullToObject(j, "kept");
+            if (eval_s)
+                cJSON_AddNumberToObject(j, "acc_student", (double)st.correct_student / B);
+            if (eval_t)
+                cJSON_AddNumberToObject(j, "acc_teacher", (double)st.correct_teacher / B);
+            char *line = cJSON_PrintUnformatted(j);
+            cJSON_Delete(j);
+            int wr = line ? mt_write(mt, line, &err) : -1;
+            free(line);
+            if (wr != 0) {
+                fail(metrics_path, err.msg);
+                goto out;
+            }
+            char extra[128];
+            snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f lr %.3g", e + 1, o.epochs, st.loss, lr);
+            cm_progress_update(prog, (size_t)pos.step, 0, extra);
+            if (o.steps > 0 && pos.step >= o.steps) {
+                stopped = 1;
+                break;
+            }
+        }
+        if (r < 0) {
+            snprintf(path, sizeof path, "%s: split train", o.data);
+            fail(path, err.msg);
+            goto out;
+        }
+        ld_loader_stop(ltrain);
+        if (pos.step < (int64_t)(e + 1) * (int64_t)nb) {
+            /* Stopped inside the epoch: the checkpoint keeps the epoch's start state, and
+             * a resumed run redraws the same permutation and skips the batches done. */
+            memcpy(pos.rng_state, epoch_rng, sizeof epoch_rng);
+            if (tr_checkpoint_save(sys, last_path, &pos, identity, &err) != 0) {
+                fail(last_path, err.msg);
+                goto out;
+            }
+            break;
+        }
+        pos.epoch = e + 1;
+        memcpy(pos.rng_state, rng.s, sizeof rng.s);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "type", "epoch");
+        cJSON_AddNumberToObject(j, "epoch", e + 1);
+        cJSON_AddNumberToObject(j, "step", (double)pos.step);
+        cJSON_AddNumberToObject(j, "lr", lr);
+        if (nsteps > 0) {
+            cJSON_AddNumberToObject(j, "train_loss", sum_loss / (double)nsteps);
+            if (eval_s)
+                cJSON_AddNumberToObject(j, "train_acc_student", (double)hit_s / (double)seen);
+            if (eval_t)
+                cJSON_AddNumberToObject(j, "train_acc_teacher", (double)hit_t / (double)seen);
+        }
+        int improved = 0;
+        if (e + 1 >= o.eval_from) {
+            double vs, vt, ts, tt;
+            if (evaluate(sys, lval, dv, be, eval_s, eval_t, ps, pt, &vs, &vt, &err) != 0) {
+                cJSON_Delete(j);
+                snprintf(path, sizeof path, "evaluation on %s", sp.has_val ? "val" : "test");
+                fail(path, err.msg);
+                goto out;
+            }
+            if (sp.has_val) {
+                if (evaluate(sys, ltest, dv, be, eval_s, eval_t, ps, pt, &ts, &tt, &err) != 0) {
+                    cJSON_Delete(j);
+                    fail("evaluation on test", err.msg);
+                    goto out;
+                }
+            } else {
+                ts = vs;
+                tt = vt;
+            }
+            last_val_s = vs, last_val_t = vt, last_test_s = ts, last_test_t = tt;
+            add_acc(j, "val_acc_student", vs);
+            add_acc(j, "test_acc_student", ts);
+            add_acc(j, "val_acc_teacher", vt);
+            add_acc(j, "test_acc_teacher", tt);
+            double v = o.pretrain ? vt : vs, t = o.pretrain ? tt : ts;
+            if (v > pos.best_val) {
+                pos.best_val = v;
+                pos.best_test = t;
+                pos.best_epoch = e + 1;
+                improved = 1;
+            }
+        }
+        cJSON_AddNumberToObject(j, "best_epoch", pos.best_epoch);
+        if (pos.best_epoch > 0) {
+            cJSON_AddNumberToObject(j, "best_val", pos.best_val);
+            cJSON_AddNumberToObject(j, "best_test", pos.best_test);
+        }
+        cJSON_AddNumberToObject(j, "seconds", cm_now() - t0);
+        if (improved && tr_checkpoint_save(sys, best_path, &pos, identity, &err) != 0) {
+            cJSON_Delete(j);
+            fail(best_path, err.msg);
+            goto out;
+        }
+        if (tr_checkpoint_save(sys, last_path, &pos, identity, &err) != 0) {
+            cJSON_Delete(j);
+            fail(last_path, err.msg);
+            goto out;
+        }
+        char *line = cJSON_PrintUnformatted(j);
+        cJSON_Delete(j);
+        int wr = line ? mt_write(mt, line, &err) : -1;
+        free(line);
+        if (wr != 0) {
+            fail(metrics_path, err.msg);
+            goto out;
+        }
+        if (o.steps > 0 && pos.step >= o.steps)
+            stopped = 1;
+    }
+    cm_progress_finish(prog, (size_t)pos.step, 0, NULL);
+
+    /* ---- the end: plot, result, summary ---- */
+    char title[512];
+    if (!o.pretrain)
+        snprintf(title, sizeof title, "%s: %s %s->%s, width %d, %d epochs", o.out, o.method, o.teacher, o.student,
+                 o.width, o.epochs);
+    else
+        snprintf(title, sizeof title, "%s: pretrain %s teacher, width %d, %d epochs", o.out, o.teacher, o.width, o.epochs);
+    if (pl_write_svg(metrics_path, svg_path, title, &err) != 0) {
+        fail(svg_path, err.msg);
+        goto out;
+    }
+    int complete = pos.epoch >= o.epochs;
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "network", which);
+    cJSON_AddStringToObject(res, "method", o.pretrain ? "pretrain" : o.method);
+    cJSON_AddStringToObject(res, "teacher", o.teacher);
+    if (!o.pretrain)
+        cJSON_AddStringToObject(res, "student", o.student);
+    cJSON_AddBoolToObject(res, "complete", complete);
+    cJSON_AddNumberToObject(res, "epochs", o.epochs);
+    cJSON_AddNumberToObject(res, "epochs_completed", pos.epoch);
+    cJSON_AddNumberToObject(res, "steps", (double)pos.step);
+    cJSON_AddNumberToObject(res, "best_epoch", pos.best_epoch);
+    if (pos.best_epoch > 0) {
+        cJSON_AddNumberToObject(res, "best_val_acc", pos.best_val);
+        cJSON_AddNumberToObject(res, "test_acc_at_best_val", pos.best_test);
+    } else {
+        cJSON_AddNullToObject(res, "best_val_acc");
+        cJSON_AddNullToObject(res, "test_acc_at_best_val");
+    }
+    cJSON_AddBoolToObject(res, "val_is_test", !sp.has_val);
+    double fv = o.pretrain ? last_val_t : last_val_s, ft = o.pretrain ? last_test_t : last_test_s;
+    if (fv >= 0) {
+        cJSON_AddNumberToObject(res, "last_val_acc", fv);
+        cJSON_AddNumberToObject(res, "last_test_acc", ft);
+    }
+    if (!o.pretrain && eval_t && last_test_t >= 0)
+        cJSON_AddNumberToObject(res, "last_test_acc_teacher", last_test_t);
+    cJSON_AddStringToObject(res, "plot", svg_path);
+    int wr = write_json(result_path, res, &err);
+    cJSON_Delete(res);
+    if (wr != 0) {
+        fail(result_path, err.msg);
+        goto out;
+    }
+    if (pos.best_epoch > 0)
+        printf("%s: %s %s: best validation epoch %d (val %.2f%%), test top-1 %.2f%%%s; plot %s\n", o.out,
+               o.pretrain ? "pretrain" : o.method, which, pos.best_epoch, 100 * pos.best_val, 100 * pos.best_test,
+               complete ? "" : " (run incomplete)", svg_path);
+    else
+        printf("%s: %s %s: stopped at step %lld (%d of %d epochs completed), no evaluation yet; plot %s\n", o.out,
+               o.pretrain ? "pretrain" : o.method, which, (long long)pos.step, pos.epoch, o.epochs, svg_path);
+    rc = 0;
+out:
+    if (prog)
+        cm_progress_destroy(prog);
+    mt_close(mt);
+    ld_loader_destroy(ltrain);
+    if (ltest != lval)
+        ld_loader_destroy(ltest);
+    ld_loader_destroy(lval);
+    ld_device_destroy(dv);
+    if (sys)
+        tr_system_destroy(sys);
+    if (be)
+        be->ops->destroy(be);
+    if (sp.val != sp.test)
+        ld_data_close(sp.val);
+    ld_data_close(sp.test);
+    ld_data_close(sp.train);
+    free(identity);
+    free(ck_id);
+    free(ps);
+    free(pt);
+    free(opts_text);
+    return rc;
+}
