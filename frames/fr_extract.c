@@ -379,13 +379,27 @@ static int find_target(vid *v, int64_t tgt, int allow_skip, cm_err *err)
     }
 }
 
-static double clip_duration(vid *v, cm_err *err)
+/* Clip length in seconds, counted from the file's start time (as -ss counts)
+ * to the end of the video stream: the stream's own duration when the
+ * container gives one (mp4), else the end of its last packet, found by
+ * reading the packets (no decoding) of the last seconds of the file. */
+static double clip_duration(vid *v)
 {
-    if (v->fmt->duration != AV_NOPTS_VALUE && v->fmt->duration > 0)
-        return v->fmt->duration / (double)AV_TIME_BASE;
-    if (v->st->duration != AV_NOPTS_VALUE && v->st->duration > 0)
-        return v->st->duration * av_q2d(v->st->time_base);
-    /* Unknown: read the packets (no decoding) to find the end. */
+    AVRational tb = v->st->time_base;
+    if (v->st->duration != AV_NOPTS_VALUE && v->st->duration > 0) {
+        int64_t s = v->st->start_time != AV_NOPTS_VALUE ? v->st->start_time + v->ts_off : 0;
+        return (s + v->st->duration) * av_q2d(tb);
+    }
+    double fmt_d = (v->fmt->duration != AV_NOPTS_VALUE && v->fmt->duration > 0)
+                       ? v->fmt->duration / (double)AV_TIME_BASE
+                       : 0;
+    int64_t from = AV_NOPTS_VALUE;
+    if (fmt_d > 0) {
+        int64_t end_raw = av_rescale_q(v->fmt->duration, AV_TIME_BASE_Q, tb) - v->ts_off;
+        from = end_raw - av_rescale_q(5, (AVRational){1, 1}, tb);
+        if (av_seek_frame(v->fmt, v->vidx, from, AVSEEK_FLAG_BACKWARD) < 0)
+            return fmt_d;
+    }
     int64_t end = AV_NOPTS_VALUE;
     while (av_read_frame(v->fmt, v->pkt) >= 0) {
         if (v->pkt->stream_index == v->vidx) {
@@ -398,10 +412,13 @@ static double clip_duration(vid *v, cm_err *err)
         }
         av_packet_unref(v->pkt);
     }
-    double d = end == AV_NOPTS_VALUE ? 0 : (end + v->ts_off) * av_q2d(v->st->time_base);
-    if (vid_reopen(v, err) != 0)
-        return -1;
-    return d > 0 ? d : 0;
+    /* The demuxer is no longer at the start: the first target seeks. */
+    v->fresh = 0;
+    v->demux_eof = 0;
+    if (end == AV_NOPTS_VALUE)
+        return fmt_d;
+    double d = (end + v->ts_off) * av_q2d(tb);
+    return d > 0 ? d : fmt_d;
 }
 
 void fr_uniform_times(int count, double start, double end, double duration, double *times)
@@ -459,9 +476,7 @@ int fr_extract(const char *path, const fr_request *req, fr_image *images, int *n
     if (req->n_at > 0) {
         memcpy(times, req->at, sizeof(double) * n);
     } else {
-        double d = clip_duration(&v, err);
-        if (d < 0)
-            return -1;
+        double d = clip_duration(&v);
         fr_uniform_times(n, req->start, req->end, d, times);
     }
     order ord[FR_MAX_FRAMES];

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libavutil/log.h>
+
 #include "common/cm_file.h"
 #include "common/cm_npy.h"
 #include "common/cm_pool.h"
@@ -48,6 +50,7 @@ static void usage(FILE *f)
             "                      that no other frame references are skipped; same pixels)\n"
             "  --print-timestamps  one line per frame on stdout: INPUT INDEX ASKED PTS (seconds,\n"
             "                      6 decimals; PTS is the presentation time of the returned frame)\n"
+            "  --verbose           show FFmpeg's warnings (decoding errors of damaged files)\n"
             "  -h, --help          this help\n"
             "\n"
             "Exit status: 0 all inputs done, 1 some inputs failed (one line each on stderr:\n"
@@ -268,7 +271,7 @@ static void do_input(void *ctx, size_t index, int worker)
 }
 
 enum { OPT_NPY = 256, OPT_COUNT, OPT_START, OPT_END, OPT_AT, OPT_SHORT, OPT_QUALITY, OPT_THREADS, OPT_NOSKIP,
-       OPT_PRINT };
+       OPT_PRINT, OPT_VERBOSE };
 
 int main(int argc, char **argv)
 {
@@ -283,6 +286,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"no-skip", no_argument, NULL, OPT_NOSKIP},
         {"print-timestamps", no_argument, NULL, OPT_PRINT},
+        {"verbose", no_argument, NULL, OPT_VERBOSE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -290,6 +294,8 @@ int main(int argc, char **argv)
     memset(&jb, 0, sizeof jb);
     jb.req.count = 1;
     jb.quality = 90;
+    /* Decoder warnings would drown the one line per bad input. */
+    av_log_set_level(AV_LOG_QUIET);
     int jobs = 1, npy = 0, have_start = 0, have_end = 0;
     double start = 0, end = 0;
     int c;
@@ -326,6 +332,7 @@ int main(int argc, char **argv)
             break;
         case OPT_NOSKIP: jb.req.flags |= FR_NO_SKIP; break;
         case OPT_PRINT: jb.print_ts = 1; break;
+        case OPT_VERBOSE: av_log_set_level(AV_LOG_WARNING); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

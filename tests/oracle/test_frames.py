@@ -1,0 +1,216 @@
+"""Oracle tests of `frames` against the ffmpeg program (`ffmpeg -i IN -ss T -frames:v 1 -pix_fmt rgb24`)."""
+import io
+import os
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import binary, ffmpeg, run
+from frames_util import (compare_with_ffmpeg, extract, ffmpeg_frame, ffprobe_duration, frame_pts_list, make_video,
+                         psnr)
+
+SRC = "testsrc2=size=176x144:rate=25"
+X264 = ["-c:v", "libx264", "-g", "12", "-bf", "3", "-pix_fmt", "yuv420p"]
+
+# name -> (lavfi source, encoder options, extra input options)
+VIDEOS = {
+    "h264.mp4": (SRC, X264),
+    "odd_h264.mkv": ("testsrc2=size=321x241:rate=25", ["-c:v", "libx264", "-g", "12", "-pix_fmt", "yuv420p"]),
+    "yuv444.mkv": ("testsrc2=size=160x120:rate=25", ["-c:v", "libx264", "-g", "12", "-pix_fmt", "yuv444p"]),
+    "mpeg4.avi": (SRC, ["-c:v", "mpeg4", "-bf", "2", "-g", "10"]),
+    "mjpeg.avi": (SRC, ["-c:v", "mjpeg"]),
+    "vp8.webm": (SRC, ["-c:v", "libvpx", "-g", "10", "-b:v", "300k"]),
+    "vp9.webm": (SRC, ["-c:v", "libvpx-vp9", "-g", "10", "-b:v", "300k", "-deadline", "realtime", "-cpu-used", "8"]),
+    "msvideo1.avi": ("testsrc2=size=160x120:rate=15", ["-c:v", "msvideo1"]),
+    "flv1.flv": (SRC, ["-c:v", "flv1", "-g", "10"]),
+    "h263.avi": (SRC, ["-c:v", "h263", "-g", "10"]),
+    "hevc.mp4": (SRC, ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=12"]),
+    # variable frame rate: frame n at (n + 0.02 n^2) / 25 s
+    "vfr.mkv": (SRC, ["-vf", "setpts='(N+0.02*N*N)/25/TB'", "-fps_mode", "passthrough", "-c:v", "libx264",
+                      "-g", "10"]),
+    # nonzero start time
+    "offset.mkv": (SRC, ["-c:v", "libx264", "-g", "12", "-output_ts_offset", "3.5"]),
+    "offset.mp4": (SRC, X264 + ["-output_ts_offset", "3.5"]),
+    "bt709.mp4": (SRC, ["-c:v", "libx264", "-g", "12", "-colorspace", "bt709", "-color_primaries", "bt709",
+                        "-color_trc", "bt709"]),
+}
+ROTATED = {"rot90.mp4": "90", "rot180.mp4": "180", "rot270.mp4": "270"}
+
+
+@pytest.fixture(scope="module")
+def vids(tmp_path_factory):
+    d = tmp_path_factory.mktemp("frames_videos")
+    out = {}
+    for name, (src, enc) in VIDEOS.items():
+        out[name] = make_video(d / name, src, enc)
+    for name, rot in ROTATED.items():
+        ffmpeg("-i", out["h264.mp4"], "-c", "copy", "-metadata:s:v", f"rotate={rot}", d / name)
+        out[name] = str(d / name)
+    # audio + video, and audio only
+    out["av.mp4"] = str(d / "av.mp4")
+    ffmpeg("-f", "lavfi", "-i", f"{SRC}:duration=3", "-f", "lavfi", "-i", "sine=duration=3.5", *X264, "-c:a", "aac",
+           d / "av.mp4")
+    out["audio.m4a"] = str(d / "audio.m4a")
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", d / "audio.m4a")
+    return out
+
+
+@pytest.mark.parametrize("name", list(VIDEOS) + list(ROTATED) + ["av.mp4"])
+def test_count3_equals_ffmpeg(vids, tmp_path, name):
+    """Three frames, each identical to ffmpeg's at the printed time and at the time asked."""
+    path = vids[name]
+    arr, times, printed = extract(path, tmp_path / "f.npy", "--count", "3")
+    assert arr.shape[0] == 3 and arr.dtype == np.uint8 and arr.shape[3] == 3
+    compare_with_ffmpeg(path, arr, printed, exact=True)
+    # ffmpeg -ss at the time asked selects the same frame (inside the clip)
+    compare_with_ffmpeg(path, arr, [f"{a:.6f}" for a, _ in times], exact=True)
+    if name in ROTATED and ROTATED[name] != "180":
+        assert arr.shape[1:3] == (176, 144)
+    else:
+        assert arr.shape[1:3] == (144, 176) or name not in ("h264.mp4",)
+
+
+def test_frame_choice_rule(vids, tmp_path):
+    """Asked T -> the first frame whose pts >= T; past the end -> the last frame (VFR clip)."""
+    path = vids["vfr.mkv"]
+    pts = frame_pts_list(path)
+    asked = [0.0, 0.001, pts[3], (pts[7] + pts[8]) / 2, pts[-1] - 1e-3, pts[-1], pts[-1] + 5, 1000.0, -1.0]
+    arr, times, printed = extract(path, tmp_path / "f.npy", "--at", ",".join(f"{t:.6f}" for t in asked))
+    assert len(times) == len(asked)
+    for (a, p), t in zip(times, asked):
+        assert abs(a - t) < 1e-6
+        later = [x for x in pts if x >= round(t, 6) - 1e-9]
+        want = later[0] if later else pts[-1]
+        assert abs(p - want) < 1e-5, (t, p, want)
+    # beyond the end: the last frame, identical to ffmpeg's last frame
+    compare_with_ffmpeg(path, arr[6:8], printed[6:8], exact=True)
+    assert np.array_equal(arr[6], arr[5]) and np.array_equal(arr[7], arr[5])
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_uniform_timestamps(vids, tmp_path, count):
+    """F frames at the centres of F equal parts of the clip; the returned pts is the first frame at or after."""
+    for name in ("h264.mp4", "offset.mkv", "av.mp4"):
+        path = vids[name]
+        pts = frame_pts_list(path)
+        dur = pts[-1] + 0.04  # 25 fps: the clip ends one frame after the last frame's start
+        if name == "av.mp4":
+            dur = 3.0
+        arr, times, printed = extract(path, tmp_path / "f.npy", "--count", str(count))
+        assert len(times) == count
+        for i, (a, p) in enumerate(times):
+            assert abs(a - (i + 0.5) * dur / count) < 1e-6, (name, a, dur)
+            want = [x for x in pts if x >= a - 1e-9][0]
+            assert abs(p - want) < 1e-5
+
+
+def test_segment(vids, tmp_path):
+    arr, times, printed = extract(vids["h264.mp4"], tmp_path / "f.npy", "--start", "1", "--end", "2", "--count", "2")
+    assert [round(a, 6) for a, _ in times] == [1.25, 1.75]
+    assert [round(p, 6) for _, p in times] == [1.28, 1.76]
+    compare_with_ffmpeg(vids["h264.mp4"], arr, printed)
+
+
+def test_skipping_changes_nothing(vids, tmp_path):
+    """Skipping non-reference frames on the way gives the same frames as decoding all of them."""
+    at = ",".join(f"{t:.2f}" for t in np.arange(0.0, 3.2, 0.13))
+    for name in ("h264.mp4", "hevc.mp4", "mpeg4.avi", "vp8.webm"):
+        a, ta, _ = extract(vids[name], tmp_path / "a.npy", "--at", at)
+        b, tb, _ = extract(vids[name], tmp_path / "b.npy", "--at", at, "--no-skip")
+        assert ta == tb and np.array_equal(a, b), name
+
+
+def test_jpeg_folder_and_resize(vids, tmp_path):
+    path = vids["h264.mp4"]
+    arr, _, printed = extract(path, tmp_path / "f.npy", "--count", "3")
+    out = tmp_path / "jpg"
+    r = run([binary("frames"), path, "-o", out, "--count", "3"])
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out)) == ["frame_00.jpg", "frame_01.jpg", "frame_02.jpg"]
+    for i in range(3):
+        im = np.asarray(Image.open(out / f"frame_{i:02d}.jpg").convert("RGB"))
+        assert im.shape == arr[i].shape
+        # as good as libjpeg (PIL) at the same quality and 4:2:0 (testsrc2's saturated edges keep both low)
+        buf = io.BytesIO()
+        Image.fromarray(arr[i]).save(buf, "JPEG", quality=90, subsampling=2)
+        ref = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        assert psnr(im, arr[i]) >= psnr(ref, arr[i]) - 1.0
+    q = tmp_path / "q30"
+    assert run([binary("frames"), path, "-o", q, "--count", "3", "--quality", "30"]).returncode == 0
+    assert os.path.getsize(q / "frame_00.jpg") < os.path.getsize(out / "frame_00.jpg")
+    # rerun over the same folder replaces it
+    r = run([binary("frames"), path, "-o", out, "--count", "1"])
+    assert r.returncode == 0 and sorted(os.listdir(out)) == ["frame_00.jpg"]
+    assert not [x for x in os.listdir(tmp_path) if ".tmp." in x or ".old." in x]
+    # --short-side: aspect kept; the same pixels as ffmpeg's area scaling to that size
+    small, _, printed = extract(path, tmp_path / "s.npy", "--count", "3", "--short-side", "72")
+    assert small.shape == (3, 72, 88, 3)
+    for i, pts in enumerate(printed):
+        r = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-ss", pts, "-frames:v", "1",
+                            "-vf", "scale=88:72:flags=area", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                           capture_output=True)
+        ref = np.frombuffer(r.stdout, np.uint8).reshape(72, 88, 3)
+        assert psnr(ref, small[i]) >= 35
+
+
+def test_bad_inputs(vids, tmp_path):
+    """Each bad input: one line naming it, the others processed, exit 1, no partial output."""
+    d = tmp_path / "in"
+    d.mkdir()
+    good = vids["h264.mp4"]
+    text = d / "notes.mp4"
+    text.write_text("not a video at all\n" * 50)
+    data = open(good, "rb").read()
+    trunc = d / "trunc.mp4"
+    trunc.write_bytes(data[: len(data) // 3])  # moov at the end: cut off
+    mkv = open(vids["odd_h264.mkv"], "rb").read()
+    garbage = d / "garbage.mkv"  # header kept, all frame data destroyed
+    rng = np.random.default_rng(0)
+    garbage.write_bytes(mkv[:600] + rng.integers(0, 256, len(mkv) - 600, dtype=np.uint8).tobytes())
+    empty = d / "empty.mp4"
+    empty.write_bytes(b"")
+    sub = d / "adir"
+    sub.mkdir()
+    missing = d / "missing.mp4"
+    inputs = [good, str(missing), str(sub), str(text), str(trunc), str(garbage), vids["audio.m4a"], str(empty),
+              vids["vp8.webm"]]
+    out = tmp_path / "out"
+    r = run([binary("frames"), *inputs, "-o", out, "-j", "2", "--count", "3"])
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 7, r.stderr
+    for bad, why in [(missing, "no such file"), (sub, "directory"), (text, "media"), (trunc, ""),
+                     (garbage, ""), (vids["audio.m4a"], "no video stream"), (empty, "")]:
+        hit = [x for x in lines if x.startswith(f"frames: {bad}: ")]
+        assert len(hit) == 1, (bad, r.stderr)
+        assert why in hit[0], hit[0]
+    assert sorted(os.listdir(out)) == ["h264", "vp8"]
+    assert sorted(os.listdir(out / "h264")) == ["frame_00.jpg", "frame_01.jpg", "frame_02.jpg"]
+    # a single bad input with -o FILE.npy leaves nothing
+    r = run([binary("frames"), str(trunc), "-o", tmp_path / "x.npy"])
+    assert r.returncode == 1 and not os.path.exists(tmp_path / "x.npy")
+    assert not [x for x in os.listdir(tmp_path) if x.startswith(".")]
+
+
+def test_parallel_same_as_serial(vids, tmp_path):
+    names = ["h264.mp4", "vp9.webm", "mpeg4.avi", "rot90.mp4"]
+    a = run([binary("frames"), *[vids[n] for n in names], "-o", tmp_path / "a", "--npy", "--count", "3"])
+    b = run([binary("frames"), *[vids[n] for n in names], "-o", tmp_path / "b", "--npy", "--count", "3", "-j", "3"])
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    for n in names:
+        stem = os.path.splitext(n)[0]
+        assert np.array_equal(np.load(tmp_path / "a" / f"{stem}.npy"), np.load(tmp_path / "b" / f"{stem}.npy"))
+
+
+def test_usage(vids, tmp_path):
+    r = run([binary("frames"), "--help"])
+    assert r.returncode == 0
+    for opt in ("-o", "--npy", "--count", "--start", "--end", "--at", "--short-side", "--quality", "-j",
+                "--threads", "--no-skip", "--print-timestamps", "--verbose"):
+        assert opt in r.stdout
+    assert run([binary("frames")]).returncode == 2
+    assert run([binary("frames"), vids["h264.mp4"], "--count", "0"]).returncode == 2
+    assert run([binary("frames"), vids["h264.mp4"], "--at", "1,x"]).returncode == 2
+    assert run([binary("frames"), vids["h264.mp4"], vids["vp8.webm"], "-o", tmp_path / "a.npy"]).returncode == 2
