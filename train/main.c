@@ -537,6 +537,19 @@ int main(int argc, char **argv)
         }
         double sum_loss = 0;
         long long seen = 0, hit_s = 0, hit_t = 0, nsteps = 0;
+        if (skip > 0) {
+            /* Resumed inside this epoch: its training averages continue from the log. */
+            mt_partial mp;
+            if (mt_epoch_partial(metrics_path, e + 1, pos.step, &mp, &err) != 0) {
+                fail(metrics_path, err.msg);
+                goto out;
+            }
+            nsteps = mp.steps;
+            sum_loss = mp.sum_loss;
+            seen = mp.steps * o.batch_size;
+            hit_s = llround(mp.sum_acc_student * o.batch_size);
+            hit_t = llround(mp.sum_acc_teacher * o.batch_size);
+        }
         ld_host_batch *hb;
         int r;
         while ((r = ld_loader_next(ltrain, &hb, &err)) == 1) {

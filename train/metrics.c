@@ -70,3 +70,33 @@ void mt_close(mt_log *m)
     fclose(m->fp);
     free(m);
 }
+
+int mt_epoch_partial(const char *path, int epoch, int64_t upto, mt_partial *out, cm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    char *text = NULL;
+    size_t n = 0;
+    if (cm_read_file(path, &text, &n, err) != 0)
+        return -1;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        if (!j)
+            continue;
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "type"));
+        cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "step"), *ep = cJSON_GetObjectItemCaseSensitive(j, "epoch");
+        if (type && strcmp(type, "step") == 0 && cJSON_IsNumber(st) && cJSON_IsNumber(ep) &&
+            ep->valuedouble == epoch && st->valuedouble <= (double)upto) {
+            cJSON *l = cJSON_GetObjectItemCaseSensitive(j, "loss");
+            cJSON *as = cJSON_GetObjectItemCaseSensitive(j, "acc_student");
+            cJSON *at = cJSON_GetObjectItemCaseSensitive(j, "acc_teacher");
+            out->steps++;
+            out->sum_loss += cJSON_IsNumber(l) ? l->valuedouble : 0;
+            out->sum_acc_student += cJSON_IsNumber(as) ? as->valuedouble : 0;
+            out->sum_acc_teacher += cJSON_IsNumber(at) ? at->valuedouble : 0;
+        }
+        cJSON_Delete(j);
+    }
+    free(text);
+    return 0;
+}

@@ -23,4 +23,14 @@ mt_log *mt_open(const char *path, int64_t keep_step, int keep_epoch, cm_err *err
 int mt_write(mt_log *m, const char *json_line, cm_err *err);
 void mt_close(mt_log *m);
 
+/* The step records of `epoch` with step <= upto in the log at path (a run
+ * resumed inside an epoch continues the epoch's training averages from
+ * them): their count, the sum of their losses (in log order) and of their
+ * acc_student / acc_teacher values. */
+typedef struct mt_partial {
+    long long steps;
+    double sum_loss, sum_acc_student, sum_acc_teacher;
+} mt_partial;
+int mt_epoch_partial(const char *path, int epoch, int64_t upto, mt_partial *out, cm_err *err);
+
 #endif
