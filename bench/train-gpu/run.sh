@@ -1,0 +1,50 @@
+#!/bin/bash
+# bench/train-gpu/run.sh: our C2KD training step on the CUDA backend against
+# PyTorch on the same GPU, in one run, then a summary with ratios.
+#
+#   bench/train-gpu/run.sh [OUTDIR]      (default: $OUT/bench or ./bench-out)
+#
+# Environment: BIN (folder with step_bench; default .carry/bin, else build/gpu),
+# PYTHON (python3 with torch), EPOCH_STEPS (403), STEPS (20),
+# TORCH_COMPILE=1 also times torch.compile (slow to compile; off by default),
+# BENCH_DEADLINE (seconds; optional parts are skipped past it, default 330).
+# LD_LIBRARY_PATH must already find cuDNN/cuBLAS (tests/gpu/run.sh sets it).
+set -u
+cd "$(dirname "$0")/../.."
+D=${1:-${OUT:-$PWD/bench-out}/bench}
+mkdir -p "$D"
+BIN=${BIN:-.carry/bin}
+[ -x "$BIN/step_bench" ] || BIN=build/gpu
+PY=${PYTHON:-python3}
+EP=${EPOCH_STEPS:-403}
+ST=${STEPS:-20}
+DEADLINE=${BENCH_DEADLINE:-330}
+T0=$(date +%s)
+el() { echo $(( $(date +%s) - T0 )); }
+
+run() { # name timeout cmd...
+    local name=$1 to=$2; shift 2
+    echo "== [$(el)s] $name: $*"
+    timeout "$to" "$@" > "$D/$name.out" 2> "$D/$name.err"
+    local rc=$?
+    tail -n 3 "$D/$name.err"
+    tail -n 1 "$D/$name.out"
+    echo "== $name rc=$rc"
+    return $rc
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$D/gpu.txt" 2>&1
+# ours first (it sets up nothing that PyTorch reuses: separate processes)
+run ours 200 "$BIN/step_bench" --steps "$ST" --epoch-steps "$EP" --json "$D/ours.json"
+run torch_eager 220 "$PY" bench/train-gpu/torch_step.py --steps "$ST" --epoch-steps "$EP" --json "$D/torch_eager.json"
+if [ "$(el)" -lt "$DEADLINE" ]; then
+    run torch_eager_benchmark 120 "$PY" bench/train-gpu/torch_step.py --benchmark --steps "$ST" --epoch-steps 0 --json "$D/torch_eager_benchmark.json"
+fi
+# ours again, short, to see the spread between two runs of the same program
+if [ "$(el)" -lt "$DEADLINE" ]; then
+    run ours_again 120 "$BIN/step_bench" --steps "$ST" --epoch-steps 0 --json "$D/ours_again.json"
+fi
+if [ "${TORCH_COMPILE:-0}" = 1 ] && [ "$(el)" -lt "$DEADLINE" ]; then
+    run torch_compile 240 "$PY" bench/train-gpu/torch_step.py --compile --steps "$ST" --epoch-steps 0 --json "$D/torch_compile.json"
+fi
+"$PY" bench/train-gpu/summarize.py "$D" | tee "$D/RESULTS.md"

@@ -1,0 +1,177 @@
+/* step_bench: time of one training step of our trainer on the CUDA backend
+ * (tr_system_step, train/system.h) on random device data, and its peak GPU
+ * memory; the PyTorch side is torch_step.py, the driver run.sh.
+ *
+ *   step_bench [--method none|kd|nkd|c2kd] [--batch 64] [--classes 50] [--width 64]
+ *              [--warmup 3] [--steps 20] [--epoch-steps 403] [--tf32 0|1] [--json PATH]
+ *
+ * Default: C2KD, two ResNet-18s (visual student 3x224x224, audio teacher
+ * 1x257x1004), batch 64, 50 classes (VGGSound-50), both networks trained.
+ * Each step ends with the loss on the host (a device sync), as the trainer
+ * does. Prints one JSON object (and writes it to --json).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cm_progress.h"
+#include "kernels/cuda_backend.h"
+#include "train/backend.h"
+#include "train/system.h"
+
+static uint64_t rs = 99;
+static float frand(void)
+{
+    uint64_t z = (rs += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    /* sum of uniforms: roughly normal, cheap */
+    float a = (float)(z & 0xffff) + (float)((z >> 16) & 0xffff) + (float)((z >> 32) & 0xffff) - 98302.5f;
+    return a / 32768.f;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    const char *method = "c2kd", *json = NULL;
+    int B = 64, classes = 50, width = 64, warmup = 3, steps = 20, epoch = 403, tf32 = 1;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc) goto usage;
+        const char *a = argv[i], *v = argv[++i];
+        if (!strcmp(a, "--method")) method = v;
+        else if (!strcmp(a, "--batch")) B = atoi(v);
+        else if (!strcmp(a, "--classes")) classes = atoi(v);
+        else if (!strcmp(a, "--width")) width = atoi(v);
+        else if (!strcmp(a, "--warmup")) warmup = atoi(v);
+        else if (!strcmp(a, "--steps")) steps = atoi(v);
+        else if (!strcmp(a, "--epoch-steps")) epoch = atoi(v);
+        else if (!strcmp(a, "--tf32")) tf32 = atoi(v);
+        else if (!strcmp(a, "--json")) json = v;
+        else goto usage;
+    }
+    if (B <= 0 || steps <= 0 || warmup < 1) goto usage;
+    tr_config cfg;
+    tr_config_default(&cfg);
+    if (!strcmp(method, "none")) cfg.method = TR_NONE;
+    else if (!strcmp(method, "kd")) cfg.method = TR_KD;
+    else if (!strcmp(method, "nkd")) cfg.method = TR_NKD;
+    else if (!strcmp(method, "c2kd")) cfg.method = TR_C2KD;
+    else goto usage;
+    cfg.n_classes = classes;
+    cfg.width = width;
+    cfg.max_batch = B;
+
+    cm_err err = {{0}};
+    size_t used0 = 0;
+    be_ctx *be = be_cuda_create_ex(0, tf32, &err);
+    if (!be) {
+        fprintf(stderr, "step_bench: %s\n", err.msg);
+        return 2;
+    }
+    used0 = be_cuda_device_used_bytes(be);
+    double t0 = cm_now();
+    tr_system *s = tr_system_create(be, &cfg, 1, &err);
+    if (!s) {
+        fprintf(stderr, "step_bench: %s\n", err.msg);
+        return 2;
+    }
+    size_t na = (size_t)B * cfg.spec_bins * cfg.spec_frames, nv = (size_t)B * 3 * cfg.frames * cfg.image_size * cfg.image_size;
+    float *ha = be->ops->host_alloc(be, na * 4), *hv = be->ops->host_alloc(be, nv * 4);
+    int32_t *hl = be->ops->host_alloc(be, (size_t)B * 4);
+    float *da = be->ops->alloc(be, na * 4), *dv = be->ops->alloc(be, nv * 4);
+    int32_t *dl = be->ops->alloc(be, (size_t)B * 4);
+    if (!ha || !hv || !hl || !da || !dv || !dl) {
+        be->ops->status(be, &err);
+        fprintf(stderr, "step_bench: cannot allocate the batch: %s\n", err.msg);
+        return 2;
+    }
+    for (size_t i = 0; i < na; i++) ha[i] = frand();
+    for (size_t i = 0; i < nv; i++) hv[i] = frand();
+    for (int i = 0; i < B; i++) hl[i] = i % classes;
+    be->ops->to_device(be, da, ha, na * 4);
+    be->ops->to_device(be, dv, hv, nv * 4);
+    be->ops->to_device(be, dl, hl, (size_t)B * 4);
+    be->ops->sync(be);
+    tr_batch batch = {B, da, dv, dl};
+    tr_stats st;
+    double t_create = cm_now() - t0;
+
+    double first = 0;
+    for (int i = 0; i < warmup; i++) {
+        double a = cm_now();
+        if (tr_system_step(s, &batch, 0.01f, &st, &err)) {
+            fprintf(stderr, "step_bench: warm-up step %d: %s\n", i, err.msg);
+            return 1;
+        }
+        if (i == 0) first = cm_now() - a;
+    }
+    size_t peak_all = be_cuda_peak_bytes(be);
+    be_cuda_reset_peak(be);
+    double *ts = malloc(sizeof(double) * steps);
+    for (int i = 0; i < steps; i++) {
+        double a = cm_now();
+        if (tr_system_step(s, &batch, 0.01f, &st, &err)) {
+            fprintf(stderr, "step_bench: step %d: %s\n", i, err.msg);
+            return 1;
+        }
+        ts[i] = cm_now() - a;
+    }
+    double mean = 0;
+    for (int i = 0; i < steps; i++) mean += ts[i];
+    mean /= steps;
+    qsort(ts, steps, sizeof *ts, cmp_d);
+    double median = steps % 2 ? ts[steps / 2] : 0.5 * (ts[steps / 2 - 1] + ts[steps / 2]);
+    double epoch_s = -1;
+    if (epoch > 0) {
+        double a = cm_now();
+        for (int i = 0; i < epoch; i++)
+            if (tr_system_step(s, &batch, 0.01f, &st, &err)) {
+                fprintf(stderr, "step_bench: epoch step %d: %s\n", i, err.msg);
+                return 1;
+            }
+        be->ops->sync(be);
+        epoch_s = cm_now() - a;
+    }
+    size_t peak_steady = be_cuda_peak_bytes(be), used = be_cuda_device_used_bytes(be);
+    if (be->ops->status(be, &err)) {
+        fprintf(stderr, "step_bench: %s\n", err.msg);
+        return 1;
+    }
+    char out[2048];
+    snprintf(out, sizeof out,
+             "{\"impl\": \"c2kd-cuda\", \"device\": \"%s\", \"method\": \"%s\", \"batch\": %d, \"classes\": %d, "
+             "\"width\": %d, \"tf32\": %d, \"steps\": %d, \"step_median_ms\": %.3f, \"step_mean_ms\": %.3f, "
+             "\"step_min_ms\": %.3f, \"first_step_ms\": %.1f, \"create_s\": %.3f, \"epoch_steps\": %d, \"epoch_s\": %.3f, "
+             "\"peak_alloc_bytes\": %zu, \"peak_alloc_steady_bytes\": %zu, \"device_used_bytes\": %zu, "
+             "\"device_used_before_bytes\": %zu, \"last_loss\": %.6f, \"kept\": %.4f}",
+             be_cuda_device_name(be), method, B, classes, width, tf32, steps, median * 1e3, mean * 1e3, ts[0] * 1e3,
+             first * 1e3, t_create, epoch, epoch_s, peak_all > peak_steady ? peak_all : peak_steady, peak_steady, used,
+             used0, st.loss, st.kept);
+    printf("%s\n", out);
+    if (json) {
+        FILE *f = fopen(json, "w");
+        if (f) {
+            fprintf(f, "%s\n", out);
+            fclose(f);
+        }
+    }
+    free(ts);
+    tr_system_destroy(s);
+    be->ops->host_free(be, ha);
+    be->ops->host_free(be, hv);
+    be->ops->host_free(be, hl);
+    be->ops->destroy(be);
+    return 0;
+usage:
+    fprintf(stderr, "usage: step_bench [--method none|kd|nkd|c2kd] [--batch B] [--classes C] [--width W] [--warmup N] "
+                    "[--steps N] [--epoch-steps N] [--tf32 0|1] [--json PATH]\n");
+    return 2;
+}

@@ -1,0 +1,106 @@
+#!/bin/bash
+# tests/gpu/run.sh: every GPU check of the CUDA backend in one run, results under $OUT.
+#
+# Expects the programs built on the development machine and carried with the
+# libraries they need (tests/gpu/pack_libs.sh fills .carry/bin and
+# .carry/lib); it does not build (the GPU machine lacks our -dev packages).
+# Falls back to build/gpu when .carry/bin is absent.
+#
+#   1. opcompare: every op, CPU backend vs CUDA backend, float32 (TF32 off) and TF32
+#   2. steps: 5 steps of none/kd/nkd/c2kd through tr_system on both backends, TF32 off and on
+#   3. compute-sanitizer --tool memcheck on opcompare --small
+#   4. bench/train-gpu: our C2KD step vs PyTorch eager on the same GPU, epoch of 403 steps
+#
+# Every step logs, has a time limit and the script goes on after a failure;
+# $OUT/summary.txt lists each step's exit status, $OUT/log.txt has everything.
+# Budget: about 5 minutes on an H100.
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/gpu-out}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/log.txt") 2>&1
+T0=$(date +%s)
+el() { echo $(( $(date +%s) - T0 )); }
+SUMMARY=$OUT/summary.txt
+: > "$SUMMARY"
+
+BIN=$ROOT/.carry/bin
+[ -x "$BIN/opcompare" ] || BIN=$ROOT/build/gpu
+export BIN
+PY=python3
+command -v python3 >/dev/null || PY=/opt/torch/.venv/bin/python3
+export PYTHON=$PY
+
+# ---- library path: carried libs, then the CUDA libraries of PyTorch's wheels, then the toolkit
+LP=$ROOT/.carry/lib
+NVDIRS=$("$PY" - <<'PYEOF' 2>/dev/null
+import os, glob
+dirs = []
+try:
+    import nvidia
+    for base in list(nvidia.__path__):
+        dirs += sorted(glob.glob(os.path.join(base, "*", "lib")))
+except Exception:
+    pass
+try:
+    import torch
+    dirs.append(os.path.join(os.path.dirname(torch.__file__), "lib"))
+except Exception:
+    pass
+print(":".join(d for d in dirs if os.path.isdir(d)))
+PYEOF
+)
+if [ -z "$NVDIRS" ]; then
+    d=$(find / -xdev -name 'libcudnn.so.9' -path '*nvidia*' 2>/dev/null | head -n 1)
+    [ -n "$d" ] && NVDIRS=$(dirname "$d")
+fi
+export LD_LIBRARY_PATH=$LP${NVDIRS:+:$NVDIRS}:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+
+step() { # name timeout cmd... ; output in $OUT/<name>.txt
+    local name=$1 to=$2; shift 2
+    echo
+    echo "======== [$(el)s] $name: $*"
+    timeout -k 10 "$to" "$@" > "$OUT/$name.txt" 2>&1
+    local rc=$?
+    tail -n 25 "$OUT/$name.txt"
+    echo "======== $name: rc=$rc ($(el)s)"
+    echo "$name rc=$rc" >> "$SUMMARY"
+    return 0
+}
+
+echo "# tests/gpu/run.sh at $(date -u +%FT%TZ) in $ROOT, binaries from $BIN"
+echo "# LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+nvidia-smi 2>&1 | head -n 15
+nvcc --version 2>&1 | tail -n 2
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), torch.cuda.get_device_name())" 2>&1
+for p in opcompare steps step_bench; do
+    echo "--- ldd $p (missing libraries, if any):"
+    ldd "$BIN/$p" 2>&1 | grep -E "not found|cudnn|cublas|cudart|openblas" || true
+done
+
+step opcompare_fp32 120 "$BIN/opcompare" --tf32 0
+step opcompare_tf32 120 "$BIN/opcompare" --tf32 1
+step steps_fp32 180 "$BIN/steps" --tf32 0
+step steps_tf32 180 "$BIN/steps" --tf32 1
+if command -v compute-sanitizer >/dev/null; then
+    CS=compute-sanitizer
+else
+    CS=$(ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
+fi
+if [ -n "$CS" ]; then
+    step memcheck 240 "$CS" --tool memcheck --error-exitcode 3 --leak-check full "$BIN/opcompare" --small --tf32 0
+    grep -E "ERROR SUMMARY|LEAK SUMMARY" "$OUT/memcheck.txt"
+else
+    echo "memcheck rc=skipped (no compute-sanitizer)" >> "$SUMMARY"
+fi
+BENCH_DEADLINE=$(( 330 - $(el) )) step bench 420 bench/train-gpu/run.sh "$OUT/bench"
+cp "$OUT/bench/RESULTS.md" "$OUT/RESULTS.md" 2>/dev/null
+
+echo
+echo "======== summary ($(el)s)"
+cat "$SUMMARY"
+grep -hE "^# .*checks|^(ok|FAIL) +(none|kd|nkd|c2kd):|^# steps:" "$OUT"/opcompare_*.txt "$OUT"/steps_*.txt 2>/dev/null
+grep -h "FAIL" "$OUT"/opcompare_*.txt "$OUT"/steps_*.txt 2>/dev/null | head -n 20
+cat "$OUT/RESULTS.md" 2>/dev/null
