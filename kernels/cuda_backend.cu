@@ -44,6 +44,7 @@ struct cu_ctx {
     int device;
     int tf32;
     int use_find; /* 1: time the algorithms (cudnnFind*Ex); 0: cuDNN's heuristics */
+    int find_failures; /* searches that failed and fell back to the heuristics */
     char name[256];
     cudaStream_t stream, copy_stream;
     cudaEvent_t compute_ev, copy_ev, stage_ev;
@@ -308,9 +309,10 @@ template <typename P> bool pick(conv_entry *e, int kind, const P *perf, int n, s
 {
     for (int i = 0; i < n; i++) {
         if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > limit) continue;
-        if (!tf32 && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH) continue;
         e->algo[kind] = (int)perf[i].algo;
-        e->math[kind] = perf[i].mathType;
+        /* without TF32 the search ran under FMA math and runs under it too
+         * (CUDNN_DEFAULT_MATH would permit TF32 on Ampere and later) */
+        e->math[kind] = tf32 ? perf[i].mathType : CUDNN_FMA_MATH;
         e->ws[kind] = perf[i].memory;
         e->found[kind] = 1;
         return true;
@@ -320,70 +322,76 @@ template <typename P> bool pick(conv_entry *e, int kind, const P *perf, int n, s
 
 #define NPERF 16
 
-/* Finds the algorithm of one kind for an entry (once). The buffers are the
- * op's own: the search overwrites the output, which the op writes after. */
+/* Chooses the algorithm of one kind: cudnnFind*Ex times the candidates that
+ * fit the workspace limit (the op's own buffers are used: the search
+ * overwrites the output, which the op writes afterwards); when the search is
+ * off or fails, cuDNN's heuristic order (Get*_v7) decides. */
+template <typename P, typename GetF, typename FindF>
+bool choose(cu_ctx *c, conv_entry *e, int kind, const char *what, GetF get, FindF find)
+{
+    P hp[NPERF], fp[NPERF];
+    int nh = 0, nf = 0;
+    if (!dnn_ok(c, get(hp, &nh), what)) return false;
+    bool ok = false;
+    if (c->use_find) {
+        size_t need = max_fitting_ws(hp, nh, c->ws_limit);
+        void *tmp = NULL;
+        if (need > c->ws_size) tmp = dev_alloc(c, need, "convolution search workspace");
+        if (tmp || need <= c->ws_size) {
+            cudnnStatus_t st = find(fp, &nf, tmp ? tmp : c->ws, tmp ? need : c->ws_size);
+            if (st == CUDNN_STATUS_SUCCESS) ok = pick(e, kind, fp, nf, c->ws_limit, c->tf32);
+            else c->find_failures++; /* fall back to the heuristics below */
+            if (tmp) dev_free(c, tmp);
+        } else {
+            /* the search workspace did not fit: not an error, use the heuristics */
+            c->failed = 0;
+            c->err.msg[0] = 0;
+            (void)cudaGetLastError();
+        }
+    }
+    if (!ok) ok = pick(e, kind, hp, nh, c->ws_limit, c->tf32);
+    if (!ok) {
+        fail(c, "cudnn: no %s algorithm for %dx%dx%dx%d * %dx%dx%dx%d (stride %d, pad %d) within %zu MiB of workspace", what,
+             e->s.n, e->s.c, e->s.h, e->s.w, e->s.k, e->s.c, e->s.kh, e->s.kw, e->s.stride, e->s.pad, c->ws_limit >> 20);
+        return false;
+    }
+    return ensure_ws(c, e->ws[kind]);
+}
+
 bool find_algo(cu_ctx *c, conv_entry *e, int kind, const void *x, const void *w, const void *y)
 {
     if (e->found[kind]) return true;
-    cudnnMathType_t mt = c->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
-    if (!dnn_ok(c, cudnnSetConvolutionMathType(e->cd, mt), "conv math type")) return false;
-    int n = 0;
-    size_t need = 0;
-    void *tmp = NULL;
-    bool ok = false;
-    if (kind == CONV_FWD) {
-        cudnnConvolutionFwdAlgoPerf_t perf[NPERF];
-        if (!dnn_ok(c, cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, e->xd, e->wd, e->cd, e->yd, NPERF, &n, perf),
-                    "conv forward heuristics"))
-            return false;
-        if (c->use_find) {
-            need = max_fitting_ws(perf, n, c->ws_limit);
-            if (need > c->ws_size && !(tmp = dev_alloc(c, need, "convolution search workspace"))) return false;
-            if (!dnn_ok(c, cudnnFindConvolutionForwardAlgorithmEx(c->dnn, e->xd, x, e->wd, w, e->cd, e->yd, (void *)y,
-                                                                  NPERF, &n, perf, tmp ? tmp : c->ws,
-                                                                  tmp ? need : c->ws_size),
-                        "conv forward search"))
-                goto out;
-        }
-        ok = pick(e, kind, perf, n, c->ws_limit, c->tf32);
-    } else if (kind == CONV_BWD_DATA) {
-        cudnnConvolutionBwdDataAlgoPerf_t perf[NPERF];
-        if (!dnn_ok(c, cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, e->wd, e->yd, e->cd, e->xd, NPERF, &n, perf),
-                    "conv backward-data heuristics"))
-            return false;
-        if (c->use_find) {
-            need = max_fitting_ws(perf, n, c->ws_limit);
-            if (need > c->ws_size && !(tmp = dev_alloc(c, need, "convolution search workspace"))) return false;
-            if (!dnn_ok(c, cudnnFindConvolutionBackwardDataAlgorithmEx(c->dnn, e->wd, w, e->yd, y, e->cd, e->xd,
-                                                                       (void *)x, NPERF, &n, perf, tmp ? tmp : c->ws,
-                                                                       tmp ? need : c->ws_size),
-                        "conv backward-data search"))
-                goto out;
-        }
-        ok = pick(e, kind, perf, n, c->ws_limit, c->tf32);
-    } else {
-        cudnnConvolutionBwdFilterAlgoPerf_t perf[NPERF];
-        if (!dnn_ok(c, cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, e->xd, e->yd, e->cd, e->wd, NPERF, &n, perf),
-                    "conv backward-filter heuristics"))
-            return false;
-        if (c->use_find) {
-            need = max_fitting_ws(perf, n, c->ws_limit);
-            if (need > c->ws_size && !(tmp = dev_alloc(c, need, "convolution search workspace"))) return false;
-            if (!dnn_ok(c, cudnnFindConvolutionBackwardFilterAlgorithmEx(c->dnn, e->xd, x, e->yd, y, e->cd, e->wd,
-                                                                         (void *)w, NPERF, &n, perf,
-                                                                         tmp ? tmp : c->ws, tmp ? need : c->ws_size),
-                        "conv backward-filter search"))
-                goto out;
-        }
-        ok = pick(e, kind, perf, n, c->ws_limit, c->tf32);
-    }
-    if (!ok)
-        fail(c, "cudnn: no convolution algorithm for %dx%dx%dx%d * %dx%dx%dx%d (stride %d, pad %d) within %zu MiB of workspace",
-             e->s.n, e->s.c, e->s.h, e->s.w, e->s.k, e->s.c, e->s.kh, e->s.kw, e->s.stride, e->s.pad, c->ws_limit >> 20);
-out:
-    if (tmp) dev_free(c, tmp);
-    if (ok) ok = ensure_ws(c, e->ws[kind]);
-    return ok;
+    if (!dnn_ok(c, cudnnSetConvolutionMathType(e->cd, c->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH), "conv math type"))
+        return false;
+    cudnnHandle_t h = c->dnn;
+    if (kind == CONV_FWD)
+        return choose<cudnnConvolutionFwdAlgoPerf_t>(
+            c, e, kind, "conv forward",
+            [&](cudnnConvolutionFwdAlgoPerf_t *p, int *n) {
+                return cudnnGetConvolutionForwardAlgorithm_v7(h, e->xd, e->wd, e->cd, e->yd, NPERF, n, p);
+            },
+            [&](cudnnConvolutionFwdAlgoPerf_t *p, int *n, void *ws, size_t wss) {
+                return cudnnFindConvolutionForwardAlgorithmEx(h, e->xd, x, e->wd, w, e->cd, e->yd, (void *)y, NPERF, n, p, ws, wss);
+            });
+    if (kind == CONV_BWD_DATA)
+        return choose<cudnnConvolutionBwdDataAlgoPerf_t>(
+            c, e, kind, "conv backward-data",
+            [&](cudnnConvolutionBwdDataAlgoPerf_t *p, int *n) {
+                return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, e->wd, e->yd, e->cd, e->xd, NPERF, n, p);
+            },
+            [&](cudnnConvolutionBwdDataAlgoPerf_t *p, int *n, void *ws, size_t wss) {
+                return cudnnFindConvolutionBackwardDataAlgorithmEx(h, e->wd, w, e->yd, y, e->cd, e->xd, (void *)x, NPERF, n, p, ws,
+                                                                   wss);
+            });
+    return choose<cudnnConvolutionBwdFilterAlgoPerf_t>(
+        c, e, kind, "conv backward-filter",
+        [&](cudnnConvolutionBwdFilterAlgoPerf_t *p, int *n) {
+            return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, e->xd, e->yd, e->cd, e->wd, NPERF, n, p);
+        },
+        [&](cudnnConvolutionBwdFilterAlgoPerf_t *p, int *n, void *ws, size_t wss) {
+            return cudnnFindConvolutionBackwardFilterAlgorithmEx(h, e->xd, x, e->yd, y, e->cd, e->wd, (void *)w, NPERF, n, p, ws,
+                                                                 wss);
+        });
 }
 
 const float ONE = 1.f, ZERO = 0.f;
@@ -511,7 +519,8 @@ void cu_avgpool_bwd(be_ctx *b, int n, int ch, int hw, const float *dy, float *dx
     LAUNCH(CTX(b), k_avgpool_bwd(CTX(b)->stream, n, ch, hw, dy, dx), "average pool backward");
 }
 
-/* Row-major y[n,out] = x[n,in] w[out,in]^T is column-major y^T = w^T... see the report in kernels/README. */
+/* Row-major A[r, c] is column-major A^T (c x r, leading dimension c), so
+ * y[n,out] = x[n,in] w[out,in]^T is, column-major, y^T (out x n) = op_T(w: in x out) * x^T (in x n). */
 void cu_linear_fwd(be_ctx *b, int n, int in, int out, const float *x, const float *w, const float *bias, float *y)
 {
     cu_ctx *c = CTX(b);
@@ -768,7 +777,7 @@ extern "C" be_ctx *be_cuda_create_ex(int device, int tf32, cm_err *err)
     if ((ds = cudnnCreateTensorDescriptor(&c->bn_p)) != CUDNN_STATUS_SUCCESS) goto dnn_fail;
     if ((bs = cublasCreate(&c->blas)) != CUBLAS_STATUS_SUCCESS) goto blas_fail;
     if ((bs = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS) goto blas_fail;
-    if ((bs = cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH)) !=
+    if ((bs = cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)) !=
         CUBLAS_STATUS_SUCCESS)
         goto blas_fail;
     return &c->base;
