@@ -6,10 +6,13 @@ $(spectro_LIB): $(call objs,$(spectro_SRCS))
 # The spectrogram loops are written to be vectorised (no branches, no libm calls).
 $(OBJ)/spectro/sp_stft.o: CFLAGS += -ftree-vectorize -fno-math-errno
 
+# Only the libraries spectro uses: every extra shared library costs start-up time.
+spectro_LDLIBS := $(shell pkg-config --libs libavformat libavcodec libswresample libavutil fftw3f hdf5 2>/dev/null) -lm
+
 BINS += $(BIN)/spectro
 $(BIN)/spectro: $(OBJ)/spectro/main.o $(spectro_LIB) $(common_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(spectro_LDLIBS)
 
 UNIT_TESTS += $(TESTBIN)/test_spectro
 $(TESTBIN)/test_spectro: $(OBJ)/tests/unit/test_spectro.o $(spectro_LIB) $(common_LIB)

@@ -201,6 +201,13 @@ static int decode_all(dec_state *d, const char *path, cm_err *err)
     if (e < 0)
         return cm_err_set(err, "cannot open the %s decoder: %s", dec->name, averr(e, b, sizeof b));
 
+    /* room for the declared duration up front: no reallocation on the way */
+    double dur = stream->duration != AV_NOPTS_VALUE && stream->duration > 0
+                     ? (double)stream->duration * av_q2d(stream->time_base)
+                     : d->fmt->duration > 0 ? (double)d->fmt->duration / AV_TIME_BASE : 0;
+    if (dur > 0 && dur < 4 * 3600 && reserve(d, (size_t)(dur * d->rate * 1.01) + 16384, err) != 0)
+        return -1;
+
     for (;;) {
         e = av_read_frame(d->fmt, d->pkt);
         if (e == AVERROR_EOF)

@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""bench/spectro: `spectro` against the reference Python pipeline, side by side.
+
+1. One core (taskset-style affinity on this process, inherited by children):
+   `spectro -j 1 --normalize clip` over N ten-second AVE-like clips (44.1 kHz
+   stereo AAC + 640x360 H.264 in mp4) vs the reference, clip by clip:
+   `ffmpeg -i clip -vn -ac 1 -ar 16000 -f wav -` -> soundfile -> np.tile ->
+   scipy.signal.spectrogram -> log -> standardise (and a variant that also
+   np.save()s the result, as the pipelines do). Alternated, R rounds, medians.
+2. Two cores: `spectro -j 2` vs `spectro -j 1` throughput on 2N clips.
+3. The spectrogram maths alone (build/bin/bench_stft: sp_stft_compute on a
+   signal in memory, 10 s at 16 kHz -> 257 x 1004).
+
+usage: bench/spectro/run.py [--clips 20] [--rounds 5] [--core N] [--no-results]
+Run from the repository root after `make build/bin/spectro build/bin/bench_stft`
+(bench/spectro/run.sh does both).
+"""
+import argparse
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import scipy.signal
+import soundfile as sf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("C2KD_BIN", os.path.join(ROOT, "build", "bin"))
+
+
+def make_clips(d, n):
+    paths = []
+    for i in range(n):
+        p = os.path.join(d, f"ave_{i:03d}.mp4")
+        f0, f1 = 150 + 37 * i, 220 + 29 * i
+        a = (f"aevalsrc=exprs=0.3*sin(2*PI*({f0}+30*t)*t)+0.15*(random(0)-0.5)|"
+             f"0.3*sin(2*PI*{f1}*t)*sin(2*PI*0.5*t)+0.15*(random(1)-0.5):s=44100:d=10")
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", a, "-f", "lavfi",
+                        "-i", "testsrc2=d=10:s=640x360:r=25", "-c:a", "aac", "-b:a", "128k", "-c:v", "libx264",
+                        "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-shortest", p], check=True)
+        paths.append(p)
+    return paths
+
+
+def reference(path, out=None):
+    wav = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-vn", "-ac", "1", "-ar",
+                          "16000", "-f", "wav", "-"], capture_output=True, check=True).stdout
+    x, sr = sf.read(io.BytesIO(wav), dtype="float32")
+    n = 10 * sr
+    x = np.clip(np.tile(x, n // len(x) + 1)[:n], -1.0, 1.0)
+    _, _, S = scipy.signal.spectrogram(x, sr, nperseg=512, noverlap=353)
+    L = np.log(S + 1e-7)
+    L = (L - L.mean()) / (L.std() + 1e-9)
+    if out:
+        np.save(out, L.astype(np.float32))
+    return L
+
+
+def time_spectro(clips, jobs, work):
+    out = tempfile.mkdtemp(dir=work)
+    t = time.perf_counter()
+    r = subprocess.run([os.path.join(BIN, "spectro"), "-j", str(jobs), "-q", "--normalize", "clip", *clips,
+                        "-o", out], capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if r.returncode != 0:
+        sys.exit(f"spectro failed: {r.stderr}")
+    shutil.rmtree(out)
+    return dt
+
+
+def time_reference(clips, work, save):
+    out = tempfile.mkdtemp(dir=work) if save else None
+    t = time.perf_counter()
+    for c in clips:
+        reference(c, os.path.join(out, os.path.basename(c) + ".npy") if save else None)
+    dt = time.perf_counter() - t
+    if out:
+        shutil.rmtree(out)
+    return dt
+
+
+def cpu_model():
+    model, cores = "?", os.cpu_count()
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return model, cores
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--core", type=int, default=None, help="core for the one-core part (default: the last)")
+    ap.add_argument("--no-results", action="store_true", help="do not write bench/spectro/RESULTS.md")
+    a = ap.parse_args()
+    for b in ["spectro", "bench_stft"]:
+        if not os.path.exists(os.path.join(BIN, b)):
+            sys.exit(f"{BIN}/{b} missing: run make build/bin/spectro build/bin/bench_stft")
+    cpus = sorted(os.sched_getaffinity(0))
+    core = a.core if a.core is not None else cpus[-1]
+    model, ncores = cpu_model()
+    work = tempfile.mkdtemp(prefix="bench_spectro.")
+    try:
+        print(f"generating {a.clips} ten-second clips (44.1 kHz stereo AAC + 640x360 H.264, mp4) ...", flush=True)
+        clips = make_clips(work, a.clips)
+        # warm-up: page cache, FFTW wisdom, Python imports
+        time_spectro(clips[:2], 1, work)
+        reference(clips[0])
+
+        os.sched_setaffinity(0, {core})
+        sp, ref, refs = [], [], []
+        for r in range(a.rounds):
+            order = [0, 1, 2] if r % 2 == 0 else [2, 1, 0]
+            for k in order:
+                if k == 0:
+                    sp.append(time_spectro(clips, 1, work) / len(clips))
+                elif k == 1:
+                    ref.append(time_reference(clips, work, False) / len(clips))
+                else:
+                    refs.append(time_reference(clips, work, True) / len(clips))
+            print(f"  round {r + 1}: spectro {sp[-1] * 1e3:.2f} ms/clip, reference {ref[-1] * 1e3:.1f} ms/clip, "
+                  f"reference+save {refs[-1] * 1e3:.1f} ms/clip", flush=True)
+        msp, mref, mrefs = statistics.median(sp), statistics.median(ref), statistics.median(refs)
+        ratios = [b / s for s, b in zip(sp, ref)]
+        ratios_s = [b / s for s, b in zip(sp, refs)]
+
+        two = []
+        if len(cpus) >= 2:
+            os.sched_setaffinity(0, set(cpus[:2]))
+            many = clips * 2
+            links = []
+            for i, c in enumerate(many):  # distinct names, same content
+                lk = os.path.join(work, f"j_{i:03d}.mp4")
+                os.symlink(c, lk)
+                links.append(lk)
+            j1, j2 = [], []
+            for r in range(a.rounds):
+                for jobs in ([1, 2] if r % 2 == 0 else [2, 1]):
+                    (j1 if jobs == 1 else j2).append(time_spectro(links, jobs, work))
+            two = [x / y for x, y in zip(j1, j2)]
+            print(f"  two cores: -j 1 {statistics.median(j1) * 1e3 / len(links):.2f} ms/clip, "
+                  f"-j 2 {statistics.median(j2) * 1e3 / len(links):.2f} ms/clip", flush=True)
+
+        os.sched_setaffinity(0, {core})
+        r = subprocess.run([os.path.join(BIN, "bench_stft"), "10", "500"], capture_output=True, text=True,
+                           check=True)
+        maths = r.stdout.strip()
+        os.sched_setaffinity(0, set(cpus))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    lines = [
+        f"CPU: {model}, {ncores} cores visible; one-core runs on core {core}; {a.clips} clips, {a.rounds} rounds "
+        f"(alternated), medians.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| spectro -j 1 --normalize clip, per clip (whole run incl. process start / {a.clips}) | "
+        f"{msp * 1e3:.2f} ms |",
+        f"| reference (ffmpeg → WAV → soundfile → tile → scipy → log → standardise), per clip | {mref * 1e3:.1f} ms |",
+        f"| reference + np.save, per clip | {mrefs * 1e3:.1f} ms |",
+        f"| **speed-up per clip, one core** (median of per-round ratios; target ≥ 20×) | "
+        f"**{statistics.median(ratios):.1f}×** (vs reference + save: {statistics.median(ratios_s):.1f}×) |",
+    ]
+    if two:
+        lines.append(f"| **throughput -j 2 / -j 1 on two cores** ({2 * a.clips} clips; target ≥ 1.8×) | "
+                     f"**{statistics.median(two):.2f}×** |")
+    lines.append(f"| spectrogram maths alone (bench_stft; target < 1 ms) | {maths} |")
+    text = "\n".join(lines)
+    print()
+    print(text)
+    if not a.no_results:
+        with open(os.path.join(ROOT, "bench", "spectro", "RESULTS.md"), "w") as f:
+            f.write("# bench/spectro results\n\nCommand: `bench/spectro/run.sh` "
+                    f"(`bench/spectro/run.py --clips {a.clips} --rounds {a.rounds}`).\n\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()
