@@ -55,6 +55,11 @@ char *ld_data_identity(const ld_data *d);
 /* Compares two identity JSON strings (classes, then recipe, F, shape);
  * 0 when equal, -1 naming the difference. */
 int ld_identity_compare(const char *ours, const char *theirs, cm_err *err);
+/* The data identity a checkpoint was saved with (its root attribute
+ * "recipe", written by tr_checkpoint_save from ld_data_identity), malloc'd
+ * into *json, or *json = NULL when it carries none (e.g. converted from
+ * PyTorch): then nothing can be compared. -1 when the file is not HDF5. */
+int ld_ckpt_identity(const char *path, char **json, cm_err *err);
 /* 1 when the recipe JSON says the spectrograms were already standardised per
  * clip (a key "normalize" with value "clip", true or 1 anywhere in it). */
 int ld_recipe_standardized(const char *recipe_json);

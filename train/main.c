@@ -25,25 +25,6 @@
 
 #define TOOL "train"
 
-/* The data identity a checkpoint was saved with (its "recipe" attribute, see
- * ld_data_identity), or NULL when it has none (e.g. converted from PyTorch). */
-static int ckpt_identity(const char *path, char **json, cm_err *err)
-{
-    *json = NULL;
-    char *recipe = NULL;
-    if (tr_checkpoint_read_meta(path, NULL, &recipe, err) != 0)
-        return -1;
-    if (recipe) {
-        cJSON *j = cJSON_Parse(recipe);
-        if (j && cJSON_IsObject(j) && cJSON_GetObjectItemCaseSensitive(j, "classes"))
-            *json = recipe;
-        else
-            free(recipe);
-        cJSON_Delete(j);
-    }
-    return 0;
-}
-
 static int usage_error(const char *msg)
 {
     fprintf(stderr, TOOL ": %s (see --help)\n", msg);
@@ -318,17 +299,17 @@ int main(int argc, char **argv)
     int32_t *ps = NULL, *pt = NULL;
     const char *splits[3] = {"val", "test", "train"};
     ld_data *sets[3] = {sp.val, sp.test, sp.train};
-    for (int k = 0; k < 2; k++)
+    for (int k = sp.has_val ? 0 : 1; k < 3; k++)
+        if (ld_data_count(sets[k]) == 0) {
+            snprintf(path, sizeof path, "%s: split %s", o.data, splits[k]);
+            fail(path, "empty split (no samples)");
+            goto out;
+        }
+    for (int k = sp.has_val ? 0 : 1; k < 2; k++)
         if (ld_data_compatible(sp.train, sets[k], &err) != 0) {
             snprintf(path, sizeof path, "%s: split %s", o.data, splits[k]);
             cm_err_prefix(&err, "does not match split train");
             fail(path, err.msg);
-            goto out;
-        }
-    for (int k = 0; k < 3; k++)
-        if (ld_data_count(sets[k]) == 0) {
-            snprintf(path, sizeof path, "%s: split %s", o.data, splits[k]);
-            fail(path, "empty split (no samples)");
             goto out;
         }
     if (ld_data_count(sp.train) < (size_t)o.batch_size) {
@@ -340,6 +321,34 @@ int main(int argc, char **argv)
     }
     const st_meta *meta = ld_data_meta(sp.train);
     identity = ld_data_identity(sp.train);
+
+    /* ---- checkpoints: do they match the data? (before any heavy work) ---- */
+    const char *ck_paths[3] = {NULL, NULL, NULL};
+    char last_path[CM_PATH_MAX], best_path[CM_PATH_MAX];
+    path_in(last_path, sizeof last_path, o.out, "last.h5");
+    path_in(best_path, sizeof best_path, o.out, "best.h5");
+    ck_paths[0] = resuming ? last_path : NULL;
+    ck_paths[1] = o.init;
+    ck_paths[2] = o.teacher_ckpt;
+    for (int k = 0; k < 3; k++) {
+        if (!ck_paths[k])
+            continue;
+        if (!cm_is_file(ck_paths[k])) {
+            fail(ck_paths[k], "no such checkpoint file");
+            goto out;
+        }
+        free(ck_id);
+        ck_id = NULL;
+        if (ld_ckpt_identity(ck_paths[k], &ck_id, &err) != 0) {
+            fail(ck_paths[k], err.msg);
+            goto out;
+        }
+        if (ck_id && ld_identity_compare(identity, ck_id, &err) != 0) {
+            snprintf(path, sizeof path, "%s: does not match %s", ck_paths[k], o.data);
+            fail(path, err.msg);
+            goto out;
+        }
+    }
 
     /* ---- backend ---- */
     if (strcmp(o.device, "cpu") == 0) {
@@ -405,31 +414,9 @@ int main(int argc, char **argv)
     ld_rng rng;
     ld_rng_seed(&rng, (uint64_t)o.seed ^ 0x6c6f61646572ULL); /* the loader's stream, apart from the init's */
     memcpy(pos.rng_state, rng.s, sizeof rng.s);
-    const char *ck_paths[3] = {NULL, NULL, NULL};
-    char last_path[CM_PATH_MAX], best_path[CM_PATH_MAX];
-    path_in(last_path, sizeof last_path, o.out, "last.h5");
-    path_in(best_path, sizeof best_path, o.out, "best.h5");
-    ck_paths[0] = resuming ? last_path : NULL;
-    ck_paths[1] = o.init;
-    ck_paths[2] = o.teacher_ckpt;
     for (int k = 0; k < 3; k++) {
         if (!ck_paths[k])
             continue;
-        if (!cm_is_file(ck_paths[k])) {
-            fail(ck_paths[k], "no such checkpoint file");
-            goto out;
-        }
-        free(ck_id);
-        ck_id = NULL;
-        if (ckpt_identity(ck_paths[k], &ck_id, &err) != 0) {
-            fail(ck_paths[k], err.msg);
-            goto out;
-        }
-        if (ck_id && ld_identity_compare(identity, ck_id, &err) != 0) {
-            snprintf(path, sizeof path, "%s: does not match %s", ck_paths[k], o.data);
-            fail(path, err.msg);
-            goto out;
-        }
         int r;
         if (k == 0)
             r = tr_checkpoint_load(sys, ck_paths[k], NULL, 1, &pos, &err);

@@ -45,7 +45,7 @@ def write_shard(path, split, ids, labels, specs, jpegs, classes, F, recipe, data
         f.attrs["spec_dtype"] = np.dtype(dtype).name
         f.create_dataset("id", data=np.array(ids, dtype=h5py.string_dtype()))
         f.create_dataset("label", data=np.asarray(labels, np.int32))
-        bins, T = specs.shape[1:] if n else (3, 4)
+        bins, T = specs.shape[1:]
         f.create_dataset("audio/spec", data=specs.astype(dtype) if n else np.zeros((0, bins, T), dtype),
                          chunks=(1, bins, T) if n else None, maxshape=(None, bins, T))
         flat = [b for per in jpegs for b in per]
