@@ -422,6 +422,8 @@ int main(int argc, char **argv)
             r = tr_checkpoint_load(sys, ck_paths[k], NULL, 1, &pos, &err);
         else if (k == 1)
             r = tr_checkpoint_load(sys, ck_paths[k], NULL, 0, NULL, &err);
+        else if (method == TR_NONE)
+            r = fprintf(stderr, TOOL ": notice: --method none trains no teacher; --teacher-ckpt is not used\n") < 0;
         else
             r = tr_checkpoint_load(sys, ck_paths[k], "teacher", 0, NULL, &err);
         if (r != 0) {
