@@ -19,7 +19,9 @@
 #include "train/cpu_internal.h"
 
 /* Group samples until one gemm has at least this many columns. */
+#ifndef CONV_TARGET_COLS
 #define CONV_TARGET_COLS 3136
+#endif
 
 typedef struct conv_geo {
     int n, c, h, w, k, kh, kw, stride, pad, oh, ow;
