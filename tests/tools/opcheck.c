@@ -32,6 +32,23 @@
 #include "common/cm_npy.h"
 #include "train/backend.h"
 
+/* Every buffer of this short run, freed at the end. */
+static void *owned[64];
+static int n_owned;
+
+static void *own(void *p)
+{
+    if (p && n_owned < (int)(sizeof owned / sizeof *owned))
+        owned[n_owned++] = p;
+    return p;
+}
+
+static void free_owned(void)
+{
+    while (n_owned > 0)
+        free(owned[--n_owned]);
+}
+
 typedef struct args {
     int n;
     char **kv;
@@ -47,9 +64,12 @@ static double arg_num(const args *a, const char *key, double def)
     return def;
 }
 
+static void free_owned(void);
+
 static void die(const char *what, const char *msg)
 {
     fprintf(stderr, "opcheck: %s: %s\n", what, msg);
+    free_owned();
     exit(1);
 }
 
@@ -65,6 +85,7 @@ static cm_npy load(const args *a, const char *name, int required)
             die(path, err.msg);
         memset(&arr, 0, sizeof arr);
     }
+    own(arr.data);
     return arr;
 }
 
@@ -93,7 +114,7 @@ static float *F(cm_npy *x, const char *name)
 
 static float *zeros(size_t n)
 {
-    float *p = calloc(n ? n : 1, sizeof(float));
+    float *p = own(calloc(n ? n : 1, sizeof(float)));
     if (!p)
         die("alloc", "out of memory");
     return p;
@@ -247,7 +268,7 @@ int main(int argc, char **argv)
     } else if (!strcmp(op, "argmax")) {
         cm_npy z = load(&a, "z", 1);
         int B = (int)z.shape[0], C = (int)z.shape[1];
-        int32_t *pred = calloc(B, sizeof *pred);
+        int32_t *pred = own(calloc(B, sizeof *pred));
         o->argmax(b, B, C, F(&z, "z"), pred);
         size_t shape[1] = {(size_t)B};
         save(&a, "pred", "<i4", shape, 1, pred);
@@ -271,7 +292,7 @@ int main(int argc, char **argv)
         if (strcmp(cr.descr, "<i8") != 0 || cr.ndim != 2 || cr.shape[1] != 8)
             die("crops", "expected int64 [n, 8]");
         int n = (int)cr.shape[0], oh = (int)arg_num(&a, "oh", 224), ow = (int)arg_num(&a, "ow", 224);
-        be_crop *crops = calloc(n, sizeof *crops);
+        be_crop *crops = own(calloc(n, sizeof *crops));
         const int64_t *c8 = cr.data;
         for (int i = 0; i < n; i++)
             crops[i] = (be_crop){(size_t)c8[i * 8], (int)c8[i * 8 + 1], (int)c8[i * 8 + 2], (int)c8[i * 8 + 3],
@@ -285,8 +306,12 @@ int main(int argc, char **argv)
         o->destroy(b);
         return 2;
     }
-    if (o->status(b, &err) < 0)
-        die(op, err.msg);
+    int rc = 0;
+    if (o->status(b, &err) < 0) {
+        fprintf(stderr, "opcheck: %s: %s\n", op, err.msg);
+        rc = 1;
+    }
     o->destroy(b);
-    return 0;
+    free_owned();
+    return rc;
 }

@@ -178,6 +178,8 @@ Test(cpu_grad, batch_norm)
     gradcheck("bn dx", bn_L, &t, t.x, dx, nx, 1e-3f, 1000);
     gradcheck("bn dgamma", bn_L, &t, t.g, dg, 3, 1e-3f, 10);
     gradcheck("bn dbeta", bn_L, &t, t.b, db, 3, 1e-3f, 10);
+    free(t.x), free(t.g), free(t.b), free(t.rm), free(t.rv), free(t.y), free(t.sm), free(t.si), free(t.r);
+    free(dy), free(dx);
 }
 
 /* ------------------------------------------------------------------ activations and pools */
@@ -225,6 +227,7 @@ static void ew_case(int kind, const char *name)
     default: O->avgpool_bwd(B, 2, 3, 72, dy, dx); break;
     }
     gradcheck(name, ew_L, &t, t.x, dx, t.nx, 1e-3f, 1000);
+    free(t.x), free(t.y), free(t.r), free(dy), free(dx);
 }
 
 Test(cpu_grad, relu) { ew_case(0, "relu"); }
@@ -256,6 +259,7 @@ Test(cpu_grad, linear)
     gradcheck("linear dx", lin_L, &t, t.x, dx, 35, 1e-2f, 100);
     gradcheck("linear dw", lin_L, &t, t.w, dw, 28, 1e-2f, 100);
     gradcheck("linear db", lin_L, &t, t.b, db, 4, 1e-2f, 100);
+    free(t.x), free(t.w), free(t.b), free(t.y), free(t.r);
 }
 
 /* ------------------------------------------------------------------ losses */
