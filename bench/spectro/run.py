@@ -18,6 +18,7 @@ Run from the repository root after `make build/bin/spectro build/bin/bench_stft`
 import argparse
 import io
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -61,24 +62,41 @@ def reference(path, out=None):
     return L
 
 
+CPU_USED = []  # CPU seconds (user + sys) of each spectro run, with its wall time
+
+
 def time_spectro(clips, jobs, work):
     out = tempfile.mkdtemp(dir=work)
     t = time.perf_counter()
-    r = subprocess.run([os.path.join(BIN, "spectro"), "-j", str(jobs), "-q", "--normalize", "clip", *clips,
-                        "-o", out], capture_output=True, text=True)
+    p = subprocess.Popen([os.path.join(BIN, "spectro"), "-j", str(jobs), "-q", "--normalize", "clip", *clips,
+                          "-o", out], stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t
-    if r.returncode != 0:
-        sys.exit(f"spectro failed: {r.stderr}")
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    if status != 0:
+        sys.exit(f"spectro failed: {err}")
+    CPU_USED.append((jobs, ru.ru_utime + ru.ru_stime, dt))
     shutil.rmtree(out)
     return dt
 
 
+REF_CPU = []  # CPU seconds of the reference (this process + its ffmpeg children), per run
+
+
+def _cpu():
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
 def time_reference(clips, work, save):
     out = tempfile.mkdtemp(dir=work) if save else None
-    t = time.perf_counter()
+    t, c0 = time.perf_counter(), _cpu()
     for c in clips:
         reference(c, os.path.join(out, os.path.basename(c) + ".npy") if save else None)
     dt = time.perf_counter() - t
+    if not save:
+        REF_CPU.append(_cpu() - c0)
     if out:
         shutil.rmtree(out)
     return dt
@@ -132,6 +150,8 @@ def main():
         msp, mref, mrefs = statistics.median(sp), statistics.median(ref), statistics.median(refs)
         ratios = [b / s for s, b in zip(sp, ref)]
         ratios_s = [b / s for s, b in zip(sp, refs)]
+        sp_cpu = [c / len(clips) for j, c, _ in CPU_USED[-a.rounds:]]
+        ref_cpu = [c / len(clips) for c in REF_CPU]
 
         two = []
         if len(cpus) >= 2:
@@ -147,6 +167,8 @@ def main():
                 for jobs in ([1, 2] if r % 2 == 0 else [2, 1]):
                     (j1 if jobs == 1 else j2).append(time_spectro(links, jobs, work))
             two = [x / y for x, y in zip(j1, j2)]
+            cpu1 = statistics.median(c for j, c, _ in CPU_USED[-2 * a.rounds:] if j == 1) / len(links)
+            cpu2 = statistics.median(c for j, c, _ in CPU_USED[-2 * a.rounds:] if j == 2) / len(links)
             print(f"  two cores: -j 1 {statistics.median(j1) * 1e3 / len(links):.2f} ms/clip, "
                   f"-j 2 {statistics.median(j2) * 1e3 / len(links):.2f} ms/clip", flush=True)
 
@@ -158,8 +180,10 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    load = os.getloadavg()
     lines = [
-        f"CPU: {model}, {ncores} cores visible; one-core runs on core {core}; {a.clips} clips, {a.rounds} rounds "
+        f"CPU: {model}, {ncores} cores visible, load average at the end {load[0]:.2f} / {load[1]:.2f} "
+        f"(1 / 5 min: other work on the machine competes for the cores); one-core runs on core {core}; {a.clips} clips, {a.rounds} rounds "
         f"(alternated), medians.",
         "",
         "| measure | value |",
@@ -170,10 +194,15 @@ def main():
         f"| reference + np.save, per clip | {mrefs * 1e3:.1f} ms |",
         f"| **speed-up per clip, one core** (median of per-round ratios; target ≥ 20×) | "
         f"**{statistics.median(ratios):.1f}×** (vs reference + save: {statistics.median(ratios_s):.1f}×) |",
+        f"| CPU time (user + sys) per clip: spectro / reference (ratio, less sensitive to other load) | "
+        f"{statistics.median(sp_cpu) * 1e3:.2f} / {statistics.median(ref_cpu) * 1e3:.1f} ms "
+        f"({statistics.median(ref_cpu) / statistics.median(sp_cpu):.1f}×) |",
     ]
     if two:
         lines.append(f"| **throughput -j 2 / -j 1 on two cores** ({2 * a.clips} clips; target ≥ 1.8×) | "
                      f"**{statistics.median(two):.2f}×** |")
+        lines.append(f"| CPU time (user + sys) per clip, -j 1 / -j 2 (no contention inside spectro when ≈ 1) | "
+                     f"{cpu1 * 1e3:.2f} / {cpu2 * 1e3:.2f} ms (ratio {cpu1 / cpu2:.2f}) |")
     lines.append(f"| spectrogram maths alone (bench_stft; target < 1 ms) | {maths} |")
     text = "\n".join(lines)
     print()
