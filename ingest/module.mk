@@ -21,3 +21,8 @@ ingest: $(BIN)/ingest
 	@test -n "$(DATASET)" || { echo "make ingest: give DATASET=ave|cremad|vggsound|demo and ROOT=DIR"; exit 2; }
 	@test -n "$(ROOT)" || { echo "make ingest: give ROOT=DIR (the dataset folder)"; exit 2; }
 	$(BIN)/ingest --dataset $(DATASET) --root $(ROOT) --out $(if $(OUT),$(OUT),data/$(DATASET)) $(if $(JOBS),--jobs $(JOBS))
+
+# Shard random-read benchmark (bench/ingest/run.sh builds it on demand).
+$(BIN)/bench_store_read: $(OBJ)/bench/ingest/bench_read.o $(store_LIB) $(common_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
