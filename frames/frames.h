@@ -33,7 +33,17 @@ typedef struct fr_request {
 /* Do not skip non-reference frames on the way to a target (slower; for checks). */
 #define FR_NO_SKIP 1
 
-/* Chooses times, seeks and decodes. images[0..*n_out) are filled (free each
+/* Chooses times, seeks and decodes.
+ * Times are seconds from the file's start time (ffmpeg -ss counting). The
+ * frame for time T is the one `ffmpeg -i IN -ss T -frames:v 1` returns: the
+ * first frame in display order whose timestamp (best-effort, start time
+ * removed) is >= T rounded to the stream time base; past the last frame, the
+ * last frame. The clip for --count is [0, end of the video stream). Rotation
+ * (display matrix) is applied as ffmpeg's autorotate; conversion to RGB24 is
+ * libswscale bicubic with the frame's colour matrix and range: identical to
+ * `ffmpeg -pix_fmt rgb24` bit for bit (checked by tests/oracle/test_frames.py).
+ * Only frames no other frame references are skipped on the way. images are
+ * returned in the order of the request (not sorted).  images[0..*n_out) are filled (free each
  * with fr_image_free). Errors: missing file, not media, no video stream, no
  * decodable frame. err->msg does not include the path. */
 int fr_extract(const char *path, const fr_request *req, fr_image *images, int *n_out, cm_err *err);
