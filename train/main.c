@@ -185,9 +185,9 @@ static int parse_enum(const char *v, const char *const *names, int n)
     return -1;
 }
 
-int main(int argc, char **argv)
+static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
 {
-    tr_opts o, cl;
+    tr_opts cl;
     tr_opts_default(&cl);
     cm_err err = {{0}};
     char **given = NULL;
@@ -210,77 +210,79 @@ int main(int argc, char **argv)
             }
         path_in(path, sizeof path, cl.resume, "options.json");
         size_t n = 0;
-        if (cm_read_file(path, &opts_text, &n, &err) != 0) {
+        int rr = cm_read_file(path, &opts_text, &n, &err);
+        *opts_textp = opts_text;
+        if (rr != 0) {
             free(given);
             return fail(cl.resume, "not a run folder (no readable options.json)");
         }
-        tr_opts_default(&o);
-        if (tr_opts_from_json(&o, opts_text, &err) != 0) {
+        tr_opts_default(op);
+        if (tr_opts_from_json(op, opts_text, &err) != 0) {
             free(given);
             return fail(path, err.msg);
         }
-        tr_opts_apply(&o, &cl, given);
-        o.out = cl.resume;
-        o.resume = cl.resume;
+        tr_opts_apply(op, &cl, given);
+        op->out = cl.resume;
+        op->resume = cl.resume;
     } else {
-        o = cl;
+        *op = cl;
     }
     free(given);
 
     /* ---- option checks (usage errors) ---- */
-    if (!o.data)
+    if (!op->data)
         return usage_error("--data DIR is required");
-    if (!o.out)
+    if (!op->out)
         return usage_error("--out RUN is required");
-    if (o.epochs < 1 || o.batch_size < 1 || o.width < 1 || o.image_size < 8 || o.steps < 0 || o.threads < 0 ||
-        o.loader_threads < 0 || o.eval_from < 0)
+    if (op->epochs < 1 || op->batch_size < 1 || op->width < 1 || op->image_size < 8 || op->steps < 0 || op->threads < 0 ||
+        op->loader_threads < 0 || op->eval_from < 0)
         return usage_error("--epochs, --batch-size, --width must be >= 1, --image-size >= 8, counts >= 0");
-    if (!(o.lr > 0) || !isfinite(o.lr) || o.momentum < 0 || o.momentum >= 1)
+    if (!(op->lr > 0) || !isfinite(op->lr) || op->momentum < 0 || op->momentum >= 1)
         return usage_error("--lr must be positive and finite, --momentum in [0, 1)");
-    if (o.depth != 18 && o.depth != 50)
+    if (op->depth != 18 && op->depth != 50)
         return usage_error("--depth must be 18 or 50");
     static const char *const methods[] = {"none", "kd", "nkd", "c2kd"};
     static const char *const mods[] = {"audio", "visual"};
     static const char *const updates[] = {"full", "top", "frozen"};
     static const char *const proxies[] = {"fa", "none", "cfa"};
-    int method = parse_enum(o.method, methods, 4);
-    int student = parse_enum(o.student, mods, 2), teacher = parse_enum(o.teacher, mods, 2);
-    int update = parse_enum(o.teacher_update, updates, 3), proxy = parse_enum(o.proxy, proxies, 3);
+    int method = parse_enum(op->method, methods, 4);
+    int student = parse_enum(op->student, mods, 2), teacher = parse_enum(op->teacher, mods, 2);
+    int update = parse_enum(op->teacher_update, updates, 3), proxy = parse_enum(op->proxy, proxies, 3);
     if (method < 0 || student < 0 || teacher < 0 || update < 0 || proxy < 0)
         return usage_error("bad --method, --student, --teacher, --teacher-update or --proxy");
-    if (o.pretrain && o.teacher_ckpt)
+    if (op->pretrain && op->teacher_ckpt)
         return usage_error("--pretrain trains the teacher from scratch; --teacher-ckpt does not apply");
-    if (o.init && resuming)
+    if (op->init && resuming)
         return usage_error("--init and --resume exclude each other");
-    if (!resuming && !o.force) {
-        path_in(path, sizeof path, o.out, "last.h5");
+    if (!resuming && !op->force) {
+        path_in(path, sizeof path, op->out, "last.h5");
         char p2[CM_PATH_MAX];
-        path_in(p2, sizeof p2, o.out, "options.json");
+        path_in(p2, sizeof p2, op->out, "options.json");
         if (cm_is_file(path) || cm_is_file(p2)) {
             snprintf(err.msg, sizeof err.msg,
-                     "%s already holds a run (continue it with --resume %s, or give --force to replace it)", o.out, o.out);
+                     "%s already holds a run (continue it with --resume %s, or give --force to replace it)", op->out, op->out);
             return usage_error(err.msg);
         }
     }
 
     /* ---- data ---- */
     split_set sp = {0};
-    sp.train = ld_data_open(o.data, "train", &err);
+    sp.train = ld_data_open(op->data, "train", &err);
     if (!sp.train) {
-        snprintf(path, sizeof path, "%s: split train", o.data);
+        snprintf(path, sizeof path, "%s: split train", op->data);
         return fail(path, err.msg);
     }
-    sp.has_val = ld_split_exists(o.data, "val");
-    sp.test = ld_data_open(o.data, "test", &err);
+    sp.has_val = ld_split_exists(op->data, "val");
+    sp.test = ld_data_open(op->data, "test", &err);
     if (!sp.test) {
-        snprintf(path, sizeof path, "%s: split test", o.data);
+        snprintf(path, sizeof path, "%s: split test", op->data);
         ld_data_close(sp.train);
         return fail(path, err.msg);
     }
     if (sp.has_val) {
-        sp.val = ld_data_open(o.data, "val", &err);
+        sp.val = ld_data_open(op->data, "val", &err);
         if (!sp.val) {
-            snprintf(path, sizeof path, "%s: split val", o.data);
+            snprintf(path, sizeof path, "%s: split val", op->data);
             ld_data_close(sp.train);
             ld_data_close(sp.test);
             return fail(path, err.msg);
@@ -301,21 +303,21 @@ int main(int argc, char **argv)
     ld_data *sets[3] = {sp.val, sp.test, sp.train};
     for (int k = sp.has_val ? 0 : 1; k < 3; k++)
         if (ld_data_count(sets[k]) == 0) {
-            snprintf(path, sizeof path, "%s: split %s", o.data, splits[k]);
+            snprintf(path, sizeof path, "%s: split %s", op->data, splits[k]);
             fail(path, "empty split (no samples)");
             goto out;
         }
     for (int k = sp.has_val ? 0 : 1; k < 2; k++)
         if (ld_data_compatible(sp.train, sets[k], &err) != 0) {
-            snprintf(path, sizeof path, "%s: split %s", o.data, splits[k]);
+            snprintf(path, sizeof path, "%s: split %s", op->data, splits[k]);
             cm_err_prefix(&err, "does not match split train");
             fail(path, err.msg);
             goto out;
         }
-    if (ld_data_count(sp.train) < (size_t)o.batch_size) {
-        snprintf(path, sizeof path, "%s: split train", o.data);
+    if (ld_data_count(sp.train) < (size_t)op->batch_size) {
+        snprintf(path, sizeof path, "%s: split train", op->data);
         snprintf(err.msg, sizeof err.msg, "%zu samples, fewer than one batch of %d (training drops partial batches)",
-                 ld_data_count(sp.train), o.batch_size);
+                 ld_data_count(sp.train), op->batch_size);
         fail(path, err.msg);
         goto out;
     }
@@ -325,11 +327,11 @@ int main(int argc, char **argv)
     /* ---- checkpoints: do they match the data? (before any heavy work) ---- */
     const char *ck_paths[3] = {NULL, NULL, NULL};
     char last_path[CM_PATH_MAX], best_path[CM_PATH_MAX];
-    path_in(last_path, sizeof last_path, o.out, "last.h5");
-    path_in(best_path, sizeof best_path, o.out, "best.h5");
+    path_in(last_path, sizeof last_path, op->out, "last.h5");
+    path_in(best_path, sizeof best_path, op->out, "best.h5");
     ck_paths[0] = resuming ? last_path : NULL;
-    ck_paths[1] = o.init;
-    ck_paths[2] = o.teacher_ckpt;
+    ck_paths[1] = op->init;
+    ck_paths[2] = op->teacher_ckpt;
     for (int k = 0; k < 3; k++) {
         if (!ck_paths[k])
             continue;
@@ -344,24 +346,24 @@ int main(int argc, char **argv)
             goto out;
         }
         if (ck_id && ld_identity_compare(identity, ck_id, &err) != 0) {
-            snprintf(path, sizeof path, "%s: does not match %s", ck_paths[k], o.data);
+            snprintf(path, sizeof path, "%s: does not match %s", ck_paths[k], op->data);
             fail(path, err.msg);
             goto out;
         }
     }
 
     /* ---- backend ---- */
-    if (strcmp(o.device, "cpu") == 0) {
-        be = be_cpu_create(o.threads, &err);
+    if (strcmp(op->device, "cpu") == 0) {
+        be = be_cpu_create(op->threads, &err);
     } else {
         be = be_cuda_create(0, &err);
-        if (!be && strcmp(o.device, "cuda") == 0) {
+        if (!be && strcmp(op->device, "cuda") == 0) {
             fail("--device cuda", err.msg);
             goto out;
         }
         if (!be) {
             fprintf(stderr, TOOL ": notice: no CUDA backend (%s); using the CPU\n", err.msg);
-            be = be_cpu_create(o.threads, &err);
+            be = be_cpu_create(op->threads, &err);
         }
     }
     if (!be) {
@@ -372,33 +374,33 @@ int main(int argc, char **argv)
     /* ---- system ---- */
     tr_config cfg;
     tr_config_default(&cfg);
-    cfg.pretrain = o.pretrain;
+    cfg.pretrain = op->pretrain;
     cfg.method = (tr_method)method;
     cfg.student = student == 0 ? TR_AUDIO : TR_VISUAL;
     cfg.teacher = teacher == 0 ? TR_AUDIO : TR_VISUAL;
-    cfg.depth = o.depth;
-    cfg.width = o.width;
+    cfg.depth = op->depth;
+    cfg.width = op->width;
     cfg.n_classes = meta->n_classes;
     cfg.frames = meta->frames_per_sample;
-    if (strcmp(o.visual_mode, "auto") == 0)
+    if (strcmp(op->visual_mode, "auto") == 0)
         cfg.visual_mode = cfg.frames > 1 ? TR_VISUAL_FOLD : TR_VISUAL_STACK;
     else
-        cfg.visual_mode = strcmp(o.visual_mode, "fold") == 0 ? TR_VISUAL_FOLD : TR_VISUAL_STACK;
-    cfg.image_size = o.image_size;
+        cfg.visual_mode = strcmp(op->visual_mode, "fold") == 0 ? TR_VISUAL_FOLD : TR_VISUAL_STACK;
+    cfg.image_size = op->image_size;
     cfg.spec_bins = meta->bins;
     cfg.spec_frames = meta->frames;
     cfg.proxy = (tr_proxy_kind)proxy;
     cfg.teacher_update = (tr_teacher_update)update;
-    cfg.lambda1 = (float)o.lambda1;
-    cfg.lambda2 = (float)o.lambda2;
-    cfg.lambda3 = (float)o.lambda3;
-    cfg.omega = (float)o.omega;
-    cfg.kd_temp = (float)o.kd_temp;
-    cfg.nkd_gamma = (float)o.nkd_gamma;
-    cfg.nkd_temp = (float)o.nkd_temp;
-    cfg.momentum = (float)o.momentum;
-    cfg.max_batch = o.batch_size;
-    sys = tr_system_create(be, &cfg, (uint64_t)o.seed, &err);
+    cfg.lambda1 = (float)op->lambda1;
+    cfg.lambda2 = (float)op->lambda2;
+    cfg.lambda3 = (float)op->lambda3;
+    cfg.omega = (float)op->omega;
+    cfg.kd_temp = (float)op->kd_temp;
+    cfg.nkd_gamma = (float)op->nkd_gamma;
+    cfg.nkd_temp = (float)op->nkd_temp;
+    cfg.momentum = (float)op->momentum;
+    cfg.max_batch = op->batch_size;
+    sys = tr_system_create(be, &cfg, (uint64_t)op->seed, &err);
     if (!sys) {
         fail("model", err.msg);
         goto out;
@@ -407,12 +409,12 @@ int main(int argc, char **argv)
     /* ---- checkpoints (read before anything is written) ---- */
     tr_position pos;
     memset(&pos, 0, sizeof pos);
-    pos.seed = (uint64_t)o.seed;
+    pos.seed = (uint64_t)op->seed;
     pos.best_val = -1;
     pos.best_test = -1;
     pos.best_epoch = 0;
     ld_rng rng;
-    ld_rng_seed(&rng, (uint64_t)o.seed ^ 0x6c6f61646572ULL); /* the loader's stream, apart from the init's */
+    ld_rng_seed(&rng, (uint64_t)op->seed ^ 0x6c6f61646572ULL); /* the loader's stream, apart from the init's */
     memcpy(pos.rng_state, rng.s, sizeof rng.s);
     for (int k = 0; k < 3; k++) {
         if (!ck_paths[k])
@@ -437,19 +439,19 @@ int main(int argc, char **argv)
 
     /* ---- loaders ---- */
     int uses[2] = {0, 0}; /* audio, visual */
-    if (o.pretrain) {
+    if (op->pretrain) {
         uses[cfg.teacher] = 1;
     } else {
         uses[cfg.student] = 1;
         if (method != TR_NONE)
             uses[cfg.teacher] = 1;
     }
-    int lthreads = o.loader_threads;
+    int lthreads = op->loader_threads;
     if (lthreads <= 0) {
         int nc = cm_ncpu();
         lthreads = strcmp(be->ops->name, "cpu") == 0 ? (nc < 2 ? nc : 2) : (nc < 12 ? nc : 12);
     }
-    ld_opts lo = {.batch = o.batch_size, .augment = !o.no_augment, .shuffle = !o.no_shuffle, .drop_last = 1,
+    ld_opts lo = {.batch = op->batch_size, .augment = !op->no_augment, .shuffle = !op->no_shuffle, .drop_last = 1,
                   .threads = lthreads, .need_audio = uses[0], .need_visual = uses[1]};
     ltrain = ld_loader_create(sp.train, be, &lo, &err);
     lo.augment = 0;
@@ -457,24 +459,24 @@ int main(int argc, char **argv)
     lo.drop_last = 0;
     lval = ltrain ? ld_loader_create(sp.val, be, &lo, &err) : NULL;
     ltest = lval && sp.has_val ? ld_loader_create(sp.test, be, &lo, &err) : lval;
-    dv = ltest ? ld_device_create(be, sp.train, o.batch_size, o.image_size, uses[0], uses[1], &err) : NULL;
-    ps = calloc((size_t)o.batch_size, sizeof *ps);
-    pt = calloc((size_t)o.batch_size, sizeof *pt);
+    dv = ltest ? ld_device_create(be, sp.train, op->batch_size, op->image_size, uses[0], uses[1], &err) : NULL;
+    ps = calloc((size_t)op->batch_size, sizeof *ps);
+    pt = calloc((size_t)op->batch_size, sizeof *pt);
     if (!dv || !ps || !pt) {
         fail("loader", err.msg[0] ? err.msg : "out of memory");
         goto out;
     }
     const size_t nb = ld_loader_batches(ltrain);
-    const int64_t total_steps = (int64_t)nb * o.epochs;
+    const int64_t total_steps = (int64_t)nb * op->epochs;
 
     /* ---- outputs ---- */
-    if (cm_mkdirs(o.out, &err) != 0) {
-        fail(o.out, err.msg);
+    if (cm_mkdirs(op->out, &err) != 0) {
+        fail(op->out, err.msg);
         goto out;
     }
     if (!resuming) {
-        char *oj = tr_opts_to_json(&o);
-        path_in(path, sizeof path, o.out, "options.json");
+        char *oj = tr_opts_to_json(op);
+        path_in(path, sizeof path, op->out, "options.json");
         int r = cm_write_file_atomic(path, oj, strlen(oj), &err);
         free(oj);
         if (r != 0) {
@@ -485,34 +487,34 @@ int main(int argc, char **argv)
         unlink(best_path);
         unlink(last_path);
     }
-    if (o.dump_batches && cm_mkdirs(o.dump_batches, &err) != 0) {
-        fail(o.dump_batches, err.msg);
+    if (op->dump_batches && cm_mkdirs(op->dump_batches, &err) != 0) {
+        fail(op->dump_batches, err.msg);
         goto out;
     }
     char metrics_path[CM_PATH_MAX], svg_path[CM_PATH_MAX], result_path[CM_PATH_MAX];
-    path_in(metrics_path, sizeof metrics_path, o.out, "metrics.jsonl");
-    path_in(svg_path, sizeof svg_path, o.out, "curves.svg");
-    path_in(result_path, sizeof result_path, o.out, "result.json");
+    path_in(metrics_path, sizeof metrics_path, op->out, "metrics.jsonl");
+    path_in(svg_path, sizeof svg_path, op->out, "curves.svg");
+    path_in(result_path, sizeof result_path, op->out, "result.json");
     mt = mt_open(metrics_path, resuming ? pos.step : -1, resuming ? pos.epoch : 0, &err);
     if (!mt) {
         fail(metrics_path, err.msg);
         goto out;
     }
-    const int eval_s = !o.pretrain, eval_t = o.pretrain || method != TR_NONE;
-    const char *which = o.pretrain ? "teacher" : "student";
+    const int eval_s = !op->pretrain, eval_t = op->pretrain || method != TR_NONE;
+    const char *which = op->pretrain ? "teacher" : "student";
     if (resuming)
-        fprintf(stderr, TOOL ": resuming %s at epoch %d, step %lld\n", o.out, pos.epoch + 1, (long long)pos.step);
+        fprintf(stderr, TOOL ": resuming %s at epoch %d, step %lld\n", op->out, pos.epoch + 1, (long long)pos.step);
     fprintf(stderr, TOOL ": %s, %s%s -> %s, %zu/%zu/%zu samples (train/val/test%s), %zu steps per epoch, backend %s\n",
-            o.pretrain ? "pretrain" : o.method, o.pretrain ? "" : o.teacher, o.pretrain ? o.teacher : "",
-            o.pretrain ? "" : o.student, ld_data_count(sp.train), ld_data_count(sp.val), ld_data_count(sp.test),
+            op->pretrain ? "pretrain" : op->method, op->pretrain ? "" : op->teacher, op->pretrain ? op->teacher : "",
+            op->pretrain ? "" : op->student, ld_data_count(sp.train), ld_data_count(sp.val), ld_data_count(sp.test),
             sp.has_val ? "" : "; test serves as val", nb, be->ops->name);
 
     prog = cm_progress_create(stderr, TOOL, (size_t)total_steps, 5.0);
     int stopped = 0;
     double last_val_s = -1, last_test_s = -1, last_val_t = -1, last_test_t = -1;
-    for (int e = pos.epoch; e < o.epochs && !stopped; e++) {
+    for (int e = pos.epoch; e < op->epochs && !stopped; e++) {
         double t0 = cm_now();
-        double lr = lr_at(&o, e);
+        double lr = lr_at(op, e);
         uint64_t epoch_rng[4];
         memcpy(epoch_rng, rng.s, sizeof epoch_rng);
         size_t skip = (size_t)(pos.step - (int64_t)e * (int64_t)nb);
@@ -535,9 +537,9 @@ int main(int argc, char **argv)
             }
             nsteps = mp.steps;
             sum_loss = mp.sum_loss;
-            seen = mp.steps * o.batch_size;
-            hit_s = llround(mp.sum_acc_student * o.batch_size);
-            hit_t = llround(mp.sum_acc_teacher * o.batch_size);
+            seen = mp.steps * op->batch_size;
+            hit_s = llround(mp.sum_acc_student * op->batch_size);
+            hit_t = llround(mp.sum_acc_teacher * op->batch_size);
         }
         ld_host_batch *hb;
         int r;
@@ -550,10 +552,10 @@ int main(int argc, char **argv)
                 fail("device", err.msg);
                 goto out;
             }
-            if (o.dump_batches && (o.dump_count < 0 || pos.step < o.dump_count) &&
-                dump_batch(o.dump_batches, (long long)pos.step, be, &b, hb, &cfg, &err) != 0) {
+            if (op->dump_batches && (op->dump_count < 0 || pos.step < op->dump_count) &&
+                dump_batch(op->dump_batches, (long long)pos.step, be, &b, hb, &cfg, &err) != 0) {
                 ld_loader_release(ltrain, hb);
-                fail(o.dump_batches, err.msg);
+                fail(op->dump_batches, err.msg);
                 goto out;
             }
             if (tr_system_step(sys, &b, (float)lr, &st, &err) != 0) {
@@ -598,15 +600,15 @@ int main(int argc, char **argv)
                 goto out;
             }
             char extra[128];
-            snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f lr %.3g", e + 1, o.epochs, st.loss, lr);
+            snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f lr %.3g", e + 1, op->epochs, st.loss, lr);
             cm_progress_update(prog, (size_t)pos.step, 0, extra);
-            if (o.steps > 0 && pos.step >= o.steps) {
+            if (op->steps > 0 && pos.step >= op->steps) {
                 stopped = 1;
                 break;
             }
         }
         if (r < 0) {
-            snprintf(path, sizeof path, "%s: split train", o.data);
+            snprintf(path, sizeof path, "%s: split train", op->data);
             fail(path, err.msg);
             goto out;
         }
@@ -636,7 +638,7 @@ int main(int argc, char **argv)
                 cJSON_AddNumberToObject(j, "train_acc_teacher", (double)hit_t / (double)seen);
         }
         int improved = 0;
-        if (e + 1 >= o.eval_from) {
+        if (e + 1 >= op->eval_from) {
             double vs, vt, ts, tt;
             if (evaluate(sys, lval, dv, be, eval_s, eval_t, ps, pt, &vs, &vt, &err) != 0) {
                 cJSON_Delete(j);
@@ -659,7 +661,7 @@ int main(int argc, char **argv)
             add_acc(j, "test_acc_student", ts);
             add_acc(j, "val_acc_teacher", vt);
             add_acc(j, "test_acc_teacher", tt);
-            double v = o.pretrain ? vt : vs, t = o.pretrain ? tt : ts;
+            double v = op->pretrain ? vt : vs, t = op->pretrain ? tt : ts;
             if (v > pos.best_val) {
                 pos.best_val = v;
                 pos.best_test = t;
@@ -691,31 +693,31 @@ int main(int argc, char **argv)
             fail(metrics_path, err.msg);
             goto out;
         }
-        if (o.steps > 0 && pos.step >= o.steps)
+        if (op->steps > 0 && pos.step >= op->steps)
             stopped = 1;
     }
     cm_progress_finish(prog, (size_t)pos.step, 0, NULL);
 
     /* ---- the end: plot, result, summary ---- */
     char title[512];
-    if (!o.pretrain)
-        snprintf(title, sizeof title, "%s: %s %s->%s, width %d, %d epochs", o.out, o.method, o.teacher, o.student,
-                 o.width, o.epochs);
+    if (!op->pretrain)
+        snprintf(title, sizeof title, "%s: %s %s->%s, width %d, %d epochs", op->out, op->method, op->teacher, op->student,
+                 op->width, op->epochs);
     else
-        snprintf(title, sizeof title, "%s: pretrain %s teacher, width %d, %d epochs", o.out, o.teacher, o.width, o.epochs);
+        snprintf(title, sizeof title, "%s: pretrain %s teacher, width %d, %d epochs", op->out, op->teacher, op->width, op->epochs);
     if (pl_write_svg(metrics_path, svg_path, title, &err) != 0) {
         fail(svg_path, err.msg);
         goto out;
     }
-    int complete = pos.epoch >= o.epochs;
+    int complete = pos.epoch >= op->epochs;
     cJSON *res = cJSON_CreateObject();
     cJSON_AddStringToObject(res, "network", which);
-    cJSON_AddStringToObject(res, "method", o.pretrain ? "pretrain" : o.method);
-    cJSON_AddStringToObject(res, "teacher", o.teacher);
-    if (!o.pretrain)
-        cJSON_AddStringToObject(res, "student", o.student);
+    cJSON_AddStringToObject(res, "method", op->pretrain ? "pretrain" : op->method);
+    cJSON_AddStringToObject(res, "teacher", op->teacher);
+    if (!op->pretrain)
+        cJSON_AddStringToObject(res, "student", op->student);
     cJSON_AddBoolToObject(res, "complete", complete);
-    cJSON_AddNumberToObject(res, "epochs", o.epochs);
+    cJSON_AddNumberToObject(res, "epochs", op->epochs);
     cJSON_AddNumberToObject(res, "epochs_completed", pos.epoch);
     cJSON_AddNumberToObject(res, "steps", (double)pos.step);
     cJSON_AddNumberToObject(res, "best_epoch", pos.best_epoch);
@@ -727,12 +729,12 @@ int main(int argc, char **argv)
         cJSON_AddNullToObject(res, "test_acc_at_best_val");
     }
     cJSON_AddBoolToObject(res, "val_is_test", !sp.has_val);
-    double fv = o.pretrain ? last_val_t : last_val_s, ft = o.pretrain ? last_test_t : last_test_s;
+    double fv = op->pretrain ? last_val_t : last_val_s, ft = op->pretrain ? last_test_t : last_test_s;
     if (fv >= 0) {
         cJSON_AddNumberToObject(res, "last_val_acc", fv);
         cJSON_AddNumberToObject(res, "last_test_acc", ft);
     }
-    if (!o.pretrain && eval_t && last_test_t >= 0)
+    if (!op->pretrain && eval_t && last_test_t >= 0)
         cJSON_AddNumberToObject(res, "last_test_acc_teacher", last_test_t);
     cJSON_AddStringToObject(res, "plot", svg_path);
     int wr = write_json(result_path, res, &err);
@@ -742,12 +744,12 @@ int main(int argc, char **argv)
         goto out;
     }
     if (pos.best_epoch > 0)
-        printf("%s: %s %s: best validation epoch %d (val %.2f%%), test top-1 %.2f%%%s; plot %s\n", o.out,
-               o.pretrain ? "pretrain" : o.method, which, pos.best_epoch, 100 * pos.best_val, 100 * pos.best_test,
+        printf("%s: %s %s: best validation epoch %d (val %.2f%%), test top-1 %.2f%%%s; plot %s\n", op->out,
+               op->pretrain ? "pretrain" : op->method, which, pos.best_epoch, 100 * pos.best_val, 100 * pos.best_test,
                complete ? "" : " (run incomplete)", svg_path);
     else
-        printf("%s: %s %s: stopped at step %lld (%d of %d epochs completed), no evaluation yet; plot %s\n", o.out,
-               o.pretrain ? "pretrain" : o.method, which, (long long)pos.step, pos.epoch, o.epochs, svg_path);
+        printf("%s: %s %s: stopped at step %lld (%d of %d epochs completed), no evaluation yet; plot %s\n", op->out,
+               op->pretrain ? "pretrain" : op->method, which, (long long)pos.step, pos.epoch, op->epochs, svg_path);
     rc = 0;
 out:
     if (prog)
@@ -770,6 +772,16 @@ out:
     free(ck_id);
     free(ps);
     free(pt);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    tr_opts o;
+    char *opts_text = NULL;
+    tr_opts_default(&o);
+    int rc = train_main(argc, argv, &o, &opts_text);
+    tr_opts_release(&o);
     free(opts_text);
     return rc;
 }

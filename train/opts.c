@@ -275,9 +275,11 @@ int tr_opts_from_json(tr_opts *o, const char *json, cm_err *err)
         if (d->type == O_STR) {
             if (cJSON_IsNull(v))
                 *(const char **)field = NULL;
-            else if (cJSON_IsString(v))
-                *(const char **)field = strdup(v->valuestring); /* lives as long as the process */
-            else
+            else if (cJSON_IsString(v) && o->n_owned < (int)(sizeof o->owned / sizeof *o->owned)) {
+                char *c = strdup(v->valuestring);
+                o->owned[o->n_owned++] = c;
+                *(const char **)field = c;
+            } else
                 goto bad;
             continue;
         }
@@ -296,6 +298,13 @@ int tr_opts_from_json(tr_opts *o, const char *json, cm_err *err)
     }
     cJSON_Delete(j);
     return 0;
+}
+
+void tr_opts_release(tr_opts *o)
+{
+    for (int i = 0; i < o->n_owned; i++)
+        free(o->owned[i]);
+    o->n_owned = 0;
 }
 
 int tr_opts_resume_override(const char *name)

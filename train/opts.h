@@ -15,6 +15,8 @@ typedef struct tr_opts {
     long long seed;
     double lambda1, lambda2, lambda3, omega, kd_temp, nkd_gamma, nkd_temp, lr, momentum;
     int help;
+    char *owned[64];   /* strings restored by tr_opts_from_json */
+    int n_owned;
 } tr_opts;
 
 void tr_opts_default(tr_opts *o);
@@ -24,9 +26,11 @@ int tr_opts_parse(tr_opts *o, int argc, char **argv, char ***given, cm_err *err)
 void tr_opts_help(FILE *f);
 /* The options that define a run, as JSON (malloc'd). */
 char *tr_opts_to_json(const tr_opts *o);
-/* Restores options from JSON written by tr_opts_to_json. Strings point into
- * storage owned by the process (never freed). */
+/* Restores options from JSON written by tr_opts_to_json (strings owned by o:
+ * tr_opts_release). */
 int tr_opts_from_json(tr_opts *o, const char *json, cm_err *err);
+/* Frees the strings tr_opts_from_json allocated. */
+void tr_opts_release(tr_opts *o);
 /* 1 when option `name` may be given together with --resume. */
 int tr_opts_resume_override(const char *name);
 /* Applies the options named in `given` from `src` onto `dst`. */
