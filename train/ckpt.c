@@ -82,13 +82,13 @@ static int attr_write(hid_t loc, const char *name, hid_t type, int n, const void
     return rc;
 }
 
+/* Variable-length UTF-8 string (h5py reads it as str). */
 static int attr_write_str(hid_t loc, const char *name, const char *v)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(v) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    H5Tset_size(t, H5T_VARIABLE);
     H5Tset_cset(t, H5T_CSET_UTF8);
-    int rc = attr_write(loc, name, t, 0, v);
+    int rc = attr_write(loc, name, t, 0, &v);
     H5Tclose(t);
     return rc;
 }

@@ -1,0 +1,272 @@
+/* stepcheck: runs a few training steps of train/system.c on random data and
+ * dumps everything the PyTorch reference (tests/torch_ref/) compares:
+ *
+ *   OUT/init.h5          checkpoint of the initial weights
+ *   OUT/batch.h5         audio [S, B, 1, bins, T], visual [S, B(*F), C, S, S], labels [S, B] (one batch per step)
+ *   OUT/step_K.h5        after step K (1-based): attributes loss, kept, term names/values;
+ *                        datasets z_student, z_teacher, p_student, p_teacher, tau, keep (this
+ *                        step's forward), grad/<group>/<name>, value/<group>/<name> (after SGD)
+ *   OUT/ckpt_K.h5        checkpoint after step K (weights, running statistics, momenta)
+ *   OUT/eval.h5          z_student, z_teacher of an evaluation-mode forward of batch 0 after the steps
+ *
+ * Usage: stepcheck --out DIR [--method pretrain|none|kd|nkd|c2kd] [--student audio|visual]
+ *   [--depth 18|50] [--width W] [--classes C] [--batch B] [--bins H] [--time T] [--image S]
+ *   [--frames F] [--fold] [--proxy fa|none|cfa] [--teacher-update full|top|frozen]
+ *   [--omega X] [--steps N] [--lr X] [--seed N] [--threads N] [--init CKPT]
+ */
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cm_file.h"
+#include "train/rng.h"
+#include "train/system.h"
+
+static int write_arr(hid_t loc, const char *name, hid_t mtype, hid_t ftype, int nd, const size_t *shape,
+                     const void *data)
+{
+    hsize_t d[8];
+    for (int i = 0; i < nd; i++)
+        d[i] = shape[i];
+    hid_t sp = H5Screate_simple(nd, d, NULL);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t ds = H5Dcreate2(loc, name, ftype, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = ds < 0 || H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0 ? -1 : 0;
+    if (ds >= 0)
+        H5Dclose(ds);
+    H5Pclose(lcpl);
+    H5Sclose(sp);
+    return rc;
+}
+
+static int write_f(hid_t loc, const char *name, int nd, const size_t *shape, const float *data)
+{
+    return write_arr(loc, name, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, nd, shape, data);
+}
+
+static void attr_d(hid_t loc, const char *name, double v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
+    H5Aclose(a);
+    H5Sclose(sp);
+}
+
+static void dev_dump(be_ctx *be, hid_t f, const char *name, const float *dev, size_t rows, size_t cols)
+{
+    if (!dev)
+        return;
+    size_t n = rows * (cols ? cols : 1);
+    float *h = malloc(n * sizeof(float));
+    be->ops->to_host(be, h, dev, n * sizeof(float));
+    size_t shape[2] = {rows, cols};
+    write_f(f, name, cols ? 2 : 1, shape, h);
+    free(h);
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: stepcheck --out DIR [options] (see the source header)\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    tr_config c;
+    tr_config_default(&c);
+    c.width = 8;
+    c.n_classes = 5;
+    c.spec_bins = 64;
+    c.spec_frames = 100;
+    c.image_size = 64;
+    c.max_batch = 8;
+    const char *out = NULL, *init = NULL;
+    int steps = 5, threads = 1, B = 8;
+    float lr = 0.05f;
+    uint64_t seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define OPT(name) (strcmp(a, name) == 0 && v && (i++, 1))
+        if (OPT("--out")) out = v;
+        else if (OPT("--init")) init = v;
+        else if (OPT("--method")) {
+            if (!strcmp(v, "pretrain")) c.pretrain = 1;
+            else if (!strcmp(v, "none")) c.method = TR_NONE;
+            else if (!strcmp(v, "kd")) c.method = TR_KD;
+            else if (!strcmp(v, "nkd")) c.method = TR_NKD;
+            else if (!strcmp(v, "c2kd")) c.method = TR_C2KD;
+            else return usage();
+        } else if (OPT("--student")) {
+            c.student = strcmp(v, "audio") == 0 ? TR_AUDIO : TR_VISUAL;
+            c.teacher = c.student == TR_AUDIO ? TR_VISUAL : TR_AUDIO;
+        } else if (OPT("--depth")) c.depth = atoi(v);
+        else if (OPT("--width")) c.width = atoi(v);
+        else if (OPT("--classes")) c.n_classes = atoi(v);
+        else if (OPT("--batch")) B = atoi(v);
+        else if (OPT("--bins")) c.spec_bins = atoi(v);
+        else if (OPT("--time")) c.spec_frames = atoi(v);
+        else if (OPT("--image")) c.image_size = atoi(v);
+        else if (OPT("--frames")) c.frames = atoi(v);
+        else if (strcmp(a, "--fold") == 0) c.visual_mode = TR_VISUAL_FOLD;
+        else if (OPT("--proxy")) c.proxy = !strcmp(v, "none") ? TR_PROXY_NONE : !strcmp(v, "cfa") ? TR_PROXY_CFA : TR_PROXY_FA;
+        else if (OPT("--teacher-update")) c.teacher_update = !strcmp(v, "top") ? TR_TEACHER_TOP : !strcmp(v, "frozen") ? TR_TEACHER_FROZEN : TR_TEACHER_FULL;
+        else if (OPT("--omega")) c.omega = (float)atof(v);
+        else if (OPT("--steps")) steps = atoi(v);
+        else if (OPT("--lr")) lr = (float)atof(v);
+        else if (OPT("--seed")) seed = strtoull(v, NULL, 10);
+        else if (OPT("--threads")) threads = atoi(v);
+        else return usage();
+#undef OPT
+    }
+    if (!out || B < 1 || steps < 0)
+        return usage();
+    c.max_batch = B;
+    cm_err err = {{0}};
+    if (cm_mkdirs(out, &err) < 0) {
+        fprintf(stderr, "stepcheck: %s: %s\n", out, err.msg);
+        return 1;
+    }
+    be_ctx *be = be_cpu_create(threads, &err);
+    if (!be) {
+        fprintf(stderr, "stepcheck: backend: %s\n", err.msg);
+        return 1;
+    }
+    tr_system *s = tr_system_create(be, &c, seed, &err);
+    if (!s) {
+        fprintf(stderr, "stepcheck: %s\n", err.msg);
+        return 1;
+    }
+    char path[CM_PATH_MAX];
+    if (init && tr_checkpoint_load(s, init, NULL, 0, NULL, &err) < 0) {
+        fprintf(stderr, "stepcheck: %s: %s\n", init, err.msg);
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/init.h5", out);
+    tr_position pos = {.seed = seed, .best_val = -1, .best_epoch = -1, .best_test = -1};
+    if (tr_checkpoint_save(s, path, &pos, "{\"test\":1}", &err) < 0) {
+        fprintf(stderr, "stepcheck: %s: %s\n", path, err.msg);
+        return 1;
+    }
+    /* Random batches. */
+    int Fi = c.visual_mode == TR_VISUAL_FOLD ? c.frames : 1;
+    int vc = c.visual_mode == TR_VISUAL_FOLD ? 3 : 3 * c.frames;
+    size_t na = (size_t)B * c.spec_bins * c.spec_frames;
+    size_t nv = (size_t)B * Fi * vc * c.image_size * c.image_size;
+    int S = steps > 0 ? steps : 1;
+    float *ha = malloc(na * S * sizeof(float)), *hv = malloc(nv * S * sizeof(float));
+    int32_t *hy = malloc((size_t)B * S * sizeof(int32_t));
+    tr_rng rng;
+    tr_rng_seed(&rng, seed * 7919 + 13);
+    for (size_t i = 0; i < na * S; i++)
+        ha[i] = (float)tr_rng_normal(&rng);
+    for (size_t i = 0; i < nv * S; i++)
+        hv[i] = (float)tr_rng_normal(&rng);
+    for (int i = 0; i < B * S; i++)
+        hy[i] = (int32_t)(tr_rng_next(&rng) % (uint64_t)c.n_classes);
+    snprintf(path, sizeof path, "%s/batch.h5", out);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    size_t sa[5] = {(size_t)S, (size_t)B, 1, (size_t)c.spec_bins, (size_t)c.spec_frames};
+    size_t sv[5] = {(size_t)S, (size_t)B * Fi, (size_t)vc, (size_t)c.image_size, (size_t)c.image_size};
+    size_t sy[2] = {(size_t)S, (size_t)B};
+    write_f(f, "audio", 5, sa, ha);
+    write_f(f, "visual", 5, sv, hv);
+    write_arr(f, "labels", H5T_NATIVE_INT32, H5T_STD_I32LE, 2, sy, hy);
+    H5Fclose(f);
+    float *da = be->ops->alloc(be, na * sizeof(float)), *dv = be->ops->alloc(be, nv * sizeof(float));
+    int32_t *dy = be->ops->alloc(be, (size_t)B * sizeof(int32_t));
+    int rc = 0;
+    for (int k = 0; k < steps && rc == 0; k++) {
+        be->ops->to_device(be, da, ha + na * k, na * sizeof(float));
+        be->ops->to_device(be, dv, hv + nv * k, nv * sizeof(float));
+        be->ops->to_device(be, dy, hy + (size_t)B * k, (size_t)B * sizeof(int32_t));
+        be->ops->sync(be);
+        tr_batch b = {.B = B, .audio = da, .visual = dv, .labels = dy};
+        tr_stats st;
+        if (tr_system_step(s, &b, lr, &st, &err) < 0) {
+            fprintf(stderr, "stepcheck: %s\n", err.msg);
+            rc = 1;
+            break;
+        }
+        snprintf(path, sizeof path, "%s/step_%d.h5", out, k + 1);
+        f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        attr_d(f, "loss", st.loss);
+        attr_d(f, "kept", st.kept);
+        attr_d(f, "correct_student", st.correct_student);
+        attr_d(f, "correct_teacher", st.correct_teacher);
+        hid_t tg = H5Gcreate2(f, "terms", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        for (int i = 0; i < st.n_terms; i++)
+            attr_d(tg, st.term_name[i], st.term[i]);
+        H5Gclose(tg);
+        tr_outputs o;
+        tr_system_outputs(s, &o);
+        dev_dump(be, f, "z_student", o.z_student, (size_t)B, (size_t)c.n_classes);
+        dev_dump(be, f, "z_teacher", o.z_teacher, (size_t)B, (size_t)c.n_classes);
+        dev_dump(be, f, "p_student", o.p_student, (size_t)B, (size_t)c.n_classes);
+        dev_dump(be, f, "p_teacher", o.p_teacher, (size_t)B, (size_t)c.n_classes);
+        dev_dump(be, f, "tau", o.tau, (size_t)B, 0);
+        dev_dump(be, f, "keep", o.keep, (size_t)B, 0);
+        for (size_t i = 0; i < tr_system_num_tensors(s); i++) {
+            const char *name;
+            size_t cnt;
+            float *val, *grad;
+            tr_system_tensor(s, i, &name, &cnt, &val, &grad);
+            char nm[256];
+            snprintf(nm, sizeof nm, "value/%s", name);
+            dev_dump(be, f, nm, val, cnt, 0);
+            if (grad) {
+                snprintf(nm, sizeof nm, "grad/%s", name);
+                dev_dump(be, f, nm, grad, cnt, 0);
+            }
+        }
+        H5Fclose(f);
+        snprintf(path, sizeof path, "%s/ckpt_%d.h5", out, k + 1);
+        pos.step = tr_system_steps(s);
+        if (tr_checkpoint_save(s, path, &pos, NULL, &err) < 0) {
+            fprintf(stderr, "stepcheck: %s: %s\n", path, err.msg);
+            rc = 1;
+        }
+    }
+    if (rc == 0) {
+        be->ops->to_device(be, da, ha, na * sizeof(float));
+        be->ops->to_device(be, dv, hv, nv * sizeof(float));
+        be->ops->sync(be);
+        tr_batch b = {.B = B, .audio = da, .visual = dv, .labels = dy};
+        float *zs = malloc((size_t)B * c.n_classes * sizeof(float));
+        float *zt = malloc((size_t)B * c.n_classes * sizeof(float));
+        if (tr_system_eval(s, &b, NULL, NULL, zs, zt, &err) < 0) {
+            fprintf(stderr, "stepcheck: eval: %s\n", err.msg);
+            rc = 1;
+        } else {
+            snprintf(path, sizeof path, "%s/eval.h5", out);
+            f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+            size_t sz[2] = {(size_t)B, (size_t)c.n_classes};
+            if (c.pretrain || c.method != TR_NONE)
+                write_f(f, "z_teacher", 2, sz, zt);
+            if (!c.pretrain)
+                write_f(f, "z_student", 2, sz, zs);
+            H5Fclose(f);
+        }
+        free(zs);
+        free(zt);
+        snprintf(path, sizeof path, "%s/final.h5", out);
+        pos.step = tr_system_steps(s);
+        if (rc == 0 && tr_checkpoint_save(s, path, &pos, NULL, &err) < 0) {
+            fprintf(stderr, "stepcheck: %s: %s\n", path, err.msg);
+            rc = 1;
+        }
+    }
+    be->ops->free(be, da);
+    be->ops->free(be, dv);
+    be->ops->free(be, dy);
+    tr_system_destroy(s);
+    be->ops->destroy(be);
+    free(ha);
+    free(hv);
+    free(hy);
+    return rc;
+}
