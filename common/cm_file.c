@@ -19,6 +19,8 @@ int cm_tmp_path(char *out, size_t n, const char *final_path, cm_err *err)
     int fd = mkstemp(out);
     if (fd < 0)
         return cm_err_set(err, "%s: cannot create: %s", final_path, strerror(errno));
+    /* mkstemp makes the file private (0600); outputs are ordinary files. */
+    fchmod(fd, 0644);
     close(fd);
     return 0;
 }

@@ -132,3 +132,14 @@ Test(pool, every_index_once)
     }
     cr_assert_geq(cm_ncpu(), 1);
 }
+
+Test(file, outputs_are_world_readable, .init = mkdir_tmp)
+{
+    char path[512];
+    cm_err e;
+    snprintf(path, sizeof path, "%s/perm.bin", dir);
+    cr_assert_eq(cm_write_file_atomic(path, "x", 1, &e), 0, "%s", e.msg);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0644, "mode %o", st.st_mode & 0777);
+}
