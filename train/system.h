@@ -113,7 +113,31 @@ size_t tr_system_num_tensors(const tr_system *s);
 int tr_system_tensor(const tr_system *s, size_t i, const char **name, size_t *count, float **value,
                      float **grad);
 
-/* ---- extensions (system helper) ---- */
+/* ---- extensions (system helper) ----
+ *
+ * What each step does (train/system.c):
+ * - networks: --pretrain: teacher only; none: student only; kd/nkd: student +
+ *   teacher; c2kd: + both proxies (on the layer3 output; in fold mode the
+ *   proxy pools over frames and space together, like the final pool).
+ * - teacher mode: pretrain and c2kd full/top: train mode (batch statistics,
+ *   running statistics updated); top: gradients and SGD for layer4 + fc only
+ *   (the teacher proxy still trains, without gradient into the frozen layers);
+ *   c2kd frozen and kd/nkd (a frozen pretrained teacher): eval mode, no update.
+ * - term names (tr_stats.term_name) and values are each term's weighted
+ *   contribution, so that loss = sum of terms: pretrain "ce_teacher"; none
+ *   "ce_student"; kd "ce_student", "kd" (tau^2 KL at kd_temp); nkd
+ *   "ce_student", "nkd"; c2kd "ce_teacher", "kl_teacher_to_proxy"
+ *   (lambda1 KL(σ(sg z_t) ‖ σ(p_t))), "kl_proxy_to_teacher" (lambda1
+ *   KL(σ(sg p_t) ‖ σ(z_t))), "nt_teacher_proxy" (lambda3 NT(p_t ← sg p_s)),
+ *   "ce_student", "kl_student_to_proxy", "kl_proxy_to_student" (lambda2),
+ *   "nt_student_proxy" (lambda3 NT(p_s ← sg p_t)).
+ * - correct_student / correct_teacher are -1 for an absent network; kept is -1
+ *   except for c2kd.
+ * - a c2kd step needs B >= 2 (the proxies' batch norm over B values, as in
+ *   PyTorch); the loop drops a last batch of 1.
+ * - a failed step (non-finite loss, backend error) restores the running
+ *   statistics, so it changes nothing.
+ */
 
 /* Steps completed (set by tr_checkpoint_load with_optimizer from the
  * position, or by tr_system_set_steps); a failed step's message names step
