@@ -17,9 +17,13 @@
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-OUT=${OUT:-$ROOT/gpu-out}
-mkdir -p "$OUT"
-exec > >(tee -a "$OUT/log.txt") 2>&1
+# Only a few files come back from the GPU machine: the log goes straight to
+# $OUT, everything else is written to a scratch folder and packed into
+# $OUT/results.tgz at the end (RESULTS.md and summary.txt also copied).
+FINAL=${OUT:-$ROOT/gpu-out}
+OUT=$(mktemp -d /tmp/c2kd-gpu.XXXXXX)
+mkdir -p "$FINAL"
+exec > >(tee -a "$FINAL/log.txt") 2>&1
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
 SUMMARY=$OUT/summary.txt
@@ -80,10 +84,10 @@ for p in opcompare steps step_bench; do
     ldd "$BIN/$p" 2>&1 | grep -E "not found|cudnn|cublas|cudart|openblas" || true
 done
 
-step opcompare_fp32 120 "$BIN/opcompare" --tf32 0
-step opcompare_tf32 120 "$BIN/opcompare" --tf32 1
-step steps_fp32 180 "$BIN/steps" --tf32 0
-step steps_tf32 180 "$BIN/steps" --tf32 1
+step opcompare_fp32 60 "$BIN/opcompare" --tf32 0
+step opcompare_tf32 60 "$BIN/opcompare" --tf32 1
+step steps_fp32 90 "$BIN/steps" --tf32 0
+step steps_tf32 90 "$BIN/steps" --tf32 1
 if command -v compute-sanitizer >/dev/null; then
     CS=compute-sanitizer
 else
@@ -91,12 +95,12 @@ else
 fi
 if [ -n "$CS" ]; then
     # cuDNN heuristics instead of timing every algorithm: fewer kernels under the sanitizer
-    C2KD_CUDNN_FIND=0 step memcheck 200 "$CS" --tool memcheck --error-exitcode 3 --leak-check full "$BIN/opcompare" --small --tf32 0
+    C2KD_CUDNN_FIND=0 step memcheck 90 "$CS" --tool memcheck --error-exitcode 3 --leak-check full "$BIN/opcompare" --small --tf32 0
     grep -E "ERROR SUMMARY|LEAK SUMMARY" "$OUT/memcheck.txt"
 else
     echo "memcheck rc=skipped (no compute-sanitizer)" >> "$SUMMARY"
 fi
-BENCH_DEADLINE=$(( 330 - $(el) )) step bench 420 bench/train-gpu/run.sh "$OUT/bench"
+BENCH_DEADLINE=$(( 420 - $(el) )) step bench 300 bench/train-gpu/run.sh "$OUT/bench"
 cp "$OUT/bench/RESULTS.md" "$OUT/RESULTS.md" 2>/dev/null
 
 echo
@@ -105,3 +109,7 @@ cat "$SUMMARY"
 grep -hE "^# .*checks|^(ok|FAIL) +(none|kd|nkd|c2kd):|^# steps:" "$OUT"/opcompare_*.txt "$OUT"/steps_*.txt 2>/dev/null
 grep -h "FAIL" "$OUT"/opcompare_*.txt "$OUT"/steps_*.txt 2>/dev/null | head -n 20
 cat "$OUT/RESULTS.md" 2>/dev/null
+tar czf "$FINAL/results.tgz" -C "$OUT" . 2>/dev/null
+cp "$SUMMARY" "$FINAL/summary.txt" 2>/dev/null
+cp "$OUT/RESULTS.md" "$FINAL/RESULTS.md" 2>/dev/null
+exit 0
