@@ -1,4 +1,4 @@
-/* ckpt: HDF5 checkpoints with PyTorch state_dict names (train/CHECKPOINT.md). */
+/* ckpt: HDF5 checkpoints with PyTorch state_dict names (docs/FORMAT.md, "Checkpoints"). */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>

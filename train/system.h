@@ -155,7 +155,7 @@ typedef struct tr_outputs {
 } tr_outputs;
 void tr_system_outputs(const tr_system *s, tr_outputs *out);
 
-/* The config (JSON object text, see train/CHECKPOINT.md) and the recipe
+/* The config (JSON object text, see docs/FORMAT.md, "Checkpoints") and the recipe
  * (as saved; NULL when the file has none) of a checkpoint, malloc'd. */
 int tr_checkpoint_read_meta(const char *path, char **config_json, char **recipe_json, cm_err *err);
 
