@@ -1,5 +1,6 @@
 /* frames: sample frames of videos by timestamp, write JPEG folders or .npy. */
 #define _GNU_SOURCE
+#define TOOL_NAME "frames"
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -334,7 +335,7 @@ int main(int argc, char **argv)
         case OPT_PRINT: jb.print_ts = 1; break;
         case OPT_VERBOSE: av_log_set_level(AV_LOG_WARNING); break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;
         }
         continue;
     bad:

@@ -1,4 +1,5 @@
 /* ingest: a dataset (native layout or normalized manifest) -> HDF5 shards. */
+#define TOOL_NAME "ingest"
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -161,7 +162,7 @@ int main(int argc, char **argv)
         case O_WISDOM: wisdom = optarg; break;
         case O_QUIET: quiet = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;
         }
     }
     if (optind < argc) {

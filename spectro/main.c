@@ -1,4 +1,5 @@
 /* spectro: media files -> log spectrograms (.npy / .h5). See --help. */
+#define TOOL_NAME "spectro"
 #include <errno.h>
 #include <getopt.h>
 #include <hdf5.h>
@@ -348,7 +349,7 @@ int main(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;
         }
         if (bad) {
             fprintf(stderr, "spectro: %s\n", bad);
