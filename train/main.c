@@ -17,6 +17,7 @@
 #include "common/cm_npy.h"
 #include "common/cm_pool.h"
 #include "common/cm_progress.h"
+#include "kernels/cuda_backend.h"
 #include "train/loader.h"
 #include "train/metrics.h"
 #include "train/opts.h"
@@ -675,6 +676,8 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
             cJSON_AddNumberToObject(j, "best_test", pos.best_test);
         }
         cJSON_AddNumberToObject(j, "seconds", cm_now() - t0);
+        if (be_is_cuda(be))
+            cJSON_AddNumberToObject(j, "gpu_peak_bytes", (double)be_cuda_peak_bytes(be));
         if (improved && tr_checkpoint_save(sys, best_path, &pos, identity, &err) != 0) {
             cJSON_Delete(j);
             fail(best_path, err.msg);
@@ -737,6 +740,10 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
     if (!op->pretrain && eval_t && last_test_t >= 0)
         cJSON_AddNumberToObject(res, "last_test_acc_teacher", last_test_t);
     cJSON_AddStringToObject(res, "plot", svg_path);
+    if (be_is_cuda(be)) {
+        cJSON_AddStringToObject(res, "gpu", be_cuda_device_name(be));
+        cJSON_AddNumberToObject(res, "gpu_peak_bytes", (double)be_cuda_peak_bytes(be));
+    }
     int wr = write_json(result_path, res, &err);
     cJSON_Delete(res);
     if (wr != 0) {
@@ -750,6 +757,9 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
     else
         printf("%s: %s %s: stopped at step %lld (%d of %d epochs completed), no evaluation yet; plot %s\n", op->out,
                op->pretrain ? "pretrain" : op->method, which, (long long)pos.step, pos.epoch, op->epochs, svg_path);
+    if (be_is_cuda(be))
+        printf("%s: peak GPU memory %.0f MiB on %s\n", op->out, (double)be_cuda_peak_bytes(be) / 1048576.0,
+               be_cuda_device_name(be));
     rc = 0;
 out:
     if (prog)

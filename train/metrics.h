@@ -1,7 +1,7 @@
 /* metrics: RUN/metrics.jsonl, one JSON object per line:
  *   {"type":"step", "step", "epoch", "lr", "loss", <each loss term>, "kept", "acc_student", "acc_teacher"}
  *   {"type":"epoch", "epoch", "step", "lr", "train_loss", "train_acc_*", "val_acc_*", "test_acc_*",
- *    "best_epoch", "best_val", "best_test", "seconds"}
+ *    "best_epoch", "best_val", "best_test", "seconds", "gpu_peak_bytes" (CUDA only)}
  * The file is a live log (appended and flushed line by line, so it can be
  * followed during a run). On --resume it is first cut back, atomically, to
  * the records up to the checkpoint's position, so a resumed run's log equals
