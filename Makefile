@@ -4,7 +4,7 @@
 #   make test       install missing Debian packages, build, run C unit tests + oracle tests
 #   make demo       the main job, end to end, on a small generated dataset
 #   make asan       the same tests on an ASan+UBSan build (build-asan/)
-#   make bench      the benchmarks in bench/
+#   make bench      the CPU benchmarks in bench/ (BENCHES=spectro frames ingest backend-cpu train-cpu)
 #   make ingest DATASET=ave|cremad|vggsound ROOT=DIR [OUT=data/NAME] [JOBS=N]
 #   make deps       install missing Debian packages (prints the command when not root)
 #
@@ -91,6 +91,17 @@ asan: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh tools/demo.sh $(BIN)
+
+# The CPU benchmarks, each against the reference a user would otherwise run,
+# side by side, printing ratios (bench/<name>/RESULTS.md, docs/BENCHMARKS.md).
+# One at a time: make bench BENCHES=spectro. The GPU one: bench/train-gpu/run.sh.
+BENCHES ?= spectro frames ingest backend-cpu train-cpu
+bench: all
+	@for b in $(BENCHES); do \
+	    echo "== bench/$$b"; \
+	    if [ -x bench/$$b/run.sh ]; then sh bench/$$b/run.sh || exit 1; \
+	    else $(PYTHON) bench/$$b/run.py || exit 1; fi; \
+	done
 
 clean:
 	rm -rf build build-asan
