@@ -304,6 +304,9 @@ static void lin_bwd(const tr_reg *r, be_ctx *be, const tr_lin *l, int B, const f
 
 /* ---------------------------------------------------------------- ResNet */
 
+/* Sub-buffers of one allocation start at multiples of 64 floats (256 bytes). */
+#define ALIGN_F(x) (((x) + 63) & ~(size_t)63)
+
 static size_t track(size_t *mx, size_t v)
 {
     if (v > *mx)
@@ -328,7 +331,6 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
     n->F = F < 1 ? 1 : F;
     n->max_batch = max_batch;
     size_t Bi = (size_t)max_batch * n->F;
-    size_t mx = 0;
 
     add_conv(r, &n->conv1, "conv1.weight", in_c, width, 7, 2, 3, TI_KAIMING_OUT);
     add_bn(r, mem, &n->bn1, "bn1.", width);
@@ -338,9 +340,8 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
     n->wp = (n->w1 + 2 - 3) / 2 + 1;
     if (n->h1 < 1 || n->w1 < 1 || n->hp < 1 || n->wp < 1)
         return cm_err_set(err, "input %dx%d too small for a ResNet", in_h, in_w);
-    n->stem_h = tr_mem_floats(mem, track(&mx, Bi * width * n->h1 * n->w1));
-    n->stem_y = tr_mem_floats(mem, Bi * width * n->h1 * n->w1);
-    n->stem_p = tr_mem_floats(mem, track(&mx, Bi * width * n->hp * n->wp));
+    size_t n_stem = Bi * width * n->h1 * n->w1, n_pool = Bi * width * n->hp * n->wp;
+    size_t pq = 0, s_need = 0, tmp_need = 0;
 
     static const int l18[4] = {2, 2, 2, 2}, l50[4] = {3, 4, 6, 3};
     const int *layers = depth == 18 ? l18 : l50;
@@ -390,28 +391,31 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
                 add_bn(r, mem, &b->b[1], nm, planes);
             }
             int ch = h, cw = w;
+            size_t nin = Bi * (size_t)inplanes * h * w;
             for (int s = 0; s < b->nst; s++) {
                 ch = conv_out(ch, &b->c[s]);
                 cw = conv_out(cw, &b->c[s]);
                 b->sh[s] = ch;
                 b->sw[s] = cw;
-                size_t cnt = track(&mx, Bi * (size_t)b->c[s].cout * ch * cw);
-                b->h[s] = tr_mem_floats(mem, cnt);
-                b->y[s] = tr_mem_floats(mem, cnt);
+                b->cnt[s] = Bi * (size_t)b->c[s].cout * ch * cw;
+                /* the input gradient of stage s > 0 goes to h[s] when it fits, else to S */
+                if (s > 0 && b->cnt[s - 1] > b->cnt[s])
+                    track(&s_need, b->cnt[s - 1]);
             }
             if (ch < 1 || cw < 1)
                 return cm_err_set(err, "input %dx%d too small for a ResNet", in_h, in_w);
             b->hout = ch;
             b->wout = cw;
+            track(&pq, nin);
+            track(&pq, b->cnt[b->nst - 1]);
             b->has_down = stride != 1 || inplanes != planes * exp;
             if (b->has_down) {
                 snprintf(nm, sizeof nm, "%sdownsample.0.weight", pre);
                 add_conv(r, &b->cd, nm, inplanes, planes * exp, 1, stride, 0, TI_KAIMING_OUT);
                 snprintf(nm, sizeof nm, "%sdownsample.1.", pre);
                 add_bn(r, mem, &b->bd, nm, planes * exp);
-                size_t cnt = Bi * (size_t)b->cout * ch * cw;
-                b->hd = tr_mem_floats(mem, cnt);
-                b->yd = tr_mem_floats(mem, cnt);
+                track(&s_need, nin);
+                track(&tmp_need, b->cnt[b->nst - 1]);
             }
             inplanes = planes * exp;
             h = ch;
@@ -430,10 +434,58 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
     n->pooled = tr_mem_floats(mem, (size_t)max_batch * n->feat_c);
     n->dpooled = tr_mem_floats(mem, (size_t)max_batch * n->feat_c);
     n->logits = tr_mem_floats(mem, (size_t)max_batch * classes);
+    n->stem_tmp = tr_mem_floats(mem, 4 * (size_t)width);
     if (mem->failed || fold_build(&n->fold, mem, mem->be, n->F, n->feat_c, max_batch) < 0)
         return cm_err_set(err, "%s: out of device memory for the activations", group);
-    n->max_act = mx;
+    /* The activation arena (model.h): layer1's region (also stem_y, and in
+     * the backward pass the recomputed stem_y and the stem's input gradient),
+     * stem_h, stem_p, layers 2-4. Offsets rounded to 64 floats. */
+    size_t off = 0, l1 = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        off = 0;
+        for (int l = 0; l < 4; l++) {
+            if (l == 1) {
+                l1 = off > 2 * ALIGN_F(n_stem) ? off : 2 * ALIGN_F(n_stem);
+                if (pass)
+                    n->stem_y = n->act;
+                off = l1;
+                n->stem_h = pass ? n->act + off : NULL;
+                off += ALIGN_F(n_stem);
+                n->stem_p = pass ? n->act + off : NULL;
+                off += ALIGN_F(n_pool);
+            }
+            int end = l == 3 ? n->nblk : n->layer_first[l + 1];
+            for (int i = n->layer_first[l]; i < end; i++) {
+                tr_block *b = &n->blk[i];
+                for (int st = 0; st < b->nst; st++) {
+                    b->h[st] = pass ? n->act + off : NULL;
+                    off += ALIGN_F(b->cnt[st]);
+                    b->y[st] = pass ? n->act + off : NULL;
+                    off += ALIGN_F(b->cnt[st]);
+                }
+                if (b->has_down) {
+                    b->hd = pass ? n->act + off : NULL;
+                    off += ALIGN_F(b->cnt[b->nst - 1]);
+                }
+            }
+        }
+        if (!pass) {
+            n->act_count = off;
+            n->act = tr_mem_floats(mem, off);
+            if (!n->act)
+                return cm_err_set(err, "%s: out of device memory for the activations (%zu MiB)", group,
+                                  (off * sizeof(float)) >> 20);
+        }
+    }
+    n->pq = ALIGN_F(pq > n_pool ? pq : n_pool);
+    n->s_need = ALIGN_F(s_need);
+    n->tmp_need = tmp_need;
     return tr_reg_alloc(r, mem, err);
+}
+
+size_t tr_resnet_scratch_floats(const tr_resnet *n)
+{
+    return 2 * n->pq + n->s_need;
 }
 
 const float *tr_resnet_layer3(const tr_resnet *n)
@@ -442,7 +494,8 @@ const float *tr_resnet_layer3(const tr_resnet *n)
     return b->y[b->nst - 1];
 }
 
-static void block_fwd(const tr_reg *r, be_ctx *be, tr_block *b, int Bi, const float *in, int train)
+static void block_fwd(const tr_reg *r, be_ctx *be, tr_block *b, int Bi, const float *in, float *tmp,
+                      int train)
 {
     const be_ops *o = be->ops;
     be_conv_shape s;
@@ -466,17 +519,21 @@ static void block_fwd(const tr_reg *r, be_ctx *be, tr_block *b, int Bi, const fl
     if (b->has_down) {
         conv_shape(&s, &b->cd, Bi, b->hin, b->win);
         o->conv_fwd(be, &s, in, r->w + b->cd.w, b->hd);
-        bn_fwd(r, be, &b->bd, Bi, b->hout * b->wout, b->hd, b->yd, train);
-        sc = b->yd;
+        bn_fwd(r, be, &b->bd, Bi, b->hout * b->wout, b->hd, tmp, train); /* only added: transient */
+        sc = tmp;
     }
     o->axpy(be, nout, 1.0f, sc, out);
     o->relu_fwd(be, nout, out, out);
 }
 
 /* P: gradient of the block output (overwritten); Q: gradient of its input
- * (when need_dx); R, S: scratch. */
+ * (when need_dx); S: scratch of tr_resnet s_need floats. Dead activations of
+ * the block hold the other intermediates: y[i] (dead once its ReLU mask has
+ * been applied) receives stage i's BN input gradient; h[i] (dead after stage
+ * i's BN backward) receives the gradient of stage i's input when it fits,
+ * else S. The block's activations are garbage afterwards. */
 static void block_bwd(const tr_reg *r, be_ctx *be, const tr_block *b, int Bi, float *P, float *Q,
-                      float *R, float *S, int need_dx)
+                      float *S, int need_dx)
 {
     const be_ops *o = be->ops;
     be_conv_shape s;
@@ -489,19 +546,21 @@ static void block_bwd(const tr_reg *r, be_ctx *be, const tr_block *b, int Bi, fl
         int hw = b->sh[i] * b->sw[i];
         if (i < L)
             o->relu_bwd(be, (size_t)Bi * b->c[i].cout * hw, b->y[i], d, d);
+        float *R = b->y[i];
         bn_bwd(r, be, &b->b[i], Bi, hw, b->h[i], d, R);
         int hi = i == 0 ? b->hin : b->sh[i - 1], wi = i == 0 ? b->win : b->sw[i - 1];
         const float *x = i == 0 ? b->in : b->y[i - 1];
         conv_shape(&s, &b->c[i], Bi, hi, wi);
         o->conv_bwd_filter(be, &s, x, R, r->g + b->c[i].w);
         if (i > 0) {
-            o->conv_bwd_data(be, &s, R, r->w + b->c[i].w, S);
-            d = S;
+            d = b->cnt[i - 1] <= b->cnt[i] ? b->h[i] : S;
+            o->conv_bwd_data(be, &s, R, r->w + b->c[i].w, d);
         } else if (need_dx) {
             o->conv_bwd_data(be, &s, R, r->w + b->c[i].w, Q);
         }
     }
     if (b->has_down) {
+        float *R = b->y[L]; /* free again: stage L's gradient has been consumed */
         bn_bwd(r, be, &b->bd, Bi, b->hout * b->wout, b->hd, P, R);
         conv_shape(&s, &b->cd, Bi, b->hin, b->win);
         o->conv_bwd_filter(be, &s, b->in, R, r->g + b->cd.w);
@@ -541,7 +600,7 @@ const float *tr_resnet_forward(tr_resnet *n, be_ctx *be, const float *x, int B, 
     o->maxpool_fwd(be, &p, n->stem_y, n->stem_p);
     const float *cur = n->stem_p;
     for (int i = 0; i < n->nblk; i++) {
-        block_fwd(r, be, &n->blk[i], Bi, cur, train);
+        block_fwd(r, be, &n->blk[i], Bi, cur, n->tmp, train);
         cur = n->blk[i].y[n->blk[i].nst - 1];
     }
     pool_fwd(be, &n->fold, B, n->l4_h * n->l4_w, cur, n->pooled);
@@ -550,18 +609,18 @@ const float *tr_resnet_forward(tr_resnet *n, be_ctx *be, const float *x, int B, 
 }
 
 void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, const float *dl3,
-                        int full, float *const scratch[4])
+                        int full, float *scratch)
 {
     const be_ops *o = be->ops;
     const tr_reg *r = &n->reg;
     int Bi = B * n->F;
-    float *P = scratch[0], *Q = scratch[1], *R = scratch[2], *S = scratch[3];
+    float *P = scratch, *Q = scratch + n->pq, *S = scratch + 2 * n->pq;
     lin_bwd(r, be, &n->fc, B, n->pooled, dlogits, n->dpooled);
     pool_bwd(be, &n->fold, B, n->l4_h * n->l4_w, n->dpooled, P);
     int l4 = n->layer_first[3];
     for (int i = n->nblk - 1; i >= 0; i--) {
         int need_dx = full || i > l4;
-        block_bwd(r, be, &n->blk[i], Bi, P, Q, R, S, need_dx);
+        block_bwd(r, be, &n->blk[i], Bi, P, Q, S, need_dx);
         if (!need_dx)
             return;
         if (i == l4 && dl3)
@@ -570,15 +629,24 @@ void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, c
         P = Q;
         Q = t;
     }
+    /* Stem. stem_y was overwritten by layer1's activations: recompute it in
+     * layer1's (now dead) region with the same batch statistics (the same
+     * BN call on the same input; the running statistics and the saved ones
+     * are left alone: throw-away copies take the update). */
     be_pool_shape p;
     be_conv_shape s;
-    stem_pool_shape(n, &p, Bi);
-    o->maxpool_bwd(be, &p, n->stem_y, n->stem_p, P, Q);
     size_t ns = (size_t)Bi * n->width * n->h1 * n->w1;
-    o->relu_bwd(be, ns, n->stem_y, Q, Q);
-    bn_bwd(r, be, &n->bn1, Bi, n->h1 * n->w1, n->stem_h, Q, R);
+    float *y = n->stem_y, *dy = n->act + ALIGN_F(ns), *t = n->stem_tmp;
+    int w = n->width;
+    o->bn_fwd_train(be, Bi, w, n->h1 * n->w1, n->stem_h, r->w + n->bn1.g, r->w + n->bn1.b, t, t + w, 0.1f,
+                    1e-5f, y, t + 2 * w, t + 3 * w);
+    o->relu_fwd(be, ns, y, y);
+    stem_pool_shape(n, &p, Bi);
+    o->maxpool_bwd(be, &p, y, n->stem_p, P, dy);
+    o->relu_bwd(be, ns, y, dy, dy);
+    bn_bwd(r, be, &n->bn1, Bi, n->h1 * n->w1, n->stem_h, dy, y);
     conv_shape(&s, &n->conv1, Bi, n->in_h, n->in_w);
-    o->conv_bwd_filter(be, &s, n->input, R, r->g + n->conv1.w);
+    o->conv_bwd_filter(be, &s, n->input, y, r->g + n->conv1.w);
 }
 
 /* ---------------------------------------------------------------- proxy */

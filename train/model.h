@@ -94,7 +94,8 @@ typedef struct tr_block {
     int sh[TR_MAX_STAGES], sw[TR_MAX_STAGES]; /* spatial size after stage i */
     float *h[TR_MAX_STAGES];       /* conv outputs (BN inputs) */
     float *y[TR_MAX_STAGES];       /* BN outputs (after ReLU in place); y[nst-1] = block output */
-    float *hd, *yd;                /* downsample conv / BN outputs */
+    float *hd;                     /* downsample conv output (BN input) */
+    size_t cnt[TR_MAX_STAGES];     /* elements of h[i] / y[i] at max_batch */
     const float *in;               /* input of the last forward */
 } tr_block;
 
@@ -107,7 +108,8 @@ typedef struct tr_resnet {
     tr_conv conv1;
     tr_bn bn1;
     int h1, w1, hp, wp;            /* after conv1, after max-pool */
-    float *stem_h, *stem_y, *stem_p;
+    float *stem_h, *stem_y, *stem_p; /* stem_y lies in layer1's region (see below) */
+    float *stem_tmp;               /* 4 x width floats: statistics of the stem recomputation */
     tr_block *blk;
     int nblk;
     int layer_first[4];            /* index of each layer's first block */
@@ -119,7 +121,20 @@ typedef struct tr_resnet {
     tr_lin fc;
     float *logits;                 /* [B, classes] */
     const float *input;
-    size_t max_act;                /* largest activation (floats) */
+    /* Memory plan (floats at max_batch). Every activation lies in ONE device
+     * allocation `act` (act_count floats), so that a network whose backward
+     * pass is done (or that has none: a frozen teacher) lends it whole as
+     * another network's backward scratch. Layer1's region comes first and
+     * also holds stem_y during the forward pass (dead once max-pooled; the
+     * backward pass recomputes it there, after layer1's backward, next to the
+     * stem's input gradient). The downsample BN output is transient (tmp).
+     * Backward scratch: P and Q (block output / input gradients, pq floats
+     * each) and S (s_need floats). */
+    float *act;
+    size_t act_count;
+    size_t pq, s_need;             /* backward scratch: 2 * pq + s_need floats */
+    size_t tmp_need;               /* floats of tmp (downsample BN output) */
+    float *tmp;                    /* set by the owner before a forward pass */
 } tr_resnet;
 
 typedef struct tr_proxy {
@@ -147,9 +162,12 @@ const float *tr_resnet_forward(tr_resnet *n, be_ctx *be, const float *x, int B, 
 const float *tr_resnet_layer3(const tr_resnet *n);
 /* Gradients of every parameter (full) or of layer4 + fc only (full == 0)
  * from dlogits [B, classes]; dl3 (may be NULL) is added to the gradient of
- * the layer3 output. scratch: 4 device buffers of tr_resnet max_act floats. */
+ * the layer3 output. scratch: tr_resnet_scratch_floats(n) floats that hold
+ * nothing of n (another network's dead `act`, or a buffer of the owner).
+ * Overwrites n's activations (they are dead afterwards). */
 void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, const float *dl3,
-                        int full, float *const scratch[4]);
+                        int full, float *scratch);
+size_t tr_resnet_scratch_floats(const tr_resnet *n);
 
 int tr_proxy_build(tr_proxy *p, tr_mem *mem, const char *group, int kind, int C, int h, int w, int F,
                    int classes, int max_batch, cm_err *err);

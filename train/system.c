@@ -1,5 +1,5 @@
 /* system: the networks of one run, the loss of one step per method, SGD.
- * See system.h and train/CHECKPOINT.md. */
+ * See system.h and docs/FORMAT.md, "Checkpoints". */
 #include "train/system.h"
 
 #include <math.h>
@@ -61,12 +61,44 @@ static int build_resnet(tr_system *s, tr_resnet *n, const char *group, tr_modali
             in_c = 3 * c->frames;
         }
     }
-    if (tr_resnet_build(n, &s->mem, group, c->depth, c->width, in_c, h, w, F, c->n_classes,
-                        c->max_batch, err) < 0)
-        return -1;
-    if (n->max_act > s->max_act)
-        s->max_act = n->max_act;
-    return 0;
+    return tr_resnet_build(n, &s->mem, group, c->depth, c->width, in_c, h, w, F, c->n_classes,
+                           c->max_batch, err);
+}
+
+/* The backward passes of a step and the scratch of each (model.h, "memory
+ * plan"). The networks trained by backpropagation go in ascending order of
+ * their activation arenas; each borrows, as its scratch, the arena of a
+ * network that is done (its backward pass finished, or a frozen teacher with
+ * none) when one is large enough, else the system's scratch (NULL here).
+ * With the usual audio teacher and visual student, the student goes first on
+ * the small system scratch and the teacher then works in the student's arena.
+ * The order changes no result: the networks share no gradient. */
+static int backward_plan(tr_system *s, tr_resnet *order[2], float *region[2])
+{
+    tr_resnet *dead[2];
+    int nd = 0, n = 0;
+    if (s->has_student)
+        order[n++] = &s->student;
+    if (s->has_teacher) {
+        if (s->teacher_sgd)
+            order[n++] = &s->teacher;
+        else
+            dead[nd++] = &s->teacher;
+    }
+    if (n == 2 && order[1]->act_count < order[0]->act_count) {
+        tr_resnet *t = order[0];
+        order[0] = order[1];
+        order[1] = t;
+    }
+    for (int i = 0; i < n; i++) {
+        region[i] = NULL;
+        size_t need = tr_resnet_scratch_floats(order[i]);
+        for (int j = 0; j < nd; j++)
+            if (dead[j]->act_count >= need)
+                region[i] = dead[j]->act;
+        dead[nd++] = order[i];
+    }
+    return n;
 }
 
 static int build_proxy(tr_system *s, tr_proxy *p, const char *group, const tr_resnet *n, cm_err *err)
@@ -158,8 +190,24 @@ tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_
             goto fail;
     }
     size_t BC = (size_t)c->max_batch * c->n_classes;
-    for (int i = 0; i < 4; i++)
-        s->scratch[i] = tr_mem_floats(&s->mem, s->max_act);
+    {
+        /* One scratch buffer (scratch[0], max_act floats): the transient
+         * downsample BN output of the forward passes and the backward scratch
+         * of the networks that cannot borrow a dead arena. */
+        tr_resnet *order[2];
+        float *region[2];
+        int nb = backward_plan(s, order, region);
+        s->max_act = 1;
+        if (s->has_student && s->student.tmp_need > s->max_act)
+            s->max_act = s->student.tmp_need;
+        if (s->has_teacher && s->teacher.tmp_need > s->max_act)
+            s->max_act = s->teacher.tmp_need;
+        for (int i = 0; i < nb; i++)
+            if (!region[i] && tr_resnet_scratch_floats(order[i]) > s->max_act)
+                s->max_act = tr_resnet_scratch_floats(order[i]);
+        s->scratch[0] = tr_mem_floats(&s->mem, s->max_act);
+        s->student.tmp = s->teacher.tmp = s->scratch[0];
+    }
     s->dz_s = tr_mem_floats(&s->mem, BC);
     s->dz_t = tr_mem_floats(&s->mem, BC);
     s->dp_s = tr_mem_floats(&s->mem, BC);
@@ -372,12 +420,17 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
         tr_proxy_backward(&s->tproxy, be, B, s->dp_t, s->teacher_full);
         tr_proxy_backward(&s->sproxy, be, B, s->dp_s, 1);
     }
-    if (s->has_teacher && s->teacher_sgd)
-        tr_resnet_backward(&s->teacher, be, B, s->dz_t, s->has_proxies ? s->tproxy.dfeat : NULL,
-                           s->teacher_full, s->scratch);
-    if (s->has_student)
-        tr_resnet_backward(&s->student, be, B, s->dz_s, s->has_proxies ? s->sproxy.dfeat : NULL, 1,
-                           s->scratch);
+    {
+        tr_resnet *order[2];
+        float *region[2];
+        int nb = backward_plan(s, order, region);
+        for (int i = 0; i < nb; i++) {
+            int t = order[i] == &s->teacher;
+            tr_resnet_backward(order[i], be, B, t ? s->dz_t : s->dz_s,
+                               s->has_proxies ? (t ? s->tproxy.dfeat : s->sproxy.dfeat) : NULL,
+                               t ? s->teacher_full : 1, region[i] ? region[i] : s->scratch[0]);
+        }
+    }
     float hl[TR_MAX_TERMS];
     o->to_host(be, hl, L, TR_MAX_TERMS * sizeof(float));
     if (o->status(be, err) < 0)
