@@ -141,10 +141,10 @@ Test(frames, jpeg_roundtrip)
         mse += (double)(back[i] - img.rgb[i]) * (back[i] - img.rgb[i]);
     mse /= 64 * 48 * 3;
     cr_assert(10 * log10(255.0 * 255.0 / (mse + 1e-12)) > 35, "mse %f", mse);
+    free(buf);
     cr_assert(fr_jpeg_encode(j, &img, 0, &buf, &n, &err) == -1);
     tjDestroy(d);
     free(back);
-    free(buf);
     free(img.rgb);
     fr_jpeg_destroy(j);
 }
