@@ -19,9 +19,12 @@
  *   weight); nkd() follows the NKD authors' code: the target term uses the
  *   temperature-1 softmaxes, the non-target term has gamma*temp^2 built in.
  */
+#pragma GCC optimize("O3") /* vectorise the simple loops (-O2 in gcc 12 only does the very cheap ones) */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,9 +71,136 @@ float *cpu_workspace(cpu_ctx *c, size_t floats)
     return c->ws;
 }
 
+/* ---------------------------------------------------------------- thread pool
+ * threads - 1 persistent workers sleep on a condition variable; a job is
+ * published under the mutex with a new generation number, the caller runs
+ * items too, then waits until every worker has left the job. Items are
+ * handed out by an atomic counter. */
+struct cpu_pool {
+    int nth; /* worker threads (the caller is worker 0) */
+    pthread_t *th;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    unsigned long gen;
+    int active, quit;
+    atomic_int busy; /* 1 while a job runs: nested or concurrent calls run inline */
+    size_t n;
+    atomic_size_t next;
+    void (*fn)(void *, size_t, int);
+    void *arg;
+};
+
+typedef struct pool_arg {
+    cpu_pool *p;
+    int id;
+} pool_arg;
+
+static void pool_run_items(cpu_pool *p, int id)
+{
+    for (;;) {
+        size_t i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
+        if (i >= p->n)
+            break;
+        p->fn(p->arg, i, id);
+    }
+}
+
+static void *pool_worker(void *arg)
+{
+    pool_arg *a = arg;
+    cpu_pool *p = a->p;
+    int id = a->id;
+    free(a);
+    unsigned long seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->gen == seen && !p->quit)
+            pthread_cond_wait(&p->go, &p->mu);
+        if (p->quit)
+            break;
+        seen = p->gen;
+        pthread_mutex_unlock(&p->mu);
+        pool_run_items(p, id);
+        pthread_mutex_lock(&p->mu);
+        if (--p->active == 0)
+            pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void pool_destroy(cpu_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nth; i++)
+        pthread_join(p->th[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    free(p->th);
+    free(p);
+}
+
+/* NULL when threads could not be started (the context then runs on one thread). */
+static cpu_pool *pool_create(int workers)
+{
+    cpu_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->th = calloc((size_t)workers, sizeof *p->th);
+    if (!p->th) {
+        free(p);
+        return NULL;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->next, 0);
+    atomic_init(&p->busy, 0);
+    for (int i = 0; i < workers; i++) {
+        pool_arg *a = malloc(sizeof *a);
+        if (a)
+            *a = (pool_arg){p, i + 1};
+        if (!a || pthread_create(&p->th[i], NULL, pool_worker, a) != 0) {
+            free(a);
+            pool_destroy(p);
+            return NULL;
+        }
+        p->nth = i + 1;
+    }
+    return p;
+}
+
 void cpu_parallel(cpu_ctx *c, size_t n, void (*fn)(void *ctx, size_t i, int worker), void *arg)
 {
-    cm_parallel_for(n, c->threads, fn, arg);
+    cpu_pool *p = c->pool;
+    if (n == 0)
+        return;
+    if (!p || n == 1 || atomic_exchange(&p->busy, 1)) { /* one thread, one item, or nested */
+        for (size_t i = 0; i < n; i++)
+            fn(arg, i, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->arg = arg;
+    p->n = n;
+    atomic_store(&p->next, 0);
+    p->active = p->nth;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    pool_run_items(p, 0);
+    pthread_mutex_lock(&p->mu);
+    while (p->active > 0)
+        pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    atomic_store(&p->busy, 0);
 }
 
 /* Runs fn over [0, n) in chunks, on threads when n is large. */
@@ -96,7 +226,7 @@ static void par_range(cpu_ctx *c, size_t n, range_fn fn, void *arg)
         return;
     }
     range_job R = {fn, arg, n};
-    cm_parallel_for((n + CHUNK - 1) / CHUNK, c->threads, range_task, &R);
+    cpu_parallel(c, (n + CHUNK - 1) / CHUNK, range_task, &R);
 }
 
 static void cpu_destroy(be_ctx *b)
@@ -104,6 +234,7 @@ static void cpu_destroy(be_ctx *b)
     cpu_ctx *c = (cpu_ctx *)b;
     if (!c)
         return;
+    pool_destroy(c->pool);
     free(c->ws);
     free(c);
 }
@@ -170,35 +301,77 @@ typedef struct bn_job {
     float momentum, eps;
 } bn_job;
 
+/* Sums over n floats in 8 double lanes (vectorisable, same precision as one double accumulator). */
+#define LANES 8
+static void sum_shift(const float *restrict p, size_t n, double K, double *s, double *ss)
+{
+    double a[LANES] = {0}, q[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            double d = (double)p[i + l] - K;
+            a[l] += d;
+            q[l] += d * d;
+        }
+    double S = 0, SS = 0;
+    for (; i < n; i++) {
+        double d = (double)p[i] - K;
+        S += d;
+        SS += d * d;
+    }
+    for (int l = 0; l < LANES; l++)
+        S += a[l], SS += q[l];
+    *s += S;
+    *ss += SS;
+}
+
+/* sum dy and sum dy*(x - m) */
+static void sum_dy(const float *restrict x, const float *restrict g, size_t n, double m, double *sdy, double *sdyx)
+{
+    double a[LANES] = {0}, q[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            double gv = g[i + l];
+            a[l] += gv;
+            q[l] += gv * ((double)x[i + l] - m);
+        }
+    double S = 0, SS = 0;
+    for (; i < n; i++) {
+        S += g[i];
+        SS += g[i] * ((double)x[i] - m);
+    }
+    for (int l = 0; l < LANES; l++)
+        S += a[l], SS += q[l];
+    *sdy += S;
+    *sdyx += SS;
+}
+
+/* q = (p - m) * a + b */
+static void affine(const float *p, float *q, size_t n, float m, float a, float b)
+{
+    for (size_t i = 0; i < n; i++)
+        q[i] = (p[i] - m) * a + b;
+}
+
 static void bn_train_task(void *arg, size_t ch, int worker)
 {
     (void)worker;
     const bn_job *J = arg;
     size_t hw = (size_t)J->hw, cstride = (size_t)J->c * hw;
     double cnt = (double)J->n * hw, s = 0, ss = 0;
-    for (int n = 0; n < J->n; n++) {
-        const float *p = J->x + n * cstride + ch * hw;
-        for (size_t i = 0; i < hw; i++)
-            s += p[i];
-    }
-    double mean = s / cnt;
-    for (int n = 0; n < J->n; n++) {
-        const float *p = J->x + n * cstride + ch * hw;
-        for (size_t i = 0; i < hw; i++) {
-            double d = p[i] - mean;
-            ss += d * d;
-        }
-    }
-    double var = ss / cnt;
+    double K = J->x[ch * hw]; /* shift: sums of (x - K) keep the variance exact enough in one pass */
+    for (int n = 0; n < J->n; n++)
+        sum_shift(J->x + n * cstride + ch * hw, hw, K, &s, &ss);
+    double dm = s / cnt, mean = K + dm;
+    double var = ss / cnt - dm * dm;
+    if (var < 0)
+        var = 0;
     double invstd = 1.0 / sqrt(var + J->eps);
-    double unbiased = cnt > 1 ? ss / (cnt - 1) : var;
-    float a = (float)(J->gamma[ch] * invstd), bb = J->beta[ch], fm = (float)mean;
-    for (int n = 0; n < J->n; n++) {
-        const float *p = J->x + n * cstride + ch * hw;
-        float *q = J->y + n * cstride + ch * hw;
-        for (size_t i = 0; i < hw; i++)
-            q[i] = (p[i] - fm) * a + bb;
-    }
+    double unbiased = cnt > 1 ? var * cnt / (cnt - 1) : var;
+    float fa = (float)(J->gamma[ch] * invstd), fb = J->beta[ch], fm = (float)mean;
+    for (int n = 0; n < J->n; n++)
+        affine(J->x + n * cstride + ch * hw, J->y + n * cstride + ch * hw, hw, fm, fa, fb);
     float m = J->momentum;
     J->run_mean[ch] = (float)((1.0 - m) * J->run_mean[ch] + m * mean);
     J->run_var[ch] = (float)((1.0 - m) * J->run_var[ch] + m * unbiased);
@@ -226,12 +399,8 @@ static void bn_eval_task(void *arg, size_t ch, int worker)
     size_t hw = (size_t)J->hw, cstride = (size_t)J->c * hw;
     double invstd = 1.0 / sqrt((double)J->rv[ch] + J->eps);
     float a = (float)(J->gamma[ch] * invstd), bb = (float)(J->beta[ch] - J->rm[ch] * J->gamma[ch] * invstd);
-    for (int n = 0; n < J->n; n++) {
-        const float *p = J->x + n * cstride + ch * hw;
-        float *q = J->y + n * cstride + ch * hw;
-        for (size_t i = 0; i < hw; i++)
-            q[i] = p[i] * a + bb;
-    }
+    for (int n = 0; n < J->n; n++)
+        affine(J->x + n * cstride + ch * hw, J->y + n * cstride + ch * hw, hw, 0.0f, a, bb);
 }
 
 static void cpu_bn_fwd_eval(be_ctx *b, int n, int c, int hw, const float *x, const float *gamma,
@@ -245,6 +414,12 @@ static void cpu_bn_fwd_eval(be_ctx *b, int n, int c, int hw, const float *x, con
     cpu_parallel(ctx, (size_t)c, bn_eval_task, &J);
 }
 
+static void bn_dx(const float *p, const float *g, float *d, size_t n, float a, float c1, float m, float c0)
+{
+    for (size_t i = 0; i < n; i++)
+        d[i] = a * g[i] + c1 * (p[i] - m) + c0;
+}
+
 static void bn_bwd_task(void *arg, size_t ch, int worker)
 {
     (void)worker;
@@ -252,29 +427,19 @@ static void bn_bwd_task(void *arg, size_t ch, int worker)
     size_t hw = (size_t)J->hw, cstride = (size_t)J->c * hw;
     double mean = J->save_mean[ch], invstd = J->save_invstd[ch];
     double sdy = 0, sdyx = 0;
-    for (int n = 0; n < J->n; n++) {
-        const float *p = J->x + n * cstride + ch * hw;
-        const float *g = J->dy + n * cstride + ch * hw;
-        for (size_t i = 0; i < hw; i++) {
-            sdy += g[i];
-            sdyx += g[i] * (p[i] - mean);
-        }
-    }
+    for (int n = 0; n < J->n; n++)
+        sum_dy(J->x + n * cstride + ch * hw, J->dy + n * cstride + ch * hw, hw, mean, &sdy, &sdyx);
     double cnt = (double)J->n * hw;
-    double dgamma = sdyx * invstd;
     J->dbeta[ch] = (float)sdy;
-    J->dgamma[ch] = (float)dgamma;
-    /* dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy*xhat)) */
+    J->dgamma[ch] = (float)(sdyx * invstd);
+    /* dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy*xhat))
+     *    = k dy - k proj (x - mean) - k mdy */
     double k = J->gamma[ch] * invstd;
     double mdy = sdy / cnt, proj = sdyx * invstd * invstd / cnt;
     float a = (float)k, c1 = (float)(-k * proj), c0 = (float)(-k * mdy), fm = (float)mean;
-    for (int n = 0; n < J->n; n++) {
-        const float *p = J->x + n * cstride + ch * hw;
-        const float *g = J->dy + n * cstride + ch * hw;
-        float *d = J->dx + n * cstride + ch * hw;
-        for (size_t i = 0; i < hw; i++)
-            d[i] = a * g[i] + c1 * (p[i] - fm) + c0;
-    }
+    for (int n = 0; n < J->n; n++)
+        bn_dx(J->x + n * cstride + ch * hw, J->dy + n * cstride + ch * hw, J->dx + n * cstride + ch * hw, hw, a, c1,
+              fm, c0);
 }
 
 static void cpu_bn_bwd(be_ctx *b, int n, int c, int hw, const float *x, const float *dy, const float *gamma,
@@ -393,57 +558,106 @@ typedef struct pool_job {
     float *y, *dx;
 } pool_job;
 
-/* Index (within the plane) of the window's maximum, scanned as PyTorch does. */
-static inline size_t pool_argmax(const be_pool_shape *s, const float *plane, int oy, int ox, float *maxv)
+/* m kept unless v is greater or NaN: NaN is sticky, otherwise the maximum. */
+static inline float pmax(float m, float v)
 {
-    int y0 = oy * s->stride - s->pad, x0 = ox * s->stride - s->pad;
-    int y1 = y0 + s->kh < s->h ? y0 + s->kh : s->h, x1 = x0 + s->kw < s->w ? x0 + s->kw : s->w;
-    if (y0 < 0)
-        y0 = 0;
-    if (x0 < 0)
-        x0 = 0;
-    float m = -INFINITY;
-    size_t idx = (size_t)y0 * s->w + x0;
-    for (int iy = y0; iy < y1; iy++)
-        for (int ix = x0; ix < x1; ix++) {
-            float v = plane[(size_t)iy * s->w + ix];
-            if (v > m || isnan(v)) {
-                m = v;
-                idx = (size_t)iy * s->w + ix;
-            }
-        }
-    *maxv = m;
-    return idx;
+    return (v > m || v != v) ? v : m;
 }
 
+/* Forward: the window's value is NaN if it holds a NaN, else its maximum, whatever
+ * the scan order; so rows are reduced horizontally (vectorisable in the interior)
+ * and then combined vertically. */
 static void maxpool_fwd_task(void *arg, size_t p, int worker)
 {
     (void)worker;
     const pool_job *J = arg;
-    const float *plane = J->x + p * J->s->h * J->s->w;
+    const be_pool_shape *s = J->s;
+    const float *plane = J->x + p * s->h * s->w;
     float *out = J->y + p * J->oh * J->ow;
-    for (int oy = 0; oy < J->oh; oy++)
-        for (int ox = 0; ox < J->ow; ox++) {
-            float m;
-            pool_argmax(J->s, plane, oy, ox, &m);
-            out[oy * J->ow + ox] = m;
+    int ow = J->ow, st = s->stride, kw = s->kw;
+    /* interior columns: the whole window inside the row */
+    int a = (s->pad + st - 1) / st, e = s->w - kw + s->pad >= 0 ? (s->w - kw + s->pad) / st + 1 : 0;
+    if (a > ow)
+        a = ow;
+    if (e > ow)
+        e = ow;
+    if (e < a)
+        e = a;
+    float hm[ow > 0 ? ow : 1];
+    for (int oy = 0; oy < J->oh; oy++) {
+        float *o = out + (size_t)oy * ow;
+        for (int ox = 0; ox < ow; ox++)
+            o[ox] = -INFINITY;
+        for (int ky = 0; ky < s->kh; ky++) {
+            int iy = oy * st - s->pad + ky;
+            if (iy < 0 || iy >= s->h)
+                continue;
+            const float *r = plane + (size_t)iy * s->w;
+            for (int ox = 0; ox < ow; ox++) {
+                if (ox == a && e > a) { /* interior */
+                    const float *rb = r + (ptrdiff_t)a * st - s->pad;
+                    for (int q = 0; q < e - a; q++) {
+                        float m = rb[q * st];
+                        for (int kx = 1; kx < kw; kx++)
+                            m = pmax(m, rb[q * st + kx]);
+                        hm[a + q] = m;
+                    }
+                    ox = e - 1;
+                    continue;
+                }
+                int x0 = ox * st - s->pad, x1 = x0 + kw < s->w ? x0 + kw : s->w;
+                if (x0 < 0)
+                    x0 = 0;
+                float m = -INFINITY;
+                for (int ix = x0; ix < x1; ix++)
+                    m = pmax(m, r[ix]);
+                hm[ox] = m;
+            }
+            for (int ox = 0; ox < ow; ox++)
+                o[ox] = pmax(o[ox], hm[ox]);
         }
+    }
 }
 
+/* Backward: the gradient goes to the position PyTorch's scan picks: the first
+ * position (row by row) equal to the maximum y, or the last NaN when y is NaN. */
 static void maxpool_bwd_task(void *arg, size_t p, int worker)
 {
     (void)worker;
     const pool_job *J = arg;
-    const float *plane = J->x + p * J->s->h * J->s->w;
+    const be_pool_shape *s = J->s;
+    const float *plane = J->x + p * s->h * s->w;
+    const float *yp = J->y + p * J->oh * J->ow;
     const float *g = J->dy + p * J->oh * J->ow;
-    float *d = J->dx + p * J->s->h * J->s->w;
-    memset(d, 0, sizeof(float) * J->s->h * J->s->w);
-    for (int oy = 0; oy < J->oh; oy++)
+    float *d = J->dx + p * s->h * s->w;
+    memset(d, 0, sizeof(float) * s->h * s->w);
+    for (int oy = 0; oy < J->oh; oy++) {
+        int y0 = oy * s->stride - s->pad, y1 = y0 + s->kh < s->h ? y0 + s->kh : s->h;
+        if (y0 < 0)
+            y0 = 0;
         for (int ox = 0; ox < J->ow; ox++) {
-            float m;
-            size_t i = pool_argmax(J->s, plane, oy, ox, &m);
-            d[i] += g[oy * J->ow + ox];
+            int x0 = ox * s->stride - s->pad, x1 = x0 + s->kw < s->w ? x0 + s->kw : s->w;
+            if (x0 < 0)
+                x0 = 0;
+            float m = yp[oy * J->ow + ox];
+            size_t idx = (size_t)y0 * s->w + x0;
+            if (m != m) {
+                for (int iy = y0; iy < y1; iy++)
+                    for (int ix = x0; ix < x1; ix++)
+                        if (plane[(size_t)iy * s->w + ix] != plane[(size_t)iy * s->w + ix])
+                            idx = (size_t)iy * s->w + ix;
+            } else {
+                for (int iy = y0; iy < y1; iy++)
+                    for (int ix = x0; ix < x1; ix++)
+                        if (plane[(size_t)iy * s->w + ix] == m) {
+                            idx = (size_t)iy * s->w + ix;
+                            goto found;
+                        }
+            }
+        found:
+            d[idx] += g[oy * J->ow + ox];
         }
+    }
 }
 
 static void pool_dims(const be_pool_shape *s, int *oh, int *ow)
@@ -465,31 +679,70 @@ static void cpu_maxpool_fwd(be_ctx *b, const be_pool_shape *s, const float *x, f
 static void cpu_maxpool_bwd(be_ctx *b, const be_pool_shape *s, const float *x, const float *y, const float *dy,
                             float *dx)
 {
-    (void)y;
     cpu_ctx *c = (cpu_ctx *)b;
     if (c->failed)
         return;
-    pool_job J = {.s = s, .x = x, .dy = dy, .dx = dx};
+    pool_job J = {.s = s, .x = x, .y = (float *)y, .dy = dy, .dx = dx};
     pool_dims(s, &J.oh, &J.ow);
     cpu_parallel(c, (size_t)s->n * s->c, maxpool_bwd_task, &J);
 }
 
+typedef struct avg_job {
+    int hw;
+    const float *x, *dy;
+    float *y, *dx;
+} avg_job;
+
+#define AVG_PLANES 64 /* planes per task */
+static void avg_fwd_task(void *arg, size_t t, int worker)
+{
+    (void)worker;
+    const avg_job *J = arg;
+    for (size_t p = t * AVG_PLANES; p < (t + 1) * AVG_PLANES; p++) {
+        double s = 0, ss = 0;
+        sum_shift(J->x + p * J->hw, (size_t)J->hw, 0.0, &s, &ss);
+        J->y[p] = (float)(s / J->hw);
+    }
+}
+
 static void cpu_avgpool_fwd(be_ctx *b, int n, int c, int hw, const float *x, float *y)
 {
-    (void)b;
-    for (size_t p = 0; p < (size_t)n * c; p++) {
-        double s = 0;
-        const float *q = x + p * hw;
-        for (int i = 0; i < hw; i++)
-            s += q[i];
+    cpu_ctx *ctx = (cpu_ctx *)b;
+    size_t np = (size_t)n * c;
+    if (ctx->failed || np == 0)
+        return;
+    avg_job J = {.hw = hw, .x = x, .y = y};
+    size_t full = np / AVG_PLANES;
+    cpu_parallel(ctx, full, avg_fwd_task, &J);
+    for (size_t p = full * AVG_PLANES; p < np; p++) {
+        double s = 0, ss = 0;
+        sum_shift(x + p * hw, (size_t)hw, 0.0, &s, &ss);
         y[p] = (float)(s / hw);
+    }
+}
+
+static void avg_bwd_task(void *arg, size_t t, int worker)
+{
+    (void)worker;
+    const avg_job *J = arg;
+    for (size_t p = t * AVG_PLANES; p < (t + 1) * AVG_PLANES; p++) {
+        float v = J->dy[p] / (float)J->hw;
+        float *q = J->dx + p * J->hw;
+        for (int i = 0; i < J->hw; i++)
+            q[i] = v;
     }
 }
 
 static void cpu_avgpool_bwd(be_ctx *b, int n, int c, int hw, const float *dy, float *dx)
 {
-    (void)b;
-    for (size_t p = 0; p < (size_t)n * c; p++) {
+    cpu_ctx *ctx = (cpu_ctx *)b;
+    size_t np = (size_t)n * c;
+    if (ctx->failed || np == 0)
+        return;
+    avg_job J = {.hw = hw, .dy = dy, .dx = dx};
+    size_t full = np / AVG_PLANES;
+    cpu_parallel(ctx, full, avg_bwd_task, &J);
+    for (size_t p = full * AVG_PLANES; p < np; p++) {
         float v = dy[p] / (float)hw;
         float *q = dx + p * hw;
         for (int i = 0; i < hw; i++)
@@ -945,6 +1198,10 @@ be_ctx *be_cpu_create(int threads, cm_err *err)
     }
     c->base.ops = &cpu_ops;
     c->threads = threads;
-    openblas_set_num_threads(threads);
+    if (threads > 1 && !(c->pool = pool_create(threads - 1)))
+        c->threads = 1;
+    /* Our tasks call sgemm concurrently, one per thread: OpenBLAS's own
+     * threads would only compete with them (and spin in sched_yield). */
+    openblas_set_num_threads(1);
     return &c->base;
 }

@@ -1,6 +1,6 @@
 /* cpu_internal: the CPU backend's context and helpers shared by its files
- * (cpu_backend.c: memory, element-wise ops, norms, pools, losses, inputs;
- * cpu_conv.c: convolutions). Not part of the backend interface. */
+ * (cpu_backend.c: memory, thread pool, element-wise ops, norms, pools,
+ * losses, inputs; cpu_conv.c: convolutions). Not part of the backend interface. */
 #ifndef TRAIN_CPU_INTERNAL_H
 #define TRAIN_CPU_INTERNAL_H
 
@@ -9,13 +9,16 @@
 #include "common/cm_err.h"
 #include "train/backend.h"
 
+typedef struct cpu_pool cpu_pool;
+
 typedef struct cpu_ctx {
     be_ctx base;      /* first member: the ops table */
-    int threads;      /* worker threads for our own loops and for OpenBLAS */
+    int threads;      /* worker threads for our loops (OpenBLAS itself runs single-threaded) */
     int failed;       /* sticky failure flag, message in err */
     cm_err err;
     float *ws;        /* workspace (im2col columns, gathered tensors), grown as needed */
     size_t ws_cap;    /* floats */
+    cpu_pool *pool;   /* persistent threads (threads - 1 of them), NULL with one thread */
 } cpu_ctx;
 
 /* Records the first failure (sticky). */
@@ -25,7 +28,10 @@ void cpu_fail(cpu_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2,
  * recorded failure. Contents are not preserved across growth. */
 float *cpu_workspace(cpu_ctx *c, size_t floats);
 
-/* Runs fn(ctx, i, worker) for i in [0, n) on the context's threads. */
+/* Runs fn(ctx, i, worker) for i in [0, n) on the context's persistent
+ * threads (worker in [0, threads)); returns when all are done. Items are
+ * handed out dynamically, so anything that must be deterministic must depend
+ * on i, not on worker. Called from inside a task it runs inline. */
 void cpu_parallel(cpu_ctx *c, size_t n, void (*fn)(void *ctx, size_t i, int worker), void *arg);
 
 void cpu_conv_fwd(be_ctx *b, const be_conv_shape *s, const float *x, const float *w, float *y);
