@@ -28,3 +28,13 @@ void be_cuda_prefetch(be_ctx *b, void *dst, const void *src, size_t bytes)
 {
     (void)b; (void)dst; (void)src; (void)bytes;
 }
+int be_cuda_profiling(be_ctx *b) { (void)b; return 0; }
+void be_cuda_profile_reset(be_ctx *b) { (void)b; }
+double be_cuda_profile_write(be_ctx *b, FILE *f, int steps, int top)
+{
+    (void)b; (void)f; (void)steps; (void)top;
+    return 0;
+}
+size_t be_cuda_workspace_bytes(be_ctx *b) { (void)b; return 0; }
+size_t be_cuda_workspace_limit(be_ctx *b) { (void)b; return 0; }
+double be_cuda_find_seconds(be_ctx *b) { (void)b; return 0; }

@@ -14,7 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <algorithm>
+#include <map>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -25,6 +29,15 @@ extern "C" {
 }
 
 namespace {
+
+struct prof_pending {
+    std::string key;
+    cudaEvent_t a, b;
+};
+struct prof_acc {
+    double ms;
+    long calls;
+};
 
 enum { CONV_FWD = 0, CONV_BWD_DATA = 1, CONV_BWD_FILTER = 2 };
 
@@ -60,7 +73,17 @@ struct cu_ctx {
 
     void *ws; /* convolution workspace, grown when a chosen algorithm needs more */
     size_t ws_size, ws_limit;
+    size_t ws_chosen; /* the largest workspace of a chosen algorithm */
     std::vector<conv_entry *> *convs;
+
+    /* profiling (C2KD_PROFILE=1): CUDA events around every op, keyed by op
+     * and shape; resolved (a stream sync) when many are pending and when the
+     * table is written */
+    int prof;
+    std::vector<struct prof_pending> *prof_pend;
+    std::vector<cudaEvent_t> *prof_free;
+    std::map<std::string, struct prof_acc> *prof_tab;
+    double find_s; /* host seconds spent choosing convolution algorithms */
 
     float *per; /* per-sample losses */
     size_t per_cap;
@@ -99,6 +122,71 @@ bool blas_ok(cu_ctx *c, cublasStatus_t e, const char *what)
     fail(c, "cublas: %s: %s", what, cublasGetStatusString(e));
     return false;
 }
+
+/* ---------------- profiling ---------------- */
+
+void prof_resolve(cu_ctx *c)
+{
+    if (!c->prof_pend || c->prof_pend->empty()) return;
+    cudaStreamSynchronize(c->stream);
+    for (prof_pending &p : *c->prof_pend) {
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, p.a, p.b) != cudaSuccess) {
+            (void)cudaGetLastError();
+            ms = 0;
+        }
+        prof_acc &a = (*c->prof_tab)[p.key];
+        a.ms += ms;
+        a.calls++;
+        c->prof_free->push_back(p.a);
+        c->prof_free->push_back(p.b);
+    }
+    c->prof_pend->clear();
+}
+
+cudaEvent_t prof_event(cu_ctx *c)
+{
+    cudaEvent_t e = NULL;
+    if (!c->prof_free->empty()) {
+        e = c->prof_free->back();
+        c->prof_free->pop_back();
+    } else if (cudaEventCreate(&e) != cudaSuccess) {
+        (void)cudaGetLastError();
+        e = NULL;
+    }
+    return e;
+}
+
+/* Times the enclosing op: an event before (construction) and after
+ * (destruction) on the compute stream. key: "op|shape". */
+struct prof_scope {
+    cu_ctx *c;
+    long idx;
+    prof_scope(cu_ctx *ctx, const char *op, const char *fmt, ...) __attribute__((format(printf, 4, 5)))
+        : c(ctx), idx(-1)
+    {
+        if (!c->prof || c->failed) return;
+        if (c->prof_pend->size() >= 4096) prof_resolve(c);
+        char shape[192];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(shape, sizeof shape, fmt, ap);
+        va_end(ap);
+        prof_pending p;
+        p.key = std::string(op) + "|" + shape;
+        p.a = prof_event(c);
+        p.b = prof_event(c);
+        if (!p.a || !p.b) return;
+        cudaEventRecord(p.a, c->stream);
+        c->prof_pend->push_back(p);
+        idx = (long)c->prof_pend->size() - 1;
+    }
+    ~prof_scope()
+    {
+        if (idx >= 0) cudaEventRecord((*c->prof_pend)[idx].b, c->stream);
+    }
+};
+#define PROF(c, op, ...) prof_scope prof_scope_(c, op, __VA_ARGS__)
 
 /* ---------------- memory accounting ---------------- */
 
@@ -140,6 +228,20 @@ bool ensure_ws(cu_ctx *c, size_t bytes)
     if (!c->ws) return false;
     c->ws_size = bytes;
     return true;
+}
+
+/* After the searches: the workspace back to what the chosen algorithms use
+ * (the stream is idle: called after a synchronisation). */
+void trim_ws(cu_ctx *c)
+{
+    if (c->failed || c->ws_size <= c->ws_chosen) return;
+    dev_free(c, c->ws);
+    c->ws = NULL;
+    c->ws_size = 0;
+    if (c->ws_chosen) {
+        c->ws = dev_alloc(c, c->ws_chosen, "convolution workspace");
+        if (c->ws) c->ws_size = c->ws_chosen;
+    }
 }
 
 float *ensure_per(cu_ctx *c, size_t n)
@@ -220,13 +322,14 @@ void cu_to_host(be_ctx *b, void *dst, const void *src, size_t bytes)
     cu_ctx *c = CTX(b);
     if (c->failed || bytes == 0) return;
     if (!cu_ok(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "to_host")) return;
-    cu_ok(c, cudaStreamSynchronize(c->stream), "to_host: wait");
+    if (cu_ok(c, cudaStreamSynchronize(c->stream), "to_host: wait")) trim_ws(c);
 }
 
 void cu_zero(be_ctx *b, void *p, size_t bytes)
 {
     cu_ctx *c = CTX(b);
     if (c->failed || bytes == 0) return;
+    PROF(c, "zero", "%zu B", bytes);
     cu_ok(c, cudaMemsetAsync(p, 0, bytes, c->stream), "zero");
 }
 
@@ -234,6 +337,7 @@ void cu_copy(be_ctx *b, void *dst, const void *src, size_t bytes)
 {
     cu_ctx *c = CTX(b);
     if (c->failed || bytes == 0 || dst == src) return;
+    PROF(c, "copy", "%zu B", bytes);
     cu_ok(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream), "copy");
 }
 
@@ -335,13 +439,14 @@ bool choose(cu_ctx *c, conv_entry *e, int kind, const char *what, GetF get, Find
     bool ok = false;
     if (c->use_find) {
         size_t need = max_fitting_ws(hp, nh, c->ws_limit);
-        void *tmp = NULL;
-        if (need > c->ws_size) tmp = dev_alloc(c, need, "convolution search workspace");
-        if (tmp || need <= c->ws_size) {
-            cudnnStatus_t st = find(fp, &nf, tmp ? tmp : c->ws, tmp ? need : c->ws_size);
+        /* the search runs in the workspace itself, grown to what the
+         * candidates need (never a second buffer beside it: the peak stays at
+         * the limit); it shrinks back to what the chosen algorithms need at
+         * the next host sync (trim_ws) */
+        if (need <= c->ws_size || ensure_ws(c, need)) {
+            cudnnStatus_t st = find(fp, &nf, c->ws, c->ws_size);
             if (st == CUDNN_STATUS_SUCCESS) ok = pick(e, kind, fp, nf, c->ws_limit, c->tf32);
             else c->find_failures++; /* fall back to the heuristics below */
-            if (tmp) dev_free(c, tmp);
         } else {
             /* the search workspace did not fit: not an error, use the heuristics */
             c->failed = 0;
@@ -350,6 +455,7 @@ bool choose(cu_ctx *c, conv_entry *e, int kind, const char *what, GetF get, Find
         }
     }
     if (!ok) ok = pick(e, kind, hp, nh, c->ws_limit, c->tf32);
+    if (ok && e->ws[kind] > c->ws_chosen) c->ws_chosen = e->ws[kind];
     if (!ok) {
         fail(c, "cudnn: no %s algorithm for %dx%dx%dx%d * %dx%dx%dx%d (stride %d, pad %d) within %zu MiB of workspace", what,
              e->s.n, e->s.c, e->s.h, e->s.w, e->s.k, e->s.c, e->s.kh, e->s.kw, e->s.stride, e->s.pad, c->ws_limit >> 20);
@@ -358,9 +464,19 @@ bool choose(cu_ctx *c, conv_entry *e, int kind, const char *what, GetF get, Find
     return ensure_ws(c, e->ws[kind]);
 }
 
+bool find_algo_(cu_ctx *c, conv_entry *e, int kind, const void *x, const void *w, const void *y);
 bool find_algo(cu_ctx *c, conv_entry *e, int kind, const void *x, const void *w, const void *y)
 {
     if (e->found[kind]) return true;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool ok = find_algo_(c, e, kind, x, w, y);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    c->find_s += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    return ok;
+}
+bool find_algo_(cu_ctx *c, conv_entry *e, int kind, const void *x, const void *w, const void *y)
+{
     if (!dnn_ok(c, cudnnSetConvolutionMathType(e->cd, c->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH), "conv math type"))
         return false;
     cudnnHandle_t h = c->dnn;
@@ -396,12 +512,20 @@ bool find_algo(cu_ctx *c, conv_entry *e, int kind, const void *x, const void *w,
 
 const float ONE = 1.f, ZERO = 0.f;
 
+std::string conv_key(const be_conv_shape *s)
+{
+    char k[128];
+    snprintf(k, sizeof k, "%dx%dx%dx%d k%d %dx%d s%d p%d", s->n, s->c, s->h, s->w, s->k, s->kh, s->kw, s->stride, s->pad);
+    return k;
+}
+
 void cu_conv_fwd(be_ctx *b, const be_conv_shape *s, const float *x, const float *w, float *y)
 {
     cu_ctx *c = CTX(b);
     if (c->failed) return;
     conv_entry *e = get_conv(c, s);
     if (!e || !find_algo(c, e, CONV_FWD, x, w, y)) return;
+    PROF(c, "conv_fwd", "%s algo %d ws %zu KiB", conv_key(s).c_str(), e->algo[CONV_FWD], e->ws[CONV_FWD] >> 10);
     if (!dnn_ok(c, cudnnSetConvolutionMathType(e->cd, e->math[CONV_FWD]), "conv math type")) return;
     dnn_ok(c, cudnnConvolutionForward(c->dnn, &ONE, e->xd, x, e->wd, w, e->cd, (cudnnConvolutionFwdAlgo_t)e->algo[CONV_FWD],
                                       c->ws, e->ws[CONV_FWD], &ZERO, e->yd, y),
@@ -414,6 +538,7 @@ void cu_conv_bwd_data(be_ctx *b, const be_conv_shape *s, const float *dy, const 
     if (c->failed) return;
     conv_entry *e = get_conv(c, s);
     if (!e || !find_algo(c, e, CONV_BWD_DATA, dx, w, dy)) return;
+    PROF(c, "conv_bwd_data", "%s algo %d ws %zu KiB", conv_key(s).c_str(), e->algo[CONV_BWD_DATA], e->ws[CONV_BWD_DATA] >> 10);
     if (!dnn_ok(c, cudnnSetConvolutionMathType(e->cd, e->math[CONV_BWD_DATA]), "conv math type")) return;
     dnn_ok(c, cudnnConvolutionBackwardData(c->dnn, &ONE, e->wd, w, e->yd, dy, e->cd,
                                            (cudnnConvolutionBwdDataAlgo_t)e->algo[CONV_BWD_DATA], c->ws,
@@ -427,6 +552,7 @@ void cu_conv_bwd_filter(be_ctx *b, const be_conv_shape *s, const float *x, const
     if (c->failed) return;
     conv_entry *e = get_conv(c, s);
     if (!e || !find_algo(c, e, CONV_BWD_FILTER, x, dw, dy)) return;
+    PROF(c, "conv_bwd_filter", "%s algo %d ws %zu KiB", conv_key(s).c_str(), e->algo[CONV_BWD_FILTER], e->ws[CONV_BWD_FILTER] >> 10);
     if (!dnn_ok(c, cudnnSetConvolutionMathType(e->cd, e->math[CONV_BWD_FILTER]), "conv math type")) return;
     dnn_ok(c, cudnnConvolutionBackwardFilter(c->dnn, &ONE, e->xd, x, e->yd, dy, e->cd,
                                              (cudnnConvolutionBwdFilterAlgo_t)e->algo[CONV_BWD_FILTER], c->ws,
@@ -448,6 +574,7 @@ void cu_bn_fwd_train(be_ctx *b, int n, int ch, int hw, const float *x, const flo
 {
     cu_ctx *c = CTX(b);
     if (c->failed || !bn_desc(c, n, ch, hw)) return;
+    PROF(c, "bn_fwd_train", "n%d c%d hw%d", n, ch, hw);
     dnn_ok(c, cudnnBatchNormalizationForwardTraining(c->dnn, CUDNN_BATCHNORM_SPATIAL, &ONE, &ZERO, c->bn_x, x, c->bn_x, y,
                                                      c->bn_p, gamma, beta, (double)momentum, run_mean, run_var,
                                                      (double)eps, save_mean, save_invstd),
@@ -459,6 +586,7 @@ void cu_bn_fwd_eval(be_ctx *b, int n, int ch, int hw, const float *x, const floa
 {
     cu_ctx *c = CTX(b);
     if (c->failed || !bn_desc(c, n, ch, hw)) return;
+    PROF(c, "bn_fwd_eval", "n%d c%d hw%d", n, ch, hw);
     dnn_ok(c, cudnnBatchNormalizationForwardInference(c->dnn, CUDNN_BATCHNORM_SPATIAL, &ONE, &ZERO, c->bn_x, x, c->bn_x,
                                                       y, c->bn_p, gamma, beta, run_mean, run_var, (double)eps),
            "batch norm (evaluation)");
@@ -469,6 +597,7 @@ void cu_bn_bwd(be_ctx *b, int n, int ch, int hw, const float *x, const float *dy
 {
     cu_ctx *c = CTX(b);
     if (c->failed || !bn_desc(c, n, ch, hw)) return;
+    PROF(c, "bn_bwd", "n%d c%d hw%d", n, ch, hw);
     /* epsilon is unused when the saved statistics are given */
     dnn_ok(c, cudnnBatchNormalizationBackward(c->dnn, CUDNN_BATCHNORM_SPATIAL, &ONE, &ZERO, &ONE, &ZERO, c->bn_x, x,
                                               c->bn_x, dy, c->bn_x, dx, c->bn_p, gamma, dgamma, dbeta, 1e-5, save_mean,
@@ -478,45 +607,47 @@ void cu_bn_bwd(be_ctx *b, int n, int ch, int hw, const float *x, const float *dy
 
 /* ---------------- own kernels ---------------- */
 
-#define LAUNCH(c, call, what)          \
-    do {                               \
-        if ((c)->failed) return;       \
-        cu_ok((c), (call), (what));    \
+#define LAUNCH(c, call, what, ...)                  \
+    do {                                            \
+        if ((c)->failed) return;                    \
+        PROF((c), (what), __VA_ARGS__);             \
+        cu_ok((c), (call), (what));                 \
     } while (0)
 
-void cu_relu_fwd(be_ctx *b, size_t n, const float *x, float *y) { LAUNCH(CTX(b), k_relu_fwd(CTX(b)->stream, n, x, y), "relu"); }
+void cu_relu_fwd(be_ctx *b, size_t n, const float *x, float *y) { LAUNCH(CTX(b), k_relu_fwd(CTX(b)->stream, n, x, y), "relu", "%zu", n); }
 void cu_relu_bwd(be_ctx *b, size_t n, const float *y, const float *dy, float *dx)
 {
-    LAUNCH(CTX(b), k_relu_bwd(CTX(b)->stream, n, y, dy, dx), "relu backward");
+    LAUNCH(CTX(b), k_relu_bwd(CTX(b)->stream, n, y, dy, dx), "relu backward", "%zu", n);
 }
 void cu_leaky_fwd(be_ctx *b, size_t n, float slope, const float *x, float *y)
 {
-    LAUNCH(CTX(b), k_leaky_fwd(CTX(b)->stream, n, slope, x, y), "leaky relu");
+    LAUNCH(CTX(b), k_leaky_fwd(CTX(b)->stream, n, slope, x, y), "leaky relu", "%zu", n);
 }
 void cu_leaky_bwd(be_ctx *b, size_t n, float slope, const float *x, const float *dy, float *dx)
 {
-    LAUNCH(CTX(b), k_leaky_bwd(CTX(b)->stream, n, slope, x, dy, dx), "leaky relu backward");
+    LAUNCH(CTX(b), k_leaky_bwd(CTX(b)->stream, n, slope, x, dy, dx), "leaky relu backward", "%zu", n);
 }
 
 void cu_maxpool_fwd(be_ctx *b, const be_pool_shape *s, const float *x, float *y)
 {
-    LAUNCH(CTX(b), k_maxpool_fwd(CTX(b)->stream, s, x, y), "max pool");
+    LAUNCH(CTX(b), k_maxpool_fwd(CTX(b)->stream, s, x, y), "max pool", "n%d c%d %dx%d", s->n, s->c, s->h, s->w);
 }
 void cu_maxpool_bwd(be_ctx *b, const be_pool_shape *s, const float *x, const float *y, const float *dy, float *dx)
 {
     cu_ctx *c = CTX(b);
     (void)y;
     if (c->failed) return;
+    PROF(c, "max pool backward", "n%d c%d %dx%d", s->n, s->c, s->h, s->w);
     if (!cu_ok(c, cudaMemsetAsync(dx, 0, (size_t)s->n * s->c * s->h * s->w * sizeof(float), c->stream), "max pool backward")) return;
     cu_ok(c, k_maxpool_bwd(c->stream, s, x, dy, dx), "max pool backward");
 }
 void cu_avgpool_fwd(be_ctx *b, int n, int ch, int hw, const float *x, float *y)
 {
-    LAUNCH(CTX(b), k_avgpool_fwd(CTX(b)->stream, n, ch, hw, x, y), "average pool");
+    LAUNCH(CTX(b), k_avgpool_fwd(CTX(b)->stream, n, ch, hw, x, y), "average pool", "n%d c%d hw%d", n, ch, hw);
 }
 void cu_avgpool_bwd(be_ctx *b, int n, int ch, int hw, const float *dy, float *dx)
 {
-    LAUNCH(CTX(b), k_avgpool_bwd(CTX(b)->stream, n, ch, hw, dy, dx), "average pool backward");
+    LAUNCH(CTX(b), k_avgpool_bwd(CTX(b)->stream, n, ch, hw, dy, dx), "average pool backward", "n%d c%d hw%d", n, ch, hw);
 }
 
 /* Row-major A[r, c] is column-major A^T (c x r, leading dimension c), so
@@ -525,6 +656,7 @@ void cu_linear_fwd(be_ctx *b, int n, int in, int out, const float *x, const floa
 {
     cu_ctx *c = CTX(b);
     if (c->failed) return;
+    PROF(c, "linear", "n%d in%d out%d", n, in, out);
     if (!blas_ok(c, cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &ONE, w, in, x, in, &ZERO, y, out),
                  "linear forward"))
         return;
@@ -536,6 +668,7 @@ void cu_linear_bwd(be_ctx *b, int n, int in, int out, const float *x, const floa
 {
     cu_ctx *c = CTX(b);
     if (c->failed) return;
+    PROF(c, "linear backward", "n%d in%d out%d", n, in, out);
     if (dx && !blas_ok(c, cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &ONE, w, in, dy, out, &ZERO, dx, in),
                        "linear backward data"))
         return;
@@ -545,18 +678,19 @@ void cu_linear_bwd(be_ctx *b, int n, int in, int out, const float *x, const floa
     if (dbias) cu_ok(c, k_col_sum(c->stream, n, out, dy, dbias), "linear backward bias");
 }
 
-void cu_add(be_ctx *b, size_t n, const float *a, const float *x, float *y) { LAUNCH(CTX(b), k_add(CTX(b)->stream, n, a, x, y), "add"); }
+void cu_add(be_ctx *b, size_t n, const float *a, const float *x, float *y) { LAUNCH(CTX(b), k_add(CTX(b)->stream, n, a, x, y), "add", "%zu", n); }
 void cu_axpy(be_ctx *b, size_t n, float alpha, const float *x, float *y)
 {
-    LAUNCH(CTX(b), k_axpy(CTX(b)->stream, n, alpha, x, y), "axpy");
+    LAUNCH(CTX(b), k_axpy(CTX(b)->stream, n, alpha, x, y), "axpy", "%zu", n);
 }
-void cu_scale(be_ctx *b, size_t n, float alpha, float *y) { LAUNCH(CTX(b), k_scale(CTX(b)->stream, n, alpha, y), "scale"); }
+void cu_scale(be_ctx *b, size_t n, float alpha, float *y) { LAUNCH(CTX(b), k_scale(CTX(b)->stream, n, alpha, y), "scale", "%zu", n); }
 
 void cu_ce(be_ctx *b, int B, int C, const float *z, const int32_t *y, float weight, float *loss, float *dz)
 {
     cu_ctx *c = CTX(b);
     float *per;
     if (c->failed || B <= 0 || !(per = ensure_per(c, (size_t)B))) return;
+    PROF(c, "loss ce", "B%d C%d", B, C);
     if (cu_ok(c, k_ce(c->stream, B, C, z, y, weight, per, dz), "cross-entropy"))
         cu_ok(c, k_loss_reduce(c->stream, B, per, weight, loss), "cross-entropy");
 }
@@ -565,6 +699,7 @@ void cu_kl(be_ctx *b, int B, int C, const float *t, const float *s, float temp, 
     cu_ctx *c = CTX(b);
     float *per;
     if (c->failed || B <= 0 || !(per = ensure_per(c, (size_t)B))) return;
+    PROF(c, "loss kl", "B%d C%d", B, C);
     if (cu_ok(c, k_kl(c->stream, B, C, t, s, temp, weight, per, ds), "kl"))
         cu_ok(c, k_loss_reduce(c->stream, B, per, weight, loss), "kl");
 }
@@ -574,6 +709,7 @@ void cu_nt_kl(be_ctx *b, int B, int C, const float *src, const float *dst, const
     cu_ctx *c = CTX(b);
     float *per;
     if (c->failed || B <= 0 || !(per = ensure_per(c, (size_t)B))) return;
+    PROF(c, "loss nt_kl", "B%d C%d", B, C);
     if (cu_ok(c, k_nt_kl(c->stream, B, C, src, dst, y, keep, weight, per, ddst), "non-target kl"))
         cu_ok(c, k_loss_reduce(c->stream, B, per, weight, loss), "non-target kl");
 }
@@ -583,6 +719,7 @@ void cu_nkd(be_ctx *b, int B, int C, const float *t, const float *s, const int32
     cu_ctx *c = CTX(b);
     float *per;
     if (c->failed || B <= 0 || !(per = ensure_per(c, (size_t)B))) return;
+    PROF(c, "loss nkd", "B%d C%d", B, C);
     if (cu_ok(c, k_nkd(c->stream, B, C, t, s, y, temp, gamma, weight, per, ds), "nkd"))
         cu_ok(c, k_loss_reduce(c->stream, B, per, weight, loss), "nkd");
 }
@@ -594,19 +731,20 @@ void cu_kendall(be_ctx *b, int B, int C, const float *a, const float *x, float o
         fail(c, "kendall_select: %d classes is more than the 6144 supported", C);
         return;
     }
+    PROF(c, "kendall", "B%d C%d", B, C);
     cu_ok(c, k_kendall(c->stream, B, C, a, x, omega, tau, keep), "kendall tau-b");
 }
 void cu_argmax(be_ctx *b, int B, int C, const float *z, int32_t *pred)
 {
-    LAUNCH(CTX(b), k_argmax(CTX(b)->stream, B, C, z, pred), "argmax");
+    LAUNCH(CTX(b), k_argmax(CTX(b)->stream, B, C, z, pred), "argmax", "B%d C%d", B, C);
 }
 void cu_sgd(be_ctx *b, size_t n, float *p, const float *g, float *m, float lr, float momentum)
 {
-    LAUNCH(CTX(b), k_sgd(CTX(b)->stream, n, p, g, m, lr, momentum), "sgd");
+    LAUNCH(CTX(b), k_sgd(CTX(b)->stream, n, p, g, m, lr, momentum), "sgd", "%zu", n);
 }
 void cu_prep_spec(be_ctx *b, int n, size_t len, const uint16_t *half, int standardize, float *out)
 {
-    LAUNCH(CTX(b), k_prep_spec(CTX(b)->stream, n, len, half, standardize, out), "prep_spec");
+    LAUNCH(CTX(b), k_prep_spec(CTX(b)->stream, n, len, half, standardize, out), "prep_spec", "n%d len%zu", n, len);
 }
 
 void cu_prep_frames(be_ctx *b, int n, const be_crop *crops, const uint8_t *src, int oh, int ow, const float mean[3],
@@ -708,6 +846,18 @@ void cu_destroy(be_ctx *b)
         delete c->sizes;
     }
     if (c->crops_host) cudaFreeHost(c->crops_host);
+    if (c->prof_pend) {
+        for (prof_pending &p : *c->prof_pend) {
+            cudaEventDestroy(p.a);
+            cudaEventDestroy(p.b);
+        }
+        delete c->prof_pend;
+    }
+    if (c->prof_free) {
+        for (cudaEvent_t e : *c->prof_free) cudaEventDestroy(e);
+        delete c->prof_free;
+    }
+    delete c->prof_tab;
     if (c->bn_x) cudnnDestroyTensorDescriptor(c->bn_x);
     if (c->bn_p) cudnnDestroyTensorDescriptor(c->bn_p);
     if (c->blas) cublasDestroy(c->blas);
@@ -753,9 +903,13 @@ extern "C" be_ctx *be_cuda_create_ex(int device, int tf32, cm_err *err)
     c->device = device;
     c->tf32 = tf32 ? 1 : 0;
     c->use_find = env_size("C2KD_CUDNN_FIND", 1) != 0;
-    c->ws_limit = env_size("C2KD_CUDNN_WS_MB", 256) << 20;
+    c->ws_limit = env_size("C2KD_CUDNN_WS_MB", 1024) << 20;
     c->sizes = new std::unordered_map<void *, size_t>();
     c->convs = new std::vector<conv_entry *>();
+    c->prof = env_size("C2KD_PROFILE", 0) != 0;
+    c->prof_pend = new std::vector<prof_pending>();
+    c->prof_free = new std::vector<cudaEvent_t>();
+    c->prof_tab = new std::map<std::string, prof_acc>();
     cudaDeviceProp prop;
     const char *step = "cudaSetDevice";
     cudnnStatus_t ds = CUDNN_STATUS_SUCCESS;
@@ -825,4 +979,67 @@ extern "C" const char *be_cuda_device_name(be_ctx *b) { return be_is_cuda(b) ? C
 extern "C" void be_cuda_prefetch(be_ctx *b, void *dst, const void *src, size_t bytes)
 {
     if (be_is_cuda(b)) copy_in(CTX(b), dst, src, bytes, false);
+}
+
+extern "C" int be_cuda_profiling(be_ctx *b) { return be_is_cuda(b) && CTX(b)->prof; }
+extern "C" void be_cuda_profile_reset(be_ctx *b)
+{
+    if (!be_cuda_profiling(b)) return;
+    prof_resolve(CTX(b));
+    CTX(b)->prof_tab->clear();
+}
+extern "C" size_t be_cuda_workspace_bytes(be_ctx *b) { return be_is_cuda(b) ? CTX(b)->ws_size : 0; }
+extern "C" size_t be_cuda_workspace_limit(be_ctx *b) { return be_is_cuda(b) ? CTX(b)->ws_limit : 0; }
+extern "C" double be_cuda_find_seconds(be_ctx *b) { return be_is_cuda(b) ? CTX(b)->find_s : 0; }
+
+extern "C" double be_cuda_profile_write(be_ctx *b, FILE *f, int steps, int top)
+{
+    if (!be_cuda_profiling(b)) return 0;
+    cu_ctx *c = CTX(b);
+    prof_resolve(c);
+    if (steps < 1) steps = 1;
+    struct row {
+        std::string op, shape;
+        double ms;
+        long calls;
+    };
+    std::vector<row> rows;
+    std::map<std::string, prof_acc> kinds;
+    double total = 0;
+    for (auto &kv : *c->prof_tab) {
+        size_t bar = kv.first.find('|');
+        row r;
+        r.op = kv.first.substr(0, bar);
+        r.shape = bar == std::string::npos ? "" : kv.first.substr(bar + 1);
+        r.ms = kv.second.ms;
+        r.calls = kv.second.calls;
+        rows.push_back(r);
+        prof_acc &k = kinds[r.op];
+        k.ms += r.ms;
+        k.calls += r.calls;
+        total += r.ms;
+    }
+    std::vector<std::pair<std::string, prof_acc>> kv(kinds.begin(), kinds.end());
+    std::sort(kv.begin(), kv.end(), [](const std::pair<std::string, prof_acc> &a, const std::pair<std::string, prof_acc> &x) {
+        return a.second.ms > x.second.ms;
+    });
+    fprintf(f, "### GPU time per op kind (CUDA events around each op; per step, %d steps)\n\n", steps);
+    fprintf(f, "| op | calls/step | ms/step | share |\n|---|---|---|---|\n");
+    for (auto &k : kv)
+        fprintf(f, "| %s | %.1f | %.3f | %.1f %% |\n", k.first.c_str(), (double)k.second.calls / steps, k.second.ms / steps,
+                total > 0 ? 100.0 * k.second.ms / total : 0.0);
+    fprintf(f, "| **all ops** | | **%.3f** | |\n\n", total / steps);
+    std::sort(rows.begin(), rows.end(), [](const row &a, const row &x) { return a.ms > x.ms; });
+    fprintf(f, "### Top %d (op, shape) by GPU time (conv shape: NxCxHxW kK RxS stride pad; cuDNN algo and workspace)\n\n", top);
+    fprintf(f, "| op | shape | calls/step | mean us | ms/step | share |\n|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < rows.size() && (int)i < top; i++)
+        fprintf(f, "| %s | %s | %.1f | %.1f | %.3f | %.1f %% |\n", rows[i].op.c_str(), rows[i].shape.c_str(),
+                (double)rows[i].calls / steps, rows[i].calls ? 1e3 * rows[i].ms / rows[i].calls : 0.0, rows[i].ms / steps,
+                total > 0 ? 100.0 * rows[i].ms / total : 0.0);
+    fprintf(f, "\n### Backend memory\n\n");
+    fprintf(f, "- convolution workspace: %.1f MiB (limit %.0f MiB); algorithm search: %.2f s host time, %d searches fell back to heuristics\n",
+            c->ws_size / 1048576.0, c->ws_limit / 1048576.0, c->find_s, c->find_failures);
+    fprintf(f, "- allocated now: %.1f MiB in %zu allocations; peak %.1f MiB\n", c->cur_bytes / 1048576.0, c->sizes->size(),
+            c->peak_bytes / 1048576.0);
+    return total / steps;
 }

@@ -11,6 +11,7 @@
 #define KERNELS_CUDA_BACKEND_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "common/cm_err.h"
 #include "train/backend.h"
@@ -44,6 +45,24 @@ const char *be_cuda_device_name(be_ctx *b);
  * op issued before (a double-buffered batch). Ops issued after this call
  * still wait for the copy. */
 void be_cuda_prefetch(be_ctx *b, void *dst, const void *src, size_t bytes);
+
+/* Profiling. With C2KD_PROFILE=1 in the environment at creation, every op
+ * is timed with CUDA events on the compute stream (resolved in batches: a
+ * profiled run is slower and is not the timed one), accumulated by op and
+ * shape (convolutions: by direction, with the chosen cuDNN algorithm and its
+ * workspace). be_cuda_profile_write prints, in Markdown, the GPU time per op
+ * kind and the top shapes, divided by `steps` (per step; 1: totals), and the
+ * backend's memory (workspace, current, peak). be_cuda_profile_reset clears
+ * the table (after a warm-up). be_cuda_profiling: 1 when on. */
+int be_cuda_profiling(be_ctx *b);
+void be_cuda_profile_reset(be_ctx *b);
+/* Returns the total GPU time of the profiled ops in ms (0 when off). */
+double be_cuda_profile_write(be_ctx *b, FILE *f, int steps, int top);
+/* Bytes of the convolution workspace now, and its limit. */
+size_t be_cuda_workspace_bytes(be_ctx *b);
+size_t be_cuda_workspace_limit(be_ctx *b);
+/* Host seconds spent choosing convolution algorithms so far. */
+double be_cuda_find_seconds(be_ctx *b);
 
 #ifdef __cplusplus
 }

@@ -4,11 +4,18 @@
  *
  *   step_bench [--method none|kd|nkd|c2kd] [--batch 64] [--classes 50] [--width 64]
  *              [--warmup 3] [--steps 20] [--epoch-steps 403] [--tf32 0|1] [--json PATH]
+ *              [--profile PATH]
  *
  * Default: C2KD, two ResNet-18s (visual student 3x224x224, audio teacher
  * 1x257x1004), batch 64, 50 classes (VGGSound-50), both networks trained.
  * Each step ends with the loss on the host (a device sync), as the trainer
  * does. Prints one JSON object (and writes it to --json).
+ *
+ * --profile PATH writes a Markdown report: the memory plan (what the model
+ * allocates: activations per network, backward scratch, parameters with
+ * gradients and momenta, proxies, batch, workspace) and, when the backend
+ * profiles (C2KD_PROFILE=1 in the environment), the GPU time per op kind and
+ * the top shapes over the timed steps, against the wall time of a step.
  */
 #include <math.h>
 #include <stdint.h>
@@ -20,6 +27,7 @@
 #include "kernels/cuda_backend.h"
 #include "train/backend.h"
 #include "train/system.h"
+#include "train/system_internal.h"
 
 static uint64_t rs = 99;
 static float frand(void)
@@ -33,6 +41,50 @@ static float frand(void)
     return a / 32768.f;
 }
 
+static double mib(size_t b) { return (double)b / 1048576.0; }
+
+static size_t reg_bytes(const tr_reg *r) { return (3 * r->np + 2 * r->nb) * sizeof(float); }
+
+/* The memory plan of the system, from its internals (train/model.h). */
+static void write_memory(FILE *f, tr_system *s, be_ctx *be, size_t batch_bytes)
+{
+    size_t sum = 0, b;
+    fprintf(f, "### Memory plan (device allocations of the step, MiB)\n\n| what | MiB |\n|---|---|\n");
+    tr_resnet *nets[2] = {s->has_student ? &s->student : NULL, s->has_teacher ? &s->teacher : NULL};
+    for (int i = 0; i < 2; i++) {
+        if (!nets[i]) continue;
+        tr_resnet *n = nets[i];
+        b = n->act_count * sizeof(float);
+        sum += b;
+        fprintf(f, "| activations %s (%dx%dx%d input; one arena; stem_y inside layer1's region) | %.1f |\n", n->reg.group, n->in_c,
+                n->in_h, n->in_w, mib(b));
+        b = reg_bytes(&n->reg);
+        sum += b;
+        fprintf(f, "| parameters + gradients + momenta + BN buffers %s (%zu parameters) | %.1f |\n", n->reg.group, n->reg.np, mib(b));
+        fprintf(f, "| (backward scratch need of %s: 2 x %.1f + %.1f) | (%.1f) |\n", n->reg.group, mib(n->pq * 4), mib(n->s_need * 4),
+                mib(tr_resnet_scratch_floats(n) * 4));
+    }
+    b = s->max_act * sizeof(float);
+    sum += b;
+    fprintf(f, "| system scratch (transient downsample BN output; backward scratch of a network that borrows no dead arena) | %.1f |\n", mib(b));
+    if (s->has_proxies) {
+        tr_proxy *p[2] = {&s->sproxy, &s->tproxy};
+        b = 0;
+        for (int i = 0; i < 2; i++)
+            b += reg_bytes(&p[i]->reg) + (size_t)p[i]->max_batch * p[i]->C * p[i]->F * p[i]->hw * sizeof(float);
+        sum += b;
+        fprintf(f, "| proxies (parameters etc. + gradient to layer3) | %.1f |\n", mib(b));
+    }
+    sum += batch_bytes;
+    fprintf(f, "| the batch (audio + visual + labels) | %.1f |\n", mib(batch_bytes));
+    b = be_cuda_workspace_bytes(be);
+    sum += b;
+    fprintf(f, "| cuDNN workspace (limit %.0f) | %.1f |\n", mib(be_cuda_workspace_limit(be)), mib(b));
+    size_t cur = be_cuda_current_bytes(be);
+    fprintf(f, "| other (small buffers, BN statistics, loss terms) | %.1f |\n", cur > sum ? mib(cur - sum) : 0.0);
+    fprintf(f, "| **allocated now** | **%.1f** |\n| peak since the warm-up | %.1f |\n\n", mib(cur), mib(be_cuda_peak_bytes(be)));
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -41,7 +93,7 @@ static int cmp_d(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    const char *method = "c2kd", *json = NULL;
+    const char *method = "c2kd", *json = NULL, *profile = NULL;
     int B = 64, classes = 50, width = 64, warmup = 3, steps = 20, epoch = 403, tf32 = 1;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) goto usage;
@@ -55,6 +107,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--epoch-steps")) epoch = atoi(v);
         else if (!strcmp(a, "--tf32")) tf32 = atoi(v);
         else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--profile")) profile = v;
         else goto usage;
     }
     if (B <= 0 || steps <= 0 || warmup < 1) goto usage;
@@ -115,6 +168,7 @@ int main(int argc, char **argv)
     }
     size_t peak_all = be_cuda_peak_bytes(be);
     be_cuda_reset_peak(be);
+    be_cuda_profile_reset(be);
     double *ts = malloc(sizeof(double) * steps);
     for (int i = 0; i < steps; i++) {
         double a = cm_now();
@@ -129,6 +183,27 @@ int main(int argc, char **argv)
     mean /= steps;
     qsort(ts, steps, sizeof *ts, cmp_d);
     double median = steps % 2 ? ts[steps / 2] : 0.5 * (ts[steps / 2 - 1] + ts[steps / 2]);
+    if (profile) {
+        FILE *f = fopen(profile, "w");
+        if (!f) {
+            fprintf(stderr, "step_bench: %s: cannot write\n", profile);
+            return 1;
+        }
+        fprintf(f, "## step_bench profile: %s, %s, batch %d, %d classes, width %d, tf32 %d\n\n", be_cuda_device_name(be), method,
+                B, classes, width, tf32);
+        write_memory(f, s, be, (na + nv) * 4 + (size_t)B * 4);
+        if (be_cuda_profiling(be)) {
+            double gpu_ms = be_cuda_profile_write(be, f, steps, 40);
+            fprintf(f, "\n- wall time per step (mean of %d profiled steps, events resolved in batches): %.3f ms; GPU time "
+                       "inside the ops: %.3f ms (%.0f %%); the rest is the GPU waiting for the host (launch overhead, "
+                       "host round trips)\n",
+                    steps, mean * 1e3, gpu_ms, mean > 0 ? 100.0 * gpu_ms / (mean * 1e3) : 0.0);
+        } else {
+            fprintf(f, "(no op profile: set C2KD_PROFILE=1)\n");
+        }
+        fprintf(f, "- first step (algorithm searches included): %.1f ms; searches %.2f s\n", first * 1e3, be_cuda_find_seconds(be));
+        fclose(f);
+    }
     double epoch_s = -1;
     if (epoch > 0) {
         double a = cm_now();
