@@ -21,8 +21,8 @@
  *   logits, tau       1e-4     5e-3
  *   gradients         2e-3     5e-2
  *   momenta           2e-3     5e-2   (after the step: 0.9 m + g)
- *   parameters        1e-5     1e-4   (after the step: p - lr m, lr 0.01)
- *   running stats     1e-4     5e-3
+ *   updates           2e-3     5e-2   (p_after - p_before: -lr m, lr 0.01)
+ *   running stats     1e-3     2e-2   (0.9 r + 0.1 batch statistic; r starts at 0 / 1)
  * The kept mask must be equal; a sample whose tau sits within rounding of
  * omega may flip: a difference of one sample is reported and that step's
  * downstream comparisons are skipped (more than one is a failure).
@@ -95,6 +95,26 @@ static double rel_dev(be_ctx *cpu, be_ctx *gpu, const float *pc, const float *pg
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* Relative error of the update: ||(pg - p0) - (pc - p0)|| / ||pc - p0|| (p0 on the host). */
+static double rel_update(be_ctx *cpu, be_ctx *gpu, const float *pc, const float *pg, const float *p0, size_t n)
+{
+    float *a = malloc(n * 4 + 4), *b = malloc(n * 4 + 4);
+    cpu->ops->to_host(cpu, a, pc, n * 4);
+    gpu->ops->to_host(gpu, b, pg, n * 4);
+    double num = 0, den = 0;
+    int nan = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (isnan(a[k]) || isnan(b[k])) nan = 1;
+        double ua = (double)a[k] - p0[k], ub = (double)b[k] - p0[k];
+        num += (ub - ua) * (ub - ua);
+        den += ua * ua;
+    }
+    free(a);
+    free(b);
+    if (nan) return INFINITY;
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
 /* Copies the whole training state of sc (cpu) into sg (gpu). */
 static int copy_state(tr_system *sc, tr_system *sg, be_ctx *cpu, be_ctx *gpu)
 {
@@ -144,7 +164,7 @@ int main(int argc, char **argv)
         else goto usage;
     }
     const double tol_loss = tf32 ? 5e-3 : 1e-4, tol_out = tf32 ? 5e-3 : 1e-4, tol_grad = tf32 ? 5e-2 : 2e-3,
-                 tol_mom = tf32 ? 5e-2 : 2e-3, tol_par = tf32 ? 1e-4 : 1e-5, tol_buf = tf32 ? 5e-3 : 1e-4;
+                 tol_mom = tf32 ? 5e-2 : 2e-3, tol_par = tf32 ? 5e-2 : 2e-3, tol_buf = tf32 ? 2e-2 : 1e-3;
     cm_err err = {{0}};
     be_ctx *cpu = be_cpu_create(0, &err);
     if (!cpu) { fprintf(stderr, "steps: cpu backend: %s\n", err.msg); return 2; }
@@ -153,7 +173,7 @@ int main(int argc, char **argv)
     if (!gpu) { fprintf(stderr, "steps: cuda backend: %s\n", err.msg); return 2; }
     printf("# steps: %s, tf32 %s; ResNet-18 width %d, batch %d, visual 3x%dx%d, audio 1x%dx%d, %d classes, %d steps from the same state\n",
            be_cuda_device_name(gpu), tf32 ? "on" : "off", width, B, S, S, bins, T, classes, nsteps);
-    printf("# tolerances (relative): loss terms %.0e, logits/tau %.0e, gradients %.0e, momenta %.0e, parameters %.0e, running stats %.0e\n",
+    printf("# tolerances (relative): loss terms %.0e, logits/tau %.0e, gradients %.0e, momenta %.0e, parameter updates %.0e, running stats %.0e\n",
            tol_loss, tol_out, tol_grad, tol_mom, tol_par, tol_buf);
 
     size_t na = (size_t)B * bins * T, nv = (size_t)B * 3 * S * S;
@@ -202,6 +222,15 @@ int main(int argc, char **argv)
             cpu->ops->sync(cpu);
             gpu->ops->sync(gpu);
             if (copy_state(sc, sg, cpu, gpu)) { printf("FAIL %s: the two systems differ in layout\n", mn); mfail++; break; }
+            float *before[4] = {NULL, NULL, NULL, NULL};
+            {
+                tr_reg *rb[4];
+                int nrb = tr_system_regs(sc, rb);
+                for (int k = 0; k < nrb; k++) {
+                    before[k] = malloc(rb[k]->np * 4 + 4);
+                    cpu->ops->to_host(cpu, before[k], rb[k]->w, rb[k]->np * 4);
+                }
+            }
             tr_stats stc, stg;
             memset(&stc, 0, sizeof stc);
             memset(&stg, 0, sizeof stg);
@@ -239,7 +268,11 @@ int main(int argc, char **argv)
                 note(&wo, r, ln[k]);
                 if (!(r <= tol_out)) { printf("FAIL %s step %d: logits %s rel %.3e\n", mn, s, ln[k], r); mfail++; }
             }
-            if (differ) { skipped++; continue; }
+            if (differ) {
+                for (int k = 0; k < 4; k++) free(before[k]);
+                skipped++;
+                continue;
+            }
             /* loss terms */
             if (stc.n_terms != stg.n_terms) { printf("FAIL %s step %d: %d vs %d loss terms\n", mn, s, stc.n_terms, stg.n_terms); mfail++; }
             for (int t = 0; t < stc.n_terms && t < stg.n_terms; t++) {
@@ -272,7 +305,7 @@ int main(int argc, char **argv)
                     /* gradients of parameters that are not trained (frozen teacher, top mode) are not computed */
                     double rgd = rel_dev(cpu, gpu, rc[k]->g + t->off, rg[k]->g + t->off, t->count);
                     double rm = rel_dev(cpu, gpu, rc[k]->m + t->off, rg[k]->m + t->off, t->count);
-                    double rp = rel_dev(cpu, gpu, rc[k]->w + t->off, rg[k]->w + t->off, t->count);
+                    double rp = rel_update(cpu, gpu, rc[k]->w + t->off, rg[k]->w + t->off, before[k] + t->off, t->count);
                     int trained = !(sc->has_teacher && rc[k] == &sc->teacher.reg && !sc->teacher_sgd);
                     if (trained) {
                         note(&wg, rgd, nm);
@@ -281,12 +314,13 @@ int main(int argc, char **argv)
                         if (!(rm <= tol_mom)) { printf("FAIL %s step %d: momentum %s rel %.3e\n", mn, s, nm, rm); mfail++; }
                     }
                     note(&wp, rp, nm);
-                    if (!(rp <= tol_par)) { printf("FAIL %s step %d: parameter %s rel %.3e\n", mn, s, nm, rp); mfail++; }
+                    if (!(rp <= tol_par)) { printf("FAIL %s step %d: parameter update %s rel %.3e\n", mn, s, nm, rp); mfail++; }
                 }
             }
+            for (int k = 0; k < 4; k++) free(before[k]);
         }
         printf("%-4s %s: %d steps from the same state (%d skipped), %zu tensors; worst rel: loss %.2e (%s), logits %.2e (%s), "
-               "grad %.2e (%s), momentum %.2e (%s), param %.2e (%s), running %.2e (%s)\n",
+               "grad %.2e (%s), momentum %.2e (%s), update %.2e (%s), running %.2e (%s)\n",
                mfail ? "FAIL" : "ok", mn, nsteps, skipped, nt, wl.v, wl.name, wo.v, wo.name, wg.v, wg.name, wm.v, wm.name,
                wp.v, wp.name, wb.v, wb.name);
         failures += mfail;
