@@ -7,13 +7,15 @@
 # Falls back to build/gpu when .carry/bin is absent.
 #
 #   1. opcompare: every op, CPU backend vs CUDA backend, float32 (TF32 off) and TF32
-#   2. steps: 5 steps of none/kd/nkd/c2kd through tr_system on both backends, TF32 off and on
+#   2. steps: 5 steps of pretrain/none/kd/nkd/c2kd through tr_system on both backends, each from
+#      the same state (CPU state copied into the CUDA system before every step), TF32 off and on
 #   3. compute-sanitizer --tool memcheck on opcompare --small
-#   4. bench/train-gpu: our C2KD step vs PyTorch eager on the same GPU, epoch of 403 steps
+#   4. bench/train-gpu: our C2KD step vs PyTorch eager on the same GPU, epoch of 403 steps,
+#      a profiled short run (GPU time per op, memory plan), workspace limits 256/4096 MiB
 #
 # Every step logs, has a time limit and the script goes on after a failure;
 # $OUT/summary.txt lists each step's exit status, $OUT/log.txt has everything.
-# Budget: about 5 minutes on an H100.
+# Budget: about 4 minutes on an H100.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
