@@ -478,8 +478,12 @@ static void cpu_relu_fwd(be_ctx *b, size_t n, const float *x, float *y)
 static void relu_bwd_r(void *a, size_t lo, size_t hi)
 {
     const ew_job *J = a;
-    for (size_t i = lo; i < hi; i++)
-        J->out[i] = J->y[i] <= 0.0f ? 0.0f : J->dy[i];
+    const float *y = J->y, *dy = J->dy;
+    float *out = J->out;
+    for (size_t i = lo; i < hi; i++) {
+        float g = dy[i]; /* loaded unconditionally: the loop becomes a blend */
+        out[i] = y[i] <= 0.0f ? 0.0f : g;
+    }
 }
 static void cpu_relu_bwd(be_ctx *b, size_t n, const float *y, const float *dy, float *dx)
 {
@@ -504,8 +508,12 @@ static void cpu_leaky_fwd(be_ctx *b, size_t n, float slope, const float *x, floa
 static void leaky_bwd_r(void *a, size_t lo, size_t hi)
 {
     const ew_job *J = a;
-    for (size_t i = lo; i < hi; i++)
-        J->out[i] = J->x[i] > 0.0f ? J->dy[i] : J->dy[i] * J->alpha;
+    const float *x = J->x, *dy = J->dy;
+    float *out = J->out, al = J->alpha;
+    for (size_t i = lo; i < hi; i++) {
+        float g = dy[i];
+        out[i] = x[i] > 0.0f ? g : g * al;
+    }
 }
 static void cpu_leaky_bwd(be_ctx *b, size_t n, float slope, const float *x, const float *dy, float *dx)
 {

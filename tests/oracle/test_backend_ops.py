@@ -56,6 +56,11 @@ CONV_CASES = [
     (2, 2, 64, 60, 4, 3, 1, 1),   # big plane: per-sample path with im2col
     (2, 1, 40, 90, 4, 7, 2, 3),   # one input channel (audio conv1)
     (2, 3, 10, 12, 5, 3, 3, 2),   # stride 3, pad 2
+    # ResNet-50 Bottleneck shapes at batch 16 on small planes: the batch is cut
+    # into one group per thread (8 + 8 samples side by side in one gemm)
+    (16, 32, 8, 8, 64, 1, 1, 0),  # conv1/conv3 1x1 s1 (direct, grouped)
+    (16, 32, 8, 8, 64, 1, 2, 0),  # downsample 1x1 s2 (grouped, im2col)
+    (7, 4, 33, 33, 6, 3, 1, 1),   # groups of 2, the last one a single sample
 ]
 
 
@@ -160,6 +165,21 @@ def test_maxpool(shape, k, stride, pad):
     Y.backward(torch.from_numpy(dy))
     out = opcheck("maxpool", {"x": x, "dy": dy}, ["y", "dx"], k=k, stride=stride, pad=pad)
     close(out["y"], Y.detach(), 0, 0)
+    close(out["dx"], X.grad, 1e-6, 1e-6)
+
+
+def test_maxpool_nan():
+    """A NaN wins its window (torch: val > max || isnan(val)); the gradient goes to the last NaN scanned."""
+    x = f32(2, 2, 9, 9)
+    x[1, 1, 3, 3] = np.nan
+    x[1, 1, 3, 4] = np.nan
+    X = torch.from_numpy(x).requires_grad_(True)
+    Y = F.max_pool2d(X, 3, 2, 1)
+    dy = f32(*Y.shape)
+    Y.backward(torch.from_numpy(dy))
+    out = opcheck("maxpool", {"x": x, "dy": dy}, ["y", "dx"], k=3, stride=2, pad=1)
+    np.testing.assert_array_equal(np.isnan(out["y"]), np.isnan(Y.detach().numpy()))
+    close(out["y"][~np.isnan(out["y"])], Y.detach().numpy()[~np.isnan(out["y"])], 0, 0)
     close(out["dx"], X.grad, 1e-6, 1e-6)
 
 

@@ -55,6 +55,15 @@ CASES = [
     dict(method="c2kd", proxy="cfa", steps=3),
     dict(method="c2kd", proxy="none", steps=3),
     dict(method="c2kd", omega=0.3, steps=2),
+    # ResNet-50: 1 step only. Beyond it (and at step 1 with other seeds or OpenBLAS's
+    # AVX-512 kernels) single gradient entries differ: e.g. one channel of
+    # layer3.5.bn2.bias off by ~10% of the largest bias gradient while bn2.weight
+    # matches exactly, i.e. one ReLU decision at an element whose BN output is ~0
+    # (xhat ~ 0 at step 1, beta = 0). The reference's flip search (MAX_FLIPS_TRIED
+    # = 24 of ~120-200 ambiguous decisions in a ResNet-50 pair) does not reach them
+    # all; with 200 tries the worst step-3 error drops from 48x to 0.5x the
+    # tolerance. The 1x1 convolutions at Bottleneck shapes match torch in
+    # isolation (test_backend_ops.py::test_conv).
     dict(method="c2kd", depth=50, steps=1),
 ]
 
