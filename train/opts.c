@@ -27,7 +27,7 @@ static const opt_def defs[] = {
     {"method", O_STR, OFF(method), "none|kd|nkd|c2kd", 1, 0, "M", "distillation method (default c2kd)"},
     {"pretrain", O_FLAG, OFF(pretrain), NULL, 1, 0, NULL, "train the teacher network alone with CE (its best-validation checkpoint is RUN/best.h5)"},
     {"teacher-ckpt", O_STR, OFF(teacher_ckpt), NULL, 1, 0, "FILE", "load the teacher's weights (teacher/ group) from FILE, e.g. a --pretrain run's best.h5"},
-    {"teacher-update", O_STR, OFF(teacher_update), "full|top|frozen", 1, 0, "U", "what of the teacher is trained (default full; top: layer4 + fc)"},
+    {"teacher-update", O_STR, OFF(teacher_update), "full|top|frozen", 1, 0, "U", "what of the teacher is trained (default full; top: layer4 + fc; frozen: nothing, eval mode)"},
     {"student", O_STR, OFF(student), "visual|audio", 1, 0, "MOD", "student modality (default visual)"},
     {"teacher", O_STR, OFF(teacher), "audio|visual", 1, 0, "MOD", "teacher modality (default audio)"},
     {"lambda1", O_DBL, OFF(lambda1), NULL, 1, 0, "X", "c2kd weight of teacher<->teacher-proxy KL (1)"},
@@ -217,8 +217,13 @@ void tr_opts_help(FILE *f)
                "the test top-1 at the best validation epoch.\n\noptions:\n");
     for (size_t i = 0; i < NDEFS; i++) {
         char left[64];
-        snprintf(left, sizeof left, "--%s%s%s", defs[i].name, defs[i].arg ? " " : "", defs[i].arg ? defs[i].arg : "");
-        fprintf(f, "  %-24s %s\n", left, defs[i].help);
+        /* an option with a fixed set of values shows them in place of its placeholder */
+        const char *arg = defs[i].choices ? defs[i].choices : defs[i].arg;
+        snprintf(left, sizeof left, "--%s%s%s", defs[i].name, arg ? " " : "", arg ? arg : "");
+        if (strlen(left) > 24)
+            fprintf(f, "  %s\n  %-24s %s\n", left, "", defs[i].help);
+        else
+            fprintf(f, "  %-24s %s\n", left, defs[i].help);
     }
     fprintf(f, "\nexit status: 0 done, 1 failed (bad data, checkpoint, non-finite loss), 2 usage error\n");
 }
