@@ -85,6 +85,10 @@ struct cu_ctx {
     std::map<std::string, struct prof_acc> *prof_tab;
     double find_s; /* host seconds spent choosing convolution algorithms */
 
+    int bn_own; /* 1: the project's batch-norm kernels (default); 0: cuDNN (C2KD_BN=cudnn) */
+    void *bn_scratch; /* partial sums of the own batch-norm kernels */
+    size_t bn_scratch_cap;
+
     float *per; /* per-sample losses */
     size_t per_cap;
     be_crop *crops_dev, *crops_host; /* crops for prep_frames (host side pinned) */
@@ -560,7 +564,23 @@ void cu_conv_bwd_filter(be_ctx *b, const be_conv_shape *s, const float *x, const
            "conv backward filter");
 }
 
-/* ---------------- batch norm (cuDNN spatial) ---------------- */
+/* ---------------- batch norm ----------------
+ * Default: the project's kernels (kernels/cuda_kernels.cu: per-channel
+ * partial sums in double over chunks, a fixed-order finalize, an element-wise
+ * pass; deterministic; the CPU backend's arithmetic). C2KD_BN=cudnn at
+ * creation selects cuDNN's spatial batch norm instead. */
+
+void *bn_scratch(cu_ctx *c, int n, int ch, int hw)
+{
+    size_t need = k_bn_scratch_bytes(n, ch, hw);
+    if (need == 0) return NULL;
+    if (need > c->bn_scratch_cap) {
+        dev_free(c, c->bn_scratch);
+        c->bn_scratch = dev_alloc(c, need, "batch norm scratch");
+        c->bn_scratch_cap = c->bn_scratch ? need : 0;
+    }
+    return c->bn_scratch;
+}
 
 bool bn_desc(cu_ctx *c, int n, int ch, int hw)
 {
@@ -573,7 +593,16 @@ void cu_bn_fwd_train(be_ctx *b, int n, int ch, int hw, const float *x, const flo
                      float *save_invstd)
 {
     cu_ctx *c = CTX(b);
-    if (c->failed || !bn_desc(c, n, ch, hw)) return;
+    if (c->failed) return;
+    if (c->bn_own && k_bn_scratch_bytes(n, ch, hw)) {
+        void *s = bn_scratch(c, n, ch, hw);
+        if (!s) return;
+        PROF(c, "bn_fwd_train", "n%d c%d hw%d", n, ch, hw);
+        cu_ok(c, k_bn_fwd_train(c->stream, n, ch, hw, x, gamma, beta, run_mean, run_var, momentum, eps, y, save_mean, save_invstd, s),
+              "batch norm (training)");
+        return;
+    }
+    if (!bn_desc(c, n, ch, hw)) return;
     PROF(c, "bn_fwd_train", "n%d c%d hw%d", n, ch, hw);
     dnn_ok(c, cudnnBatchNormalizationForwardTraining(c->dnn, CUDNN_BATCHNORM_SPATIAL, &ONE, &ZERO, c->bn_x, x, c->bn_x, y,
                                                      c->bn_p, gamma, beta, (double)momentum, run_mean, run_var,
@@ -585,7 +614,13 @@ void cu_bn_fwd_eval(be_ctx *b, int n, int ch, int hw, const float *x, const floa
                     const float *run_mean, const float *run_var, float eps, float *y)
 {
     cu_ctx *c = CTX(b);
-    if (c->failed || !bn_desc(c, n, ch, hw)) return;
+    if (c->failed) return;
+    if (c->bn_own && k_bn_scratch_bytes(n, ch, hw)) {
+        PROF(c, "bn_fwd_eval", "n%d c%d hw%d", n, ch, hw);
+        cu_ok(c, k_bn_fwd_eval(c->stream, n, ch, hw, x, gamma, beta, run_mean, run_var, eps, y), "batch norm (evaluation)");
+        return;
+    }
+    if (!bn_desc(c, n, ch, hw)) return;
     PROF(c, "bn_fwd_eval", "n%d c%d hw%d", n, ch, hw);
     dnn_ok(c, cudnnBatchNormalizationForwardInference(c->dnn, CUDNN_BATCHNORM_SPATIAL, &ONE, &ZERO, c->bn_x, x, c->bn_x,
                                                       y, c->bn_p, gamma, beta, run_mean, run_var, (double)eps),
@@ -596,7 +631,15 @@ void cu_bn_bwd(be_ctx *b, int n, int ch, int hw, const float *x, const float *dy
                const float *save_mean, const float *save_invstd, float *dx, float *dgamma, float *dbeta)
 {
     cu_ctx *c = CTX(b);
-    if (c->failed || !bn_desc(c, n, ch, hw)) return;
+    if (c->failed) return;
+    if (c->bn_own && k_bn_scratch_bytes(n, ch, hw)) {
+        void *s = bn_scratch(c, n, ch, hw);
+        if (!s) return;
+        PROF(c, "bn_bwd", "n%d c%d hw%d", n, ch, hw);
+        cu_ok(c, k_bn_bwd(c->stream, n, ch, hw, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, s), "batch norm (backward)");
+        return;
+    }
+    if (!bn_desc(c, n, ch, hw)) return;
     PROF(c, "bn_bwd", "n%d c%d hw%d", n, ch, hw);
     /* epsilon is unused when the saved statistics are given */
     dnn_ok(c, cudnnBatchNormalizationBackward(c->dnn, CUDNN_BATCHNORM_SPATIAL, &ONE, &ZERO, &ONE, &ZERO, c->bn_x, x,
@@ -904,6 +947,10 @@ extern "C" be_ctx *be_cuda_create_ex(int device, int tf32, cm_err *err)
     c->tf32 = tf32 ? 1 : 0;
     c->use_find = env_size("C2KD_CUDNN_FIND", 1) != 0;
     c->ws_limit = env_size("C2KD_CUDNN_WS_MB", 1024) << 20;
+    {
+        const char *bn = getenv("C2KD_BN");
+        c->bn_own = !(bn && strcmp(bn, "cudnn") == 0);
+    }
     c->sizes = new std::unordered_map<void *, size_t>();
     c->convs = new std::vector<conv_entry *>();
     c->prof = env_size("C2KD_PROFILE", 0) != 0;

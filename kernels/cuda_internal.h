@@ -49,6 +49,19 @@ cudaError_t k_kendall(cudaStream_t st, int B, int C, const float *a, const float
                       float *keep);
 cudaError_t k_argmax(cudaStream_t st, int B, int C, const float *z, int32_t *pred);
 
+/* Batch norm (the project's kernels; semantics of train/backend.h and the
+ * CPU backend). scratch: k_bn_scratch_bytes(n, c, hw) bytes of device memory
+ * (0: shape not supported: c > 65535 or n*hw >= 2^31). y may alias x; dx may
+ * alias dy or x. Deterministic (no atomics). */
+size_t k_bn_scratch_bytes(int n, int c, int hw);
+cudaError_t k_bn_fwd_train(cudaStream_t st, int n, int c, int hw, const float *x, const float *gamma, const float *beta,
+                           float *run_mean, float *run_var, float momentum, float eps, float *y, float *save_mean,
+                           float *save_invstd, void *scratch);
+cudaError_t k_bn_fwd_eval(cudaStream_t st, int n, int c, int hw, const float *x, const float *gamma, const float *beta,
+                          const float *run_mean, const float *run_var, float eps, float *y);
+cudaError_t k_bn_bwd(cudaStream_t st, int n, int c, int hw, const float *x, const float *dy, const float *gamma,
+                     const float *save_mean, const float *save_invstd, float *dx, float *dgamma, float *dbeta, void *scratch);
+
 cudaError_t k_prep_spec(cudaStream_t st, int n, size_t len, const uint16_t *half, int standardize, float *out);
 /* crops: device array of n be_crop. */
 cudaError_t k_prep_frames(cudaStream_t st, int n, const be_crop *crops, const uint8_t *src, int oh, int ow,

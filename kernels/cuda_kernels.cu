@@ -630,3 +630,294 @@ cudaError_t k_prep_frames(cudaStream_t st, int n, const be_crop *crops, const ui
     prep_frames_k<<<grid, NT, 0, st>>>(crops, src, oh, ow, nm, out);
     return cudaGetLastError();
 }
+
+/* ---------------- batch norm (own kernels) ----------------
+ * Layout NCHW: channel ch of sample i is the contiguous row x[(i*C + ch)*hw ..].
+ * Each channel's M = n*hw values are split into P chunks of consecutive
+ * (row, col) positions; block (p, ch) reduces chunk p of channel ch into
+ * double partial sums (per thread in double, shifted by the channel's first
+ * value as the CPU backend does), then a finalize kernel adds the P partials
+ * of each channel in a fixed order (deterministic, no atomics) and computes
+ * the per-channel coefficients; an element-wise kernel over the same chunks
+ * applies them. The element-wise pass reads and writes each position once,
+ * after the statistics are complete, so y may alias x and dx may alias dy or x.
+ * Vectorised (float4) when hw is a multiple of 4 and the pointers are 16-byte
+ * aligned. */
+
+#define BN_T 256
+
+struct bn_geo {
+    unsigned C, hwv, Mv, chunk; /* in vector units (4 floats when vec) */
+};
+
+template <bool VEC> struct bn_ld;
+template <> struct bn_ld<true> {
+    typedef float4 T;
+};
+template <> struct bn_ld<false> {
+    typedef float T;
+};
+
+__device__ __forceinline__ size_t bn_off(const bn_geo &g, unsigned ch, unsigned j)
+{
+    unsigned row = j / g.hwv, col = j - row * g.hwv;
+    return ((size_t)row * g.C + ch) * g.hwv + col;
+}
+
+__device__ __forceinline__ void acc1(double &s, double &q, float v, double K)
+{
+    double d = (double)v - K;
+    s += d;
+    q += d * d;
+}
+__device__ __forceinline__ void acc1b(double &s, double &q, float dy, float x, double m)
+{
+    s += (double)dy;
+    q += (double)dy * ((double)x - m);
+}
+
+/* partial[(ch*P + p)*2 + {0,1}] = sum (x-K), sum (x-K)^2 over chunk p. */
+template <bool VEC> __global__ void bn_stats_k(bn_geo g, const float *x, double *partial)
+{
+    __shared__ double sh[32];
+    unsigned ch = blockIdx.y, p = blockIdx.x, P = gridDim.x;
+    double K = (double)x[(size_t)ch * g.hwv * (VEC ? 4 : 1)];
+    unsigned j0 = p * g.chunk, j1 = min(j0 + g.chunk, g.Mv);
+    double s = 0, q = 0;
+    const typename bn_ld<VEC>::T *xv = (const typename bn_ld<VEC>::T *)x;
+    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        if constexpr (VEC) {
+            float4 v = xv[bn_off(g, ch, j)];
+            acc1(s, q, v.x, K); acc1(s, q, v.y, K); acc1(s, q, v.z, K); acc1(s, q, v.w, K);
+        } else {
+            acc1(s, q, xv[bn_off(g, ch, j)], K);
+        }
+    }
+    s = block_sum_d(s, sh);
+    q = block_sum_d(q, sh);
+    if (threadIdx.x == 0) {
+        partial[((size_t)ch * P + p) * 2] = s;
+        partial[((size_t)ch * P + p) * 2 + 1] = q;
+    }
+}
+
+/* One thread per channel: the CPU backend's arithmetic (double). coef[ch*2] = a, coef[ch*2+1] = mean. */
+__global__ void bn_fwd_final_k(int C, int P, double cnt, const float *x, size_t hw, const double *partial, const float *gamma,
+                               float *run_mean, float *run_var, float momentum, float eps, float *save_mean,
+                               float *save_invstd, float *coef)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= C) return;
+    double K = (double)x[(size_t)ch * hw], s = 0, q = 0;
+    for (int p = 0; p < P; p++) {
+        s += partial[((size_t)ch * P + p) * 2];
+        q += partial[((size_t)ch * P + p) * 2 + 1];
+    }
+    double dm = s / cnt, mean = K + dm;
+    double var = q / cnt - dm * dm;
+    if (var < 0) var = 0;
+    double invstd = 1.0 / sqrt(var + (double)eps);
+    double unbiased = cnt > 1 ? var * cnt / (cnt - 1) : var;
+    double m = momentum;
+    run_mean[ch] = (float)((1.0 - m) * run_mean[ch] + m * mean);
+    run_var[ch] = (float)((1.0 - m) * run_var[ch] + m * unbiased);
+    save_mean[ch] = (float)mean;
+    save_invstd[ch] = (float)invstd;
+    coef[ch * 2] = (float)((double)gamma[ch] * invstd);
+    coef[ch * 2 + 1] = (float)mean;
+}
+
+/* y = (x - m) * a + b over the chunks of the statistics pass. */
+template <bool VEC> __global__ void bn_apply_k(bn_geo g, const float *x, const float *coef, const float *beta, float *y)
+{
+    unsigned ch = blockIdx.y, p = blockIdx.x;
+    float a = coef[ch * 2], m = coef[ch * 2 + 1], b = beta[ch];
+    unsigned j0 = p * g.chunk, j1 = min(j0 + g.chunk, g.Mv);
+    const typename bn_ld<VEC>::T *xv = (const typename bn_ld<VEC>::T *)x;
+    typename bn_ld<VEC>::T *yv = (typename bn_ld<VEC>::T *)y;
+    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        size_t o = bn_off(g, ch, j);
+        if constexpr (VEC) {
+            float4 v = xv[o];
+            v.x = (v.x - m) * a + b; v.y = (v.y - m) * a + b; v.z = (v.z - m) * a + b; v.w = (v.w - m) * a + b;
+            yv[o] = v;
+        } else {
+            yv[o] = (xv[o] - m) * a + b;
+        }
+    }
+}
+
+/* Evaluation: y = x * a + b with a = gamma / sqrt(rv + eps), b = beta - rm * a (double, as the CPU backend). */
+template <bool VEC> __global__ void bn_eval_k(bn_geo g, const float *x, const float *gamma, const float *beta, const float *rm,
+                                               const float *rv, float eps, float *y)
+{
+    unsigned ch = blockIdx.y, p = blockIdx.x;
+    double inv = 1.0 / sqrt((double)rv[ch] + (double)eps);
+    float a = (float)(gamma[ch] * inv), b = (float)(beta[ch] - rm[ch] * gamma[ch] * inv);
+    unsigned j0 = p * g.chunk, j1 = min(j0 + g.chunk, g.Mv);
+    const typename bn_ld<VEC>::T *xv = (const typename bn_ld<VEC>::T *)x;
+    typename bn_ld<VEC>::T *yv = (typename bn_ld<VEC>::T *)y;
+    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        size_t o = bn_off(g, ch, j);
+        if constexpr (VEC) {
+            float4 v = xv[o];
+            v.x = (v.x - 0.f) * a + b; v.y = (v.y - 0.f) * a + b; v.z = (v.z - 0.f) * a + b; v.w = (v.w - 0.f) * a + b;
+            yv[o] = v;
+        } else {
+            yv[o] = (xv[o] - 0.f) * a + b;
+        }
+    }
+}
+
+/* Backward partials: sum dy, sum dy * (x - mean). */
+template <bool VEC> __global__ void bn_bwd_stats_k(bn_geo g, const float *x, const float *dy, const float *save_mean,
+                                                    double *partial)
+{
+    __shared__ double sh[32];
+    unsigned ch = blockIdx.y, p = blockIdx.x, P = gridDim.x;
+    double m = (double)save_mean[ch];
+    unsigned j0 = p * g.chunk, j1 = min(j0 + g.chunk, g.Mv);
+    double s = 0, q = 0;
+    const typename bn_ld<VEC>::T *xv = (const typename bn_ld<VEC>::T *)x, *dv = (const typename bn_ld<VEC>::T *)dy;
+    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        size_t o = bn_off(g, ch, j);
+        if constexpr (VEC) {
+            float4 a = dv[o], b = xv[o];
+            acc1b(s, q, a.x, b.x, m); acc1b(s, q, a.y, b.y, m); acc1b(s, q, a.z, b.z, m); acc1b(s, q, a.w, b.w, m);
+        } else {
+            acc1b(s, q, dv[o], xv[o], m);
+        }
+    }
+    s = block_sum_d(s, sh);
+    q = block_sum_d(q, sh);
+    if (threadIdx.x == 0) {
+        partial[((size_t)ch * P + p) * 2] = s;
+        partial[((size_t)ch * P + p) * 2 + 1] = q;
+    }
+}
+
+/* coef[ch*4 ..] = a, c1, c0, mean: dx = a dy + c1 (x - mean) + c0 (the CPU backend's formula). */
+__global__ void bn_bwd_final_k(int C, int P, double cnt, const double *partial, const float *gamma, const float *save_mean,
+                               const float *save_invstd, float *dgamma, float *dbeta, float *coef)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= C) return;
+    double sdy = 0, sdyx = 0;
+    for (int p = 0; p < P; p++) {
+        sdy += partial[((size_t)ch * P + p) * 2];
+        sdyx += partial[((size_t)ch * P + p) * 2 + 1];
+    }
+    double invstd = save_invstd[ch];
+    dbeta[ch] = (float)sdy;
+    dgamma[ch] = (float)(sdyx * invstd);
+    double k = (double)gamma[ch] * invstd;
+    double mdy = sdy / cnt, proj = sdyx * invstd * invstd / cnt;
+    coef[ch * 4] = (float)k;
+    coef[ch * 4 + 1] = (float)(-k * proj);
+    coef[ch * 4 + 2] = (float)(-k * mdy);
+    coef[ch * 4 + 3] = save_mean[ch];
+}
+
+template <bool VEC> __global__ void bn_bwd_apply_k(bn_geo g, const float *x, const float *dy, const float *coef, float *dx)
+{
+    unsigned ch = blockIdx.y, p = blockIdx.x;
+    float a = coef[ch * 4], c1 = coef[ch * 4 + 1], c0 = coef[ch * 4 + 2], m = coef[ch * 4 + 3];
+    unsigned j0 = p * g.chunk, j1 = min(j0 + g.chunk, g.Mv);
+    const typename bn_ld<VEC>::T *xv = (const typename bn_ld<VEC>::T *)x, *dv = (const typename bn_ld<VEC>::T *)dy;
+    typename bn_ld<VEC>::T *ov = (typename bn_ld<VEC>::T *)dx;
+    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        size_t o = bn_off(g, ch, j);
+        if constexpr (VEC) {
+            float4 d = dv[o], v = xv[o];
+            d.x = a * d.x + c1 * (v.x - m) + c0; d.y = a * d.y + c1 * (v.y - m) + c0;
+            d.z = a * d.z + c1 * (v.z - m) + c0; d.w = a * d.w + c1 * (v.w - m) + c0;
+            ov[o] = d;
+        } else {
+            ov[o] = a * dv[o] + c1 * (xv[o] - m) + c0;
+        }
+    }
+}
+
+/* Chunking: about 2048 blocks in all, at least 4 vector loads per thread. */
+static bool bn_plan(int n, int c, int hw, bool vec, bn_geo *g, unsigned *P)
+{
+    size_t M = (size_t)n * hw;
+    if (n <= 0 || c <= 0 || hw <= 0 || c > 65535 || M >= (1u << 31)) return false;
+    g->C = (unsigned)c;
+    g->hwv = (unsigned)(vec ? hw / 4 : hw);
+    g->Mv = (unsigned)(vec ? M / 4 : M);
+    unsigned want = (2048u + c - 1) / c;
+    unsigned maxp = (g->Mv + BN_T * 4 - 1) / (BN_T * 4);
+    if (maxp < 1) maxp = 1;
+    unsigned p = want < maxp ? want : maxp;
+    if (p < 1) p = 1;
+    g->chunk = (g->Mv + p - 1) / p;
+    *P = (g->Mv + g->chunk - 1) / g->chunk;
+    return true;
+}
+
+size_t k_bn_scratch_bytes(int n, int c, int hw)
+{
+    bn_geo g;
+    unsigned P;
+    if (!bn_plan(n, c, hw, false, &g, &P)) return 0;
+    return (size_t)c * P * 2 * sizeof(double) + (size_t)c * 4 * sizeof(float);
+}
+
+static bool bn_vec_ok(int hw, const void *a, const void *b, const void *c)
+{
+    return hw % 4 == 0 && ((((uintptr_t)a) | ((uintptr_t)b) | ((uintptr_t)c)) & 15) == 0;
+}
+
+#define BN_LAUNCH(kern, vec, grid, ...)                                    \
+    do {                                                                   \
+        if (vec) kern<true><<<grid, BN_T, 0, st>>>(__VA_ARGS__);           \
+        else kern<false><<<grid, BN_T, 0, st>>>(__VA_ARGS__);              \
+    } while (0)
+
+cudaError_t k_bn_fwd_train(cudaStream_t st, int n, int c, int hw, const float *x, const float *gamma, const float *beta,
+                           float *run_mean, float *run_var, float momentum, float eps, float *y, float *save_mean,
+                           float *save_invstd, void *scratch)
+{
+    bool vec = bn_vec_ok(hw, x, y, x);
+    bn_geo g;
+    unsigned P;
+    if (!bn_plan(n, c, hw, vec, &g, &P)) return cudaErrorInvalidValue;
+    double *partial = (double *)scratch;
+    float *coef = (float *)(partial + (size_t)c * P * 2);
+    dim3 grid(P, (unsigned)c);
+    BN_LAUNCH(bn_stats_k, vec, grid, g, x, partial);
+    bn_fwd_final_k<<<(c + 127) / 128, 128, 0, st>>>(c, (int)P, (double)n * hw, x, (size_t)hw, partial, gamma, run_mean, run_var,
+                                                   momentum, eps, save_mean, save_invstd, coef);
+    BN_LAUNCH(bn_apply_k, vec, grid, g, x, coef, beta, y);
+    return cudaGetLastError();
+}
+
+cudaError_t k_bn_fwd_eval(cudaStream_t st, int n, int c, int hw, const float *x, const float *gamma, const float *beta,
+                          const float *run_mean, const float *run_var, float eps, float *y)
+{
+    bool vec = bn_vec_ok(hw, x, y, x);
+    bn_geo g;
+    unsigned P;
+    if (!bn_plan(n, c, hw, vec, &g, &P)) return cudaErrorInvalidValue;
+    dim3 grid(P, (unsigned)c);
+    BN_LAUNCH(bn_eval_k, vec, grid, g, x, gamma, beta, run_mean, run_var, eps, y);
+    return cudaGetLastError();
+}
+
+cudaError_t k_bn_bwd(cudaStream_t st, int n, int c, int hw, const float *x, const float *dy, const float *gamma,
+                     const float *save_mean, const float *save_invstd, float *dx, float *dgamma, float *dbeta, void *scratch)
+{
+    bool vec = bn_vec_ok(hw, x, dy, dx);
+    bn_geo g;
+    unsigned P;
+    if (!bn_plan(n, c, hw, vec, &g, &P)) return cudaErrorInvalidValue;
+    double *partial = (double *)scratch;
+    float *coef = (float *)(partial + (size_t)c * P * 2);
+    dim3 grid(P, (unsigned)c);
+    BN_LAUNCH(bn_bwd_stats_k, vec, grid, g, x, dy, save_mean, partial);
+    bn_bwd_final_k<<<(c + 127) / 128, 128, 0, st>>>(c, (int)P, (double)n * hw, partial, gamma, save_mean, save_invstd, dgamma,
+                                                   dbeta, coef);
+    BN_LAUNCH(bn_bwd_apply_k, vec, grid, g, x, dy, coef, dx);
+    return cudaGetLastError();
+}

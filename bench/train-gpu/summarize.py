@@ -66,6 +66,11 @@ def main():
         te = r.get("torch_eager")
         if te and te.get("epoch_s", -1) > 0:
             print(f"- same epoch in PyTorch eager: {te['epoch_s']:.1f} s")
+        oc = r.get("ours_bn_cudnn")
+        if oc:
+            print(f"- ours with cuDNN batch norm (C2KD_BN=cudnn): {oc['step_median_ms']:.1f} ms median; own batch-norm kernels "
+                  f"{oc['step_median_ms'] / o['step_median_ms']:.2f}x faster per step")
+            out["own_bn_speedup"] = oc["step_median_ms"] / o["step_median_ms"]
         oa = r.get("ours_again")
         if oa:
             print(f"- ours, second run: {oa['step_median_ms']:.1f} ms median (spread between runs "

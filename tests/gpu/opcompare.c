@@ -480,6 +480,7 @@ int main(int argc, char **argv)
     gpu = getenv("C2KD_GPUTEST_ON_CPU") ? be_cpu_create(0, &err) /* harness self-check */
                                                : be_cuda_create_ex(0, tf32, &err);
     if (!gpu) { fprintf(stderr, "opcompare: cuda backend: %s\n", err.msg); return 2; }
+    printf("# opcompare: batch norm %s (C2KD_BN)\n", getenv("C2KD_BN") && !strcmp(getenv("C2KD_BN"), "cudnn") ? "cuDNN" : "own kernels");
     printf("# opcompare: device %s, tf32 %s, %s shapes, seed %llu\n", be_cuda_device_name(gpu), tf32 ? "on" : "off",
            small ? "small" : "full", (unsigned long long)seed);
     printf("# tolerances on rel = ||gpu-cpu||/||cpu||: element-wise/losses %.0e, reductions %.0e, conv/linear %.0e\n",
@@ -506,6 +507,9 @@ int main(int argc, char **argv)
         t_bn(8, 16, 300);
         t_bn(64, 256, 1);
         t_bn(3, 5, 1000);
+        t_bn(16, 8, 4096);  /* own kernels: float4 path, 16 chunks per channel */
+        t_bn(4, 3, 30001);  /* own kernels: scalar path, ~118 chunks per channel */
+        t_bn(64, 512, 49);  /* ResNet-18 layer4 at 224x224 */
         t_act(100003);
         t_pool(4, 16, 37, 50);
         t_linear(64, 512, 50);

@@ -337,6 +337,7 @@ int main(int argc, char **argv)
     printf("# tolerances (relative): loss terms %.0e, logits/tau %.0e, running stats %.0e (unconditional); gradients, momenta, "
            "parameter updates max(%.0e, K=%g x control)\n",
            tol[C_LOSS], tol[C_OUT], tol[C_RUN], tol[C_GRAD], K);
+    printf("# batch norm: %s (C2KD_BN)\n", getenv("C2KD_BN") && !strcmp(getenv("C2KD_BN"), "cudnn") ? "cuDNN" : "own kernels");
     if (crel > 0) printf("# control: CPU system on the batch with every input value multiplied by 1 +- %.3g (fixed pattern)\n", crel);
     else printf("# control: CPU system on the batch with every input value moved one ulp up or down (fixed pattern)\n");
 
