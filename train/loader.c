@@ -71,21 +71,21 @@ static size_t batch_size(const ld_loader *l, int64_t b)
     return left < (size_t)l->o.batch ? left : (size_t)l->o.batch;
 }
 
-void ld_random_resized_crop(ld_rng *r, int width, int height, int *x, int *y, int *cw, int *ch)
+void ld_random_resized_crop(tr_rng *r, int width, int height, int *x, int *y, int *cw, int *ch)
 {
     const double scale_lo = 0.08, scale_hi = 1.0;
     const double ratio_lo = 3.0 / 4.0, ratio_hi = 4.0 / 3.0;
     const double area = (double)width * height;
     const double lr_lo = log(ratio_lo), lr_hi = log(ratio_hi);
     for (int attempt = 0; attempt < 10; attempt++) {
-        double target = area * ld_rng_range(r, scale_lo, scale_hi);
-        double aspect = exp(ld_rng_range(r, lr_lo, lr_hi));
+        double target = area * tr_rng_range(r, scale_lo, scale_hi);
+        double aspect = exp(tr_rng_range(r, lr_lo, lr_hi));
         /* Python's round(): half to even, as nearbyint in the default mode. */
         int w = (int)nearbyint(sqrt(target * aspect));
         int h = (int)nearbyint(sqrt(target / aspect));
         if (w > 0 && w <= width && h > 0 && h <= height) {
-            *y = (int)ld_rng_below(r, (uint64_t)(height - h + 1));
-            *x = (int)ld_rng_below(r, (uint64_t)(width - w + 1));
+            *y = (int)tr_rng_below(r, (uint64_t)(height - h + 1));
+            *x = (int)tr_rng_below(r, (uint64_t)(width - w + 1));
             *cw = w;
             *ch = h;
             return;
@@ -222,8 +222,8 @@ static int load_item(ld_loader *l, tjhandle tj, size_t p, ld_slot *s, int j, cm_
         }
     }
     if (l->o.need_visual) {
-        ld_rng r;
-        ld_rng_seed(&r, l->seeds[p]);
+        tr_rng r;
+        tr_rng_seed(&r, l->seeds[p]);
         if (rec.frames_per_sample != l->F) {
             rc = cm_err_set(err, "%s: sample %s: %d frames, expected %d", base, rec.id, rec.frames_per_sample, l->F);
             goto out;
@@ -259,7 +259,7 @@ static int load_item(ld_loader *l, tjhandle tj, size_t p, ld_slot *s, int j, cm_
             c->src_h = h;
             if (l->o.augment) {
                 ld_random_resized_crop(&r, w, h, &c->x, &c->y, &c->w, &c->h);
-                c->flip = ld_rng_uniform(&r) < 0.5;
+                c->flip = tr_rng_uniform(&r) < 0.5;
             } else {
                 c->x = c->y = 0;
                 c->w = w;
@@ -368,20 +368,20 @@ static void assign_slot(ld_loader *l, ld_slot *s, int64_t b)
     s->hb.B = b >= 0 ? (int)batch_size(l, b) : 0;
 }
 
-int ld_loader_start(ld_loader *l, ld_rng *rng, size_t skip, cm_err *err)
+int ld_loader_start(ld_loader *l, tr_rng *rng, size_t skip, cm_err *err)
 {
     ld_loader_stop(l);
     for (size_t i = 0; i < l->n; i++)
         l->order[i] = i;
     if (l->o.shuffle)
         for (size_t i = l->n; i > 1; i--) { /* Fisher-Yates */
-            size_t j = (size_t)ld_rng_below(rng, i);
+            size_t j = (size_t)tr_rng_below(rng, i);
             size_t t = l->order[i - 1];
             l->order[i - 1] = l->order[j];
             l->order[j] = t;
         }
     for (size_t i = 0; i < l->n; i++)
-        l->seeds[i] = l->o.augment ? ld_rng_next(rng) : 0;
+        l->seeds[i] = l->o.augment ? tr_rng_next(rng) : 0;
     if (skip > l->nbatches)
         skip = l->nbatches;
     l->stop = 0;

@@ -32,7 +32,7 @@
 #include "common/cm_err.h"
 #include "store/store.h"
 #include "train/backend.h"
-#include "train/loader_rng.h"
+#include "train/rng.h"
 #include "train/system.h"
 
 /* ---- a split ---- */
@@ -99,7 +99,7 @@ void ld_loader_destroy(ld_loader *l);
 size_t ld_loader_batches(const ld_loader *l);
 /* Starts a pass: takes the pass's draws from rng (advancing it) and starts the
  * workers at batch `skip`. */
-int ld_loader_start(ld_loader *l, ld_rng *rng, size_t skip, cm_err *err);
+int ld_loader_start(ld_loader *l, tr_rng *rng, size_t skip, cm_err *err);
 /* 1 with the next batch in *out, 0 at the end of the pass, -1 on a sample
  * that could not be loaded (message names the sample and its shard). */
 int ld_loader_next(ld_loader *l, ld_host_batch **out, cm_err *err);
@@ -110,7 +110,7 @@ void ld_loader_stop(ld_loader *l);
 
 /* torchvision's RandomResizedCrop.get_params (scale 0.08-1, ratio 3/4-4/3,
  * 10 attempts, then the centre crop fallback) for a w x h image. */
-void ld_random_resized_crop(ld_rng *r, int w, int h, int *x, int *y, int *cw, int *ch);
+void ld_random_resized_crop(tr_rng *r, int w, int h, int *x, int *y, int *cw, int *ch);
 
 /* ---- the device side ---- */
 typedef struct ld_device ld_device;

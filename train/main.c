@@ -65,8 +65,8 @@ static void path_in(char *out, size_t n, const char *dir, const char *name)
 static int evaluate(tr_system *sys, ld_loader *ld, ld_device *dv, be_ctx *be, int want_s, int want_t,
                     int32_t *ps, int32_t *pt, double *acc_s, double *acc_t, cm_err *err)
 {
-    ld_rng dummy;
-    ld_rng_seed(&dummy, 0);
+    tr_rng dummy;
+    tr_rng_seed(&dummy, 0);
     if (ld_loader_start(ld, &dummy, 0, err) != 0)
         return -1;
     long long n = 0, cs = 0, ct = 0;
@@ -414,8 +414,8 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
     pos.best_val = -1;
     pos.best_test = -1;
     pos.best_epoch = 0;
-    ld_rng rng;
-    ld_rng_seed(&rng, (uint64_t)op->seed ^ 0x6c6f61646572ULL); /* the loader's stream, apart from the init's */
+    tr_rng rng;
+    tr_rng_seed(&rng, (uint64_t)op->seed ^ 0x6c6f61646572ULL); /* the loader's stream, apart from the init's */
     memcpy(pos.rng_state, rng.s, sizeof rng.s);
     for (int k = 0; k < 3; k++) {
         if (!ck_paths[k])

@@ -115,8 +115,8 @@ static void run_pass(ld_data *d, be_ctx *be, ld_opts o, uint64_t seed, size_t sk
     cm_err err = {{0}};
     ld_loader *l = ld_loader_create(d, be, &o, &err);
     cr_assert(l, "%s", err.msg);
-    ld_rng r;
-    ld_rng_seed(&r, seed);
+    tr_rng r;
+    tr_rng_seed(&r, seed);
     cr_assert_eq(ld_loader_start(l, &r, skip, &err), 0, "%s", err.msg);
     if (after)
         memcpy(after, r.s, sizeof r.s);
@@ -234,8 +234,8 @@ Test(loader, eval_pass_keeps_order_and_last_batch)
     ld_opts o = {.batch = 4, .augment = 0, .shuffle = 0, .drop_last = 0, .threads = 3, .need_audio = 0, .need_visual = 1};
     static pass p;
     uint64_t after[4];
-    ld_rng r0;
-    ld_rng_seed(&r0, 5);
+    tr_rng r0;
+    tr_rng_seed(&r0, 5);
     run_pass(d, be, o, 5, 0, &p, after);
     cr_assert_arr_eq(after, r0.s, sizeof after); /* no draws without shuffle/augment */
     cr_assert_eq(p.nb, 4);
@@ -268,12 +268,12 @@ Test(loader, eval_pass_keeps_order_and_last_batch)
 
 Test(loader, random_resized_crop_follows_torchvision_rules)
 {
-    ld_rng r;
-    ld_rng_seed(&r, 7);
+    tr_rng r;
+    tr_rng_seed(&r, 7);
     int fallback = 0;
     double amin = 1, amax = 0, rmin = 10, rmax = 0;
     for (int t = 0; t < 5000; t++) {
-        int W = 100 + (int)ld_rng_below(&r, 400), H = 100 + (int)ld_rng_below(&r, 400);
+        int W = 100 + (int)tr_rng_below(&r, 400), H = 100 + (int)tr_rng_below(&r, 400);
         int x, y, w, h;
         ld_random_resized_crop(&r, W, H, &x, &y, &w, &h);
         cr_assert(w >= 1 && h >= 1 && x >= 0 && y >= 0 && x + w <= W && y + h <= H, "%dx%d: %d,%d %dx%d", W, H, x, y, w, h);
@@ -335,8 +335,8 @@ Test(loader, corrupt_jpeg_names_the_sample)
     cr_assert(d, "%s", err.msg);
     ld_opts o = {.batch = 2, .augment = 0, .shuffle = 0, .drop_last = 0, .threads = 2, .need_audio = 1, .need_visual = 1};
     ld_loader *l = ld_loader_create(d, be, &o, &err);
-    ld_rng r;
-    ld_rng_seed(&r, 1);
+    tr_rng r;
+    tr_rng_seed(&r, 1);
     cr_assert_eq(ld_loader_start(l, &r, 0, &err), 0);
     ld_host_batch *hb;
     cr_assert_eq(ld_loader_next(l, &hb, &err), 1);
