@@ -4,15 +4,13 @@
 
 #include <hdf5.h>
 
+#include "store/st_h5.h"
+
 #define ST_TOOL_VERSION "c2kd 0.1"
 
 /* The IEEE binary16 HDF5 type (little endian), h5py reads it as float16. */
 hid_t st_half_type(void);
 /* Turns HDF5's automatic error printing off. */
 void st_hdf5_quiet(void);
-/* Writes a scalar variable-length UTF-8 string attribute. */
-int st_attr_str(hid_t loc, const char *name, const char *value);
-/* Reads a string attribute (variable or fixed length); malloc'd, NULL when absent. */
-char *st_attr_get_str(hid_t loc, const char *name);
 
 #endif

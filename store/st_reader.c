@@ -47,19 +47,17 @@ char *st_attr_get_str(hid_t loc, const char *name)
     hid_t ft = H5Aget_type(a);
     char *out = NULL;
     if (ft >= 0 && H5Tget_class(ft) == H5T_STRING) {
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_cset(mt, H5Tget_cset(ft)); /* HDF5 converts no string between ASCII and UTF-8 */
         if (H5Tis_variable_str(ft) > 0) {
-            hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, H5T_VARIABLE);
-            H5Tset_cset(mt, H5Tget_cset(ft));
             char *v = NULL;
             if (H5Aread(a, mt, &v) >= 0 && v) {
                 out = strdup(v);
                 H5free_memory(v);
             }
-            H5Tclose(mt);
         } else {
             size_t sz = H5Tget_size(ft);
-            hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, sz + 1);
             H5Tset_strpad(mt, H5T_STR_NULLTERM);
             out = calloc(1, sz + 2);
@@ -67,8 +65,8 @@ char *st_attr_get_str(hid_t loc, const char *name)
                 free(out);
                 out = NULL;
             }
-            H5Tclose(mt);
         }
+        H5Tclose(mt);
     }
     if (ft >= 0)
         H5Tclose(ft);

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/cm_file.h"
+#include "store/st_h5.h"
 #include "train/system_internal.h"
 
 /* HDF5 prints its error stack by default; a library must not print. */
@@ -82,17 +83,6 @@ static int attr_write(hid_t loc, const char *name, hid_t type, int n, const void
     return rc;
 }
 
-/* Variable-length UTF-8 string (h5py reads it as str). */
-static int attr_write_str(hid_t loc, const char *name, const char *v)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    int rc = attr_write(loc, name, t, 0, &v);
-    H5Tclose(t);
-    return rc;
-}
-
 static int attr_read(hid_t loc, const char *name, hid_t type, void *v)
 {
     if (H5Aexists(loc, name) <= 0)
@@ -103,45 +93,6 @@ static int attr_read(hid_t loc, const char *name, hid_t type, void *v)
     int rc = H5Aread(a, type, v) < 0 ? -1 : 0;
     H5Aclose(a);
     return rc;
-}
-
-/* A string attribute (fixed or variable length) as malloc'd text. */
-static char *attr_read_str(hid_t loc, const char *name)
-{
-    if (H5Aexists(loc, name) <= 0)
-        return NULL;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0)
-        return NULL;
-    hid_t ft = H5Aget_type(a);
-    char *out = NULL;
-    if (H5Tget_class(ft) == H5T_STRING) {
-        if (H5Tis_variable_str(ft) > 0) {
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, H5T_VARIABLE);
-            H5Tset_cset(mt, H5Tget_cset(ft));
-            char *v = NULL;
-            if (H5Aread(a, mt, &v) >= 0 && v) {
-                out = strdup(v);
-                H5free_memory(v);
-            }
-            H5Tclose(mt);
-        } else {
-            size_t n = H5Tget_size(ft);
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, n + 1);
-            H5Tset_strpad(mt, H5T_STR_NULLTERM);
-            out = calloc(n + 2, 1);
-            if (out && H5Aread(a, mt, out) < 0) {
-                free(out);
-                out = NULL;
-            }
-            H5Tclose(mt);
-        }
-    }
-    H5Tclose(ft);
-    H5Aclose(a);
-    return out;
 }
 
 static int write_ds(hid_t g, const char *name, const tr_tensor *t, const float *v)
@@ -244,10 +195,10 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
         rc |= attr_write(f, "best_epoch", H5T_NATIVE_INT32, 0, &be_);
         rc |= attr_write(f, "best_test", H5T_NATIVE_DOUBLE, 0, &pos->best_test);
         char *cj = config_json(&s->cfg);
-        rc |= cj ? attr_write_str(f, "config", cj) : -1;
+        rc |= cj ? st_attr_str(f, "config", cj) : -1;
         free(cj);
         if (recipe_json)
-            rc |= attr_write_str(f, "recipe", recipe_json);
+            rc |= st_attr_str(f, "recipe", recipe_json);
     }
     if (H5Fclose(f) < 0)
         rc = -1;
@@ -538,9 +489,9 @@ int tr_checkpoint_read_meta(const char *path, char **config, char **recipe, cm_e
         return cm_err_set(err, "not an HDF5 file (or unreadable)");
     }
     if (config)
-        *config = attr_read_str(f, "config");
+        *config = st_attr_get_str(f, "config");
     if (recipe)
-        *recipe = attr_read_str(f, "recipe");
+        *recipe = st_attr_get_str(f, "recipe");
     H5Fclose(f);
     quiet_off(&q);
     return 0;
