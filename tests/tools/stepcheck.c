@@ -139,17 +139,21 @@ int main(int argc, char **argv)
     tr_system *s = tr_system_create(be, &c, seed, &err);
     if (!s) {
         fprintf(stderr, "stepcheck: %s\n", err.msg);
+        be->ops->destroy(be);
         return 1;
     }
     char path[CM_PATH_MAX];
-    if (init && tr_checkpoint_load(s, init, NULL, 0, NULL, &err) < 0) {
-        fprintf(stderr, "stepcheck: %s: %s\n", init, err.msg);
-        return 1;
-    }
     snprintf(path, sizeof path, "%s/init.h5", out);
     tr_position pos = {.seed = seed, .best_val = -1, .best_epoch = -1, .best_test = -1};
-    if (tr_checkpoint_save(s, path, &pos, "{\"test\":1}", &err) < 0) {
-        fprintf(stderr, "stepcheck: %s: %s\n", path, err.msg);
+    const char *bad = NULL;
+    if (init && tr_checkpoint_load(s, init, NULL, 0, NULL, &err) < 0)
+        bad = init;
+    else if (tr_checkpoint_save(s, path, &pos, "{\"test\":1}", &err) < 0)
+        bad = path;
+    if (bad) {
+        fprintf(stderr, "stepcheck: %s: %s\n", bad, err.msg);
+        tr_system_destroy(s);
+        be->ops->destroy(be);
         return 1;
     }
     /* Random batches. */
