@@ -72,9 +72,12 @@ def yt_id(rng):
 
 def split_of(j, n):
     """train/val/test for the j-th clip of a class of n (about 60/20/20, each split non-empty when n >= 3)."""
-    if n >= 3 and j == n - 1:
+    if n < 3:
+        return "train"
+    k = max(1, n // 5)
+    if j >= n - k:
         return "test"
-    if n >= 3 and j == n - 2:
+    if j >= n - 2 * k:
         return "val"
     return "train"
 
