@@ -159,8 +159,8 @@ int pl_write_svg(const char *metrics_path, const char *svg_path, const char *tit
         goto fail;
     FILE *f = a.fp;
     fprintf(f, "<?xml version='1.0' encoding='UTF-8'?>\n"
-               "<svg xmlns='http://www.w3.org/2000/svg' width='960' height='400' viewBox='0 0 960 400' "
-               "font-family='sans-serif'>\n<rect width='960' height='400' fill='white'/>\n");
+               "<svg xmlns='http://www.w3.org/2000/svg' width='960' height='420' viewBox='0 0 960 420' "
+               "font-family='sans-serif'>\n<rect width='960' height='420' fill='white'/>\n");
     fprintf(f, "<text x='480' y='20' font-size='14' text-anchor='middle'>");
     xml_text(f, title ? title : "");
     fprintf(f, "</text>\n");
@@ -171,7 +171,7 @@ int pl_write_svg(const char *metrics_path, const char *svg_path, const char *tit
     for (size_t k = 0; k < nacc; k++)
         line(f, &pa, &acc[k], 2);
     /* legends */
-    double ly = 340;
+    double ly = 360;
     series *ls[] = {&loss, &eloss};
     for (size_t k = 0; k < 2; k++, ly += 16)
         fprintf(f, "<line x1='80' y1='%.0f' x2='100' y2='%.0f' stroke='%s' stroke-width='2'/>"
@@ -180,7 +180,7 @@ int pl_write_svg(const char *metrics_path, const char *svg_path, const char *tit
     for (size_t k = 0; k < nacc; k++) {
         if (acc[k].n == 0)
             continue;
-        double lx = 550 + col * 130, yy = 340 + row * 16;
+        double lx = 550 + col * 130, yy = 360 + row * 16;
         fprintf(f, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='%s' stroke-width='2'%s/>"
                    "<text x='%.0f' y='%.0f' font-size='11'>%s</text>\n", lx, yy, lx + 20, yy, acc[k].color,
                 acc[k].dashed ? " stroke-dasharray='5,3'" : "", lx + 26, yy + 4, acc[k].label);
