@@ -121,38 +121,45 @@ static int write_json(const char *path, cJSON *j, cm_err *err)
     return rc;
 }
 
+/* Writes <dir>/batch-<step>-<what>.npy. */
+static int dump_npy(const char *dir, long long step, const char *what, const char *descr, const size_t *shape,
+                    int ndim, const void *data, cm_err *err)
+{
+    char path[CM_PATH_MAX];
+    snprintf(path, sizeof path, "%s/batch-%05lld-%s.npy", dir, step, what);
+    return cm_npy_write(path, descr, shape, ndim, data, err) ? -1 : 0;
+}
+
+/* Copies one float tensor of the device to the host and writes it with dump_npy. */
+static int dump_device_f32(const char *dir, long long step, const char *what, be_ctx *be, const float *dev,
+                           const size_t *shape, int ndim, cm_err *err)
+{
+    size_t cnt = 1;
+    for (int i = 0; i < ndim; i++)
+        cnt *= shape[i];
+    float *h = malloc(cnt * sizeof *h);
+    if (!h)
+        return cm_err_set(err, "out of memory");
+    be->ops->to_host(be, h, dev, cnt * sizeof *h);
+    int rc = dump_npy(dir, step, what, "<f4", shape, ndim, h, err);
+    free(h);
+    return rc;
+}
+
 /* Writes the prepared device tensors of one batch as .npy (--dump-batches). */
 static int dump_batch(const char *dir, long long step, be_ctx *be, const tr_batch *b, const ld_host_batch *hb,
                       const tr_config *cfg, cm_err *err)
 {
-    char path[CM_PATH_MAX];
-    const be_ops *op = be->ops;
-    op->sync(be);
+    be->ops->sync(be);
     if (b->audio) {
         size_t shape[4] = {(size_t)b->B, 1, (size_t)cfg->spec_bins, (size_t)cfg->spec_frames};
-        size_t cnt = shape[0] * shape[2] * shape[3];
-        float *h = malloc(cnt * sizeof *h);
-        if (!h)
-            return cm_err_set(err, "out of memory");
-        op->to_host(be, h, b->audio, cnt * sizeof *h);
-        snprintf(path, sizeof path, "%s/batch-%05lld-audio.npy", dir, step);
-        int rc = cm_npy_write(path, "<f4", shape, 4, h, err);
-        free(h);
-        if (rc)
+        if (dump_device_f32(dir, step, "audio", be, b->audio, shape, 4, err) != 0)
             return -1;
     }
     if (b->visual) {
         size_t S = (size_t)cfg->image_size;
         size_t shape[5] = {(size_t)b->B, (size_t)hb->F, 3, S, S};
-        size_t cnt = shape[0] * shape[1] * 3 * S * S;
-        float *h = malloc(cnt * sizeof *h);
-        if (!h)
-            return cm_err_set(err, "out of memory");
-        op->to_host(be, h, b->visual, cnt * sizeof *h);
-        snprintf(path, sizeof path, "%s/batch-%05lld-visual.npy", dir, step);
-        int rc = cm_npy_write(path, "<f4", shape, 5, h, err);
-        free(h);
-        if (rc)
+        if (dump_device_f32(dir, step, "visual", be, b->visual, shape, 5, err) != 0)
             return -1;
         size_t nc = (size_t)b->B * (size_t)hb->F;
         int64_t *c = malloc(nc * 7 * sizeof *c);
@@ -164,18 +171,15 @@ static int dump_batch(const char *dir, long long step, be_ctx *be, const tr_batc
             memcpy(c + i * 7, row, sizeof row);
         }
         size_t cs[2] = {nc, 7};
-        snprintf(path, sizeof path, "%s/batch-%05lld-crops.npy", dir, step);
-        rc = cm_npy_write(path, "<i8", cs, 2, c, err);
+        int rc = dump_npy(dir, step, "crops", "<i8", cs, 2, c, err);
         free(c);
         if (rc)
             return -1;
     }
     size_t ls[1] = {(size_t)b->B};
-    snprintf(path, sizeof path, "%s/batch-%05lld-labels.npy", dir, step);
-    if (cm_npy_write(path, "<i4", ls, 1, hb->labels, err) != 0)
+    if (dump_npy(dir, step, "labels", "<i4", ls, 1, hb->labels, err) != 0)
         return -1;
-    snprintf(path, sizeof path, "%s/batch-%05lld-index.npy", dir, step);
-    return cm_npy_write(path, "<i8", ls, 1, hb->index, err);
+    return dump_npy(dir, step, "index", "<i8", ls, 1, hb->index, err);
 }
 
 static int parse_enum(const char *v, const char *const *names, int n)
