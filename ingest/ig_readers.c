@@ -73,6 +73,21 @@ static int csv_fields(char *line, char **f, int maxf)
     }
 }
 
+/* Splits a line in place on `sep` (no quoting). Returns the field count; maxf when there are maxf or more. */
+static int split_fields(char *line, char sep, char **f, int maxf)
+{
+    int nf = 0;
+    for (char *q = line; nf < maxf;) {
+        f[nf++] = q;
+        char *a = strchr(q, sep);
+        if (!a)
+            break;
+        *a = '\0';
+        q = a + 1;
+    }
+    return nf;
+}
+
 static int is_blank(const char *s)
 {
     for (; *s; s++)
@@ -133,15 +148,7 @@ int ig_read_ave(ig_manifest *m, const ig_preset *p, const char *root, cm_err *er
                 continue;
             /* Category&VideoID&Quality&Start&End, split on '&' only */
             char *f[6];
-            int nf = 0;
-            for (char *q = line; nf < 6;) {
-                f[nf++] = q;
-                char *a = strchr(q, '&');
-                if (!a)
-                    break;
-                *a = '\0';
-                q = a + 1;
-            }
+            int nf = split_fields(line, '&', f, 6);
             double st, en;
             if (nf != 5 || !*f[0] || !*f[1] || parse_seconds(f[3], &st) || parse_seconds(f[4], &en)) {
                 ig_manifest_fail(m, nf >= 2 ? f[1] : "-", splits[s], "%s line %d: not Category&VideoID&Quality&Start&End",
@@ -423,15 +430,7 @@ int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char
         if (is_blank(line) || line[0] == '#')
             continue;
         char *f[8];
-        int nf = 0;
-        for (char *s = line; nf < 8;) {
-            f[nf++] = s;
-            char *t = strchr(s, '\t');
-            if (!t)
-                break;
-            *t = '\0';
-            s = t + 1;
-        }
+        int nf = split_fields(line, '\t', f, 8);
         if (nf == 7 && !strcmp(f[0], "id") && !strcmp(f[1], "audio"))
             continue; /* header */
         double st = 0, en = -1;
