@@ -96,6 +96,41 @@ static int is_blank(const char *s)
     return 1;
 }
 
+/* A text file read whole, walked line by line (BOM skipped, CRLF or LF), blank lines passed over. */
+typedef struct text_lines {
+    char *text, *cur;
+    int lineno; /* of the line last returned, counting blank ones */
+} text_lines;
+
+static int lines_open(text_lines *t, const char *path, cm_err *err)
+{
+    size_t len;
+    t->lineno = 0;
+    t->cur = NULL;
+    if (cm_read_file(path, &t->text, &len, err) != 0)
+        return -1;
+    t->cur = skip_bom(t->text);
+    return 0;
+}
+
+/* The next line that is not blank, or NULL at the end. */
+static char *lines_next(text_lines *t)
+{
+    char *line;
+    while ((line = next_line(&t->cur))) {
+        t->lineno++;
+        if (!is_blank(line))
+            return line;
+    }
+    return NULL;
+}
+
+static void lines_close(text_lines *t)
+{
+    free(t->text);
+    t->text = NULL;
+}
+
 static int parse_seconds(const char *s, double *out)
 {
     char *end;
@@ -135,24 +170,19 @@ int ig_read_ave(ig_manifest *m, const ig_preset *p, const char *root, cm_err *er
         char path[CM_PATH_MAX], name[32];
         snprintf(name, sizeof name, "%sSet.txt", splits[s]);
         join(path, sizeof path, root, name);
-        char *text;
-        size_t len;
-        if (cm_read_file(path, &text, &len, err) != 0)
+        text_lines t;
+        if (lines_open(&t, path, err) != 0)
             return -1;
         ig_manifest_split(m, splits[s]);
-        char *cur = skip_bom(text), *line;
-        int lineno = 0;
-        while ((line = next_line(&cur))) {
-            lineno++;
-            if (is_blank(line))
-                continue;
+        char *line;
+        while ((line = lines_next(&t))) {
             /* Category&VideoID&Quality&Start&End, split on '&' only */
             char *f[6];
             int nf = split_fields(line, '&', f, 6);
             double st, en;
             if (nf != 5 || !*f[0] || !*f[1] || parse_seconds(f[3], &st) || parse_seconds(f[4], &en)) {
                 ig_manifest_fail(m, nf >= 2 ? f[1] : "-", splits[s], "%s line %d: not Category&VideoID&Quality&Start&End",
-                                 name, lineno);
+                                 name, t.lineno);
                 continue;
             }
             char id[300], media[CM_PATH_MAX], rel[300];
@@ -174,11 +204,11 @@ int ig_read_ave(ig_manifest *m, const ig_preset *p, const char *root, cm_err *er
             join(media, sizeof media, root, rel);
             double a = p->use_segment ? st : 0, b = p->use_segment ? en : -1;
             if (ig_manifest_add(m, id, media, media, f[0], splits[s], a, b) != 0) {
-                free(text);
+                lines_close(&t);
                 return cm_err_set(err, "out of memory");
             }
         }
-        free(text);
+        lines_close(&t);
     }
     return ig_manifest_finish(m, p, "test", err);
 }
@@ -220,29 +250,24 @@ int ig_read_cremad(ig_manifest *m, const ig_preset *p, const char *root, cm_err 
     if (cm_is_file(tr) && cm_is_file(te)) {
         const char *files[2] = {tr, te}, *names[2] = {"train", "test"};
         for (int s = 0; s < 2; s++) {
-            char *text;
-            size_t len;
-            if (cm_read_file(files[s], &text, &len, err) != 0)
+            text_lines t;
+            if (lines_open(&t, files[s], err) != 0)
                 return -1;
-            char *cur = skip_bom(text), *line;
-            int lineno = 0;
-            while ((line = next_line(&cur))) {
-                lineno++;
-                if (is_blank(line))
-                    continue;
+            char *line;
+            while ((line = lines_next(&t))) {
                 char *f[3];
                 int nf = csv_fields(line, f, 2);
                 if (nf != 2 || !*f[0] || !*f[1] || strchr(f[0], '/')) {
                     ig_manifest_fail(m, nf >= 1 ? f[0] : "-", names[s], "%s.csv line %d: not clip,LABEL", names[s],
-                                     lineno);
+                                     t.lineno);
                     continue;
                 }
                 if (cremad_add(m, root, f[0], f[1], names[s]) != 0) {
-                    free(text);
+                    lines_close(&t);
                     return cm_err_set(err, "out of memory");
                 }
             }
-            free(text);
+            lines_close(&t);
         }
     } else {
         /* no split files: every VideoFlash/<clip>.flv, sorted, shuffled with splitmix64(seed)
@@ -342,22 +367,17 @@ int ig_read_vggsound(ig_manifest *m, const ig_preset *p, const char *root, cm_er
     for (int s = 0; s < 2; s++) {
         char path[CM_PATH_MAX];
         join(path, sizeof path, root, names[s]);
-        char *text;
-        size_t len;
-        if (cm_read_file(path, &text, &len, err) != 0)
+        text_lines t;
+        if (lines_open(&t, path, err) != 0)
             return -1;
-        char *cur = skip_bom(text), *line;
-        int lineno = 0;
-        while ((line = next_line(&cur))) {
-            lineno++;
-            if (is_blank(line))
-                continue;
+        char *line;
+        while ((line = lines_next(&t))) {
             char *f[5];
             int nf = csv_fields(line, f, 4);
             double st;
             if (nf != 4 || !*f[0] || !*f[2] || parse_seconds(f[1], &st) || strchr(f[0], '/')) {
                 ig_manifest_fail(m, nf >= 1 ? f[0] : "-", splits[s],
-                                 "%s line %d: not YouTubeID,start,label,split", names[s], lineno);
+                                 "%s line %d: not YouTubeID,start,label,split", names[s], t.lineno);
                 continue;
             }
             const char *split = *f[3] ? f[3] : splits[s];
@@ -365,11 +385,11 @@ int ig_read_vggsound(ig_manifest *m, const ig_preset *p, const char *root, cm_er
             snprintf(id, sizeof id, "%s_%s", f[0], f[1]);
             vgg_media(media, sizeof media, root, f[0], f[1]);
             if (ig_manifest_add(m, id, media, media, f[2], split, 0, -1) != 0) {
-                free(text);
+                lines_close(&t);
                 return cm_err_set(err, "out of memory or too many splits");
             }
         }
-        free(text);
+        lines_close(&t);
     }
     return ig_manifest_finish(m, p, NULL, err);
 }
@@ -394,24 +414,21 @@ int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char
     q.classes = NULL;
     q.n_classes = 0;
     if (classes_file) {
-        char *text;
-        size_t len;
-        if (cm_read_file(classes_file, &text, &len, err) != 0)
+        text_lines t;
+        if (lines_open(&t, classes_file, err) != 0)
             return -1;
-        char *cur = skip_bom(text), *line;
-        while ((line = next_line(&cur))) {
-            if (is_blank(line))
-                continue;
+        char *line;
+        while ((line = lines_next(&t))) {
             char **c = realloc(q.classes, (size_t)(q.n_classes + 1) * sizeof *c);
             if (!c || !(c[q.n_classes] = strdup(line))) {
                 free(c ? c : q.classes);
-                free(text);
+                lines_close(&t);
                 return cm_err_set(err, "out of memory");
             }
             q.classes = c;
             q.n_classes++;
         }
-        free(text);
+        lines_close(&t);
         snprintf(q.class_order, sizeof q.class_order, "preset");
     } else if (strcmp(p->class_order, "preset") != 0) {
         snprintf(q.class_order, sizeof q.class_order, "sorted");
@@ -419,15 +436,11 @@ int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char
         q.classes = p->classes;
         q.n_classes = p->n_classes;
     }
-    char *text = NULL;
-    size_t len;
-    int rc = cm_read_file(path, &text, &len, err);
-    int have_text = rc == 0;
-    char *cur = rc == 0 ? skip_bom(text) : NULL, *line;
-    int lineno = 0;
-    while (rc == 0 && (line = next_line(&cur))) {
-        lineno++;
-        if (is_blank(line) || line[0] == '#')
+    text_lines t;
+    int rc = lines_open(&t, path, err);
+    char *line;
+    while (rc == 0 && (line = lines_next(&t))) {
+        if (line[0] == '#')
             continue;
         char *f[8];
         int nf = split_fields(line, '\t', f, 8);
@@ -439,7 +452,7 @@ int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char
             (!whole && (parse_seconds(f[5], &st) || parse_seconds(f[6], &en)))) {
             ig_manifest_fail(m, nf >= 1 ? f[0] : "-", nf >= 5 ? f[4] : "-",
                              "manifest line %d: expected id, audio, video, label, split, start, end (tab-separated)",
-                             lineno);
+                             t.lineno);
             continue;
         }
         char audio[CM_PATH_MAX], video[CM_PATH_MAX];
@@ -450,8 +463,7 @@ int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char
             break;
         }
     }
-    if (have_text)
-        free(text);
+    lines_close(&t);
     if (rc == 0)
         rc = ig_manifest_finish(m, &q, NULL, err);
     if (q.classes != p->classes) {
