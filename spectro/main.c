@@ -119,39 +119,32 @@ static const char *window_name(sp_window w) { return w == SP_WINDOW_HANN ? "hann
 static const char *scale_name(sp_scale s) { return s == SP_SCALE_MAGNITUDE ? "magnitude" : "density"; }
 static const char *norm_name(sp_norm n) { return n == SP_NORM_CLIP ? "clip" : "none"; }
 
+/* One scalar attribute of `type`, written from `buf` (memory type = file type). */
+static int h5_attr_scalar(hid_t obj, const char *name, hid_t type, const void *buf)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a >= 0 && H5Awrite(a, type, buf) >= 0 ? 0 : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    return rc;
+}
+
 static int h5_attr_double(hid_t obj, const char *name, double v)
 {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a >= 0 && H5Awrite(a, H5T_NATIVE_DOUBLE, &v) >= 0 ? 0 : -1;
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
+    return h5_attr_scalar(obj, name, H5T_NATIVE_DOUBLE, &v);
 }
 
-static int h5_attr_int(hid_t obj, const char *name, int v)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_NATIVE_INT, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a >= 0 && H5Awrite(a, H5T_NATIVE_INT, &v) >= 0 ? 0 : -1;
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
-}
+static int h5_attr_int(hid_t obj, const char *name, int v) { return h5_attr_scalar(obj, name, H5T_NATIVE_INT, &v); }
 
+/* A fixed-length, NUL-terminated ASCII string. */
 static int h5_attr_str(hid_t obj, const char *name, const char *v)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, strlen(v) + 1);
     H5Tset_strpad(t, H5T_STR_NULLTERM);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a >= 0 && H5Awrite(a, t, v) >= 0 ? 0 : -1;
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
+    int rc = h5_attr_scalar(obj, name, t, v);
     H5Tclose(t);
     return rc;
 }
