@@ -85,6 +85,40 @@ static int attr_get_int(hid_t loc, const char *name, int64_t *v)
     return ok ? 0 : -1;
 }
 
+/* Reads the cnt (> 0) strings, variable or fixed length, of the attribute
+ * (is_attr) or dataset obj of file type ft into v[0..cnt) as malloc'd copies.
+ * Entries already copied stay in v when it fails. */
+static int read_strings(hid_t obj, int is_attr, hid_t ft, size_t cnt, char **v)
+{
+    int ok;
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    if (H5Tis_variable_str(ft) > 0) {
+        H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(ft));
+        char **tmp = calloc(cnt, sizeof *tmp);
+        ok = tmp && (is_attr ? H5Aread(obj, mt, tmp) : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp)) >= 0;
+        for (size_t i = 0; ok && i < cnt; i++)
+            ok = (v[i] = strdup(tmp[i] ? tmp[i] : "")) != NULL;
+        if (tmp) {
+            for (size_t i = 0; i < cnt; i++)
+                if (tmp[i])
+                    H5free_memory(tmp[i]);
+            free(tmp);
+        }
+    } else {
+        size_t sz = H5Tget_size(ft);
+        H5Tset_size(mt, sz + 1);
+        H5Tset_strpad(mt, H5T_STR_NULLTERM);
+        char *buf = calloc(cnt, sz + 1);
+        ok = buf && (is_attr ? H5Aread(obj, mt, buf) : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf)) >= 0;
+        for (size_t i = 0; ok && i < cnt; i++)
+            ok = (v[i] = strndup(buf + i * (sz + 1), sz)) != NULL;
+        free(buf);
+    }
+    H5Tclose(mt);
+    return ok ? 0 : -1;
+}
+
 /* Reads a 1-D string attribute into a malloc'd array of malloc'd strings. */
 static int attr_get_strs(hid_t loc, const char *name, char ***out, int *n)
 {
@@ -103,35 +137,8 @@ static int attr_get_strs(hid_t loc, const char *name, char ***out, int *n)
         v = calloc((size_t)cnt + 1, sizeof *v);
         ok = v != NULL;
     }
-    if (ok && cnt > 0) {
-        if (H5Tis_variable_str(ft) > 0) {
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, H5T_VARIABLE);
-            H5Tset_cset(mt, H5Tget_cset(ft));
-            char **tmp = calloc((size_t)cnt, sizeof *tmp);
-            ok = tmp && H5Aread(a, mt, tmp) >= 0;
-            for (hssize_t i = 0; ok && i < cnt; i++)
-                ok = (v[i] = strdup(tmp[i] ? tmp[i] : "")) != NULL;
-            if (tmp) {
-                for (hssize_t i = 0; i < cnt; i++)
-                    if (tmp[i])
-                        H5free_memory(tmp[i]);
-                free(tmp);
-            }
-            H5Tclose(mt);
-        } else {
-            size_t sz = H5Tget_size(ft);
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, sz + 1);
-            H5Tset_strpad(mt, H5T_STR_NULLTERM);
-            char *buf = calloc((size_t)cnt, sz + 1);
-            ok = buf && H5Aread(a, mt, buf) >= 0;
-            for (hssize_t i = 0; ok && i < cnt; i++)
-                ok = (v[i] = strndup(buf + (size_t)i * (sz + 1), sz)) != NULL;
-            free(buf);
-            H5Tclose(mt);
-        }
-    }
+    if (ok && cnt > 0)
+        ok = read_strings(a, 1, ft, (size_t)cnt, v) == 0;
     if (ft >= 0)
         H5Tclose(ft);
     if (sp >= 0)
@@ -176,31 +183,8 @@ static int read_ids(st_shard *s)
     hid_t ft = H5Dget_type(d), sp = H5Dget_space(d);
     hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
     int ok = ft >= 0 && n >= 0 && (size_t)n == s->n && H5Tget_class(ft) == H5T_STRING;
-    if (ok && H5Tis_variable_str(ft) > 0) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(ft));
-        char **tmp = calloc(s->n, sizeof *tmp);
-        ok = tmp && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp) >= 0;
-        for (size_t i = 0; ok && i < s->n; i++)
-            ok = (s->ids[i] = strdup(tmp[i] ? tmp[i] : "")) != NULL;
-        if (tmp) {
-            H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, tmp);
-            free(tmp);
-        }
-        H5Tclose(mt);
-    } else if (ok) {
-        size_t sz = H5Tget_size(ft);
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, sz + 1);
-        H5Tset_strpad(mt, H5T_STR_NULLTERM);
-        char *buf = calloc(s->n, sz + 1);
-        ok = buf && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0;
-        for (size_t i = 0; ok && i < s->n; i++)
-            ok = (s->ids[i] = strndup(buf + i * (sz + 1), sz)) != NULL;
-        free(buf);
-        H5Tclose(mt);
-    }
+    if (ok)
+        ok = read_strings(d, 0, ft, s->n, s->ids) == 0;
     if (ft >= 0)
         H5Tclose(ft);
     if (sp >= 0)
