@@ -109,21 +109,26 @@ const st_meta *st_split_meta(const st_split *d)
     return d->nshards ? st_shard_meta(d->shards[0]) : NULL;
 }
 
-int st_split_locate(const st_split *d, size_t i, size_t *k, size_t *j)
+int st_locate(const size_t *first, size_t nshards, size_t i, size_t *k, size_t *j)
 {
-    if (i >= st_split_count(d))
+    if (i >= first[nshards])
         return -1;
-    size_t lo = 0, hi = d->nshards; /* first[lo] <= i < first[hi] */
+    size_t lo = 0, hi = nshards; /* first[lo] <= i < first[hi] */
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
-        if (d->first[mid] <= i)
+        if (first[mid] <= i)
             lo = mid;
         else
             hi = mid;
     }
     *k = lo;
-    *j = i - d->first[lo];
+    *j = i - first[lo];
     return 0;
+}
+
+int st_split_locate(const st_split *d, size_t i, size_t *k, size_t *j)
+{
+    return st_locate(d->first, d->nshards, i, k, j);
 }
 
 int st_split_read(st_split *d, size_t i, st_record *r, cm_err *err)

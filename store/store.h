@@ -119,6 +119,10 @@ st_shard *st_split_shard(st_split *d, size_t k);
 const st_meta *st_split_meta(const st_split *d);
 /* Maps global sample i to (shard k, local j); -1 when out of range. */
 int st_split_locate(const st_split *d, size_t i, size_t *k, size_t *j);
+/* The same over any list of nshards shards whose first samples have the
+ * global indices first[0..nshards] (first[0] = 0, first[nshards] = the total):
+ * the one shard k with first[k] <= i < first[k + 1] (never an empty one). */
+int st_locate(const size_t *first, size_t nshards, size_t i, size_t *k, size_t *j);
 int st_split_read(st_split *d, size_t i, st_record *r, cm_err *err);
 int st_split_read_spec(st_split *d, size_t i, void *raw, float *f32, cm_err *err);
 

@@ -177,22 +177,7 @@ const st_meta *ld_data_meta(const ld_data *d)
 
 int ld_data_locate(const ld_data *d, size_t i, size_t *k, size_t *j)
 {
-    if (i >= ld_data_count(d))
-        return -1;
-    size_t lo = 0, hi = d->nshards;
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        if (d->first[mid] <= i)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    /* Skip empty shards that share the same first index. */
-    while (lo + 1 < d->nshards && d->first[lo + 1] <= i)
-        lo++;
-    *k = lo;
-    *j = i - d->first[lo];
-    return 0;
+    return st_locate(d->first, d->nshards, i, k, j);
 }
 
 int ld_data_compatible(const ld_data *a, const ld_data *b, cm_err *err)

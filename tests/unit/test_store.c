@@ -319,3 +319,20 @@ Test(split, reads_across_shards_from_index)
     cr_assert(strstr(err.msg, "index.json says"), "%s", err.msg);
     rm_tmp();
 }
+
+/* st_locate (used by st_split and the trainer's loader) never lands on an empty shard. */
+Test(split, locate_passes_over_empty_shards)
+{
+    const size_t first[] = {0, 0, 2, 2, 2, 5, 5, 6}; /* shards of 0, 2, 0, 0, 3, 0, 1 samples */
+    const size_t want_k[] = {1, 1, 4, 4, 4, 6}, want_j[] = {0, 1, 0, 1, 2, 0};
+    for (size_t i = 0; i < 6; i++) {
+        size_t k = 99, j = 99;
+        cr_assert_eq(st_locate(first, 7, i, &k, &j), 0);
+        cr_assert_eq(k, want_k[i], "sample %zu: shard %zu", i, k);
+        cr_assert_eq(j, want_j[i], "sample %zu: row %zu", i, j);
+    }
+    size_t k, j;
+    cr_assert_eq(st_locate(first, 7, 6, &k, &j), -1);
+    const size_t none[] = {0, 0, 0};
+    cr_assert_eq(st_locate(none, 2, 0, &k, &j), -1);
+}
