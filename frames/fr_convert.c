@@ -196,6 +196,19 @@ static int to_rgb(const AVFrame *f, int ow, int oh, uint8_t *dst, cm_err *err)
     return 0;
 }
 
+/* img->rgb = a new ow x oh RGB24 buffer holding f scaled (NULL when it fails). */
+static int to_new_rgb(const AVFrame *f, int ow, int oh, fr_image *img, cm_err *err)
+{
+    img->rgb = malloc((size_t)ow * oh * 3);
+    int rc = img->rgb ? to_rgb(f, ow, oh, img->rgb, err) : cm_err_set(err, "out of memory");
+    if (rc != 0) {
+        free(img->rgb);
+        img->rgb = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 int fr_frame_to_image(const AVFrame *f, fr_orient o, int short_side, fr_image *img, cm_err *err)
 {
     memset(img, 0, sizeof *img);
@@ -214,14 +227,10 @@ int fr_frame_to_image(const AVFrame *f, fr_orient o, int short_side, fr_image *i
         }
         int ow, oh;
         fr_out_size(src->width, src->height, short_side, &ow, &oh);
-        img->rgb = malloc((size_t)ow * oh * 3);
-        int rc = img->rgb ? to_rgb(src, ow, oh, img->rgb, err) : cm_err_set(err, "out of memory");
+        int rc = to_new_rgb(src, ow, oh, img, err);
         av_frame_free(&r);
-        if (rc != 0) {
-            free(img->rgb);
-            img->rgb = NULL;
+        if (rc != 0)
             return -1;
-        }
         img->width = ow;
         img->height = oh;
         return 0;
@@ -255,14 +264,10 @@ int fr_frame_to_image(const AVFrame *f, fr_orient o, int short_side, fr_image *i
         tmp.linesize[0] = rw * 3;
         tmp.colorspace = AVCOL_SPC_UNSPECIFIED;
         tmp.color_range = AVCOL_RANGE_UNSPECIFIED;
-        img->rgb = malloc((size_t)ow * oh * 3);
-        int rc = img->rgb ? to_rgb(&tmp, ow, oh, img->rgb, err) : cm_err_set(err, "out of memory");
+        int rc = to_new_rgb(&tmp, ow, oh, img, err);
         free(b);
-        if (rc != 0) {
-            free(img->rgb);
-            img->rgb = NULL;
+        if (rc != 0)
             return -1;
-        }
     }
     img->width = ow;
     img->height = oh;
