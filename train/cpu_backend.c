@@ -699,41 +699,21 @@ typedef struct avg_job {
     int hw;
     const float *x, *dy;
     float *y, *dx;
+    void (*planes)(const struct avg_job *J, size_t p0, size_t p1); /* the pass over planes [p0, p1) */
 } avg_job;
 
-#define AVG_PLANES 64 /* planes per task */
-static void avg_fwd_task(void *arg, size_t t, int worker)
+static void avg_fwd_planes(const avg_job *J, size_t p0, size_t p1)
 {
-    (void)worker;
-    const avg_job *J = arg;
-    for (size_t p = t * AVG_PLANES; p < (t + 1) * AVG_PLANES; p++) {
+    for (size_t p = p0; p < p1; p++) {
         double s = 0, ss = 0;
         sum_shift(J->x + p * J->hw, (size_t)J->hw, 0.0, &s, &ss);
         J->y[p] = (float)(s / J->hw);
     }
 }
 
-static void cpu_avgpool_fwd(be_ctx *b, int n, int c, int hw, const float *x, float *y)
+static void avg_bwd_planes(const avg_job *J, size_t p0, size_t p1)
 {
-    cpu_ctx *ctx = (cpu_ctx *)b;
-    size_t np = (size_t)n * c;
-    if (ctx->failed || np == 0)
-        return;
-    avg_job J = {.hw = hw, .x = x, .y = y};
-    size_t full = np / AVG_PLANES;
-    cpu_parallel(ctx, full, avg_fwd_task, &J);
-    for (size_t p = full * AVG_PLANES; p < np; p++) {
-        double s = 0, ss = 0;
-        sum_shift(x + p * hw, (size_t)hw, 0.0, &s, &ss);
-        y[p] = (float)(s / hw);
-    }
-}
-
-static void avg_bwd_task(void *arg, size_t t, int worker)
-{
-    (void)worker;
-    const avg_job *J = arg;
-    for (size_t p = t * AVG_PLANES; p < (t + 1) * AVG_PLANES; p++) {
+    for (size_t p = p0; p < p1; p++) {
         float v = J->dy[p] / (float)J->hw;
         float *q = J->dx + p * J->hw;
         for (int i = 0; i < J->hw; i++)
@@ -741,21 +721,36 @@ static void avg_bwd_task(void *arg, size_t t, int worker)
     }
 }
 
-static void cpu_avgpool_bwd(be_ctx *b, int n, int c, int hw, const float *dy, float *dx)
+#define AVG_PLANES 64 /* planes per task */
+static void avg_task(void *arg, size_t t, int worker)
+{
+    (void)worker;
+    const avg_job *J = arg;
+    J->planes(J, t * AVG_PLANES, (t + 1) * AVG_PLANES);
+}
+
+/* The n*c planes: whole tasks of AVG_PLANES on the threads, the rest here. */
+static void avg_run(be_ctx *b, int n, int c, avg_job *J)
 {
     cpu_ctx *ctx = (cpu_ctx *)b;
     size_t np = (size_t)n * c;
     if (ctx->failed || np == 0)
         return;
-    avg_job J = {.hw = hw, .dy = dy, .dx = dx};
     size_t full = np / AVG_PLANES;
-    cpu_parallel(ctx, full, avg_bwd_task, &J);
-    for (size_t p = full * AVG_PLANES; p < np; p++) {
-        float v = dy[p] / (float)hw;
-        float *q = dx + p * hw;
-        for (int i = 0; i < hw; i++)
-            q[i] = v;
-    }
+    cpu_parallel(ctx, full, avg_task, J);
+    J->planes(J, full * AVG_PLANES, np);
+}
+
+static void cpu_avgpool_fwd(be_ctx *b, int n, int c, int hw, const float *x, float *y)
+{
+    avg_job J = {.hw = hw, .x = x, .y = y, .planes = avg_fwd_planes};
+    avg_run(b, n, c, &J);
+}
+
+static void cpu_avgpool_bwd(be_ctx *b, int n, int c, int hw, const float *dy, float *dx)
+{
+    avg_job J = {.hw = hw, .dy = dy, .dx = dx, .planes = avg_bwd_planes};
+    avg_run(b, n, c, &J);
 }
 
 /* ---------------------------------------------------------------- linear */
