@@ -6,6 +6,13 @@ same networks from those checkpoints with h5py + torch and compares logits,
 each loss term, the selection mask and tau, every parameter gradient, the SGD
 update, the momenta and the running statistics. Tolerances are in c2kd_ref.py
 (1e-4 relative on losses and logits, 1e-3 on gradients/updates/momenta).
+
+Discrete decisions (ReLU signs, max-pool choices) taken within float32
+rounding of a kink are not left to float64: stepcheck records C's (within
+KINK_BAND = 1e-4 of the tensor's largest |x|) and the reference applies them
+(c2kd_ref.Kinks), checking that every activation was recorded and that no
+float64 near-kink element was missed; each step reports how many decisions
+were taken from C where float64 would have decided otherwise.
 """
 import os
 import subprocess
@@ -55,16 +62,16 @@ CASES = [
     dict(method="c2kd", proxy="cfa", steps=3),
     dict(method="c2kd", proxy="none", steps=3),
     dict(method="c2kd", omega=0.3, steps=2),
-    # ResNet-50: 1 step only. Beyond it (and at step 1 with other seeds or OpenBLAS's
-    # AVX-512 kernels) single gradient entries differ: e.g. one channel of
-    # layer3.5.bn2.bias off by ~10% of the largest bias gradient while bn2.weight
-    # matches exactly, i.e. one ReLU decision at an element whose BN output is ~0
-    # (xhat ~ 0 at step 1, beta = 0). The reference's flip search (MAX_FLIPS_TRIED
-    # = 24 of ~120-200 ambiguous decisions in a ResNet-50 pair) does not reach them
-    # all; with 200 tries the worst step-3 error drops from 48x to 0.5x the
-    # tolerance. The 1x1 convolutions at Bottleneck shapes match torch in
-    # isolation (test_backend_ops.py::test_conv).
-    dict(method="c2kd", depth=50, steps=1),
+    # ResNet-50, 5 steps, both directions. A ReLU or max-pool decision taken
+    # within float32 rounding of its kink would change a gradient entry by a
+    # whole term (e.g. one channel of a BN bias by 10% of the largest bias
+    # gradient), so stepcheck records C's decisions near every kink and the
+    # reference takes exactly those (c2kd_ref.Kinks; ~1300-4000 recorded per
+    # step here, 0-7 of them decided otherwise by float64): what remains is
+    # rounding, and the tolerances hold (worst gradient ~0.65x TOL_GRAD over
+    # seeds 1-7, all methods, fold, CFA).
+    dict(method="c2kd", depth=50),
+    dict(method="c2kd", depth=50, student="audio"),
 ]
 
 
@@ -76,6 +83,27 @@ def test_steps_match_torch(tmp_path, case):
     assert any(f"step {cfg['steps']} grad" in w for w, _, _ in rows)
     if cfg["method"] == "c2kd":
         assert any("selection mask" in w for w, _, _ in rows)
+
+
+def test_kink_records_required(tmp_path):
+    """Without C's kink records (--kink-band 0) the comparison refuses, naming the activations."""
+    cfg = R.default_cfg(method="c2kd", steps=1)
+    r = run_c(tmp_path, cfg, ["--kink-band", "0"])
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "step_1.h5", "r") as f:
+        assert "kink" not in f
+    rows = R.compare(str(tmp_path), cfg)
+    bad = [w for w, e, tol in rows if e > tol]
+    assert any("activations without C's record" in w and "student/layer1.0.relu1" in w
+               and "teacher/maxpool" in w and "student_proxy/act" in w for w in bad), bad
+    # with the records: each activation of the pair is there
+    r = run_c(tmp_path / "rec", cfg)
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "rec" / "step_1.h5", "r") as f:
+        names = set()
+        f["kink"].visititems(lambda n, o: names.add(n) if isinstance(o, h5py.Group) and "kind" in o.attrs else None)
+    per_net = 2 + 2 * 8  # stem ReLU + max-pool, two ReLUs in each of 8 BasicBlocks
+    assert len(names) == 2 * per_net + 2, sorted(names)
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -6,13 +6,37 @@
  *   OUT/step_K.h5        after step K (1-based): attributes loss, kept, term names/values;
  *                        datasets z_student, z_teacher, p_student, p_teacher, tau, keep (this
  *                        step's forward), grad/<group>/<name>, value/<group>/<name> (after SGD)
+ *                        kink/<group>/<activation>: the discrete decisions of this step's forward
+ *                        pass near a kink (see "Kink decisions" below)
  *   OUT/ckpt_K.h5        checkpoint after step K (weights, running statistics, momenta)
  *   OUT/eval.h5          z_student, z_teacher of an evaluation-mode forward of batch 0 after the steps
  *
  * Usage: stepcheck --out DIR [--method pretrain|none|kd|nkd|c2kd] [--student audio|visual]
  *   [--depth 18|50] [--width W] [--classes C] [--batch B] [--bins H] [--time T] [--image S]
  *   [--frames F] [--fold] [--proxy fa|none|cfa] [--teacher-update full|top|frozen]
- *   [--omega X] [--steps N] [--lr X] [--seed N] [--threads N] [--init CKPT]
+ *   [--omega X] [--steps N] [--lr X] [--seed N] [--threads N] [--init CKPT] [--kink-band X]
+ *
+ * Kink decisions. A ReLU (LeakyReLU) passes its gradient or not depending on
+ * the sign of its float32 input; a max-pool routes its gradient to one
+ * window element. Where the float32 input is within rounding of the kink
+ * (|x| or the gap between the two largest window values within X times the
+ * largest |x| of the tensor, X = --kink-band, default 1e-4; 0: nothing is
+ * recorded), the float64 reference could decide otherwise and then differs
+ * by a whole gradient entry. So stepcheck wraps the backend's relu_fwd,
+ * leaky_fwd and maxpool_fwd (a copy of the ops table with three entries
+ * replaced; the model code is untouched), recognises each call by its
+ * output tensor (the model's activation pointers, train/model.h) and writes,
+ * for the first call of each activation in a step's forward pass:
+ *   kink/G/NAME (ReLU, LeakyReLU): attributes kind ("relu"|"leaky"), count
+ *     (elements), scale (max |x|), band; datasets index (int64, flat NCHW
+ *     index) and value (float32 input x) of the elements with |x| <= band * scale;
+ *   kink/G/maxpool: attributes kind "maxpool", count (outputs), scale, band;
+ *     datasets out (int64, flat output index), arg (int64, index inside the
+ *     input plane of the element C's backward pass routes to: the first one,
+ *     row by row, equal to the maximum), gap (float32, maximum minus the
+ *     largest other window element) of the windows with gap <= band * scale.
+ * NAME: relu (stem), maxpool, layerL.J.reluI (inside a block, I = 1, 2),
+ * layerL.J.relu (block output), act (proxy).
  */
 #include <hdf5.h>
 #include <math.h>
@@ -22,7 +46,9 @@
 
 #include "common/cm_file.h"
 #include "train/rng.h"
+#include "train/model.h"
 #include "train/system.h"
+#include "train/system_internal.h"
 
 static int write_arr(hid_t loc, const char *name, hid_t mtype, hid_t ftype, int nd, const size_t *shape,
                      const void *data)
@@ -68,6 +94,280 @@ static void dev_dump(be_ctx *be, hid_t f, const char *name, const float *dev, si
     free(h);
 }
 
+/* ---------------------------------------------------------------- kink decisions */
+
+enum { K_RELU, K_LEAKY, K_MAXPOOL };
+
+typedef struct kink_site {
+    const float *y;   /* output tensor that identifies the call */
+    char name[128];   /* "student/layer1.0.relu1" */
+    int kind;
+    int seen;         /* recorded in this step */
+    /* what was recorded */
+    size_t count, n;
+    float scale;
+    int64_t *idx, *arg; /* idx: element (relu) or output (maxpool) index; arg: maxpool choice */
+    float *val;         /* relu: input value; maxpool: gap */
+} kink_site;
+
+typedef struct kink_rec {
+    be_ops ops;             /* the backend's table with the three wrappers */
+    const be_ops *inner;
+    float band;
+    int active;
+    int unknown;            /* calls on tensors not in the table */
+    kink_site *site;
+    size_t nsite;
+} kink_rec;
+
+/* The wrappers only receive the backend context: the recorder is reached
+ * through this file-level pointer (stepcheck is a single-run test tool). */
+static kink_rec *g_kink;
+
+static void kink_add(kink_rec *k, const float *y, const char *group, const char *name, int kind)
+{
+    kink_site *st = &k->site[k->nsite++];
+    memset(st, 0, sizeof *st);
+    st->y = y;
+    st->kind = kind;
+    snprintf(st->name, sizeof st->name, "%s/%s", group, name);
+}
+
+static void kink_sites_resnet(kink_rec *k, const tr_resnet *n)
+{
+    const char *g = n->reg.group;
+    kink_add(k, n->stem_y, g, "relu", K_RELU);
+    kink_add(k, n->stem_p, g, "maxpool", K_MAXPOOL);
+    for (int i = 0, l = 0; i < n->nblk; i++) {
+        while (l < 3 && i >= n->layer_first[l + 1])
+            l++;
+        const tr_block *b = &n->blk[i];
+        char nm[64];
+        for (int st = 0; st < b->nst; st++) {
+            if (st < b->nst - 1)
+                snprintf(nm, sizeof nm, "layer%d.%d.relu%d", l + 1, i - n->layer_first[l], st + 1);
+            else
+                snprintf(nm, sizeof nm, "layer%d.%d.relu", l + 1, i - n->layer_first[l]);
+            kink_add(k, b->y[st], g, nm, K_RELU);
+        }
+    }
+}
+
+static kink_site *kink_find(kink_rec *k, const float *y, int kind)
+{
+    for (size_t i = 0; i < k->nsite; i++)
+        if (k->site[i].y == y && k->site[i].kind == kind)
+            return &k->site[i];
+    k->unknown++;
+    return NULL;
+}
+
+static void kink_reset(kink_rec *k)
+{
+    for (size_t i = 0; i < k->nsite; i++) {
+        kink_site *st = &k->site[i];
+        free(st->idx);
+        free(st->arg);
+        free(st->val);
+        st->idx = st->arg = NULL;
+        st->val = NULL;
+        st->seen = 0;
+        st->n = st->count = 0;
+        st->scale = 0;
+    }
+}
+
+/* Records the elements of x [n] within the band of zero (before the op, which may run in place). */
+static void kink_act(be_ctx *b, kink_site *st, size_t n, const float *x)
+{
+    kink_rec *k = g_kink;
+    float *h = malloc((n ? n : 1) * sizeof(float));
+    st->idx = malloc((n ? n : 1) * sizeof(int64_t));
+    st->val = malloc((n ? n : 1) * sizeof(float));
+    if (!h || !st->idx || !st->val) {
+        free(h);
+        k->unknown++;
+        return;
+    }
+    k->inner->to_host(b, h, x, n * sizeof(float));
+    float m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(h[i]) > m)
+            m = fabsf(h[i]);
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(h[i]) <= k->band * m) {
+            st->idx[st->n] = (int64_t)i;
+            st->val[st->n++] = h[i];
+        }
+    st->seen = 1;
+    st->count = n;
+    st->scale = m;
+    free(h);
+}
+
+static void kink_relu_fwd(be_ctx *b, size_t n, const float *x, float *y)
+{
+    kink_rec *k = g_kink;
+    kink_site *st = k->active ? kink_find(k, y, K_RELU) : NULL;
+    if (st && !st->seen)
+        kink_act(b, st, n, x);
+    k->inner->relu_fwd(b, n, x, y);
+}
+
+static void kink_leaky_fwd(be_ctx *b, size_t n, float slope, const float *x, float *y)
+{
+    kink_rec *k = g_kink;
+    kink_site *st = k->active ? kink_find(k, y, K_LEAKY) : NULL;
+    if (st && !st->seen)
+        kink_act(b, st, n, x);
+    k->inner->leaky_fwd(b, n, slope, x, y);
+}
+
+static void kink_maxpool_fwd(be_ctx *b, const be_pool_shape *s, const float *x, float *y)
+{
+    kink_rec *k = g_kink;
+    k->inner->maxpool_fwd(b, s, x, y);
+    kink_site *st = k->active ? kink_find(k, y, K_MAXPOOL) : NULL;
+    if (!st || st->seen)
+        return;
+    int oh = (s->h + 2 * s->pad - s->kh) / s->stride + 1, ow = (s->w + 2 * s->pad - s->kw) / s->stride + 1;
+    size_t nx = (size_t)s->n * s->c * s->h * s->w, ny = (size_t)s->n * s->c * oh * ow;
+    float *hx = malloc(nx * sizeof(float)), *hy = malloc(ny * sizeof(float));
+    st->idx = malloc(ny * sizeof(int64_t));
+    st->arg = malloc(ny * sizeof(int64_t));
+    st->val = malloc(ny * sizeof(float));
+    if (!hx || !hy || !st->idx || !st->arg || !st->val) {
+        free(hx);
+        free(hy);
+        k->unknown++;
+        return;
+    }
+    k->inner->to_host(b, hx, x, nx * sizeof(float));
+    k->inner->to_host(b, hy, y, ny * sizeof(float));
+    float m = 0;
+    for (size_t i = 0; i < nx; i++)
+        if (fabsf(hx[i]) > m)
+            m = fabsf(hx[i]);
+    for (size_t p = 0; p < (size_t)s->n * s->c; p++) {
+        const float *plane = hx + p * s->h * s->w;
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                size_t o = (p * oh + oy) * ow + ox;
+                float top = hy[o], second = -INFINITY;
+                int64_t arg = -1;
+                for (int ky = 0; ky < s->kh; ky++)
+                    for (int kx = 0; kx < s->kw; kx++) {
+                        int iy = oy * s->stride - s->pad + ky, ix = ox * s->stride - s->pad + kx;
+                        if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w)
+                            continue;
+                        float v = plane[(size_t)iy * s->w + ix];
+                        if (arg < 0 && v == top)
+                            arg = (int64_t)iy * s->w + ix; /* first maximum, as the backward pass */
+                        else if (v > second)
+                            second = v;
+                    }
+                if (arg >= 0 && second > -INFINITY && top - second <= k->band * m) {
+                    st->idx[st->n] = (int64_t)o;
+                    st->arg[st->n] = arg;
+                    st->val[st->n++] = top - second;
+                }
+            }
+    }
+    st->seen = 1;
+    st->count = ny;
+    st->scale = m;
+    free(hx);
+    free(hy);
+}
+
+/* Table of every activation of the system and the ops swap. */
+static int kink_create(kink_rec *k, be_ctx *be, tr_system *s, float band)
+{
+    memset(k, 0, sizeof *k);
+    k->band = band;
+    size_t cap = 8;
+    if (s->has_student)
+        cap += 2 + 3 * (size_t)s->student.nblk;
+    if (s->has_teacher)
+        cap += 2 + 3 * (size_t)s->teacher.nblk;
+    k->site = calloc(cap, sizeof *k->site);
+    if (!k->site)
+        return -1;
+    if (s->has_student)
+        kink_sites_resnet(k, &s->student);
+    if (s->has_teacher)
+        kink_sites_resnet(k, &s->teacher);
+    if (s->has_proxies) {
+        const tr_proxy *p[2] = {&s->sproxy, &s->tproxy};
+        for (int i = 0; i < 2; i++) {
+            if (p[i]->kind == TR_PROXY_FA)
+                kink_add(k, p[i]->a1, p[i]->reg.group, "act", K_LEAKY);
+            else if (p[i]->kind == TR_PROXY_CFA)
+                kink_add(k, p[i]->y2, p[i]->reg.group, "act", K_RELU);
+        }
+    }
+    k->inner = be->ops;
+    k->ops = *be->ops;
+    k->ops.relu_fwd = kink_relu_fwd;
+    k->ops.leaky_fwd = kink_leaky_fwd;
+    k->ops.maxpool_fwd = kink_maxpool_fwd;
+    g_kink = k;
+    be->ops = &k->ops;
+    return 0;
+}
+
+static void kink_destroy(kink_rec *k, be_ctx *be)
+{
+    if (!k->site)
+        return;
+    kink_reset(k);
+    free(k->site);
+    k->site = NULL;
+    be->ops = k->inner;
+    g_kink = NULL;
+}
+
+static void attr_s(hid_t loc, const char *name, const char *v)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(v));
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, t, v);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+}
+
+static int kink_write(const kink_rec *k, hid_t f)
+{
+    int rc = 0;
+    for (size_t i = 0; i < k->nsite; i++) {
+        const kink_site *st = &k->site[i];
+        if (!st->seen)
+            continue;
+        char nm[160];
+        snprintf(nm, sizeof nm, "kink/%s", st->name);
+        hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+        H5Pset_create_intermediate_group(lcpl, 1);
+        hid_t g = H5Gcreate2(f, nm, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        H5Pclose(lcpl);
+        if (g < 0)
+            return -1;
+        attr_s(g, "kind", st->kind == K_RELU ? "relu" : st->kind == K_LEAKY ? "leaky" : "maxpool");
+        attr_d(g, "count", (double)st->count);
+        attr_d(g, "scale", st->scale);
+        attr_d(g, "band", k->band);
+        size_t n = st->n;
+        rc |= write_arr(g, st->kind == K_MAXPOOL ? "out" : "index", H5T_NATIVE_INT64, H5T_STD_I64LE, 1, &n, st->idx);
+        rc |= write_f(g, st->kind == K_MAXPOOL ? "gap" : "value", 1, &n, st->val);
+        if (st->kind == K_MAXPOOL)
+            rc |= write_arr(g, "arg", H5T_NATIVE_INT64, H5T_STD_I64LE, 1, &n, st->arg);
+        H5Gclose(g);
+    }
+    return rc;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: stepcheck --out DIR [options] (see the source header)\n");
@@ -86,7 +386,7 @@ int main(int argc, char **argv)
     c.max_batch = 8;
     const char *out = NULL, *init = NULL;
     int steps = 5, threads = 1, B = 8;
-    float lr = 0.05f;
+    float lr = 0.05f, band = 1e-4f;
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -120,10 +420,11 @@ int main(int argc, char **argv)
         else if (OPT("--lr")) lr = (float)atof(v);
         else if (OPT("--seed")) seed = strtoull(v, NULL, 10);
         else if (OPT("--threads")) threads = atoi(v);
+        else if (OPT("--kink-band")) band = (float)atof(v);
         else return usage();
 #undef OPT
     }
-    if (!out || B < 1 || steps < 0)
+    if (!out || B < 1 || steps < 0 || !(band >= 0 && band < 1))
         return usage();
     c.max_batch = B;
     cm_err err = {{0}};
@@ -142,6 +443,13 @@ int main(int argc, char **argv)
         be->ops->destroy(be);
         return 1;
     }
+    kink_rec kink = {0};
+    if (band > 0 && kink_create(&kink, be, s, band) < 0) {
+        fprintf(stderr, "stepcheck: out of memory\n");
+        tr_system_destroy(s);
+        be->ops->destroy(be);
+        return 1;
+    }
     char path[CM_PATH_MAX];
     snprintf(path, sizeof path, "%s/init.h5", out);
     tr_position pos = {.seed = seed, .best_val = -1, .best_epoch = -1, .best_test = -1};
@@ -153,6 +461,7 @@ int main(int argc, char **argv)
     if (bad) {
         fprintf(stderr, "stepcheck: %s: %s\n", bad, err.msg);
         tr_system_destroy(s);
+        kink_destroy(&kink, be);
         be->ops->destroy(be);
         return 1;
     }
@@ -191,7 +500,11 @@ int main(int argc, char **argv)
         be->ops->sync(be);
         tr_batch b = {.B = B, .audio = da, .visual = dv, .labels = dy};
         tr_stats st;
-        if (tr_system_step(s, &b, lr, &st, &err) < 0) {
+        kink_reset(&kink);
+        kink.active = 1;
+        int srt = tr_system_step(s, &b, lr, &st, &err);
+        kink.active = 0;
+        if (srt < 0) {
             fprintf(stderr, "stepcheck: %s\n", err.msg);
             rc = 1;
             break;
@@ -214,6 +527,11 @@ int main(int argc, char **argv)
         dev_dump(be, f, "p_teacher", o.p_teacher, (size_t)B, (size_t)c.n_classes);
         dev_dump(be, f, "tau", o.tau, (size_t)B, 0);
         dev_dump(be, f, "keep", o.keep, (size_t)B, 0);
+        if (kink.unknown || kink_write(&kink, f) < 0) {
+            fprintf(stderr, "stepcheck: step %d: kink decisions not recorded (%d calls on unknown tensors)\n",
+                    k + 1, kink.unknown);
+            rc = 1;
+        }
         for (size_t i = 0; i < tr_system_num_tensors(s); i++) {
             const char *name;
             size_t cnt;
@@ -268,6 +586,7 @@ int main(int argc, char **argv)
     be->ops->free(be, dv);
     be->ops->free(be, dy);
     tr_system_destroy(s);
+    kink_destroy(&kink, be);
     be->ops->destroy(be);
     free(ha);
     free(hv);
