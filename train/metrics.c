@@ -10,11 +10,41 @@ struct mt_log {
     FILE *fp;
 };
 
-static int keep_line(const char *line, int64_t keep_step, int keep_epoch)
+int mt_reader_open(mt_reader *r, const char *path, cm_err *err)
 {
-    cJSON *j = cJSON_Parse(line);
-    if (!j)
-        return 0; /* a torn last line of a killed run */
+    size_t n = 0;
+    r->save = NULL;
+    if (cm_read_file(path, &r->text, &n, err) != 0) {
+        r->cur = NULL;
+        return -1;
+    }
+    r->cur = r->text;
+    return 0;
+}
+
+cJSON *mt_reader_next(mt_reader *r, const char **line)
+{
+    char *l;
+    while ((l = strtok_r(r->cur, "\n", &r->save))) {
+        r->cur = NULL;
+        cJSON *j = cJSON_Parse(l);
+        if (j) {
+            if (line)
+                *line = l;
+            return j;
+        }
+    }
+    return NULL;
+}
+
+void mt_reader_close(mt_reader *r)
+{
+    free(r->text);
+    r->text = r->cur = r->save = NULL;
+}
+
+static int keep_record(const cJSON *j, int64_t keep_step, int keep_epoch)
+{
     const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "type"));
     cJSON *step = cJSON_GetObjectItemCaseSensitive(j, "step");
     cJSON *epoch = cJSON_GetObjectItemCaseSensitive(j, "epoch");
@@ -23,7 +53,6 @@ static int keep_line(const char *line, int64_t keep_step, int keep_epoch)
         keep = cJSON_IsNumber(step) && step->valuedouble <= (double)keep_step;
     else if (type && strcmp(type, "epoch") == 0)
         keep = cJSON_IsNumber(epoch) && epoch->valuedouble <= (double)keep_epoch;
-    cJSON_Delete(j);
     return keep;
 }
 
@@ -33,17 +62,19 @@ mt_log *mt_open(const char *path, int64_t keep_step, int keep_epoch, cm_err *err
     if (cm_atomic_open(&a, path, err) != 0)
         return NULL;
     if (keep_step >= 0 && cm_is_file(path)) {
-        char *text = NULL;
-        size_t n = 0;
-        if (cm_read_file(path, &text, &n, err) != 0) {
+        mt_reader r;
+        if (mt_reader_open(&r, path, err) != 0) {
             cm_atomic_abort(&a);
             return NULL;
         }
-        char *save = NULL;
-        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-            if (keep_line(line, keep_step, keep_epoch))
+        const char *line;
+        cJSON *j;
+        while ((j = mt_reader_next(&r, &line))) {
+            if (keep_record(j, keep_step, keep_epoch))
                 fprintf(a.fp, "%s\n", line);
-        free(text);
+            cJSON_Delete(j);
+        }
+        mt_reader_close(&r);
     }
     if (cm_atomic_commit(&a, err) != 0)
         return NULL;
@@ -74,15 +105,11 @@ void mt_close(mt_log *m)
 int mt_epoch_partial(const char *path, int epoch, int64_t upto, mt_partial *out, cm_err *err)
 {
     memset(out, 0, sizeof *out);
-    char *text = NULL;
-    size_t n = 0;
-    if (cm_read_file(path, &text, &n, err) != 0)
+    mt_reader r;
+    if (mt_reader_open(&r, path, err) != 0)
         return -1;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        cJSON *j = cJSON_Parse(line);
-        if (!j)
-            continue;
+    cJSON *j;
+    while ((j = mt_reader_next(&r, NULL))) {
         const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "type"));
         cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "step"), *ep = cJSON_GetObjectItemCaseSensitive(j, "epoch");
         if (type && strcmp(type, "step") == 0 && cJSON_IsNumber(st) && cJSON_IsNumber(ep) &&
@@ -97,6 +124,6 @@ int mt_epoch_partial(const char *path, int epoch, int64_t upto, mt_partial *out,
         }
         cJSON_Delete(j);
     }
-    free(text);
+    mt_reader_close(&r);
     return 0;
 }

@@ -33,4 +33,15 @@ typedef struct mt_partial {
 } mt_partial;
 int mt_epoch_partial(const char *path, int epoch, int64_t upto, mt_partial *out, cm_err *err);
 
+/* Reading a log: its records in order, each as parsed JSON (the caller
+ * deletes it) and, when `line` is given, the line's text (valid until
+ * mt_reader_close). Lines that are not JSON (a torn last line of a killed
+ * run) are passed over. */
+typedef struct mt_reader {
+    char *text, *cur, *save;
+} mt_reader;
+int mt_reader_open(mt_reader *r, const char *path, cm_err *err);
+struct cJSON *mt_reader_next(mt_reader *r, const char **line);
+void mt_reader_close(mt_reader *r);
+
 #endif

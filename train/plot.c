@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/cm_file.h"
+#include "train/metrics.h"
 #include "train/plot.h"
 
 typedef struct series {
@@ -96,9 +97,8 @@ static void xml_text(FILE *f, const char *s)
 
 int pl_write_svg(const char *metrics_path, const char *svg_path, const char *title, cm_err *err)
 {
-    char *text = NULL;
-    size_t n = 0;
-    if (cm_read_file(metrics_path, &text, &n, err) != 0)
+    mt_reader r;
+    if (mt_reader_open(&r, metrics_path, err) != 0)
         return -1;
     series loss = {"loss", "loss per step", "#9bb7d4", 0, 0, 0, 0, 0};
     series eloss = {"train_loss", "mean per epoch", "#1f4e79", 0, 0, 0, 0, 0};
@@ -112,11 +112,8 @@ int pl_write_svg(const char *metrics_path, const char *svg_path, const char *tit
     };
     const size_t nacc = sizeof acc / sizeof *acc;
     double steps_per_epoch = 0;
-    char *save = NULL;
-    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        cJSON *j = cJSON_Parse(l);
-        if (!j)
-            continue;
+    cJSON *j;
+    while ((j = mt_reader_next(&r, NULL))) {
         const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "type"));
         cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "step"), *ep = cJSON_GetObjectItemCaseSensitive(j, "epoch");
         if (type && strcmp(type, "step") == 0 && cJSON_IsNumber(st)) {
@@ -137,7 +134,7 @@ int pl_write_svg(const char *metrics_path, const char *svg_path, const char *tit
         }
         cJSON_Delete(j);
     }
-    free(text);
+    mt_reader_close(&r);
     (void)steps_per_epoch;
 
     panel pl = {70, 50, 380, 260, 0, 1, 0, 1}, pa = {540, 50, 380, 260, 0, 1, 0, 100};
