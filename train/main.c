@@ -182,6 +182,16 @@ static int dump_batch(const char *dir, long long step, be_ctx *be, const tr_batc
     return dump_npy(dir, step, "index", "<i8", ls, 1, hb->index, err);
 }
 
+/* Appends the record j to the metrics log and deletes it; -1 when printing or writing fails. */
+static int log_record(mt_log *mt, cJSON *j, cm_err *err)
+{
+    char *line = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    int wr = line ? mt_write(mt, line, err) : -1;
+    free(line);
+    return wr;
+}
+
 static int parse_enum(const char *v, const char *const *names, int n)
 {
     for (int i = 0; i < n; i++)
@@ -596,11 +606,7 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
                 cJSON_AddNumberToObject(j, "acc_student", (double)st.correct_student / B);
             if (eval_t)
                 cJSON_AddNumberToObject(j, "acc_teacher", (double)st.correct_teacher / B);
-            char *line = cJSON_PrintUnformatted(j);
-            cJSON_Delete(j);
-            int wr = line ? mt_write(mt, line, &err) : -1;
-            free(line);
-            if (wr != 0) {
+            if (log_record(mt, j, &err) != 0) {
                 fail(metrics_path, err.msg);
                 goto out;
             }
@@ -692,11 +698,7 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
             fail(last_path, err.msg);
             goto out;
         }
-        char *line = cJSON_PrintUnformatted(j);
-        cJSON_Delete(j);
-        int wr = line ? mt_write(mt, line, &err) : -1;
-        free(line);
-        if (wr != 0) {
+        if (log_record(mt, j, &err) != 0) {
             fail(metrics_path, err.msg);
             goto out;
         }
