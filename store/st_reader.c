@@ -92,9 +92,9 @@ static int read_strings(hid_t obj, int is_attr, hid_t ft, size_t cnt, char **v)
 {
     int ok;
     hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_cset(mt, H5Tget_cset(ft)); /* HDF5 converts no string between ASCII and UTF-8 */
     if (H5Tis_variable_str(ft) > 0) {
         H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(ft));
         char **tmp = calloc(cnt, sizeof *tmp);
         ok = tmp && (is_attr ? H5Aread(obj, mt, tmp) : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp)) >= 0;
         for (size_t i = 0; ok && i < cnt; i++)

@@ -187,7 +187,9 @@ static int log_record(mt_log *mt, cJSON *j, cm_err *err)
 {
     char *line = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    int wr = line ? mt_write(mt, line, err) : -1;
+    if (!line)
+        return cm_err_set(err, "out of memory");
+    int wr = mt_write(mt, line, err);
     free(line);
     return wr;
 }
