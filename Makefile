@@ -45,11 +45,11 @@ objs = $(patsubst %.c,$(OBJ)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(OBJ)/%.cu
 all:
 
 include common/module.mk
+-include backend/module.mk
 -include spectro/module.mk
 -include frames/module.mk
 -include store/module.mk
 -include ingest/module.mk
--include kernels/module.mk
 -include train/module.mk
 -include tests/module.mk
 -include $(wildcard tests/tools/*.mk)
