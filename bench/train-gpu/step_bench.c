@@ -117,6 +117,31 @@ static int write_report(const char *path, tr_system *s, be_ctx *be, const char *
     return 0;
 }
 
+/* A random batch on the host (pinned) and its copy on the device. */
+static int random_batch(be_ctx *be, int B, int classes, size_t na, size_t nv, float **ha_, float **hv_, int32_t **hl_,
+                        float **da_, float **dv_, int32_t **dl_)
+{
+    cm_err err = {{0}};
+    float *ha = be->ops->host_alloc(be, na * 4), *hv = be->ops->host_alloc(be, nv * 4);
+    int32_t *hl = be->ops->host_alloc(be, (size_t)B * 4);
+    float *da = be->ops->alloc(be, na * 4), *dv = be->ops->alloc(be, nv * 4);
+    int32_t *dl = be->ops->alloc(be, (size_t)B * 4);
+    if (!ha || !hv || !hl || !da || !dv || !dl) {
+        be->ops->status(be, &err);
+        fprintf(stderr, "step_bench: cannot allocate the batch: %s\n", err.msg);
+        return -1;
+    }
+    for (size_t i = 0; i < na; i++) ha[i] = frand();
+    for (size_t i = 0; i < nv; i++) hv[i] = frand();
+    for (int i = 0; i < B; i++) hl[i] = i % classes;
+    be->ops->to_device(be, da, ha, na * 4);
+    be->ops->to_device(be, dv, hv, nv * 4);
+    be->ops->to_device(be, dl, hl, (size_t)B * 4);
+    be->ops->sync(be);
+    *ha_ = ha, *hv_ = hv, *hl_ = hl, *da_ = da, *dv_ = dv, *dl_ = dl;
+    return 0;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -178,22 +203,10 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t na = (size_t)B * cfg.spec_bins * cfg.spec_frames, nv = (size_t)B * 3 * cfg.frames * cfg.image_size * cfg.image_size;
-    float *ha = be->ops->host_alloc(be, na * 4), *hv = be->ops->host_alloc(be, nv * 4);
-    int32_t *hl = be->ops->host_alloc(be, (size_t)B * 4);
-    float *da = be->ops->alloc(be, na * 4), *dv = be->ops->alloc(be, nv * 4);
-    int32_t *dl = be->ops->alloc(be, (size_t)B * 4);
-    if (!ha || !hv || !hl || !da || !dv || !dl) {
-        be->ops->status(be, &err);
-        fprintf(stderr, "step_bench: cannot allocate the batch: %s\n", err.msg);
+    float *ha, *hv, *da, *dv;
+    int32_t *hl, *dl;
+    if (random_batch(be, B, classes, na, nv, &ha, &hv, &hl, &da, &dv, &dl) != 0)
         return 2;
-    }
-    for (size_t i = 0; i < na; i++) ha[i] = frand();
-    for (size_t i = 0; i < nv; i++) hv[i] = frand();
-    for (int i = 0; i < B; i++) hl[i] = i % classes;
-    be->ops->to_device(be, da, ha, na * 4);
-    be->ops->to_device(be, dv, hv, nv * 4);
-    be->ops->to_device(be, dl, hl, (size_t)B * 4);
-    be->ops->sync(be);
     tr_batch batch = {B, da, dv, dl};
     tr_stats st;
     double t_create = cm_now() - t0;
