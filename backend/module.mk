@@ -3,8 +3,7 @@
 #   backend/cpu/   OpenBLAS + the project's loops (always built)
 #   backend/cuda/  cuDNN, cuBLAS and the project's kernels, built whenever nvcc
 #                  and cuDNN are present; otherwise backend/cuda/cuda_absent.c
-#                  provides be_cuda_create() and the extras of
-#                  backend/cuda/cuda_backend.h, which report CUDA as unavailable.
+#                  provides be_cuda_create(), which reports CUDA as unavailable.
 # Every backend/cpu/*.c goes into the library, so adding a file needs no edit here.
 CUDA_HOME  ?= /usr/local/cuda
 HAVE_CUDA  := $(shell test -x $(NVCC) && { test -f $(CUDA_HOME)/include/cudnn.h || test -f /usr/include/cudnn.h || test -f /usr/local/include/cudnn.h; } && echo 1)

@@ -22,7 +22,7 @@ struct tr_system {
     tr_resnet student, teacher;
     tr_proxy sproxy, tproxy;
     size_t max_act;
-    float *scratch[4];
+    float *scratch;          /* max_act floats: see tr_system_create */
     float *dz_s, *dz_t, *dp_s, *dp_t;
     float *loss, *tau, *keep;
     int32_t *pred;
