@@ -440,9 +440,11 @@ static int open_jpeg(st_shard *s, cm_err *err)
     H5Dclose(d);
     if (!ok)
         return cm_err_set(err, "dataset video/jpeg is not uint8 [total]");
-    if (total > 0 && (layout != H5D_CONTIGUOUS || addr == HADDR_UNDEF))
+    if (total > 0 && layout != H5D_CONTIGUOUS)
         return cm_err_set(err, "video/jpeg: not stored contiguous (chunked or filtered): the reader takes the "
                                "contiguous layout only");
+    if (total > 0 && addr == HADDR_UNDEF)
+        return cm_err_set(err, "video/jpeg: declares %llu bytes but stores none", (unsigned long long)total);
     if (total > 0 && (addr > s->file_size || s->file_size - addr < total))
         return cm_err_set(err, "video/jpeg: %llu bytes beyond the end of the file", (unsigned long long)total);
     s->jpeg_total = total;
