@@ -300,12 +300,12 @@ static int open_spec(st_shard *s, cm_err *err)
                    (unsigned long long)dims[2], ST_MAX_SPEC_VALUES);
     else if (check_recipe_shape(s, dims[1], dims[2], err) != 0)
         ;
+    else if (dims[0] > 0 && check_spec_layout(d, dims, err) != 0)
+        ;
     else if (dims[0] > s->file_size / (dims[1] * dims[2] * esz))
         cm_err_set(err, "audio/spec: %llu samples of %llu bytes do not fit in a file of %llu bytes",
                    (unsigned long long)dims[0], (unsigned long long)(dims[1] * dims[2] * esz),
                    (unsigned long long)s->file_size);
-    else if (dims[0] > 0 && check_spec_layout(d, dims, err) != 0)
-        ;
     else {
         s->n = (size_t)dims[0];
         s->meta.bins = (int)dims[1];
