@@ -287,3 +287,36 @@ def test_index_json_fields_are_checked(ingested, tmp_path, case):
         r = run([binary("store"), *cmd])
         assert r.returncode == 1, (cmd, r.returncode, r.stdout, r.stderr)
         assert "index.json" in r.stderr and word in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- a full disk
+
+def test_a_full_disk_is_a_clear_error_and_a_rerun_with_space_completes(ingested, tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        args = [binary("ingest"), "--dataset", "ave", "--root", ingested["root"], "--out", mnt / "out", "--jobs", "2",
+                "--shard-items", "3", "--set", f"duration={SECONDS}", "--quiet"]
+        for size in ("64k", "200k", "400k", "700k"):   # full while writing the first or a later shard
+            assert subprocess.run(["mount", "-o", f"remount,size={size}", str(mnt)]).returncode == 0
+            shutil.rmtree(mnt / "out", ignore_errors=True)
+            r = run(args)
+            assert r.returncode == 1, (size, r.returncode, r.stderr)        # not a crash (negative)
+            assert "No space left on device" in r.stderr, (size, r.stderr)
+            assert str(mnt / "out") in r.stderr, (size, r.stderr)            # names the file
+            left = os.listdir(mnt / "out")
+            assert not [f for f in left if f.startswith(".")], (size, left)  # no temporary file left
+            assert "index.json" not in left
+            for f in left:                                                    # every shard left is whole
+                if f.endswith(".h5"):
+                    with h5py.File(mnt / "out" / f, "r") as h:
+                        assert h["crc32/record"].shape[0] == h["id"].shape[0]
+        assert subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)]).returncode == 0
+        r = run(args)
+        assert r.returncode == 0, r.stderr
+        assert verify(mnt / "out").returncode == 0
+    finally:
+        subprocess.run(["umount", str(mnt)])
