@@ -563,8 +563,7 @@ int ig_run(const ig_preset *p, const ig_manifest *mc, const ig_options *o, ig_su
                                 .classes = (const char *const *)cls, .frames_per_sample = p->frames,
                                 .bins = (int)bins, .frames = (int)T, .spec_float32 = p->spec_float32,
                                 .recipe_json = recipe};
-                if (!(w = st_writer_create(path, &meta, err))) {
-                    cm_err_prefix(err, "%s", path);
+                if (!(w = st_writer_create(path, &meta, err))) { /* err names the shard */
                     fatal = 1;
                 }
             }

@@ -1,5 +1,6 @@
 /* ingest: a dataset (native layout or normalized manifest) -> HDF5 shards. */
 #define TOOL_NAME "ingest"
+#include <hdf5.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -101,6 +102,7 @@ static int parse_size(const char *s, size_t *out)
 
 int main(int argc, char **argv)
 {
+    H5dont_atexit(); /* a file whose close failed (full disk) must not be closed again at exit: libhdf5 1.10 crashes */
     const char *dataset = NULL, *root = NULL, *out = NULL, *preset_file = NULL, *manifest = NULL,
                *classes = NULL, *write_manifest = NULL, *wisdom = NULL;
     int jobs = 0, quiet = 0, full = 0, f32 = 0;

@@ -1,11 +1,13 @@
 # store: the HDF5 shard format (writer, reader, split reader over index.json) and the `store` command.
-store_SRCS := $(filter-out store/main.c,$(wildcard store/*.c))
+# libstore: store/st_*.c. The command: store/main.c and its subcommands store/cmd_*.c (not in the library).
+store_CMD_SRCS := store/main.c $(wildcard store/cmd_*.c)
+store_SRCS := $(filter-out $(store_CMD_SRCS),$(wildcard store/*.c))
 store_LIB  := $(LIB)/libstore.a
 $(store_LIB): $(call objs,$(store_SRCS))
 
 ifneq ($(wildcard store/main.c),)
 BINS += $(BIN)/store
-$(BIN)/store: $(OBJ)/store/main.o $(store_LIB) $(common_LIB)
+$(BIN)/store: $(call objs,$(store_CMD_SRCS)) $(store_LIB) $(common_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 endif

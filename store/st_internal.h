@@ -1,16 +1,35 @@
-/* store: helpers shared by the writer, the reader and the index (not public). */
+/* store: helpers shared by the writer and the reader (not public). */
 #ifndef ST_INTERNAL_H
 #define ST_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #include <hdf5.h>
 
 #include "store/st_h5.h"
 
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "store reads and writes little-endian raw bytes: a little-endian host is required"
+#endif
+
 #define ST_TOOL_VERSION "c2kd 0.1"
 
 /* The IEEE binary16 HDF5 type (little endian), h5py reads it as float16. */
 hid_t st_half_type(void);
-/* Turns HDF5's automatic error printing off. */
-void st_hdf5_quiet(void);
+/* Variable-length UTF-8 string type. */
+hid_t st_vlen_utf8(void);
+/* Memory type that reads the string file type ft (see st_h5.c). */
+hid_t st_str_memtype(hid_t ft);
+
+/* ---- Checksums (docs/FORMAT.md, "Checksums"): zlib's CRC-32 ---- */
+
+/* CRC-32 of n bytes continuing crc (0 to start). */
+uint32_t st_crc(uint32_t crc, const void *p, size_t n);
+/* The record checksum up to the JPEG bytes: id and a NUL, label (int32 LE),
+ * segment (2 float32 LE), frame_time (F float32 LE), the F JPEG lengths
+ * (uint64 LE). Continue it over the F JPEGs' bytes in order. */
+uint32_t st_crc_record_head(const char *id, int32_t label, const float seg[2], const float *frame_time, int F,
+                            const size_t *jpeg_len);
 
 #endif

@@ -1,9 +1,11 @@
-/* store: shard reader. Opens with HDF5 once, then reads with pread(). */
+/* store: shard reader. Opens and validates with HDF5 once, then reads with pread(). */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/cm_file.h"
@@ -12,74 +14,41 @@
 
 struct st_shard {
     char path[CM_PATH_MAX];
-    hid_t file, spec, jpeg_ds;
+    const char *base;       /* file name part of path */
+    hid_t file;
     int fd;
+    uint64_t file_size;
+    int version, checks;
     st_meta meta;
     char *dataset, *split, *recipe;
     char **classes;
     size_t n;
     char **ids;
     int32_t *labels;
-    float *segments;
-    float *frame_time;
-    uint64_t *offsets;
+    float *segments;        /* [n, 2] */
+    float *frame_time;      /* [n, F] */
+    uint64_t *offsets;      /* [n*F + 1] */
+    uint32_t *crc_spec, *crc_record; /* [n] (version >= 2) */
     uint64_t jpeg_total;
     size_t spec_bytes;      /* bytes of one sample's spectrogram */
-    haddr_t *spec_addr;     /* file offset of each sample's chunk (NULL: read through HDF5) */
-    haddr_t jpeg_addr;      /* file offset of the JPEG bytes (HADDR_UNDEF: through HDF5) */
+    uint64_t *spec_addr;    /* file offset of each sample's chunk */
+    uint64_t jpeg_addr;     /* file offset of the JPEG bytes (when jpeg_total > 0) */
 };
 
-int st_hdf5_threadsafe(void)
-{
-    hbool_t ts = 0;
-    if (H5is_library_threadsafe(&ts) < 0)
-        return 0;
-    return ts ? 1 : 0;
-}
-
-char *st_attr_get_str(hid_t loc, const char *name)
-{
-    if (H5Aexists(loc, name) <= 0)
-        return NULL;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0)
-        return NULL;
-    hid_t ft = H5Aget_type(a);
-    char *out = NULL;
-    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_cset(mt, H5Tget_cset(ft)); /* HDF5 converts no string between ASCII and UTF-8 */
-        if (H5Tis_variable_str(ft) > 0) {
-            H5Tset_size(mt, H5T_VARIABLE);
-            char *v = NULL;
-            if (H5Aread(a, mt, &v) >= 0 && v) {
-                out = strdup(v);
-                H5free_memory(v);
-            }
-        } else {
-            size_t sz = H5Tget_size(ft);
-            H5Tset_size(mt, sz + 1);
-            H5Tset_strpad(mt, H5T_STR_NULLTERM);
-            out = calloc(1, sz + 2);
-            if (out && H5Aread(a, mt, out) < 0) {
-                free(out);
-                out = NULL;
-            }
-        }
-        H5Tclose(mt);
-    }
-    if (ft >= 0)
-        H5Tclose(ft);
-    H5Aclose(a);
-    return out;
-}
+/* ---- attributes ---- */
 
 static int attr_get_int(hid_t loc, const char *name, int64_t *v)
 {
     if (H5Aexists(loc, name) <= 0)
         return -1;
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    int ok = a >= 0 && H5Aread(a, H5T_NATIVE_INT64, v) >= 0;
+    hid_t sp = a >= 0 ? H5Aget_space(a) : -1, ft = a >= 0 ? H5Aget_type(a) : -1;
+    int ok = sp >= 0 && ft >= 0 && H5Tget_class(ft) == H5T_INTEGER && H5Sget_simple_extent_npoints(sp) == 1 &&
+             H5Aread(a, H5T_NATIVE_INT64, v) >= 0;
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (sp >= 0)
+        H5Sclose(sp);
     if (a >= 0)
         H5Aclose(a);
     return ok ? 0 : -1;
@@ -90,25 +59,21 @@ static int attr_get_int(hid_t loc, const char *name, int64_t *v)
  * Entries already copied stay in v when it fails. */
 static int read_strings(hid_t obj, int is_attr, hid_t ft, size_t cnt, char **v)
 {
+    hid_t mt = st_str_memtype(ft);
+    if (mt < 0)
+        return -1;
     int ok;
-    hid_t mt = H5Tcopy(H5T_C_S1);
-    H5Tset_cset(mt, H5Tget_cset(ft)); /* HDF5 converts no string between ASCII and UTF-8 */
     if (H5Tis_variable_str(ft) > 0) {
-        H5Tset_size(mt, H5T_VARIABLE);
         char **tmp = calloc(cnt, sizeof *tmp);
         ok = tmp && (is_attr ? H5Aread(obj, mt, tmp) : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp)) >= 0;
         for (size_t i = 0; ok && i < cnt; i++)
             ok = (v[i] = strdup(tmp[i] ? tmp[i] : "")) != NULL;
-        if (tmp) {
-            for (size_t i = 0; i < cnt; i++)
-                if (tmp[i])
-                    H5free_memory(tmp[i]);
-            free(tmp);
-        }
+        for (size_t i = 0; tmp && i < cnt; i++)
+            if (tmp[i])
+                H5free_memory(tmp[i]);
+        free(tmp);
     } else {
         size_t sz = H5Tget_size(ft);
-        H5Tset_size(mt, sz + 1);
-        H5Tset_strpad(mt, H5T_STR_NULLTERM);
         char *buf = calloc(cnt, sz + 1);
         ok = buf && (is_attr ? H5Aread(obj, mt, buf) : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf)) >= 0;
         for (size_t i = 0; ok && i < cnt; i++)
@@ -131,14 +96,9 @@ static int attr_get_strs(hid_t loc, const char *name, char ***out, int *n)
         return -1;
     hid_t sp = H5Aget_space(a), ft = H5Aget_type(a);
     hssize_t cnt = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    int ok = cnt >= 0 && ft >= 0 && H5Tget_class(ft) == H5T_STRING;
-    char **v = NULL;
-    if (ok) {
-        v = calloc((size_t)cnt + 1, sizeof *v);
-        ok = v != NULL;
-    }
-    if (ok && cnt > 0)
-        ok = read_strings(a, 1, ft, (size_t)cnt, v) == 0;
+    int ok = cnt >= 0 && cnt < (1 << 20) && ft >= 0 && H5Tget_class(ft) == H5T_STRING;
+    char **v = ok ? calloc((size_t)cnt + 1, sizeof *v) : NULL;
+    ok = ok && v && (cnt == 0 || read_strings(a, 1, ft, (size_t)cnt, v) == 0);
     if (ft >= 0)
         H5Tclose(ft);
     if (sp >= 0)
@@ -155,54 +115,18 @@ static int attr_get_strs(hid_t loc, const char *name, char ***out, int *n)
     return 0;
 }
 
-/* Reads a whole dataset of `expect` elements with memory type mt. */
-static int read_all(hid_t f, const char *name, hid_t mt, size_t expect, void *buf)
-{
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0)
-        return -1;
-    hid_t sp = H5Dget_space(d);
-    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    int ok = n >= 0 && (size_t)n == expect && (n == 0 || H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
-    if (sp >= 0)
-        H5Sclose(sp);
-    H5Dclose(d);
-    return ok ? 0 : -1;
-}
-
-static int read_ids(st_shard *s)
-{
-    s->ids = calloc(s->n + 1, sizeof *s->ids);
-    if (!s->ids)
-        return -1;
-    if (s->n == 0)
-        return read_all(s->file, "id", H5T_NATIVE_INT, 0, NULL);
-    hid_t d = H5Dopen2(s->file, "id", H5P_DEFAULT);
-    if (d < 0)
-        return -1;
-    hid_t ft = H5Dget_type(d), sp = H5Dget_space(d);
-    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    int ok = ft >= 0 && n >= 0 && (size_t)n == s->n && H5Tget_class(ft) == H5T_STRING;
-    if (ok)
-        ok = read_strings(d, 0, ft, s->n, s->ids) == 0;
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (sp >= 0)
-        H5Sclose(sp);
-    H5Dclose(d);
-    return ok ? 0 : -1;
-}
+/* ---- close ---- */
 
 void st_shard_close(st_shard *s)
 {
     if (!s)
         return;
-    if (s->spec >= 0)
-        H5Dclose(s->spec);
-    if (s->jpeg_ds >= 0)
-        H5Dclose(s->jpeg_ds);
-    if (s->file >= 0)
+    if (s->file >= 0) {
+        st_h5_quiet q;
+        st_h5_quiet_begin(&q);
         H5Fclose(s->file);
+        st_h5_quiet_end(&q);
+    }
     if (s->fd >= 0)
         close(s->fd);
     for (size_t i = 0; s->ids && i < s->n; i++)
@@ -215,6 +139,8 @@ void st_shard_close(st_shard *s)
     free(s->segments);
     free(s->frame_time);
     free(s->offsets);
+    free(s->crc_spec);
+    free(s->crc_record);
     free(s->spec_addr);
     free(s->dataset);
     free(s->split);
@@ -222,141 +148,351 @@ void st_shard_close(st_shard *s)
     free(s);
 }
 
-static st_shard *fail(st_shard *s, cm_err *err, const char *msg)
-{
-    cm_err_set(err, "%s", msg);
-    st_shard_close(s);
-    return NULL;
-}
+/* ---- open: the file and its root attributes ---- */
 
-st_shard *st_shard_open(const char *path, cm_err *err)
+static int open_file(st_shard *s, const char *path, cm_err *err)
 {
-    st_hdf5_quiet();
-    st_shard *s = calloc(1, sizeof *s);
-    if (!s) {
-        cm_err_set(err, "out of memory");
-        return NULL;
-    }
-    s->file = s->spec = s->jpeg_ds = -1;
-    s->fd = -1;
-    snprintf(s->path, sizeof s->path, "%s", path);
     if (!cm_is_file(path))
-        return fail(s, err, cm_is_dir(path) ? "is a directory" : "no such file");
+        return cm_err_set(err, "%s", cm_is_dir(path) ? "is a directory" : "no such file");
+    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (s->fd < 0 || fstat(s->fd, &st) != 0)
+        return cm_err_set(err, "cannot open for reading: %s", strerror(errno));
+    s->file_size = (uint64_t)st.st_size;
     if (H5Fis_hdf5(path) <= 0)
-        return fail(s, err, "not an HDF5 file");
+        return cm_err_set(err, "not an HDF5 file");
     s->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (s->file < 0)
-        return fail(s, err, "cannot open the HDF5 file");
+        return cm_err_set(err, "cannot open the HDF5 file");
+    return 0;
+}
+
+static int read_root_attrs(st_shard *s, cm_err *err)
+{
     char *fmt = st_attr_get_str(s->file, "format");
     int fmt_ok = fmt && !strcmp(fmt, ST_FORMAT);
     free(fmt);
     if (!fmt_ok)
-        return fail(s, err, "not a " ST_FORMAT " file (attribute format)");
+        return cm_err_set(err, "not a " ST_FORMAT " file (attribute format)");
     int64_t ver = 0, F = 0;
-    if (attr_get_int(s->file, "version", &ver) != 0 || ver < 1 || ver > ST_VERSION) {
-        cm_err_set(err, "unsupported format version %lld", (long long)ver);
-        st_shard_close(s);
-        return NULL;
-    }
-    if (attr_get_int(s->file, "frames_per_sample", &F) != 0 || F < 0 || F > 64)
-        return fail(s, err, "bad or missing attribute frames_per_sample");
+    if (attr_get_int(s->file, "version", &ver) != 0 || ver < 1 || ver > ST_VERSION)
+        return cm_err_set(err, "unsupported format version %lld (this reader: 1 to %d)", (long long)ver, ST_VERSION);
+    s->version = (int)ver;
+    if (attr_get_int(s->file, "frames_per_sample", &F) != 0 || F < 0 || F > ST_MAX_FRAMES)
+        return cm_err_set(err, "bad or missing attribute frames_per_sample (0 to %d)", ST_MAX_FRAMES);
+    s->meta.frames_per_sample = (int)F;
     s->dataset = st_attr_get_str(s->file, "dataset");
     s->split = st_attr_get_str(s->file, "split");
     s->recipe = st_attr_get_str(s->file, "recipe");
     if (!s->dataset || !s->split || !s->recipe)
-        return fail(s, err, "missing attribute dataset, split or recipe");
+        return cm_err_set(err, "missing attribute dataset, split or recipe");
     int nc = 0;
     if (attr_get_strs(s->file, "classes", &s->classes, &nc) != 0)
-        return fail(s, err, "bad or missing attribute classes");
+        return cm_err_set(err, "bad or missing attribute classes");
     s->meta.n_classes = nc;
+    return 0;
+}
 
-    s->spec = H5Dopen2(s->file, "audio/spec", H5P_DEFAULT);
-    if (s->spec < 0)
-        return fail(s, err, "missing dataset audio/spec");
-    hid_t sp = H5Dget_space(s->spec), ft = H5Dget_type(s->spec);
+/* ---- open: audio/spec ---- */
+
+/* 1 when ft is IEEE binary16 little endian (the writer's and numpy's float16). */
+static int is_half_le(hid_t ft)
+{
+    size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
+    return H5Tget_size(ft) == 2 && H5Tget_order(ft) == H5T_ORDER_LE &&
+           H5Tget_fields(ft, &spos, &epos, &esize, &mpos, &msize) >= 0 && spos == 15 && epos == 10 && esize == 5 &&
+           mpos == 0 && msize == 10 && H5Tget_ebias(ft) == 15;
+}
+
+/* The spectrogram's element type: 2 (float16 LE) or 4 (float32 LE), else 0. */
+static size_t spec_type_size(hid_t d)
+{
+    hid_t ft = H5Dget_type(d);
+    if (ft < 0)
+        return 0;
+    size_t esz = 0;
+    if (H5Tget_class(ft) == H5T_FLOAT && is_half_le(ft))
+        esz = 2;
+    else if (H5Tget_class(ft) == H5T_FLOAT && H5Tequal(ft, H5T_IEEE_F32LE) > 0)
+        esz = 4;
+    H5Tclose(ft);
+    return esz;
+}
+
+/* The recipe's audio bins and frames, when it states them, must be the shape. */
+static int check_recipe_shape(const st_shard *s, hsize_t bins, hsize_t frames, cm_err *err)
+{
+    cJSON *r = cJSON_Parse(s->recipe);
+    if (!r)
+        return cm_err_set(err, "attribute recipe is not JSON");
+    cJSON *a = cJSON_GetObjectItemCaseSensitive(r, "audio");
+    cJSON *b = cJSON_GetObjectItemCaseSensitive(a, "bins"), *t = cJSON_GetObjectItemCaseSensitive(a, "frames");
+    int bad = (cJSON_IsNumber(b) && b->valuedouble != (double)bins) ||
+              (cJSON_IsNumber(t) && t->valuedouble != (double)frames);
+    double rb = cJSON_IsNumber(b) ? b->valuedouble : 0, rt = cJSON_IsNumber(t) ? t->valuedouble : 0;
+    cJSON_Delete(r);
+    if (bad)
+        return cm_err_set(err, "audio/spec: shape [%llu, %llu] per sample, the recipe says [%.0f, %.0f]",
+                          (unsigned long long)bins, (unsigned long long)frames, rb, rt);
+    return 0;
+}
+
+/* Chunked [1, bins, frames] with no filter: the layout the direct reads take. */
+static int check_spec_layout(hid_t d, const hsize_t *dims, cm_err *err)
+{
+    hid_t dcpl = H5Dget_create_plist(d);
+    if (dcpl < 0)
+        return cm_err_set(err, "audio/spec: cannot read its layout");
+    hsize_t chunk[3] = {0, 0, 0};
+    int layout = H5Pget_layout(dcpl), nfilt = H5Pget_nfilters(dcpl);
+    int rank = layout == H5D_CHUNKED ? H5Pget_chunk(dcpl, 3, chunk) : -1;
+    H5Pclose(dcpl);
+    if (nfilt != 0)
+        return cm_err_set(err, "audio/spec: %d filter(s) (compression, shuffle, ...): the reader takes "
+                               "unfiltered chunks only", nfilt);
+    if (layout != H5D_CHUNKED || rank != 3 || chunk[0] != 1 || chunk[1] != dims[1] || chunk[2] != dims[2])
+        return cm_err_set(err, "audio/spec: not chunked one sample per chunk [1, %llu, %llu]",
+                          (unsigned long long)dims[1], (unsigned long long)dims[2]);
+    return 0;
+}
+
+/* File offset of every sample's chunk, each inside the file. */
+static int map_spec_chunks(st_shard *s, hid_t d, cm_err *err)
+{
+    s->spec_addr = malloc((s->n + 1) * sizeof *s->spec_addr);
+    if (!s->spec_addr)
+        return cm_err_set(err, "out of memory");
+    for (size_t i = 0; i < s->n; i++) {
+        hsize_t off[3] = {i, 0, 0}, size = 0;
+        unsigned mask = 0;
+        haddr_t addr = HADDR_UNDEF;
+        if (H5Dget_chunk_info_by_coord(d, off, &mask, &addr, &size) < 0 || addr == HADDR_UNDEF)
+            return cm_err_set(err, "audio/spec: the chunk of row %zu is not stored", i);
+        if (mask != 0 || size != s->spec_bytes)
+            return cm_err_set(err, "audio/spec: the chunk of row %zu is filtered or not %zu bytes", i, s->spec_bytes);
+        if (addr > s->file_size || s->file_size - addr < s->spec_bytes)
+            return cm_err_set(err, "audio/spec: the chunk of row %zu lies beyond the end of the file", i);
+        s->spec_addr[i] = addr;
+    }
+    return 0;
+}
+
+static int open_spec(st_shard *s, cm_err *err)
+{
+    hid_t d = H5Dopen2(s->file, "audio/spec", H5P_DEFAULT);
+    if (d < 0)
+        return cm_err_set(err, "missing dataset audio/spec");
+    hid_t sp = H5Dget_space(d);
     hsize_t dims[3] = {0, 0, 0};
     int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
     if (rank == 3)
         H5Sget_simple_extent_dims(sp, dims, NULL);
-    size_t esz = ft >= 0 ? H5Tget_size(ft) : 0;
-    int fclass = ft >= 0 ? H5Tget_class(ft) : -1;
     if (sp >= 0)
         H5Sclose(sp);
+    size_t esz = spec_type_size(d);
+    int rc = -1;
+    if (rank != 3 || dims[1] == 0 || dims[2] == 0)
+        cm_err_set(err, "audio/spec is not a [N, bins, frames] dataset");
+    else if (esz == 0)
+        cm_err_set(err, "audio/spec: element type is not little-endian IEEE float16 or float32");
+    else if (dims[1] > ST_MAX_SPEC_VALUES || dims[2] > ST_MAX_SPEC_VALUES / dims[1])
+        cm_err_set(err, "audio/spec: %llu x %llu values per sample (at most %u)", (unsigned long long)dims[1],
+                   (unsigned long long)dims[2], ST_MAX_SPEC_VALUES);
+    else if (check_recipe_shape(s, dims[1], dims[2], err) != 0)
+        ;
+    else if (dims[0] > 0 && check_spec_layout(d, dims, err) != 0)
+        ;
+    else if (dims[0] > s->file_size / (dims[1] * dims[2] * esz))
+        cm_err_set(err, "audio/spec: %llu samples of %llu bytes do not fit in a file of %llu bytes",
+                   (unsigned long long)dims[0], (unsigned long long)(dims[1] * dims[2] * esz),
+                   (unsigned long long)s->file_size);
+    else {
+        s->n = (size_t)dims[0];
+        s->meta.bins = (int)dims[1];
+        s->meta.frames = (int)dims[2];
+        s->meta.spec_float32 = esz == 4;
+        s->spec_bytes = (size_t)(dims[1] * dims[2] * esz);
+        rc = map_spec_chunks(s, d, err);
+    }
+    H5Dclose(d);
+    return rc;
+}
+
+/* ---- open: the small datasets, read whole through HDF5 (byte order and
+ * filters handled by HDF5's conversion) ---- */
+
+typedef struct ds_spec {
+    const char *name, *want;   /* dataset path; expected type and shape, for messages */
+    H5T_class_t cls;
+    size_t size;               /* element bytes; 0: any (floats are converted) */
+    H5T_sign_t sign;           /* integers */
+    int rank;
+    hsize_t d0, d1;            /* expected dims */
+} ds_spec;
+
+/* Reads dataset w (checked against w: class, size, sign, rank, dims) into buf with memory type mt. */
+static int read_checked(const st_shard *s, const ds_spec *w, hid_t mt, void *buf, cm_err *err)
+{
+    hid_t d = H5Dopen2(s->file, w->name, H5P_DEFAULT);
+    if (d < 0)
+        return cm_err_set(err, "missing dataset %s", w->name);
+    hid_t ft = H5Dget_type(d), sp = H5Dget_space(d);
+    hsize_t dims[2] = {0, 0};
+    int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (rank == w->rank)
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+    int ok = ft >= 0 && H5Tget_class(ft) == w->cls && (!w->size || H5Tget_size(ft) == w->size) &&
+             (w->cls != H5T_INTEGER || H5Tget_sign(ft) == w->sign) && rank == w->rank && dims[0] == w->d0 &&
+             (rank < 2 || dims[1] == w->d1);
+    int rc = ok ? 0 : cm_err_set(err, "dataset %s is not %s", w->name, w->want);
+    hsize_t total = w->rank == 2 ? w->d0 * w->d1 : w->d0;
+    if (rc == 0 && total > 0 && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+        rc = cm_err_set(err, "dataset %s cannot be read", w->name);
     if (ft >= 0)
         H5Tclose(ft);
-    if (rank != 3 || fclass != H5T_FLOAT || (esz != 2 && esz != 4) || dims[1] == 0 || dims[2] == 0)
-        return fail(s, err, "audio/spec is not a [N, bins, frames] float16/float32 dataset");
-    s->n = (size_t)dims[0];
-    s->meta.bins = (int)dims[1];
-    s->meta.frames = (int)dims[2];
-    s->meta.spec_float32 = esz == 4;
-    s->meta.frames_per_sample = (int)F;
-    s->spec_bytes = (size_t)dims[1] * (size_t)dims[2] * esz;
+    if (sp >= 0)
+        H5Sclose(sp);
+    H5Dclose(d);
+    return rc;
+}
 
-    size_t n = s->n, nf = n * (size_t)F;
+static int read_ids(st_shard *s, cm_err *err)
+{
+    s->ids = calloc(s->n + 1, sizeof *s->ids);
+    if (!s->ids)
+        return cm_err_set(err, "out of memory");
+    hid_t d = H5Dopen2(s->file, "id", H5P_DEFAULT);
+    if (d < 0)
+        return cm_err_set(err, "missing dataset id");
+    hid_t ft = H5Dget_type(d), sp = H5Dget_space(d);
+    hsize_t n = 0;
+    int ok = ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING && H5Sget_simple_extent_ndims(sp) == 1 &&
+             H5Sget_simple_extent_dims(sp, &n, NULL) == 1 && n == s->n;
+    int rc = ok ? 0 : cm_err_set(err, "dataset id is not [N] strings");
+    if (rc == 0 && s->n > 0 && read_strings(d, 0, ft, s->n, s->ids) != 0)
+        rc = cm_err_set(err, "dataset id cannot be read");
+    for (size_t i = 0; rc == 0 && i < s->n; i++)
+        if (!s->ids[i][0] || strlen(s->ids[i]) >= sizeof ((st_record *)0)->id)
+            rc = cm_err_set(err, "dataset id: row %zu is empty or longer than 255 bytes", i);
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (sp >= 0)
+        H5Sclose(sp);
+    H5Dclose(d);
+    return rc;
+}
+
+static int read_small(st_shard *s, cm_err *err)
+{
+    size_t n = s->n, F = (size_t)s->meta.frames_per_sample, nf = n * F;
     s->labels = malloc((n + 1) * sizeof *s->labels);
     s->segments = malloc((2 * n + 1) * sizeof *s->segments);
     s->frame_time = malloc((nf + 1) * sizeof *s->frame_time);
     s->offsets = malloc((nf + 1) * sizeof *s->offsets);
     if (!s->labels || !s->segments || !s->frame_time || !s->offsets)
-        return fail(s, err, "out of memory");
-    if (read_ids(s) != 0)
-        return fail(s, err, "dataset id missing or not N strings");
-    if (read_all(s->file, "label", H5T_NATIVE_INT32, n, s->labels) != 0)
-        return fail(s, err, "dataset label missing or not N values");
-    if (read_all(s->file, "segment", H5T_NATIVE_FLOAT, 2 * n, s->segments) != 0)
-        return fail(s, err, "dataset segment missing or not [N, 2]");
-    if (read_all(s->file, "frame_time", H5T_NATIVE_FLOAT, nf, s->frame_time) != 0)
-        return fail(s, err, "dataset frame_time missing or not [N, F]");
-    if (read_all(s->file, "video/offset", H5T_NATIVE_UINT64, nf + 1, s->offsets) != 0)
-        return fail(s, err, "dataset video/offset missing or not N*F+1 values");
-    s->jpeg_ds = H5Dopen2(s->file, "video/jpeg", H5P_DEFAULT);
-    if (s->jpeg_ds < 0)
-        return fail(s, err, "missing dataset video/jpeg");
-    sp = H5Dget_space(s->jpeg_ds);
-    hssize_t nj = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+        return cm_err_set(err, "out of memory");
+    const ds_spec label = {"label", "int32 [N]", H5T_INTEGER, 4, H5T_SGN_2, 1, n, 0};
+    const ds_spec seg = {"segment", "float [N, 2]", H5T_FLOAT, 0, H5T_SGN_ERROR, 2, n, 2};
+    const ds_spec ft = {"frame_time", "float [N, F]", H5T_FLOAT, 0, H5T_SGN_ERROR, 2, n, F};
+    const ds_spec off = {"video/offset", "uint64 [N*F + 1]", H5T_INTEGER, 8, H5T_SGN_NONE, 1, nf + 1, 0};
+    if (read_ids(s, err) != 0 || read_checked(s, &label, H5T_NATIVE_INT32, s->labels, err) != 0 ||
+        read_checked(s, &seg, H5T_NATIVE_FLOAT, s->segments, err) != 0 ||
+        read_checked(s, &ft, H5T_NATIVE_FLOAT, s->frame_time, err) != 0 ||
+        read_checked(s, &off, H5T_NATIVE_UINT64, s->offsets, err) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (s->labels[i] < 0 || s->labels[i] >= s->meta.n_classes)
+            return cm_err_set(err, "label of row %zu out of the range of classes", i);
+    if (s->version < 2)
+        return 0;
+    s->crc_spec = malloc((n + 1) * sizeof *s->crc_spec);
+    s->crc_record = malloc((n + 1) * sizeof *s->crc_record);
+    if (!s->crc_spec || !s->crc_record)
+        return cm_err_set(err, "out of memory");
+    const ds_spec cs = {"crc32/spec", "uint32 [N]", H5T_INTEGER, 4, H5T_SGN_NONE, 1, n, 0};
+    const ds_spec cr = {"crc32/record", "uint32 [N]", H5T_INTEGER, 4, H5T_SGN_NONE, 1, n, 0};
+    if (read_checked(s, &cs, H5T_NATIVE_UINT32, s->crc_spec, err) != 0 ||
+        read_checked(s, &cr, H5T_NATIVE_UINT32, s->crc_record, err) != 0)
+        return -1;
+    return 0;
+}
+
+/* ---- open: video/jpeg, contiguous uint8, spanned by video/offset ---- */
+
+static int open_jpeg(st_shard *s, cm_err *err)
+{
+    hid_t d = H5Dopen2(s->file, "video/jpeg", H5P_DEFAULT);
+    if (d < 0)
+        return cm_err_set(err, "missing dataset video/jpeg");
+    hid_t ft = H5Dget_type(d), sp = H5Dget_space(d), dcpl = H5Dget_create_plist(d);
+    hsize_t total = 0;
+    int ok = ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_INTEGER && H5Tget_size(ft) == 1 &&
+             H5Tget_sign(ft) == H5T_SGN_NONE && H5Sget_simple_extent_ndims(sp) == 1 &&
+             H5Sget_simple_extent_dims(sp, &total, NULL) == 1;
+    int layout = dcpl >= 0 ? H5Pget_layout(dcpl) : -1;
+    haddr_t addr = ok && total > 0 ? H5Dget_offset(d) : HADDR_UNDEF;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (ft >= 0)
+        H5Tclose(ft);
     if (sp >= 0)
         H5Sclose(sp);
-    if (nj < 0)
-        return fail(s, err, "bad dataset video/jpeg");
-    s->jpeg_total = (uint64_t)nj;
+    H5Dclose(d);
+    if (!ok)
+        return cm_err_set(err, "dataset video/jpeg is not uint8 [total]");
+    if (total > 0 && layout != H5D_CONTIGUOUS)
+        return cm_err_set(err, "video/jpeg: not stored contiguous (chunked or filtered): the reader takes the "
+                               "contiguous layout only");
+    if (total > 0 && addr == HADDR_UNDEF)
+        return cm_err_set(err, "video/jpeg: declares %llu bytes but stores none", (unsigned long long)total);
+    if (total > 0 && (addr > s->file_size || s->file_size - addr < total))
+        return cm_err_set(err, "video/jpeg: %llu bytes beyond the end of the file", (unsigned long long)total);
+    s->jpeg_total = total;
+    s->jpeg_addr = total > 0 ? addr : 0;
+    size_t nf = s->n * (size_t)s->meta.frames_per_sample;
     if (s->offsets[0] != 0 || s->offsets[nf] != s->jpeg_total)
-        return fail(s, err, "video/offset does not span video/jpeg");
+        return cm_err_set(err, "video/offset does not span video/jpeg");
     for (size_t i = 0; i < nf; i++)
         if (s->offsets[i + 1] < s->offsets[i])
-            return fail(s, err, "video/offset is not increasing");
-    for (size_t i = 0; i < n; i++)
-        if (s->labels[i] < 0 || s->labels[i] >= nc)
-            return fail(s, err, "label out of the range of classes");
+            return cm_err_set(err, "video/offset is not increasing");
+    return 0;
+}
 
-    /* direct-read map: chunk addresses of audio/spec, address of video/jpeg */
-    s->jpeg_addr = s->jpeg_total ? H5Dget_offset(s->jpeg_ds) : HADDR_UNDEF;
-    s->spec_addr = malloc((n + 1) * sizeof *s->spec_addr);
-    int direct = s->spec_addr != NULL;
-    for (size_t i = 0; direct && i < n; i++) {
-        hsize_t off[3] = {i, 0, 0}, size = 0;
-        unsigned mask = 0;
-        haddr_t addr = HADDR_UNDEF;
-        if (H5Dget_chunk_info_by_coord(s->spec, off, &mask, &addr, &size) < 0 || mask != 0 ||
-            addr == HADDR_UNDEF || size != s->spec_bytes)
-            direct = 0;
-        else
-            s->spec_addr[i] = addr;
-    }
-    if (!direct) {
-        free(s->spec_addr);
-        s->spec_addr = NULL;
-    }
-    s->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (s->fd < 0)
-        return fail(s, err, "cannot open for reading");
+static st_shard *open_fail(st_shard *s, const st_h5_quiet *q)
+{
+    st_shard_close(s);
+    st_h5_quiet_end(q);
+    return NULL;
+}
 
+st_shard *st_shard_open(const char *path, cm_err *err)
+{
+    st_h5_quiet q;
+    st_h5_quiet_begin(&q);
+    st_shard *s = calloc(1, sizeof *s);
+    if (!s) {
+        cm_err_set(err, "out of memory");
+        st_h5_quiet_end(&q);
+        return NULL;
+    }
+    s->file = -1;
+    s->fd = -1;
+    s->checks = 1;
+    snprintf(s->path, sizeof s->path, "%s", path);
+    const char *b = strrchr(s->path, '/');
+    s->base = b ? b + 1 : s->path;
+    if (open_file(s, path, err) != 0 || read_root_attrs(s, err) != 0 || open_spec(s, err) != 0 ||
+        read_small(s, err) != 0 || open_jpeg(s, err) != 0)
+        return open_fail(s, &q);
     s->meta.dataset = s->dataset;
     s->meta.split = s->split;
     s->meta.classes = (const char *const *)s->classes;
     s->meta.recipe_json = s->recipe;
+    st_h5_quiet_end(&q);
     return s;
 }
+
+/* ---- accessors ---- */
 
 size_t st_shard_count(const st_shard *s)
 {
@@ -373,6 +509,21 @@ const char *st_shard_path(const st_shard *s)
     return s->path;
 }
 
+int st_shard_version(const st_shard *s)
+{
+    return s->version;
+}
+
+int st_shard_has_checksums(const st_shard *s)
+{
+    return s->crc_record != NULL;
+}
+
+void st_shard_set_checks(st_shard *s, int on)
+{
+    s->checks = on ? 1 : 0;
+}
+
 const char *st_shard_id(const st_shard *s, size_t i)
 {
     return i < s->n ? s->ids[i] : NULL;
@@ -385,8 +536,14 @@ int32_t st_shard_label(const st_shard *s, size_t i)
 
 char *st_shard_note(const st_shard *s, const char *name)
 {
-    return st_attr_get_str(s->file, name);
+    st_h5_quiet q;
+    st_h5_quiet_begin(&q);
+    char *v = st_attr_get_str(s->file, name);
+    st_h5_quiet_end(&q);
+    return v;
 }
+
+/* ---- sample reads: pread only ---- */
 
 static int pread_all(int fd, void *buf, size_t n, uint64_t off)
 {
@@ -404,17 +561,10 @@ static int pread_all(int fd, void *buf, size_t n, uint64_t off)
     return 0;
 }
 
-static int hdf5_read_range(hid_t d, int rank, const hsize_t *start, const hsize_t *count, hid_t mt, void *buf)
+static int checksum_error(const st_shard *s, size_t i, const char *what, cm_err *err)
 {
-    hid_t fs = H5Dget_space(d);
-    hid_t ms = H5Screate_simple(rank, count, NULL);
-    int ok = fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
-             H5Dread(d, mt, ms, fs, H5P_DEFAULT, buf) >= 0;
-    if (ms >= 0)
-        H5Sclose(ms);
-    if (fs >= 0)
-        H5Sclose(fs);
-    return ok ? 0 : -1;
+    cm_err_set(err, "checksum mismatch: sample %s (row %zu) of %s: %s", s->ids[i], i, s->base, what);
+    return ST_ERR_CHECKSUM;
 }
 
 int st_shard_read(st_shard *s, size_t i, st_record *r, cm_err *err)
@@ -438,18 +588,16 @@ int st_shard_read(st_shard *s, size_t i, st_record *r, cm_err *err)
     r->jpeg_buf = malloc(hi - lo + 1);
     if (!r->jpeg_buf)
         return cm_err_set(err, "out of memory");
-    if (hi == lo)
-        return 0;
-    int rc;
-    if (s->jpeg_addr != HADDR_UNDEF) {
-        rc = pread_all(s->fd, r->jpeg_buf, hi - lo, s->jpeg_addr + lo);
-    } else {
-        hsize_t st = lo, cnt = hi - lo;
-        rc = hdf5_read_range(s->jpeg_ds, 1, &st, &cnt, H5T_NATIVE_UINT8, r->jpeg_buf);
-    }
-    if (rc != 0) {
+    if (hi > lo && pread_all(s->fd, r->jpeg_buf, hi - lo, s->jpeg_addr + lo) != 0) {
         st_record_free(r);
         return cm_err_set(err, "sample %zu: cannot read the JPEG bytes", i);
+    }
+    if (s->checks && s->crc_record) {
+        uint32_t c = st_crc_record_head(r->id, r->label, &s->segments[2 * i], r->frame_time, F, r->jpeg_len);
+        if (st_crc(c, r->jpeg_buf, hi - lo) != s->crc_record[i]) {
+            st_record_free(r);
+            return checksum_error(s, i, "JPEG bytes or fields", err);
+        }
     }
     return 0;
 }
@@ -467,8 +615,7 @@ int st_shard_read_spec(st_shard *s, size_t i, void *raw, float *f32, cm_err *err
     if (i >= s->n)
         return cm_err_set(err, "sample %zu out of range (%zu samples)", i, s->n);
     size_t cnt = (size_t)s->meta.bins * (size_t)s->meta.frames;
-    void *buf = raw;
-    void *own = NULL;
+    void *buf = raw, *own = NULL;
     if (!buf) {
         if (s->meta.spec_float32 && f32) {
             buf = f32;
@@ -478,24 +625,19 @@ int st_shard_read_spec(st_shard *s, size_t i, void *raw, float *f32, cm_err *err
                 return cm_err_set(err, "out of memory");
         }
     }
-    int rc;
-    if (s->spec_addr) {
-        rc = pread_all(s->fd, buf, s->spec_bytes, s->spec_addr[i]);
-    } else {
-        hsize_t st[3] = {i, 0, 0}, c[3] = {1, (hsize_t)s->meta.bins, (hsize_t)s->meta.frames};
-        hid_t mt = s->meta.spec_float32 ? H5Tcopy(H5T_IEEE_F32LE) : st_half_type();
-        rc = mt >= 0 ? hdf5_read_range(s->spec, 3, st, c, mt, buf) : -1;
-        if (mt >= 0)
-            H5Tclose(mt);
+    if (pread_all(s->fd, buf, s->spec_bytes, s->spec_addr[i]) != 0) {
+        free(own);
+        return cm_err_set(err, "sample %zu: cannot read the spectrogram", i);
     }
-    if (rc == 0 && f32 && buf != (void *)f32) {
+    int rc = 0;
+    if (s->checks && s->crc_spec && st_crc(0, buf, s->spec_bytes) != s->crc_spec[i])
+        rc = checksum_error(s, i, "spectrogram", err);
+    if (f32 && buf != (void *)f32) {
         if (s->meta.spec_float32)
             memcpy(f32, buf, cnt * sizeof(float));
         else
             st_f16_to_f32_n(buf, f32, cnt);
     }
     free(own);
-    if (rc != 0)
-        return cm_err_set(err, "sample %zu: cannot read the spectrogram", i);
-    return 0;
+    return rc;
 }

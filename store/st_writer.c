@@ -1,4 +1,7 @@
-/* store: shard writer (one HDF5 file, written under a temporary name). */
+/* store: shard writer (one HDF5 file, written under a temporary name).
+ * Every HDF5 call is checked; a failure names the shard and the cause. */
+#include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +30,12 @@ struct st_writer {
     float *segments;    /* [n, 2] */
     float *frame_time;  /* [n, F] */
     uint64_t *offsets;  /* [n*F + 1] */
+    uint32_t *crc_spec, *crc_record; /* [n] */
     uint8_t *jpeg;
     size_t jpeg_len, jpeg_cap;
     uint16_t *half;     /* one sample's spectrogram as float16 */
     st_note *notes;
     int n_notes;
-    size_t bytes;
 };
 
 static char *dupstr(const char *s)
@@ -46,22 +49,12 @@ static char *dupstr(const char *s)
     return d;
 }
 
-hid_t st_half_type(void)
+/* Right after a failed HDF5 call: "PATH: cannot WHAT: CAUSE". Returns -1. */
+static int h5_fail(const st_writer *w, cm_err *err, const char *what)
 {
-    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
-    if (t < 0)
-        return t;
-    if (H5Tset_fields(t, 15, 10, 5, 0, 10) < 0 || H5Tset_size(t, 2) < 0 || H5Tset_ebias(t, 15) < 0) {
-        H5Tclose(t);
-        return -1;
-    }
-    return t;
-}
-
-void st_hdf5_quiet(void)
-{
-    /* The library returns errors through cm_err; HDF5's own stack printing is off. */
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    char cause[256];
+    st_h5_cause(cause, sizeof cause);
+    return cm_err_set(err, "%s: cannot %s: %s", w->path, what, cause);
 }
 
 static void writer_free(st_writer *w)
@@ -75,6 +68,8 @@ static void writer_free(st_writer *w)
     free(w->segments);
     free(w->frame_time);
     free(w->offsets);
+    free(w->crc_spec);
+    free(w->crc_record);
     free(w->jpeg);
     free(w->half);
     for (int i = 0; i < w->n_classes; i++)
@@ -91,30 +86,38 @@ static void writer_free(st_writer *w)
     free(w);
 }
 
-static void writer_close_h5(st_writer *w)
+/* Closes the HDF5 objects; -1 (err filled unless already failed) when a close fails. */
+static int writer_close_h5(st_writer *w, cm_err *err, int failed)
 {
-    if (w->spec >= 0)
-        H5Dclose(w->spec);
+    int rc = 0;
+    if (w->spec >= 0 && H5Dclose(w->spec) < 0)
+        rc = failed ? -1 : h5_fail(w, err, "close audio/spec");
     if (w->spec_type >= 0)
         H5Tclose(w->spec_type);
-    if (w->file >= 0)
-        H5Fclose(w->file);
-    w->spec = w->spec_type = w->file = -1;
+    w->spec = w->spec_type = -1;
+    if (w->file >= 0 && H5Fclose(w->file) < 0)
+        rc = (failed || rc) ? -1 : h5_fail(w, err, "close the HDF5 file");
+    w->file = -1;
+    return rc;
 }
 
-st_writer *st_writer_create(const char *path, const st_meta *meta, cm_err *err)
+/* After a failure: frees the temporary file's blocks first (on a full disk
+ * HDF5's close must still be able to flush what it holds), closes, removes. */
+static void writer_discard(st_writer *w)
 {
-    st_hdf5_quiet();
-    if (!meta || meta->frames_per_sample < 0 || meta->frames_per_sample > 64 || meta->bins <= 0 ||
-        meta->frames <= 0 || meta->n_classes < 0) {
-        cm_err_set(err, "invalid shard metadata");
-        return NULL;
-    }
+    int fd = open(w->tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    writer_close_h5(w, NULL, 1);
+    unlink(w->tmp);
+    writer_free(w);
+}
+
+static st_writer *writer_new(const char *path, const st_meta *meta)
+{
     st_writer *w = calloc(1, sizeof *w);
-    if (!w) {
-        cm_err_set(err, "out of memory");
+    if (!w)
         return NULL;
-    }
     w->file = w->spec = w->spec_type = -1;
     snprintf(w->path, sizeof w->path, "%s", path);
     w->dataset = dupstr(meta->dataset);
@@ -128,55 +131,68 @@ st_writer *st_writer_create(const char *path, const st_meta *meta, cm_err *err)
     w->f32 = meta->spec_float32 ? 1 : 0;
     w->offsets = malloc(sizeof *w->offsets);
     w->half = w->f32 ? NULL : malloc((size_t)w->bins * (size_t)w->frames * sizeof *w->half);
-    if (!w->dataset || !w->split || !w->recipe || !w->classes || !w->offsets || (!w->f32 && !w->half)) {
+    int ok = w->dataset && w->split && w->recipe && w->classes && w->offsets && (w->f32 || w->half);
+    for (int i = 0; ok && i < meta->n_classes; i++)
+        ok = (w->classes[i] = dupstr(meta->classes[i])) != NULL;
+    if (!ok) {
         writer_free(w);
-        cm_err_set(err, "out of memory");
         return NULL;
     }
     w->offsets[0] = 0;
-    for (int i = 0; i < meta->n_classes; i++)
-        if (!(w->classes[i] = dupstr(meta->classes[i]))) {
-            writer_free(w);
-            cm_err_set(err, "out of memory");
-            return NULL;
-        }
-    if (cm_tmp_path(w->tmp, sizeof w->tmp, path, err) != 0) {
-        writer_free(w);
-        return NULL;
-    }
-    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (w->file < 0) {
-        unlink(w->tmp);
-        writer_free(w);
-        cm_err_set(err, "cannot create HDF5 file");
-        return NULL;
-    }
-    /* audio/spec: [N, bins, frames], one chunk per sample, no filter, no fill */
+    return w;
+}
+
+/* audio/spec: [N, bins, frames], one chunk per sample, no filter, no fill. */
+static int create_spec(st_writer *w, cm_err *err)
+{
     hid_t g = H5Gcreate2(w->file, "audio", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        return h5_fail(w, err, "create the group audio");
     hsize_t dims[3] = {0, (hsize_t)w->bins, (hsize_t)w->frames};
     hsize_t maxd[3] = {H5S_UNLIMITED, (hsize_t)w->bins, (hsize_t)w->frames};
     hsize_t chunk[3] = {1, (hsize_t)w->bins, (hsize_t)w->frames};
     hid_t sp = H5Screate_simple(3, dims, maxd);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     w->spec_type = w->f32 ? H5Tcopy(H5T_IEEE_F32LE) : st_half_type();
-    int ok = g >= 0 && sp >= 0 && dcpl >= 0 && w->spec_type >= 0 && H5Pset_chunk(dcpl, 3, chunk) >= 0 &&
-             H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) >= 0 &&
-             H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_INCR) >= 0;
+    int ok = sp >= 0 && dcpl >= 0 && w->spec_type >= 0 && H5Pset_chunk(dcpl, 3, chunk) >= 0 &&
+             H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) >= 0 && H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_INCR) >= 0;
     if (ok)
         w->spec = H5Dcreate2(g, "spec", w->spec_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    int rc = (!ok || w->spec < 0) ? h5_fail(w, err, "create the dataset audio/spec") : 0;
     if (dcpl >= 0)
         H5Pclose(dcpl);
     if (sp >= 0)
         H5Sclose(sp);
-    if (g >= 0)
-        H5Gclose(g);
-    if (!ok || w->spec < 0) {
-        writer_close_h5(w);
-        unlink(w->tmp);
-        writer_free(w);
-        cm_err_set(err, "cannot create the spectrogram dataset");
+    if (H5Gclose(g) < 0 && rc == 0)
+        rc = h5_fail(w, err, "close the group audio");
+    return rc;
+}
+
+st_writer *st_writer_create(const char *path, const st_meta *meta, cm_err *err)
+{
+    if (!meta || meta->frames_per_sample < 0 || meta->frames_per_sample > ST_MAX_FRAMES || meta->bins <= 0 ||
+        meta->frames <= 0 || (size_t)meta->bins * (size_t)meta->frames > ST_MAX_SPEC_VALUES || meta->n_classes < 0) {
+        cm_err_set(err, "%s: invalid shard metadata", path);
         return NULL;
     }
+    st_writer *w = writer_new(path, meta);
+    if (!w) {
+        cm_err_set(err, "%s: out of memory", path);
+        return NULL;
+    }
+    if (cm_tmp_path(w->tmp, sizeof w->tmp, path, err) != 0) {
+        writer_free(w);
+        return NULL;
+    }
+    st_h5_quiet q;
+    st_h5_quiet_begin(&q);
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = w->file < 0 ? h5_fail(w, err, "create the HDF5 file") : create_spec(w, err);
+    if (rc != 0) {
+        writer_discard(w);
+        w = NULL;
+    }
+    st_h5_quiet_end(&q);
     return w;
 }
 
@@ -200,10 +216,56 @@ static int grow(st_writer *w)
     uint64_t *of = realloc(w->offsets, (cap * (size_t)w->F + 1) * sizeof *of);
     if (of)
         w->offsets = of;
-    if (!ids || !lb || !sg || !ft || !of)
+    uint32_t *cs = realloc(w->crc_spec, cap * sizeof *cs);
+    if (cs)
+        w->crc_spec = cs;
+    uint32_t *cr = realloc(w->crc_record, cap * sizeof *cr);
+    if (cr)
+        w->crc_record = cr;
+    if (!ids || !lb || !sg || !ft || !of || !cs || !cr)
         return -1;
     w->cap = cap;
     return 0;
+}
+
+static int reserve_jpeg(st_writer *w, size_t add)
+{
+    if (w->jpeg_len + add <= w->jpeg_cap)
+        return 0;
+    size_t cap = w->jpeg_cap ? w->jpeg_cap : 1 << 20;
+    while (cap < w->jpeg_len + add)
+        cap *= 2;
+    uint8_t *j = realloc(w->jpeg, cap);
+    if (!j)
+        return -1;
+    w->jpeg = j;
+    w->jpeg_cap = cap;
+    return 0;
+}
+
+/* Appends one row of audio/spec (the only HDF5 call of add). */
+static int write_spec_row(st_writer *w, const void *buf, const char *id, cm_err *err)
+{
+    hsize_t dims[3] = {w->n + 1, (hsize_t)w->bins, (hsize_t)w->frames};
+    hsize_t start[3] = {w->n, 0, 0}, count[3] = {1, (hsize_t)w->bins, (hsize_t)w->frames};
+    char what[300];
+    snprintf(what, sizeof what, "write the spectrogram of sample %s", id);
+    if (H5Dset_extent(w->spec, dims) < 0)
+        return h5_fail(w, err, what);
+    hid_t fs = H5Dget_space(w->spec);
+    hid_t ms = H5Screate_simple(3, count, NULL);
+    int ok = fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
+             H5Dwrite(w->spec, w->spec_type, ms, fs, H5P_DEFAULT, buf) >= 0;
+    int rc = ok ? 0 : h5_fail(w, err, what);
+    if (ms >= 0)
+        H5Sclose(ms);
+    if (fs >= 0)
+        H5Sclose(fs);
+    if (!ok) {
+        dims[0] = w->n;
+        H5Dset_extent(w->spec, dims);
+    }
+    return rc;
 }
 
 int st_writer_add(st_writer *w, const st_sample *s, cm_err *err)
@@ -212,70 +274,51 @@ int st_writer_add(st_writer *w, const st_sample *s, cm_err *err)
         return cm_err_set(err, "sample id empty or longer than 255 bytes");
     if (s->label < 0 || s->label >= w->n_classes)
         return cm_err_set(err, "%s: label %d out of range [0, %d)", s->id, (int)s->label, w->n_classes);
-    if (grow(w) != 0)
-        return cm_err_set(err, "out of memory");
     size_t add = 0;
     for (int k = 0; k < w->F; k++)
         add += s->jpeg_len[k];
-    if (w->jpeg_len + add > w->jpeg_cap) {
-        size_t cap = w->jpeg_cap ? w->jpeg_cap : 1 << 20;
-        while (cap < w->jpeg_len + add)
-            cap *= 2;
-        uint8_t *j = realloc(w->jpeg, cap);
-        if (!j)
-            return cm_err_set(err, "out of memory");
-        w->jpeg = j;
-        w->jpeg_cap = cap;
+    char *id = dupstr(s->id);
+    if (!id || grow(w) != 0 || reserve_jpeg(w, add) != 0) {
+        free(id);
+        return cm_err_set(err, "out of memory");
     }
-    /* spectrogram first: the only HDF5 call, so a failure leaves nothing half-added */
     size_t cnt = (size_t)w->bins * (size_t)w->frames;
     const void *buf = s->spec;
     if (!w->f32) {
         st_f32_to_f16_n(s->spec, w->half, cnt);
         buf = w->half;
     }
-    hsize_t dims[3] = {w->n + 1, (hsize_t)w->bins, (hsize_t)w->frames};
-    hsize_t start[3] = {w->n, 0, 0}, count[3] = {1, (hsize_t)w->bins, (hsize_t)w->frames};
-    if (H5Dset_extent(w->spec, dims) < 0)
-        return cm_err_set(err, "%s: cannot extend the spectrogram dataset", s->id);
-    hid_t fs = H5Dget_space(w->spec);
-    hid_t ms = H5Screate_simple(3, count, NULL);
-    int ok = fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
-             H5Dwrite(w->spec, w->spec_type, ms, fs, H5P_DEFAULT, buf) >= 0;
-    if (ms >= 0)
-        H5Sclose(ms);
-    if (fs >= 0)
-        H5Sclose(fs);
-    if (!ok) {
-        dims[0] = w->n;
-        H5Dset_extent(w->spec, dims);
-        return cm_err_set(err, "%s: cannot write the spectrogram", s->id);
+    st_h5_quiet q;
+    st_h5_quiet_begin(&q);
+    int rc = write_spec_row(w, buf, s->id, err);
+    st_h5_quiet_end(&q);
+    if (rc != 0) {
+        free(id);
+        return rc;
     }
-    if (!(w->ids[w->n] = dupstr(s->id)))
-        return cm_err_set(err, "out of memory");
-    w->labels[w->n] = s->label;
-    w->segments[2 * w->n] = s->seg_start;
-    w->segments[2 * w->n + 1] = s->seg_end;
-    for (int k = 0; k < w->F; k++) {
-        size_t o = w->n * (size_t)w->F + (size_t)k;
-        w->frame_time[o] = s->frame_time ? s->frame_time[k] : 0.0f;
+    size_t n = w->n, F = (size_t)w->F;
+    w->ids[n] = id;
+    w->labels[n] = s->label;
+    w->segments[2 * n] = s->seg_start;
+    w->segments[2 * n + 1] = s->seg_end;
+    w->crc_spec[n] = st_crc(0, buf, cnt * (w->f32 ? 4 : 2));
+    for (size_t k = 0; k < F; k++)
+        w->frame_time[n * F + k] = s->frame_time ? s->frame_time[k] : 0.0f;
+    uint32_t c = st_crc_record_head(id, s->label, &w->segments[2 * n], &w->frame_time[n * F], w->F, s->jpeg_len);
+    for (size_t k = 0; k < F; k++) {
         memcpy(w->jpeg + w->jpeg_len, s->jpeg[k], s->jpeg_len[k]);
+        c = st_crc(c, s->jpeg[k], s->jpeg_len[k]);
         w->jpeg_len += s->jpeg_len[k];
-        w->offsets[o + 1] = w->jpeg_len;
+        w->offsets[n * F + k + 1] = w->jpeg_len;
     }
+    w->crc_record[n] = c;
     w->n++;
-    w->bytes += cnt * (w->f32 ? 4 : 2) + add + 64;
     return 0;
 }
 
 size_t st_writer_count(const st_writer *w)
 {
     return w->n;
-}
-
-size_t st_writer_bytes(const st_writer *w)
-{
-    return w->bytes;
 }
 
 int st_writer_set_note(st_writer *w, const char *name, const char *value, cm_err *err)
@@ -306,48 +349,27 @@ int st_writer_set_note(st_writer *w, const char *name, const char *value, cm_err
 
 /* ---- close: the small datasets and the attributes ---- */
 
-static int write_ds(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
-                    const void *data)
+/* Writes dataset `name` of file type ftype from data (memory type mtype); -1 with err filled. */
+static int write_ds(st_writer *w, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
+                    const void *data, cm_err *err)
 {
+    char what[128];
+    snprintf(what, sizeof what, "write the dataset %s", name);
     hid_t sp = H5Screate_simple(rank, dims, NULL);
     if (sp < 0)
-        return -1;
-    hid_t d = H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        return h5_fail(w, err, what);
+    hid_t d = H5Dcreate2(w->file, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int ok = d >= 0;
     hsize_t total = 1;
     for (int i = 0; i < rank; i++)
         total *= dims[i];
     if (ok && total > 0)
         ok = H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-    if (d >= 0)
-        H5Dclose(d);
+    int rc = ok ? 0 : h5_fail(w, err, what);
+    if (d >= 0 && H5Dclose(d) < 0 && rc == 0)
+        rc = h5_fail(w, err, what);
     H5Sclose(sp);
-    return ok ? 0 : -1;
-}
-
-static hid_t vlen_utf8(void)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0)
-        return t;
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    return t;
-}
-
-int st_attr_str(hid_t loc, const char *name, const char *value)
-{
-    hid_t t = vlen_utf8();
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = (t >= 0 && sp >= 0) ? H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    int ok = a >= 0 && H5Awrite(a, t, &value) >= 0;
-    if (a >= 0)
-        H5Aclose(a);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (t >= 0)
-        H5Tclose(t);
-    return ok ? 0 : -1;
+    return rc;
 }
 
 static int attr_int(hid_t loc, const char *name, int64_t v)
@@ -355,8 +377,8 @@ static int attr_int(hid_t loc, const char *name, int64_t v)
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = sp >= 0 ? H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
     int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0;
-    if (a >= 0)
-        H5Aclose(a);
+    if (a >= 0 && H5Aclose(a) < 0)
+        ok = 0;
     if (sp >= 0)
         H5Sclose(sp);
     return ok ? 0 : -1;
@@ -364,13 +386,13 @@ static int attr_int(hid_t loc, const char *name, int64_t v)
 
 static int attr_strs(hid_t loc, const char *name, char *const *v, int n)
 {
-    hid_t t = vlen_utf8();
+    hid_t t = st_vlen_utf8();
     hsize_t d = (hsize_t)n;
     hid_t sp = H5Screate_simple(1, &d, NULL);
     hid_t a = (t >= 0 && sp >= 0) ? H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
     int ok = a >= 0 && (n == 0 || H5Awrite(a, t, v) >= 0);
-    if (a >= 0)
-        H5Aclose(a);
+    if (a >= 0 && H5Aclose(a) < 0)
+        ok = 0;
     if (sp >= 0)
         H5Sclose(sp);
     if (t >= 0)
@@ -378,51 +400,68 @@ static int attr_strs(hid_t loc, const char *name, char *const *v, int n)
     return ok ? 0 : -1;
 }
 
-static int write_rest(st_writer *w)
+static int write_datasets(st_writer *w, cm_err *err)
+{
+    hsize_t n = w->n, F = (hsize_t)w->F, d2[2] = {n, 2}, dt[2] = {n, F}, no = n * F + 1, nj = w->jpeg_len;
+    hid_t st = st_vlen_utf8();
+    if (st < 0)
+        return h5_fail(w, err, "make the string type");
+    int rc = write_ds(w, "id", st, st, 1, &n, w->ids, err);
+    H5Tclose(st);
+    hid_t g1 = -1, g2 = -1;
+    if (rc == 0 && ((g1 = H5Gcreate2(w->file, "video", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+                    (g2 = H5Gcreate2(w->file, "crc32", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0))
+        rc = h5_fail(w, err, "create the groups video and crc32");
+    if (g1 >= 0)
+        H5Gclose(g1);
+    if (g2 >= 0)
+        H5Gclose(g2);
+    if (rc != 0 || write_ds(w, "label", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &n, w->labels, err) != 0 ||
+        write_ds(w, "segment", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, d2, w->segments, err) != 0 ||
+        write_ds(w, "frame_time", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dt, w->frame_time, err) != 0 ||
+        write_ds(w, "video/offset", H5T_STD_U64LE, H5T_NATIVE_UINT64, 1, &no, w->offsets, err) != 0 ||
+        write_ds(w, "video/jpeg", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &nj, w->jpeg, err) != 0 ||
+        write_ds(w, "crc32/spec", H5T_STD_U32LE, H5T_NATIVE_UINT32, 1, &n, w->crc_spec, err) != 0 ||
+        write_ds(w, "crc32/record", H5T_STD_U32LE, H5T_NATIVE_UINT32, 1, &n, w->crc_record, err) != 0)
+        return -1;
+    return 0;
+}
+
+static int write_attrs(st_writer *w, cm_err *err)
 {
     hid_t f = w->file;
-    hsize_t n = w->n, F = (hsize_t)w->F;
-    hid_t st = vlen_utf8();
-    int ok = st >= 0 && write_ds(f, "id", st, st, 1, &n, w->ids) == 0;
-    if (st >= 0)
-        H5Tclose(st);
-    ok = ok && write_ds(f, "label", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &n, w->labels) == 0;
-    hsize_t d2[2] = {n, 2};
-    ok = ok && write_ds(f, "segment", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, d2, w->segments) == 0;
-    hsize_t dt[2] = {n, F};
-    ok = ok && write_ds(f, "frame_time", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dt, w->frame_time) == 0;
-    hid_t g = ok ? H5Gcreate2(f, "video", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    ok = ok && g >= 0;
-    hsize_t no = n * F + 1, nj = w->jpeg_len;
-    ok = ok && write_ds(g, "offset", H5T_STD_U64LE, H5T_NATIVE_UINT64, 1, &no, w->offsets) == 0;
-    ok = ok && write_ds(g, "jpeg", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &nj, w->jpeg) == 0;
-    if (g >= 0)
-        H5Gclose(g);
-    ok = ok && st_attr_str(f, "format", ST_FORMAT) == 0 && attr_int(f, "version", ST_VERSION) == 0 &&
-         st_attr_str(f, "dataset", w->dataset) == 0 && st_attr_str(f, "split", w->split) == 0 &&
-         attr_strs(f, "classes", w->classes, w->n_classes) == 0 &&
-         attr_int(f, "frames_per_sample", w->F) == 0 && st_attr_str(f, "recipe", w->recipe) == 0 &&
-         st_attr_str(f, "tool_version", ST_TOOL_VERSION) == 0 &&
-         st_attr_str(f, "spec_dtype", w->f32 ? "float32" : "float16") == 0;
+    int ok = st_attr_str(f, "format", ST_FORMAT) == 0 && attr_int(f, "version", ST_VERSION) == 0 &&
+             st_attr_str(f, "dataset", w->dataset) == 0 && st_attr_str(f, "split", w->split) == 0 &&
+             attr_strs(f, "classes", w->classes, w->n_classes) == 0 &&
+             attr_int(f, "frames_per_sample", w->F) == 0 && st_attr_str(f, "recipe", w->recipe) == 0 &&
+             st_attr_str(f, "tool_version", ST_TOOL_VERSION) == 0 &&
+             st_attr_str(f, "spec_dtype", w->f32 ? "float32" : "float16") == 0 &&
+             st_attr_str(f, "checksum", "crc32") == 0;
     for (int i = 0; ok && i < w->n_notes; i++)
         ok = st_attr_str(f, w->notes[i].name, w->notes[i].value) == 0;
-    return ok ? 0 : -1;
+    return ok ? 0 : h5_fail(w, err, "write the root attributes");
 }
 
 int st_writer_close(st_writer *w, cm_err *err)
 {
     if (!w)
         return cm_err_set(err, "no writer");
-    int ok = write_rest(w) == 0;
-    ok = H5Fflush(w->file, H5F_SCOPE_GLOBAL) >= 0 && ok;
-    writer_close_h5(w);
-    int rc;
-    if (!ok) {
-        unlink(w->tmp);
-        rc = cm_err_set(err, "cannot write the shard's datasets");
-    } else {
-        rc = cm_rename_commit(w->tmp, w->path, err);
+    st_h5_quiet q;
+    st_h5_quiet_begin(&q);
+    int rc = write_datasets(w, err);
+    if (rc == 0)
+        rc = write_attrs(w, err);
+    if (rc == 0 && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
+        rc = h5_fail(w, err, "flush the HDF5 file");
+    if (rc == 0)
+        rc = writer_close_h5(w, err, 0);
+    if (rc != 0) {
+        writer_discard(w);
+        st_h5_quiet_end(&q);
+        return -1;
     }
+    st_h5_quiet_end(&q);
+    rc = cm_rename_commit(w->tmp, w->path, err);
     writer_free(w);
     return rc;
 }
@@ -431,7 +470,8 @@ void st_writer_abort(st_writer *w)
 {
     if (!w)
         return;
-    writer_close_h5(w);
-    unlink(w->tmp);
-    writer_free(w);
+    st_h5_quiet q;
+    st_h5_quiet_begin(&q);
+    writer_discard(w);
+    st_h5_quiet_end(&q);
 }

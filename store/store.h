@@ -1,8 +1,12 @@
 /* store: the HDF5 shard format (docs/FORMAT.md is the contract).
  *
- * One writer per shard file, used by one thread (ingest's single writer).
- * Readers: one st_shard per thread, or serialise access (HDF5 may be built
- * without thread safety; st_hdf5_threadsafe() tells).
+ * Threads: one writer per shard file, used by one thread (ingest's single
+ * writer). st_shard_open maps every sample's spectrogram chunk and the JPEG
+ * bytes to file offsets once; st_shard_read and st_shard_read_spec then use
+ * pread() only (no HDF5 call), so many threads may read the same or
+ * different shards at once. st_shard_open/close/note, st_split_open/close
+ * and the st_writer calls go through HDF5: serialise them (HDF5 may be built
+ * without thread safety).
  */
 #ifndef STORE_H
 #define STORE_H
@@ -13,7 +17,21 @@
 #include "common/cm_err.h"
 
 #define ST_FORMAT "c2kd-shard"
-#define ST_VERSION 1
+/* Written by st_writer. Readers accept 1 (no checksums) to ST_VERSION. */
+#define ST_VERSION 2
+
+/* Return code of the sample reads (st_shard_read, st_shard_read_spec,
+ * st_split_read, st_split_read_spec) when the bytes read do not match the
+ * sample's stored checksum; err->msg then starts "checksum mismatch" and
+ * names the sample id and the shard file. Every other failure returns -1.
+ * Both leave nothing to free. */
+#define ST_ERR_CHECKSUM (-2)
+
+/* Bounds on what a shard's header may declare (larger is refused at open). */
+#define ST_MAX_FRAMES 64                 /* frames per sample */
+#define ST_MAX_SPEC_VALUES (1u << 24)    /* bins x frames of one spectrogram */
+
+/* ---- Metadata ------------------------------------------------------------- */
 
 typedef struct st_meta {
     const char *dataset;            /* "ave" */
@@ -25,6 +43,8 @@ typedef struct st_meta {
     int spec_float32;               /* 0: float16 (default), 1: float32 */
     const char *recipe_json;        /* every parameter of spectro and frames */
 } st_meta;
+
+/* ---- Writing a shard ------------------------------------------------------ */
 
 typedef struct st_sample {
     const char *id;
@@ -38,16 +58,23 @@ typedef struct st_sample {
 
 typedef struct st_writer st_writer;
 
-/* Creates `path` under a temporary name; nothing appears at `path` until close. */
+/* Creates `path` under a temporary name; nothing appears at `path` until close.
+ * Every failure of the writer names the shard file and the cause (the
+ * operating system's reason when there is one: "No space left on device"). */
 st_writer *st_writer_create(const char *path, const st_meta *meta, cm_err *err);
+/* Adds one sample (and its checksums). On failure nothing is added. */
 int st_writer_add(st_writer *w, const st_sample *s, cm_err *err);
 size_t st_writer_count(const st_writer *w);
-/* Approximate bytes written so far (to decide when a shard is full). */
-size_t st_writer_bytes(const st_writer *w);
-/* Finishes, fsyncs and renames to `path`; frees w in any case. */
+/* Extra root string attribute written at close (ingest's bookkeeping:
+ * "ingest_cover", "ingest_failures"; see docs/FORMAT.md). */
+int st_writer_set_note(st_writer *w, const char *name, const char *value, cm_err *err);
+/* Finishes, fsyncs and renames to `path`; frees w in any case. On failure
+ * the temporary file is removed and nothing appears at `path`. */
 int st_writer_close(st_writer *w, cm_err *err);
 /* Removes the temporary file; frees w. */
 void st_writer_abort(st_writer *w);
+
+/* ---- Reading a shard ------------------------------------------------------ */
 
 typedef struct st_shard st_shard;
 
@@ -56,59 +83,53 @@ typedef struct st_record {
     int32_t label;
     float seg_start, seg_end;
     int frames_per_sample;
-    float frame_time[64];
-    /* spectrogram, converted to float32 when asked (st_shard_read_spec) */
-    /* JPEGs: pointers into `jpeg_buf` (malloc'd by the reader, free with st_record_free) */
+    float frame_time[ST_MAX_FRAMES];
+    /* JPEGs: frame k is jpeg_buf[jpeg_off[k] .. + jpeg_len[k]) (jpeg_buf
+     * malloc'd by the reader, free with st_record_free) */
     uint8_t *jpeg_buf;
-    size_t jpeg_len[64];
-    size_t jpeg_off[64];
+    size_t jpeg_len[ST_MAX_FRAMES];
+    size_t jpeg_off[ST_MAX_FRAMES];
 } st_record;
 
+/* Opens and validates a shard: only the layout the direct reads handle is
+ * accepted (docs/FORMAT.md); any other is refused with a message naming
+ * the dataset. */
 st_shard *st_shard_open(const char *path, cm_err *err);
 void st_shard_close(st_shard *s);
 size_t st_shard_count(const st_shard *s);
 /* Metadata of the shard; strings owned by the shard. */
 const st_meta *st_shard_meta(const st_shard *s);
-/* Reads sample i's fields except the spectrogram. */
-int st_shard_read(st_shard *s, size_t i, st_record *r, cm_err *err);
-void st_record_free(st_record *r);
-/* Reads sample i's spectrogram [bins, frames]: as stored (raw 2- or 4-byte
- * values) into `raw` when raw != NULL, converted to float32 into `f32` when
- * f32 != NULL. */
-int st_shard_read_spec(st_shard *s, size_t i, void *raw, float *f32, cm_err *err);
-
-/* 1 when the HDF5 library in use is thread-safe. */
-int st_hdf5_threadsafe(void);
-
-/* ---- Extensions (store owner) ------------------------------------------
- *
- * Thread safety of reads: st_shard_open maps every sample's spectrogram
- * chunk and the JPEG bytes to file offsets once; st_shard_read and
- * st_shard_read_spec then use pread() only (no HDF5 call), so many threads
- * may read the same or different shards at once. st_shard_open/close and
- * the st_writer calls go through HDF5: serialise them when
- * st_hdf5_threadsafe() is 0.
- */
-
-/* IEEE binary16 <-> binary32, round to nearest even (subnormals, Inf, NaN kept). */
-uint16_t st_f32_to_f16(float f);
-float st_f16_to_f32(uint16_t h);
-void st_f32_to_f16_n(const float *in, uint16_t *out, size_t n);
-void st_f16_to_f32_n(const uint16_t *in, float *out, size_t n);
-
-/* Extra root string attribute written at close (ingest's bookkeeping:
- * "ingest_cover", "ingest_failures"; see docs/FORMAT.md). */
-int st_writer_set_note(st_writer *w, const char *name, const char *value, cm_err *err);
-/* Root string attribute `name` of the shard (malloc'd, free()), or NULL when absent. */
-char *st_shard_note(const st_shard *s, const char *name);
 /* Path the shard was opened from. */
 const char *st_shard_path(const st_shard *s);
+/* Format version of the file (1: no checksums). */
+int st_shard_version(const st_shard *s);
+/* 1 when the shard stores per-sample checksums (version >= 2). */
+int st_shard_has_checksums(const st_shard *s);
 /* Sample i's id (owned by the shard), NULL when i is out of range. */
 const char *st_shard_id(const st_shard *s, size_t i);
 int32_t st_shard_label(const st_shard *s, size_t i);
+/* Root string attribute `name` of the shard (malloc'd, free()), or NULL when absent. */
+char *st_shard_note(const st_shard *s, const char *name);
 
-/* A split of an ingested folder: every shard of `split` listed in DIR/index.json,
- * in order, as one sequence of samples. Same threading rules as st_shard. */
+/* Reads sample i's fields except the spectrogram, and checks the record
+ * checksum (id, label, segment, frame times, JPEG lengths and bytes).
+ * 0, -1 or ST_ERR_CHECKSUM; r is empty after a failure. */
+int st_shard_read(st_shard *s, size_t i, st_record *r, cm_err *err);
+void st_record_free(st_record *r);
+/* Reads sample i's spectrogram [bins, frames] and checks its checksum: as
+ * stored (raw 2- or 4-byte little-endian values) into `raw` when raw !=
+ * NULL, converted to float32 into `f32` when f32 != NULL.
+ * 0, -1 or ST_ERR_CHECKSUM (the buffers then hold the bytes as read). */
+int st_shard_read_spec(st_shard *s, size_t i, void *raw, float *f32, cm_err *err);
+/* Checksum checks of the two reads: on (1, the default) or off (0; `store
+ * verify` reads a mismatching sample again to report what else is wrong).
+ * Set it before sharing the shard between threads. */
+void st_shard_set_checks(st_shard *s, int on);
+
+/* ---- A split: the shards of one split of an ingested folder --------------- */
+
+/* Every shard of `split` listed in DIR/index.json, in order, as one sequence
+ * of samples. Same threading rules as st_shard. */
 typedef struct st_split st_split;
 st_split *st_split_open(const char *dir, const char *split, cm_err *err);
 void st_split_close(st_split *d);
@@ -123,7 +144,16 @@ int st_split_locate(const st_split *d, size_t i, size_t *k, size_t *j);
  * global indices first[0..nshards] (first[0] = 0, first[nshards] = the total):
  * the one shard k with first[k] <= i < first[k + 1] (never an empty one). */
 int st_locate(const size_t *first, size_t nshards, size_t i, size_t *k, size_t *j);
+/* As st_shard_read / st_shard_read_spec (same return codes). */
 int st_split_read(st_split *d, size_t i, st_record *r, cm_err *err);
 int st_split_read_spec(st_split *d, size_t i, void *raw, float *f32, cm_err *err);
+
+/* ---- float16 -------------------------------------------------------------- */
+
+/* IEEE binary16 <-> binary32, round to nearest even (subnormals, Inf, NaN kept). */
+uint16_t st_f32_to_f16(float f);
+float st_f16_to_f32(uint16_t h);
+void st_f32_to_f16_n(const float *in, uint16_t *out, size_t n);
+void st_f16_to_f32_n(const uint16_t *in, float *out, size_t n);
 
 #endif

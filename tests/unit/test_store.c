@@ -1,4 +1,5 @@
 /* store: float16 conversion, shard write/read round trip, bad inputs. */
+#define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -335,4 +336,104 @@ Test(split, locate_passes_over_empty_shards)
     cr_assert_eq(st_locate(first, 7, 6, &k, &j), -1);
     const size_t none[] = {0, 0, 0};
     cr_assert_eq(st_locate(none, 2, 0, &k, &j), -1);
+}
+
+/* ---- checksums ---- */
+
+/* Flips one byte of the file at the first occurrence of pattern (+ at). */
+static void flip_at_pattern(const char *path, const void *pat, size_t plen, size_t at)
+{
+    char *data;
+    size_t n;
+    cm_err err;
+    cr_assert_eq(cm_read_file(path, &data, &n, &err), 0, "%s", err.msg);
+    char *p = memmem(data, n, pat, plen);
+    cr_assert_not_null(p, "pattern not in the file");
+    cr_assert_null(memmem(p + 1, n - (size_t)(p - data) - 1, pat, plen), "pattern not unique");
+    p[at] ^= 0x40;
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    cr_assert_eq(fseek(f, p + at - data, SEEK_SET), 0);
+    cr_assert_eq(fwrite(p + at, 1, 1, f), 1);
+    fclose(f);
+    free(data);
+}
+
+Test(checksum, a_flipped_jpeg_byte_is_reported_by_id_and_the_other_samples_read)
+{
+    mkdir_tmp();
+    char path[300];
+    snprintf(path, sizeof path, "%s/train-00000.h5", dir);
+    cm_err err;
+    cr_assert_eq(write_shard(path, 4, 0, &err), 0, "%s", err.msg);
+    const uint8_t j1[5] = {9, 8, 7, 6, 3}; /* sample 3's second frame */
+    flip_at_pattern(path, j1, sizeof j1, 2);
+    st_shard *s = st_shard_open(path, &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    cr_assert_eq(st_shard_version(s), ST_VERSION);
+    cr_assert(st_shard_has_checksums(s));
+    st_record r;
+    cr_assert_eq(st_shard_read(s, 3, &r, &err), ST_ERR_CHECKSUM);
+    cr_assert(strstr(err.msg, "checksum mismatch") && strstr(err.msg, "clip_3") && strstr(err.msg, "train-00000.h5"),
+              "%s", err.msg);
+    cr_assert_null(r.jpeg_buf, "nothing to free after a failure");
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(st_shard_read(s, i, &r, &err), 0, "%s", err.msg);
+        st_record_free(&r);
+    }
+    float spec[BINS * T];
+    cr_assert_eq(st_shard_read_spec(s, 3, NULL, spec, &err), 0, "the spectrogram is intact: %s", err.msg);
+    st_shard_set_checks(s, 0);
+    cr_assert_eq(st_shard_read(s, 3, &r, &err), 0, "checks off: %s", err.msg);
+    cr_assert_eq(r.jpeg_buf[r.jpeg_off[1] + 2], 7 ^ 0x40, "the bytes as stored");
+    st_record_free(&r);
+    st_shard_close(s);
+    rm_tmp();
+}
+
+Test(checksum, a_flipped_spectrogram_byte_is_reported_and_split_reads_say_so)
+{
+    mkdir_tmp();
+    char path[300];
+    snprintf(path, sizeof path, "%s/train-00000.h5", dir);
+    cm_err err;
+    cr_assert_eq(write_shard(path, 4, 1, &err), 0, "%s", err.msg);
+    float want[BINS * T];
+    fill_spec(want, 2);
+    flip_at_pattern(path, &want[3], 2 * sizeof(float), 1); /* sample 2, value 3 */
+    const char *idx = "{\"splits\":{\"train\":{\"shards\":[{\"file\":\"train-00000.h5\",\"count\":4}]}}}";
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    cr_assert_eq(cm_write_file_atomic(path, idx, strlen(idx), &err), 0);
+    st_split *d = st_split_open(dir, "train", &err);
+    cr_assert_not_null(d, "%s", err.msg);
+    float got[BINS * T];
+    uint8_t raw[BINS * T * 4];
+    cr_assert_eq(st_split_read_spec(d, 2, raw, got, &err), ST_ERR_CHECKSUM);
+    cr_assert(strstr(err.msg, "clip_2") && strstr(err.msg, "spectrogram"), "%s", err.msg);
+    cr_assert_neq(memcmp(got, want, sizeof got), 0, "the buffer holds the bytes as read");
+    st_record r;
+    cr_assert_eq(st_split_read(d, 2, &r, &err), 0, "the record is intact: %s", err.msg);
+    st_record_free(&r);
+    for (size_t i = 0; i < 4; i++)
+        if (i != 2)
+            cr_assert_eq(st_split_read_spec(d, i, NULL, got, &err), 0, "%s", err.msg);
+    st_split_close(d);
+    rm_tmp();
+}
+
+Test(shard, writer_checks_its_metadata_and_names_the_shard)
+{
+    st_meta m = {.dataset = "x", .split = "train", .n_classes = 1, .classes = CLASSES,
+                 .frames_per_sample = 65, .bins = 3, .frames = 2, .recipe_json = "{}"};
+    cm_err err;
+    cr_assert_null(st_writer_create("/tmp/nowhere-x.h5", &m, &err));
+    cr_assert(strstr(err.msg, "/tmp/nowhere-x.h5"), "%s", err.msg);
+    m.frames_per_sample = 1;
+    m.bins = 30000;
+    m.frames = 30000;
+    cr_assert_null(st_writer_create("/tmp/nowhere-x.h5", &m, &err), "a spectrogram over the bound");
+    m.bins = 3;
+    m.frames = 2;
+    cr_assert_null(st_writer_create("/nonexistent-dir/x.h5", &m, &err));
+    cr_assert(strstr(err.msg, "/nonexistent-dir/x.h5") && strstr(err.msg, "No such file"), "%s", err.msg);
 }
