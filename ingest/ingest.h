@@ -100,14 +100,24 @@ typedef struct ig_options {
     size_t shard_bytes;     /* target shard size */
     const char *wisdom;     /* FFTW wisdom path or NULL */
     FILE *log;              /* progress and notes (NULL: silent) */
+    int part_k, part_n;     /* part_n > 1: only plan shards i with i mod part_n = part_k */
 } ig_options;
 
 typedef struct ig_summary {
-    size_t items, written, failed, kept_shards, shards, done_now;
+    size_t items;           /* rows of the manifest (reader failures included) */
+    size_t written, failed; /* samples in this run's shards; its failed rows + the reader's */
+    size_t kept_shards, shards, total_shards; /* this run's shards (kept), the whole plan's */
+    size_t done_now, failed_now; /* items processed by this run, failed among them */
+    int indexed;            /* index.json and failures.tsv written (the whole set is there) */
 } ig_summary;
 
-/* Runs the pipeline. Returns 0 when it ran to the end (failed items are in
- * failures.tsv and the summary), -1 on a fatal error (output folder, HDF5). */
+/* Runs the pipeline in phases: plan (shards of fixed row ranges) -> lock the
+ * output folder (store/st_index.h; plan.json) -> keep the complete shards of
+ * an earlier run -> workers + the writer -> index.json and failures.tsv once
+ * every shard of the set is there (a part leaves that to the last part).
+ * Returns 0 when it ran to the end (failed items are in the shards' notes,
+ * failures.tsv and the summary), -1 on a fatal error (output folder, lock,
+ * HDF5, disk): err names the file and the cause. */
 int ig_run(const ig_preset *p, const ig_manifest *m, const ig_options *o, ig_summary *s, cm_err *err);
 
 #endif
