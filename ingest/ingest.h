@@ -82,7 +82,23 @@ int ig_manifest_finish(ig_manifest *m, const ig_preset *p, const char *first, cm
 /* TSV: id audio video label split start end (see docs/FORMAT.md). */
 void ig_manifest_write_tsv(const ig_manifest *m, FILE *f);
 
-/* Readers: `root` holds the dataset in its native layout. */
+/* Checks of what annotation files and manifests say (0 ok, else -1 and a
+ * reason in why): text (labels): 1..IG_NAME_MAX bytes, no control character;
+ * a name (ids, video ids: they become file names): that, and no '/', '\\' or
+ * '..'; a split: 1..IG_SPLIT_MAX of [A-Za-z0-9_-]; a media path: no control
+ * character, and when relative no '..' component (absolute ones are taken as
+ * given: a hand-written manifest may point anywhere). */
+#define IG_NAME_MAX 200
+#define IG_SPLIT_MAX 32
+int ig_check_text(const char *what, const char *s, char *why, size_t n);
+int ig_check_name(const char *what, const char *s, char *why, size_t n);
+int ig_check_split(const char *s, char *why, size_t n);
+int ig_check_path(const char *what, const char *s, char *why, size_t n);
+
+/* Readers: `root` holds the dataset in its native layout. Annotation files
+ * must be regular files (a FIFO or a device is refused, never waited on);
+ * rows whose fields fail the checks above go to the failures; every reader
+ * is linear in rows. */
 int ig_read_ave(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err);
 int ig_read_cremad(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err);
 int ig_read_vggsound(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err);

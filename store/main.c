@@ -10,6 +10,7 @@
 
 #include "common/cm_file.h"
 #include "common/cm_npy.h"
+#include "store/st_index.h"
 #include "store/store.h"
 
 static void usage(FILE *f)
@@ -18,6 +19,7 @@ static void usage(FILE *f)
             "usage: store info DIR\n"
             "       store verify DIR\n"
             "       store export DIR ID -o PREFIX\n"
+            "       store index DIR   index.json + failures.tsv from plan.json and the shards (ingest --part)\n"
             "\n"
             "DIR is an ingest output folder (index.json + <split>-NNNNN.h5 shards, docs/FORMAT.md).\n"
             "  info     splits, sample counts, shards, failures, class histogram, recipe\n"
@@ -361,6 +363,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "info") && argc == 3)
         return cmd_info(dir);
+    if (!strcmp(cmd, "index") && argc == 3) { cm_err e; st_lock *l = st_lock_take(dir, 0, 0, NULL, &e); int rc = l ? st_index_write(dir, &e) : -1; st_lock_release(l); return rc ? (fprintf(stderr, "store: %s\n", e.msg), 1) : 0; }
     if (!strcmp(cmd, "verify") && argc == 3)
         return cmd_verify(dir);
     if (!strcmp(cmd, "export") && argc == 6 && !strcmp(argv[4], "-o"))
