@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest/ig_strmap.h"
 #include "ingest/ingest.h"
 
 void ig_manifest_init(ig_manifest *m)
@@ -79,12 +80,74 @@ int ig_manifest_add(ig_manifest *m, const char *id, const char *audio, const cha
     return 0;
 }
 
-/* Tabs and newlines would break failures.tsv: replace them by spaces. */
+/* Tabs, newlines and other control characters would break failures.tsv: spaces. */
 static void clean(char *s)
 {
     for (; *s; s++)
-        if (*s == '\t' || *s == '\n' || *s == '\r')
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
             *s = ' ';
+}
+
+/* ---- names and paths from annotation files ---- */
+
+static int has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+int ig_check_text(const char *what, const char *s, char *why, size_t n)
+{
+    if (!*s)
+        return snprintf(why, n, "empty %s", what), -1;
+    if (strlen(s) > IG_NAME_MAX)
+        return snprintf(why, n, "%s longer than %d bytes", what, IG_NAME_MAX), -1;
+    if (has_control(s))
+        return snprintf(why, n, "%s holds a control character", what), -1;
+    return 0;
+}
+
+int ig_check_name(const char *what, const char *s, char *why, size_t n)
+{
+    if (ig_check_text(what, s, why, n) != 0)
+        return -1;
+    if (strchr(s, '/') || strchr(s, '\\') || strstr(s, ".."))
+        return snprintf(why, n, "%s \"%.64s\" holds '/', '\\' or '..'", what, s), -1;
+    return 0;
+}
+
+int ig_check_split(const char *s, char *why, size_t n)
+{
+    size_t l = strlen(s);
+    int ok = l >= 1 && l <= IG_SPLIT_MAX;
+    for (const char *c = s; ok && *c; c++)
+        ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_' ||
+             *c == '-';
+    if (!ok)
+        return snprintf(why, n, "split \"%.40s\" is not 1..%d of [A-Za-z0-9_-]", s, IG_SPLIT_MAX), -1;
+    return 0;
+}
+
+int ig_check_path(const char *what, const char *s, char *why, size_t n)
+{
+    if (!*s)
+        return snprintf(why, n, "empty %s", what), -1;
+    if (strlen(s) > 2048)
+        return snprintf(why, n, "%s longer than 2048 bytes", what), -1;
+    if (has_control(s))
+        return snprintf(why, n, "%s holds a control character", what), -1;
+    if (s[0] == '/')
+        return 0; /* absolute: taken as given */
+    for (const char *c = s; *c;) {
+        size_t l = strcspn(c, "/");
+        if (l == 2 && c[0] == '.' && c[1] == '.')
+            return snprintf(why, n, "relative %s \"%.64s\" leaves its folder ('..')", what, s), -1;
+        c += l;
+        c += *c == '/';
+    }
+    return 0;
 }
 
 int ig_manifest_fail(ig_manifest *m, const char *id, const char *split, const char *fmt, ...)
@@ -124,17 +187,13 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int find_class(char **classes, int n, const char *name)
+/* Adds class `name` unless `known` has it (known: name -> 1). */
+static int add_class(ig_manifest *m, ig_strmap *known, const char *name)
 {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(classes[i], name))
-            return i;
-    return -1;
-}
-
-static int add_class(ig_manifest *m, const char *name)
-{
-    if (find_class(m->classes, m->n_classes, name) >= 0)
+    int *v = ig_strmap_put(known, name, 0);
+    if (!v)
+        return -1;
+    if (*v)
         return 0;
     char **c = realloc(m->classes, (size_t)(m->n_classes + 1) * sizeof *c);
     if (!c)
@@ -143,83 +202,81 @@ static int add_class(ig_manifest *m, const char *name)
     if (!(c[m->n_classes] = strdup(name)))
         return -1;
     m->n_classes++;
+    *v = 1;
     return 0;
 }
 
-/* Hash set of ids (open addressing) to find repeats in O(n). */
-static uint64_t hash_str(const char *s)
+/* The class list in p->class_order. */
+static int make_classes(ig_manifest *m, const ig_preset *p, const char *first)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
-int ig_manifest_finish(ig_manifest *m, const ig_preset *p, const char *first, cm_err *err)
-{
-    /* classes */
+    ig_strmap known;
+    ig_strmap_init(&known);
+    int rc = 0;
     if (!strcmp(p->class_order, "preset")) {
-        for (int i = 0; i < p->n_classes; i++)
-            if (add_class(m, p->classes[i]) != 0)
-                return cm_err_set(err, "out of memory");
+        for (int i = 0; rc == 0 && i < p->n_classes; i++)
+            rc = add_class(m, &known, p->classes[i]);
     } else if (!strcmp(p->class_order, "first-in-test")) {
         int fs = -1;
         for (int i = 0; first && i < m->n_splits; i++)
             if (!strcmp(m->splits[i], first))
                 fs = i;
-        for (size_t i = 0; i < m->n; i++)
-            if (m->items[i].split == fs && add_class(m, m->items[i].label) != 0)
-                return cm_err_set(err, "out of memory");
-        for (size_t i = 0; i < m->n; i++) /* classes absent from that split: first appearance elsewhere */
-            if (add_class(m, m->items[i].label) != 0)
-                return cm_err_set(err, "out of memory");
+        for (size_t i = 0; rc == 0 && i < m->n; i++)
+            if (m->items[i].split == fs)
+                rc = add_class(m, &known, m->items[i].label);
+        for (size_t i = 0; rc == 0 && i < m->n; i++) /* classes absent from that split: first appearance elsewhere */
+            rc = add_class(m, &known, m->items[i].label);
     } else {
-        for (size_t i = 0; i < m->n; i++)
-            if (add_class(m, m->items[i].label) != 0)
-                return cm_err_set(err, "out of memory");
+        for (size_t i = 0; rc == 0 && i < m->n; i++)
+            rc = add_class(m, &known, m->items[i].label);
         if (m->n_classes > 1)
             qsort(m->classes, (size_t)m->n_classes, sizeof *m->classes, cmp_str);
     }
-    /* label indices; unknown labels and repeated ids become failures */
-    size_t cap = 16;
-    while (cap < 2 * m->n + 2)
-        cap *= 2;
-    size_t *slot = malloc(cap * sizeof *slot);
-    if (!slot)
+    ig_strmap_free(&known);
+    return rc;
+}
+
+int ig_manifest_finish(ig_manifest *m, const ig_preset *p, const char *first, cm_err *err)
+{
+    ig_strmap cls, ids;
+    ig_strmap_init(&cls);
+    ig_strmap_init(&ids);
+    int rc = make_classes(m, p, first);
+    for (int i = 0; rc == 0 && i < m->n_classes; i++)
+        rc = ig_strmap_put(&cls, m->classes[i], i) ? 0 : -1;
+    if (rc != 0) {
+        ig_strmap_free(&cls);
         return cm_err_set(err, "out of memory");
-    for (size_t i = 0; i < cap; i++)
-        slot[i] = (size_t)-1;
+    }
+    /* label indices; unknown labels and repeated ids become failures */
     size_t w = 0;
-    for (size_t i = 0; i < m->n; i++) {
+    for (size_t i = 0; rc == 0 && i < m->n; i++) {
         ig_item it = m->items[i];
-        int bad = 0;
-        it.label_idx = find_class(m->classes, m->n_classes, it.label);
+        int *first_at = NULL;
+        it.label_idx = ig_strmap_get(&cls, it.label);
         if (it.label_idx < 0) {
             ig_manifest_fail(m, it.id, m->splits[it.split], "unknown label \"%s\"", it.label);
-            bad = 1;
+        } else if (!(first_at = ig_strmap_put(&ids, it.id, (int)w))) {
+            rc = -1;
+        } else if ((size_t)*first_at != w) {
+            ig_manifest_fail(m, it.id, m->splits[it.split], "duplicate id (kept the first, split %s)",
+                             m->splits[m->items[*first_at].split]);
         } else {
-            size_t h = (size_t)hash_str(it.id) & (cap - 1);
-            while (slot[h] != (size_t)-1 && strcmp(m->items[slot[h]].id, it.id))
-                h = (h + 1) & (cap - 1);
-            if (slot[h] != (size_t)-1) {
-                ig_manifest_fail(m, it.id, m->splits[it.split], "duplicate id (kept the first, split %s)",
-                                 m->splits[m->items[slot[h]].split]);
-                bad = 1;
-            } else {
-                slot[h] = w; /* items[w] will hold this item */
-            }
-        }
-        if (bad) {
-            free(it.id);
-            free(it.audio);
-            free(it.video);
-            free(it.label);
+            m->items[w++] = it;
             continue;
         }
-        m->items[w++] = it;
+        free(it.id);
+        free(it.audio);
+        free(it.video);
+        free(it.label);
+        if (rc != 0) /* the items not walked yet are freed with the manifest */
+            for (size_t j = i + 1; j < m->n; j++)
+                m->items[w++] = m->items[j];
     }
-    free(slot);
+    ig_strmap_free(&cls);
+    ig_strmap_free(&ids);
     m->n = w;
+    if (rc != 0)
+        return cm_err_set(err, "out of memory");
     if (m->n_classes == 0)
         return cm_err_set(err, "no classes");
     return 0;

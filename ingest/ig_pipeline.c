@@ -22,6 +22,7 @@
 #include "common/cm_progress.h"
 #include "frames/frames.h"
 #include "ingest/ingest.h"
+#include "store/st_index.h"
 #include "store/store.h"
 
 typedef struct plan {
@@ -265,410 +266,419 @@ static char *fail_note(const plan *pl, const ig_manifest *m)
     return s;
 }
 
-/* Removes what an interrupted or different earlier run may have left:
- * temporary shard files and shards beyond the planned ones. */
-static void clean_out(const char *out, const ig_manifest *m, const size_t *nshards)
+/* ---- the run: plan -> lock -> keep -> workers + writer -> index ---- */
+
+typedef struct run {
+    const ig_preset *p;
+    const ig_manifest *m;
+    const ig_options *o;
+    ig_summary *sum;
+    int part_k, part_n;      /* part_n <= 1: the whole set */
+    size_t target, bins, T, M;
+    char *recipe;
+    size_t **order, *nord;   /* per split: item indices in manifest order */
+    size_t *first;           /* per split: the global plan index of its shard 0 */
+    plan *plans;
+    size_t np;
+    size_t *tasks, *task_plan, ntasks; /* items to do (in write order) and their plan */
+    st_lock *lock;
+} run;
+
+static int mine(const run *r, size_t i)
 {
-    DIR *d = opendir(out);
+    return r->part_n <= 1 || i % (size_t)r->part_n == (size_t)r->part_k;
+}
+
+/* "split-NNNNN.h5" of one of the manifest's splits: its split and shard number. */
+static int shard_name(const ig_manifest *m, const char *n, size_t len, int *split, size_t *k)
+{
+    for (int s = 0; s < m->n_splits; s++) {
+        size_t l = strlen(m->splits[s]);
+        unsigned v;
+        char tail[8];
+        if (len == l + 9 && !strncmp(n, m->splits[s], l) && n[l] == '-' && sscanf(n + l, "-%5u.h%2s", &v, tail) == 2 &&
+            !strncmp(tail, "5", 1) && n[len - 1] == '5' && n[len - 2] == 'h') {
+            *split = s;
+            *k = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Removes what an interrupted or different earlier run may have left: this
+ * run's temporary shard files (any when it writes the whole set) and shards
+ * beyond the planned ones. Other parts' temporaries are theirs. */
+static void clean_out(const run *r)
+{
+    DIR *d = opendir(r->o->out);
     if (!d)
         return;
     struct dirent *e;
     char path[CM_PATH_MAX];
     while ((e = readdir(d))) {
-        const char *n = e->d_name;
-        int rm = 0;
-        if (n[0] == '.' && strstr(n, ".h5.tmp."))
-            rm = 1;
-        for (int s = 0; !rm && s < m->n_splits; s++) {
-            size_t l = strlen(m->splits[s]);
-            unsigned k;
-            char tail[8];
-            if (!strncmp(n, m->splits[s], l) && n[l] == '-' && strlen(n + l) == 9 &&
-                sscanf(n + l, "-%5u.h%2s", &k, tail) == 2 && !strcmp(tail, "5") && k >= nshards[s])
-                rm = 1;
-        }
+        const char *n = e->d_name, *tmp = strstr(n, ".h5.tmp.");
+        int rm = 0, s;
+        size_t k;
+        if (n[0] == '.' && tmp)
+            rm = r->part_n <= 1 ||
+                 (shard_name(r->m, n + 1, (size_t)(tmp + 3 - n - 1), &s, &k) && k < r->nord[s] &&
+                  mine(r, r->first[s] + k));
+        else if (shard_name(r->m, n, strlen(n), &s, &k))
+            rm = k * r->M >= r->nord[s] && !(k == 0 && r->nord[s] == 0);
         if (rm) {
-            snprintf(path, sizeof path, "%s/%s", out, n);
+            snprintf(path, sizeof path, "%s/%s", r->o->out, n);
             unlink(path);
         }
     }
     closedir(d);
 }
 
-static int write_outputs(const char *out, const ig_preset *p, const ig_manifest *m, plan *plans, size_t np,
-                         const char *recipe, size_t M, size_t bins, size_t T, cm_err *err)
+/* Phase 1: shard sizes, split orders, the plan of shards and their covers. */
+static int run_plan(run *r, cm_err *err)
 {
-    char path[CM_PATH_MAX];
-    /* failures.tsv: reader failures, then item failures in manifest order of each split */
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    int rc = buf ? 0 : -1;
-    for (size_t pass = 0; rc == 0 && pass < 2; pass++) {
-        size_t cnt = pass == 0 ? m->nfail : np;
-        for (size_t i = 0; rc == 0 && i < cnt; i++) {
-            size_t nl = pass == 0 ? 1 : plans[i].nfailed;
-            for (size_t j = 0; rc == 0 && j < nl; j++) {
-                const char *id = pass == 0 ? m->fails[i].id : m->items[plans[i].failed[j]].id;
-                const char *sp = pass == 0 ? m->fails[i].split : m->splits[plans[i].split];
-                const char *rs = pass == 0 ? m->fails[i].reason : plans[i].reasons[j];
-                size_t need = strlen(id) + strlen(sp) + strlen(rs) + 4;
-                if (len + need >= cap) {
-                    while (len + need >= cap)
-                        cap *= 2;
-                    char *nb = realloc(buf, cap);
-                    if (!nb) {
-                        rc = -1;
-                        break;
-                    }
-                    buf = nb;
-                }
-                len += (size_t)snprintf(buf + len, cap - len, "%s\t%s\t", id, sp);
-                for (const char *c = rs; *c; c++) /* no tab or newline inside a field */
-                    buf[len++] = (*c == '\t' || *c == '\n' || *c == '\r') ? ' ' : *c;
-                buf[len++] = '\n';
-            }
-        }
+    const ig_preset *p = r->p;
+    const ig_manifest *m = r->m;
+    r->target = sp_target_samples(&p->sp);
+    r->bins = sp_num_bins(&p->sp);
+    r->T = sp_num_frames(&p->sp, r->target);
+    if (r->T == 0)
+        return cm_err_set(err, "duration %g s is shorter than one window", p->sp.duration);
+    r->M = r->o->shard_items;
+    if (r->M == 0) {
+        size_t est = r->bins * r->T * (p->spec_float32 ? 4 : 2) + (size_t)p->frames * 65536 + 512;
+        r->M = r->o->shard_bytes / est > 0 ? r->o->shard_bytes / est : 1;
     }
-    if (rc != 0) {
-        free(buf);
+    r->recipe = ig_preset_recipe_json(p);
+    r->order = calloc((size_t)m->n_splits + 1, sizeof *r->order);
+    r->nord = calloc((size_t)m->n_splits + 1, sizeof *r->nord);
+    r->first = calloc((size_t)m->n_splits + 1, sizeof *r->first);
+    if (!r->recipe || !r->order || !r->nord || !r->first)
         return cm_err_set(err, "out of memory");
+    size_t np = 0;
+    for (int s = 0; s < m->n_splits; s++) {
+        if (!(r->order[s] = malloc((m->n + 1) * sizeof **r->order)))
+            return cm_err_set(err, "out of memory");
+        for (size_t i = 0; i < m->n; i++)
+            if (m->items[i].split == s)
+                r->order[s][r->nord[s]++] = i;
+        r->first[s] = np;
+        np += (r->nord[s] + r->M - 1) / r->M;
     }
-    snprintf(path, sizeof path, "%s/failures.tsv", out);
-    rc = cm_write_file_atomic(path, buf, len, err);
-    free(buf);
-    if (rc != 0)
-        return -1;
+    if (!(r->plans = calloc(np + 1, sizeof *r->plans)))
+        return cm_err_set(err, "out of memory");
+    for (int s = 0; s < m->n_splits; s++)
+        for (size_t k = 0; k * r->M < r->nord[s]; k++) {
+            plan *pl = &r->plans[r->np++];
+            pl->split = s;
+            pl->k = k;
+            pl->lo = k * r->M;
+            pl->hi = pl->lo + r->M < r->nord[s] ? pl->lo + r->M : r->nord[s];
+            snprintf(pl->file, sizeof pl->file, "%s-%05zu.h5", m->splits[s], k);
+            plan_cover(pl, m, r->order[s], r->recipe, r->M);
+        }
+    return 0;
+}
 
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "format", ST_FORMAT);
-    cJSON_AddNumberToObject(r, "version", ST_VERSION);
-    cJSON_AddStringToObject(r, "dataset", p->dataset);
-    cJSON_AddStringToObject(r, "tool_version", "c2kd ingest 0.1");
-    cJSON *cl = cJSON_AddArrayToObject(r, "classes");
+/* plan.json (store/st_index.h): what index.json will say, every shard's cover, the reader's failures. */
+static char *plan_json(const run *r)
+{
+    const ig_preset *p = r->p;
+    const ig_manifest *m = r->m;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "format", ST_PLAN_FORMAT);
+    cJSON_AddNumberToObject(root, "version", 1);
+    cJSON *ix = cJSON_AddObjectToObject(root, "index");
+    cJSON_AddStringToObject(ix, "format", ST_FORMAT);
+    cJSON_AddNumberToObject(ix, "version", ST_VERSION);
+    cJSON_AddStringToObject(ix, "dataset", p->dataset);
+    cJSON_AddStringToObject(ix, "tool_version", "c2kd ingest 0.1");
+    cJSON *cl = cJSON_AddArrayToObject(ix, "classes");
     for (int i = 0; i < m->n_classes; i++)
         cJSON_AddItemToArray(cl, cJSON_CreateString(m->classes[i]));
-    cJSON_AddNumberToObject(r, "frames_per_sample", p->frames);
-    cJSON *shape = cJSON_AddArrayToObject(r, "spec_shape");
-    cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)bins));
-    cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)T));
-    cJSON_AddStringToObject(r, "spec_dtype", p->spec_float32 ? "float32" : "float16");
-    cJSON *rj = cJSON_Parse(recipe);
-    cJSON_AddItemToObject(r, "recipe", rj ? rj : cJSON_CreateObject());
-    cJSON_AddNumberToObject(r, "shard_items", (double)M);
-    cJSON *sps = cJSON_AddObjectToObject(r, "splits");
-    size_t total = 0, failed = m->nfail;
-    for (int s = 0; s < m->n_splits; s++) {
-        cJSON *o = cJSON_AddObjectToObject(sps, m->splits[s]);
-        cJSON *sh = cJSON_AddArrayToObject(o, "shards");
-        size_t cnt = 0, nf = 0, rows = 0;
-        for (size_t i = 0; i < np; i++) {
-            if (plans[i].split != s)
-                continue;
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "file", plans[i].file);
-            cJSON_AddNumberToObject(e, "count", (double)plans[i].count);
-            cJSON_AddNumberToObject(e, "failed", (double)plans[i].nfailed);
-            cJSON *it = cJSON_AddArrayToObject(e, "items");
-            cJSON_AddItemToArray(it, cJSON_CreateNumber((double)plans[i].lo));
-            cJSON_AddItemToArray(it, cJSON_CreateNumber((double)plans[i].hi));
-            cJSON_AddItemToArray(sh, e);
-            cnt += plans[i].count;
-            nf += plans[i].nfailed;
-            rows += plans[i].hi - plans[i].lo;
-        }
-        cJSON_AddNumberToObject(o, "count", (double)cnt);
-        cJSON_AddNumberToObject(o, "failed", (double)nf);
-        cJSON_AddNumberToObject(o, "items", (double)rows);
-        total += cnt;
-        failed += nf;
-    }
-    cJSON *al = cJSON_AddObjectToObject(r, "aliases");
+    cJSON_AddNumberToObject(ix, "frames_per_sample", p->frames);
+    cJSON *shape = cJSON_AddArrayToObject(ix, "spec_shape");
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)r->bins));
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)r->T));
+    cJSON_AddStringToObject(ix, "spec_dtype", p->spec_float32 ? "float32" : "float16");
+    cJSON *rj = cJSON_Parse(r->recipe);
+    cJSON_AddItemToObject(ix, "recipe", rj ? rj : cJSON_CreateObject());
+    cJSON_AddNumberToObject(ix, "shard_items", (double)r->M);
+    cJSON *al = cJSON_AddObjectToObject(ix, "aliases");
     if (m->alias_from[0])
         cJSON_AddStringToObject(al, m->alias_from, m->alias_to);
-    cJSON_AddNumberToObject(r, "count", (double)total);
-    cJSON_AddNumberToObject(r, "failed", (double)failed);
-    cJSON_AddNumberToObject(r, "reader_failures", (double)m->nfail);
-    cJSON_AddNumberToObject(r, "renamed_duplicates", (double)m->renamed);
-    char *text = cJSON_Print(r);
-    cJSON_Delete(r);
-    if (!text)
+    cJSON_AddNumberToObject(ix, "reader_failures", (double)m->nfail);
+    cJSON_AddNumberToObject(ix, "renamed_duplicates", (double)m->renamed);
+    cJSON *sps = cJSON_AddArrayToObject(root, "splits");
+    for (int s = 0; s < m->n_splits; s++) {
+        cJSON *o = cJSON_CreateObject(), *cv;
+        cJSON_AddStringToObject(o, "name", m->splits[s]);
+        cJSON_AddNumberToObject(o, "items", (double)r->nord[s]);
+        cv = cJSON_AddArrayToObject(o, "covers");
+        for (size_t i = 0; i < r->np; i++)
+            if (r->plans[i].split == s)
+                cJSON_AddItemToArray(cv, cJSON_CreateString(r->plans[i].cover));
+        cJSON_AddItemToArray(sps, o);
+    }
+    cJSON *rf = cJSON_AddArrayToObject(root, "reader_failures");
+    for (size_t i = 0; i < m->nfail; i++) {
+        cJSON *e = cJSON_CreateArray();
+        cJSON_AddItemToArray(e, cJSON_CreateString(m->fails[i].id));
+        cJSON_AddItemToArray(e, cJSON_CreateString(m->fails[i].split));
+        cJSON_AddItemToArray(e, cJSON_CreateString(m->fails[i].reason));
+        cJSON_AddItemToArray(rf, e);
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+/* Phase 2 (under the lock): this run's shards that an earlier run completed are kept; the rest is to do. */
+static int run_keep(run *r, cm_err *err)
+{
+    char path[CM_PATH_MAX];
+    clean_out(r);
+    r->tasks = malloc((r->m->n + 1) * sizeof *r->tasks);
+    r->task_plan = malloc((r->m->n + 1) * sizeof *r->task_plan);
+    if (!r->tasks || !r->task_plan)
         return cm_err_set(err, "out of memory");
-    snprintf(path, sizeof path, "%s/index.json", out);
-    size_t tl = strlen(text);
-    text[tl] = '\n';
-    rc = cm_write_file_atomic(path, text, tl + 1, err);
-    free(text);
+    for (size_t i = 0; i < r->np; i++) {
+        plan *pl = &r->plans[i];
+        if (!mine(r, i))
+            continue;
+        r->sum->shards++;
+        snprintf(path, sizeof path, "%s/%s", r->o->out, pl->file);
+        pl->keep = try_keep(pl, r->m, r->order[pl->split], path);
+        if (pl->keep) {
+            r->sum->kept_shards++;
+            continue;
+        }
+        if (unlink(path) != 0 && errno != ENOENT)
+            return cm_err_set(err, "%s: cannot remove: %s", path, strerror(errno));
+        for (size_t q = pl->lo; q < pl->hi; q++) {
+            r->tasks[r->ntasks] = r->order[pl->split][q];
+            r->task_plan[r->ntasks++] = i;
+        }
+    }
+    if (r->o->log && r->sum->kept_shards)
+        fprintf(r->o->log, "ingest: keeping %zu complete shard(s) of an earlier run; %zu item(s) to do\n",
+                r->sum->kept_shards, r->ntasks);
+    return 0;
+}
+
+/* Closes plan pl's shard with its bookkeeping notes. */
+static int close_shard(run *r, plan *pl, st_writer *w, cm_err *err)
+{
+    char *fn = fail_note(pl, r->m);
+    pl->count = st_writer_count(w);
+    if (!fn || st_writer_set_note(w, "ingest_cover", pl->cover, err) != 0 ||
+        st_writer_set_note(w, "ingest_failures", fn, err) != 0) {
+        if (!fn)
+            cm_err_set(err, "out of memory");
+        st_writer_abort(w);
+        free(fn);
+        return -1;
+    }
+    free(fn);
+    return st_writer_close(w, err) == 0 ? 0 : -1;
+}
+
+/* One finished item into its shard (opened on its first item, closed after its last). */
+static int write_one(run *r, size_t t, slot *s, st_writer **w, cm_err *err)
+{
+    const ig_preset *p = r->p;
+    const ig_manifest *m = r->m;
+    plan *pl = &r->plans[r->task_plan[t]];
+    const ig_item *it = &m->items[r->tasks[t]];
+    char path[CM_PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", r->o->out, pl->file);
+    if (!*w) {
+        st_meta meta = {.dataset = p->dataset, .split = m->splits[pl->split], .n_classes = m->n_classes,
+                        .classes = (const char *const *)m->classes, .frames_per_sample = p->frames,
+                        .bins = (int)r->bins, .frames = (int)r->T, .spec_float32 = p->spec_float32,
+                        .recipe_json = r->recipe};
+        if (!(*w = st_writer_create(path, &meta, err)))
+            return -1;
+    }
+    if (s->ok) {
+        const uint8_t *jp[FR_MAX_FRAMES];
+        for (int k = 0; k < p->frames; k++)
+            jp[k] = s->jpeg[k];
+        st_sample smp = {.id = it->id, .label = it->label_idx, .spec = s->spec, .jpeg = jp, .jpeg_len = s->jl,
+                         .seg_start = s->seg[0], .seg_end = s->seg[1], .frame_time = s->ft};
+        if (st_writer_add(*w, &smp, err) != 0)
+            return -1; /* the disk, not the row: fatal */
+    } else {
+        if (add_fail(pl, r->tasks[t], s->reason) != 0)
+            return cm_err_set(err, "out of memory");
+        r->sum->failed_now++;
+    }
+    if (t + 1 == r->ntasks || r->task_plan[t + 1] != r->task_plan[t]) {
+        st_writer *cw = *w;
+        *w = NULL;
+        return close_shard(r, pl, cw, err);
+    }
+    return 0;
+}
+
+/* Phase 4, on the calling thread: results in task order into the shards. */
+static int run_writer(run *r, ctx *c, cm_err *err)
+{
+    cm_progress *bar = r->o->log ? cm_progress_create(r->o->log, "ingest", r->ntasks, 10.0) : NULL;
+    st_writer *w = NULL;
+    int rc = 0;
+    for (size_t t = 0; t < r->ntasks && rc == 0; t++) {
+        pthread_mutex_lock(&c->mu);
+        slot *s = &c->ring[t % c->W];
+        while (!s->ready)
+            pthread_cond_wait(&c->cv_ready, &c->mu);
+        pthread_mutex_unlock(&c->mu);
+        rc = write_one(r, t, s, &w, err);
+        if (rc != 0) {
+            char path[CM_PATH_MAX];
+            snprintf(path, sizeof path, "%s/%s", r->o->out, r->plans[r->task_plan[t]].file);
+            if (!strstr(err->msg, r->plans[r->task_plan[t]].file))
+                cm_err_prefix(err, "%s", path);
+        }
+        pthread_mutex_lock(&c->mu);
+        slot_clear(s);
+        c->next_write++;
+        pthread_cond_broadcast(&c->cv_space);
+        pthread_mutex_unlock(&c->mu);
+        r->sum->done_now++;
+        cm_progress_update(bar, t + 1, r->sum->failed_now, NULL);
+    }
+    if (w)
+        st_writer_abort(w);
+    if (bar) {
+        cm_progress_finish(bar, r->sum->done_now, r->sum->failed_now, NULL);
+        cm_progress_destroy(bar);
+    }
     return rc;
+}
+
+/* Phase 3: the worker threads around the writer. */
+static int run_workers(run *r, cm_err *err)
+{
+    int jobs = r->o->jobs > 0 ? r->o->jobs : 1, nth = 0, rc = -1;
+    ctx c = {.p = r->p, .m = r->m, .tasks = r->tasks, .ntasks = r->ntasks, .W = (size_t)jobs * 2 + 2,
+             .target = r->target, .bins = r->bins, .T = r->T};
+    sp_stft *stft = sp_stft_create(&r->p->sp, r->o->wisdom, err);
+    fr_jpeg **jpegs = calloc((size_t)jobs, sizeof *jpegs);
+    pthread_t *th = calloc((size_t)jobs, sizeof *th);
+    worker_arg *wa = calloc((size_t)jobs, sizeof *wa);
+    c.ring = calloc(c.W, sizeof *c.ring);
+    if (stft && !(jpegs && th && wa && c.ring))
+        cm_err_set(err, "out of memory");
+    for (int j = 0; stft && jpegs && th && wa && c.ring && j < jobs; j++)
+        if (!(jpegs[j] = fr_jpeg_create(err)))
+            goto done;
+    if (!stft || !jpegs || !th || !wa || !c.ring)
+        goto done;
+    c.stft = stft;
+    c.jpegs = jpegs;
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv_ready, NULL);
+    pthread_cond_init(&c.cv_space, NULL);
+    for (; nth < jobs; nth++) {
+        wa[nth] = (worker_arg){&c, nth};
+        if (pthread_create(&th[nth], NULL, worker_main, &wa[nth]) != 0)
+            break;
+    }
+    rc = nth == 0 ? cm_err_set(err, "cannot start worker threads") : run_writer(r, &c, err);
+    pthread_mutex_lock(&c.mu);
+    c.stop = 1;
+    pthread_cond_broadcast(&c.cv_space);
+    pthread_mutex_unlock(&c.mu);
+    for (int j = 0; j < nth; j++)
+        pthread_join(th[j], NULL);
+    for (size_t i = 0; i < c.W; i++)
+        slot_clear(&c.ring[i]);
+    pthread_mutex_destroy(&c.mu);
+    pthread_cond_destroy(&c.cv_ready);
+    pthread_cond_destroy(&c.cv_space);
+done:
+    for (int j = 0; jpegs && j < jobs; j++)
+        fr_jpeg_destroy(jpegs[j]);
+    free(jpegs);
+    sp_stft_destroy(stft);
+    free(c.ring);
+    free(th);
+    free(wa);
+    return rc;
+}
+
+/* Phase 5: the summary; index.json + failures.tsv when every shard of the set is there. */
+static int run_index(run *r, cm_err *err)
+{
+    ig_summary *s = r->sum;
+    s->items = r->m->n + r->m->nfail;
+    s->total_shards = r->np;
+    s->failed = r->m->nfail;
+    for (size_t i = 0; i < r->np; i++)
+        if (mine(r, i)) {
+            s->written += r->plans[i].count;
+            s->failed += r->plans[i].nfailed;
+        }
+    cm_err e2;
+    int rc = st_lock_index(r->lock, r->part_n > 1 ? &e2 : err);
+    if (rc < 0 && r->part_n > 1)
+        snprintf(err->msg, sizeof err->msg, "%s", e2.msg);
+    if (rc == 0)
+        s->indexed = 1;
+    else if (rc == 1 && r->part_n > 1) /* other parts not done yet: theirs to index */
+        return 0;
+    return rc == 0 ? 0 : -1;
+}
+
+static void run_free(run *r)
+{
+    st_lock_release(r->lock);
+    for (size_t i = 0; r->plans && i < r->np; i++) {
+        for (size_t j = 0; j < r->plans[i].nfailed; j++)
+            free(r->plans[i].reasons[j]);
+        free(r->plans[i].reasons);
+        free(r->plans[i].failed);
+    }
+    free(r->plans);
+    for (int s = 0; r->order && s < r->m->n_splits; s++)
+        free(r->order[s]);
+    free(r->order);
+    free(r->nord);
+    free(r->first);
+    free(r->tasks);
+    free(r->task_plan);
+    free(r->recipe);
 }
 
 int ig_run(const ig_preset *p, const ig_manifest *mc, const ig_options *o, ig_summary *sum, cm_err *err)
 {
     ig_manifest *m = (ig_manifest *)mc; /* alias fields only */
     memset(sum, 0, sizeof *sum);
+    if (o->part_n > 1 && (o->part_k < 0 || o->part_k >= o->part_n))
+        return cm_err_set(err, "part %d/%d: expected 0 <= K < N", o->part_k, o->part_n);
     if (p->val_alias[0]) {
         snprintf(m->alias_from, sizeof m->alias_from, "val");
         snprintf(m->alias_to, sizeof m->alias_to, "%s", p->val_alias);
     }
     if (cm_mkdirs(o->out, err) != 0)
         return -1;
-    char path[CM_PATH_MAX];
-    snprintf(path, sizeof path, "%s/index.json", o->out);
-    unlink(path); /* a folder without index.json is an unfinished run */
-
-    size_t target = sp_target_samples(&p->sp);
-    size_t bins = sp_num_bins(&p->sp), T = sp_num_frames(&p->sp, target);
-    if (T == 0)
-        return cm_err_set(err, "duration %g s is shorter than one window", p->sp.duration);
-    size_t M = o->shard_items;
-    if (M == 0) {
-        size_t est = bins * T * (p->spec_float32 ? 4 : 2) + (size_t)p->frames * 65536 + 512;
-        M = o->shard_bytes / est;
-        if (M < 1)
-            M = 1;
-    }
-    char *recipe = ig_preset_recipe_json(p);
-    if (!recipe)
-        return cm_err_set(err, "out of memory");
-
-    /* split order lists and the plan of shards */
-    int rc = -1;
-    size_t **order = calloc((size_t)m->n_splits + 1, sizeof *order);
-    size_t *nord = calloc((size_t)m->n_splits + 1, sizeof *nord);
-    size_t *nsh = calloc((size_t)m->n_splits + 1, sizeof *nsh);
-    plan *plans = NULL;
-    size_t np = 0, *tasks = NULL, *task_plan = NULL, ntasks = 0;
-    sp_stft *stft = NULL;
-    fr_jpeg **jpegs = NULL;
-    slot *ring = NULL;
-    pthread_t *th = NULL;
-    worker_arg *wa = NULL;
-    int nth = 0, jobs = o->jobs > 0 ? o->jobs : 1;
-    ctx c;
-    memset(&c, 0, sizeof c);
-    if (!order || !nord || !nsh) {
-        cm_err_set(err, "out of memory");
-        goto done;
-    }
-    for (int s = 0; s < m->n_splits; s++) {
-        order[s] = malloc((m->n + 1) * sizeof **order);
-        if (!order[s]) {
+    run r = {.p = p, .m = m, .o = o, .sum = sum, .part_k = o->part_k, .part_n = o->part_n};
+    int rc = run_plan(&r, err);
+    if (rc == 0) {
+        char *pj = plan_json(&r);
+        r.lock = pj ? st_lock_take(o->out, r.part_k, r.part_n, pj, err) : NULL;
+        if (!pj)
             cm_err_set(err, "out of memory");
-            goto done;
-        }
-        for (size_t i = 0; i < m->n; i++)
-            if (m->items[i].split == s)
-                order[s][nord[s]++] = i;
-        nsh[s] = (nord[s] + M - 1) / M;
-        np += nsh[s];
+        free(pj);
+        rc = r.lock ? 0 : -1;
     }
-    plans = calloc(np + 1, sizeof *plans);
-    if (!plans) {
-        cm_err_set(err, "out of memory");
-        goto done;
-    }
-    np = 0;
-    for (int s = 0; s < m->n_splits; s++)
-        for (size_t k = 0; k < nsh[s]; k++) {
-            plan *pl = &plans[np++];
-            pl->split = s;
-            pl->k = k;
-            pl->lo = k * M;
-            pl->hi = pl->lo + M < nord[s] ? pl->lo + M : nord[s];
-            snprintf(pl->file, sizeof pl->file, "%s-%05zu.h5", m->splits[s], k);
-            plan_cover(pl, m, order[s], recipe, M);
-        }
-    clean_out(o->out, m, nsh);
-    for (size_t i = 0; i < np; i++) {
-        snprintf(path, sizeof path, "%s/%s", o->out, plans[i].file);
-        plans[i].keep = try_keep(&plans[i], m, order[plans[i].split], path);
-        if (plans[i].keep)
-            sum->kept_shards++;
-        else
-            unlink(path);
-    }
-    tasks = malloc((m->n + 1) * sizeof *tasks);
-    task_plan = malloc((m->n + 1) * sizeof *task_plan);
-    if (!tasks || !task_plan) {
-        cm_err_set(err, "out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < np; i++)
-        if (!plans[i].keep)
-            for (size_t q = plans[i].lo; q < plans[i].hi; q++) {
-                tasks[ntasks] = order[plans[i].split][q];
-                task_plan[ntasks++] = i;
-            }
-    if (o->log && sum->kept_shards)
-        fprintf(o->log, "ingest: keeping %zu complete shard(s) of an earlier run; %zu item(s) to do\n",
-                sum->kept_shards, ntasks);
-
-    if (ntasks > 0) {
-        stft = sp_stft_create(&p->sp, o->wisdom, err);
-        if (!stft)
-            goto done;
-        jpegs = calloc((size_t)jobs, sizeof *jpegs);
-        if (!jpegs) {
-            cm_err_set(err, "out of memory");
-            goto done;
-        }
-        for (int j = 0; j < jobs; j++)
-            if (!(jpegs[j] = fr_jpeg_create(err)))
-                goto done;
-        c.p = p;
-        c.m = m;
-        c.stft = stft;
-        c.jpegs = jpegs;
-        c.tasks = tasks;
-        c.ntasks = ntasks;
-        c.W = (size_t)jobs * 2 + 2;
-        c.target = target;
-        c.bins = bins;
-        c.T = T;
-        ring = calloc(c.W, sizeof *ring);
-        th = calloc((size_t)jobs, sizeof *th);
-        wa = calloc((size_t)jobs, sizeof *wa);
-        if (!ring || !th || !wa) {
-            cm_err_set(err, "out of memory");
-            goto done;
-        }
-        c.ring = ring;
-        pthread_mutex_init(&c.mu, NULL);
-        pthread_cond_init(&c.cv_ready, NULL);
-        pthread_cond_init(&c.cv_space, NULL);
-        for (; nth < jobs; nth++) {
-            wa[nth] = (worker_arg){&c, nth};
-            if (pthread_create(&th[nth], NULL, worker_main, &wa[nth]) != 0)
-                break;
-        }
-        if (nth == 0) {
-            cm_err_set(err, "cannot start worker threads");
-            goto joined;
-        }
-        cm_progress *bar = o->log ? cm_progress_create(o->log, "ingest", ntasks, 10.0) : NULL;
-        st_writer *w = NULL;
-        size_t failed_now = 0;
-        int fatal = 0;
-        char **cls = m->classes;
-        for (size_t t = 0; t < ntasks && !fatal; t++) {
-            pthread_mutex_lock(&c.mu);
-            slot *s = &ring[t % c.W];
-            while (!s->ready)
-                pthread_cond_wait(&c.cv_ready, &c.mu);
-            pthread_mutex_unlock(&c.mu);
-            plan *pl = &plans[task_plan[t]];
-            const ig_item *it = &m->items[tasks[t]];
-            if (!w) {
-                snprintf(path, sizeof path, "%s/%s", o->out, pl->file);
-                st_meta meta = {.dataset = p->dataset, .split = m->splits[pl->split], .n_classes = m->n_classes,
-                                .classes = (const char *const *)cls, .frames_per_sample = p->frames,
-                                .bins = (int)bins, .frames = (int)T, .spec_float32 = p->spec_float32,
-                                .recipe_json = recipe};
-                if (!(w = st_writer_create(path, &meta, err))) { /* err names the shard */
-                    fatal = 1;
-                }
-            }
-            if (!fatal) {
-                int ok = s->ok;
-                if (ok) {
-                    const uint8_t *jp[FR_MAX_FRAMES];
-                    for (int k = 0; k < p->frames; k++)
-                        jp[k] = s->jpeg[k];
-                    st_sample smp = {.id = it->id, .label = it->label_idx, .spec = s->spec, .jpeg = jp,
-                                     .jpeg_len = s->jl, .seg_start = s->seg[0], .seg_end = s->seg[1],
-                                     .frame_time = s->ft};
-                    cm_err e2;
-                    if (st_writer_add(w, &smp, &e2) != 0) {
-                        snprintf(s->reason, sizeof s->reason, "store: %s", e2.msg);
-                        ok = 0;
-                    }
-                }
-                if (!ok) {
-                    if (add_fail(pl, tasks[t], s->reason) != 0) {
-                        cm_err_set(err, "out of memory");
-                        fatal = 1;
-                    }
-                    failed_now++;
-                }
-                if (!fatal && (t + 1 == ntasks || task_plan[t + 1] != task_plan[t])) {
-                    char *fn = fail_note(pl, m);
-                    pl->count = st_writer_count(w);
-                    if (!fn || st_writer_set_note(w, "ingest_cover", pl->cover, err) != 0 ||
-                        st_writer_set_note(w, "ingest_failures", fn, err) != 0) {
-                        st_writer_abort(w);
-                        fatal = 1;
-                    } else if (st_writer_close(w, err) != 0) {
-                        fatal = 1;
-                    }
-                    w = NULL;
-                    free(fn);
-                }
-            }
-            pthread_mutex_lock(&c.mu);
-            slot_clear(s);
-            c.next_write++;
-            pthread_cond_broadcast(&c.cv_space);
-            pthread_mutex_unlock(&c.mu);
-            sum->done_now++;
-            cm_progress_update(bar, t + 1, failed_now, NULL);
-        }
-        if (w)
-            st_writer_abort(w);
-        if (bar) {
-            cm_progress_finish(bar, sum->done_now, failed_now, NULL);
-            cm_progress_destroy(bar);
-        }
-        if (fatal)
-            goto joined;
-        rc = 0;
-    joined:
-        pthread_mutex_lock(&c.mu);
-        c.stop = 1;
-        pthread_cond_broadcast(&c.cv_space);
-        pthread_mutex_unlock(&c.mu);
-        for (int j = 0; j < nth; j++)
-            pthread_join(th[j], NULL);
-        for (size_t i = 0; i < c.W; i++)
-            slot_clear(&ring[i]);
-        pthread_mutex_destroy(&c.mu);
-        pthread_cond_destroy(&c.cv_ready);
-        pthread_cond_destroy(&c.cv_space);
-        if (rc != 0)
-            goto done;
-        rc = -1;
-    }
-    if (write_outputs(o->out, p, m, plans, np, recipe, M, bins, T, err) != 0)
-        goto done;
-    sum->items = m->n + m->nfail;
-    sum->shards = np;
-    sum->failed = m->nfail;
-    for (size_t i = 0; i < np; i++) {
-        sum->written += plans[i].count;
-        sum->failed += plans[i].nfailed;
-    }
-    rc = 0;
-done:
-    if (jpegs)
-        for (int j = 0; j < jobs; j++)
-            fr_jpeg_destroy(jpegs[j]);
-    free(jpegs);
-    sp_stft_destroy(stft);
-    free(ring);
-    free(th);
-    free(wa);
-    for (size_t i = 0; plans && i < np; i++) {
-        for (size_t j = 0; j < plans[i].nfailed; j++)
-            free(plans[i].reasons[j]);
-        free(plans[i].reasons);
-        free(plans[i].failed);
-    }
-    free(plans);
-    for (int s = 0; order && s < m->n_splits; s++)
-        free(order[s]);
-    free(order);
-    free(nord);
-    free(nsh);
-    free(tasks);
-    free(task_plan);
-    free(recipe);
+    if (rc == 0)
+        rc = run_keep(&r, err);
+    if (rc == 0 && r.ntasks > 0)
+        rc = run_workers(&r, err);
+    if (rc == 0)
+        rc = run_index(&r, err);
+    run_free(&r);
     return rc;
 }

@@ -1,11 +1,17 @@
 /* ingest: dataset readers (AVE, CREMA-D, VGGSound, normalized TSV) -> ig_manifest. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/cm_file.h"
+#include "ingest/ig_strmap.h"
 #include "ingest/ingest.h"
+
+#define ANNOTATION_MAX ((size_t)1 << 30) /* bytes of one annotation file */
 
 /* ---- text helpers ---- */
 
@@ -102,12 +108,48 @@ typedef struct text_lines {
     int lineno; /* of the line last returned, counting blank ones */
 } text_lines;
 
+/* A regular file read whole: opened without blocking (a FIFO would wait for a
+ * writer forever), then checked to be a regular file of a sane size. */
+static int read_regular(const char *path, char **text, cm_err *err)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return cm_err_set(err, "%s: %s", path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0)
+        rc = cm_err_set(err, "%s: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = cm_err_set(err, "%s: not a regular file", path);
+    else if ((size_t)st.st_size > ANNOTATION_MAX)
+        rc = cm_err_set(err, "%s: larger than %zu bytes", path, ANNOTATION_MAX);
+    else if (!(*text = malloc((size_t)st.st_size + 1)))
+        rc = cm_err_set(err, "%s: out of memory", path);
+    size_t n = 0;
+    while (rc == 0 && n < (size_t)st.st_size) {
+        ssize_t r = pread(fd, *text + n, (size_t)st.st_size - n, (off_t)n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = cm_err_set(err, "%s: read failed: %s", path, r ? strerror(errno) : "file shrank");
+            free(*text);
+            *text = NULL;
+        } else {
+            n += (size_t)r;
+        }
+    }
+    if (rc == 0)
+        (*text)[n] = '\0';
+    close(fd);
+    return rc;
+}
+
 static int lines_open(text_lines *t, const char *path, cm_err *err)
 {
-    size_t len;
     t->lineno = 0;
     t->cur = NULL;
-    if (cm_read_file(path, &t->text, &len, err) != 0)
+    t->text = NULL;
+    if (read_regular(path, &t->text, err) != 0)
         return -1;
     t->cur = skip_bom(t->text);
     return 0;
@@ -163,53 +205,59 @@ static void join(char *out, size_t n, const char *a, const char *b)
 
 /* ---- AVE ---- */
 
+/* One AVE row (Category&VideoID&Quality&Start&End, split on '&' only); 0, or -1 out of memory. */
+static int ave_row(ig_manifest *m, const ig_preset *p, const char *root, ig_strmap *seen, char *line,
+                   const char *file, int lineno, const char *split)
+{
+    char *f[6], why[160];
+    int nf = split_fields(line, '&', f, 6);
+    double st, en;
+    if (nf != 5 || !*f[0] || !*f[1] || parse_seconds(f[3], &st) || parse_seconds(f[4], &en))
+        return ig_manifest_fail(m, nf >= 2 ? f[1] : "-", split, "%s line %d: not Category&VideoID&Quality&Start&End",
+                                file, lineno) ? -1 : 0;
+    if (ig_check_name("VideoID", f[1], why, sizeof why) || ig_check_text("category", f[0], why, sizeof why))
+        return ig_manifest_fail(m, f[1], split, "%s line %d: %s", file, lineno, why) ? -1 : 0;
+    char id[300], media[CM_PATH_MAX], rel[300];
+    snprintf(id, sizeof id, "%s_%s_%s", f[1], f[3], f[4]);
+    /* the same video and segment listed again (with another label): keep it, make the id unique */
+    int *rep = ig_strmap_put(seen, id, 0);
+    if (!rep)
+        return -1;
+    if (++*rep > 1) {
+        size_t l = strlen(id);
+        snprintf(id + l, sizeof id - l, "~%d", *rep);
+        m->renamed++;
+    }
+    snprintf(rel, sizeof rel, "AVE/%s.mp4", f[1]);
+    join(media, sizeof media, root, rel);
+    double a = p->use_segment ? st : 0, b = p->use_segment ? en : -1;
+    return ig_manifest_add(m, id, media, media, f[0], split, a, b);
+}
+
 int ig_read_ave(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err)
 {
     static const char *const splits[] = {"train", "val", "test"};
-    for (int s = 0; s < 3; s++) {
+    ig_strmap seen; /* id -> times seen */
+    ig_strmap_init(&seen);
+    int rc = 0;
+    for (int s = 0; s < 3 && rc == 0; s++) {
         char path[CM_PATH_MAX], name[32];
         snprintf(name, sizeof name, "%sSet.txt", splits[s]);
         join(path, sizeof path, root, name);
         text_lines t;
-        if (lines_open(&t, path, err) != 0)
+        if (lines_open(&t, path, err) != 0) {
+            ig_strmap_free(&seen);
             return -1;
+        }
         ig_manifest_split(m, splits[s]);
         char *line;
-        while ((line = lines_next(&t))) {
-            /* Category&VideoID&Quality&Start&End, split on '&' only */
-            char *f[6];
-            int nf = split_fields(line, '&', f, 6);
-            double st, en;
-            if (nf != 5 || !*f[0] || !*f[1] || parse_seconds(f[3], &st) || parse_seconds(f[4], &en)) {
-                ig_manifest_fail(m, nf >= 2 ? f[1] : "-", splits[s], "%s line %d: not Category&VideoID&Quality&Start&End",
-                                 name, t.lineno);
-                continue;
-            }
-            char id[300], media[CM_PATH_MAX], rel[300];
-            snprintf(id, sizeof id, "%s_%s_%s", f[1], f[3], f[4]);
-            /* the same video and segment listed again (with another label): keep it, make the id unique */
-            int rep = 1;
-            for (size_t i = 0; i < m->n; i++) {
-                const char *o = m->items[i].id;
-                size_t l = strlen(id);
-                if (!strncmp(o, id, l) && (o[l] == '\0' || o[l] == '~'))
-                    rep++;
-            }
-            if (rep > 1) {
-                size_t l = strlen(id);
-                snprintf(id + l, sizeof id - l, "~%d", rep);
-                m->renamed++;
-            }
-            snprintf(rel, sizeof rel, "AVE/%s.mp4", f[1]);
-            join(media, sizeof media, root, rel);
-            double a = p->use_segment ? st : 0, b = p->use_segment ? en : -1;
-            if (ig_manifest_add(m, id, media, media, f[0], splits[s], a, b) != 0) {
-                lines_close(&t);
-                return cm_err_set(err, "out of memory");
-            }
-        }
+        while (rc == 0 && (line = lines_next(&t)))
+            rc = ave_row(m, p, root, &seen, line, name, t.lineno, splits[s]);
         lines_close(&t);
     }
+    ig_strmap_free(&seen);
+    if (rc != 0)
+        return cm_err_set(err, "out of memory");
     return ig_manifest_finish(m, p, "test", err);
 }
 
@@ -255,11 +303,15 @@ int ig_read_cremad(ig_manifest *m, const ig_preset *p, const char *root, cm_err 
                 return -1;
             char *line;
             while ((line = lines_next(&t))) {
-                char *f[3];
+                char *f[3], why[160];
                 int nf = csv_fields(line, f, 2);
-                if (nf != 2 || !*f[0] || !*f[1] || strchr(f[0], '/')) {
+                if (nf != 2 || !*f[0] || !*f[1]) {
                     ig_manifest_fail(m, nf >= 1 ? f[0] : "-", names[s], "%s.csv line %d: not clip,LABEL", names[s],
                                      t.lineno);
+                    continue;
+                }
+                if (ig_check_name("clip", f[0], why, sizeof why) || ig_check_text("label", f[1], why, sizeof why)) {
+                    ig_manifest_fail(m, f[0], names[s], "%s.csv line %d: %s", names[s], t.lineno, why);
                     continue;
                 }
                 if (cremad_add(m, root, f[0], f[1], names[s]) != 0) {
@@ -335,26 +387,82 @@ int ig_read_cremad(ig_manifest *m, const ig_preset *p, const char *root, cm_err 
 
 /* ---- VGGSound ---- */
 
-static void vgg_media(char *out, size_t n, const char *root, const char *yt, const char *start)
+/* The .mp4 names in root and root/video, listed once (a stat per row and
+ * candidate would cost more than reading the list). */
+typedef struct vgg_files {
+    ig_strmap top, video;
+    int has_video;
+} vgg_files;
+
+static int list_mp4(ig_strmap *h, const char *dir)
 {
-    char cand[4][CM_PATH_MAX], rel[400];
-    long st = strtol(start, NULL, 10);
-    snprintf(rel, sizeof rel, "%s_%s.mp4", yt, start);
-    join(cand[0], sizeof cand[0], root, rel);
-    snprintf(rel, sizeof rel, "video/%s_%s.mp4", yt, start);
-    join(cand[2], sizeof cand[2], root, rel);
-    snprintf(rel, sizeof rel, "%s_%06ld.mp4", yt, st);
-    join(cand[1], sizeof cand[1], root, rel);
-    snprintf(rel, sizeof rel, "video/%s_%06ld.mp4", yt, st);
-    join(cand[3], sizeof cand[3], root, rel);
-    for (int i = 0; i < 4; i++)
-        if (cm_is_file(cand[i])) {
-            copy_path(out, n, cand[i]);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d)))
+        if (e->d_name[0] != '.' && cm_has_suffix(e->d_name, ".mp4"))
+            rc = ig_strmap_put(h, e->d_name, 1) ? 0 : -1;
+    closedir(d);
+    return rc;
+}
+
+static int vgg_files_open(vgg_files *v, const char *root)
+{
+    char vdir[CM_PATH_MAX];
+    ig_strmap_init(&v->top);
+    ig_strmap_init(&v->video);
+    join(vdir, sizeof vdir, root, "video");
+    v->has_video = cm_is_dir(vdir);
+    return list_mp4(&v->top, root) || list_mp4(&v->video, vdir) ? -1 : 0;
+}
+
+static void vgg_files_close(vgg_files *v)
+{
+    ig_strmap_free(&v->top);
+    ig_strmap_free(&v->video);
+}
+
+/* <yt>_<start>.mp4 or <yt>_<start as %06d>.mp4, in root or root/video. */
+static void vgg_media(char *out, size_t n, const vgg_files *v, const char *root, const char *yt, const char *start)
+{
+    char name[2][400], rel[420];
+    snprintf(name[0], sizeof name[0], "%s_%s.mp4", yt, start);
+    snprintf(name[1], sizeof name[1], "%s_%06ld.mp4", yt, strtol(start, NULL, 10));
+    for (int i = 0; i < 4; i++) {
+        int in_video = i >= 2;
+        if (ig_strmap_get(in_video ? &v->video : &v->top, name[i % 2]) == 1) {
+            snprintf(rel, sizeof rel, "%s%s", in_video ? "video/" : "", name[i % 2]);
+            join(out, n, root, rel);
             return;
         }
-    char vdir[CM_PATH_MAX];
-    join(vdir, sizeof vdir, root, "video");
-    copy_path(out, n, cm_is_dir(vdir) ? cand[2] : cand[0]); /* missing: reported by the worker */
+    }
+    snprintf(rel, sizeof rel, "%s%s", v->has_video ? "video/" : "", name[0]);
+    join(out, n, root, rel); /* missing: reported by the worker */
+}
+
+/* One VGGSound row (YouTubeID,start,label,split); 0, or -1 out of memory. */
+static int vgg_row(ig_manifest *m, const vgg_files *v, const char *root, char *line, const char *file, int lineno,
+                   const char *list_split)
+{
+    char *f[5], why[160];
+    int nf = csv_fields(line, f, 4);
+    double st;
+    if (nf != 4 || !*f[0] || !*f[2] || parse_seconds(f[1], &st))
+        return ig_manifest_fail(m, nf >= 1 ? f[0] : "-", list_split, "%s line %d: not YouTubeID,start,label,split",
+                                file, lineno) ? -1 : 0;
+    const char *split = *f[3] ? f[3] : list_split;
+    if (ig_check_name("YouTubeID", f[0], why, sizeof why) || ig_check_text("label", f[2], why, sizeof why) ||
+        ig_check_split(split, why, sizeof why))
+        return ig_manifest_fail(m, f[0], list_split, "%s line %d: %s", file, lineno, why) ? -1 : 0;
+    if (ig_manifest_split(m, split) < 0)
+        return ig_manifest_fail(m, f[0], list_split, "%s line %d: more than %d splits", file, lineno,
+                                IG_MAX_SPLITS) ? -1 : 0;
+    char id[300], media[CM_PATH_MAX];
+    snprintf(id, sizeof id, "%s_%s", f[0], f[1]);
+    vgg_media(media, sizeof media, v, root, f[0], f[1]);
+    return ig_manifest_add(m, id, media, media, f[2], split, 0, -1);
 }
 
 int ig_read_vggsound(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err)
@@ -364,37 +472,57 @@ int ig_read_vggsound(ig_manifest *m, const ig_preset *p, const char *root, cm_er
     const char *splits[2] = {"train", "test"};
     ig_manifest_split(m, "train");
     ig_manifest_split(m, "test");
-    for (int s = 0; s < 2; s++) {
+    vgg_files v;
+    int rc = vgg_files_open(&v, root);
+    for (int s = 0; s < 2 && rc == 0; s++) {
         char path[CM_PATH_MAX];
         join(path, sizeof path, root, names[s]);
         text_lines t;
-        if (lines_open(&t, path, err) != 0)
+        if (lines_open(&t, path, err) != 0) {
+            vgg_files_close(&v);
             return -1;
-        char *line;
-        while ((line = lines_next(&t))) {
-            char *f[5];
-            int nf = csv_fields(line, f, 4);
-            double st;
-            if (nf != 4 || !*f[0] || !*f[2] || parse_seconds(f[1], &st) || strchr(f[0], '/')) {
-                ig_manifest_fail(m, nf >= 1 ? f[0] : "-", splits[s],
-                                 "%s line %d: not YouTubeID,start,label,split", names[s], t.lineno);
-                continue;
-            }
-            const char *split = *f[3] ? f[3] : splits[s];
-            char id[300], media[CM_PATH_MAX];
-            snprintf(id, sizeof id, "%s_%s", f[0], f[1]);
-            vgg_media(media, sizeof media, root, f[0], f[1]);
-            if (ig_manifest_add(m, id, media, media, f[2], split, 0, -1) != 0) {
-                lines_close(&t);
-                return cm_err_set(err, "out of memory or too many splits");
-            }
         }
+        char *line;
+        while (rc == 0 && (line = lines_next(&t)))
+            rc = vgg_row(m, &v, root, line, names[s], t.lineno, splits[s]);
         lines_close(&t);
     }
+    vgg_files_close(&v);
+    if (rc != 0)
+        return cm_err_set(err, "out of memory");
     return ig_manifest_finish(m, p, NULL, err);
 }
 
 /* ---- normalized TSV ---- */
+
+/* One manifest row: id audio video label split start end; 0, or -1 out of memory. */
+static int tsv_row(ig_manifest *m, const char *base, char *line, int lineno)
+{
+    char *f[8], why[160], w2[160];
+    int nf = split_fields(line, '\t', f, 8);
+    if (nf == 7 && !strcmp(f[0], "id") && !strcmp(f[1], "audio"))
+        return 0; /* header */
+    double st = 0, en = -1;
+    int whole = nf == 7 && (!*f[5] || !strcmp(f[5], "-")) && (!*f[6] || !strcmp(f[6], "-"));
+    if (nf != 7 || !*f[0] || !*f[2] || !*f[3] || !*f[4] ||
+        (!whole && (parse_seconds(f[5], &st) || parse_seconds(f[6], &en))))
+        return ig_manifest_fail(m, nf >= 1 ? f[0] : "-", nf >= 5 ? f[4] : "-",
+                                "manifest line %d: expected id, audio, video, label, split, start, end "
+                                "(tab-separated)", lineno) ? -1 : 0;
+    const char *audio = *f[1] && strcmp(f[1], "-") ? f[1] : f[2];
+    if (ig_check_name("id", f[0], why, sizeof why) || ig_check_text("label", f[3], why, sizeof why) ||
+        ig_check_split(f[4], why, sizeof why) || ig_check_path("video path", f[2], why, sizeof why) ||
+        ig_check_path("audio path", audio, why, sizeof why))
+        return ig_manifest_fail(m, f[0], ig_check_split(f[4], w2, sizeof w2) ? "-" : f[4], "manifest line %d: %s",
+                                lineno, why) ? -1 : 0;
+    if (ig_manifest_split(m, f[4]) < 0)
+        return ig_manifest_fail(m, f[0], f[4], "manifest line %d: more than %d splits", lineno, IG_MAX_SPLITS)
+                   ? -1 : 0;
+    char a[CM_PATH_MAX], v[CM_PATH_MAX];
+    join(v, sizeof v, base, f[2]);
+    join(a, sizeof a, base, audio);
+    return ig_manifest_add(m, f[0], a, v, f[3], f[4], st, en);
+}
 
 int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char *root, const char *classes_file,
                 cm_err *err)
@@ -439,30 +567,11 @@ int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char
     text_lines t;
     int rc = lines_open(&t, path, err);
     char *line;
-    while (rc == 0 && (line = lines_next(&t))) {
-        if (line[0] == '#')
-            continue;
-        char *f[8];
-        int nf = split_fields(line, '\t', f, 8);
-        if (nf == 7 && !strcmp(f[0], "id") && !strcmp(f[1], "audio"))
-            continue; /* header */
-        double st = 0, en = -1;
-        int whole = (!*f[5] || !strcmp(f[5], "-")) && nf == 7 && (!*f[6] || !strcmp(f[6], "-"));
-        if (nf != 7 || !*f[0] || !*f[2] || !*f[3] || !*f[4] ||
-            (!whole && (parse_seconds(f[5], &st) || parse_seconds(f[6], &en)))) {
-            ig_manifest_fail(m, nf >= 1 ? f[0] : "-", nf >= 5 ? f[4] : "-",
-                             "manifest line %d: expected id, audio, video, label, split, start, end (tab-separated)",
-                             t.lineno);
-            continue;
-        }
-        char audio[CM_PATH_MAX], video[CM_PATH_MAX];
-        join(video, sizeof video, base, f[2]);
-        join(audio, sizeof audio, base, *f[1] && strcmp(f[1], "-") ? f[1] : f[2]);
-        if (ig_manifest_add(m, f[0], audio, video, f[3], f[4], st, en) != 0) {
-            rc = cm_err_set(err, "out of memory or more than %d splits", IG_MAX_SPLITS);
-            break;
-        }
-    }
+    while (rc == 0 && (line = lines_next(&t)))
+        if (line[0] != '#')
+            rc = tsv_row(m, base, line, t.lineno);
+    if (rc != 0 && t.text)
+        cm_err_set(err, "out of memory");
     lines_close(&t);
     if (rc == 0)
         rc = ig_manifest_finish(m, &q, NULL, err);

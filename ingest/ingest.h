@@ -82,7 +82,23 @@ int ig_manifest_finish(ig_manifest *m, const ig_preset *p, const char *first, cm
 /* TSV: id audio video label split start end (see docs/FORMAT.md). */
 void ig_manifest_write_tsv(const ig_manifest *m, FILE *f);
 
-/* Readers: `root` holds the dataset in its native layout. */
+/* Checks of what annotation files and manifests say (0 ok, else -1 and a
+ * reason in why): text (labels): 1..IG_NAME_MAX bytes, no control character;
+ * a name (ids, video ids: they become file names): that, and no '/', '\\' or
+ * '..'; a split: 1..IG_SPLIT_MAX of [A-Za-z0-9_-]; a media path: no control
+ * character, and when relative no '..' component (absolute ones are taken as
+ * given: a hand-written manifest may point anywhere). */
+#define IG_NAME_MAX 200
+#define IG_SPLIT_MAX 32
+int ig_check_text(const char *what, const char *s, char *why, size_t n);
+int ig_check_name(const char *what, const char *s, char *why, size_t n);
+int ig_check_split(const char *s, char *why, size_t n);
+int ig_check_path(const char *what, const char *s, char *why, size_t n);
+
+/* Readers: `root` holds the dataset in its native layout. Annotation files
+ * must be regular files (a FIFO or a device is refused, never waited on);
+ * rows whose fields fail the checks above go to the failures; every reader
+ * is linear in rows. */
 int ig_read_ave(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err);
 int ig_read_cremad(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err);
 int ig_read_vggsound(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err);
@@ -100,14 +116,24 @@ typedef struct ig_options {
     size_t shard_bytes;     /* target shard size */
     const char *wisdom;     /* FFTW wisdom path or NULL */
     FILE *log;              /* progress and notes (NULL: silent) */
+    int part_k, part_n;     /* part_n > 1: only plan shards i with i mod part_n = part_k */
 } ig_options;
 
 typedef struct ig_summary {
-    size_t items, written, failed, kept_shards, shards, done_now;
+    size_t items;           /* rows of the manifest (reader failures included) */
+    size_t written, failed; /* samples in this run's shards; its failed rows + the reader's */
+    size_t kept_shards, shards, total_shards; /* this run's shards (kept), the whole plan's */
+    size_t done_now, failed_now; /* items processed by this run, failed among them */
+    int indexed;            /* index.json and failures.tsv written (the whole set is there) */
 } ig_summary;
 
-/* Runs the pipeline. Returns 0 when it ran to the end (failed items are in
- * failures.tsv and the summary), -1 on a fatal error (output folder, HDF5). */
+/* Runs the pipeline in phases: plan (shards of fixed row ranges) -> lock the
+ * output folder (store/st_index.h; plan.json) -> keep the complete shards of
+ * an earlier run -> workers + the writer -> index.json and failures.tsv once
+ * every shard of the set is there (a part leaves that to the last part).
+ * Returns 0 when it ran to the end (failed items are in the shards' notes,
+ * failures.tsv and the summary), -1 on a fatal error (output folder, lock,
+ * HDF5, disk): err names the file and the cause. */
 int ig_run(const ig_preset *p, const ig_manifest *m, const ig_options *o, ig_summary *s, cm_err *err);
 
 #endif

@@ -1,6 +1,5 @@
 /* ingest: a dataset (native layout or normalized manifest) -> HDF5 shards. */
 #define TOOL_NAME "ingest"
-#include <hdf5.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include "common/cm_file.h"
 #include "common/cm_pool.h"
 #include "ingest/ingest.h"
+#include "store/st_h5.h"
 
 static void usage(FILE *f)
 {
@@ -41,9 +41,23 @@ static void usage(FILE *f)
             "  --shard-size BYTES  approximate shard size, suffix K/M/G (default 1G)\n"
             "  --float32           store spectrograms as float32 (default float16)\n"
             "  --write-manifest F  write the normalized manifest to F ('-': stdout), then stop\n"
+            "  --part K/N          only the plan's shards i with i mod N = K (shards numbered\n"
+            "                      across splits in manifest order; the plan depends only on\n"
+            "                      the manifest and the options), so N processes (Slurm array\n"
+            "                      tasks: --part $SLURM_ARRAY_TASK_ID/N) fill one --out together;\n"
+            "                      the last part to finish writes index.json (or `store index\n"
+            "                      OUT`). Under mpirun or srun K/N default to the rank and size\n"
+            "                      (OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE, or SLURM_PROCID/\n"
+            "                      SLURM_STEP_NUM_TASKS); no MPI library is needed\n"
             "  --wisdom FILE       FFTW wisdom file (default: the spectro cache)\n"
             "  --quiet             no progress output\n"
             "  --help              this text\n"
+            "\n"
+            "The output folder is locked (OUT/.lock): a second ingest into it is refused at\n"
+            "once, naming the holder's pid; parts of one set run together only with the same\n"
+            "manifest and options (OUT/plan.json). Annotation ids, splits and paths are\n"
+            "checked (no '/', '..' or control characters; splits [A-Za-z0-9_-]); a bad row\n"
+            "goes to failures.tsv.\n"
             "\n"
             "Presets are found in $C2KD_MANIFESTS, then manifests/ beside the build folder,\n"
             "then ./manifests. Exit status: 0 all rows ingested, 1 some failed (listed) or a\n"
@@ -74,7 +88,7 @@ static int find_preset(char *out, size_t n, const char *name)
     snprintf(cand[nc++], CM_PATH_MAX, "manifests/%.200s.conf", name);
     for (int i = 0; i < nc; i++)
         if (cm_is_file(cand[i])) {
-            snprintf(out, n, "%s", cand[i]);
+            snprintf(out, n, "%.4000s", cand[i]);
             return 0;
         }
     return -1;
@@ -100,16 +114,59 @@ static int parse_size(const char *s, size_t *out)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
-    H5dont_atexit(); /* a file whose close failed (full disk) must not be closed again at exit: libhdf5 1.10 crashes */
-    const char *dataset = NULL, *root = NULL, *out = NULL, *preset_file = NULL, *manifest = NULL,
-               *classes = NULL, *write_manifest = NULL, *wisdom = NULL;
-    int jobs = 0, quiet = 0, full = 0, f32 = 0;
-    size_t shard_items = 0, shard_bytes = (size_t)1 << 30;
+/* ---- the command line ---- */
+
+typedef struct cli {
+    const char *dataset, *root, *out, *preset_file, *manifest, *classes, *write_manifest, *wisdom;
+    int jobs, quiet, full, f32, part_k, part_n;
+    size_t shard_items, shard_bytes;
     char *sets[64];
-    int nsets = 0;
-    enum { O_PRESET = 256, O_MANIFEST, O_CLASSES, O_SET, O_FULL, O_ITEMS, O_SIZE, O_F32, O_WM, O_WISDOM, O_QUIET };
+    int nsets;
+} cli;
+
+/* "K/N" with 0 <= K < N <= 65536. */
+static int parse_part(const char *s, int *k, int *n)
+{
+    char *end;
+    long a = strtol(s, &end, 10);
+    if (end == s || *end != '/')
+        return -1;
+    const char *b0 = end + 1;
+    long b = strtol(b0, &end, 10);
+    if (end == b0 || *end || b < 1 || b > 65536 || a < 0 || a >= b)
+        return -1;
+    *k = (int)a;
+    *n = (int)b;
+    return 0;
+}
+
+/* The part from the launcher's environment (mpirun: Open MPI or PMI; srun):
+ * 0 none or a usage error (2) naming the variable. */
+static int part_from_env(cli *c)
+{
+    static const char *const vars[3][2] = {{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+                                           {"PMI_RANK", "PMI_SIZE"},
+                                           {"SLURM_PROCID", "SLURM_STEP_NUM_TASKS"}};
+    for (int i = 0; i < 3; i++) {
+        const char *r = getenv(vars[i][0]), *n = getenv(vars[i][1]);
+        if (!r || !n)
+            continue;
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.20s/%.20s", r, n);
+        if (parse_part(buf, &c->part_k, &c->part_n) != 0) {
+            fprintf(stderr, "ingest: %s=%s, %s=%s: not a rank and a size\n", vars[i][0], r, vars[i][1], n);
+            return 2;
+        }
+        return 0;
+    }
+    return 0;
+}
+
+/* -1: go on; else the exit status. */
+static int parse_args(int argc, char **argv, cli *c)
+{
+    enum { O_PRESET = 256, O_MANIFEST, O_CLASSES, O_SET, O_FULL, O_ITEMS, O_SIZE, O_F32, O_WM, O_WISDOM, O_QUIET,
+           O_PART };
     static const struct option opts[] = {
         {"dataset", required_argument, NULL, 'd'}, {"root", required_argument, NULL, 'r'},
         {"out", required_argument, NULL, 'o'}, {"jobs", required_argument, NULL, 'j'},
@@ -118,51 +175,59 @@ int main(int argc, char **argv)
         {"full", no_argument, NULL, O_FULL}, {"shard-items", required_argument, NULL, O_ITEMS},
         {"shard-size", required_argument, NULL, O_SIZE}, {"float32", no_argument, NULL, O_F32},
         {"write-manifest", required_argument, NULL, O_WM}, {"wisdom", required_argument, NULL, O_WISDOM},
-        {"quiet", no_argument, NULL, O_QUIET}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "d:r:o:j:h", opts, NULL)) != -1) {
+        {"quiet", no_argument, NULL, O_QUIET}, {"part", required_argument, NULL, O_PART},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int o, part_given = 0;
+    while ((o = getopt_long(argc, argv, "d:r:o:j:h", opts, NULL)) != -1) {
         char *end;
-        switch (c) {
-        case 'd': dataset = optarg; break;
-        case 'r': root = optarg; break;
-        case 'o': out = optarg; break;
+        switch (o) {
+        case 'd': c->dataset = optarg; break;
+        case 'r': c->root = optarg; break;
+        case 'o': c->out = optarg; break;
         case 'j':
-            jobs = (int)strtol(optarg, &end, 10);
-            if (*end || jobs < 1 || jobs > 1024) {
+            c->jobs = (int)strtol(optarg, &end, 10);
+            if (*end || c->jobs < 1 || c->jobs > 1024) {
                 fprintf(stderr, "ingest: --jobs: expected 1..1024, got \"%s\"\n", optarg);
                 return 2;
             }
             break;
-        case O_PRESET: preset_file = optarg; break;
-        case O_MANIFEST: manifest = optarg; break;
-        case O_CLASSES: classes = optarg; break;
+        case O_PRESET: c->preset_file = optarg; break;
+        case O_MANIFEST: c->manifest = optarg; break;
+        case O_CLASSES: c->classes = optarg; break;
         case O_SET:
-            if (nsets == 64 || !strchr(optarg, '=')) {
+            if (c->nsets == 64 || !strchr(optarg, '=')) {
                 fprintf(stderr, "ingest: --set: expected KEY=VALUE, got \"%s\"\n", optarg);
                 return 2;
             }
-            sets[nsets++] = optarg;
+            c->sets[c->nsets++] = optarg;
             break;
-        case O_FULL: full = 1; break;
+        case O_FULL: c->full = 1; break;
         case O_ITEMS: {
             long long v = strtoll(optarg, &end, 10);
             if (*end || v < 1) {
                 fprintf(stderr, "ingest: --shard-items: expected a positive integer, got \"%s\"\n", optarg);
                 return 2;
             }
-            shard_items = (size_t)v;
+            c->shard_items = (size_t)v;
             break;
         }
         case O_SIZE:
-            if (parse_size(optarg, &shard_bytes) != 0) {
+            if (parse_size(optarg, &c->shard_bytes) != 0) {
                 fprintf(stderr, "ingest: --shard-size: expected a size like 512M, got \"%s\"\n", optarg);
                 return 2;
             }
             break;
-        case O_F32: f32 = 1; break;
-        case O_WM: write_manifest = optarg; break;
-        case O_WISDOM: wisdom = optarg; break;
-        case O_QUIET: quiet = 1; break;
+        case O_F32: c->f32 = 1; break;
+        case O_WM: c->write_manifest = optarg; break;
+        case O_WISDOM: c->wisdom = optarg; break;
+        case O_QUIET: c->quiet = 1; break;
+        case O_PART:
+            if (parse_part(optarg, &c->part_k, &c->part_n) != 0) {
+                fprintf(stderr, "ingest: --part: expected K/N with 0 <= K < N, got \"%s\"\n", optarg);
+                return 2;
+            }
+            part_given = 1;
+            break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;
         }
@@ -171,136 +236,180 @@ int main(int argc, char **argv)
         fprintf(stderr, "ingest: unexpected argument \"%s\"\n", argv[optind]);
         return 2;
     }
-    if (!dataset && !manifest && !preset_file) {
+    if (!c->dataset && !c->manifest && !c->preset_file) {
         fprintf(stderr, "ingest: give --dataset NAME (or --manifest FILE); see --help\n");
         return 2;
     }
+    if (!c->manifest && !c->root) {
+        fprintf(stderr, "ingest: give --root DIR (the dataset folder); see --help\n");
+        return 2;
+    }
+    if (c->root && !cm_is_dir(c->root)) {
+        fprintf(stderr, "ingest: %s: not a directory\n", c->root);
+        return 2;
+    }
+    return part_given ? -1 : (part_from_env(c) ? 2 : -1);
+}
+
+/* The preset file, the --set overrides and the option shortcuts: 0 or the exit status. */
+static int load_preset(const cli *c, ig_preset *p)
+{
+    cm_err err = {{0}};
+    char path[CM_PATH_MAX];
+    const char *file = c->preset_file;
+    if (file || c->dataset) {
+        if (!file) {
+            if (find_preset(path, sizeof path, c->dataset) != 0) {
+                fprintf(stderr, "ingest: no preset manifests/%s.conf (known: ave, cremad, vggsound, demo)\n",
+                        c->dataset);
+                return 2;
+            }
+            file = path;
+        }
+        if (ig_preset_load(p, file, &err) != 0) {
+            fprintf(stderr, "ingest: %s: %s\n", file, err.msg);
+            return 2;
+        }
+    }
+    if (c->dataset)
+        snprintf(p->dataset, sizeof p->dataset, "%s", c->dataset);
+    for (int i = 0; i < c->nsets; i++) {
+        char kv[512];
+        snprintf(kv, sizeof kv, "%s", c->sets[i]);
+        char *eq = strchr(kv, '=');
+        *eq = '\0';
+        if (ig_preset_set(p, kv, eq + 1, &err) != 0) {
+            fprintf(stderr, "ingest: --set %s: %s\n", c->sets[i], err.msg);
+            return 2;
+        }
+    }
+    if (c->full)
+        snprintf(p->subset, sizeof p->subset, "full");
+    if (c->f32)
+        p->spec_float32 = 1;
+    if (p->sp.overlap >= p->sp.window) {
+        fprintf(stderr, "ingest: overlap must be smaller than window\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* --write-manifest: the normalized manifest (atomically, or to stdout) and the reader's failures. */
+static int write_manifest(const char *path, const ig_manifest *m)
+{
+    cm_err err = {{0}};
+    int rc = 0;
+    if (!strcmp(path, "-")) {
+        ig_manifest_write_tsv(m, stdout);
+        rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 : cm_err_set(&err, "stdout: write failed");
+    } else {
+        cm_atomic a;
+        rc = cm_atomic_open(&a, path, &err);
+        if (rc == 0) {
+            ig_manifest_write_tsv(m, a.fp);
+            rc = cm_atomic_commit(&a, &err);
+        }
+    }
+    if (rc != 0)
+        fprintf(stderr, "ingest: %s\n", err.msg);
+    for (size_t i = 0; i < m->nfail; i++)
+        fprintf(stderr, "ingest: %s (%s): %s\n", m->fails[i].id, m->fails[i].split, m->fails[i].reason);
+    return rc ? 1 : 0;
+}
+
+/* The first failed rows (all of them are in failures.tsv), one line each. */
+static void show_failures(const char *out, size_t failed)
+{
+    char path[CM_PATH_MAX], *text;
+    size_t len, shown = 0;
+    cm_err err;
+    snprintf(path, sizeof path, "%.4000s/failures.tsv", out);
+    if (cm_read_file(path, &text, &len, &err) != 0)
+        return;
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\n", &save); l && shown < 20; l = strtok_r(NULL, "\n", &save), shown++) {
+        char *t1 = strchr(l, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        if (t1 && t2) {
+            *t1 = *t2 = '\0';
+            fprintf(stderr, "ingest: %s (%s): %s\n", l, t1 + 1, t2 + 1);
+        }
+    }
+    if (failed > shown)
+        fprintf(stderr, "ingest: ... and %zu more\n", failed - shown);
+    free(text);
+}
+
+static void report(const cli *c, const ig_options *o, const ig_summary *s)
+{
+    if (s->indexed && s->failed)
+        show_failures(o->out, s->failed);
+    char part[64] = "";
+    if (o->part_n > 1)
+        snprintf(part, sizeof part, "part %d/%d: ", o->part_k, o->part_n);
+    fprintf(stderr, "ingest: %s%zu of %zu rows ingested into %zu shard(s) in %s (%zu kept from an earlier run); "
+                    "%zu failed%s\n",
+            part, s->written, s->items, s->shards, o->out, s->kept_shards, s->failed,
+            !s->failed ? "" : s->indexed ? ", see failures.tsv" : "");
+    if (o->part_n > 1 && !c->quiet)
+        fprintf(stderr, s->indexed ? "ingest: every part is done: index.json and failures.tsv written\n"
+                                   : "ingest: other parts are not done: the last one writes index.json (or run "
+                                     "`store index %s`)\n",
+                o->out);
+}
+
+static int ingest(const cli *c, const ig_preset *p, const ig_manifest *m, const ig_options *o)
+{
+    if (!c->quiet)
+        fprintf(stderr, "ingest: %s: %zu rows (%zu rejected by the reader), %d worker(s) -> %s\n", p->dataset,
+                m->n + m->nfail, m->nfail, o->jobs, o->out);
+    if (!c->quiet && m->renamed)
+        fprintf(stderr, "ingest: note: %zu row(s) repeat an earlier video and segment with another label; "
+                        "kept as separate samples with ids suffixed ~2, ~3\n", m->renamed);
+    ig_summary s;
+    cm_err err = {{0}};
+    if (ig_run(p, m, o, &s, &err) != 0) {
+        fprintf(stderr, "ingest: %s\n", err.msg);
+        return 1;
+    }
+    report(c, o, &s);
+    return s.failed ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    st_h5_no_close_at_exit();
+    cli c = {.shard_bytes = (size_t)1 << 30};
+    int rc = parse_args(argc, argv, &c);
+    if (rc >= 0)
+        return rc;
     av_log_set_level(AV_LOG_FATAL); /* decoding problems are reported per row, once */
     ig_preset p;
     ig_preset_init(&p);
-    cm_err err = {{0}};
-    char path[CM_PATH_MAX];
-    if (preset_file || dataset) {
-        if (!preset_file) {
-            if (find_preset(path, sizeof path, dataset) != 0) {
-                fprintf(stderr, "ingest: no preset manifests/%s.conf (known: ave, cremad, vggsound, demo)\n", dataset);
-                return 2;
-            }
-            preset_file = path;
-        }
-        if (ig_preset_load(&p, preset_file, &err) != 0) {
-            fprintf(stderr, "ingest: %s: %s\n", preset_file, err.msg);
-            ig_preset_free(&p);
-            return 2;
-        }
-    }
-    if (dataset)
-        snprintf(p.dataset, sizeof p.dataset, "%s", dataset);
-    for (int i = 0; i < nsets; i++) {
-        char kv[512];
-        snprintf(kv, sizeof kv, "%s", sets[i]);
-        char *eq = strchr(kv, '=');
-        *eq = '\0';
-        if (ig_preset_set(&p, kv, eq + 1, &err) != 0) {
-            fprintf(stderr, "ingest: --set %s: %s\n", sets[i], err.msg);
-            ig_preset_free(&p);
-            return 2;
-        }
-    }
-    if (full)
-        snprintf(p.subset, sizeof p.subset, "full");
-    if (f32)
-        p.spec_float32 = 1;
-    if (p.sp.overlap >= p.sp.window) {
-        fprintf(stderr, "ingest: overlap must be smaller than window\n");
-        ig_preset_free(&p);
-        return 2;
-    }
-    if (!manifest && !root) {
-        fprintf(stderr, "ingest: give --root DIR (the dataset folder); see --help\n");
-        ig_preset_free(&p);
-        return 2;
-    }
-    if (root && !cm_is_dir(root)) {
-        fprintf(stderr, "ingest: %s: not a directory\n", root);
-        ig_preset_free(&p);
-        return 2;
-    }
-
-    ig_manifest m;
-    ig_manifest_init(&m);
-    int rc = manifest ? ig_read_tsv(&m, &p, manifest, root, classes, &err) : ig_read(&m, &p, root, &err);
-    if (rc != 0) {
-        fprintf(stderr, "ingest: %s: %s\n", manifest ? manifest : root, err.msg);
-        ig_manifest_free(&m);
-        ig_preset_free(&p);
-        return 1;
-    }
-    if (write_manifest) {
-        FILE *f = strcmp(write_manifest, "-") ? fopen(write_manifest, "w") : stdout;
-        if (!f) {
-            fprintf(stderr, "ingest: %s: %s\n", write_manifest, strerror(errno));
-            rc = 1;
-        } else {
-            ig_manifest_write_tsv(&m, f);
-            if (f != stdout)
-                fclose(f);
-            for (size_t i = 0; i < m.nfail; i++)
-                fprintf(stderr, "ingest: %s (%s): %s\n", m.fails[i].id, m.fails[i].split, m.fails[i].reason);
-        }
-        ig_manifest_free(&m);
+    if ((rc = load_preset(&c, &p)) != 0) {
         ig_preset_free(&p);
         return rc;
     }
-
-    char outbuf[CM_PATH_MAX];
-    if (!out) {
-        snprintf(outbuf, sizeof outbuf, "data/%s", p.dataset);
-        out = outbuf;
+    ig_manifest m;
+    ig_manifest_init(&m);
+    cm_err err = {{0}};
+    rc = c.manifest ? ig_read_tsv(&m, &p, c.manifest, c.root, c.classes, &err) : ig_read(&m, &p, c.root, &err);
+    if (rc != 0) {
+        fprintf(stderr, "ingest: %s: %s\n", c.manifest ? c.manifest : c.root, err.msg);
+        rc = 1;
+    } else if (c.write_manifest) {
+        rc = write_manifest(c.write_manifest, &m);
+    } else {
+        char outbuf[CM_PATH_MAX], wis[CM_PATH_MAX];
+        if (!c.out)
+            snprintf(outbuf, sizeof outbuf, "data/%s", p.dataset);
+        if (!c.wisdom && sp_default_wisdom_path(wis, sizeof wis) == 0)
+            c.wisdom = wis;
+        ig_options o = {.out = c.out ? c.out : outbuf, .jobs = c.jobs > 0 ? c.jobs : cm_ncpu(),
+                        .shard_items = c.shard_items, .shard_bytes = c.shard_bytes, .wisdom = c.wisdom,
+                        .log = c.quiet ? NULL : stderr, .part_k = c.part_k, .part_n = c.part_n};
+        rc = ingest(&c, &p, &m, &o);
     }
-    char wis[CM_PATH_MAX];
-    if (!wisdom && sp_default_wisdom_path(wis, sizeof wis) == 0)
-        wisdom = wis;
-    ig_options o = {.out = out, .jobs = jobs > 0 ? jobs : cm_ncpu(), .shard_items = shard_items,
-                    .shard_bytes = shard_bytes, .wisdom = wisdom, .log = quiet ? NULL : stderr};
-    if (!quiet)
-        fprintf(stderr, "ingest: %s: %zu rows (%zu rejected by the reader), %d worker(s) -> %s\n", p.dataset,
-                m.n + m.nfail, m.nfail, o.jobs, out);
-    if (!quiet && m.renamed)
-        fprintf(stderr, "ingest: note: %zu row(s) repeat an earlier video and segment with another label; "
-                        "kept as separate samples with ids suffixed ~2, ~3\n", m.renamed);
-    ig_summary s;
-    if (ig_run(&p, &m, &o, &s, &err) != 0) {
-        fprintf(stderr, "ingest: %s\n", err.msg);
-        ig_manifest_free(&m);
-        ig_preset_free(&p);
-        return 1;
-    }
-    if (s.failed) {
-        /* one line per failed row (the first ones), all of them in failures.tsv */
-        snprintf(path, sizeof path, "%.4000s/failures.tsv", out);
-        char *text;
-        size_t len;
-        if (cm_read_file(path, &text, &len, &err) == 0) {
-            size_t shown = 0;
-            char *save = NULL;
-            for (char *l = strtok_r(text, "\n", &save); l && shown < 20; l = strtok_r(NULL, "\n", &save), shown++) {
-                char *t1 = strchr(l, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-                if (t1 && t2) {
-                    *t1 = *t2 = '\0';
-                    fprintf(stderr, "ingest: %s (%s): %s\n", l, t1 + 1, t2 + 1);
-                }
-            }
-            if (s.failed > shown)
-                fprintf(stderr, "ingest: ... and %zu more\n", s.failed - shown);
-            free(text);
-        }
-    }
-    fprintf(stderr, "ingest: %zu of %zu rows ingested into %zu shard(s) in %s (%zu kept from an earlier run); "
-                    "%zu failed%s%s\n",
-            s.written, s.items, s.shards, out, s.kept_shards, s.failed, s.failed ? ", see " : "",
-            s.failed ? "failures.tsv" : "");
     ig_manifest_free(&m);
     ig_preset_free(&p);
-    return s.failed ? 1 : 0;
+    return rc;
 }

@@ -9,6 +9,7 @@
 int cmd_info(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_index(int argc, char **argv);
 
 /* index.json of an ingest output folder, every field checked for its type
  * and range when present (splits and classes must be). */

@@ -13,6 +13,7 @@ static const struct {
     {"info", cmd_info},
     {"verify", cmd_verify},
     {"export", cmd_export},
+    {"index", cmd_index},
 };
 
 static void usage(FILE *f)
@@ -21,6 +22,7 @@ static void usage(FILE *f)
             "usage: store info DIR\n"
             "       store verify DIR\n"
             "       store export DIR ID -o PREFIX\n"
+            "       store index DIR\n"
             "\n"
             "DIR is an ingest output folder (index.json + <split>-NNNNN.h5 shards, docs/FORMAT.md).\n"
             "  info     splits, sample counts, shards, failures, class histogram, recipe\n"
@@ -33,6 +35,8 @@ static void usage(FILE *f)
             "  export   sample ID as PREFIX.npy (float32 [bins, frames]) and PREFIX_K.jpg\n"
             "           (frame K = 0..F-1); its fields as one JSON line on stdout; a sample\n"
             "           whose checksum does not match is refused\n"
+            "  index    index.json and failures.tsv of a folder written in parts (ingest\n"
+            "           --part K/N), from plan.json and the shards present\n"
             "  --help   this text\n"
             "Exit status: 0 ok, 1 faults or errors, 2 usage error.\n");
 }

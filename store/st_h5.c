@@ -145,3 +145,8 @@ char *st_attr_get_str(hid_t loc, const char *name)
     H5Aclose(a);
     return out;
 }
+
+void st_h5_no_close_at_exit(void)
+{
+    H5dont_atexit();
+}

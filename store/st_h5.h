@@ -27,6 +27,11 @@ void st_h5_quiet_end(const st_h5_quiet *q);
  * (e.g. ENOSPC), 0 when none. */
 int st_h5_cause(char *out, size_t n);
 
+/* Commands that write shards call this once at start: libhdf5 1.10 closes
+ * the files still open at exit, and closing one whose flush already failed
+ * (a full disk) crashes inside the library. Process-wide. */
+void st_h5_no_close_at_exit(void);
+
 /* ---- String attributes ---------------------------------------------------- */
 
 /* Writes a scalar variable-length UTF-8 string attribute. 0 or -1. */

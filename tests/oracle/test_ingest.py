@@ -2,6 +2,7 @@
 native layout (with a missing, a corrupt and an audio-less video) -> shards read back with
 h5py only, compared with the `spectro` and `frames` commands; resume after SIGKILL."""
 import collections
+import json
 import os
 import shutil
 import signal
@@ -271,9 +272,160 @@ def test_kill_and_resume_gives_the_same_samples(tmp_path):
     r = run([binary("ingest"), *args, "--out", out])
     assert r.returncode == 1
     assert snapshot(out) == want
-    assert not [f for f in os.listdir(out) if f.startswith(".")]       # no temporary left
+    assert not [f for f in os.listdir(out) if f.startswith(".") and f != ".lock"]   # no temporary left
     v = run([binary("store"), "verify", out])
     assert v.returncode == 0, v.stdout
     # a third run keeps everything
     r = run([binary("ingest"), *args[:-1], "--out", out])
     assert "keeping" in r.stderr and snapshot(out) == want
+
+
+# ---------------------------------------------------------------- parts, the folder lock, hostile annotations
+
+def datasets_of(out):
+    """Every dataset and root attribute of every shard, read with h5py (not file bytes)."""
+    res = {}
+    for f in sorted(os.listdir(out)):
+        if f.endswith(".h5") and not f.startswith("."):
+            with h5py.File(os.path.join(out, f), "r") as h:
+                d = {}
+                h.visititems(lambda n, o: d.__setitem__(n, o[()].tobytes() if o.dtype.kind != "O"
+                                                        else repr(list(o[()]))) if isinstance(o, h5py.Dataset)
+                             else None)
+                d["attrs"] = sorted((k, repr(v)) for k, v in h.attrs.items())
+                res[f] = d
+    return res
+
+
+@pytest.fixture(scope="module")
+def parts_src(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ingest_parts")
+    root = base / "vgg"
+    generate("vggsound", root, classes=3, per_class=3, seconds=SECONDS, seed=5)
+    args = ["--dataset", "vggsound", "--root", str(root), "--jobs", "1", "--shard-items", "2", "--set",
+            f"duration={SECONDS}", "--set", "frames=2", "--quiet"]
+    ref = base / "ref"
+    r = run([binary("ingest"), *args, "--out", ref])
+    assert r.returncode == 1, r.stderr      # the generator's bad rows fail
+    return dict(base=base, args=args, ref=ref)
+
+
+def same_as_reference(out, ref):
+    assert datasets_of(out) == datasets_of(ref)
+    with open(out / "index.json") as a, open(ref / "index.json") as b:
+        assert json.load(a) == json.load(b)
+    assert open(out / "failures.tsv").read() == open(ref / "failures.tsv").read()
+    v = run([binary("store"), "verify", out])
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_two_parts_then_store_index_equal_one_process(parts_src):
+    out = parts_src["base"] / "parts"
+    r0 = run([binary("ingest"), *parts_src["args"], "--out", out, "--part", "0/2"])
+    assert r0.returncode in (0, 1) and "part 0/2: 6 of 12 rows" in r0.stderr, r0.stderr
+    assert not os.path.exists(out / "index.json")             # part 1 not done: no index yet
+    r = run([binary("store"), "index", out])
+    assert r.returncode == 1 and "missing" in r.stderr        # and store index says which shard is missing
+    r1 = run([binary("ingest"), *parts_src["args"], "--out", out, "--part", "1/2"])
+    assert r1.returncode == 1, r1.stderr
+    assert os.path.exists(out / "index.json")                 # the last part wrote the index
+    same_as_reference(out, parts_src["ref"])
+    os.unlink(out / "index.json")
+    os.unlink(out / "failures.tsv")
+    r = run([binary("store"), "index", out])
+    assert r.returncode == 0, r.stderr
+    same_as_reference(out, parts_src["ref"])
+    # each part resumes on its own: a rerun keeps every shard of its part
+    r = run([binary("ingest"), *parts_src["args"][:-1], "--out", out, "--part", "1/2"])
+    assert "keeping" in r.stderr
+    same_as_reference(out, parts_src["ref"])
+    assert run([binary("ingest"), *parts_src["args"], "--out", out, "--part", "2/2"]).returncode == 2
+
+
+@pytest.mark.skipif(not shutil.which("mpirun"), reason="mpirun absent (make deps installs openmpi-bin)")
+def test_mpirun_two_ranks_equal_one_process(parts_src):
+    out = parts_src["base"] / "mpi"
+    r = subprocess.run(["mpirun", "-np", "2", "--allow-run-as-root", "--oversubscribe", binary("ingest"),
+                        *parts_src["args"], "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "part 0/2" in r.stderr and "part 1/2" in r.stderr, r.stderr
+    assert os.path.exists(out / "index.json"), r.stderr
+    same_as_reference(out, parts_src["ref"])
+    os.unlink(out / "index.json")
+    assert run([binary("store"), "index", out]).returncode == 0
+    same_as_reference(out, parts_src["ref"])
+
+
+def hold(path, byte, exclusive):
+    """A POSIX record lock on one byte of OUT/.lock, as a running ingest holds it."""
+    import fcntl
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.lockf(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, 1, byte, os.SEEK_SET)
+    return fd
+
+
+def test_a_second_ingest_into_one_folder_is_refused(parts_src, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    # a holder of the whole folder (as a running ingest): refused at once, naming the folder and the pid
+    fd = hold(out / ".lock", 1, True)
+    r = run([binary("ingest"), *parts_src["args"], "--out", out])
+    os.close(fd)
+    assert r.returncode == 1 and str(out) in r.stderr and f"pid {os.getpid()}" in r.stderr, r.stderr
+    assert not [f for f in os.listdir(out) if f.endswith(".h5")]
+    # a running part with another plan: a part with other options is refused
+    fd = hold(out / ".lock", 1, False)
+    (out / "plan.json").write_text("{}")
+    r = run([binary("ingest"), *parts_src["args"], "--out", out, "--part", "1/2"])
+    os.close(fd)
+    assert r.returncode == 1 and "plan.json differs" in r.stderr, r.stderr
+    # two real runs at once: the second one, started while the first holds the folder, is refused
+    a = subprocess.Popen([binary("ingest"), *map(str, parts_src["args"]), "--out", str(out)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (out / "plan.json").exists() or (out / "plan.json").read_text() == "{}":
+        time.sleep(0.01)
+        assert time.time() - t0 < 60
+    b = run([binary("ingest"), *parts_src["args"], "--out", out, "--set", "frames=1"])
+    first_running = a.poll() is None
+    a.communicate()
+    if first_running:
+        assert b.returncode == 1 and "in use by another ingest" in b.stderr, b.stderr
+    assert a.returncode == 1
+    same_as_reference(out, parts_src["ref"])
+
+
+def test_hostile_annotation_rows_stay_inside(tmp_path):
+    root = tmp_path / "vgg"
+    root.mkdir()
+    (root / "train_tiny.csv").write_text("abc,1,dog,train\n../../x,1,dog,train\nok2,3,cat,../../ESCAPED\n"
+                                         "ok3,4,cat,te\x01st\n")
+    (root / "test_tiny.csv").write_text("def,2,cat,test\n")
+    r = run([binary("ingest"), "--dataset", "vggsound", "--root", root, "--write-manifest", tmp_path / "m.tsv"])
+    assert r.returncode == 0
+    _, items = read_manifest(tmp_path / "m.tsv")
+    assert [i["id"] for i in items] == ["abc_1", "def_2"]
+    assert "'..'" in r.stderr and "../../ESCAPED" in r.stderr and "[A-Za-z0-9_-]" in r.stderr
+    out = tmp_path / "out"
+    r = run([binary("ingest"), "--dataset", "vggsound", "--root", root, "--out", out, "--quiet"])
+    assert r.returncode == 1
+    assert not list(tmp_path.glob("**/ESCAPED*")) and not os.path.exists(tmp_path.parent / "ESCAPED-00000.h5")
+    fails = open(out / "failures.tsv").read().splitlines()
+    assert len(fails) == 5 and all(len(f.split("\t")) == 3 for f in fails)   # 3 hostile rows + 2 missing media
+    # an AVE VideoID that climbs out of the root
+    ave = tmp_path / "ave"
+    ave.mkdir()
+    (ave / "trainSet.txt").write_text("Bark&../../outside&good&0&3\nBark&fine&good&0&3\n")
+    (ave / "valSet.txt").write_text("")
+    (ave / "testSet.txt").write_text("Bark&t&good&0&3\n")
+    r = run([binary("ingest"), "--dataset", "ave", "--root", ave, "--write-manifest", tmp_path / "a.tsv"])
+    _, items = read_manifest(tmp_path / "a.tsv")
+    assert [i["id"] for i in items] == ["fine_0_3", "t_0_3"] and "VideoID" in r.stderr
+
+
+def test_fifo_annotation_file_is_refused_not_waited_on(tmp_path):
+    root = tmp_path / "ave"
+    root.mkdir()
+    os.mkfifo(root / "trainSet.txt")
+    r = subprocess.run([binary("ingest"), "--dataset", "ave", "--root", str(root), "--write-manifest", "-"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "trainSet.txt: not a regular file" in r.stderr

@@ -189,3 +189,151 @@ Test(presets, load_and_errors)
     cr_assert(strstr(err.msg, "line 1"), "%s", err.msg);
     ig_preset_free(&p);
 }
+
+/* ---- hostile and large annotation files (issue 13) ---- */
+
+#include <sys/types.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+Test(readers, tsv_short_and_long_rows_fail_without_reading_past_the_fields)
+{
+    put("m.tsv", "a\n\tb\na\tb\nid1\t\tv.mp4\tdog\ttrain\nid2\t\tv.mp4\tdog\ttrain\t-\n"
+                 "id3\t\tv.mp4\tdog\ttrain\t-\t-\textra\nok\t\tv.mp4\tdog\ttrain\t-\t-\n");
+    char path[512];
+    snprintf(path, sizeof path, "%s/m.tsv", dir);
+    ig_preset p;
+    ig_preset_init(&p);
+    ig_manifest m;
+    ig_manifest_init(&m);
+    cm_err err;
+    cr_assert_eq(ig_read_tsv(&m, &p, path, NULL, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(m.n, 1);
+    cr_assert_str_eq(m.items[0].id, "ok");
+    cr_assert_eq(m.nfail, 6);
+    ig_manifest_free(&m);
+    ig_preset_free(&p);
+}
+
+Test(readers, names_splits_and_paths_are_checked)
+{
+    char why[160];
+    cr_assert_eq(ig_check_name("id", "abc_0_10~2", why, sizeof why), 0);
+    cr_assert_eq(ig_check_name("id", "../../outside", why, sizeof why), -1);
+    cr_assert_eq(ig_check_name("id", "a/b", why, sizeof why), -1);
+    cr_assert_eq(ig_check_name("id", "a\x01", why, sizeof why), -1);
+    cr_assert_eq(ig_check_name("id", "", why, sizeof why), -1);
+    char longname[300];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    cr_assert_eq(ig_check_name("id", longname, why, sizeof why), -1);
+    cr_assert_eq(ig_check_split("train", why, sizeof why), 0);
+    cr_assert_eq(ig_check_split("val_2-b", why, sizeof why), 0);
+    cr_assert_eq(ig_check_split("../../ESCAPED", why, sizeof why), -1);
+    cr_assert_eq(ig_check_split("a b", why, sizeof why), -1);
+    cr_assert_eq(ig_check_path("video path", "clips/a.mp4", why, sizeof why), 0);
+    cr_assert_eq(ig_check_path("video path", "/data/a.mp4", why, sizeof why), 0);
+    cr_assert_eq(ig_check_path("video path", "a..b/c.mp4", why, sizeof why), 0);
+    cr_assert_eq(ig_check_path("video path", "../a.mp4", why, sizeof why), -1);
+    cr_assert_eq(ig_check_path("video path", "x/../../a.mp4", why, sizeof why), -1);
+    cr_assert_eq(ig_check_path("video path", "a\nb", why, sizeof why), -1);
+}
+
+Test(readers, hostile_rows_become_failures_and_the_others_go_on)
+{
+    put("trainSet.txt", "Bark&../../outside&good&0&3\nBark&ok&good&0&3\nBa\x02rk&x&good&0&3\n");
+    put("valSet.txt", "");
+    put("testSet.txt", "Bark&t&good&0&3\n");
+    ig_preset p;
+    ig_preset_init(&p);
+    ig_manifest m;
+    ig_manifest_init(&m);
+    cm_err err;
+    cr_assert_eq(ig_read_ave(&m, &p, dir, &err), 0, "%s", err.msg);
+    cr_assert_eq(m.n, 2);
+    cr_assert_eq(m.nfail, 2);
+    cr_assert(strstr(m.fails[0].reason, "VideoID"), "%s", m.fails[0].reason);
+    for (size_t i = 0; i < m.n; i++)
+        cr_assert_null(strstr(m.items[i].video, ".."));
+    ig_manifest_free(&m);
+    ig_manifest_init(&m);
+    put("train_tiny.csv", "abc,1,dog,train\nxyz,2,dog,../../ESCAPED\n");
+    put("test_tiny.csv", "s1,1,dog,s1\ns2,1,dog,s2\ns3,1,dog,s3\ns4,1,dog,s4\ns5,1,dog,s5\ns6,1,dog,s6\n"
+                         "s7,1,dog,s7\n");
+    cr_assert_eq(ig_read_vggsound(&m, &p, dir, &err), 0, "%s", err.msg);
+    cr_assert_eq(m.n, 7);      /* train, test + 6 more splits: 8 */
+    cr_assert_eq(m.nfail, 2);  /* the escaping split, and the 9th split */
+    cr_assert(strstr(m.fails[0].reason, "[A-Za-z0-9_-]"), "%s", m.fails[0].reason);
+    cr_assert(strstr(m.fails[1].reason, "more than 8 splits"), "%s", m.fails[1].reason);
+    ig_manifest_free(&m);
+    ig_preset_free(&p);
+}
+
+Test(readers, a_fifo_is_refused_at_once)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/trainSet.txt", dir);
+    cr_assert_eq(mkfifo(path, 0644), 0);
+    ig_preset p;
+    ig_preset_init(&p);
+    ig_manifest m;
+    ig_manifest_init(&m);
+    cm_err err;
+    cr_assert_eq(ig_read_ave(&m, &p, dir, &err), -1);
+    cr_assert(strstr(err.msg, "not a regular file"), "%s", err.msg);
+    ig_manifest_free(&m);
+    ig_preset_free(&p);
+}
+
+/* VGGSound's full train list has 183 730 rows; AVE-like lists with many repeats. Linear readers
+ * read them in a fraction of a second (the time is logged, not asserted). */
+Test(readers, full_size_lists_are_read_in_linear_time)
+{
+    size_t n = 183730, cap = n * 48 + 64, len = 0;
+    char *text = malloc(cap);
+    cr_assert_not_null(text);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(text + len, cap - len, "Y%010zu,%zu,\"class, %zu\",train\n", i, i % 300,
+                                i % 309);
+    put("train.csv", text);
+    put("test.csv", "Ztest,1,\"class, 1\",test\n");
+    ig_preset p;
+    ig_preset_init(&p);
+    snprintf(p.subset, sizeof p.subset, "full");
+    ig_manifest m;
+    ig_manifest_init(&m);
+    cm_err err;
+    double t0 = now();
+    cr_assert_eq(ig_read_vggsound(&m, &p, dir, &err), 0, "%s", err.msg);
+    double t1 = now();
+    cr_assert_eq(m.n, n + 1);
+    cr_assert_eq(m.n_classes, 309);
+    cr_log_info("vggsound reader: %zu rows in %.3f s", n + 1, t1 - t0);
+    fprintf(stderr, "vggsound reader: %zu rows in %.3f s\n", n + 1, t1 - t0);
+    ig_manifest_free(&m);
+    /* AVE: 80 000 rows, every id listed twice (the repeat rule walks them all) */
+    len = 0;
+    for (size_t i = 0; i < 80000; i++)
+        len += (size_t)snprintf(text + len, cap - len, "Bark&v%zu&good&0&3\n", i / 2);
+    put("trainSet.txt", text);
+    put("valSet.txt", "");
+    put("testSet.txt", "Bark&t&good&0&3\n");
+    snprintf(p.class_order, sizeof p.class_order, "first-in-test");
+    ig_manifest_init(&m);
+    t0 = now();
+    cr_assert_eq(ig_read_ave(&m, &p, dir, &err), 0, "%s", err.msg);
+    t1 = now();
+    cr_assert_eq(m.n, 80001);
+    cr_assert_eq(m.renamed, 40000);
+    cr_assert_str_eq(m.items[1].id, "v0_0_3~2");
+    fprintf(stderr, "ave reader: 80001 rows in %.3f s\n", t1 - t0);
+    ig_manifest_free(&m);
+    ig_preset_free(&p);
+    free(text);
+}
