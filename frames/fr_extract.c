@@ -32,6 +32,9 @@
 #include <libavformat/avformat.h>
 #include <libavutil/display.h>
 
+/* The duration scan reads the packets of the last DURATION_TAIL_S seconds. */
+#define DURATION_TAIL_S 5
+
 typedef struct vid {
     const char *path;
     int threads;
@@ -241,35 +244,44 @@ static const int32_t *display_matrix(vid *v, const AVFrame *f)
     return (d && n >= 9 * sizeof(int32_t)) ? (const int32_t *)d : NULL;
 }
 
-/* Whether continuing to decode from the current position is better than seeking. */
-static int should_seek(vid *v, int64_t tgt)
+/* How to reach a target from the decoder's state: go on decoding from where
+ * the demuxer is, seek to the keyframe before the target, or start again
+ * from the first packet. The demuxer's position is known only while the
+ * file is freshly opened or frames have been decoded since the last
+ * (re)position; anywhere else (after the duration scan, which may leave the
+ * demuxer mid-file or at the end, even when its seek fails) going on would
+ * decode from an arbitrary packet: never do that. */
+typedef enum { MOVE_ON, MOVE_SEEK, MOVE_RESTART } move;
+
+static move plan_move(vid *v, int64_t tgt)
 {
     int64_t raw = tgt - v->ts_off;
+    int known = v->fresh || v->have_prev;
     int n = avformat_index_get_entries_count(v->st);
     if (n > 0) {
         int idx = av_index_search_timestamp(v->st, raw, AVSEEK_FLAG_BACKWARD);
-        if (idx < 0)
-            return 0; /* before the first keyframe: decode from where we are / the start */
+        if (idx < 0) /* before the first keyframe: decode from the start */
+            return known ? MOVE_ON : MOVE_RESTART;
         const AVIndexEntry *e = avformat_index_get_entry(v->st, idx);
-        if (!e)
-            return 1;
-        if (v->fresh && !v->have_prev) /* at the start: move only past the first keyframe */
+        if (!e || !known)
+            return MOVE_SEEK;
+        if (!v->have_prev) /* at the start: move only past the first keyframe */
             return e->timestamp > INT64_MIN + 1 &&
-                   av_index_search_timestamp(v->st, e->timestamp - 1, AVSEEK_FLAG_BACKWARD) >= 0;
-        if (!v->have_prev)
-            return 1;
-        return e->timestamp > v->prev_ts - v->ts_off;
+                           av_index_search_timestamp(v->st, e->timestamp - 1, AVSEEK_FLAG_BACKWARD) >= 0
+                       ? MOVE_SEEK
+                       : MOVE_ON;
+        return e->timestamp > v->prev_ts - v->ts_off ? MOVE_SEEK : MOVE_ON;
     }
     /* No index: continue when close, else let the demuxer search. */
     if (v->have_prev) {
         double gap = (double)(tgt - v->prev_ts) * av_q2d(v->st->time_base);
-        return gap > 2.0;
+        return gap > 2.0 ? MOVE_SEEK : MOVE_ON;
     }
     if (v->fresh) {
         double t = (double)tgt * av_q2d(v->st->time_base);
-        return t > 2.0;
+        return t > 2.0 ? MOVE_SEEK : MOVE_ON;
     }
-    return 1;
+    return MOVE_SEEK;
 }
 
 static int keep_prev(vid *v, int64_t ts)
@@ -317,7 +329,10 @@ static int find_target(vid *v, int64_t tgt, int allow_skip, cm_err *err)
     if (backoff < 1)
         backoff = 1;
     int verify = 0, tries = 0;
-    if (should_seek(v, tgt)) {
+    move m = plan_move(v, tgt);
+    if (m == MOVE_RESTART && vid_reopen(v, err) != 0)
+        return -1;
+    if (m == MOVE_SEEK) {
         if (vid_seek(v, seek_raw, err) != 0)
             return -1;
         verify = !v->fresh;
@@ -382,7 +397,11 @@ static int find_target(vid *v, int64_t tgt, int allow_skip, cm_err *err)
 /* Clip length in seconds, counted from the file's start time (as -ss counts)
  * to the end of the video stream: the stream's own duration when the
  * container gives one (mp4), else the end of its last packet, found by
- * reading the packets (no decoding) of the last seconds of the file. */
+ * reading the packets (no decoding) of the last seconds of the file (of the
+ * whole file when it is short: a seek before the first keyframe fails, and
+ * a failed seek of some demuxers (FLV's generic search) still moves the
+ * reading position). Afterwards the demuxer's position is unknown: the first
+ * target repositions (plan_move). */
 static double clip_duration(vid *v)
 {
     AVRational tb = v->st->time_base;
@@ -393,10 +412,11 @@ static double clip_duration(vid *v)
     double fmt_d = (v->fmt->duration != AV_NOPTS_VALUE && v->fmt->duration > 0)
                        ? v->fmt->duration / (double)AV_TIME_BASE
                        : 0;
-    int64_t from = AV_NOPTS_VALUE;
-    if (fmt_d > 0) {
+    v->fresh = 0;
+    v->demux_eof = 0;
+    if (fmt_d > 2 * DURATION_TAIL_S) {
         int64_t end_raw = av_rescale_q(v->fmt->duration, AV_TIME_BASE_Q, tb) - v->ts_off;
-        from = end_raw - av_rescale_q(5, (AVRational){1, 1}, tb);
+        int64_t from = end_raw - av_rescale_q(DURATION_TAIL_S, (AVRational){1, 1}, tb);
         if (av_seek_frame(v->fmt, v->vidx, from, AVSEEK_FLAG_BACKWARD) < 0)
             return fmt_d;
     }
@@ -412,9 +432,6 @@ static double clip_duration(vid *v)
         }
         av_packet_unref(v->pkt);
     }
-    /* The demuxer is no longer at the start: the first target seeks. */
-    v->fresh = 0;
-    v->demux_eof = 0;
     if (end == AV_NOPTS_VALUE)
         return fmt_d;
     double d = (end + v->ts_off) * av_q2d(tb);
