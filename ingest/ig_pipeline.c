@@ -325,7 +325,7 @@ static void clean_out(const run *r)
                  (shard_name(r->m, n + 1, (size_t)(tmp + 3 - n - 1), &s, &k) && k < r->nord[s] &&
                   mine(r, r->first[s] + k));
         else if (shard_name(r->m, n, strlen(n), &s, &k))
-            rm = k * r->M >= r->nord[s] && !(k == 0 && r->nord[s] == 0);
+            rm = k * r->M >= r->nord[s];
         if (rm) {
             snprintf(path, sizeof path, "%s/%s", r->o->out, n);
             unlink(path);
