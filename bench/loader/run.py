@@ -19,6 +19,7 @@ usage: bench/loader/run.py [--work /tmp/c2kd_bench_loader] [--repeat 16] [--pass
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -63,12 +64,24 @@ def make_data(work, repeat):
 
 
 def bench_c(data, threads, prep, passes, batch):
+    """(samples/s, CPU ms per sample: user + sys of the whole process)."""
     exe = os.path.join(BENCH_BIN, "loader_bench")
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([exe, data, "--threads", str(threads), "--prep", str(prep), "--passes", str(passes),
                         "--batch", str(batch), "--prep-threads", str(threads)], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(r.stderr)
-    return json.loads(r.stdout)["samples_per_s"]
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    j = json.loads(r.stdout)
+    cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+    return j["samples_per_s"], 1e3 * cpu / j["samples"]
+
+
+def proc_cpu(pid):
+    """user + sys seconds of a process (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_py(data, workers, passes, batch):
@@ -80,11 +93,16 @@ def bench_py(data, workers, passes, batch):
                                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
     for _ in dl:  # warm-up pass (worker start, page cache)
         pass
+    pids = [w.pid for w in getattr(dl._iterator, "_workers", [])] if workers else []  # persistent
+    c0 = time.process_time() + sum(map(proc_cpu, pids))
     n, t0 = 0, time.perf_counter()
-    for _ in range(passes):
-        for b in dl:
+    it = iter(dl)
+    for p in range(passes):
+        for b in (it if p == 0 else dl):
             n += b["label"].shape[0]
-    return n / (time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() + sum(map(proc_cpu, pids)) - c0
+    return n / wall, 1e3 * cpu / n
 
 
 def main():
@@ -109,16 +127,19 @@ def main():
         res[f"c threads={t} host only"] = bench_c(data, t, 0, a.passes, a.batch)
     for w in map(int, a.workers.split(",")):
         res[f"python workers={w}"] = bench_py(data, w, a.passes, a.batch)
-    print(f"{'configuration':<28} {'samples/s':>10}")
-    for k, v in res.items():
-        print(f"{k:<28} {v:>10.1f}")
+    print(f"{'configuration':<28} {'samples/s':>10} {'CPU ms/sample':>14}")
+    for k, (v, c) in res.items():
+        print(f"{k:<28} {v:>10.1f} {c:>14.2f}")
+    cpu = {k: v[1] for k, v in res.items()}
+    res = {k: v[0] for k, v in res.items()}
     for t in map(int, a.threads.split(",")):
         w = t if f"python workers={t}" in res else max(map(int, a.workers.split(",")))
         print(f"ratio c threads={t} / python workers={w}: {res[f'c threads={t}'] / res[f'python workers={w}']:.2f}x")
     bc = max(v for k, v in res.items() if k.startswith("c ") and "host" not in k)
     bp = max(v for k, v in res.items() if k.startswith("python"))
     print(f"ratio best c / best python: {bc / bp:.2f}x")
-    print(json.dumps({"load_average": os.getloadavg()[0], "samples_per_s": res}))
+    print(f"ratio CPU per sample, python workers=0 / c threads=1: {cpu['python workers=0'] / cpu['c threads=1']:.2f}x")
+    print(json.dumps({"load_average": os.getloadavg()[0], "samples_per_s": res, "cpu_ms_per_sample": cpu}))
 
 
 if __name__ == "__main__":
