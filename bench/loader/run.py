@@ -13,6 +13,8 @@ Data: VGGSound-like shards made by `ingest` (vggsound preset: 10 s, 257 x 1004 f
 spectrograms; --set frames=1) from a few generated 224x224 clips (tools/gen_dataset.py),
 each train row repeated --repeat times under new ids (manifest), kept in --work.
 
+build/bench/loader_bench is built when absent (make build/bench/loader_bench).
+
 usage: bench/loader/run.py [--work /tmp/c2kd_bench_loader] [--repeat 16] [--passes 2]
                            [--threads 1,2] [--workers 0,1,2] [--batch 64]
 """
@@ -115,6 +117,8 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
+    if not os.path.exists(os.path.join(BENCH_BIN, "loader_bench")):  # not part of `make all`
+        subprocess.run(["make", "-C", ROOT, "--no-print-directory", "build/bench/loader_bench"], check=True)
     data = make_data(a.work, a.repeat)
     with open(os.path.join(data, "index.json")) as f:
         count = json.load(f)["splits"]["train"]["count"]
