@@ -16,6 +16,7 @@ Tolerances (why not exact):
 import glob
 import json
 import os
+import random
 import subprocess
 import sys
 
@@ -136,10 +137,9 @@ def test_training_transform(ave):
     sp.set_epoch(1)
     assert not np.array_equal(a, sp.sample(2)["visual"])
     # the prepared frame is the crop + flip of its draw, resized as torch does
-    import random
     jp = sp.read(2)["jpegs"][0]
     img = u.decode(jp)
-    rng = random.Random(f"c2kd:7:1:2")
+    rng = random.Random("c2kd:7:1:2")
     x, y, w, h = cs.random_resized_crop(rng, img.shape[1], img.shape[0])
     flip = rng.random() < 0.5
     assert np.abs(sp.sample(2)["visual"] - u.eval_frame(jp, S, (x, y, w, h, flip))).max() < 1e-5
@@ -151,7 +151,9 @@ def test_training_transform(ave):
         assert 0 <= x and 0 <= y and x + w <= 96 and y + h <= 64
         assert 0.7 < w / h < 1.45 or (w, h) == (85, 64)
         areas.append(w * h / (96 * 64))
+        flips += rng.random() < 0.5
     assert 0.08 * 0.9 <= min(areas) < 0.2 and max(areas) <= 1.0
+    assert 0.4 < flips / 400 < 0.6
     # audio is unaffected by the training transform
     np.testing.assert_array_equal(sp.sample(0)["audio"], cs.ShardSplit(ave, "train").sample(0)["audio"])
 
