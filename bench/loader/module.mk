@@ -1,0 +1,4 @@
+# bench/loader: samples/s of train's loader alone against python/c2kd_shards.py (run.py).
+$(BUILD)/bench/loader_bench: $(OBJ)/bench/loader/loader_bench.o $(TRAIN_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(CUDA_LDLIBS) $(LDLIBS)
