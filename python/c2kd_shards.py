@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import zlib
 
 import h5py
 import numpy as np
@@ -36,7 +37,7 @@ except ImportError:  # pragma: no cover - exercised by the test that hides torch
     _DatasetBase = object
 
 FORMAT = "c2kd-shard"
-VERSION = 1
+VERSION = 2  # 2: per-sample CRC-32 checksums, checked on every read as train does
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
@@ -161,6 +162,18 @@ def random_resized_crop(rng, width, height, scale=(0.08, 1.0), ratio=(3 / 4, 4 /
     return (width - w) // 2, (height - h) // 2, w, h
 
 
+def _record_crc(s, j, jpegs):
+    """CRC-32 of sample j's record as docs/FORMAT.md defines it (version 2)."""
+    c = zlib.crc32(s.ids[j].encode("utf-8") + b"\0")
+    c = zlib.crc32(np.array([s.labels[j]], "<i4").tobytes(), c)
+    c = zlib.crc32(s.segments[j].tobytes(), c)
+    c = zlib.crc32(s.frame_times[j].tobytes(), c)
+    c = zlib.crc32(np.array([len(b) for b in jpegs], "<u8").tobytes(), c)
+    for b in jpegs:
+        c = zlib.crc32(b, c)
+    return c
+
+
 class _Shard:
     """Metadata of one shard (read once, small) and its lazily opened file."""
 
@@ -189,6 +202,12 @@ class _Shard:
                 self.ids = [_str(x) for x in f["id"][:]]
                 self.offsets = f["video/offset"][:].astype(np.int64)
                 spec = f["audio/spec"]
+                self.version = ver
+                if ver >= 2:
+                    self.crc_spec = f["crc32/spec"][:].astype(np.uint32)
+                    self.crc_record = f["crc32/record"][:].astype(np.uint32)
+                    self.segments = f["segment"][:].astype("<f4")
+                    self.frame_times = f["frame_time"][:].astype("<f4")
                 self.spec_dtype = spec.dtype
                 self.spec_shape = tuple(spec.shape[1:])
                 n = spec.shape[0]
@@ -345,11 +364,21 @@ class ShardSplit:
         out = {"id": s.ids[j], "label": int(s.labels[j]), "shard": s.name, "row": j}
         if self.audio:
             out["spec"] = s.spec[j]
+            if s.version >= 2:
+                self._check(s, j, "spectrogram", zlib.crc32(out["spec"].astype(s.spec_dtype.newbyteorder("<")).tobytes()),
+                            s.crc_spec[j])
         if self.visual:
             off = s.offsets[j * s.F:(j + 1) * s.F + 1]
             buf = s.jpeg[off[0]:off[-1]].tobytes()
             out["jpegs"] = [buf[off[f] - off[0]:off[f + 1] - off[0]] for f in range(s.F)]
+            if s.version >= 2:
+                self._check(s, j, "JPEG bytes or fields", _record_crc(s, j, out["jpegs"]), s.crc_record[j])
         return out
+
+    @staticmethod
+    def _check(s, j, what, got, want):
+        if int(got) != int(want):
+            raise ShardError(f"checksum mismatch: sample {s.ids[j]} (row {j}) of {s.name}: {what}")
 
     def _sample_rng(self, i):
         if self.seed is not None:

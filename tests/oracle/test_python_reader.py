@@ -232,18 +232,31 @@ def test_bad_inputs(ave, tmp_path):
     with open(src, "rb") as f, open(bad / "train-00000.h5", "wb") as g:
         g.write(f.read())
     with h5py.File(bad / "train-00000.h5", "r+") as h:
-        h.attrs["version"] = 2
-    with pytest.raises(cs.ShardError, match="train-00000.h5: unsupported format version 2"):
+        assert h.attrs["version"] == 2
+        h.attrs["version"] = 3
+    with pytest.raises(cs.ShardError, match="train-00000.h5: unsupported format version 3"):
         cs.ShardSplit(str(bad), "train")
     with h5py.File(bad / "train-00000.h5", "r+") as h:
-        h.attrs["version"] = 1
+        h.attrs["version"] = 2
         off = h["video/offset"][:]
         jp = h["video/jpeg"][:]
         jp[off[1]:off[2]] = 0  # sample 1's frame: zeros
         h["video/jpeg"][:] = jp
-        sid = h["id"][1].decode()
+        spec = h["audio/spec"][2]
+        spec[0, 0] += 1  # sample 2's spectrogram: one value changed
+        h["audio/spec"][2] = spec
+        sid, sid2 = h["id"][1].decode(), h["id"][2].decode()
     sp = cs.ShardSplit(str(bad), "train")
     sp.sample(0)
+    # version 2: the checksums catch both, by sample id, as train's reader does
+    with pytest.raises(cs.ShardError, match=f"checksum mismatch: sample {sid} \\(row 1\\) of train-00000.h5: JPEG"):
+        sp.sample(1)
+    with pytest.raises(cs.ShardError, match=f"checksum mismatch: sample {sid2} \\(row 2\\) of train-00000.h5: spectrogram"):
+        sp.sample(2)
+    sp.close()
+    with h5py.File(bad / "train-00000.h5", "r+") as h:
+        h.attrs["version"] = 1  # version 1 has no checksums: the JPEG decoder finds it
+    sp = cs.ShardSplit(str(bad), "train")
     with pytest.raises(cs.ShardError, match=f"train-00000.h5: sample {sid}: frame 0: not a readable JPEG"):
         sp.sample(1)
     os.unlink(bad / "index.json")  # a link to the fixture's: replace it, never write through it
