@@ -142,6 +142,24 @@ static int random_batch(be_ctx *be, int B, int classes, size_t na, size_t nv, fl
     return 0;
 }
 
+/* n training steps on one batch; ts (may be NULL) receives each step's wall
+ * time (the step ends with the loss on the host), first (may be NULL) the
+ * first step's. */
+static int run_steps(tr_system *s, const tr_batch *batch, int n, const char *what, double *ts, double *first, tr_stats *st)
+{
+    cm_err err = {{0}};
+    for (int i = 0; i < n; i++) {
+        double a = cm_now();
+        if (tr_system_step(s, batch, 0.01f, st, &err)) {
+            fprintf(stderr, "step_bench: %s %d: %s\n", what, i, err.msg);
+            return -1;
+        }
+        if (ts) ts[i] = cm_now() - a;
+        if (i == 0 && first) *first = cm_now() - a;
+    }
+    return 0;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -212,27 +230,15 @@ int main(int argc, char **argv)
     double t_create = cm_now() - t0;
 
     double first = 0;
-    for (int i = 0; i < warmup; i++) {
-        double a = cm_now();
-        if (tr_system_step(s, &batch, 0.01f, &st, &err)) {
-            fprintf(stderr, "step_bench: warm-up step %d: %s\n", i, err.msg);
-            return 1;
-        }
-        if (i == 0) first = cm_now() - a;
-    }
+    if (run_steps(s, &batch, warmup, "warm-up step", NULL, &first, &st) != 0)
+        return 1;
     be->ops->stats(be, &bst);
     size_t peak_all = bst.peak_bytes;
     be->ops->reset_peak(be);
     be->ops->profile_reset(be);
     double *ts = malloc(sizeof(double) * steps);
-    for (int i = 0; i < steps; i++) {
-        double a = cm_now();
-        if (tr_system_step(s, &batch, 0.01f, &st, &err)) {
-            fprintf(stderr, "step_bench: step %d: %s\n", i, err.msg);
-            return 1;
-        }
-        ts[i] = cm_now() - a;
-    }
+    if (run_steps(s, &batch, steps, "step", ts, NULL, &st) != 0)
+        return 1;
     double mean = 0;
     for (int i = 0; i < steps; i++) mean += ts[i];
     mean /= steps;
@@ -243,11 +249,8 @@ int main(int argc, char **argv)
     double epoch_s = -1;
     if (epoch > 0) {
         double a = cm_now();
-        for (int i = 0; i < epoch; i++)
-            if (tr_system_step(s, &batch, 0.01f, &st, &err)) {
-                fprintf(stderr, "step_bench: epoch step %d: %s\n", i, err.msg);
-                return 1;
-            }
+        if (run_steps(s, &batch, epoch, "epoch step", NULL, NULL, &st) != 0)
+            return 1;
         be->ops->sync(be);
         epoch_s = cm_now() - a;
     }
