@@ -4,10 +4,11 @@
 #   OUT/media        1-3 s clips of each container and codec the oracle tests cover
 #                    (first byte: 0 spectro, 1 frames --count 1, 2 frames --count 3)
 #   OUT/shard        one real shard written by ingest from a generated dataset
+#   OUT/shard_data   a few patch lists for fuzz_shard_data (5 bytes each: position, XOR)
 set -eu
 bin=$1 out=$2
 here=$(dirname "$0")
-mkdir -p "$out/annotations" "$out/media" "$out/shard"
+mkdir -p "$out/annotations" "$out/media" "$out/shard" "$out/shard_data"
 cp "$here"/seeds/annotations/* "$out/annotations/"
 
 ff() { ffmpeg -nostdin -hide_banner -loglevel error -y "$@"; }
@@ -29,7 +30,8 @@ clip mpeg4-pcm.avi 2 -c:v mpeg4 -c:a pcm_s16le
 clip mjpeg-flac.mkv 1 -c:v mjpeg -c:a flac
 clip pcm.wav 1 -vn -c:a pcm_s16le
 
-if [ ! -s "$out/shard/seed.h5" ]; then
+# (again whenever ingest was rebuilt: the seed must be in the current format)
+if [ ! -s "$out/shard/seed.h5" ] || [ "$bin/ingest" -nt "$out/shard/seed.h5" ]; then
     tmp=$(mktemp -d)
     /usr/bin/python3 tools/gen_dataset.py --layout ave --out "$tmp/ds" --classes 2 --per-class 2 \
         --seconds 1 --size 32x24 --fps 5 > /dev/null
@@ -39,3 +41,8 @@ if [ ! -s "$out/shard/seed.h5" ]; then
     cp "$f" "$out/shard/seed.h5"
     rm -rf "$tmp"
 fi
+
+# Patch lists: one byte, two bytes, a 4-byte burst (positions spread by the multiplier).
+printf '\001\000\000\000\001' > "$out/shard_data/one"
+printf '\377\377\000\000\200\007\000\001\000\020' > "$out/shard_data/two"
+printf '\000\100\000\000\377\001\100\000\000\377\002\100\000\000\377\003\100\000\000\377' > "$out/shard_data/burst"
