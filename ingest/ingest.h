@@ -100,6 +100,7 @@ typedef struct ig_options {
     size_t shard_bytes;     /* target shard size */
     const char *wisdom;     /* FFTW wisdom path or NULL */
     FILE *log;              /* progress and notes (NULL: silent) */
+    int allow_truncated;    /* 1: keep truncated media (spectro/frames allow_truncated); 0: failures.tsv */
 } ig_options;
 
 typedef struct ig_summary {

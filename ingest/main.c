@@ -41,6 +41,9 @@ static void usage(FILE *f)
             "  --float32           store spectrograms as float32 (default float16)\n"
             "  --write-manifest F  write the normalized manifest to F ('-': stdout), then stop\n"
             "  --wisdom FILE       FFTW wisdom file (default: the spectro cache)\n"
+            "  --allow-truncated   keep media whose decoded audio or video ends clearly before the\n"
+            "                      duration the file declares or the row's segment (default: the\n"
+            "                      row goes to failures.tsv, \"truncated: decoded A s of B s\")\n"
             "  --quiet             no progress output\n"
             "  --help              this text\n"
             "\n"
@@ -103,11 +106,11 @@ int main(int argc, char **argv)
 {
     const char *dataset = NULL, *root = NULL, *out = NULL, *preset_file = NULL, *manifest = NULL,
                *classes = NULL, *write_manifest = NULL, *wisdom = NULL;
-    int jobs = 0, quiet = 0, full = 0, f32 = 0;
+    int jobs = 0, quiet = 0, full = 0, f32 = 0, allow_truncated = 0;
     size_t shard_items = 0, shard_bytes = (size_t)1 << 30;
     char *sets[64];
     int nsets = 0;
-    enum { O_PRESET = 256, O_MANIFEST, O_CLASSES, O_SET, O_FULL, O_ITEMS, O_SIZE, O_F32, O_WM, O_WISDOM, O_QUIET };
+    enum { O_PRESET = 256, O_MANIFEST, O_CLASSES, O_SET, O_FULL, O_ITEMS, O_SIZE, O_F32, O_WM, O_WISDOM, O_QUIET, O_TRUNC };
     static const struct option opts[] = {
         {"dataset", required_argument, NULL, 'd'}, {"root", required_argument, NULL, 'r'},
         {"out", required_argument, NULL, 'o'}, {"jobs", required_argument, NULL, 'j'},
@@ -116,7 +119,7 @@ int main(int argc, char **argv)
         {"full", no_argument, NULL, O_FULL}, {"shard-items", required_argument, NULL, O_ITEMS},
         {"shard-size", required_argument, NULL, O_SIZE}, {"float32", no_argument, NULL, O_F32},
         {"write-manifest", required_argument, NULL, O_WM}, {"wisdom", required_argument, NULL, O_WISDOM},
-        {"quiet", no_argument, NULL, O_QUIET}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"quiet", no_argument, NULL, O_QUIET}, {"allow-truncated", no_argument, NULL, O_TRUNC}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "d:r:o:j:h", opts, NULL)) != -1) {
         char *end;
@@ -161,6 +164,7 @@ int main(int argc, char **argv)
         case O_WM: write_manifest = optarg; break;
         case O_WISDOM: wisdom = optarg; break;
         case O_QUIET: quiet = 1; break;
+        case O_TRUNC: allow_truncated = 1; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;
         }
@@ -260,7 +264,8 @@ int main(int argc, char **argv)
     if (!wisdom && sp_default_wisdom_path(wis, sizeof wis) == 0)
         wisdom = wis;
     ig_options o = {.out = out, .jobs = jobs > 0 ? jobs : cm_ncpu(), .shard_items = shard_items,
-                    .shard_bytes = shard_bytes, .wisdom = wisdom, .log = quiet ? NULL : stderr};
+                    .shard_bytes = shard_bytes, .wisdom = wisdom, .log = quiet ? NULL : stderr,
+                    .allow_truncated = allow_truncated};
     if (!quiet)
         fprintf(stderr, "ingest: %s: %zu rows (%zu rejected by the reader), %d worker(s) -> %s\n", p.dataset,
                 m.n + m.nfail, m.nfail, o.jobs, out);

@@ -171,3 +171,22 @@ Test(frames, bad_inputs)
     req.count = FR_MAX_FRAMES + 1;
     cr_assert(fr_extract("/tmp", &req, imgs, &n, &err) == -1);
 }
+
+Test(frames, picture_size_bound)
+{
+    cm_err err;
+    cr_expect_eq(fr_check_size(8192, 4320, &err), 0);
+    cr_expect_eq(fr_check_size(30000, 30000, &err), -1);
+    cr_expect(strstr(err.msg, "30000x30000 is over the limit") != NULL, "%s", err.msg);
+    /* an enlarging --short-side is bounded too */
+    AVFrame *f = av_frame_alloc();
+    f->format = AV_PIX_FMT_YUV420P;
+    f->width = 64;
+    f->height = 48;
+    cr_assert_eq(av_frame_get_buffer(f, 0), 0);
+    fr_image img;
+    fr_orient id = {0};
+    cr_expect_eq(fr_frame_to_image(f, id, 65536, &img, &err), -1);
+    cr_expect(strstr(err.msg, "over the limit") != NULL, "%s", err.msg);
+    av_frame_free(&f);
+}
