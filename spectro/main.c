@@ -18,6 +18,7 @@
 #include "common/cm_pool.h"
 #include "common/cm_progress.h"
 #include "spectro/spectro.h"
+#include "store/st_h5.h"
 
 static void usage(FILE *f)
 {
@@ -47,7 +48,8 @@ static void usage(FILE *f)
 "      --end S           segment end, seconds (default: end of the audio)\n"
 "      --window N        FFT/segment length, nperseg (default 512)\n"
 "      --overlap N       overlap between segments, noverlap (default 353)\n"
-"      --window-fn F     tukey (periodic Tukey 0.25, scipy's default; default)\n"
+"      --window-fn F     tukey25 (periodic Tukey 0.25, scipy's default; default;\n"
+"                        'tukey' and 'tukey0.25' are accepted spellings)\n"
 "                        or hann (periodic Hann)\n"
 "      --scale S         density: |FFT|^2 / (fs * sum(w^2)), one-sided (default);\n"
 "                        magnitude: |FFT| unscaled (librosa's |STFT|)\n"
@@ -104,9 +106,6 @@ typedef struct job {
     size_t done, nfailed;
 } job;
 
-static const char *window_name(sp_window w) { return w == SP_WINDOW_HANN ? "hann" : "tukey0.25"; }
-static const char *scale_name(sp_scale s) { return s == SP_SCALE_MAGNITUDE ? "magnitude" : "density"; }
-static const char *norm_name(sp_norm n) { return n == SP_NORM_CLIP ? "clip" : "none"; }
 
 /* One scalar attribute of `type`, written from `buf` (memory type = file type). */
 static int h5_attr_scalar(hid_t obj, const char *name, hid_t type, const void *buf)
@@ -127,17 +126,6 @@ static int h5_attr_double(hid_t obj, const char *name, double v)
 
 static int h5_attr_int(hid_t obj, const char *name, int v) { return h5_attr_scalar(obj, name, H5T_NATIVE_INT, &v); }
 
-/* A fixed-length, NUL-terminated ASCII string. */
-static int h5_attr_str(hid_t obj, const char *name, const char *v)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(v) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    int rc = h5_attr_scalar(obj, name, t, v);
-    H5Tclose(t);
-    return rc;
-}
-
 static int write_h5(const char *path, const float *spec, size_t B, size_t T, const sp_params *p,
                     const char *source, double start, double end, cm_err *err)
 {
@@ -155,13 +143,13 @@ static int write_h5(const char *path, const float *spec, size_t B, size_t T, con
             ok = h5_attr_int(d, "sample_rate", p->sample_rate) == 0 &&
                  h5_attr_double(d, "duration", p->duration) == 0 &&
                  h5_attr_int(d, "window", p->window) == 0 && h5_attr_int(d, "overlap", p->overlap) == 0 &&
-                 h5_attr_str(d, "window_fn", window_name(p->window_kind)) == 0 &&
-                 h5_attr_str(d, "scale", scale_name(p->scale)) == 0 &&
+                 st_attr_str(d, "window_fn", sp_window_name(p->window_kind)) == 0 &&
+                 st_attr_str(d, "scale", sp_scale_name(p->scale)) == 0 &&
                  h5_attr_int(d, "detrend", p->detrend) == 0 && h5_attr_int(d, "log", p->log) == 0 &&
                  h5_attr_double(d, "log_eps", p->log_eps) == 0 &&
-                 h5_attr_str(d, "normalize", norm_name(p->normalize)) == 0 &&
+                 st_attr_str(d, "normalize", sp_norm_name(p->normalize)) == 0 &&
                  h5_attr_double(d, "start", start) == 0 && h5_attr_double(d, "end", end) == 0 &&
-                 h5_attr_str(d, "source", source) == 0;
+                 st_attr_str(d, "source", source) == 0;
         if (d >= 0)
             H5Dclose(d);
         H5Sclose(sp);
@@ -314,22 +302,16 @@ int main(int argc, char **argv)
         case O_WIN: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p.window)) bad = "--window needs an integer"; break;
         case O_OVL: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p.overlap)) bad = "--overlap needs an integer"; break;
         case O_WFN:
-            if (!strcmp(optarg, "tukey")) p.window_kind = SP_WINDOW_TUKEY25;
-            else if (!strcmp(optarg, "hann")) p.window_kind = SP_WINDOW_HANN;
-            else bad = "--window-fn is tukey or hann";
+            if (sp_window_parse(optarg, &p.window_kind)) bad = "--window-fn is tukey25 or hann";
             break;
         case O_SCALE:
-            if (!strcmp(optarg, "density")) p.scale = SP_SCALE_DENSITY;
-            else if (!strcmp(optarg, "magnitude")) p.scale = SP_SCALE_MAGNITUDE;
-            else bad = "--scale is density or magnitude";
+            if (sp_scale_parse(optarg, &p.scale)) bad = "--scale is density or magnitude";
             break;
         case O_NODET: p.detrend = 0; break;
         case O_NOLOG: p.log = 0; break;
         case O_EPS: if (cm_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &p.log_eps)) bad = "--log-eps needs a number"; break;
         case O_NORM:
-            if (!strcmp(optarg, "none")) p.normalize = SP_NORM_NONE;
-            else if (!strcmp(optarg, "clip")) p.normalize = SP_NORM_CLIP;
-            else bad = "--normalize is none or clip";
+            if (sp_norm_parse(optarg, &p.normalize)) bad = "--normalize is none or clip";
             break;
         case O_WISDOM: wisdom = optarg; break;
         case O_NOWISDOM: no_wisdom = 1; break;

@@ -30,6 +30,18 @@ typedef struct sp_params {
     sp_norm normalize; /* per-clip standardisation (x-mean)/(std+1e-9) */
 } sp_params;
 
+/* The recipe's vocabulary: one canonical name per choice, written in presets,
+ * the shards' recipe JSON and spectro's .h5 attributes: window "tukey25" |
+ * "hann", scale "density" | "magnitude", normalize "none" | "clip". The parsers
+ * also accept the older spellings "tukey" and "tukey0.25" (only here). */
+const char *sp_window_name(sp_window w);
+const char *sp_scale_name(sp_scale s);
+const char *sp_norm_name(sp_norm n);
+/* 0 and *out set, or -1 for an unknown name. */
+int sp_window_parse(const char *s, sp_window *out);
+int sp_scale_parse(const char *s, sp_scale *out);
+int sp_norm_parse(const char *s, sp_norm *out);
+
 /* The published recipe: 16 kHz, 10 s, 512/353, Tukey(0.25), density, detrend, log, no norm. */
 void sp_params_default(sp_params *p);
 
