@@ -72,5 +72,13 @@ fr_jpeg *fr_jpeg_create(cm_err *err);
 void fr_jpeg_destroy(fr_jpeg *j);
 /* Encodes RGB24 as JPEG (4:2:0, quality 1..100). *out is malloc'd (free()). */
 int fr_jpeg_encode(fr_jpeg *j, const fr_image *img, int quality, uint8_t **out, size_t *n, cm_err *err);
+/* Decodes a JPEG of n bytes to RGB24 (TurboJPEG, default DCT) into *rgb, a
+ * buffer of *cap bytes reused across calls: realloc'd (and *cap updated) when
+ * the picture needs more; free() it at the end. The size in the header is
+ * checked against FR_MAX_PIXELS before anything is allocated. *w, *h: the
+ * picture's size. Errors: "not a JPEG (...)", "JPEG: frame size WxH is over
+ * the limit of N pixels", "corrupt JPEG (...)" (TurboJPEG warnings count). */
+int fr_jpeg_decode(fr_jpeg *j, const uint8_t *jpeg, size_t n, uint8_t **rgb, size_t *cap, int *w, int *h,
+                   cm_err *err);
 
 #endif
