@@ -61,3 +61,10 @@ double cm_av_declared_duration(const AVFormatContext *fmt, const AVStream *st)
         d = (double)fmt->duration / AV_TIME_BASE;
     return d > 0 ? d : -1;
 }
+
+double cm_av_start_offset(const AVStream *st)
+{
+    if (st->start_time == AV_NOPTS_VALUE || st->start_time <= 0)
+        return 0;
+    return (double)st->start_time * av_q2d(st->time_base);
+}

@@ -43,5 +43,10 @@ struct AVStream;
  * keeps even when it recomputes the duration of a file without index);
  * else the container's duration unless estimated from the bitrate; else -1. */
 double cm_av_declared_duration(const struct AVFormatContext *fmt, const struct AVStream *st);
+/* Seconds from timestamp 0 to the stream's first timestamp (0 when unknown
+ * or negative). Files with a start offset declare either a length or an end
+ * time (Matroska's DURATION tag and Duration are end times): callers count
+ * media as truncated only when it is short under both readings. */
+double cm_av_start_offset(const struct AVStream *st);
 
 #endif

@@ -504,7 +504,10 @@ static int check_coverage(vid *v, const fr_request *req, double *clip, double re
     if (first < 0)
         first = 0;
     cm_trunc t;
-    cm_trunc_check(readable - first, cm_av_declared_duration(v->fmt, v->st), &t);
+    double declared = cm_av_declared_duration(v->fmt, v->st);
+    cm_trunc_check(readable - first, declared, &t);
+    if (t.truncated && !cm_trunc_check(readable - first + cm_av_start_offset(v->st), declared, NULL))
+        t.truncated = 0; /* the declared figure is an end time (cm_av_start_offset) */
     if (!t.truncated && req->n_at <= 0 && req->end > req->start && isfinite(req->end)) {
         cm_trunc seg;
         if (cm_trunc_check(readable, req->end, &seg))

@@ -172,7 +172,10 @@ static int check_coverage(dec_state *d, const AVStream *stream, const char *cut,
     const sp_read_opts *o = d->opts;
     double got = (double)d->n / d->rate;
     cm_trunc t;
-    cm_trunc_check(got, cm_av_declared_duration(d->fmt, stream), &t);
+    double declared = cm_av_declared_duration(d->fmt, stream);
+    cm_trunc_check(got, declared, &t);
+    if (t.truncated && !cm_trunc_check(got + cm_av_start_offset(stream), declared, NULL))
+        t.truncated = 0; /* the declared figure is an end time (cm_av_start_offset) */
     if (!t.truncated && o->end > o->start && o->end >= 0) {
         cm_trunc seg;
         if (cm_trunc_check(got, o->end, &seg))

@@ -40,7 +40,12 @@ def media(tmp_path_factory):
 
 
 def test_complete_files_pass(media, tmp_path):
-    for name in FULL:
+    # a start offset: Matroska declares the end time (9.5 s), not the length (6 s)
+    off = tmp_path / "offset.mkv"
+    ffmpeg("-f", "lavfi", "-i", SRC, "-f", "lavfi", "-i", "sine=duration=6", "-c:v", "libx264", "-c:a", "aac",
+           "-output_ts_offset", "3.5", off)
+    media = dict(media, **{"offset.mkv": str(off)})
+    for name in list(FULL) + ["offset.mkv"]:
         r = run([binary("spectro"), "-q", media[name], "-o", tmp_path / "s.npy", "--duration", "6"])
         assert r.returncode == 0 and r.stderr == "", (name, r.stderr)
         r = run([binary("frames"), media[name], "--count", "3"])
