@@ -11,6 +11,7 @@
  */
 #include "frames/fr_internal.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,10 +154,12 @@ void fr_out_size(int w, int h, int short_side, int *ow, int *oh)
         return;
     if (w <= h) {
         *ow = short_side;
-        *oh = (int)lround((double)h * short_side / w);
+        double x = (double)h * short_side / w;
+        *oh = x < INT_MAX / 4 ? (int)lround(x) : INT_MAX / 4; /* refused later (FR_MAX_PIXELS) */
     } else {
         *oh = short_side;
-        *ow = (int)lround((double)w * short_side / h);
+        double x = (double)w * short_side / h;
+        *ow = x < INT_MAX / 4 ? (int)lround(x) : INT_MAX / 4;
     }
     if (*ow < 1)
         *ow = 1;
@@ -209,12 +212,29 @@ static int to_new_rgb(const AVFrame *f, int ow, int oh, fr_image *img, cm_err *e
     return 0;
 }
 
+int fr_check_size(long long w, long long h, cm_err *err)
+{
+    if (w <= 0 || h <= 0)
+        return cm_err_set(err, "bad picture size %lldx%lld", w, h);
+    if (w * h > FR_MAX_PIXELS)
+        return cm_err_set(err, "frame size %lldx%lld is over the limit of %lld pixels", w, h, FR_MAX_PIXELS);
+    return 0;
+}
+
 int fr_frame_to_image(const AVFrame *f, fr_orient o, int short_side, fr_image *img, cm_err *err)
 {
     memset(img, 0, sizeof *img);
     const AVPixFmtDescriptor *d = av_pix_fmt_desc_get(f->format);
     if (!d || f->width <= 0 || f->height <= 0)
         return cm_err_set(err, "decoded frame has no usable picture");
+    if (fr_check_size(f->width, f->height, err) != 0)
+        return -1;
+    {
+        int ow, oh;
+        fr_out_size(f->width, f->height, short_side, &ow, &oh);
+        if (fr_check_size(ow, oh, err) != 0)
+            return cm_err_prefix(err, "--short-side %d", short_side);
+    }
     int identity = fr_orient_is_identity(o);
     if (identity || rotatable(d)) {
         AVFrame *r = NULL;

@@ -21,6 +21,8 @@
  */
 #include "frames/fr_internal.h"
 
+#include "common/cm_media.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -135,6 +137,13 @@ static int vid_open(vid *v, cm_err *err)
         vid_close(v);
         return cm_err_set(err, "bad codec parameters");
     }
+    if (fr_check_size(v->st->codecpar->width > 0 ? v->st->codecpar->width : 1,
+                      v->st->codecpar->height > 0 ? v->st->codecpar->height : 1, err) != 0) {
+        vid_close(v);
+        return -1;
+    }
+    /* The decoder itself refuses larger frames (a size change mid-stream). */
+    v->dec->max_pixels = FR_MAX_PIXELS;
     v->dec->pkt_timebase = v->st->time_base;
     v->dec->thread_count = threads > 1 ? threads : 1;
     /* skip_frame is switched packet by packet: slice threads only. */
@@ -394,35 +403,15 @@ static int find_target(vid *v, int64_t tgt, int allow_skip, cm_err *err)
     }
 }
 
-/* Clip length in seconds, counted from the file's start time (as -ss counts)
- * to the end of the video stream: the stream's own duration when the
- * container gives one (mp4), else the end of its last packet, found by
- * reading the packets (no decoding) of the last seconds of the file (of the
- * whole file when it is short: a seek before the first keyframe fails, and
- * a failed seek of some demuxers (FLV's generic search) still moves the
- * reading position). Afterwards the demuxer's position is unknown: the first
- * target repositions (plan_move). */
-static double clip_duration(vid *v)
+/* End (seconds, ffmpeg's counting) of the last complete video packet read
+ * from the demuxer's position to the end of the file (no decoding); -1 when
+ * none. Packets cut short by the end of the file are flagged corrupt by the
+ * demuxers and do not count. Leaves the position unknown (plan_move). */
+static double scan_end(vid *v)
 {
-    AVRational tb = v->st->time_base;
-    if (v->st->duration != AV_NOPTS_VALUE && v->st->duration > 0) {
-        int64_t s = v->st->start_time != AV_NOPTS_VALUE ? v->st->start_time + v->ts_off : 0;
-        return (s + v->st->duration) * av_q2d(tb);
-    }
-    double fmt_d = (v->fmt->duration != AV_NOPTS_VALUE && v->fmt->duration > 0)
-                       ? v->fmt->duration / (double)AV_TIME_BASE
-                       : 0;
-    v->fresh = 0;
-    v->demux_eof = 0;
-    if (fmt_d > 2 * DURATION_TAIL_S) {
-        int64_t end_raw = av_rescale_q(v->fmt->duration, AV_TIME_BASE_Q, tb) - v->ts_off;
-        int64_t from = end_raw - av_rescale_q(DURATION_TAIL_S, (AVRational){1, 1}, tb);
-        if (av_seek_frame(v->fmt, v->vidx, from, AVSEEK_FLAG_BACKWARD) < 0)
-            return fmt_d;
-    }
     int64_t end = AV_NOPTS_VALUE;
     while (av_read_frame(v->fmt, v->pkt) >= 0) {
-        if (v->pkt->stream_index == v->vidx) {
+        if (v->pkt->stream_index == v->vidx && !(v->pkt->flags & AV_PKT_FLAG_CORRUPT)) {
             int64_t t = v->pkt->pts != AV_NOPTS_VALUE ? v->pkt->pts : v->pkt->dts;
             if (t != AV_NOPTS_VALUE) {
                 t += v->pkt->duration;
@@ -432,10 +421,47 @@ static double clip_duration(vid *v)
         }
         av_packet_unref(v->pkt);
     }
-    if (end == AV_NOPTS_VALUE)
-        return fmt_d;
-    double d = (end + v->ts_off) * av_q2d(tb);
-    return d > 0 ? d : fmt_d;
+    v->fresh = 0;
+    v->demux_eof = 0;
+    return end == AV_NOPTS_VALUE ? -1 : (double)(end + v->ts_off) * av_q2d(v->st->time_base);
+}
+
+/* The clip's length for --count and the end of its readable video, both in
+ * seconds from the file's start time (as -ss counts). The clip is the
+ * stream's own duration when the container gives one (mp4, avi), else the
+ * end of the last packet. The readable end comes from reading the packets
+ * (no decoding) of the last DURATION_TAIL_S seconds, or of the whole file
+ * when it is short or when the tail holds nothing readable (a cut file; a
+ * seek before the first keyframe fails, and a failed seek of some demuxers,
+ * FLV's generic search, still moves the reading position). Afterwards the
+ * demuxer's position is unknown: the first target repositions (plan_move). */
+static int clip_extent(vid *v, double *clip, double *readable, cm_err *err)
+{
+    AVRational tb = v->st->time_base;
+    double stream_d = -1;
+    if (v->st->duration != AV_NOPTS_VALUE && v->st->duration > 0) {
+        int64_t s = v->st->start_time != AV_NOPTS_VALUE ? v->st->start_time + v->ts_off : 0;
+        stream_d = (double)(s + v->st->duration) * av_q2d(tb);
+    }
+    double fmt_d = (v->fmt->duration != AV_NOPTS_VALUE && v->fmt->duration > 0)
+                       ? v->fmt->duration / (double)AV_TIME_BASE
+                       : 0;
+    double total = stream_d > 0 ? stream_d : fmt_d;
+    double end = -1;
+    if (total > 2 * DURATION_TAIL_S) {
+        int64_t from = llround((total - DURATION_TAIL_S) / av_q2d(tb)) - v->ts_off;
+        v->fresh = 0;
+        if (av_seek_frame(v->fmt, v->vidx, from, AVSEEK_FLAG_BACKWARD) >= 0)
+            end = scan_end(v);
+    }
+    if (end < 0) {
+        if (!v->fresh && vid_reopen(v, err) != 0)
+            return -1;
+        end = scan_end(v);
+    }
+    *readable = end;
+    *clip = stream_d > 0 ? stream_d : end > 0 ? end : fmt_d;
+    return 0;
 }
 
 void fr_uniform_times(int count, double start, double end, double duration, double *times)
@@ -466,9 +492,56 @@ static int cmp_order(const void *a, const void *b)
     return x->i - y->i;
 }
 
+/* Checks how much of the video is readable against what the file declares
+ * and, with --count over a segment, against the segment's end (cm_media.h).
+ * Not truncated, or allowed: 0 (*clip shortened to the readable part when
+ * truncated), and the coverage in req->truncation when asked for. */
+static int check_coverage(vid *v, const fr_request *req, double *clip, double readable, cm_err *err)
+{
+    double first = 0;
+    if (v->st->start_time != AV_NOPTS_VALUE)
+        first = (double)(v->st->start_time + v->ts_off) * av_q2d(v->st->time_base);
+    if (first < 0)
+        first = 0;
+    cm_trunc t;
+    double declared = cm_av_declared_duration(v->fmt, v->st);
+    cm_trunc_check(readable - first, declared, &t);
+    if (t.truncated && !cm_trunc_check(readable - first + cm_av_start_offset(v->st), declared, NULL))
+        t.truncated = 0; /* the declared figure is an end time (cm_av_start_offset) */
+    if (!t.truncated && req->n_at <= 0 && req->end > req->start && isfinite(req->end)) {
+        cm_trunc seg;
+        if (cm_trunc_check(readable, req->end, &seg))
+            t = seg;
+    }
+    if (req->truncation)
+        *req->truncation = t;
+    if (!t.truncated)
+        return 0;
+    if (!req->allow_truncated)
+        return cm_trunc_error(&t, err);
+    if (readable > 0 && readable < *clip)
+        *clip = readable;
+    return 0;
+}
+
+/* The times asked, in request order. */
+static int request_times(vid *v, const fr_request *req, int n, double *times, cm_err *err)
+{
+    double clip = 0, readable = -1;
+    if (clip_extent(v, &clip, &readable, err) != 0 || check_coverage(v, req, &clip, readable, err) != 0)
+        return -1;
+    if (req->n_at > 0)
+        memcpy(times, req->at, sizeof(double) * n);
+    else
+        fr_uniform_times(n, req->start, req->end, clip, times);
+    return 0;
+}
+
 int fr_extract(const char *path, const fr_request *req, fr_image *images, int *n_out, cm_err *err)
 {
     *n_out = 0;
+    if (req->truncation)
+        memset(req->truncation, 0, sizeof *req->truncation);
     struct stat sb;
     if (stat(path, &sb) != 0)
         return cm_err_set(err, "%s", errno == ENOENT ? "no such file" : strerror(errno));
@@ -488,13 +561,10 @@ int fr_extract(const char *path, const fr_request *req, fr_image *images, int *n
     v.threads = req->threads;
     if (vid_open(&v, err) != 0)
         return -1;
-
     double times[FR_MAX_FRAMES];
-    if (req->n_at > 0) {
-        memcpy(times, req->at, sizeof(double) * n);
-    } else {
-        double d = clip_duration(&v);
-        fr_uniform_times(n, req->start, req->end, d, times);
+    if (request_times(&v, req, n, times, err) != 0) {
+        vid_close(&v);
+        return -1;
     }
     order ord[FR_MAX_FRAMES];
     for (int i = 0; i < n; i++) {

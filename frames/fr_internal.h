@@ -22,6 +22,9 @@ int fr_orient_is_identity(fr_orient o);
  * (0: unchanged), aspect kept, rounded to the nearest pixel. */
 void fr_out_size(int w, int h, int short_side, int *ow, int *oh);
 
+/* 0 when a w x h picture is within FR_MAX_PIXELS, else -1 with the reason. */
+int fr_check_size(long long w, long long h, cm_err *err);
+
 /* Orients and converts a decoded frame to RGB24 (resizing when short_side > 0). */
 int fr_frame_to_image(const AVFrame *f, fr_orient o, int short_side, fr_image *img, cm_err *err);
 

@@ -1,13 +1,15 @@
-/* JPEG encoding through TurboJPEG; one fr_jpeg per thread. */
+/* JPEG encoding and decoding through TurboJPEG; one fr_jpeg per thread. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <turbojpeg.h>
 
-#include "frames/frames.h"
+#include "frames/fr_internal.h"
 
 struct fr_jpeg {
-    tjhandle tj;
+    tjhandle tj;  /* compressor */
+    tjhandle dtj; /* decompressor, made on the first decode */
 };
 
 fr_jpeg *fr_jpeg_create(cm_err *err)
@@ -31,6 +33,8 @@ void fr_jpeg_destroy(fr_jpeg *j)
     if (!j)
         return;
     tjDestroy(j->tj);
+    if (j->dtj)
+        tjDestroy(j->dtj);
     free(j);
 }
 
@@ -56,5 +60,34 @@ int fr_jpeg_encode(fr_jpeg *j, const fr_image *img, int quality, uint8_t **out, 
     }
     *out = buf;
     *n = size;
+    return 0;
+}
+
+int fr_jpeg_decode(fr_jpeg *j, const uint8_t *jpeg, size_t n, uint8_t **rgb, size_t *cap, int *w, int *h,
+                   cm_err *err)
+{
+    *w = *h = 0;
+    if (!j->dtj && !(j->dtj = tjInitDecompress()))
+        return cm_err_set(err, "cannot start the JPEG decoder");
+    int iw = 0, ih = 0, sub = 0, cs = 0;
+    if (!jpeg || n == 0 || n > ULONG_MAX ||
+        tjDecompressHeader3(j->dtj, jpeg, (unsigned long)n, &iw, &ih, &sub, &cs) != 0 || iw < 1 || ih < 1)
+        return cm_err_set(err, "not a JPEG (%s)", jpeg && n ? tjGetErrorStr2(j->dtj) : "no data");
+    /* The header decides the size: bounded before anything is allocated. */
+    if (fr_check_size(iw, ih, err) != 0)
+        return cm_err_prefix(err, "JPEG");
+    size_t need = (size_t)iw * (size_t)ih * 3;
+    if (need > *cap) {
+        uint8_t *nb = realloc(*rgb, need);
+        if (!nb)
+            return cm_err_set(err, "out of memory (image %dx%d)", iw, ih);
+        *rgb = nb;
+        *cap = need;
+    }
+    /* Warnings (truncated or corrupt data) count as errors too. */
+    if (tjDecompress2(j->dtj, jpeg, (unsigned long)n, *rgb, iw, 0, ih, TJPF_RGB, 0) != 0)
+        return cm_err_set(err, "corrupt JPEG (%s)", tjGetErrorStr2(j->dtj));
+    *w = iw;
+    *h = ih;
     return 0;
 }

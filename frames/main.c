@@ -3,6 +3,7 @@
 #define TOOL_NAME "frames"
 #include <dirent.h>
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -17,6 +18,7 @@
 
 #include "common/cm_file.h"
 #include "common/cm_npy.h"
+#include "common/cm_parse.h"
 #include "common/cm_pool.h"
 #include "frames/frames.h"
 
@@ -51,12 +53,16 @@ static void usage(FILE *f)
             "                      that no other frame references are skipped; same pixels)\n"
             "  --print-timestamps  one line per frame on stdout: INPUT INDEX ASKED PTS (seconds,\n"
             "                      6 decimals; PTS is the presentation time of the returned frame)\n"
+            "  --allow-truncated   keep a truncated input (its readable video ends more than\n"
+            "                      max(%.1f s, %.0f%%) before the duration the file declares, or before\n"
+            "                      --end): frames from the readable part, a warning on stderr.\n"
+            "                      Without it such an input fails (\"truncated: decoded A s of B s\")\n"
             "  --verbose           show FFmpeg's warnings (decoding errors of damaged files)\n"
             "  -h, --help          this help\n"
             "\n"
             "Exit status: 0 all inputs done, 1 some inputs failed (one line each on stderr:\n"
             "\"frames: INPUT: reason\"; the others are processed; no partial outputs), 2 usage error.\n",
-            FR_MAX_FRAMES);
+            FR_MAX_FRAMES, CM_TRUNC_MIN_S, CM_TRUNC_FRAC * 100);
 }
 
 typedef struct job {
@@ -91,25 +97,6 @@ static int parse_times(const char *s, double *out, int *n)
         p = end;
     }
     return *n > 0 ? 0 : -1;
-}
-
-static int parse_int(const char *s, int lo, int hi, int *v)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(s, &end, 10);
-    if (end == s || *end || errno || x < lo || x > hi)
-        return -1;
-    *v = (int)x;
-    return 0;
-}
-
-static int parse_double(const char *s, double *v)
-{
-    char *end;
-    errno = 0;
-    *v = strtod(s, &end);
-    return (end == s || *end || errno || isnan(*v)) ? -1 : 0;
 }
 
 /* Is `dir` a folder this command wrote (only frame_*.jpg inside)? */
@@ -239,7 +226,10 @@ static void do_input(void *ctx, size_t index, int worker)
     fr_image imgs[FR_MAX_FRAMES];
     int n = 0;
     cm_err err = {{0}};
-    int rc = fr_extract(in, &jb->req, imgs, &n, &err);
+    cm_trunc trunc;
+    fr_request req = jb->req;
+    req.truncation = &trunc;
+    int rc = fr_extract(in, &req, imgs, &n, &err);
     if (rc == 0 && jb->out) {
         char path[CM_PATH_MAX], base[CM_PATH_MAX];
         cm_basename_noext(base, sizeof base, in);
@@ -261,7 +251,12 @@ static void do_input(void *ctx, size_t index, int worker)
     if (rc != 0) {
         fprintf(stderr, "frames: %s: %s\n", in, err.msg);
         jb->failed++;
-    } else if (jb->print_ts) {
+    } else if (trunc.truncated) {
+        char b[96];
+        cm_trunc_format(&trunc, b, sizeof b);
+        fprintf(stderr, "frames: %s: warning: %s (kept: --allow-truncated)\n", in, b);
+    }
+    if (rc == 0 && jb->print_ts) {
         for (int i = 0; i < n; i++)
             printf("%s %d %.6f %.6f\n", in, i, imgs[i].time, imgs[i].pts);
         fflush(stdout);
@@ -272,7 +267,7 @@ static void do_input(void *ctx, size_t index, int worker)
 }
 
 enum { OPT_NPY = 256, OPT_COUNT, OPT_START, OPT_END, OPT_AT, OPT_SHORT, OPT_QUALITY, OPT_THREADS, OPT_NOSKIP,
-       OPT_PRINT, OPT_VERBOSE };
+       OPT_PRINT, OPT_VERBOSE, OPT_TRUNC };
 
 int main(int argc, char **argv)
 {
@@ -288,6 +283,7 @@ int main(int argc, char **argv)
         {"no-skip", no_argument, NULL, OPT_NOSKIP},
         {"print-timestamps", no_argument, NULL, OPT_PRINT},
         {"verbose", no_argument, NULL, OPT_VERBOSE},
+        {"allow-truncated", no_argument, NULL, OPT_TRUNC},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -304,18 +300,18 @@ int main(int argc, char **argv)
         switch (c) {
         case 'o': jb.out = optarg; break;
         case 'j':
-            if (parse_int(optarg, 1, 1024, &jobs)) goto bad;
+            if (cm_parse_int(optarg, 1, 1024, &jobs)) goto bad;
             break;
         case OPT_NPY: npy = 1; break;
         case OPT_COUNT:
-            if (parse_int(optarg, 1, FR_MAX_FRAMES, &jb.req.count)) goto bad;
+            if (cm_parse_int(optarg, 1, FR_MAX_FRAMES, &jb.req.count)) goto bad;
             break;
         case OPT_START:
-            if (parse_double(optarg, &start) || !isfinite(start)) goto bad;
+            if (cm_parse_double(optarg, -DBL_MAX, DBL_MAX, &start)) goto bad;
             have_start = 1;
             break;
         case OPT_END:
-            if (parse_double(optarg, &end) || !isfinite(end)) goto bad;
+            if (cm_parse_double(optarg, -DBL_MAX, DBL_MAX, &end)) goto bad;
             have_end = 1;
             break;
         case OPT_AT:
@@ -323,17 +319,18 @@ int main(int argc, char **argv)
             jb.req.at = jb.at;
             break;
         case OPT_SHORT:
-            if (parse_int(optarg, 1, 65536, &jb.req.short_side)) goto bad;
+            if (cm_parse_int(optarg, 1, 65536, &jb.req.short_side)) goto bad;
             break;
         case OPT_QUALITY:
-            if (parse_int(optarg, 1, 100, &jb.quality)) goto bad;
+            if (cm_parse_int(optarg, 1, 100, &jb.quality)) goto bad;
             break;
         case OPT_THREADS:
-            if (parse_int(optarg, 1, 64, &jb.req.threads)) goto bad;
+            if (cm_parse_int(optarg, 1, 64, &jb.req.threads)) goto bad;
             break;
         case OPT_NOSKIP: jb.req.flags |= FR_NO_SKIP; break;
         case OPT_PRINT: jb.print_ts = 1; break;
         case OPT_VERBOSE: av_log_set_level(AV_LOG_WARNING); break;
+        case OPT_TRUNC: jb.req.allow_truncated = 1; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;
         }

@@ -61,6 +61,7 @@ typedef struct ctx {
     size_t next_task, next_write;
     int stop;
     size_t target, bins, T;
+    int allow_truncated;     /* ig_options.allow_truncated */
 } ctx;
 
 typedef struct worker_arg {
@@ -87,7 +88,9 @@ static void process(ctx *c, int wid, const ig_item *it, slot *s)
     }
     float *x = NULL, *fixed = NULL;
     size_t n = 0;
-    if (sp_decode_audio(it->audio, p->sp.sample_rate, &x, &n, &err) != 0) {
+    sp_read_opts ro = {.start = whole ? 0 : it->start, .end = whole ? -1 : it->end,
+                       .allow_truncated = c->allow_truncated};
+    if (sp_decode_audio(it->audio, p->sp.sample_rate, &ro, &x, &n, &err) != 0) {
         snprintf(s->reason, sizeof s->reason, "audio: %s", err.msg);
         return;
     }
@@ -113,7 +116,7 @@ static void process(ctx *c, int wid, const ig_item *it, slot *s)
     s->seg[1] = whole ? (float)((double)n / p->sp.sample_rate) : (float)it->end;
 
     fr_request req = {.count = p->frames, .start = whole ? 0 : it->start, .end = whole ? -1 : it->end,
-                      .short_side = p->short_side};
+                      .short_side = p->short_side, .allow_truncated = c->allow_truncated};
     fr_image img[FR_MAX_FRAMES];
     int nout = 0;
     memset(img, 0, sizeof img);
@@ -576,6 +579,7 @@ static int run_workers(run *r, cm_err *err)
     if (!stft || !jpegs || !th || !wa || !c.ring)
         goto done;
     c.stft = stft;
+    c.allow_truncated = r->o->allow_truncated;
     c.jpegs = jpegs;
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.cv_ready, NULL);

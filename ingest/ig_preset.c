@@ -118,13 +118,10 @@ int ig_preset_set(ig_preset *p, const char *key, const char *v, cm_err *err)
         return parse_int(key, v, 16, 65536, &p->sp.window, err);
     if (!strcmp(key, "overlap"))
         return parse_int(key, v, 0, 65535, &p->sp.overlap, err);
-    if (!strcmp(key, "window_kind")) {
-        static const char *const o[] = {"tukey25", "hann"};
-        if ((i = one_of(key, v, o, 2, err)) < 0)
-            return -1;
-        p->sp.window_kind = (sp_window)i;
-        return 0;
-    }
+    if (!strcmp(key, "window_kind"))
+        return sp_window_parse(v, &p->sp.window_kind) == 0
+                   ? 0
+                   : cm_err_set(err, "%s: expected one of tukey25, hann, got \"%s\"", key, v);
     if (!strcmp(key, "scale")) {
         static const char *const o[] = {"density", "magnitude"};
         if ((i = one_of(key, v, o, 2, err)) < 0)
@@ -235,19 +232,17 @@ int ig_preset_load(ig_preset *p, const char *path, cm_err *err)
 
 char *ig_preset_recipe_json(const ig_preset *p)
 {
-    static const char *const wk[] = {"tukey25", "hann"}, *const sc[] = {"density", "magnitude"},
-                             *const nm[] = {"none", "clip"};
     cJSON *r = cJSON_CreateObject(), *a = cJSON_CreateObject(), *v = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "sample_rate", p->sp.sample_rate);
     cJSON_AddNumberToObject(a, "duration", p->sp.duration);
     cJSON_AddNumberToObject(a, "window", p->sp.window);
     cJSON_AddNumberToObject(a, "overlap", p->sp.overlap);
-    cJSON_AddStringToObject(a, "window_kind", wk[p->sp.window_kind == SP_WINDOW_HANN]);
-    cJSON_AddStringToObject(a, "scale", sc[p->sp.scale == SP_SCALE_MAGNITUDE]);
+    cJSON_AddStringToObject(a, "window_kind", sp_window_name(p->sp.window_kind));
+    cJSON_AddStringToObject(a, "scale", sp_scale_name(p->sp.scale));
     cJSON_AddNumberToObject(a, "detrend", p->sp.detrend);
     cJSON_AddNumberToObject(a, "log", p->sp.log);
     cJSON_AddNumberToObject(a, "log_eps", p->sp.log_eps);
-    cJSON_AddStringToObject(a, "normalize", nm[p->sp.normalize == SP_NORM_CLIP]);
+    cJSON_AddStringToObject(a, "normalize", sp_norm_name(p->sp.normalize));
     cJSON_AddStringToObject(a, "fix_length", "tile then cut, clip to [-1, 1]");
     cJSON_AddNumberToObject(a, "bins", (double)sp_num_bins(&p->sp));
     cJSON_AddNumberToObject(a, "frames",

@@ -117,6 +117,7 @@ typedef struct ig_options {
     const char *wisdom;     /* FFTW wisdom path or NULL */
     FILE *log;              /* progress and notes (NULL: silent) */
     int part_k, part_n;     /* part_n > 1: only plan shards i with i mod part_n = part_k */
+    int allow_truncated;    /* 1: keep truncated media (spectro/frames allow_truncated); 0: failures.tsv */
 } ig_options;
 
 typedef struct ig_summary {

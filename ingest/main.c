@@ -50,6 +50,9 @@ static void usage(FILE *f)
             "                      (OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE, or SLURM_PROCID/\n"
             "                      SLURM_STEP_NUM_TASKS); no MPI library is needed\n"
             "  --wisdom FILE       FFTW wisdom file (default: the spectro cache)\n"
+            "  --allow-truncated   keep media whose decoded audio or video ends clearly before the\n"
+            "                      duration the file declares or the row's segment (default: the\n"
+            "                      row goes to failures.tsv, \"truncated: decoded A s of B s\")\n"
             "  --quiet             no progress output\n"
             "  --help              this text\n"
             "\n"
@@ -118,7 +121,7 @@ static int parse_size(const char *s, size_t *out)
 
 typedef struct cli {
     const char *dataset, *root, *out, *preset_file, *manifest, *classes, *write_manifest, *wisdom;
-    int jobs, quiet, full, f32, part_k, part_n;
+    int jobs, quiet, full, f32, part_k, part_n, allow_truncated;
     size_t shard_items, shard_bytes;
     char *sets[64];
     int nsets;
@@ -166,7 +169,7 @@ static int part_from_env(cli *c)
 static int parse_args(int argc, char **argv, cli *c)
 {
     enum { O_PRESET = 256, O_MANIFEST, O_CLASSES, O_SET, O_FULL, O_ITEMS, O_SIZE, O_F32, O_WM, O_WISDOM, O_QUIET,
-           O_PART };
+           O_PART, O_TRUNC };
     static const struct option opts[] = {
         {"dataset", required_argument, NULL, 'd'}, {"root", required_argument, NULL, 'r'},
         {"out", required_argument, NULL, 'o'}, {"jobs", required_argument, NULL, 'j'},
@@ -176,6 +179,7 @@ static int parse_args(int argc, char **argv, cli *c)
         {"shard-size", required_argument, NULL, O_SIZE}, {"float32", no_argument, NULL, O_F32},
         {"write-manifest", required_argument, NULL, O_WM}, {"wisdom", required_argument, NULL, O_WISDOM},
         {"quiet", no_argument, NULL, O_QUIET}, {"part", required_argument, NULL, O_PART},
+        {"allow-truncated", no_argument, NULL, O_TRUNC},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int o, part_given = 0;
     while ((o = getopt_long(argc, argv, "d:r:o:j:h", opts, NULL)) != -1) {
@@ -221,6 +225,7 @@ static int parse_args(int argc, char **argv, cli *c)
         case O_WM: c->write_manifest = optarg; break;
         case O_WISDOM: c->wisdom = optarg; break;
         case O_QUIET: c->quiet = 1; break;
+        case O_TRUNC: c->allow_truncated = 1; break;
         case O_PART:
             if (parse_part(optarg, &c->part_k, &c->part_n) != 0) {
                 fprintf(stderr, "ingest: --part: expected K/N with 0 <= K < N, got \"%s\"\n", optarg);
@@ -406,7 +411,8 @@ int main(int argc, char **argv)
             c.wisdom = wis;
         ig_options o = {.out = c.out ? c.out : outbuf, .jobs = c.jobs > 0 ? c.jobs : cm_ncpu(),
                         .shard_items = c.shard_items, .shard_bytes = c.shard_bytes, .wisdom = c.wisdom,
-                        .log = c.quiet ? NULL : stderr, .part_k = c.part_k, .part_n = c.part_n};
+                        .log = c.quiet ? NULL : stderr, .part_k = c.part_k, .part_n = c.part_n,
+                        .allow_truncated = c.allow_truncated};
         rc = ingest(&c, &p, &m, &o);
     }
     ig_manifest_free(&m);

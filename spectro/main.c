@@ -2,6 +2,8 @@
 #define TOOL_NAME "spectro"
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <math.h>
 #include <hdf5.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,9 +14,11 @@
 #include "common/cm_err.h"
 #include "common/cm_file.h"
 #include "common/cm_npy.h"
+#include "common/cm_parse.h"
 #include "common/cm_pool.h"
 #include "common/cm_progress.h"
 #include "spectro/spectro.h"
+#include "store/st_h5.h"
 
 static void usage(FILE *f)
 {
@@ -44,7 +48,8 @@ static void usage(FILE *f)
 "      --end S           segment end, seconds (default: end of the audio)\n"
 "      --window N        FFT/segment length, nperseg (default 512)\n"
 "      --overlap N       overlap between segments, noverlap (default 353)\n"
-"      --window-fn F     tukey (periodic Tukey 0.25, scipy's default; default)\n"
+"      --window-fn F     tukey25 (periodic Tukey 0.25, scipy's default; default;\n"
+"                        'tukey' and 'tukey0.25' are accepted spellings)\n"
 "                        or hann (periodic Hann)\n"
 "      --scale S         density: |FFT|^2 / (fs * sum(w^2)), one-sided (default);\n"
 "                        magnitude: |FFT| unscaled (librosa's |STFT|)\n"
@@ -52,6 +57,10 @@ static void usage(FILE *f)
 "      --no-log          write S itself instead of log(S + eps)\n"
 "      --log-eps E       epsilon inside the log (default 1e-7)\n"
 "      --normalize M     none (default) or clip: (X - mean) / (std + 1e-9) per clip\n"
+"      --allow-truncated keep an input whose decoded audio ends more than max(0.5 s, 5%%)\n"
+"                        before the duration the file declares or before --end (a warning\n"
+"                        on stderr); without it such an input fails with\n"
+"                        'truncated: decoded A s of B s'\n"
 "FFT planning:\n"
 "      --wisdom FILE     FFTW wisdom file read and updated (default:\n"
 "                        $C2KD_FFTW_WISDOM, else $XDG_CACHE_HOME/c2kd/fftw-wisdom-f32,\n"
@@ -74,26 +83,7 @@ static void usage(FILE *f)
 }
 
 enum { O_SR = 256, O_DUR, O_START, O_END, O_WIN, O_OVL, O_WFN, O_SCALE, O_NODET, O_NOLOG,
-       O_EPS, O_NORM, O_WISDOM, O_NOWISDOM, O_TIMING, O_SAMPLES, O_FSYNC };
-
-static int parse_double(const char *s, double *v)
-{
-    char *end;
-    errno = 0;
-    *v = strtod(s, &end);
-    return errno == 0 && end != s && *end == 0 ? 0 : -1;
-}
-
-static int parse_int(const char *s, int *v)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(s, &end, 10);
-    if (errno || end == s || *end || x < -2147483647L || x > 2147483647L)
-        return -1;
-    *v = (int)x;
-    return 0;
-}
+       O_EPS, O_NORM, O_WISDOM, O_NOWISDOM, O_TIMING, O_SAMPLES, O_FSYNC, O_TRUNC };
 
 #define NSTAGE 4
 static const char *stage_names[NSTAGE] = {"decode", "length", "spectrogram", "write"};
@@ -106,6 +96,7 @@ typedef struct job {
     int h5;
     int samples_only;
     int sync;
+    int allow_truncated;
     float **fixed, **spec;        /* per worker scratch, reused across inputs */
     double start, end;
     double (*stage_time)[NSTAGE]; /* per worker */
@@ -115,9 +106,6 @@ typedef struct job {
     size_t done, nfailed;
 } job;
 
-static const char *window_name(sp_window w) { return w == SP_WINDOW_HANN ? "hann" : "tukey0.25"; }
-static const char *scale_name(sp_scale s) { return s == SP_SCALE_MAGNITUDE ? "magnitude" : "density"; }
-static const char *norm_name(sp_norm n) { return n == SP_NORM_CLIP ? "clip" : "none"; }
 
 /* One scalar attribute of `type`, written from `buf` (memory type = file type). */
 static int h5_attr_scalar(hid_t obj, const char *name, hid_t type, const void *buf)
@@ -138,17 +126,6 @@ static int h5_attr_double(hid_t obj, const char *name, double v)
 
 static int h5_attr_int(hid_t obj, const char *name, int v) { return h5_attr_scalar(obj, name, H5T_NATIVE_INT, &v); }
 
-/* A fixed-length, NUL-terminated ASCII string. */
-static int h5_attr_str(hid_t obj, const char *name, const char *v)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(v) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    int rc = h5_attr_scalar(obj, name, t, v);
-    H5Tclose(t);
-    return rc;
-}
-
 static int write_h5(const char *path, const float *spec, size_t B, size_t T, const sp_params *p,
                     const char *source, double start, double end, cm_err *err)
 {
@@ -166,13 +143,13 @@ static int write_h5(const char *path, const float *spec, size_t B, size_t T, con
             ok = h5_attr_int(d, "sample_rate", p->sample_rate) == 0 &&
                  h5_attr_double(d, "duration", p->duration) == 0 &&
                  h5_attr_int(d, "window", p->window) == 0 && h5_attr_int(d, "overlap", p->overlap) == 0 &&
-                 h5_attr_str(d, "window_fn", window_name(p->window_kind)) == 0 &&
-                 h5_attr_str(d, "scale", scale_name(p->scale)) == 0 &&
+                 st_attr_str(d, "window_fn", sp_window_name(p->window_kind)) == 0 &&
+                 st_attr_str(d, "scale", sp_scale_name(p->scale)) == 0 &&
                  h5_attr_int(d, "detrend", p->detrend) == 0 && h5_attr_int(d, "log", p->log) == 0 &&
                  h5_attr_double(d, "log_eps", p->log_eps) == 0 &&
-                 h5_attr_str(d, "normalize", norm_name(p->normalize)) == 0 &&
+                 st_attr_str(d, "normalize", sp_norm_name(p->normalize)) == 0 &&
                  h5_attr_double(d, "start", start) == 0 && h5_attr_double(d, "end", end) == 0 &&
-                 h5_attr_str(d, "source", source) == 0;
+                 st_attr_str(d, "source", source) == 0;
         if (d >= 0)
             H5Dclose(d);
         H5Sclose(sp);
@@ -238,8 +215,15 @@ static void process_one(void *ctx, size_t i, int worker)
     int ok = 0;
     double t0 = cm_now(), t1;
 
-    if (sp_decode_audio(J->inputs[i], p->sample_rate, &x, &n, &err) != 0)
+    cm_trunc trunc;
+    sp_read_opts ro = {.start = J->start, .end = J->end, .allow_truncated = J->allow_truncated, .truncation = &trunc};
+    if (sp_decode_audio(J->inputs[i], p->sample_rate, &ro, &x, &n, &err) != 0)
         goto done;
+    if (trunc.truncated) {
+        char b[96];
+        cm_trunc_format(&trunc, b, sizeof b);
+        fprintf(stderr, "spectro: %s: warning: %s (kept: --allow-truncated)\n", J->inputs[i], b);
+    }
     t1 = cm_now();
     st[0] += t1 - t0;
     t0 = t1;
@@ -290,7 +274,7 @@ int main(int argc, char **argv)
     sp_params p;
     sp_params_default(&p);
     const char *out = NULL, *wisdom = NULL;
-    int jobs = 0, no_wisdom = 0, timing = 0, quiet = 0, verbose = 0, samples_only = 0, sync = 0;
+    int jobs = 0, no_wisdom = 0, timing = 0, quiet = 0, verbose = 0, samples_only = 0, sync = 0, allow_truncated = 0;
     double start = 0, end = -1;
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"jobs", required_argument, 0, 'j'},
@@ -302,43 +286,39 @@ int main(int argc, char **argv)
         {"log-eps", required_argument, 0, O_EPS}, {"normalize", required_argument, 0, O_NORM},
         {"wisdom", required_argument, 0, O_WISDOM}, {"no-wisdom", no_argument, 0, O_NOWISDOM},
         {"timing", no_argument, 0, O_TIMING}, {"samples", no_argument, 0, O_SAMPLES},
-        {"fsync", no_argument, 0, O_FSYNC}, {"quiet", no_argument, 0, 'q'},
+        {"fsync", no_argument, 0, O_FSYNC}, {"allow-truncated", no_argument, 0, O_TRUNC},
+        {"quiet", no_argument, 0, 'q'},
         {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     const char *bad = NULL;
     while ((c = getopt_long(argc, argv, "o:j:qvh", opts, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
-        case 'j': if (parse_int(optarg, &jobs) || jobs < 1) bad = "-j needs a positive integer"; break;
-        case O_SR: if (parse_int(optarg, &p.sample_rate)) bad = "--sample-rate needs an integer"; break;
-        case O_DUR: if (parse_double(optarg, &p.duration)) bad = "--duration needs a number"; break;
-        case O_START: if (parse_double(optarg, &start) || start < 0) bad = "--start needs a number >= 0"; break;
-        case O_END: if (parse_double(optarg, &end) || end < 0) bad = "--end needs a number >= 0"; break;
-        case O_WIN: if (parse_int(optarg, &p.window)) bad = "--window needs an integer"; break;
-        case O_OVL: if (parse_int(optarg, &p.overlap)) bad = "--overlap needs an integer"; break;
+        case 'j': if (cm_parse_int(optarg, 1, INT_MAX, &jobs)) bad = "-j needs a positive integer"; break;
+        case O_SR: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p.sample_rate)) bad = "--sample-rate needs an integer"; break;
+        case O_DUR: if (cm_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &p.duration)) bad = "--duration needs a number"; break;
+        case O_START: if (cm_parse_double(optarg, 0, HUGE_VAL, &start)) bad = "--start needs a number >= 0"; break;
+        case O_END: if (cm_parse_double(optarg, 0, HUGE_VAL, &end)) bad = "--end needs a number >= 0"; break;
+        case O_WIN: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p.window)) bad = "--window needs an integer"; break;
+        case O_OVL: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p.overlap)) bad = "--overlap needs an integer"; break;
         case O_WFN:
-            if (!strcmp(optarg, "tukey")) p.window_kind = SP_WINDOW_TUKEY25;
-            else if (!strcmp(optarg, "hann")) p.window_kind = SP_WINDOW_HANN;
-            else bad = "--window-fn is tukey or hann";
+            if (sp_window_parse(optarg, &p.window_kind)) bad = "--window-fn is tukey25 or hann";
             break;
         case O_SCALE:
-            if (!strcmp(optarg, "density")) p.scale = SP_SCALE_DENSITY;
-            else if (!strcmp(optarg, "magnitude")) p.scale = SP_SCALE_MAGNITUDE;
-            else bad = "--scale is density or magnitude";
+            if (sp_scale_parse(optarg, &p.scale)) bad = "--scale is density or magnitude";
             break;
         case O_NODET: p.detrend = 0; break;
         case O_NOLOG: p.log = 0; break;
-        case O_EPS: if (parse_double(optarg, &p.log_eps)) bad = "--log-eps needs a number"; break;
+        case O_EPS: if (cm_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &p.log_eps)) bad = "--log-eps needs a number"; break;
         case O_NORM:
-            if (!strcmp(optarg, "none")) p.normalize = SP_NORM_NONE;
-            else if (!strcmp(optarg, "clip")) p.normalize = SP_NORM_CLIP;
-            else bad = "--normalize is none or clip";
+            if (sp_norm_parse(optarg, &p.normalize)) bad = "--normalize is none or clip";
             break;
         case O_WISDOM: wisdom = optarg; break;
         case O_NOWISDOM: no_wisdom = 1; break;
         case O_TIMING: timing = 1; break;
         case O_SAMPLES: samples_only = 1; break;
         case O_FSYNC: sync = 1; break;
+        case O_TRUNC: allow_truncated = 1; break;
         case 'q': quiet = 1; break;
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return 0;
@@ -431,7 +411,7 @@ int main(int argc, char **argv)
     if (jobs > nin)
         jobs = nin;
     job J = {.stft = stft, .p = &p, .inputs = inputs, .outputs = outputs, .h5 = is_h5,
-             .samples_only = samples_only, .sync = sync,
+             .samples_only = samples_only, .sync = sync, .allow_truncated = allow_truncated,
              .start = start, .end = end};
     J.stage_time = calloc((size_t)jobs, sizeof *J.stage_time);
     J.failed = calloc((size_t)nin, sizeof *J.failed);

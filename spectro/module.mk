@@ -1,5 +1,5 @@
 # spectro: audio -> 16 kHz mono -> fixed length -> log spectrogram (library + command).
-spectro_SRCS := spectro/sp_decode.c spectro/sp_stft.c spectro/sp_process.c
+spectro_SRCS := spectro/sp_decode.c spectro/sp_stft.c spectro/sp_process.c spectro/sp_recipe.c
 spectro_LIB  := $(LIB)/libspectro.a
 $(spectro_LIB): $(call objs,$(spectro_SRCS))
 
@@ -10,7 +10,8 @@ $(OBJ)/spectro/sp_stft.o: CFLAGS += -ftree-vectorize -fno-math-errno
 spectro_LDLIBS := $(shell pkg-config --libs libavformat libavcodec libswresample libavutil fftw3f hdf5 2>/dev/null) -lm
 
 BINS += $(BIN)/spectro
-$(BIN)/spectro: $(OBJ)/spectro/main.o $(spectro_LIB) $(common_LIB)
+# The command writes its .h5 string attributes with store's helper (store/st_h5.h).
+$(BIN)/spectro: $(OBJ)/spectro/main.o $(spectro_LIB) $(LIB)/libstore.a $(common_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(spectro_LDLIBS)
 

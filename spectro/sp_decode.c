@@ -5,8 +5,11 @@
  * Reentrant: every call owns its contexts. */
 #include "spectro/spectro.h"
 
+#include "common/cm_media.h"
+
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,6 +24,9 @@
 
 void sp_set_ffmpeg_log(int verbose) { av_log_set_level(verbose ? AV_LOG_WARNING : AV_LOG_QUIET); }
 
+/* Longest declared duration reserved before decoding (10 min: 38 MB at 16 kHz). */
+#define SP_RESERVE_MAX_S 600
+
 typedef struct dec_state {
     AVFormatContext *fmt;
     AVCodecContext *cc;
@@ -33,6 +39,8 @@ typedef struct dec_state {
     int rate;    /* output rate */
     float *buf;  /* output samples */
     size_t n, cap;
+    const sp_read_opts *opts;
+    char cut_why[160];
 } dec_state;
 
 static const char *averr(int e, char *b, size_t n)
@@ -154,6 +162,34 @@ static int drain(dec_state *d, cm_err *err)
     }
 }
 
+/* Truncation (common/cm_media.h): the decoded audio against the duration the
+ * file declares for the audio stream and against the end of the requested
+ * segment. A file whose reading stopped early (a cut packet, a read error)
+ * but whose audio is not short by the margin still fails, with that reason,
+ * unless truncation is allowed. */
+static int check_coverage(dec_state *d, const AVStream *stream, const char *cut, cm_err *err)
+{
+    const sp_read_opts *o = d->opts;
+    double got = (double)d->n / d->rate;
+    cm_trunc t;
+    double declared = cm_av_declared_duration(d->fmt, stream);
+    cm_trunc_check(got, declared, &t);
+    if (t.truncated && !cm_trunc_check(got + cm_av_start_offset(stream), declared, NULL))
+        t.truncated = 0; /* the declared figure is an end time (cm_av_start_offset) */
+    if (!t.truncated && o->end > o->start && o->end >= 0) {
+        cm_trunc seg;
+        if (cm_trunc_check(got, o->end, &seg))
+            t = seg;
+    }
+    if (o->truncation)
+        *o->truncation = t;
+    if (o->allow_truncated)
+        return 0;
+    if (t.truncated)
+        return cm_trunc_error(&t, err);
+    return cut ? cm_err_set(err, "%s", cut) : 0;
+}
+
 static int decode_all(dec_state *d, const char *path, cm_err *err)
 {
     char b[128];
@@ -201,26 +237,33 @@ static int decode_all(dec_state *d, const char *path, cm_err *err)
     if (e < 0)
         return cm_err_set(err, "cannot open the %s decoder: %s", dec->name, averr(e, b, sizeof b));
 
-    /* room for the declared duration up front: no reallocation on the way */
+    /* room for the declared duration up front: no reallocation on the way
+     * (a header's claim decides at most SP_RESERVE_MAX_S; beyond, the buffer
+     * grows with the samples actually decoded) */
     double dur = stream->duration != AV_NOPTS_VALUE && stream->duration > 0
                      ? (double)stream->duration * av_q2d(stream->time_base)
                      : d->fmt->duration > 0 ? (double)d->fmt->duration / AV_TIME_BASE : 0;
-    if (dur > 0 && dur < 4 * 3600 && reserve(d, (size_t)(dur * d->rate * 1.01) + 16384, err) != 0)
+    if (dur > 0 && dur < SP_RESERVE_MAX_S && reserve(d, (size_t)(dur * d->rate * 1.01) + 16384, err) != 0)
         return -1;
 
+    const char *cut = NULL; /* why reading stopped before the end of the file */
     for (;;) {
         e = av_read_frame(d->fmt, d->pkt);
         if (e == AVERROR_EOF)
             break;
-        if (e < 0)
-            return cm_err_set(err, "truncated or unreadable file: %s", averr(e, b, sizeof b));
+        if (e < 0) {
+            snprintf(d->cut_why, sizeof d->cut_why, "truncated or unreadable file: %s", averr(e, b, sizeof b));
+            cut = d->cut_why;
+            break;
+        }
         if (d->pkt->stream_index != si) {
             av_packet_unref(d->pkt);
             continue;
         }
         if (d->pkt->flags & AV_PKT_FLAG_CORRUPT) {
             av_packet_unref(d->pkt);
-            return cm_err_set(err, "truncated or corrupt audio packet");
+            cut = "truncated or corrupt audio packet";
+            break;
         }
         e = avcodec_send_packet(d->cc, d->pkt);
         av_packet_unref(d->pkt);
@@ -235,29 +278,23 @@ static int decode_all(dec_state *d, const char *path, cm_err *err)
     if (drain(d, err) != 0 || swr_flush(d, err) != 0)
         return -1;
     if (d->n == 0)
-        return cm_err_set(err, "zero-length audio (no samples decoded)");
-    /* Truncation that the demuxer does not report as an error (a cut Matroska,
-     * MP3 with a frame count, ...): far less audio than the file declares. A
-     * duration estimated from the bitrate proves nothing and is not used. */
-    double declared = -1;
-    if (stream->duration != AV_NOPTS_VALUE && stream->duration > 0)
-        declared = (double)stream->duration * av_q2d(stream->time_base);
-    else if (d->fmt->duration != AV_NOPTS_VALUE && d->fmt->duration > 0 &&
-             d->fmt->duration_estimation_method != AVFMT_DURATION_FROM_BITRATE)
-        declared = (double)d->fmt->duration / AV_TIME_BASE;
-    double got = (double)d->n / d->rate;
-    if (declared > 0 && got < 0.9 * declared && declared - got > 0.25)
-        return cm_err_set(err, "truncated: %.2f s of audio decoded, the file declares %.2f s", got, declared);
-    return 0;
+        return cut ? cm_err_set(err, "%s", cut) : cm_err_set(err, "zero-length audio (no samples decoded)");
+    return check_coverage(d, stream, cut, err);
 }
 
-int sp_decode_audio(const char *path, int sample_rate, float **samples, size_t *n, cm_err *err)
+int sp_decode_audio(const char *path, int sample_rate, const sp_read_opts *opts, float **samples, size_t *n,
+                    cm_err *err)
 {
+    static const sp_read_opts defaults = {.end = -1};
     *samples = NULL;
     *n = 0;
+    if (!opts)
+        opts = &defaults;
+    if (opts->truncation)
+        memset(opts->truncation, 0, sizeof *opts->truncation);
     if (sample_rate <= 0)
         return cm_err_set(err, "bad sample rate %d", sample_rate);
-    dec_state d = {.rate = sample_rate};
+    dec_state d = {.rate = sample_rate, .opts = opts};
     int rc = decode_all(&d, path, err);
     swr_free(&d.swr);
     av_channel_layout_uninit(&d.in_layout);

@@ -4,9 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-int sp_process_file(const sp_stft *s, const char *path, double start, double end,
+int sp_process_file(const sp_stft *s, const char *path, const sp_read_opts *opts,
                     float **spec, size_t *bins, size_t *frames, cm_err *err)
 {
+    double start = opts ? opts->start : 0, end = opts ? opts->end : -1;
     const sp_params *p = sp_stft_params(s);
     *spec = NULL;
     float *x = NULL, *fixed = NULL, *out = NULL;
@@ -14,7 +15,7 @@ int sp_process_file(const sp_stft *s, const char *path, double start, double end
     size_t T = sp_num_frames(p, target), B = sp_num_bins(p);
     if (T == 0)
         return cm_err_set(err, "duration %g s is shorter than one window", p->duration);
-    if (sp_decode_audio(path, p->sample_rate, &x, &n, err) != 0)
+    if (sp_decode_audio(path, p->sample_rate, opts, &x, &n, err) != 0)
         return -1;
     fixed = malloc(target * sizeof *fixed);
     out = malloc(T * B * sizeof *out);

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "common/cm_err.h"
+#include "common/cm_media.h"
 
 typedef enum sp_window { SP_WINDOW_TUKEY25 = 0, SP_WINDOW_HANN = 1 } sp_window;
 typedef enum sp_scale { SP_SCALE_DENSITY = 0, SP_SCALE_MAGNITUDE = 1 } sp_scale;
@@ -29,15 +30,39 @@ typedef struct sp_params {
     sp_norm normalize; /* per-clip standardisation (x-mean)/(std+1e-9) */
 } sp_params;
 
+/* The recipe's vocabulary: one canonical name per choice, written in presets,
+ * the shards' recipe JSON and spectro's .h5 attributes: window "tukey25" |
+ * "hann", scale "density" | "magnitude", normalize "none" | "clip". The parsers
+ * also accept the older spellings "tukey" and "tukey0.25" (only here). */
+const char *sp_window_name(sp_window w);
+const char *sp_scale_name(sp_scale s);
+const char *sp_norm_name(sp_norm n);
+/* 0 and *out set, or -1 for an unknown name. */
+int sp_window_parse(const char *s, sp_window *out);
+int sp_scale_parse(const char *s, sp_scale *out);
+int sp_norm_parse(const char *s, sp_norm *out);
+
 /* The published recipe: 16 kHz, 10 s, 512/353, Tukey(0.25), density, detrend, log, no norm. */
 void sp_params_default(sp_params *p);
+
+/* How one file is read. {.end = -1} (or a NULL pointer) are the defaults. */
+typedef struct sp_read_opts {
+    double start, end;     /* the segment the audio must cover (end <= start or end < 0: the whole clip) */
+    int allow_truncated;   /* 1: audio that ends early is kept (the caller warns from *truncation) */
+    cm_trunc *truncation;  /* out, optional: the audio's coverage */
+} sp_read_opts;
 
 /* Decodes the first audio stream of `path`, downmixes to mono and resamples to
  * `sample_rate` with libswresample (flushed). *samples is malloc'd (free()),
  * *n > 0 on success. Errors: missing file, not media, no audio stream,
- * corrupt/truncated data with no decodable audio, zero-length audio.
- * err->msg does not include the path (the caller prefixes it). */
-int sp_decode_audio(const char *path, int sample_rate, float **samples, size_t *n, cm_err *err);
+ * corrupt data, zero-length audio, truncated: the decoded audio ends more
+ * than max(CM_TRUNC_MIN_S, CM_TRUNC_FRAC x expected) before the duration the
+ * file declares for the audio stream (cm_av_declared_duration) or before
+ * opts->end ("truncated: decoded 1.96 s of 8.17 s"), or reading stopped at a
+ * cut packet; kept when opts->allow_truncated. err->msg does not include the
+ * path (the caller prefixes it). */
+int sp_decode_audio(const char *path, int sample_rate, const sp_read_opts *opts, float **samples, size_t *n,
+                    cm_err *err);
 
 /* Takes the segment [start, end) seconds of x (end <= start or end < 0: the
  * whole signal; a segment beyond the end is clamped; an empty segment is an
@@ -62,10 +87,10 @@ void sp_stft_destroy(sp_stft *s);
  * Applies log and normalisation per the params. Thread-safe. */
 int sp_stft_compute(const sp_stft *s, const float *x, size_t n, float *out, cm_err *err);
 
-/* The whole pipeline for one file: decode, fix length to p->duration
- * (segment [start, end) first; pass start = 0, end = -1 for the whole clip),
- * spectrogram. *spec is malloc'd [*bins, *frames]. */
-int sp_process_file(const sp_stft *s, const char *path, double start, double end,
+/* The whole pipeline for one file: decode (opts as sp_decode_audio; NULL: the
+ * whole clip, strict), fix length to p->duration (segment [opts->start,
+ * opts->end) first), spectrogram. *spec is malloc'd [*bins, *frames]. */
+int sp_process_file(const sp_stft *s, const char *path, const sp_read_opts *opts,
                     float **spec, size_t *bins, size_t *frames, cm_err *err);
 
 /* ---- additions (spectro owner) ---- */

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <turbojpeg.h>
+#include "frames/frames.h"
 
 #include "train/loader.h"
 #include "train/loader_internal.h"
@@ -191,7 +191,7 @@ size_t ld_loader_batches(const ld_loader *l)
 }
 
 /* Reads and decodes position p into slot s, sample j. */
-static int load_item(ld_loader *l, tjhandle tj, size_t p, ld_slot *s, int j, cm_err *err)
+static int load_item(ld_loader *l, fr_jpeg *jd, size_t p, ld_slot *s, int j, cm_err *err)
 {
     size_t idx = l->order[p], k, loc;
     if (ld_data_locate(l->d, idx, &k, &loc) != 0)
@@ -230,26 +230,10 @@ static int load_item(ld_loader *l, tjhandle tj, size_t p, ld_slot *s, int j, cm_
         }
         for (int f = 0; f < l->F; f++) {
             ld_image *im = &s->img[j * l->F + f];
-            const unsigned char *jp = rec.jpeg_buf + rec.jpeg_off[f];
-            unsigned long len = (unsigned long)rec.jpeg_len[f];
-            int w = 0, h = 0, sub = 0, cs = 0;
-            if (tjDecompressHeader3(tj, jp, len, &w, &h, &sub, &cs) != 0 || w < 1 || h < 1) {
-                rc = cm_err_set(err, "%s: sample %s: frame %d: not a JPEG (%s)", base, rec.id, f, tjGetErrorStr2(tj));
-                goto out;
-            }
-            size_t need = (size_t)w * (size_t)h * 3;
-            if (need > im->cap) {
-                uint8_t *nb = realloc(im->rgb, need);
-                if (!nb) {
-                    rc = cm_err_set(err, "out of memory (image %dx%d)", w, h);
-                    goto out;
-                }
-                im->rgb = nb;
-                im->cap = need;
-            }
-            /* Warnings (truncated or corrupt data) count as errors too. */
-            if (tjDecompress2(tj, jp, len, im->rgb, w, 0, h, TJPF_RGB, 0) != 0) {
-                rc = cm_err_set(err, "%s: sample %s: frame %d: corrupt JPEG (%s)", base, rec.id, f, tjGetErrorStr2(tj));
+            int w = 0, h = 0;
+            if (fr_jpeg_decode(jd, rec.jpeg_buf + rec.jpeg_off[f], (size_t)rec.jpeg_len[f], &im->rgb, &im->cap, &w,
+                               &h, err) != 0) {
+                rc = cm_err_prefix(err, "%s: sample %s: frame %d", base, rec.id, f);
                 goto out;
             }
             im->w = w;
@@ -310,7 +294,7 @@ static void *worker_main(void *arg)
 {
     ld_worker *w = arg;
     ld_loader *l = w->l;
-    tjhandle tj = l->o.need_visual ? tjInitDecompress() : NULL;
+    fr_jpeg *tj = l->o.need_visual ? fr_jpeg_create(NULL) : NULL;
     pthread_mutex_lock(&l->mu);
     for (;;) {
         if (l->stop || l->next_item >= l->end_item)
@@ -353,8 +337,7 @@ static void *worker_main(void *arg)
         }
     }
     pthread_mutex_unlock(&l->mu);
-    if (tj)
-        tjDestroy(tj);
+    fr_jpeg_destroy(tj);
     return NULL;
 }
 

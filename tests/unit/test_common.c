@@ -143,3 +143,44 @@ Test(file, outputs_are_world_readable, .init = mkdir_tmp)
     cr_assert_eq(stat(path, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0644, "mode %o", st.st_mode & 0777);
 }
+
+/* ---- cm_parse, cm_media ---- */
+#include <math.h>
+
+#include "common/cm_media.h"
+#include "common/cm_parse.h"
+
+Test(cm_parse, whole_string_in_range)
+{
+    int i = 7;
+    double d = 7;
+    cr_expect_eq(cm_parse_int("42", 1, 100, &i), 0);
+    cr_expect_eq(i, 42);
+    cr_expect_eq(cm_parse_int("101", 1, 100, &i), -1);
+    cr_expect_eq(cm_parse_int("4x", 1, 100, &i), -1);
+    cr_expect_eq(cm_parse_int("", 1, 100, &i), -1);
+    cr_expect_eq(cm_parse_int("99999999999", -100, 100000000000L, &i), -1); /* not an int */
+    cr_expect_eq(i, 42);
+    cr_expect_eq(cm_parse_double("2.5", 0, 10, &d), 0);
+    cr_expect_eq(d, 2.5);
+    cr_expect_eq(cm_parse_double("nan", -INFINITY, INFINITY, &d), -1);
+    cr_expect_eq(cm_parse_double("-1", 0, 10, &d), -1);
+    cr_expect_eq(cm_parse_double("1e999", -INFINITY, INFINITY, &d), -1); /* overflow: ERANGE */
+    cr_expect_eq(cm_parse_double("3 ", 0, 10, &d), -1);
+    cr_expect_eq(d, 2.5);
+}
+
+Test(cm_media, truncation_margin)
+{
+    cm_trunc t;
+    cr_expect_eq(cm_trunc_check(1.96, 8.17, &t), 1);
+    char b[96];
+    cm_trunc_format(&t, b, sizeof b);
+    cr_expect_str_eq(b, "truncated: decoded 1.96 s of 8.17 s");
+    cr_expect_eq(cm_trunc_check(2.6, 3.0, NULL), 0);   /* 0.4 s short of 3 s: within 0.5 s */
+    cr_expect_eq(cm_trunc_check(2.4, 3.0, NULL), 1);   /* 0.6 s */
+    cr_expect_eq(cm_trunc_check(96.0, 100.0, NULL), 0); /* 4 % of a long clip */
+    cr_expect_eq(cm_trunc_check(94.0, 100.0, NULL), 1); /* 6 % */
+    cr_expect_eq(cm_trunc_check(1.0, -1, &t), 0);      /* nothing declared */
+    cr_expect_eq(t.measured, 0);
+}

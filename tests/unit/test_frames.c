@@ -171,3 +171,73 @@ Test(frames, bad_inputs)
     req.count = FR_MAX_FRAMES + 1;
     cr_assert(fr_extract("/tmp", &req, imgs, &n, &err) == -1);
 }
+
+Test(frames, picture_size_bound)
+{
+    cm_err err;
+    cr_expect_eq(fr_check_size(8192, 4320, &err), 0);
+    cr_expect_eq(fr_check_size(30000, 30000, &err), -1);
+    cr_expect(strstr(err.msg, "30000x30000 is over the limit") != NULL, "%s", err.msg);
+    /* an enlarging --short-side is bounded too */
+    AVFrame *f = av_frame_alloc();
+    f->format = AV_PIX_FMT_YUV420P;
+    f->width = 64;
+    f->height = 48;
+    cr_assert_eq(av_frame_get_buffer(f, 0), 0);
+    fr_image img;
+    fr_orient id = {0};
+    cr_expect_eq(fr_frame_to_image(f, id, 65536, &img, &err), -1);
+    cr_expect(strstr(err.msg, "over the limit") != NULL, "%s", err.msg);
+    av_frame_free(&f);
+}
+
+Test(frames, jpeg_decode_round_trip_and_bounds)
+{
+    cm_err err;
+    fr_jpeg *j = fr_jpeg_create(&err);
+    cr_assert(j);
+    fr_image img = {.width = 40, .height = 24};
+    img.rgb = malloc(40 * 24 * 3);
+    for (int i = 0; i < 40 * 24 * 3; i++)
+        img.rgb[i] = (uint8_t)(i * 7);
+    uint8_t *jp = NULL, *rgb = NULL;
+    size_t n = 0, cap = 0;
+    cr_assert_eq(fr_jpeg_encode(j, &img, 95, &jp, &n, &err), 0, "%s", err.msg);
+    int w = 0, h = 0;
+    cr_assert_eq(fr_jpeg_decode(j, jp, n, &rgb, &cap, &w, &h, &err), 0, "%s", err.msg);
+    cr_expect(w == 40 && h == 24 && cap >= 40 * 24 * 3);
+    /* the same as TurboJPEG's own decoder */
+    tjhandle t = tjInitDecompress();
+    uint8_t *ref = malloc(40 * 24 * 3);
+    cr_assert_eq(tjDecompress2(t, jp, n, ref, 40, 0, 24, TJPF_RGB, 0), 0);
+    cr_expect_arr_eq(ref, rgb, 40 * 24 * 3);
+    tjDestroy(t);
+    free(ref);
+    /* a header patched to 30000x30000 (SOF0 height/width): refused before allocating */
+    size_t k;
+    for (k = 2; k + 8 < n; k++)
+        if (jp[k] == 0xFF && jp[k + 1] == 0xC0)
+            break;
+    cr_assert(k + 8 < n);
+    jp[k + 5] = 30000 >> 8;
+    jp[k + 6] = 30000 & 0xff;
+    jp[k + 7] = 30000 >> 8;
+    jp[k + 8] = 30000 & 0xff;
+    size_t cap0 = cap;
+    cr_expect_eq(fr_jpeg_decode(j, jp, n, &rgb, &cap, &w, &h, &err), -1);
+    cr_expect(strstr(err.msg, "JPEG: frame size 30000x30000 is over the limit") != NULL, "%s", err.msg);
+    cr_expect_eq(cap, cap0);
+    /* not a JPEG; cut short */
+    uint8_t junk[16] = {1, 2, 3};
+    cr_expect_eq(fr_jpeg_decode(j, junk, sizeof junk, &rgb, &cap, &w, &h, &err), -1);
+    cr_expect(strstr(err.msg, "not a JPEG") != NULL, "%s", err.msg);
+    free(jp);
+    jp = NULL;
+    cr_assert_eq(fr_jpeg_encode(j, &img, 95, &jp, &n, &err), 0);
+    cr_expect_eq(fr_jpeg_decode(j, jp, n / 2, &rgb, &cap, &w, &h, &err), -1);
+    cr_expect(strstr(err.msg, "JPEG") != NULL, "%s", err.msg);
+    free(jp);
+    free(rgb);
+    free(img.rgb);
+    fr_jpeg_destroy(j);
+}

@@ -484,13 +484,13 @@ Test(decode, wav_16k_mono_is_exact, .init = mk_tmpdir, .fini = rm_tmpdir)
     float *x;
     size_t n;
     cm_err err;
-    cr_assert_eq(sp_decode_audio(path, 16000, &x, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(sp_decode_audio(path, 16000, NULL, &x, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 3000);
     for (int i = 0; i < 3000; i++)
         cr_assert(x[i] == (float)s[i] / 32768.0f, "sample %d: %g", i, x[i]);
     free(x);
     /* resampled to 8 kHz: half as many samples (flushed resampler) */
-    cr_assert_eq(sp_decode_audio(path, 8000, &x, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(sp_decode_audio(path, 8000, NULL, &x, &n, &err), 0, "%s", err.msg);
     cr_expect_eq(n, 1500);
     free(x);
 }
@@ -500,7 +500,7 @@ static void expect_decode_error(const char *path, const char *what)
     float *x = (float *)1;
     size_t n = 7;
     cm_err err = {{0}};
-    cr_expect_eq(sp_decode_audio(path, 16000, &x, &n, &err), -1, "%s decoded", path);
+    cr_expect_eq(sp_decode_audio(path, 16000, NULL, &x, &n, &err), -1, "%s decoded", path);
     cr_expect_null(x);
     cr_expect_eq(n, 0);
     cr_expect(strstr(err.msg, what) != NULL, "%s: message '%s' lacks '%s'", path, err.msg, what);
@@ -549,13 +549,18 @@ Test(process, whole_pipeline_shape, .init = mk_tmpdir, .fini = rm_tmpdir)
     sp_stft *st = sp_stft_create(&p, NULL, &err);
     float *spec;
     size_t B, T;
-    cr_assert_eq(sp_process_file(st, path, 0, -1, &spec, &B, &T, &err), 0, "%s", err.msg);
+    cr_assert_eq(sp_process_file(st, path, NULL, &spec, &B, &T, &err), 0, "%s", err.msg);
     cr_expect_eq(B, 257);
     cr_expect_eq(T, 299);
     for (size_t i = 0; i < B * T; i++)
         cr_assert(isfinite(spec[i]));
     free(spec);
-    cr_expect_eq(sp_process_file(st, path, 5, 6, &spec, &B, &T, &err), -1);
+    /* a segment past the end of the audio: truncated (issue 13); kept, it is empty */
+    sp_read_opts seg = {.start = 5, .end = 6};
+    cr_expect_eq(sp_process_file(st, path, &seg, &spec, &B, &T, &err), -1);
+    cr_expect(strstr(err.msg, "truncated: decoded 0.25 s of 6.00 s") != NULL, "%s", err.msg);
+    seg.allow_truncated = 1;
+    cr_expect_eq(sp_process_file(st, path, &seg, &spec, &B, &T, &err), -1);
     cr_expect(strstr(err.msg, "empty segment") != NULL, "%s", err.msg);
     sp_stft_destroy(st);
 }
