@@ -269,13 +269,19 @@ done:
     pthread_mutex_unlock(&J->lock);
 }
 
-int main(int argc, char **argv)
-{
+/* The command line, parsed. */
+typedef struct cli {
     sp_params p;
-    sp_params_default(&p);
-    const char *out = NULL, *wisdom = NULL;
-    int jobs = 0, no_wisdom = 0, timing = 0, quiet = 0, verbose = 0, samples_only = 0, sync = 0, allow_truncated = 0;
-    double start = 0, end = -1;
+    const char *out, *wisdom;
+    int jobs, no_wisdom, timing, quiet, verbose, samples_only, sync, allow_truncated;
+    double start, end;
+    int nin;
+    char **inputs;
+} cli;
+
+/* Options into c: 0, 1 for --help (printed), 2 for a usage error (printed). */
+static int parse_args(int argc, char **argv, cli *c)
+{
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"jobs", required_argument, 0, 'j'},
         {"sample-rate", required_argument, 0, O_SR}, {"duration", required_argument, 0, O_DUR},
@@ -289,39 +295,34 @@ int main(int argc, char **argv)
         {"fsync", no_argument, 0, O_FSYNC}, {"allow-truncated", no_argument, 0, O_TRUNC},
         {"quiet", no_argument, 0, 'q'},
         {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
+    sp_params *p = &c->p;
+    int o;
     const char *bad = NULL;
-    while ((c = getopt_long(argc, argv, "o:j:qvh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'j': if (cm_parse_int(optarg, 1, INT_MAX, &jobs)) bad = "-j needs a positive integer"; break;
-        case O_SR: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p.sample_rate)) bad = "--sample-rate needs an integer"; break;
-        case O_DUR: if (cm_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &p.duration)) bad = "--duration needs a number"; break;
-        case O_START: if (cm_parse_double(optarg, 0, HUGE_VAL, &start)) bad = "--start needs a number >= 0"; break;
-        case O_END: if (cm_parse_double(optarg, 0, HUGE_VAL, &end)) bad = "--end needs a number >= 0"; break;
-        case O_WIN: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p.window)) bad = "--window needs an integer"; break;
-        case O_OVL: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p.overlap)) bad = "--overlap needs an integer"; break;
-        case O_WFN:
-            if (sp_window_parse(optarg, &p.window_kind)) bad = "--window-fn is tukey25 or hann";
-            break;
-        case O_SCALE:
-            if (sp_scale_parse(optarg, &p.scale)) bad = "--scale is density or magnitude";
-            break;
-        case O_NODET: p.detrend = 0; break;
-        case O_NOLOG: p.log = 0; break;
-        case O_EPS: if (cm_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &p.log_eps)) bad = "--log-eps needs a number"; break;
-        case O_NORM:
-            if (sp_norm_parse(optarg, &p.normalize)) bad = "--normalize is none or clip";
-            break;
-        case O_WISDOM: wisdom = optarg; break;
-        case O_NOWISDOM: no_wisdom = 1; break;
-        case O_TIMING: timing = 1; break;
-        case O_SAMPLES: samples_only = 1; break;
-        case O_FSYNC: sync = 1; break;
-        case O_TRUNC: allow_truncated = 1; break;
-        case 'q': quiet = 1; break;
-        case 'v': verbose = 1; break;
-        case 'h': usage(stdout); return 0;
+    while ((o = getopt_long(argc, argv, "o:j:qvh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'o': c->out = optarg; break;
+        case 'j': if (cm_parse_int(optarg, 1, INT_MAX, &c->jobs)) bad = "-j needs a positive integer"; break;
+        case O_SR: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p->sample_rate)) bad = "--sample-rate needs an integer"; break;
+        case O_DUR: if (cm_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &p->duration)) bad = "--duration needs a number"; break;
+        case O_START: if (cm_parse_double(optarg, 0, HUGE_VAL, &c->start)) bad = "--start needs a number >= 0"; break;
+        case O_END: if (cm_parse_double(optarg, 0, HUGE_VAL, &c->end)) bad = "--end needs a number >= 0"; break;
+        case O_WIN: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p->window)) bad = "--window needs an integer"; break;
+        case O_OVL: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p->overlap)) bad = "--overlap needs an integer"; break;
+        case O_WFN: if (sp_window_parse(optarg, &p->window_kind)) bad = "--window-fn is tukey25 or hann"; break;
+        case O_SCALE: if (sp_scale_parse(optarg, &p->scale)) bad = "--scale is density or magnitude"; break;
+        case O_NODET: p->detrend = 0; break;
+        case O_NOLOG: p->log = 0; break;
+        case O_EPS: if (cm_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &p->log_eps)) bad = "--log-eps needs a number"; break;
+        case O_NORM: if (sp_norm_parse(optarg, &p->normalize)) bad = "--normalize is none or clip"; break;
+        case O_WISDOM: c->wisdom = optarg; break;
+        case O_NOWISDOM: c->no_wisdom = 1; break;
+        case O_TIMING: c->timing = 1; break;
+        case O_SAMPLES: c->samples_only = 1; break;
+        case O_FSYNC: c->sync = 1; break;
+        case O_TRUNC: c->allow_truncated = 1; break;
+        case 'q': c->quiet = 1; break;
+        case 'v': c->verbose = 1; break;
+        case 'h': usage(stdout); return 1;
         default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;
         }
         if (bad) {
@@ -329,107 +330,181 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    int nin = argc - optind;
-    char **inputs = argv + optind;
+    c->nin = argc - optind;
+    c->inputs = argv + optind;
+    return 0;
+}
+
+/* Usage errors of a parsed command line: 0, or 2 (printed). */
+static int check_args(const cli *c)
+{
     cm_err err = {{0}};
-    if (nin < 1 || !out) {
-        fprintf(stderr, "spectro: %s\nTry 'spectro --help'.\n", nin < 1 ? "no input" : "no output (-o OUT)");
+    if (c->nin < 1 || !c->out) {
+        fprintf(stderr, "spectro: %s\nTry 'spectro --help'.\n", c->nin < 1 ? "no input" : "no output (-o OUT)");
         return 2;
     }
-    if (end >= 0 && end <= start) {
+    if (c->end >= 0 && c->end <= c->start) {
         fprintf(stderr, "spectro: --end must be greater than --start\n");
         return 2;
     }
-    if (sp_params_check(&p, &err) != 0) {
+    if (sp_params_check(&c->p, &err) != 0) {
         fprintf(stderr, "spectro: %s\n", err.msg);
         return 2;
     }
-    if (sp_target_samples(&p) < (size_t)p.window) {
-        fprintf(stderr, "spectro: --duration %g s is shorter than one window\n", p.duration);
+    if (sp_target_samples(&c->p) < (size_t)c->p.window) {
+        fprintf(stderr, "spectro: --duration %g s is shorter than one window\n", c->p.duration);
         return 2;
     }
-    int is_npy = cm_has_suffix(out, ".npy"), is_h5 = cm_has_suffix(out, ".h5");
-    if ((is_npy || is_h5) && nin != 1) {
-        fprintf(stderr, "spectro: %d inputs need a folder as OUT, not a %s file\n", nin, is_npy ? ".npy" : ".h5");
+    int is_npy = cm_has_suffix(c->out, ".npy"), is_h5 = cm_has_suffix(c->out, ".h5");
+    if ((is_npy || is_h5) && c->nin != 1) {
+        fprintf(stderr, "spectro: %d inputs need a folder as OUT, not a %s file\n", c->nin, is_npy ? ".npy" : ".h5");
         return 2;
     }
-    if (samples_only && is_h5) {
+    if (c->samples_only && is_h5) {
         fprintf(stderr, "spectro: --samples writes .npy files only\n");
         return 2;
     }
-    char **outputs = calloc((size_t)nin, sizeof *outputs);
-    if (!outputs)
-        return 1;
-    if (is_npy || is_h5) {
-        outputs[0] = strdup(out);
-    } else {
-        if (cm_is_file(out)) {
-            fprintf(stderr, "spectro: %s: exists and is not a folder (use .npy or .h5 for one file)\n", out);
-            return 2;
-        }
-        for (int i = 0; i < nin; i++) {
-            char base[CM_PATH_MAX / 2];
-            cm_basename_noext(base, sizeof base, inputs[i]);
-            size_t len = strlen(out) + strlen(base) + 8;
-            outputs[i] = malloc(len);
-            if (!outputs[i])
-                return 1;
-            snprintf(outputs[i], len, "%s/%s.npy", out, base);
-            for (int k = 0; k < i; k++)
-                if (!strcmp(outputs[k], outputs[i])) {
-                    fprintf(stderr, "spectro: %s and %s would both write %s\n", inputs[k], inputs[i], outputs[i]);
-                    return 2;
-                }
-        }
-        if (cm_mkdirs(out, &err) != 0) {
-            fprintf(stderr, "spectro: %s\n", err.msg);
-            return 1;
-        }
+    if (!is_npy && !is_h5 && cm_is_file(c->out)) {
+        fprintf(stderr, "spectro: %s: exists and is not a folder (use .npy or .h5 for one file)\n", c->out);
+        return 2;
     }
+    return 0;
+}
 
-    sp_set_ffmpeg_log(verbose);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+static void free_outputs(char **outputs, int n)
+{
+    if (!outputs)
+        return;
+    for (int i = 0; i < n; i++)
+        free(outputs[i]);
+    free(outputs);
+}
 
+/* The output path of each input (OUT itself, or OUT/<name>.npy, the folder
+ * created). NULL with *rc = 1 (out of memory, folder) or 2 (two inputs, one
+ * output name), printed. */
+static char **plan_outputs(const cli *c, int *rc)
+{
+    cm_err err = {{0}};
+    *rc = 1;
+    char **outputs = calloc((size_t)c->nin, sizeof *outputs);
+    if (!outputs)
+        return NULL;
+    if (cm_has_suffix(c->out, ".npy") || cm_has_suffix(c->out, ".h5")) {
+        if (!(outputs[0] = strdup(c->out))) {
+            free(outputs);
+            return NULL;
+        }
+        return outputs;
+    }
+    for (int i = 0; i < c->nin; i++) {
+        char base[CM_PATH_MAX / 2];
+        cm_basename_noext(base, sizeof base, c->inputs[i]);
+        size_t len = strlen(c->out) + strlen(base) + 8;
+        if (!(outputs[i] = malloc(len))) {
+            free_outputs(outputs, c->nin);
+            return NULL;
+        }
+        snprintf(outputs[i], len, "%s/%s.npy", c->out, base);
+        for (int k = 0; k < i; k++)
+            if (!strcmp(outputs[k], outputs[i])) {
+                fprintf(stderr, "spectro: %s and %s would both write %s\n", c->inputs[k], c->inputs[i], outputs[i]);
+                free_outputs(outputs, c->nin);
+                *rc = 2;
+                return NULL;
+            }
+    }
+    if (cm_mkdirs(c->out, &err) != 0) {
+        fprintf(stderr, "spectro: %s\n", err.msg);
+        free_outputs(outputs, c->nin);
+        return NULL;
+    }
+    return outputs;
+}
+
+/* Plans the transform (wisdom per the options); *tplan: seconds spent. */
+static sp_stft *make_stft(const cli *c, double *tplan)
+{
+    cm_err err = {{0}};
     char wpath[CM_PATH_MAX];
     const char *wp = NULL;
-    if (!no_wisdom) {
-        if (wisdom)
-            wp = wisdom;
+    if (!c->no_wisdom) {
+        if (c->wisdom)
+            wp = c->wisdom;
         else if (sp_default_wisdom_path(wpath, sizeof wpath) == 0)
             wp = wpath;
     }
-    double tplan = cm_now();
-    sp_stft *stft = sp_stft_create(&p, wp, &err);
-    tplan = cm_now() - tplan;
-    if (!stft) {
+    double t0 = cm_now();
+    sp_stft *stft = sp_stft_create(&c->p, wp, &err);
+    *tplan = cm_now() - t0;
+    if (!stft)
         fprintf(stderr, "spectro: %s\n", err.msg);
-        return 1;
-    }
+    return stft;
+}
 
-    if (jobs <= 0)
-        jobs = cm_ncpu();
+static void job_free(job *J, int jobs)
+{
+    for (int w = 0; w < jobs; w++) {
+        if (J->fixed)
+            free(J->fixed[w]);
+        if (J->spec)
+            free(J->spec[w]);
+    }
+    free(J->fixed);
+    free(J->spec);
+    free(J->stage_time);
+    free(J->failed);
+}
+
+/* The per-worker scratch of a job: 0, or -1 (out of memory). */
+static int job_alloc(job *J, const sp_params *p, int jobs, int nin)
+{
+    J->stage_time = calloc((size_t)jobs, sizeof *J->stage_time);
+    J->failed = calloc((size_t)nin, sizeof *J->failed);
+    J->fixed = calloc((size_t)jobs, sizeof *J->fixed);
+    J->spec = calloc((size_t)jobs, sizeof *J->spec);
+    if (!J->stage_time || !J->failed || !J->fixed || !J->spec)
+        return -1;
+    size_t target = sp_target_samples(p);
+    for (int w = 0; w < jobs; w++) {
+        J->fixed[w] = malloc(target * sizeof(float));
+        J->spec[w] = malloc(sp_num_frames(p, target) * sp_num_bins(p) * sizeof(float));
+        if (!J->fixed[w] || !J->spec[w])
+            return -1;
+    }
+    return 0;
+}
+
+static void print_timing(const job *J, int nin, int jobs, double wall, double tplan)
+{
+    size_t ok = (size_t)nin - J->nfailed;
+    fprintf(stderr, "spectro: timing: %d inputs (%zu ok), %d jobs, wall %.3f s, plan %.1f ms\n", nin, ok, jobs, wall,
+            tplan * 1e3);
+    for (int s = 0; s < NSTAGE; s++) {
+        double tot = 0;
+        for (int w = 0; w < jobs; w++)
+            tot += J->stage_time[w][s];
+        fprintf(stderr, "spectro: timing: %-12s %9.3f ms total, %8.3f ms per input\n", stage_names[s], tot * 1e3,
+                ok ? tot * 1e3 / (double)ok : 0.0);
+    }
+}
+
+/* Every input through the workers; the exit status (0, or 1 when some failed). */
+static int run_inputs(const cli *c, const sp_stft *stft, char **outputs, double tplan)
+{
+    int nin = c->nin, jobs = c->jobs > 0 ? c->jobs : cm_ncpu();
     if (jobs > nin)
         jobs = nin;
-    job J = {.stft = stft, .p = &p, .inputs = inputs, .outputs = outputs, .h5 = is_h5,
-             .samples_only = samples_only, .sync = sync, .allow_truncated = allow_truncated,
-             .start = start, .end = end};
-    J.stage_time = calloc((size_t)jobs, sizeof *J.stage_time);
-    J.failed = calloc((size_t)nin, sizeof *J.failed);
-    J.fixed = calloc((size_t)jobs, sizeof *J.fixed);
-    J.spec = calloc((size_t)jobs, sizeof *J.spec);
-    if (!J.stage_time || !J.failed || !J.fixed || !J.spec)
+    job J = {.stft = stft, .p = &c->p, .inputs = c->inputs, .outputs = outputs,
+             .h5 = cm_has_suffix(c->out, ".h5"), .samples_only = c->samples_only, .sync = c->sync,
+             .allow_truncated = c->allow_truncated, .start = c->start, .end = c->end};
+    if (job_alloc(&J, &c->p, jobs, nin) != 0) {
+        fprintf(stderr, "spectro: out of memory\n");
+        job_free(&J, jobs);
         return 1;
-    for (int w = 0; w < jobs; w++) {
-        size_t target = sp_target_samples(&p);
-        J.fixed[w] = malloc(target * sizeof(float));
-        J.spec[w] = malloc(sp_num_frames(&p, target) * sp_num_bins(&p) * sizeof(float));
-        if (!J.fixed[w] || !J.spec[w]) {
-            fprintf(stderr, "spectro: out of memory\n");
-            return 1;
-        }
     }
     pthread_mutex_init(&J.lock, NULL);
-    if (!quiet && nin > 1 && isatty(STDERR_FILENO))
+    if (!c->quiet && nin > 1 && isatty(STDERR_FILENO))
         J.progress = cm_progress_create(stderr, "spectro", (size_t)nin, 0.5);
     double t0 = cm_now();
     cm_parallel_for((size_t)nin, jobs, process_one, &J);
@@ -438,31 +513,32 @@ int main(int argc, char **argv)
         cm_progress_finish(J.progress, J.done, J.nfailed, NULL);
         cm_progress_destroy(J.progress);
     }
-    if (timing) {
-        size_t ok = (size_t)nin - J.nfailed;
-        fprintf(stderr, "spectro: timing: %d inputs (%zu ok), %d jobs, wall %.3f s, plan %.1f ms\n", nin, ok,
-                jobs, wall, tplan * 1e3);
-        for (int s = 0; s < NSTAGE; s++) {
-            double tot = 0;
-            for (int w = 0; w < jobs; w++)
-                tot += J.stage_time[w][s];
-            fprintf(stderr, "spectro: timing: %-12s %9.3f ms total, %8.3f ms per input\n", stage_names[s],
-                    tot * 1e3, ok ? tot * 1e3 / (double)ok : 0.0);
-        }
-    }
+    if (c->timing)
+        print_timing(&J, nin, jobs, wall, tplan);
     int rc = J.nfailed ? 1 : 0;
-    sp_stft_destroy(stft);
-    for (int i = 0; i < nin; i++)
-        free(outputs[i]);
-    free(outputs);
-    for (int w = 0; w < jobs; w++) {
-        free(J.fixed[w]);
-        free(J.spec[w]);
-    }
-    free(J.fixed);
-    free(J.spec);
-    free(J.stage_time);
-    free(J.failed);
     pthread_mutex_destroy(&J.lock);
+    job_free(&J, jobs);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    cli c = {.end = -1};
+    sp_params_default(&c.p);
+    int rc = parse_args(argc, argv, &c);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
+    if ((rc = check_args(&c)) != 0)
+        return rc;
+    char **outputs = plan_outputs(&c, &rc);
+    if (!outputs)
+        return rc;
+    sp_set_ffmpeg_log(c.verbose);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    double tplan = 0;
+    sp_stft *stft = make_stft(&c, &tplan);
+    rc = stft ? run_inputs(&c, stft, outputs, tplan) : 1;
+    sp_stft_destroy(stft);
+    free_outputs(outputs, c.nin);
     return rc;
 }
