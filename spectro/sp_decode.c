@@ -176,6 +176,8 @@ static int check_coverage(dec_state *d, const AVStream *stream, const char *cut,
     cm_trunc_check(got, declared, &t);
     if (t.truncated && !cm_trunc_check(got + cm_av_start_offset(stream), declared, NULL))
         t.truncated = 0; /* the declared figure is an end time (cm_av_start_offset) */
+    if (!t.truncated && o->end > o->start && o->start >= got) /* nothing of the segment: not a cut file */
+        return cm_err_set(err, "empty segment [%g, %g) s of %.3f s of audio", o->start, o->end, got);
     if (!t.truncated && o->end > o->start && o->end >= 0) {
         cm_trunc seg;
         if (cm_trunc_check(got, o->end, &seg))
