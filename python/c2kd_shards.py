@@ -174,6 +174,20 @@ def _record_crc(s, j, jpegs):
     return c
 
 
+def _check_strings(f, ver, name):
+    """Version 2 stores every string fixed-length: a variable-length one (read through
+    libhdf5's global heap, unsafe on damaged files) is refused before it is read."""
+    if ver < 2:
+        return
+    objs = [(f"attribute {k}", f.attrs.get_id(k).dtype) for k in f.attrs]
+    if "id" in f:
+        objs.append(("dataset id", f["id"].dtype))
+    for what, dt in objs:
+        info = h5py.check_string_dtype(dt)
+        if info is not None and info.length is None:
+            raise ShardError(f"{name}: {what}: variable-length string not accepted in format version {ver}")
+
+
 class _Shard:
     """Metadata of one shard (read once, small) and its lazily opened file."""
 
@@ -187,9 +201,14 @@ class _Shard:
             raise ShardError(f"{self.name}: cannot open ({e})") from None
         with f:
             a = f.attrs
+            try:
+                ver = int(a.get("version", 0))
+            except (TypeError, ValueError):
+                ver = 0
+            if 1 <= ver <= VERSION:
+                _check_strings(f, ver, self.name)
             if _str(a.get("format", "")) != FORMAT:
                 raise ShardError(f"{self.name}: not a {FORMAT} file (attribute format)")
-            ver = int(a.get("version", 0))
             if ver < 1 or ver > VERSION:
                 raise ShardError(f"{self.name}: unsupported format version {ver}")
             try:

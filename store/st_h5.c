@@ -77,12 +77,41 @@ hid_t st_vlen_utf8(void)
     return vlen_utf8();
 }
 
-int st_attr_str(hid_t loc, const char *name, const char *value)
+hid_t st_fixed_utf8(size_t len)
 {
-    hid_t t = vlen_utf8();
-    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0)
+        return t;
+    if (H5Tset_size(t, len ? len : 1) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0 ||
+        H5Tset_strpad(t, H5T_STR_NULLPAD) < 0) {
+        H5Tclose(t);
+        return -1;
+    }
+    return t;
+}
+
+int st_attr_get_int(hid_t loc, const char *name, int64_t *v)
+{
+    if (H5Aexists(loc, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t sp = a >= 0 ? H5Aget_space(a) : -1, ft = a >= 0 ? H5Aget_type(a) : -1;
+    int ok = sp >= 0 && ft >= 0 && H5Tget_class(ft) == H5T_INTEGER && H5Sget_simple_extent_npoints(sp) == 1 &&
+             H5Aread(a, H5T_NATIVE_INT64, v) >= 0;
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (a >= 0)
+        H5Aclose(a);
+    return ok ? 0 : -1;
+}
+
+/* Writes attribute `name` of type t and dataspace sp from buf; closes t and sp. */
+static int attr_put(hid_t loc, const char *name, hid_t t, hid_t sp, const void *buf)
+{
     hid_t a = (t >= 0 && sp >= 0) ? H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    int ok = a >= 0 && H5Awrite(a, t, &value) >= 0;
+    int ok = a >= 0 && (!buf || H5Awrite(a, t, buf) >= 0);
     if (a >= 0 && H5Aclose(a) < 0)
         ok = 0;
     if (sp >= 0)
@@ -90,6 +119,35 @@ int st_attr_str(hid_t loc, const char *name, const char *value)
     if (t >= 0)
         H5Tclose(t);
     return ok ? 0 : -1;
+}
+
+int st_attr_str(hid_t loc, const char *name, const char *value)
+{
+    size_t len = strlen(value);
+    char *buf = calloc(1, len + 1);
+    if (!buf)
+        return -1;
+    memcpy(buf, value, len);
+    int rc = attr_put(loc, name, st_fixed_utf8(len), H5Screate(H5S_SCALAR), buf);
+    free(buf);
+    return rc;
+}
+
+int st_attr_strs(hid_t loc, const char *name, char *const *v, int n)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        if (strlen(v[i]) > len)
+            len = strlen(v[i]);
+    char *buf = calloc(n > 0 ? (size_t)n : 1, len);
+    if (!buf)
+        return -1;
+    for (int i = 0; i < n; i++)
+        memcpy(buf + (size_t)i * len, v[i], strlen(v[i]));
+    hsize_t d = (hsize_t)n;
+    int rc = attr_put(loc, name, st_fixed_utf8(len), H5Screate_simple(1, &d, NULL), n > 0 ? buf : NULL);
+    free(buf);
+    return rc;
 }
 
 /* The memory type reading string type ft: same character set (HDF5 converts
@@ -111,39 +169,91 @@ hid_t st_str_memtype(hid_t ft)
     return mt;
 }
 
-char *st_attr_get_str(hid_t loc, const char *name)
+int st_str_type_check(hid_t ft, const char *what, const char *refuse_vlen, size_t max_len, cm_err *err)
 {
-    if (H5Aexists(loc, name) <= 0)
+    if (ft < 0 || H5Tget_class(ft) != H5T_STRING)
+        return cm_err_set(err, "%s: not a string", what);
+    htri_t vl = H5Tis_variable_str(ft);
+    if (vl < 0)
+        return cm_err_set(err, "%s: unreadable string type", what);
+    if (vl > 0 && refuse_vlen)
+        return cm_err_set(err, "%s: variable-length string not accepted %s", what, refuse_vlen);
+    size_t sz = vl > 0 ? 0 : H5Tget_size(ft);
+    if (vl == 0 && (sz == 0 || sz > max_len))
+        return cm_err_set(err, "%s: fixed-length string of %zu bytes (at most %zu)", what, sz, max_len);
+    return 0;
+}
+
+const char *st_vlen_refusal(hid_t loc, const char *version_attr, int64_t first_fixed, char *buf, size_t n)
+{
+    int64_t v = 0;
+    if (st_attr_get_int(loc, version_attr, &v) != 0 || v < first_fixed)
         return NULL;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0)
-        return NULL;
-    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
-    char *out = NULL;
-    if (ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING && H5Sget_simple_extent_npoints(sp) == 1) {
-        hid_t mt = st_str_memtype(ft);
-        if (mt >= 0 && H5Tis_variable_str(ft) > 0) {
-            char *v = NULL;
-            if (H5Aread(a, mt, &v) >= 0 && v)
-                out = strdup(v);
-            if (v)
-                H5free_memory(v);
-        } else if (mt >= 0) {
-            out = calloc(1, H5Tget_size(ft) + 2);
-            if (out && H5Aread(a, mt, out) < 0) {
-                free(out);
-                out = NULL;
-            }
-        }
-        if (mt >= 0)
-            H5Tclose(mt);
+    snprintf(buf, n, "in %s %lld", version_attr, (long long)v);
+    return buf;
+}
+
+/* Bound of a fixed-length string attribute: ST_STR_MAX and the file's size. */
+static size_t str_bound(hid_t loc)
+{
+    size_t max = ST_STR_MAX;
+    hid_t f = H5Iget_file_id(loc);
+    hsize_t fs = 0;
+    if (f >= 0 && H5Fget_filesize(f, &fs) >= 0 && fs < max)
+        max = (size_t)fs;
+    if (f >= 0)
+        H5Fclose(f);
+    return max;
+}
+
+/* Reads the checked string attribute a of file type ft into *out. */
+static int read_str_value(hid_t a, hid_t ft, char **out)
+{
+    hid_t mt = st_str_memtype(ft);
+    if (mt < 0)
+        return -1;
+    if (H5Tis_variable_str(ft) > 0) {
+        char *v = NULL;
+        if (H5Aread(a, mt, &v) >= 0)
+            *out = strdup(v ? v : "");
+        if (v)
+            H5free_memory(v);
+    } else {
+        char *buf = calloc(1, H5Tget_size(ft) + 2);
+        if (buf && H5Aread(a, mt, buf) >= 0)
+            *out = buf;
+        else
+            free(buf);
     }
+    H5Tclose(mt);
+    return *out ? 0 : -1;
+}
+
+int st_attr_read_str(hid_t loc, const char *name, const char *refuse_vlen, char **out, cm_err *err)
+{
+    *out = NULL;
+    if (H5Aexists(loc, name) <= 0) {
+        cm_err_set(err, "attribute %s: missing", name);
+        return -1;
+    }
+    char what[300];
+    snprintf(what, sizeof what, "attribute %s", name);
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t ft = a >= 0 ? H5Aget_type(a) : -1, sp = a >= 0 ? H5Aget_space(a) : -1;
+    int rc = 0;
+    if (a < 0 || sp < 0 || H5Sget_simple_extent_npoints(sp) != 1)
+        rc = cm_err_set(err, "%s: not one string", what);
+    else if (st_str_type_check(ft, what, refuse_vlen, str_bound(loc), err) != 0)
+        rc = -1;
+    else if (read_str_value(a, ft, out) != 0)
+        rc = cm_err_set(err, "%s: unreadable", what);
     if (sp >= 0)
         H5Sclose(sp);
     if (ft >= 0)
         H5Tclose(ft);
-    H5Aclose(a);
-    return out;
+    if (a >= 0)
+        H5Aclose(a);
+    return rc == 0 ? 0 : -2;
 }
 
 void st_h5_no_close_at_exit(void)

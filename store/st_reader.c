@@ -37,23 +37,6 @@ struct st_shard {
 
 /* ---- attributes ---- */
 
-static int attr_get_int(hid_t loc, const char *name, int64_t *v)
-{
-    if (H5Aexists(loc, name) <= 0)
-        return -1;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    hid_t sp = a >= 0 ? H5Aget_space(a) : -1, ft = a >= 0 ? H5Aget_type(a) : -1;
-    int ok = sp >= 0 && ft >= 0 && H5Tget_class(ft) == H5T_INTEGER && H5Sget_simple_extent_npoints(sp) == 1 &&
-             H5Aread(a, H5T_NATIVE_INT64, v) >= 0;
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (a >= 0)
-        H5Aclose(a);
-    return ok ? 0 : -1;
-}
-
 /* Reads the cnt (> 0) strings, variable or fixed length, of the attribute
  * (is_attr) or dataset obj of file type ft into v[0..cnt) as malloc'd copies.
  * Entries already copied stay in v when it fails. */
@@ -84,21 +67,37 @@ static int read_strings(hid_t obj, int is_attr, hid_t ft, size_t cnt, char **v)
     return ok ? 0 : -1;
 }
 
+/* The words that refuse a variable-length string in this shard (NULL: accepted,
+ * version 1). */
+static const char *vlen_refusal(int version)
+{
+    return version == 1 ? NULL : version == 2 ? "in format version 2" : "in this format version";
+}
+
 /* Reads a 1-D string attribute into a malloc'd array of malloc'd strings. */
-static int attr_get_strs(hid_t loc, const char *name, char ***out, int *n)
+static int attr_get_strs(hid_t loc, const char *name, const char *refuse_vlen, char ***out, int *n, cm_err *err)
 {
     *out = NULL;
     *n = 0;
     if (H5Aexists(loc, name) <= 0)
-        return -1;
+        return cm_err_set(err, "missing attribute %s", name);
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
     if (a < 0)
-        return -1;
+        return cm_err_set(err, "attribute %s cannot be opened", name);
+    char what[300];
+    snprintf(what, sizeof what, "attribute %s", name);
     hid_t sp = H5Aget_space(a), ft = H5Aget_type(a);
     hssize_t cnt = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    int ok = cnt >= 0 && cnt < (1 << 20) && ft >= 0 && H5Tget_class(ft) == H5T_STRING;
+    int ok = cnt >= 0 && cnt < (1 << 20);
+    if (!ok)
+        cm_err_set(err, "bad attribute %s (not 0 to 2^20 strings)", name);
+    else if (st_str_type_check(ft, what, refuse_vlen, ST_STR_MAX / ((size_t)cnt + 1), err) != 0)
+        ok = 0;
     char **v = ok ? calloc((size_t)cnt + 1, sizeof *v) : NULL;
-    ok = ok && v && (cnt == 0 || read_strings(a, 1, ft, (size_t)cnt, v) == 0);
+    if (ok && !v)
+        ok = cm_err_set(err, "out of memory") == 0;
+    if (ok && cnt > 0 && read_strings(a, 1, ft, (size_t)cnt, v) != 0)
+        ok = cm_err_set(err, "attribute %s cannot be read", name) == 0;
     if (ft >= 0)
         H5Tclose(ft);
     if (sp >= 0)
@@ -167,28 +166,36 @@ static int open_file(st_shard *s, const char *path, cm_err *err)
     return 0;
 }
 
+/* The attribute version, then format: a variable-length format attribute is
+ * read only when the version is 1 (the version is an integer, stored in the
+ * object header). */
 static int read_root_attrs(st_shard *s, cm_err *err)
 {
-    char *fmt = st_attr_get_str(s->file, "format");
-    int fmt_ok = fmt && !strcmp(fmt, ST_FORMAT);
-    free(fmt);
-    if (!fmt_ok)
-        return cm_err_set(err, "not a " ST_FORMAT " file (attribute format)");
     int64_t ver = 0, F = 0;
-    if (attr_get_int(s->file, "version", &ver) != 0 || ver < 1 || ver > ST_VERSION)
+    int have_ver = st_attr_get_int(s->file, "version", &ver) == 0;
+    int ver_ok = have_ver && ver >= 1 && ver <= ST_VERSION;
+    char *fmt = NULL;
+    int rc = st_attr_read_str(s->file, "format", ver_ok ? vlen_refusal((int)ver) : "", &fmt, err);
+    int fmt_ok = rc == 0 && !strcmp(fmt, ST_FORMAT);
+    free(fmt);
+    if (rc == -2 && ver_ok)
+        return -1; /* err says why (variable length in version 2, size) */
+    if (!fmt_ok && (rc != -2 || !have_ver))
+        return cm_err_set(err, "not a " ST_FORMAT " file (attribute format)");
+    if (!ver_ok)
         return cm_err_set(err, "unsupported format version %lld (this reader: 1 to %d)", (long long)ver, ST_VERSION);
     s->version = (int)ver;
-    if (attr_get_int(s->file, "frames_per_sample", &F) != 0 || F < 0 || F > ST_MAX_FRAMES)
+    if (st_attr_get_int(s->file, "frames_per_sample", &F) != 0 || F < 0 || F > ST_MAX_FRAMES)
         return cm_err_set(err, "bad or missing attribute frames_per_sample (0 to %d)", ST_MAX_FRAMES);
     s->meta.frames_per_sample = (int)F;
-    s->dataset = st_attr_get_str(s->file, "dataset");
-    s->split = st_attr_get_str(s->file, "split");
-    s->recipe = st_attr_get_str(s->file, "recipe");
-    if (!s->dataset || !s->split || !s->recipe)
-        return cm_err_set(err, "missing attribute dataset, split or recipe");
+    const char *rv = vlen_refusal(s->version);
+    if (st_attr_read_str(s->file, "dataset", rv, &s->dataset, err) != 0 ||
+        st_attr_read_str(s->file, "split", rv, &s->split, err) != 0 ||
+        st_attr_read_str(s->file, "recipe", rv, &s->recipe, err) != 0)
+        return -1;
     int nc = 0;
-    if (attr_get_strs(s->file, "classes", &s->classes, &nc) != 0)
-        return cm_err_set(err, "bad or missing attribute classes");
+    if (attr_get_strs(s->file, "classes", rv, &s->classes, &nc, err) != 0)
+        return -1;
     s->meta.n_classes = nc;
     return 0;
 }
@@ -369,6 +376,8 @@ static int read_ids(st_shard *s, cm_err *err)
     int ok = ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING && H5Sget_simple_extent_ndims(sp) == 1 &&
              H5Sget_simple_extent_dims(sp, &n, NULL) == 1 && n == s->n;
     int rc = ok ? 0 : cm_err_set(err, "dataset id is not [N] strings");
+    if (rc == 0 && st_str_type_check(ft, "dataset id", vlen_refusal(s->version), 255, err) != 0)
+        rc = -1;
     if (rc == 0 && s->n > 0 && read_strings(d, 0, ft, s->n, s->ids) != 0)
         rc = cm_err_set(err, "dataset id cannot be read");
     for (size_t i = 0; rc == 0 && i < s->n; i++)
@@ -538,7 +547,8 @@ char *st_shard_note(const st_shard *s, const char *name)
 {
     st_h5_quiet q;
     st_h5_quiet_begin(&q);
-    char *v = st_attr_get_str(s->file, name);
+    char *v = NULL;
+    st_attr_read_str(s->file, name, vlen_refusal(s->version), &v, NULL);
     st_h5_quiet_end(&q);
     return v;
 }

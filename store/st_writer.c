@@ -168,6 +168,23 @@ static int create_spec(st_writer *w, cm_err *err)
     return rc;
 }
 
+/* The HDF5 file: object headers of the 1.8 format, so that a string
+ * attribute over 64 KiB (ingest_failures) can be stored (dense storage);
+ * up to 32 attributes stay in the root's object header. */
+static hid_t create_file(const char *path)
+{
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t f = -1;
+    if (fcpl >= 0 && fapl >= 0 && H5Pset_attr_phase_change(fcpl, 32, 24) >= 0 &&
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) >= 0)
+        f = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    return f;
+}
+
 st_writer *st_writer_create(const char *path, const st_meta *meta, cm_err *err)
 {
     if (!meta || meta->frames_per_sample < 0 || meta->frames_per_sample > ST_MAX_FRAMES || meta->bins <= 0 ||
@@ -186,7 +203,7 @@ st_writer *st_writer_create(const char *path, const st_meta *meta, cm_err *err)
     }
     st_h5_quiet q;
     st_h5_quiet_begin(&q);
-    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    w->file = create_file(w->tmp);
     int rc = w->file < 0 ? h5_fail(w, err, "create the HDF5 file") : create_spec(w, err);
     if (rc != 0) {
         writer_discard(w);
@@ -384,30 +401,32 @@ static int attr_int(hid_t loc, const char *name, int64_t v)
     return ok ? 0 : -1;
 }
 
-static int attr_strs(hid_t loc, const char *name, char *const *v, int n)
+/* id: fixed-length UTF-8 strings of the longest id's length (at least 1), NUL-padded. */
+static int write_ids(st_writer *w, cm_err *err)
 {
-    hid_t t = st_vlen_utf8();
-    hsize_t d = (hsize_t)n;
-    hid_t sp = H5Screate_simple(1, &d, NULL);
-    hid_t a = (t >= 0 && sp >= 0) ? H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    int ok = a >= 0 && (n == 0 || H5Awrite(a, t, v) >= 0);
-    if (a >= 0 && H5Aclose(a) < 0)
-        ok = 0;
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (t >= 0)
-        H5Tclose(t);
-    return ok ? 0 : -1;
+    size_t len = 1;
+    for (size_t i = 0; i < w->n; i++)
+        if (strlen(w->ids[i]) > len)
+            len = strlen(w->ids[i]);
+    char *buf = calloc(w->n ? w->n : 1, len);
+    hid_t st = buf ? st_fixed_utf8(len) : -1;
+    if (st < 0) {
+        free(buf);
+        return h5_fail(w, err, "make the string type of id");
+    }
+    for (size_t i = 0; i < w->n; i++)
+        memcpy(buf + i * len, w->ids[i], strlen(w->ids[i]));
+    hsize_t n = w->n;
+    int rc = write_ds(w, "id", st, st, 1, &n, buf, err);
+    H5Tclose(st);
+    free(buf);
+    return rc;
 }
 
 static int write_datasets(st_writer *w, cm_err *err)
 {
     hsize_t n = w->n, F = (hsize_t)w->F, d2[2] = {n, 2}, dt[2] = {n, F}, no = n * F + 1, nj = w->jpeg_len;
-    hid_t st = st_vlen_utf8();
-    if (st < 0)
-        return h5_fail(w, err, "make the string type");
-    int rc = write_ds(w, "id", st, st, 1, &n, w->ids, err);
-    H5Tclose(st);
+    int rc = write_ids(w, err);
     hid_t g1 = -1, g2 = -1;
     if (rc == 0 && ((g1 = H5Gcreate2(w->file, "video", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
                     (g2 = H5Gcreate2(w->file, "crc32", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0))
@@ -432,7 +451,7 @@ static int write_attrs(st_writer *w, cm_err *err)
     hid_t f = w->file;
     int ok = st_attr_str(f, "format", ST_FORMAT) == 0 && attr_int(f, "version", ST_VERSION) == 0 &&
              st_attr_str(f, "dataset", w->dataset) == 0 && st_attr_str(f, "split", w->split) == 0 &&
-             attr_strs(f, "classes", w->classes, w->n_classes) == 0 &&
+             st_attr_strs(f, "classes", w->classes, w->n_classes) == 0 &&
              attr_int(f, "frames_per_sample", w->F) == 0 && st_attr_str(f, "recipe", w->recipe) == 0 &&
              st_attr_str(f, "tool_version", ST_TOOL_VERSION) == 0 &&
              st_attr_str(f, "spec_dtype", w->f32 ? "float32" : "float16") == 0 &&

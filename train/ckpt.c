@@ -29,6 +29,9 @@ static void quiet_off(h5_quiet *q)
     H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
 }
 
+/* 2: string attributes fixed-length (1: variable-length, still read). */
+#define CKPT_FORMAT_VERSION 2
+
 static const char *mod_name(tr_modality m)
 {
     return m == TR_AUDIO ? "audio" : "visual";
@@ -196,7 +199,7 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
         int32_t ep = pos->epoch, be_ = pos->best_epoch;
         int64_t st = pos->step;
         uint64_t seed = pos->seed;
-        int32_t fmt = 1;
+        int32_t fmt = CKPT_FORMAT_VERSION;
         rc |= attr_write(f, "format_version", H5T_NATIVE_INT32, 0, &fmt);
         rc |= attr_write(f, "epoch", H5T_NATIVE_INT32, 0, &ep);
         rc |= attr_write(f, "step", H5T_NATIVE_INT64, 0, &st);
@@ -401,8 +404,9 @@ static int read_position(hid_t f, tr_position *p, cm_err *err)
     p->best_val = p->best_test = -1;
     if (attr_read(f, "epoch", H5T_NATIVE_INT32, 1, &ep) < 0 || attr_read(f, "step", H5T_NATIVE_INT64, 1, &st) < 0)
         return cm_err_set(err, "no position (epoch, step): not a checkpoint of this trainer");
-    if (attr_read(f, "format_version", H5T_NATIVE_INT32, 1, &fmt) == -2 || fmt != 1)
-        return cm_err_set(err, "format_version %d: this trainer reads version 1", (int)fmt);
+    if (attr_read(f, "format_version", H5T_NATIVE_INT32, 1, &fmt) == -2 || fmt < 1 || fmt > CKPT_FORMAT_VERSION)
+        return cm_err_set(err, "format_version %d: this trainer reads versions 1 to %d", (int)fmt,
+                          CKPT_FORMAT_VERSION);
     if (ep < 0 || ep > 1000000000)
         return cm_err_set(err, "epoch %d out of range (0 to 1e9)", (int)ep);
     if (st < 0 || st > ((int64_t)1 << 53))
@@ -536,11 +540,18 @@ int tr_checkpoint_read_meta(const char *path, char **config, char **recipe, cm_e
         quiet_off(&q);
         return cm_err_set(err, "not an HDF5 file (or unreadable)");
     }
-    if (config)
-        *config = st_attr_get_str(f, "config");
-    if (recipe)
-        *recipe = st_attr_get_str(f, "recipe");
+    char buf[64];
+    const char *rv = st_vlen_refusal(f, "format_version", 2, buf, sizeof buf);
+    int rc = 0;
+    if (config && st_attr_read_str(f, "config", rv, config, err) == -2)
+        rc = -1;
+    if (recipe && rc == 0 && st_attr_read_str(f, "recipe", rv, recipe, err) == -2)
+        rc = -1;
     H5Fclose(f);
     quiet_off(&q);
-    return 0;
+    if (rc != 0 && config) {
+        free(*config);
+        *config = NULL;
+    }
+    return rc;
 }

@@ -22,9 +22,11 @@ int ld_ckpt_identity(const char *path, char **json, cm_err *err)
     if (f < 0)
         return cm_err_set(err, "cannot open the checkpoint (corrupt HDF5)");
     static const char *const names[] = {"data_identity", "recipe", "recipe_json", "data"};
+    char buf[64];
+    const char *rv = st_vlen_refusal(f, "format_version", 2, buf, sizeof buf);
     for (size_t k = 0; k < sizeof names / sizeof *names && !*json; k++) {
-        char *v = st_attr_get_str(f, names[k]);
-        if (!v)
+        char *v = NULL;
+        if (st_attr_read_str(f, names[k], rv, &v, NULL) != 0)
             continue;
         cJSON *j = cJSON_Parse(v);
         if (j && cJSON_IsObject(j) && cJSON_GetObjectItemCaseSensitive(j, "classes"))

@@ -93,9 +93,10 @@ def read_out(out):
     for split, sp in index["splits"].items():
         for sh in sp["shards"]:
             with h5py.File(os.path.join(out, sh["file"]), "r") as h:
-                assert h.attrs["format"] == "c2kd-shard"
-                assert h.attrs["split"] == split
-                classes = list(h.attrs["classes"])
+                # version 2: fixed-length UTF-8 strings, which h5py returns as bytes
+                assert h.attrs["format"].decode() == "c2kd-shard"
+                assert h.attrs["split"].decode() == split
+                classes = [c.decode() for c in h.attrs["classes"]]
                 F = int(h.attrs["frames_per_sample"])
                 ids = [x.decode() if isinstance(x, bytes) else x for x in h["id"][:]]
                 off = h["video/offset"][:]

@@ -263,3 +263,23 @@ def test_bad_inputs(ave, tmp_path):
     (bad / "index.json").write_text("{")
     with pytest.raises(cs.ShardError, match="index.json: not valid JSON"):
         cs.ShardSplit(str(bad), "train")
+
+
+def test_variable_length_string_in_version_2_is_refused(ave, tmp_path):
+    bad = tmp_path / "vlen"
+    bad.mkdir()
+    for p in glob.glob(os.path.join(ave, "*")):
+        if not p.endswith("train-00000.h5"):
+            os.symlink(p, bad / os.path.basename(p))
+    with open(os.path.join(ave, "train-00000.h5"), "rb") as f, open(bad / "train-00000.h5", "wb") as g:
+        g.write(f.read())
+    with h5py.File(bad / "train-00000.h5", "r+") as h:
+        split = h.attrs["split"].decode()
+        del h.attrs["split"]
+        h.attrs["split"] = split  # a str: variable-length
+    with pytest.raises(cs.ShardError, match="train-00000.h5: attribute split: variable-length string not accepted "
+                                            "in format version 2"):
+        cs.ShardSplit(str(bad), "train")
+    with h5py.File(bad / "train-00000.h5", "r+") as h:
+        h.attrs["version"] = 1  # version 1: read
+    assert len(cs.ShardSplit(str(bad), "train")) > 0

@@ -77,7 +77,7 @@ def test_checksums_are_the_documented_crc32(ingested):
     n = 0
     for name in shards(ingested["out"]):
         with h5py.File(ingested["out"] / name, "r") as h:
-            assert h.attrs["version"] == 2 and h.attrs["checksum"] == "crc32"
+            assert h.attrs["version"] == 2 and h.attrs["checksum"].decode() == "crc32"
             F = int(h.attrs["frames_per_sample"])
             off, jpeg = h["video/offset"][:], h["video/jpeg"][:]
             for i, sid in enumerate(ids_of(h)):
@@ -327,3 +327,44 @@ def test_a_full_disk_is_a_clear_error_and_a_rerun_with_space_completes(ingested,
         assert verify(mnt / "out").returncode == 0
     finally:
         subprocess.run(["umount", str(mnt)])
+
+
+def test_strings_are_fixed_length_utf8_and_h5py_reads_them(ingested):
+    index = json.load(open(ingested["out"] / "index.json"))
+    for name in shards(ingested["out"]):
+        with h5py.File(ingested["out"] / name, "r") as h:
+            for k in ["format", "dataset", "split", "classes", "recipe", "tool_version", "spec_dtype", "checksum",
+                      "ingest_cover", "ingest_failures"]:
+                info = h5py.check_string_dtype(h.attrs.get_id(k).dtype)
+                assert info is not None and info.encoding == "utf-8" and info.length is not None, (name, k, info)
+            info = h5py.check_string_dtype(h["id"].dtype)
+            assert info.encoding == "utf-8" and info.length == max([1] + [len(x) for x in h["id"][:]])
+            assert [c.decode() for c in h.attrs["classes"]] == index["classes"]
+            assert json.loads(h.attrs["recipe"].decode()) == index["recipe"]
+            assert h.attrs["dataset"].decode() == index["dataset"]
+
+
+def test_variable_length_string_in_version_2_is_refused_and_version_1_read(ingested, tmp_path):
+    out = copy(ingested, tmp_path)
+    name = shards(out)[0]
+    with h5py.File(out / name, "r+") as h:
+        rec = h.attrs["recipe"].decode()
+        del h.attrs["recipe"]
+        h.attrs["recipe"] = rec  # h5py writes a str as a variable-length string
+    r = run([binary("store"), "verify", out])
+    assert r.returncode == 1
+    assert f"{name}: attribute recipe: variable-length string not accepted in format version 2" in r.stdout + r.stderr
+    with h5py.File(out / name, "r+") as h:  # as a version 1 writer: every string variable-length
+        for k in ["format", "dataset", "split", "tool_version", "spec_dtype"]:
+            v = h.attrs[k].decode()
+            del h.attrs[k]
+            h.attrs[k] = v
+        classes = [c.decode() for c in h.attrs["classes"]]
+        h.attrs["classes"] = np.array(classes, dtype=h5py.string_dtype())
+        ids = [x.decode() for x in h["id"][:]]
+        del h["id"]
+        h["id"] = np.array(ids, dtype=h5py.string_dtype())
+        h.attrs["version"] = 1
+    r = run([binary("store"), "verify", out])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{name}: format version 1: no checksums" in r.stdout

@@ -263,7 +263,7 @@ def set_attr(path, name, value):
     ("best_epoch", np.int32(9), "best_epoch"),
     ("best_val", np.float64(np.nan), "best_val"),
     ("best_test", np.float64(7.0), "best_test"),
-    ("format_version", np.int32(2), "format_version"),
+    ("format_version", np.int32(3), "format_version"),
 ])
 def test_crafted_position_is_refused(stopped_run, tmp_path, name, value, needle):
     part = crafted_copy(stopped_run, str(tmp_path / "part"))
@@ -313,3 +313,27 @@ def test_crafted_options_are_refused(stopped_run, tmp_path, key, value, needle):
     with open(path, "w") as f:
         json.dump(o, f)
     expect_resume_failure(part, ["options.json", needle])
+
+
+def test_checkpoint_strings_are_fixed_length_and_old_variable_length_checkpoints_still_resume(stopped_run, tmp_path):
+    part = crafted_copy(stopped_run, str(tmp_path / "old"))
+    last = os.path.join(part, "last.h5")
+    with h5py.File(last, "r+") as f:
+        assert f.attrs["format_version"] == 2
+        for k in ["config", "recipe"]:
+            info = h5py.check_string_dtype(f.attrs.get_id(k).dtype)
+            assert info.encoding == "utf-8" and info.length is not None, (k, info)
+        config = json.loads(f.attrs["config"].decode())
+        assert config["width"] == 4
+        recipe = f.attrs["recipe"].decode()
+        json.loads(recipe)
+        # as the writer before format_version 2 did: variable-length strings, format_version 1
+        for k, v in [("config", json.dumps(config)), ("recipe", recipe)]:
+            del f.attrs[k]
+            f.attrs[k] = v
+        del f.attrs["format_version"]
+        f.attrs["format_version"] = np.int32(1)
+    r = run([binary("train"), "--resume", part])
+    assert r.returncode == 0, r.stderr
+    with h5py.File(last, "r") as f:
+        assert f.attrs["format_version"] == 2 and f.attrs["step"] > 4
