@@ -15,6 +15,7 @@
 #include "common/cm_pool.h"
 #include "common/cm_progress.h"
 #include "spectro/spectro.h"
+#include "store/st_h5.h"
 
 static void usage(FILE *f)
 {
@@ -408,7 +409,8 @@ int main(int argc, char **argv)
     }
 
     sp_set_ffmpeg_log(verbose);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    st_h5_quiet h5q; /* for the whole run: the command reports HDF5 failures itself */
+    st_h5_quiet_begin(&h5q);
 
     char wpath[CM_PATH_MAX];
     const char *wp = NULL;
