@@ -409,8 +409,7 @@ int main(int argc, char **argv)
     }
 
     sp_set_ffmpeg_log(verbose);
-    st_h5_quiet h5q; /* for the whole run: the command reports HDF5 failures itself */
-    st_h5_quiet_begin(&h5q);
+    st_h5_quiet_begin(&(st_h5_quiet){0}); /* for the whole run: the command reports HDF5 failures */
 
     char wpath[CM_PATH_MAX];
     const char *wp = NULL;
