@@ -194,9 +194,9 @@ size_t ld_loader_batches(const ld_loader *l)
 static int load_item(ld_loader *l, tjhandle tj, size_t p, ld_slot *s, int j, cm_err *err)
 {
     size_t idx = l->order[p], k, loc;
-    if (ld_data_locate(l->d, idx, &k, &loc) != 0)
+    if (st_split_locate(l->d->split, idx, &k, &loc) != 0)
         return cm_err_set(err, "sample %zu out of range", idx);
-    st_shard *sh = l->d->shards[k];
+    st_shard *sh = st_split_shard(l->d->split, k);
     st_record rec;
     memset(&rec, 0, sizeof rec);
     const char *path = st_shard_path(sh), *base = strrchr(path, '/');

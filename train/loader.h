@@ -1,8 +1,8 @@
 /* loader: streams the samples of one split of an ingested folder (shards,
  * docs/FORMAT.md) as batches for the trainer.
  *
- * - ld_data: the shards of a split (index.json via st_split), checked to share
- *   one recipe, class list, frame count and spectrogram shape.
+ * - ld_data: the shards of a split, a thin layer over store's st_split (which
+ *   checks they share one recipe, class list, frame count and spectrogram shape).
  * - ld_loader: one pass (epoch) at a time over an ld_data. At the start of a
  *   pass every random draw of the pass is taken from the caller's generator on
  *   the calling thread: the permutation (when shuffling) and one 64-bit seed
@@ -39,15 +39,14 @@
 /* ---- a split ---- */
 typedef struct ld_data ld_data;
 
-/* Opens every shard of `split` in `dir`. Errors: no such split, no shard, a
- * shard missing or unreadable, shards that disagree (recipe, classes, F,
- * spectrogram shape). Shards with zero samples open (count 0). */
+/* Opens every shard of `split` in `dir` (st_split_open, whose errors it
+ * returns), and refuses a split of no shard or with metadata training cannot
+ * use. Shards with zero samples open (count 0). */
 ld_data *ld_data_open(const char *dir, const char *split, cm_err *err);
 void ld_data_close(ld_data *d);
 size_t ld_data_count(const ld_data *d);
 const st_meta *ld_data_meta(const ld_data *d);
-/* 0 when a and b hold the same recipe, classes, F and spectrogram shape, else
- * -1 naming the first difference. */
+/* st_meta_compatible of their metadata. */
 int ld_data_compatible(const ld_data *a, const ld_data *b, cm_err *err);
 /* The identity of the data a model was trained on, as JSON (malloc'd):
  * {"dataset", "classes", "frames_per_sample", "bins", "frames", "recipe"}.
@@ -64,8 +63,7 @@ int ld_ckpt_identity(const char *path, char **json, cm_err *err);
 /* 1 when the recipe JSON says the spectrograms were already standardised per
  * clip (a key "normalize" with value "clip", true or 1 anywhere in it). */
 int ld_recipe_standardized(const char *recipe_json);
-/* 1 when `split` is listed in DIR/index.json (or, without index.json, when a
- * <split>-*.h5 file exists), else 0. */
+/* st_split_exists. */
 int ld_split_exists(const char *dir, const char *split);
 
 /* ---- batches on the host ---- */
