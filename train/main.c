@@ -389,6 +389,10 @@ static int open_outputs(tr_run *r)
     const tr_opts *op = &r->op;
     if (cm_mkdirs(op->out, &err) != 0)
         return fail(op->out, err.msg);
+    const char *outs[] = {r->last_path, r->best_path, r->metrics_path, r->svg_path, r->result_path};
+    for (size_t k = 0; r->resuming && k < sizeof outs / sizeof *outs; k++) /* left by a kill */
+        if (cm_remove_stale_tmp(outs[k], &err) < 0)
+            return fail(op->out, err.msg);
     if (!r->resuming) {
         char path[CM_PATH_MAX];
         path_in(path, sizeof path, op->out, "options.json");
