@@ -1,6 +1,9 @@
 #include "common/cm_file.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +36,36 @@ static int fsync_path(const char *path)
     int rc = fsync(fd);
     close(fd);
     return rc;
+}
+
+int cm_remove_stale_tmp(const char *final_path, cm_err *err)
+{
+    const char *slash = strrchr(final_path, '/');
+    char dir[CM_PATH_MAX], prefix[CM_PATH_MAX];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - final_path) : 1, slash ? final_path : ".");
+    snprintf(prefix, sizeof prefix, ".%s.tmp.", slash ? slash + 1 : final_path);
+    DIR *d = opendir(dir[0] ? dir : "/");
+    if (!d)
+        return cm_err_set(err, "%s: %s", dir, strerror(errno));
+    size_t np = strlen(prefix);
+    int removed = 0, rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        const char *tail = e->d_name + np;
+        if (strncmp(e->d_name, prefix, np) != 0 || strlen(tail) != 6)
+            continue;
+        int ok = 1;
+        for (int k = 0; k < 6; k++)
+            ok &= isalnum((unsigned char)tail[k]) != 0;
+        char path[CM_PATH_MAX];
+        int w = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ok &= w > 0 && (size_t)w < sizeof path;
+        if (ok && unlink(path) != 0)
+            rc = cm_err_set(err, "%s: %s", path, strerror(errno));
+        removed += ok;
+    }
+    closedir(d);
+    return rc ? rc : removed;
 }
 
 int cm_rename_commit(const char *tmp_path, const char *final_path, cm_err *err)

@@ -26,6 +26,12 @@ typedef struct cm_atomic {
  * then cm_rename_commit(), or unlink() it on failure. */
 int cm_tmp_path(char *out, size_t n, const char *final_path, cm_err *err);
 
+/* Removes the temporaries cm_tmp_path made for `final_path` (".<name>.tmp."
+ * and six letters or digits, beside it) that a killed process left behind.
+ * Only for a file no other process is writing. Returns how many it removed,
+ * or -1 (err set) when one could not be removed or the folder not read. */
+int cm_remove_stale_tmp(const char *final_path, cm_err *err);
+
 /* fsyncs the file at tmp_path and renames it over final_path. */
 int cm_rename_commit(const char *tmp_path, const char *final_path, cm_err *err);
 

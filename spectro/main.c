@@ -534,7 +534,7 @@ int main(int argc, char **argv)
     if (!outputs)
         return rc;
     sp_set_ffmpeg_log(c.verbose);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    st_h5_quiet_begin(&(st_h5_quiet){0}); /* for the whole run: the command reports HDF5 failures */
     double tplan = 0;
     sp_stft *stft = make_stft(&c, &tplan);
     rc = stft ? run_inputs(&c, stft, outputs, tplan) : 1;

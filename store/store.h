@@ -128,10 +128,21 @@ void st_shard_set_checks(st_shard *s, int on);
 
 /* ---- A split: the shards of one split of an ingested folder --------------- */
 
-/* Every shard of `split` listed in DIR/index.json, in order, as one sequence
- * of samples. Same threading rules as st_shard. */
+/* Every shard of `split` listed in DIR/index.json, in order (without
+ * index.json: every DIR/<split>-*.h5 in name order), as one sequence of
+ * samples. Errors: DIR not a folder, no such split, a shard missing or
+ * unreadable, a count that disagrees with index.json, shards that disagree
+ * with the first one (st_meta_compatible). A split of zero shards opens
+ * (count 0, meta NULL). Same threading rules as st_shard. */
 typedef struct st_split st_split;
 st_split *st_split_open(const char *dir, const char *split, cm_err *err);
+/* 1 when `split` is listed in DIR/index.json (or, without index.json, when a
+ * DIR/<split>-*.h5 file exists), else 0. */
+int st_split_exists(const char *dir, const char *split);
+/* 0 when a and b hold the same classes, frames per sample, spectrogram
+ * shape and type, and recipe (compared as JSON), else -1 naming the first
+ * difference. */
+int st_meta_compatible(const st_meta *a, const st_meta *b, cm_err *err);
 void st_split_close(st_split *d);
 size_t st_split_count(const st_split *d);
 size_t st_split_nshards(const st_split *d);

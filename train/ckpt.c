@@ -12,23 +12,6 @@
 #include "store/st_h5.h"
 #include "train/system_internal.h"
 
-/* HDF5 prints its error stack by default; a library must not print. */
-typedef struct h5_quiet {
-    H5E_auto2_t fn;
-    void *data;
-} h5_quiet;
-
-static void quiet_on(h5_quiet *q)
-{
-    H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void quiet_off(h5_quiet *q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
-}
-
 /* 2: string attributes fixed-length (1: variable-length, still read). */
 #define CKPT_FORMAT_VERSION 2
 
@@ -172,12 +155,12 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
     char tmp[CM_PATH_MAX];
     if (cm_tmp_path(tmp, sizeof tmp, path, err) < 0)
         return -1;
-    h5_quiet q;
-    quiet_on(&q);
+    st_h5_quiet q;
+    st_h5_quiet_begin(&q);
     int rc = 0;
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
-        quiet_off(&q);
+        st_h5_quiet_end(&q);
         unlink(tmp);
         return cm_err_set(err, "cannot create the HDF5 file");
     }
@@ -216,7 +199,7 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
     }
     if (H5Fclose(f) < 0)
         rc = -1;
-    quiet_off(&q);
+    st_h5_quiet_end(&q);
     if (rc != 0) {
         unlink(tmp);
         return cm_err_set(err, "cannot write the HDF5 checkpoint");
@@ -461,12 +444,12 @@ int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int wi
     }
     if (!cm_is_file(path))
         return cm_err_set(err, "no such file");
-    h5_quiet q;
-    quiet_on(&q);
+    st_h5_quiet q;
+    st_h5_quiet_begin(&q);
     int rc = 0, nloaded = 0;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        quiet_off(&q);
+        st_h5_quiet_end(&q);
         return cm_err_set(err, "not an HDF5 file (or unreadable)");
     }
     tr_position p;
@@ -493,7 +476,7 @@ int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int wi
     if (rc == 0 && nloaded == 0)
         rc = cm_err_set(err, "none of this run's networks is in the file");
     H5Fclose(f);
-    quiet_off(&q);
+    st_h5_quiet_end(&q);
     if (rc == 0) {
         be_ctx *be = s->be;
         for (int i = 0; i < ni; i++) {
@@ -533,11 +516,11 @@ int tr_checkpoint_read_meta(const char *path, char **config, char **recipe, cm_e
         *recipe = NULL;
     if (!cm_is_file(path))
         return cm_err_set(err, "no such file");
-    h5_quiet q;
-    quiet_on(&q);
+    st_h5_quiet q;
+    st_h5_quiet_begin(&q);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        quiet_off(&q);
+        st_h5_quiet_end(&q);
         return cm_err_set(err, "not an HDF5 file (or unreadable)");
     }
     char buf[64];
@@ -548,7 +531,7 @@ int tr_checkpoint_read_meta(const char *path, char **config, char **recipe, cm_e
     if (recipe && rc == 0 && st_attr_read_str(f, "recipe", rv, recipe, err) == -2)
         rc = -1;
     H5Fclose(f);
-    quiet_off(&q);
+    st_h5_quiet_end(&q);
     if (rc != 0 && config) {
         free(*config);
         *config = NULL;

@@ -32,6 +32,8 @@ typedef struct ld_slot {
     size_t pix_cap;
     ld_image *img;       /* [batch * F] decoded images */
     be_crop *crops;      /* [batch * F] crops in image coordinates */
+    ld_bad *bad;         /* [batch] the bad sample at position j when is_bad[j] */
+    uint8_t *is_bad;     /* [batch] */
 } ld_slot;
 
 typedef struct ld_worker {
@@ -62,7 +64,14 @@ struct ld_loader {
     size_t end_item;     /* positions [.., end_item) belong to the pass */
     int64_t next_batch;  /* next batch the consumer takes */
     ld_worker *workers;
+    /* bad-sample reports (consumer thread only) */
+    ld_bad *reports;
+    size_t nreports, report_cap, report_next;
+    uint8_t *reported;   /* [n] the sample was reported once */
 };
+
+/* load_item's answer for a bad sample (the other failures: -1). */
+#define LD_BAD (-2)
 
 static size_t batch_size(const ld_loader *l, int64_t b)
 {
@@ -125,6 +134,8 @@ static void slot_free(ld_loader *l, ld_slot *s)
             free(s->img[i].rgb);
     free(s->img);
     free(s->crops);
+    free(s->bad);
+    free(s->is_bad);
 }
 
 ld_loader *ld_loader_create(ld_data *d, be_ctx *be, const ld_opts *o, cm_err *err)
@@ -154,7 +165,8 @@ ld_loader *ld_loader_create(ld_data *d, be_ctx *be, const ld_opts *o, cm_err *er
     l->order = calloc(l->n + 1, sizeof *l->order);
     l->seeds = calloc(l->n + 1, sizeof *l->seeds);
     l->slots = calloc((size_t)l->nslots, sizeof *l->slots);
-    if (!l->order || !l->seeds || !l->slots)
+    l->reported = calloc(l->n + 1, 1);
+    if (!l->order || !l->seeds || !l->slots || !l->reported)
         goto oom;
     size_t nimg = (size_t)o->batch * (size_t)l->F;
     for (int i = 0; i < l->nslots; i++) {
@@ -163,7 +175,9 @@ ld_loader *ld_loader_create(ld_data *d, be_ctx *be, const ld_opts *o, cm_err *er
         s->hb.F = l->F;
         s->hb.labels = be->ops->host_alloc(be, (size_t)o->batch * sizeof(int32_t));
         s->hb.index = calloc((size_t)o->batch, sizeof *s->hb.index);
-        if (!s->hb.labels || !s->hb.index)
+        s->bad = calloc((size_t)o->batch, sizeof *s->bad);
+        s->is_bad = calloc((size_t)o->batch, 1);
+        if (!s->hb.labels || !s->hb.index || !s->bad || !s->is_bad)
             goto oom;
         if (o->need_audio) {
             s->hb.spec = be->ops->host_alloc(be, (size_t)o->batch * l->spec_sample_bytes);
@@ -190,50 +204,62 @@ size_t ld_loader_batches(const ld_loader *l)
     return l->nbatches;
 }
 
-/* Reads and decodes position p into slot s, sample j. */
-static int load_item(ld_loader *l, fr_jpeg *jd, size_t p, ld_slot *s, int j, cm_err *err)
+/* Reads and decodes sample idx into slot s, sample j, with the augmentation
+ * draws of `seed`. 0, -1, or LD_BAD (a bad sample: why->index and why->id
+ * set, err names it). */
+static int load_item(ld_loader *l, fr_jpeg *jd, size_t idx, uint64_t seed, ld_slot *s, int j, ld_bad *why,
+                     cm_err *err)
 {
-    size_t idx = l->order[p], k, loc;
-    if (ld_data_locate(l->d, idx, &k, &loc) != 0)
+    size_t k, loc;
+    if (st_split_locate(l->d->split, idx, &k, &loc) != 0)
         return cm_err_set(err, "sample %zu out of range", idx);
-    st_shard *sh = l->d->shards[k];
+    st_shard *sh = st_split_shard(l->d->split, k);
     st_record rec;
     memset(&rec, 0, sizeof rec);
-    const char *path = st_shard_path(sh), *base = strrchr(path, '/');
+    const char *path = st_shard_path(sh), *base = strrchr(path, '/'), *id = st_shard_id(sh, loc);
     base = base ? base + 1 : path;
-    if (st_shard_read(sh, loc, &rec, err) != 0) {
-        cm_err_prefix(err, "%s: sample %zu", base, loc);
-        return -1;
+    why->index = (int64_t)idx;
+    snprintf(why->id, sizeof why->id, "%s", id ? id : "?");
+    int rc = st_shard_read(sh, loc, &rec, err);
+    if (rc != 0) {
+        if (rc != ST_ERR_CHECKSUM) /* its message already names the sample and the shard */
+            cm_err_prefix(err, "%s: sample %zu", base, loc);
+        return rc == ST_ERR_CHECKSUM ? LD_BAD : -1;
     }
-    int rc = 0;
     const st_meta *m = ld_data_meta(l->d);
     if (rec.label < 0 || rec.label >= m->n_classes) {
-        rc = cm_err_set(err, "%s: sample %s: label %d out of range", base, rec.id, (int)rec.label);
+        rc = LD_BAD;
+        cm_err_set(err, "%s: sample %s: label %d out of range", base, rec.id, (int)rec.label);
         goto out;
     }
     s->hb.labels[j] = rec.label;
     s->hb.index[j] = (int64_t)idx;
     if (l->o.need_audio) {
         uint8_t *dst = (uint8_t *)s->hb.spec + (size_t)j * l->spec_sample_bytes;
-        if (st_shard_read_spec(sh, loc, dst, NULL, err) != 0) {
-            cm_err_prefix(err, "%s: sample %s: spectrogram", base, rec.id);
-            rc = -1;
+        rc = st_shard_read_spec(sh, loc, dst, NULL, err);
+        if (rc != 0) {
+            if (rc != ST_ERR_CHECKSUM)
+                cm_err_prefix(err, "%s: sample %s: spectrogram", base, rec.id);
+            rc = rc == ST_ERR_CHECKSUM ? LD_BAD : -1;
             goto out;
         }
     }
     if (l->o.need_visual) {
         tr_rng r;
-        tr_rng_seed(&r, l->seeds[p]);
+        tr_rng_seed(&r, seed);
         if (rec.frames_per_sample != l->F) {
-            rc = cm_err_set(err, "%s: sample %s: %d frames, expected %d", base, rec.id, rec.frames_per_sample, l->F);
+            rc = LD_BAD;
+            cm_err_set(err, "%s: sample %s: %d frames, expected %d", base, rec.id, rec.frames_per_sample, l->F);
             goto out;
         }
         for (int f = 0; f < l->F; f++) {
             ld_image *im = &s->img[j * l->F + f];
             int w = 0, h = 0;
+            /* A JPEG that does not decode, or declares a picture over the bound, is a bad sample. */
             if (fr_jpeg_decode(jd, rec.jpeg_buf + rec.jpeg_off[f], (size_t)rec.jpeg_len[f], &im->rgb, &im->cap, &w,
                                &h, err) != 0) {
-                rc = cm_err_prefix(err, "%s: sample %s: frame %d", base, rec.id, f);
+                rc = LD_BAD;
+                cm_err_prefix(err, "%s: sample %s: frame %d", base, rec.id, f);
                 goto out;
             }
             im->w = w;
@@ -257,9 +283,61 @@ out:
     return rc;
 }
 
+/* Loads position p into slot s, sample j. A bad sample fails it, or, with
+ * skip_bad, is noted in the slot and (drop_last) replaced by the next good
+ * sample of the pass order, with position p's draws. */
+static int load_position(ld_loader *l, fr_jpeg *jd, size_t p, ld_slot *s, int j, cm_err *err)
+{
+    s->is_bad[j] = 0;
+    int rc = load_item(l, jd, l->order[p], l->seeds[p], s, j, &s->bad[j], err);
+    if (rc != LD_BAD)
+        return rc;
+    if (!l->o.skip_bad)
+        return -1;
+    s->is_bad[j] = 1;
+    snprintf(s->bad[j].msg, sizeof s->bad[j].msg, "%s", err->msg);
+    if (!l->o.drop_last)
+        return 0; /* dropped from its batch (pack_slot) */
+    for (size_t t = 1; t < l->n; t++) {
+        ld_bad other;
+        rc = load_item(l, jd, l->order[(p + t) % l->n], l->seeds[p], s, j, &other, err);
+        if (rc != LD_BAD)
+            return rc;
+    }
+    return cm_err_set(err, "no good sample left in the split (the last bad one: %s)", s->bad[j].msg);
+}
+
+/* Without drop_last: removes the bad samples from a complete slot (the
+ * others keep their order). */
+static void drop_bad(ld_loader *l, ld_slot *s)
+{
+    int k = 0;
+    for (int j = 0; j < s->hb.B; j++) {
+        if (s->is_bad[j])
+            continue;
+        if (k != j) {
+            s->hb.labels[k] = s->hb.labels[j];
+            s->hb.index[k] = s->hb.index[j];
+            if (l->o.need_audio)
+                memmove((uint8_t *)s->hb.spec + (size_t)k * l->spec_sample_bytes,
+                        (uint8_t *)s->hb.spec + (size_t)j * l->spec_sample_bytes, l->spec_sample_bytes);
+            for (int f = 0; l->o.need_visual && f < l->F; f++) {
+                ld_image t = s->img[k * l->F + f];
+                s->img[k * l->F + f] = s->img[j * l->F + f];
+                s->img[j * l->F + f] = t;
+                s->crops[k * l->F + f] = s->crops[j * l->F + f];
+            }
+        }
+        k++;
+    }
+    s->hb.B = k;
+}
+
 /* Packs the decoded images of a complete slot into its host pixel buffer. */
 static int pack_slot(ld_loader *l, ld_slot *s, cm_err *err)
 {
+    if (!l->o.drop_last)
+        drop_bad(l, s);
     int B = s->hb.B, nimg = B * l->F;
     s->hb.spec_bytes = l->o.need_audio ? (size_t)B * l->spec_sample_bytes : 0;
     if (!l->o.need_visual) {
@@ -315,7 +393,7 @@ static void *worker_main(void *arg)
             if (l->o.need_visual && !tj)
                 rc = cm_err_set(&e, "TurboJPEG: cannot create a decompressor");
             else
-                rc = load_item(l, tj, p, s, j, &e);
+                rc = load_position(l, tj, p, s, j, &e);
         }
         pthread_mutex_lock(&l->mu);
         if (rc != 0 && !s->failed) {
@@ -368,6 +446,7 @@ int ld_loader_start(ld_loader *l, tr_rng *rng, size_t skip, cm_err *err)
     if (skip > l->nbatches)
         skip = l->nbatches;
     l->stop = 0;
+    l->nreports = l->report_next = 0;
     l->next_batch = (int64_t)skip;
     l->next_item = skip * (size_t)l->o.batch;
     l->end_item = l->o.drop_last ? l->nbatches * (size_t)l->o.batch : l->n;
@@ -392,29 +471,74 @@ int ld_loader_start(ld_loader *l, tr_rng *rng, size_t skip, cm_err *err)
     return 0;
 }
 
+/* Queues the bad-sample reports of a complete slot (consumer thread). */
+static int queue_reports(ld_loader *l, const ld_slot *s, int B)
+{
+    for (int j = 0; j < B; j++) {
+        if (!s->is_bad[j])
+            continue;
+        if (l->nreports == l->report_cap) {
+            size_t cap = l->report_cap ? 2 * l->report_cap : 16;
+            ld_bad *nr = realloc(l->reports, cap * sizeof *nr);
+            if (!nr)
+                return -1;
+            l->reports = nr;
+            l->report_cap = cap;
+        }
+        ld_bad *r = &l->reports[l->nreports++];
+        *r = s->bad[j];
+        r->batch = s->hb.number;
+        r->first = !l->reported[r->index];
+        l->reported[r->index] = 1;
+    }
+    return 0;
+}
+
+/* The slot of batch b is free for batch b + nslots (l->mu held). */
+static void release_locked(ld_loader *l, ld_slot *s)
+{
+    int64_t nb = s->hb.number + l->nslots;
+    assign_slot(l, s, (size_t)nb < l->nbatches ? nb : -1);
+    pthread_cond_broadcast(&l->cv);
+}
+
 int ld_loader_next(ld_loader *l, ld_host_batch **out, cm_err *err)
 {
     *out = NULL;
     if (!l->running)
         return 0;
     pthread_mutex_lock(&l->mu);
-    int64_t b = l->next_batch;
-    if ((size_t)b >= l->nbatches) {
-        pthread_mutex_unlock(&l->mu);
-        return 0;
+    for (;;) {
+        int64_t b = l->next_batch;
+        if ((size_t)b >= l->nbatches) {
+            pthread_mutex_unlock(&l->mu);
+            return 0;
+        }
+        ld_slot *s = &l->slots[b % l->nslots];
+        while (!(s->owner == b && s->ready))
+            pthread_cond_wait(&l->cv, &l->mu);
+        if (s->failed || (l->o.skip_bad && queue_reports(l, s, (int)batch_size(l, b)) != 0)) {
+            if (err)
+                *err = s->failed ? s->err : (cm_err){"out of memory (bad-sample reports)"};
+            pthread_mutex_unlock(&l->mu);
+            return -1;
+        }
+        l->next_batch++;
+        if (s->hb.B > 0) {
+            *out = &s->hb;
+            break;
+        }
+        release_locked(l, s); /* every sample of it was bad */
     }
-    ld_slot *s = &l->slots[b % l->nslots];
-    while (!(s->owner == b && s->ready))
-        pthread_cond_wait(&l->cv, &l->mu);
-    if (s->failed) {
-        if (err)
-            *err = s->err;
-        pthread_mutex_unlock(&l->mu);
-        return -1;
-    }
-    l->next_batch++;
-    *out = &s->hb;
     pthread_mutex_unlock(&l->mu);
+    return 1;
+}
+
+int ld_loader_take_bad(ld_loader *l, int64_t upto, ld_bad *out)
+{
+    if (l->report_next >= l->nreports || l->reports[l->report_next].batch > upto)
+        return 0;
+    *out = l->reports[l->report_next++];
     return 1;
 }
 
@@ -423,10 +547,7 @@ void ld_loader_release(ld_loader *l, ld_host_batch *hb)
     if (!hb)
         return;
     pthread_mutex_lock(&l->mu);
-    ld_slot *s = &l->slots[hb->number % l->nslots];
-    int64_t nb = hb->number + l->nslots;
-    assign_slot(l, s, (size_t)nb < l->nbatches ? nb : -1);
-    pthread_cond_broadcast(&l->cv);
+    release_locked(l, &l->slots[hb->number % l->nslots]);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -457,6 +578,8 @@ void ld_loader_destroy(ld_loader *l)
     free(l->slots);
     free(l->order);
     free(l->seeds);
+    free(l->reports);
+    free(l->reported);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     free(l);

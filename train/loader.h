@@ -1,8 +1,8 @@
 /* loader: streams the samples of one split of an ingested folder (shards,
  * docs/FORMAT.md) as batches for the trainer.
  *
- * - ld_data: the shards of a split (index.json via st_split), checked to share
- *   one recipe, class list, frame count and spectrogram shape.
+ * - ld_data: the shards of a split, a thin layer over store's st_split (which
+ *   checks they share one recipe, class list, frame count and spectrogram shape).
  * - ld_loader: one pass (epoch) at a time over an ld_data. At the start of a
  *   pass every random draw of the pass is taken from the caller's generator on
  *   the calling thread: the permutation (when shuffling) and one 64-bit seed
@@ -39,15 +39,14 @@
 /* ---- a split ---- */
 typedef struct ld_data ld_data;
 
-/* Opens every shard of `split` in `dir`. Errors: no such split, no shard, a
- * shard missing or unreadable, shards that disagree (recipe, classes, F,
- * spectrogram shape). Shards with zero samples open (count 0). */
+/* Opens every shard of `split` in `dir` (st_split_open, whose errors it
+ * returns), and refuses a split of no shard or with metadata training cannot
+ * use. Shards with zero samples open (count 0). */
 ld_data *ld_data_open(const char *dir, const char *split, cm_err *err);
 void ld_data_close(ld_data *d);
 size_t ld_data_count(const ld_data *d);
 const st_meta *ld_data_meta(const ld_data *d);
-/* 0 when a and b hold the same recipe, classes, F and spectrogram shape, else
- * -1 naming the first difference. */
+/* st_meta_compatible of their metadata. */
 int ld_data_compatible(const ld_data *a, const ld_data *b, cm_err *err);
 /* The identity of the data a model was trained on, as JSON (malloc'd):
  * {"dataset", "classes", "frames_per_sample", "bins", "frames", "recipe"}.
@@ -64,8 +63,7 @@ int ld_ckpt_identity(const char *path, char **json, cm_err *err);
 /* 1 when the recipe JSON says the spectrograms were already standardised per
  * clip (a key "normalize" with value "clip", true or 1 anywhere in it). */
 int ld_recipe_standardized(const char *recipe_json);
-/* 1 when `split` is listed in DIR/index.json (or, without index.json, when a
- * <split>-*.h5 file exists), else 0. */
+/* st_split_exists. */
 int ld_split_exists(const char *dir, const char *split);
 
 /* ---- batches on the host ---- */
@@ -82,6 +80,16 @@ typedef struct ld_host_batch {
     int64_t *index;        /* [B] sample indices within the split */
 } ld_host_batch;
 
+/* A bad sample (--bad-samples skip): its checksum does not match, a JPEG
+ * does not decode, its label or frame count is out of range. */
+typedef struct ld_bad {
+    int64_t batch;         /* the batch (of the pass) whose position held it */
+    int64_t index;         /* sample index within the split */
+    int first;             /* 1 the first time this loader reports the sample */
+    char id[256];
+    char msg[CM_ERR_MAX];  /* one line naming the sample and its shard */
+} ld_bad;
+
 typedef struct ld_opts {
     int batch;        /* batch size */
     int augment;      /* 1: RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3) + flip; 0: whole image */
@@ -90,6 +98,16 @@ typedef struct ld_opts {
     int threads;      /* worker threads (>= 1) */
     int slots;        /* host batches in flight (>= 2; 0: threads + 2) */
     int need_audio, need_visual;
+    /* 0: a bad sample fails the pass (ld_loader_next returns -1 naming it).
+     * 1: it is left out and reported (ld_loader_take_bad). With drop_last
+     * (training) its position takes the next good sample of the pass order
+     * (wrapping), loaded with the position's augmentation draw, so batches
+     * stay full and numbered as in a clean pass; without (evaluation) it is
+     * dropped and its batch has one sample fewer (a batch left empty is
+     * passed over), so accuracies count exactly the good samples. Either
+     * way the batches depend only on the data and the draws: runs stay
+     * deterministic and resumable. */
+    int skip_bad;
 } ld_opts;
 
 typedef struct ld_loader ld_loader;
@@ -104,6 +122,10 @@ int ld_loader_start(ld_loader *l, tr_rng *rng, size_t skip, cm_err *err);
 /* 1 with the next batch in *out, 0 at the end of the pass, -1 on a sample
  * that could not be loaded (message names the sample and its shard). */
 int ld_loader_next(ld_loader *l, ld_host_batch **out, cm_err *err);
+/* Takes the next bad-sample report of the batches handed out so far whose
+ * batch number is <= upto, in position order: 1 with it in *out, 0 when
+ * none is left. */
+int ld_loader_take_bad(ld_loader *l, int64_t upto, ld_bad *out);
 /* Gives a batch back (after the device has finished reading it: sync first). */
 void ld_loader_release(ld_loader *l, ld_host_batch *b);
 /* Stops the workers (also mid-pass). */

@@ -15,12 +15,13 @@
 int ld_ckpt_identity(const char *path, char **json, cm_err *err)
 {
     *json = NULL;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if (H5Fis_hdf5(path) <= 0)
-        return cm_err_set(err, "not an HDF5 checkpoint");
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0)
-        return cm_err_set(err, "cannot open the checkpoint (corrupt HDF5)");
+    st_h5_quiet q;
+    st_h5_quiet_begin(&q);
+    hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -2;
+    if (f < 0) {
+        st_h5_quiet_end(&q);
+        return cm_err_set(err, f == -2 ? "not an HDF5 checkpoint" : "cannot open the checkpoint (corrupt HDF5)");
+    }
     static const char *const names[] = {"data_identity", "recipe", "recipe_json", "data"};
     char buf[64];
     const char *rv = st_vlen_refusal(f, "format_version", 2, buf, sizeof buf);
@@ -36,5 +37,6 @@ int ld_ckpt_identity(const char *path, char **json, cm_err *err)
         cJSON_Delete(j);
     }
     H5Fclose(f);
+    st_h5_quiet_end(&q);
     return 0;
 }

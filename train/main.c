@@ -364,7 +364,8 @@ static int create_loaders(tr_run *r)
     }
     int lthreads = op->loader_threads > 0 ? op->loader_threads : r->be->ops->input_threads(r->be, cm_ncpu());
     ld_opts lo = {.batch = op->batch_size, .augment = !op->no_augment, .shuffle = !op->no_shuffle, .drop_last = 1,
-                  .threads = lthreads, .need_audio = uses[0], .need_visual = uses[1]};
+                  .threads = lthreads, .need_audio = uses[0], .need_visual = uses[1],
+                  .skip_bad = strcmp(op->bad_samples, "skip") == 0};
     r->ltrain = ld_loader_create(r->train, r->be, &lo, &err);
     lo.augment = 0;
     lo.shuffle = 0;
@@ -388,6 +389,10 @@ static int open_outputs(tr_run *r)
     const tr_opts *op = &r->op;
     if (cm_mkdirs(op->out, &err) != 0)
         return fail(op->out, err.msg);
+    const char *outs[] = {r->last_path, r->best_path, r->metrics_path, r->svg_path, r->result_path};
+    for (size_t k = 0; r->resuming && k < sizeof outs / sizeof *outs; k++) /* left by a kill */
+        if (cm_remove_stale_tmp(outs[k], &err) < 0)
+            return fail(op->out, err.msg);
     if (!r->resuming) {
         char path[CM_PATH_MAX];
         path_in(path, sizeof path, op->out, "options.json");
@@ -513,8 +518,23 @@ static int dump_batch(const char *dir, long long step, be_ctx *be, const tr_batc
 
 /* ================================================================ evaluate */
 
+/* The bad samples (--bad-samples skip) of ld's batches up to `upto`: on
+ * stderr the first time, in the log every time (step < 0: evaluation). */
+static int report_bad(tr_run *r, ld_loader *ld, const char *split, int64_t upto, int64_t step)
+{
+    cm_err err = {{0}};
+    ld_bad b;
+    while (ld_loader_take_bad(ld, upto, &b)) {
+        if (b.first)
+            fprintf(stderr, TOOL ": %s: split %s: %s (skipped)\n", r->op.data, split, b.msg);
+        if (mt_bad_record(r->mt, split, r->pos.epoch + (step >= 0), step, b.index, b.id, b.msg, &err) != 0)
+            return fail(r->metrics_path, err.msg);
+    }
+    return GO_ON;
+}
+
 /* Runs one evaluation pass; acc_* = -1 when that network is not evaluated. */
-static int evaluate(tr_run *r, ld_loader *ld, double *acc_s, double *acc_t, cm_err *err)
+static int evaluate(tr_run *r, ld_loader *ld, const char *split, double *acc_s, double *acc_t, cm_err *err)
 {
     tr_rng dummy;
     tr_rng_seed(&dummy, 0);
@@ -525,6 +545,11 @@ static int evaluate(tr_run *r, ld_loader *ld, double *acc_s, double *acc_t, cm_e
     int rc;
     tr_batch b;
     while ((rc = ld_device_next(r->dv, ld, &hb, &b, err)) == 1) {
+        if (report_bad(r, ld, split, hb->number, -1) != GO_ON) {
+            ld_loader_release(ld, hb);
+            rc = -2; /* reported */
+            break;
+        }
         if (tr_system_eval(r->sys, &b, r->eval_s ? r->ps : NULL, r->eval_t ? r->pt : NULL, NULL, NULL, err) != 0) {
             ld_loader_release(ld, hb);
             rc = -1;
@@ -540,8 +565,10 @@ static int evaluate(tr_run *r, ld_loader *ld, double *acc_s, double *acc_t, cm_e
     }
     ld_device_drop(r->dv);
     ld_loader_stop(ld);
+    if (rc == 0 && report_bad(r, ld, split, INT64_MAX, -1) != GO_ON)
+        rc = -2;
     if (rc < 0)
-        return -1;
+        return rc;
     *acc_s = r->eval_s && n ? (double)cs / (double)n : -1;
     *acc_t = r->eval_t && n ? (double)ct / (double)n : -1;
     return 0;
@@ -556,13 +583,14 @@ static int run_evaluate(tr_run *r, int e, mt_epoch *rec, int *improved)
     if (e + 1 < r->op.eval_from)
         return GO_ON;
     double vs, vt, ts, tt;
-    if (evaluate(r, r->lval, &vs, &vt, &err) != 0)
-        return fail(r->has_val ? "evaluation on val" : "evaluation on test", err.msg);
+    int rc = evaluate(r, r->lval, r->has_val ? "val" : "test", &vs, &vt, &err);
+    if (rc != 0)
+        return rc == -2 ? EXIT_FAILED : fail(r->has_val ? "evaluation on val" : "evaluation on test", err.msg);
     if (!r->has_val) {
         ts = vs;
         tt = vt;
-    } else if (evaluate(r, r->ltest, &ts, &tt, &err) != 0) {
-        return fail("evaluation on test", err.msg);
+    } else if ((rc = evaluate(r, r->ltest, "test", &ts, &tt, &err)) != 0) {
+        return rc == -2 ? EXIT_FAILED : fail("evaluation on test", err.msg);
     }
     r->last_val_s = rec->val_student = vs;
     r->last_val_t = rec->val_teacher = vt;
@@ -716,6 +744,11 @@ static int train_epoch(tr_run *r, int e)
     tr_batch b;
     int got = 0;
     while (rc == GO_ON && (got = ld_device_next(r->dv, r->ltrain, &hb, &b, &err)) == 1) {
+        rc = report_bad(r, r->ltrain, "train", hb->number, r->pos.step + 1);
+        if (rc != GO_ON) {
+            ld_loader_release(r->ltrain, hb);
+            break;
+        }
         rc = run_step(r, &rec, hb, &b);
         if (rc == GO_ON && steps_reached(r)) {
             r->stopped = 1;

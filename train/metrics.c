@@ -49,7 +49,10 @@ static int keep_record(const cJSON *j, int64_t keep_step, int keep_epoch)
     cJSON *step = cJSON_GetObjectItemCaseSensitive(j, "step");
     cJSON *epoch = cJSON_GetObjectItemCaseSensitive(j, "epoch");
     int keep = 1;
-    if (type && strcmp(type, "step") == 0)
+    if (type && strcmp(type, "bad_sample") == 0)
+        keep = step ? cJSON_IsNumber(step) && step->valuedouble <= (double)keep_step
+                    : cJSON_IsNumber(epoch) && epoch->valuedouble <= (double)keep_epoch;
+    else if (type && strcmp(type, "step") == 0)
         keep = cJSON_IsNumber(step) && step->valuedouble <= (double)keep_step;
     else if (type && strcmp(type, "epoch") == 0)
         keep = cJSON_IsNumber(epoch) && epoch->valuedouble <= (double)keep_epoch;
@@ -128,6 +131,23 @@ int mt_step_record(mt_log *m, int64_t step, int epoch, double lr, const tr_stats
         cJSON_AddNumberToObject(j, "acc_student", (double)st->correct_student / B);
     if (eval_t)
         cJSON_AddNumberToObject(j, "acc_teacher", (double)st->correct_teacher / B);
+    return write_record(m, j, err);
+}
+
+int mt_bad_record(mt_log *m, const char *split, int epoch, int64_t step, int64_t index, const char *id,
+                  const char *reason, cm_err *err)
+{
+    cJSON *j = cJSON_CreateObject();
+    if (!j)
+        return cm_err_set(err, "out of memory");
+    cJSON_AddStringToObject(j, "type", "bad_sample");
+    cJSON_AddStringToObject(j, "split", split);
+    cJSON_AddNumberToObject(j, "epoch", epoch);
+    if (step >= 0)
+        cJSON_AddNumberToObject(j, "step", (double)step);
+    cJSON_AddNumberToObject(j, "index", (double)index);
+    cJSON_AddStringToObject(j, "id", id);
+    cJSON_AddStringToObject(j, "reason", reason);
     return write_record(m, j, err);
 }
 

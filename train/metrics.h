@@ -31,6 +31,12 @@ void mt_close(mt_log *m);
 int mt_step_record(mt_log *m, int64_t step, int epoch, double lr, const tr_stats *st, int B, int eval_s, int eval_t,
                    cm_err *err);
 
+/* A bad sample left out (--bad-samples skip): {"type":"bad_sample", "split",
+ * "epoch", "step" (training: the step whose batch held it; absent in
+ * evaluation), "index", "id", "reason"}. */
+int mt_bad_record(mt_log *m, const char *split, int epoch, int64_t step, int64_t index, const char *id,
+                  const char *reason, cm_err *err);
+
 /* An epoch's record: its training sums (steps, losses, hits over `seen`
  * samples), the evaluation (accuracies < 0: not evaluated), the best epoch
  * so far (0: none), the wall time, and the GPU's peak memory (< 0: none). */

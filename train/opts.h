@@ -22,6 +22,7 @@ typedef struct tr_opts {
     /* optimisation and data order */
     const char *schedule;
     int epochs, batch_size, eval_from, no_augment, no_shuffle;
+    const char *bad_samples;
     long long seed;
     double lr, momentum;
     /* execution (a run's results do not depend on these) */

@@ -337,3 +337,20 @@ def test_checkpoint_strings_are_fixed_length_and_old_variable_length_checkpoints
     assert r.returncode == 0, r.stderr
     with h5py.File(last, "r") as f:
         assert f.attrs["format_version"] == 2 and f.attrs["step"] > 4
+
+
+def test_resume_removes_stale_temporaries_of_its_outputs(data, full_run, stopped_run, tmp_path):
+    """A kill while writing a checkpoint or the log leaves .NAME.tmp.XXXXXX
+    beside it: --resume removes those of its own outputs, nothing else."""
+    part = crafted_copy(stopped_run, str(tmp_path / "part"))
+    stale = [".last.h5.tmp.a1B2c3", ".best.h5.tmp.ZZZZZZ", ".metrics.jsonl.tmp.000000"]
+    other = [".last.h5.tmp.short", "notes.last.h5.tmp.a1B2c3", ".data.h5.tmp.a1B2c3", "last.h5.tmp.a1B2c3"]
+    for name in stale + other:
+        with open(os.path.join(part, name), "wb") as f:
+            f.write(b"partial")
+    r = run([binary("train"), "--resume", part])
+    assert r.returncode == 0, r.stderr
+    left = set(os.listdir(part))
+    assert not left & set(stale), left
+    assert set(other) <= left, left
+    assert_same_ckpt(os.path.join(part, "last.h5"), os.path.join(full_run, "last.h5"))

@@ -4,6 +4,8 @@ re-implementations of the loader's evaluation transform."""
 import io
 import json
 import os
+import struct
+import zlib
 
 import h5py
 import numpy as np
@@ -29,13 +31,21 @@ def jpeg_bytes(img, quality=90):
     return buf.getvalue()
 
 
-def write_shard(path, split, ids, labels, specs, jpegs, classes, F, recipe, dataset="tiny", dtype=np.float16):
-    """jpegs: list over samples of lists of F JPEG byte strings."""
+def record_crc(sid, label, segment, frame_time, frames):
+    """crc32/record of docs/FORMAT.md (version 2)."""
+    b = sid.encode() + b"\0" + struct.pack("<i", int(label)) + np.asarray(segment, "<f4").tobytes()
+    b += np.asarray(frame_time, "<f4").tobytes() + b"".join(struct.pack("<Q", len(j)) for j in frames)
+    return zlib.crc32(b + b"".join(frames))
+
+
+def write_shard(path, split, ids, labels, specs, jpegs, classes, F, recipe, dataset="tiny", dtype=np.float16,
+                version=1):
+    """jpegs: list over samples of lists of F JPEG byte strings. version 2 adds the CRC-32 checksums."""
     n = len(ids)
     tmp = path + ".tmp"
     with h5py.File(tmp, "w") as f:
         f.attrs["format"] = "c2kd-shard"
-        f.attrs["version"] = 1
+        f.attrs["version"] = version
         f.attrs["dataset"] = dataset
         f.attrs["split"] = split
         f.attrs["classes"] = np.array(classes, dtype=h5py.string_dtype())
@@ -55,13 +65,21 @@ def write_shard(path, split, ids, labels, specs, jpegs, classes, F, recipe, data
         f.create_dataset("video/offset", data=offs)
         f.create_dataset("segment", data=np.tile(np.array([0, 1], np.float32), (n, 1)).reshape(n, 2))
         f.create_dataset("frame_time", data=np.zeros((n, F), np.float32))
+        if version >= 2:
+            f.attrs["checksum"] = "crc32"
+            stored = specs.astype(dtype) if n else np.zeros((0, bins, T), dtype)
+            f.create_dataset("crc32/spec", data=np.array([zlib.crc32(np.ascontiguousarray(stored[i]).astype(
+                stored.dtype.newbyteorder("<")).tobytes()) for i in range(n)], np.uint32))
+            f.create_dataset("crc32/record", data=np.array([record_crc(ids[i], labels[i], [0, 1], np.zeros(F),
+                                                                       jpegs[i]) for i in range(n)], np.uint32))
     os.replace(tmp, path)
 
 
 def make_dataset(root, counts=None, classes=("dog", "cat", "car"), F=1, bins=9, T=12, sizes=((40, 30), (33, 47)),
-                 recipe=None, seed=0, shard_size=7, index=True, dtype=np.float16):
+                 recipe=None, seed=0, shard_size=7, index=True, dtype=np.float16, version=1, drop=()):
     """Writes shards for each split in counts ({"train": 20, "val": 6, "test": 6})
-    and index.json. Returns {split: [(id, label, spec, [jpeg...]) ...]} in shard order."""
+    and index.json. Returns {split: [(id, label, spec, [jpeg...]) ...]} in shard order.
+    version 2: with checksums. drop: ids left out of the shards (but not of the draws)."""
     counts = counts or {"train": 20, "val": 6, "test": 6}
     recipe = DEFAULT_RECIPE if recipe is None else recipe
     os.makedirs(root, exist_ok=True)
@@ -81,11 +99,11 @@ def make_dataset(root, counts=None, classes=("dog", "cat", "car"), F=1, bins=9, 
         out[split] = samples
         shards = []
         for s0 in range(0, max(n, 1), shard_size):
-            part = samples[s0:s0 + shard_size]
+            part = [p for p in samples[s0:s0 + shard_size] if p[0] not in drop]
             name = f"{split}-{len(shards):05d}.h5"
             write_shard(os.path.join(root, name), split, [p[0] for p in part], [p[1] for p in part],
                         np.stack([p[2] for p in part]) if part else np.zeros((0, bins, T), dtype),
-                        [p[3] for p in part], list(classes), F, recipe, dtype=dtype)
+                        [p[3] for p in part], list(classes), F, recipe, dtype=dtype, version=version)
             shards.append({"file": name, "count": len(part)})
         idx["splits"][split] = {"count": n, "shards": shards}
     if index:
@@ -125,3 +143,29 @@ def eval_frame(jpeg, S, crop=None):
 def standardize(spec):
     x = spec.astype(np.float64)
     return (x - x.mean()) / (x.std() + 1e-9)
+
+
+def corrupt_sample(root, split, sid, what):
+    """Flips one byte of sample sid's spectrogram ("spec") or of its first JPEG
+    ("jpeg") inside its shard, in place, keeping the stored checksums."""
+    for name in sorted(os.listdir(root)):
+        if not (name.startswith(split + "-") and name.endswith(".h5")):
+            continue
+        path = os.path.join(root, name)
+        with h5py.File(path, "r+") as f:
+            ids = [x.decode() if isinstance(x, bytes) else x for x in f["id"][:]]
+            if sid not in ids:
+                continue
+            i = ids.index(sid)
+            if what == "spec":
+                d = f["audio/spec"]
+                v = d[i]
+                v.view(np.uint8).reshape(-1)[5] ^= 0x40
+                d[i] = v
+            else:
+                F = int(f.attrs["frames_per_sample"])
+                off = int(f["video/offset"][i * F])
+                d = f["video/jpeg"]
+                d[off + 40] = d[off + 40] ^ 0x40
+            return path
+    raise KeyError(sid)
