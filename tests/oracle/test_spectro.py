@@ -288,8 +288,12 @@ def test_bad_single_input_leaves_no_file(bad_inputs, tmp_path, ext):
 
 
 def test_empty_segment_is_a_bad_input(clips, tmp_path):
-    r = run([binary("spectro"), "--no-wisdom", "--start", "30", "--end", "31", clips["s16_mono_8k.wav"],
-             "-o", tmp_path / "o.npy"])
+    args = [binary("spectro"), "--no-wisdom", "--start", "30", "--end", "31", clips["s16_mono_8k.wav"],
+            "-o", tmp_path / "o.npy"]
+    # a segment past the end of the audio is truncation first (issue 13); kept, it is empty
+    r = run(args)
+    assert r.returncode == 1 and "truncated: decoded 2.50 s of 31.00 s" in r.stderr, r.stderr
+    r = run(args + ["--allow-truncated"])
     assert r.returncode == 1 and "empty segment" in r.stderr
     assert os.listdir(tmp_path) == []
 
