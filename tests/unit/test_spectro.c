@@ -555,12 +555,19 @@ Test(process, whole_pipeline_shape, .init = mk_tmpdir, .fini = rm_tmpdir)
     for (size_t i = 0; i < B * T; i++)
         cr_assert(isfinite(spec[i]));
     free(spec);
-    /* a segment past the end of the audio: truncated (issue 13); kept, it is empty */
+    /* a segment wholly past the end of the audio is empty (kept or not); one that
+     * starts inside and ends past the end is truncated (issue 13) unless kept */
     sp_read_opts seg = {.start = 5, .end = 6};
     cr_expect_eq(sp_process_file(st, path, &seg, &spec, &B, &T, &err), -1);
-    cr_expect(strstr(err.msg, "truncated: decoded 0.25 s of 6.00 s") != NULL, "%s", err.msg);
+    cr_expect(strstr(err.msg, "empty segment") != NULL, "%s", err.msg);
     seg.allow_truncated = 1;
     cr_expect_eq(sp_process_file(st, path, &seg, &spec, &B, &T, &err), -1);
     cr_expect(strstr(err.msg, "empty segment") != NULL, "%s", err.msg);
+    seg = (sp_read_opts){.start = 0.1, .end = 6};
+    cr_expect_eq(sp_process_file(st, path, &seg, &spec, &B, &T, &err), -1);
+    cr_expect(strstr(err.msg, "truncated: decoded 0.25 s of 6.00 s") != NULL, "%s", err.msg);
+    seg.allow_truncated = 1;
+    cr_expect_eq(sp_process_file(st, path, &seg, &spec, &B, &T, &err), 0, "%s", err.msg);
+    free(spec);
     sp_stft_destroy(st);
 }
