@@ -46,7 +46,8 @@ static char *config_json(const tr_config *c)
     cJSON_AddStringToObject(o, "method", methods[c->method]);
     cJSON_AddStringToObject(o, "student", mod_name(c->student));
     cJSON_AddStringToObject(o, "teacher", mod_name(c->teacher));
-    cJSON_AddNumberToObject(o, "depth", c->depth);
+    cJSON_AddNumberToObject(o, "student_depth", c->student_depth);
+    cJSON_AddNumberToObject(o, "teacher_depth", c->teacher_depth);
     cJSON_AddNumberToObject(o, "width", c->width);
     cJSON_AddNumberToObject(o, "n_classes", c->n_classes);
     cJSON_AddNumberToObject(o, "frames", c->frames);

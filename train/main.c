@@ -258,6 +258,10 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
         return usage_error("--lr must be positive and finite, --momentum in [0, 1)");
     if (op->depth != 18 && op->depth != 50)
         return usage_error("--depth must be 18 or 50");
+    if (!op->student_depth)
+        op->student_depth = op->depth; /* 0: not given, --depth decides */
+    if (!op->teacher_depth)
+        op->teacher_depth = op->depth;
     static const char *const methods[] = {"none", "kd", "nkd", "c2kd"};
     static const char *const mods[] = {"audio", "visual"};
     static const char *const updates[] = {"full", "top", "frozen"};
@@ -395,7 +399,8 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
     cfg.method = (tr_method)method;
     cfg.student = student == 0 ? TR_AUDIO : TR_VISUAL;
     cfg.teacher = teacher == 0 ? TR_AUDIO : TR_VISUAL;
-    cfg.depth = op->depth;
+    cfg.student_depth = op->student_depth;
+    cfg.teacher_depth = op->teacher_depth;
     cfg.width = op->width;
     cfg.n_classes = meta->n_classes;
     cfg.frames = meta->frames_per_sample;

@@ -10,7 +10,7 @@
 typedef struct tr_opts {
     const char *data, *out, *resume, *init, *teacher_ckpt, *device, *dump_batches;
     const char *method, *teacher_update, *student, *teacher, *proxy, *visual_mode, *schedule;
-    int pretrain, depth, width, epochs, batch_size, eval_from, steps, threads, loader_threads, image_size;
+    int pretrain, depth, student_depth, teacher_depth, width, epochs, batch_size, eval_from, steps, threads, loader_threads, image_size;
     int no_augment, no_shuffle, force, dump_count;
     long long seed;
     double lambda1, lambda2, lambda3, omega, kd_temp, nkd_gamma, nkd_temp, lr, momentum;

@@ -17,7 +17,8 @@ void tr_config_default(tr_config *c)
     c->method = TR_C2KD;
     c->student = TR_VISUAL;
     c->teacher = TR_AUDIO;
-    c->depth = 18;
+    c->student_depth = 18;
+    c->teacher_depth = 18;
     c->width = 64;
     c->n_classes = 0;
     c->frames = 1;
@@ -44,7 +45,7 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-static int build_resnet(tr_system *s, tr_resnet *n, const char *group, tr_modality mod, cm_err *err)
+static int build_resnet(tr_system *s, tr_resnet *n, const char *group, tr_modality mod, int depth, cm_err *err)
 {
     const tr_config *c = &s->cfg;
     int in_c, h, w, F = 1;
@@ -61,7 +62,7 @@ static int build_resnet(tr_system *s, tr_resnet *n, const char *group, tr_modali
             in_c = 3 * c->frames;
         }
     }
-    return tr_resnet_build(n, &s->mem, group, c->depth, c->width, in_c, h, w, F, c->n_classes,
+    return tr_resnet_build(n, &s->mem, group, depth, c->width, in_c, h, w, F, c->n_classes,
                            c->max_batch, err);
 }
 
@@ -109,8 +110,10 @@ static int build_proxy(tr_system *s, tr_proxy *p, const char *group, const tr_re
 
 static int check_config(const tr_config *c, cm_err *err)
 {
-    if (c->depth != 18 && c->depth != 50)
-        return cm_err_set(err, "depth %d: 18 or 50", c->depth);
+    if (c->student_depth != 18 && c->student_depth != 50)
+        return cm_err_set(err, "student depth %d: 18 or 50", c->student_depth);
+    if (c->teacher_depth != 18 && c->teacher_depth != 50)
+        return cm_err_set(err, "teacher depth %d: 18 or 50", c->teacher_depth);
     if (c->width < 1 || c->width > 4096)
         return cm_err_set(err, "width %d out of range", c->width);
     if (c->n_classes < 2)
@@ -180,9 +183,9 @@ tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_
         s->teacher_full = 0;
         s->teacher_sgd = 0;
     }
-    if (s->has_student && (build_resnet(s, &s->student, "student", c->student, err) < 0))
+    if (s->has_student && (build_resnet(s, &s->student, "student", c->student, c->student_depth, err) < 0))
         goto fail;
-    if (s->has_teacher && (build_resnet(s, &s->teacher, "teacher", c->teacher, err) < 0))
+    if (s->has_teacher && (build_resnet(s, &s->teacher, "teacher", c->teacher, c->teacher_depth, err) < 0))
         goto fail;
     if (s->has_proxies) {
         if (build_proxy(s, &s->sproxy, "student_proxy", &s->student, err) < 0 ||

@@ -23,7 +23,8 @@ typedef struct tr_config {
     int pretrain;          /* 1: teacher network alone, CE only (the method is ignored) */
     tr_method method;
     tr_modality student, teacher;
-    int depth;             /* 18 or 50 */
+    int student_depth;     /* 18 or 50 */
+    int teacher_depth;     /* 18 or 50 */
     int width;             /* base channels, 64 */
     int n_classes;
     int frames;            /* F frames per sample */

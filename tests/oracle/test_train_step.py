@@ -72,6 +72,12 @@ CASES = [
     # seeds 1-7, all methods, fold, CFA).
     dict(method="c2kd", depth=50),
     dict(method="c2kd", depth=50, student="audio"),
+] + [
+    # heterogeneous pairs (student ResNet-18 / teacher ResNet-50 and the
+    # reverse), both directions, 5 steps; c2kd's proxies follow each network's
+    # layer3 width (R18 4w, R50 16w channels). Width 4 keeps them quick.
+    dict(method=m, student=s, student_depth=sd, teacher_depth=td, width=4)
+    for m in ("kd", "c2kd") for s in ("visual", "audio") for sd, td in ((18, 50), (50, 18))
 ]
 
 

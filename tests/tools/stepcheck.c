@@ -12,7 +12,7 @@
  *   OUT/eval.h5          z_student, z_teacher of an evaluation-mode forward of batch 0 after the steps
  *
  * Usage: stepcheck --out DIR [--method pretrain|none|kd|nkd|c2kd] [--student audio|visual]
- *   [--depth 18|50] [--width W] [--classes C] [--batch B] [--bins H] [--time T] [--image S]
+ *   [--depth 18|50] [--student-depth 18|50] [--teacher-depth 18|50] [--width W] [--classes C] [--batch B] [--bins H] [--time T] [--image S]
  *   [--frames F] [--fold] [--proxy fa|none|cfa] [--teacher-update full|top|frozen]
  *   [--omega X] [--steps N] [--lr X] [--seed N] [--threads N] [--init CKPT] [--kink-band X]
  *
@@ -404,7 +404,9 @@ int main(int argc, char **argv)
         } else if (OPT("--student")) {
             c.student = strcmp(v, "audio") == 0 ? TR_AUDIO : TR_VISUAL;
             c.teacher = c.student == TR_AUDIO ? TR_VISUAL : TR_AUDIO;
-        } else if (OPT("--depth")) c.depth = atoi(v);
+        } else if (OPT("--depth")) c.student_depth = c.teacher_depth = atoi(v);
+        else if (OPT("--student-depth")) c.student_depth = atoi(v);
+        else if (OPT("--teacher-depth")) c.teacher_depth = atoi(v);
         else if (OPT("--width")) c.width = atoi(v);
         else if (OPT("--classes")) c.n_classes = atoi(v);
         else if (OPT("--batch")) B = atoi(v);

@@ -328,19 +328,19 @@ class System:
         vis_in = 3 if fold else 3 * frames
         vis_f = frames if fold else 1
 
-        def net(mod):
-            return ResNet(c["depth"], 1 if mod == "audio" else vis_in, c["width"], c["classes"],
+        def net(mod, role):
+            return ResNet(c[role + "_depth"], 1 if mod == "audio" else vis_in, c["width"], c["classes"],
                           1 if mod == "audio" else vis_f)
 
         self.nets = {}
         self.fmod = {}
         method = c["method"]
         if method == "pretrain":
-            self.nets["teacher"] = net(c["teacher"])
+            self.nets["teacher"] = net(c["teacher"], "teacher")
         else:
-            self.nets["student"] = net(c["student"])
+            self.nets["student"] = net(c["student"], "student")
             if method != "none":
-                self.nets["teacher"] = net(c["teacher"])
+                self.nets["teacher"] = net(c["teacher"], "teacher")
             if method == "c2kd":
                 for g in ("student", "teacher"):
                     n = self.nets[g]
@@ -437,13 +437,17 @@ def default_cfg(**kw):
                omega=0.0, steps=5, lr=0.05, lambda1=1.0, lambda2=1.0, lambda3=1.0, kd_temp=4.0,
                nkd_gamma=1.5, nkd_temp=1.0, momentum=0.9, seed=1)
     cfg.update(kw)
+    # depth: both networks; student_depth / teacher_depth override it
+    cfg.setdefault("student_depth", cfg["depth"])
+    cfg.setdefault("teacher_depth", cfg["depth"])
     cfg["teacher"] = "audio" if cfg["student"] == "visual" else "visual"
     return cfg
 
 
 def stepcheck_args(cfg):
     """Command-line options of tests/tools/stepcheck for cfg."""
-    a = ["--method", cfg["method"], "--student", cfg["student"], "--depth", cfg["depth"],
+    a = ["--method", cfg["method"], "--student", cfg["student"],
+         "--student-depth", cfg["student_depth"], "--teacher-depth", cfg["teacher_depth"],
          "--width", cfg["width"], "--classes", cfg["classes"], "--batch", cfg["batch"],
          "--bins", cfg["bins"], "--time", cfg["time"], "--image", cfg["image"],
          "--frames", cfg["frames"], "--proxy", cfg["proxy"], "--teacher-update", cfg["teacher_update"],
@@ -614,11 +618,14 @@ def main():
     ap.add_argument("--proxy", default="fa")
     ap.add_argument("--teacher-update", default="full")
     ap.add_argument("--depth", type=int, default=18)
+    ap.add_argument("--student-depth", type=int)
+    ap.add_argument("--teacher-depth", type=int)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--all", action="store_true", help="print every row, not only the worst")
     a = ap.parse_args()
     cfg = default_cfg(method=a.method, student=a.student, fold=a.fold, frames=a.frames, proxy=a.proxy,
-                      teacher_update=a.teacher_update, depth=a.depth, steps=a.steps)
+                      teacher_update=a.teacher_update, depth=a.depth, steps=a.steps,
+                      student_depth=a.student_depth or a.depth, teacher_depth=a.teacher_depth or a.depth)
     rows = compare(a.run_dir, cfg)
     for what, e, tol in rows:
         if a.all or e > tol or "kink decisions" in what:
