@@ -168,7 +168,7 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
         unlink(tmp);
         return cm_err_set(err, "cannot create the HDF5 file");
     }
-    tr_reg *regs[4];
+    tr_reg *regs[TR_MAX_REGS];
     int nr = tr_system_regs(s, regs);
     for (int i = 0; rc == 0 && i < nr; i++)
         rc = write_reg(s->be, f, regs[i]->group, regs[i], 0);
@@ -350,7 +350,7 @@ static int read_group(hid_t f, load_item *it, int with_optimizer, cm_err *err)
 
 static tr_reg *reg_by_name(tr_system *s, const char *name)
 {
-    tr_reg *regs[4];
+    tr_reg *regs[TR_MAX_REGS];
     int nr = tr_system_regs(s, regs);
     for (int i = 0; i < nr; i++)
         if (strcmp(regs[i]->group, name) == 0)
@@ -383,7 +383,7 @@ static int read_position(hid_t f, tr_position *p, cm_err *err)
 int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int with_optimizer,
                        tr_position *pos, cm_err *err)
 {
-    load_item items[4];
+    load_item items[TR_MAX_REGS];
     int ni = 0;
     memset(items, 0, sizeof items);
     if (which) {
@@ -401,7 +401,7 @@ int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int wi
         snprintf(items[0].src, sizeof items[0].src, "%s", src);
         ni = 1;
     } else {
-        tr_reg *regs[4];
+        tr_reg *regs[TR_MAX_REGS];
         ni = tr_system_regs(s, regs);
         for (int i = 0; i < ni; i++) {
             items[i].reg = regs[i];

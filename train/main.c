@@ -262,11 +262,11 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
         op->student_depth = op->depth; /* 0: not given, --depth decides */
     if (!op->teacher_depth)
         op->teacher_depth = op->depth;
-    static const char *const methods[] = {"none", "kd", "nkd", "c2kd"};
+    static const char *const methods[] = {"none", "kd", "nkd", "c2kd", "shake"};
     static const char *const mods[] = {"audio", "visual"};
     static const char *const updates[] = {"full", "top", "frozen"};
     static const char *const proxies[] = {"fa", "none", "cfa"};
-    int method = parse_enum(op->method, methods, 4);
+    int method = parse_enum(op->method, methods, 5);
     int student = parse_enum(op->student, mods, 2), teacher = parse_enum(op->teacher, mods, 2);
     int update = parse_enum(op->teacher_update, updates, 3), proxy = parse_enum(op->proxy, proxies, 3);
     if (method < 0 || student < 0 || teacher < 0 || update < 0 || proxy < 0)

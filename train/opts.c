@@ -24,7 +24,7 @@ typedef struct opt_def {
 static const opt_def defs[] = {
     {"data", O_STR, OFF(data), NULL, 1, 1, "DIR", "ingested folder (index.json + shards) with train, test and optionally val splits (required)"},
     {"out", O_STR, OFF(out), NULL, 1, 0, "RUN", "output folder: metrics.jsonl, curves.svg, last.h5, best.h5, result.json, options.json (required)"},
-    {"method", O_STR, OFF(method), "none|kd|nkd|c2kd", 1, 0, "M", "distillation method (default c2kd)"},
+    {"method", O_STR, OFF(method), "none|kd|nkd|c2kd|shake", 1, 0, "M", "distillation method (default c2kd; shake: docs/METHODS.md)"},
     {"pretrain", O_FLAG, OFF(pretrain), NULL, 1, 0, NULL, "train the teacher network alone with CE (its best-validation checkpoint is RUN/best.h5)"},
     {"teacher-ckpt", O_STR, OFF(teacher_ckpt), NULL, 1, 0, "FILE", "load the teacher's weights (teacher/ group) from FILE, e.g. a --pretrain run's best.h5"},
     {"teacher-update", O_STR, OFF(teacher_update), "full|top|frozen", 1, 0, "U", "what of the teacher is trained (default full; top: layer4 + fc; frozen: nothing, eval mode)"},

@@ -147,7 +147,7 @@ static double rel_update(be_ctx *cpu, be_ctx *gpu, const float *pc, const float 
 /* Copies the whole training state of sc (cpu) into sg (gpu). */
 static int copy_state(tr_system *sc, tr_system *sg, be_ctx *cpu, be_ctx *gpu)
 {
-    tr_reg *rc[4], *rg[4];
+    tr_reg *rc[TR_MAX_REGS], *rg[TR_MAX_REGS];
     int nc = tr_system_regs(sc, rc), ng = tr_system_regs(sg, rg);
     if (nc != ng) return -1;
     for (int i = 0; i < nc; i++) {
@@ -246,7 +246,7 @@ static void measure(be_ctx *cpu, tr_system *sc, const tr_stats *stc, be_ctx *bx,
         double te = fabs((double)stx->term[t] - stc->term[t]) / (fabs(stc->term[t]) > 1e-3 ? fabs(stc->term[t]) : 1e-3);
         add_tv(r, C_LOSS, te, stc->term_name[t]);
     }
-    tr_reg *rc[4], *rx[4];
+    tr_reg *rc[TR_MAX_REGS], *rx[TR_MAX_REGS];
     int nr = tr_system_regs(sc, rc);
     if (tr_system_regs(sx, rx) != nr) { r->layout_bad++; return; }
     for (int k = 0; k < nr; k++) {
@@ -403,7 +403,7 @@ int main(int argc, char **argv)
             }
             float *before[4] = {NULL, NULL, NULL, NULL};
             {
-                tr_reg *rb[4];
+                tr_reg *rb[TR_MAX_REGS];
                 int nrb = tr_system_regs(sc, rb);
                 for (int k = 0; k < nrb; k++) {
                     before[k] = malloc(rb[k]->np * 4 + 4);

@@ -91,6 +91,25 @@ def test_student_and_teacher_depths(data, tmp_path, sd, td):
         assert cfg["student_depth"] == sd and cfg["teacher_depth"] == td
 
 
+def test_shake_run_end_to_end(data, tmp_path):
+    """--method shake trains the student and the shadow head (group shadow/ in
+    the checkpoint) from a pretrained teacher, whose weights stay as loaded."""
+    pre = str(tmp_path / "pre")
+    r = run([binary("train"), *BASE, "--data", data, "--out", pre, "--epochs", "1", "--pretrain"])
+    assert r.returncode == 0, r.stderr
+    out = str(tmp_path / "shake")
+    r = run([binary("train"), *BASE, "--data", data, "--out", out, "--epochs", "2", "--method", "shake",
+             "--teacher-ckpt", os.path.join(pre, "best.h5")])
+    assert r.returncode == 0, r.stderr
+    m = read_metrics(out)
+    step = [x for x in m if x["type"] == "step"][0]
+    assert {"ce_student", "kl_student_to_shadow", "kl_shadow_to_student", "ce_shadow",
+            "mse_shadow_teacher"} <= set(step), step
+    with h5py.File(os.path.join(out, "last.h5"), "r") as f, h5py.File(os.path.join(pre, "best.h5"), "r") as t:
+        assert "fuse5.0.weight" in f["shadow"] and "fc.weight" not in f["shadow"]
+        np.testing.assert_array_equal(f["teacher/layer4.1.conv2.weight"][()], t["teacher/layer4.1.conv2.weight"][()])
+
+
 def test_metrics_content(c2kd_run):
     out, r = c2kd_run
     m = read_metrics(out)

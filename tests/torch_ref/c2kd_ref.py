@@ -249,6 +249,7 @@ class ResNet(nn.Module):
         x = self.layer2(self.layer1(x))
         l3 = self.layer3(x)
         l4 = self.layer4(l3)
+        self.stages = (x, l3, l4)  # layer2..4 outputs (SHAKE's shadow head reads them)
         return self.fc(frame_pool(l4, self.frames)), l3
 
 
@@ -278,6 +279,37 @@ class Proxy(nn.Module):
         elif self.kind == "cfa":
             x = relu(self.bn2(self.conv2(self.bn1(self.conv1(x)))), self.tag + "/act")
         return self.fc(x.flatten(1))
+
+
+class Shadow(nn.Module):
+    """SHAKE's shadow head (lliai/SHAKE shake/models/util.py, class Shake) on the
+    teacher's last three stages (docs/METHODS.md): fuseK = Sequential(conv, BN)
+    + ReLU; x = F5(F3(F1(g2) + F2(g3)) + F4(g4)); pool; the teacher's fc."""
+
+    tag = ""  # activation names (set_tags)
+    def __init__(self, c2, c3, c4, frames=1):
+        super().__init__()
+        self.frames = frames
+
+        def fuse(cin, cout, k, stride):
+            return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout))
+
+        self.fuse1 = fuse(c2, c3, 3, 2)
+        self.fuse2 = fuse(c3, c3, 1, 1)
+        self.fuse3 = fuse(c3, c4, 3, 2)
+        self.fuse4 = fuse(c4, c4, 1, 1)
+        self.fuse5 = fuse(c4, c4, 3, 1)
+
+    def forward(self, g, weight, bias):
+        def f(k, x):
+            return relu(getattr(self, f"fuse{k}")(x), f"{self.tag}/fuse{k}.relu")
+        x = f(5, f(3, f(1, g[0]) + f(2, g[1])) + f(4, g[2]))
+        return F.linear(frame_pool(x, self.frames), weight, bias)
+
+
+def shake_norm(v):
+    """SHAKE's logit normalisation (loops.py): layer norm over the classes, no affine, x 3.1415."""
+    return F.layer_norm(v, (v.shape[1],), None, None, 1e-7) * 3.1415
 
 
 # ---------------------------------------------------------------- losses (method doc)
@@ -345,6 +377,10 @@ class System:
                 for g in ("student", "teacher"):
                     n = self.nets[g]
                     self.nets[g + "_proxy"] = Proxy(c["proxy"], n.l3_channels, c["classes"], n.frames)
+            if method == "shake":
+                t = self.nets["teacher"]
+                ch = [t.l3_channels // 2, t.l3_channels, t.l3_channels * 2]
+                self.nets["shadow"] = Shadow(*ch, t.frames)
         for g, m in self.nets.items():
             m.double()
             set_tags(m, g)
@@ -362,7 +398,7 @@ class System:
         for g, m in self.nets.items():
             for k, p in m.named_parameters():
                 if g == "teacher" and c["method"] != "pretrain":
-                    if c["method"] in ("kd", "nkd") or c["teacher_update"] == "frozen":
+                    if c["method"] in ("kd", "nkd", "shake") or c["teacher_update"] == "frozen":
                         continue
                     if c["teacher_update"] == "top" and not (k.startswith("layer4.") or k.startswith("fc.")):
                         continue
@@ -400,6 +436,19 @@ class System:
         elif method == "nkd":
             terms["ce_student"] = F.cross_entropy(zs, y)
             terms["nkd"] = nkd(zt, zs, y, c["nkd_temp"], c["nkd_gamma"])
+        elif method == "shake":
+            t = self.nets["teacher"]
+            sh = self.nets["shadow"]
+            sh.train()
+            h = sh([g.detach() for g in t.stages], t.fc.weight.detach(), t.fc.bias.detach())
+            outs["h_shadow"] = h
+            T = c["kd_temp"]
+            ns, nz, nh = shake_norm(zs), shake_norm(zt), shake_norm(h)
+            terms["ce_student"] = F.cross_entropy(ns, y)
+            terms["kl_student_to_shadow"] = T * T * kl(ns, nh, T)  # DistillKL(pred, logit_s.detach())
+            terms["kl_shadow_to_student"] = T * T * kl(nh, ns, T)  # DistillKL(logit_s, pred.detach())
+            terms["ce_shadow"] = F.cross_entropy(nh, y)
+            terms["mse_shadow_teacher"] = F.mse_loss(nh, nz.detach())
         else:
             for g in ("student_proxy", "teacher_proxy"):
                 self.nets[g].train()
@@ -558,7 +607,7 @@ def compare(run_dir, cfg):
                 rows.append((f"{tag} term {n}", abs(cv - rv) / max(abs(rv), 1e-2), TOL_TERM))
             rows.append((f"{tag} total loss", abs(float(f.attrs["loss"]) - float(total)) / max(abs(float(total)), 1e-2),
                          TOL_TERM))
-            for n in ("z_student", "z_teacher", "p_student", "p_teacher"):
+            for n in ("z_student", "z_teacher", "p_student", "p_teacher", "h_shadow"):
                 if n in outs:
                     rows.append((f"{tag} {n}", relerr(f[n][()], outs[n].detach().numpy()), TOL_LOGIT))
             if "keep" in outs:
