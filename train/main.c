@@ -1,23 +1,30 @@
-/* train: the command. Options (train/opts.c), data (train/loader*.c), the
- * networks and losses (train/system.h), the loop, evaluation, checkpoints,
- * metrics (train/metrics.c) and the plot (train/plot.c).
+/* train: the command, a run in phases (main reads them in order):
+ *   options      argv, or RUN/options.json on --resume; usage checks
+ *   inputs       the splits of --data, and the checkpoints' data identity
+ *   configure    backend, networks (train/system.h), checkpoints, loaders
+ *                (train/loader*.c), output folder and metrics log
+ *   epochs       the training loop; a checkpoint at each epoch end, every
+ *                --checkpoint-every steps and every --checkpoint-minutes
+ *   evaluate     val and test after each epoch, the best epoch
+ *   finish       the plot (train/plot.c), result.json and the summary
  *
  * Every input (options, shards of every split, checkpoints) is checked
  * before anything is written under --out, so a bad input never damages an
  * earlier run's files. */
-#include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/cm_err.h"
 #include "common/cm_file.h"
 #include "common/cm_npy.h"
 #include "common/cm_pool.h"
 #include "common/cm_progress.h"
-#include "kernels/cuda_backend.h"
 #include "train/loader.h"
 #include "train/metrics.h"
 #include "train/opts.h"
@@ -26,10 +33,44 @@
 
 #define TOOL "train"
 
+/* A phase's answer: go on, or the exit status. */
+enum { GO_ON = -1, EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+typedef struct tr_run {
+    tr_opts op;        /* from argv, or RUN/options.json with argv's overrides on --resume */
+    char *opts_text;   /* RUN/options.json as read (--resume) */
+    int resuming;
+    int from_last;     /* resuming from RUN/last.h5 (absent: a run killed before its first checkpoint) */
+    /* inputs */
+    ld_data *train, *val, *test; /* val == test when there is no val split */
+    int has_val;
+    char *identity;    /* of the data, saved in checkpoints */
+    char last_path[CM_PATH_MAX], best_path[CM_PATH_MAX], metrics_path[CM_PATH_MAX], svg_path[CM_PATH_MAX],
+        result_path[CM_PATH_MAX];
+    /* configured */
+    be_ctx *be;
+    tr_config cfg;
+    tr_system *sys;
+    ld_loader *ltrain, *lval, *ltest; /* ltest == lval without a val split */
+    ld_device *dv;
+    int32_t *ps, *pt;  /* predictions of one evaluation batch */
+    size_t nb;         /* training steps per epoch */
+    int eval_s, eval_t; /* the student / the teacher is evaluated */
+    mt_log *mt;
+    cm_progress *prog;
+    /* where it stands */
+    tr_position pos;
+    tr_rng rng;        /* the loader's stream */
+    uint64_t epoch_rng[4]; /* its state at the start of the current epoch */
+    double saved_at;   /* cm_now() of the last checkpoint (or of the start) */
+    int stopped;       /* --steps reached */
+    double last_val_s, last_test_s, last_val_t, last_test_t;
+} tr_run;
+
 static int usage_error(const char *msg)
 {
     fprintf(stderr, TOOL ": %s (see --help)\n", msg);
-    return 2;
+    return EXIT_USAGE;
 }
 
 static int fail(const char *what, const char *msg)
@@ -38,13 +79,21 @@ static int fail(const char *what, const char *msg)
         fprintf(stderr, TOOL ": %s: %s\n", what, msg);
     else
         fprintf(stderr, TOOL ": %s\n", msg);
-    return 1;
+    return EXIT_FAILED;
 }
 
-typedef struct split_set {
-    ld_data *train, *val, *test; /* val == test when there is no val split */
-    int has_val;
-} split_set;
+/* fail() for a split of the data: "DATA: split NAME: msg". */
+static int fail_split(const tr_run *r, const char *split, const char *msg)
+{
+    char what[CM_PATH_MAX + 32];
+    snprintf(what, sizeof what, "%s: split %s", r->op.data, split);
+    return fail(what, msg);
+}
+
+static void path_in(char *out, size_t n, const char *dir, const char *name)
+{
+    snprintf(out, n, "%s/%s", dir, name);
+}
 
 static double lr_at(const tr_opts *o, int epoch)
 {
@@ -56,70 +105,346 @@ static double lr_at(const tr_opts *o, int epoch)
     return 1e-4 + (o->lr - 1e-4) * pow(f, 0.9);
 }
 
-static void path_in(char *out, size_t n, const char *dir, const char *name)
-{
-    snprintf(out, n, "%s/%s", dir, name);
-}
+/* ================================================================ options */
 
-/* Runs one evaluation pass; acc_* = -1 when that network is not evaluated. */
-static int evaluate(tr_system *sys, ld_loader *ld, ld_device *dv, be_ctx *be, int want_s, int want_t,
-                    int32_t *ps, int32_t *pt, double *acc_s, double *acc_t, cm_err *err)
+/* --resume RUN: RUN/options.json, with the options argv may override. */
+static int resume_options(tr_run *r, const tr_opts *cl, char **given)
 {
-    tr_rng dummy;
-    tr_rng_seed(&dummy, 0);
-    if (ld_loader_start(ld, &dummy, 0, err) != 0)
-        return -1;
-    long long n = 0, cs = 0, ct = 0;
-    ld_host_batch *hb = NULL;
-    int rc;
-    while ((rc = ld_loader_next(ld, &hb, err)) == 1) {
-        tr_batch b;
-        if (ld_device_upload(dv, hb, &b, err) != 0 ||
-            tr_system_eval(sys, &b, want_s ? ps : NULL, want_t ? pt : NULL, NULL, NULL, err) != 0) {
-            ld_loader_release(ld, hb);
-            rc = -1;
-            break;
+    cm_err err = {{0}};
+    for (char **g = given; *g; g++)
+        if (!tr_opts_resume_override(*g)) {
+            snprintf(err.msg, sizeof err.msg, "--%s cannot be given with --resume (the run's options.json holds it)", *g);
+            return usage_error(err.msg);
         }
-        be->ops->sync(be);
-        for (int i = 0; i < hb->B; i++) {
-            cs += want_s && ps[i] == hb->labels[i];
-            ct += want_t && pt[i] == hb->labels[i];
+    char path[CM_PATH_MAX];
+    path_in(path, sizeof path, cl->resume, "options.json");
+    size_t n = 0;
+    if (cm_read_file(path, &r->opts_text, &n, &err) != 0)
+        return fail(cl->resume, "not a run folder (no readable options.json)");
+    tr_opts_default(&r->op);
+    if (tr_opts_from_json(&r->op, r->opts_text, &err) != 0)
+        return fail(path, err.msg);
+    r->op.out = cl->resume;
+    r->op.resume = cl->resume;
+    if (tr_opts_check(&r->op, &err) != 0) /* the file's own values */
+        return fail(path, err.msg);
+    tr_opts_apply(&r->op, cl, given);
+    if (tr_opts_check(&r->op, &err) != 0) /* with the overrides */
+        return usage_error(err.msg);
+    return GO_ON;
+}
+
+static int run_options(tr_run *r, int argc, char **argv)
+{
+    tr_opts cl;
+    tr_opts_default(&cl);
+    cm_err err = {{0}};
+    char **given = NULL;
+    if (tr_opts_parse(&cl, argc, argv, &given, &err) != 0)
+        return usage_error(err.msg);
+    int rc = GO_ON;
+    r->resuming = cl.resume != NULL;
+    if (cl.help) {
+        tr_opts_help(stdout);
+        rc = EXIT_DONE;
+    } else if (r->resuming) {
+        rc = resume_options(r, &cl, given);
+    } else {
+        r->op = cl;
+        if (tr_opts_check(&r->op, &err) != 0)
+            rc = usage_error(err.msg);
+    }
+    free(given);
+    if (rc != GO_ON)
+        return rc;
+    const tr_opts *op = &r->op;
+    path_in(r->last_path, sizeof r->last_path, op->out, "last.h5");
+    path_in(r->best_path, sizeof r->best_path, op->out, "best.h5");
+    path_in(r->metrics_path, sizeof r->metrics_path, op->out, "metrics.jsonl");
+    path_in(r->svg_path, sizeof r->svg_path, op->out, "curves.svg");
+    path_in(r->result_path, sizeof r->result_path, op->out, "result.json");
+    r->from_last = r->resuming && cm_is_file(r->last_path);
+    if (!r->resuming && !op->force) {
+        char opts_path[CM_PATH_MAX];
+        path_in(opts_path, sizeof opts_path, op->out, "options.json");
+        if (cm_is_file(r->last_path) || cm_is_file(opts_path)) {
+            snprintf(err.msg, sizeof err.msg,
+                     "%s already holds a run (continue it with --resume %s, or give --force to replace it)", op->out, op->out);
+            return usage_error(err.msg);
         }
-        n += hb->B;
-        ld_loader_release(ld, hb);
     }
-    ld_loader_stop(ld);
-    if (rc < 0)
-        return -1;
-    *acc_s = want_s && n ? (double)cs / (double)n : -1;
-    *acc_t = want_t && n ? (double)ct / (double)n : -1;
-    return 0;
+    return GO_ON;
 }
 
-static void add_acc(cJSON *o, const char *key, double v)
+/* ================================================================ inputs */
+
+static int open_splits(tr_run *r)
 {
-    if (v >= 0)
-        cJSON_AddNumberToObject(o, key, v);
+    cm_err err = {{0}};
+    const tr_opts *op = &r->op;
+    if (!(r->train = ld_data_open(op->data, "train", &err)))
+        return fail_split(r, "train", err.msg);
+    r->has_val = ld_split_exists(op->data, "val");
+    if (!(r->test = ld_data_open(op->data, "test", &err)))
+        return fail_split(r, "test", err.msg);
+    r->val = r->has_val ? ld_data_open(op->data, "val", &err) : r->test;
+    if (!r->val)
+        return fail_split(r, "val", err.msg);
+    const char *names[3] = {"val", "test", "train"};
+    ld_data *sets[3] = {r->val, r->test, r->train};
+    for (int k = r->has_val ? 0 : 1; k < 3; k++)
+        if (ld_data_count(sets[k]) == 0)
+            return fail_split(r, names[k], "empty split (no samples)");
+    for (int k = r->has_val ? 0 : 1; k < 2; k++)
+        if (ld_data_compatible(r->train, sets[k], &err) != 0) {
+            cm_err_prefix(&err, "does not match split train");
+            return fail_split(r, names[k], err.msg);
+        }
+    if (ld_data_count(r->train) < (size_t)op->batch_size) {
+        snprintf(err.msg, sizeof err.msg, "%zu samples, fewer than one batch of %d (training drops partial batches)",
+                 ld_data_count(r->train), op->batch_size);
+        return fail_split(r, "train", err.msg);
+    }
+    r->identity = ld_data_identity(r->train);
+    return GO_ON;
 }
 
-static int write_json(const char *path, cJSON *j, cm_err *err)
+/* The checkpoints this run loads: RUN/last.h5 when resuming from it, else
+ * --init and --teacher-ckpt (NULL where absent). */
+static void checkpoint_paths(const tr_run *r, const char *paths[3])
 {
-    char *s = cJSON_Print(j);
-    if (!s)
-        return cm_err_set(err, "out of memory");
-    size_t n = strlen(s);
-    char *t = malloc(n + 2);
-    if (!t) {
-        free(s);
-        return cm_err_set(err, "out of memory");
-    }
-    memcpy(t, s, n);
-    t[n] = '\n';
-    int rc = cm_write_file_atomic(path, t, n + 1, err);
-    free(s);
-    free(t);
-    return rc;
+    paths[0] = r->from_last ? r->last_path : NULL;
+    paths[1] = r->from_last ? NULL : r->op.init;
+    paths[2] = r->from_last ? NULL : r->op.teacher_ckpt;
 }
+
+/* Do the checkpoints exist and match the data? (before any heavy work) */
+static int check_checkpoints(tr_run *r)
+{
+    cm_err err = {{0}};
+    const char *paths[3];
+    checkpoint_paths(r, paths);
+    for (int k = 0; k < 3; k++) {
+        if (!paths[k])
+            continue;
+        if (!cm_is_file(paths[k]))
+            return fail(paths[k], "no such checkpoint file");
+        char *ck_id = NULL;
+        if (ld_ckpt_identity(paths[k], &ck_id, &err) != 0)
+            return fail(paths[k], err.msg);
+        int bad = ck_id && ld_identity_compare(r->identity, ck_id, &err) != 0;
+        free(ck_id);
+        if (bad) {
+            char what[2 * CM_PATH_MAX + 32];
+            snprintf(what, sizeof what, "%s: does not match %s", paths[k], r->op.data);
+            return fail(what, err.msg);
+        }
+    }
+    return GO_ON;
+}
+
+static int run_open_inputs(tr_run *r)
+{
+    int rc = open_splits(r);
+    return rc == GO_ON ? check_checkpoints(r) : rc;
+}
+
+/* ================================================================ configure */
+
+/* The backend named by --device (auto: CUDA when available, else the CPU). */
+static int run_backend(tr_run *r)
+{
+    cm_err err = {{0}};
+    const tr_opts *op = &r->op;
+    be_options bo;
+    be_options_default(&bo);
+    bo.threads = op->threads;
+    bo.tf32 = strcmp(op->tf32, "on") == 0;
+    bo.bn = strcmp(op->bn, "cudnn") == 0 ? BE_BN_CUDNN : BE_BN_OWN;
+    bo.workspace_mb = (size_t)op->cudnn_workspace_mb;
+    bo.cudnn_find = strcmp(op->cudnn_find, "on") == 0;
+    bo.profile = op->profile;
+    if (strcmp(op->device, "cpu") == 0) {
+        r->be = be_cpu_create(bo.threads, &err);
+    } else {
+        r->be = be_cuda_create(&bo, &err);
+        if (!r->be && strcmp(op->device, "cuda") == 0)
+            return fail("--device cuda", err.msg);
+        if (!r->be) {
+            fprintf(stderr, TOOL ": notice: no CUDA backend (%s); using the CPU\n", err.msg);
+            r->be = be_cpu_create(bo.threads, &err);
+        }
+    }
+    return r->be ? GO_ON : fail("backend", err.msg);
+}
+
+/* The networks, as the options and the data's shape say. */
+static int build_system(tr_run *r)
+{
+    cm_err err = {{0}};
+    const tr_opts *op = &r->op;
+    const st_meta *meta = ld_data_meta(r->train);
+    tr_config *cfg = &r->cfg;
+    tr_config_default(cfg);
+    tr_opts_config(op, cfg);
+    cfg->n_classes = meta->n_classes;
+    cfg->frames = meta->frames_per_sample;
+    cfg->spec_bins = meta->bins;
+    cfg->spec_frames = meta->frames;
+    if (strcmp(op->visual_mode, "auto") == 0)
+        cfg->visual_mode = cfg->frames > 1 ? TR_VISUAL_FOLD : TR_VISUAL_STACK;
+    else
+        cfg->visual_mode = strcmp(op->visual_mode, "fold") == 0 ? TR_VISUAL_FOLD : TR_VISUAL_STACK;
+    r->sys = tr_system_create(r->be, cfg, (uint64_t)op->seed, &err);
+    if (!r->sys)
+        return fail("model", err.msg);
+    r->eval_s = !op->pretrain;
+    r->eval_t = op->pretrain || cfg->method != TR_NONE;
+    return GO_ON;
+}
+
+/* A resumed position must fit this run: epochs, steps per epoch, seed. */
+static int check_position(const tr_run *r)
+{
+    const tr_position *p = &r->pos;
+    cm_err err = {{0}};
+    int64_t start = (int64_t)p->epoch * (int64_t)r->nb; /* epoch <= epochs <= 1e9, nb < 2^31 */
+    if (p->epoch < 0 || p->epoch > r->op.epochs)
+        cm_err_set(&err, "epoch %d completed, but the run has %d epochs", p->epoch, r->op.epochs);
+    else if (p->step < start || p->step - start > (p->epoch < r->op.epochs ? (int64_t)r->nb - 1 : 0))
+        cm_err_set(&err, "step %" PRId64 " does not lie in epoch %d of %zu steps (data or batch size changed?)", p->step,
+                   p->epoch + 1, r->nb);
+    else if (p->seed != (uint64_t)r->op.seed)
+        cm_err_set(&err, "seed %" PRIu64 " in the checkpoint, %lld in options.json", p->seed, r->op.seed);
+    else if (p->best_epoch > p->epoch)
+        cm_err_set(&err, "best epoch %d after epoch %d", p->best_epoch, p->epoch);
+    else
+        return GO_ON;
+    return fail(r->last_path, err.msg);
+}
+
+/* Weights and position: RUN/last.h5 when resuming from it, else the fresh
+ * initialisation with --init and the --teacher-ckpt teacher over it. */
+static int load_checkpoints(tr_run *r)
+{
+    cm_err err = {{0}};
+    const tr_opts *op = &r->op;
+    memset(&r->pos, 0, sizeof r->pos);
+    r->pos.seed = (uint64_t)op->seed;
+    r->pos.best_val = r->pos.best_test = -1;
+    tr_rng_seed(&r->rng, (uint64_t)op->seed ^ 0x6c6f61646572ULL); /* the loader's stream, apart from the init's */
+    memcpy(r->pos.rng_state, r->rng.s, sizeof r->rng.s);
+    const char *paths[3];
+    checkpoint_paths(r, paths);
+    if (paths[0] && tr_checkpoint_load(r->sys, paths[0], NULL, 1, &r->pos, &err) != 0)
+        return fail(paths[0], err.msg);
+    if (paths[1] && tr_checkpoint_load(r->sys, paths[1], NULL, 0, NULL, &err) != 0)
+        return fail(paths[1], err.msg);
+    if (paths[2] && r->cfg.method == TR_NONE)
+        fprintf(stderr, TOOL ": notice: --method none trains no teacher; --teacher-ckpt is not used\n");
+    else if (paths[2] && tr_checkpoint_load(r->sys, paths[2], "teacher", 0, NULL, &err) != 0)
+        return fail(paths[2], err.msg);
+    if (r->from_last)
+        memcpy(r->rng.s, r->pos.rng_state, sizeof r->rng.s);
+    tr_system_set_steps(r->sys, r->pos.step);
+    return GO_ON;
+}
+
+static int create_loaders(tr_run *r)
+{
+    cm_err err = {{0}};
+    const tr_opts *op = &r->op;
+    int uses[2] = {0, 0}; /* audio, visual */
+    if (op->pretrain) {
+        uses[r->cfg.teacher] = 1;
+    } else {
+        uses[r->cfg.student] = 1;
+        if (r->cfg.method != TR_NONE)
+            uses[r->cfg.teacher] = 1;
+    }
+    int lthreads = op->loader_threads > 0 ? op->loader_threads : r->be->ops->input_threads(r->be, cm_ncpu());
+    ld_opts lo = {.batch = op->batch_size, .augment = !op->no_augment, .shuffle = !op->no_shuffle, .drop_last = 1,
+                  .threads = lthreads, .need_audio = uses[0], .need_visual = uses[1]};
+    r->ltrain = ld_loader_create(r->train, r->be, &lo, &err);
+    lo.augment = 0;
+    lo.shuffle = 0;
+    lo.drop_last = 0;
+    r->lval = r->ltrain ? ld_loader_create(r->val, r->be, &lo, &err) : NULL;
+    r->ltest = r->lval && r->has_val ? ld_loader_create(r->test, r->be, &lo, &err) : r->lval;
+    r->dv = r->ltest ? ld_device_create(r->be, ld_data_meta(r->train), op->batch_size, op->image_size, uses[0], uses[1], &err) : NULL;
+    r->ps = calloc((size_t)op->batch_size, sizeof *r->ps);
+    r->pt = calloc((size_t)op->batch_size, sizeof *r->pt);
+    if (!r->dv || !r->ps || !r->pt)
+        return fail("loader", err.msg[0] ? err.msg : "out of memory");
+    r->nb = ld_loader_batches(r->ltrain);
+    return GO_ON;
+}
+
+/* RUN/: options.json (a new run), the metrics log (cut back to the
+ * checkpoint when resuming), the --dump-batches folder. */
+static int open_outputs(tr_run *r)
+{
+    cm_err err = {{0}};
+    const tr_opts *op = &r->op;
+    if (cm_mkdirs(op->out, &err) != 0)
+        return fail(op->out, err.msg);
+    if (!r->resuming) {
+        char path[CM_PATH_MAX];
+        path_in(path, sizeof path, op->out, "options.json");
+        char *oj = tr_opts_to_json(op);
+        if (!oj)
+            return fail(path, "out of memory");
+        int rc = cm_write_file_atomic(path, oj, strlen(oj), &err);
+        free(oj);
+        if (rc != 0)
+            return fail(path, err.msg);
+        /* --force: a replaced run's checkpoints must not survive */
+        unlink(r->best_path);
+        unlink(r->last_path);
+    }
+    if (op->dump_batches && cm_mkdirs(op->dump_batches, &err) != 0)
+        return fail(op->dump_batches, err.msg);
+    r->mt = mt_open(r->metrics_path, r->resuming ? r->pos.step : -1, r->resuming ? r->pos.epoch : 0, &err);
+    if (!r->mt)
+        return fail(r->metrics_path, err.msg);
+    return GO_ON;
+}
+
+static void announce(const tr_run *r)
+{
+    const tr_opts *op = &r->op;
+    if (r->resuming)
+        fprintf(stderr, TOOL ": resuming %s at epoch %d, step %lld%s\n", op->out, r->pos.epoch + 1,
+                (long long)r->pos.step, r->from_last ? "" : " (no checkpoint yet: from the start)");
+    fprintf(stderr, TOOL ": %s, %s%s -> %s, %zu/%zu/%zu samples (train/val/test%s), %zu steps per epoch, backend %s\n",
+            op->pretrain ? "pretrain" : op->method, op->pretrain ? "" : op->teacher, op->pretrain ? op->teacher : "",
+            op->pretrain ? "" : op->student, ld_data_count(r->train), ld_data_count(r->val), ld_data_count(r->test),
+            r->has_val ? "" : "; test serves as val", r->nb, r->be->ops->name);
+}
+
+static int run_configure(tr_run *r)
+{
+    int rc = run_backend(r);
+    if (rc == GO_ON)
+        rc = build_system(r);
+    if (rc == GO_ON)
+        rc = create_loaders(r);
+    if (rc == GO_ON)
+        rc = load_checkpoints(r);
+    if (rc == GO_ON && r->from_last)
+        rc = check_position(r);
+    if (rc == GO_ON)
+        rc = open_outputs(r);
+    if (rc != GO_ON)
+        return rc;
+    announce(r);
+    r->prog = cm_progress_create(stderr, TOOL, (size_t)r->nb * (size_t)r->op.epochs, 5.0);
+    r->saved_at = cm_now();
+    r->last_val_s = r->last_test_s = r->last_val_t = r->last_test_t = -1;
+    return GO_ON;
+}
+
+/* ================================================================ --dump-batches */
 
 /* Writes <dir>/batch-<step>-<what>.npy. */
 static int dump_npy(const char *dir, long long step, const char *what, const char *descr, const size_t *shape,
@@ -146,6 +471,23 @@ static int dump_device_f32(const char *dir, long long step, const char *what, be
     return rc;
 }
 
+/* The crop of every frame of a batch, [B*F, 7] int64. */
+static int dump_crops(const char *dir, long long step, const ld_host_batch *hb, size_t nc, cm_err *err)
+{
+    int64_t *c = malloc(nc * 7 * sizeof *c);
+    if (!c)
+        return cm_err_set(err, "out of memory");
+    for (size_t i = 0; i < nc; i++) {
+        const be_crop *k = &hb->crops[i];
+        int64_t row[7] = {k->x, k->y, k->w, k->h, k->flip, k->src_w, k->src_h};
+        memcpy(c + i * 7, row, sizeof row);
+    }
+    size_t cs[2] = {nc, 7};
+    int rc = dump_npy(dir, step, "crops", "<i8", cs, 2, c, err);
+    free(c);
+    return rc;
+}
+
 /* Writes the prepared device tensors of one batch as .npy (--dump-batches). */
 static int dump_batch(const char *dir, long long step, be_ctx *be, const tr_batch *b, const ld_host_batch *hb,
                       const tr_config *cfg, cm_err *err)
@@ -159,21 +501,8 @@ static int dump_batch(const char *dir, long long step, be_ctx *be, const tr_batc
     if (b->visual) {
         size_t S = (size_t)cfg->image_size;
         size_t shape[5] = {(size_t)b->B, (size_t)hb->F, 3, S, S};
-        if (dump_device_f32(dir, step, "visual", be, b->visual, shape, 5, err) != 0)
-            return -1;
-        size_t nc = (size_t)b->B * (size_t)hb->F;
-        int64_t *c = malloc(nc * 7 * sizeof *c);
-        if (!c)
-            return cm_err_set(err, "out of memory");
-        for (size_t i = 0; i < nc; i++) {
-            const be_crop *k = &hb->crops[i];
-            int64_t row[7] = {k->x, k->y, k->w, k->h, k->flip, k->src_w, k->src_h};
-            memcpy(c + i * 7, row, sizeof row);
-        }
-        size_t cs[2] = {nc, 7};
-        int rc = dump_npy(dir, step, "crops", "<i8", cs, 2, c, err);
-        free(c);
-        if (rc)
+        if (dump_device_f32(dir, step, "visual", be, b->visual, shape, 5, err) != 0 ||
+            dump_crops(dir, step, hb, (size_t)b->B * (size_t)hb->F, err) != 0)
             return -1;
     }
     size_t ls[1] = {(size_t)b->B};
@@ -182,629 +511,406 @@ static int dump_batch(const char *dir, long long step, be_ctx *be, const tr_batc
     return dump_npy(dir, step, "index", "<i8", ls, 1, hb->index, err);
 }
 
-/* Appends the record j to the metrics log and deletes it; -1 when printing or writing fails. */
-static int log_record(mt_log *mt, cJSON *j, cm_err *err)
+/* ================================================================ evaluate */
+
+/* Runs one evaluation pass; acc_* = -1 when that network is not evaluated. */
+static int evaluate(tr_run *r, ld_loader *ld, double *acc_s, double *acc_t, cm_err *err)
 {
-    char *line = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    if (!line)
-        return cm_err_set(err, "out of memory");
-    int wr = mt_write(mt, line, err);
-    free(line);
-    return wr;
-}
-
-static int parse_enum(const char *v, const char *const *names, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (strcmp(v, names[i]) == 0)
-            return i;
-    return -1;
-}
-
-static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
-{
-    tr_opts cl;
-    tr_opts_default(&cl);
-    cm_err err = {{0}};
-    char **given = NULL;
-    if (tr_opts_parse(&cl, argc, argv, &given, &err) != 0)
-        return usage_error(err.msg);
-    if (cl.help) {
-        tr_opts_help(stdout);
-        free(given);
-        return 0;
-    }
-    int resuming = cl.resume != NULL;
-    char path[CM_PATH_MAX];
-    char *opts_text = NULL;
-    if (resuming) {
-        for (char **g = given; *g; g++)
-            if (!tr_opts_resume_override(*g)) {
-                snprintf(err.msg, sizeof err.msg, "--%s cannot be given with --resume (the run's options.json holds it)", *g);
-                free(given);
-                return usage_error(err.msg);
-            }
-        path_in(path, sizeof path, cl.resume, "options.json");
-        size_t n = 0;
-        int rr = cm_read_file(path, &opts_text, &n, &err);
-        *opts_textp = opts_text;
-        if (rr != 0) {
-            free(given);
-            return fail(cl.resume, "not a run folder (no readable options.json)");
-        }
-        tr_opts_default(op);
-        if (tr_opts_from_json(op, opts_text, &err) != 0) {
-            free(given);
-            return fail(path, err.msg);
-        }
-        tr_opts_apply(op, &cl, given);
-        op->out = cl.resume;
-        op->resume = cl.resume;
-    } else {
-        *op = cl;
-    }
-    free(given);
-
-    /* ---- option checks (usage errors) ---- */
-    if (!op->data)
-        return usage_error("--data DIR is required");
-    if (!op->out)
-        return usage_error("--out RUN is required");
-    if (op->epochs < 1 || op->batch_size < 1 || op->width < 1 || op->image_size < 8 || op->steps < 0 || op->threads < 0 ||
-        op->loader_threads < 0 || op->eval_from < 0)
-        return usage_error("--epochs, --batch-size, --width must be >= 1, --image-size >= 8, counts >= 0");
-    if (!(op->lr > 0) || !isfinite(op->lr) || op->momentum < 0 || op->momentum >= 1)
-        return usage_error("--lr must be positive and finite, --momentum in [0, 1)");
-    if (op->depth != 18 && op->depth != 50)
-        return usage_error("--depth must be 18 or 50");
-    if (!op->student_depth)
-        op->student_depth = op->depth; /* 0: not given, --depth decides */
-    if (!op->teacher_depth)
-        op->teacher_depth = op->depth;
-    static const char *const methods[] = {"none", "kd", "nkd", "c2kd", "shake"};
-    static const char *const mods[] = {"audio", "visual"};
-    static const char *const updates[] = {"full", "top", "frozen"};
-    static const char *const proxies[] = {"fa", "none", "cfa"};
-    int method = parse_enum(op->method, methods, 5);
-    int student = parse_enum(op->student, mods, 2), teacher = parse_enum(op->teacher, mods, 2);
-    int update = parse_enum(op->teacher_update, updates, 3), proxy = parse_enum(op->proxy, proxies, 3);
-    if (method < 0 || student < 0 || teacher < 0 || update < 0 || proxy < 0)
-        return usage_error("bad --method, --student, --teacher, --teacher-update or --proxy");
-    if (op->pretrain && op->teacher_ckpt)
-        return usage_error("--pretrain trains the teacher from scratch; --teacher-ckpt does not apply");
-    if (op->init && resuming)
-        return usage_error("--init and --resume exclude each other");
-    if (!resuming && !op->force) {
-        path_in(path, sizeof path, op->out, "last.h5");
-        char p2[CM_PATH_MAX];
-        path_in(p2, sizeof p2, op->out, "options.json");
-        if (cm_is_file(path) || cm_is_file(p2)) {
-            snprintf(err.msg, sizeof err.msg,
-                     "%s already holds a run (continue it with --resume %s, or give --force to replace it)", op->out, op->out);
-            return usage_error(err.msg);
-        }
-    }
-
-    /* ---- data ---- */
-    split_set sp = {0};
-    sp.train = ld_data_open(op->data, "train", &err);
-    if (!sp.train) {
-        snprintf(path, sizeof path, "%s: split train", op->data);
-        return fail(path, err.msg);
-    }
-    sp.has_val = ld_split_exists(op->data, "val");
-    sp.test = ld_data_open(op->data, "test", &err);
-    if (!sp.test) {
-        snprintf(path, sizeof path, "%s: split test", op->data);
-        ld_data_close(sp.train);
-        return fail(path, err.msg);
-    }
-    if (sp.has_val) {
-        sp.val = ld_data_open(op->data, "val", &err);
-        if (!sp.val) {
-            snprintf(path, sizeof path, "%s: split val", op->data);
-            ld_data_close(sp.train);
-            ld_data_close(sp.test);
-            return fail(path, err.msg);
-        }
-    } else {
-        sp.val = sp.test;
-    }
-    int rc = 1;
-    be_ctx *be = NULL;
-    tr_system *sys = NULL;
-    ld_loader *ltrain = NULL, *lval = NULL, *ltest = NULL;
-    ld_device *dv = NULL;
-    mt_log *mt = NULL;
-    cm_progress *prog = NULL;
-    char *identity = NULL, *ck_id = NULL;
-    int32_t *ps = NULL, *pt = NULL;
-    const char *splits[3] = {"val", "test", "train"};
-    ld_data *sets[3] = {sp.val, sp.test, sp.train};
-    for (int k = sp.has_val ? 0 : 1; k < 3; k++)
-        if (ld_data_count(sets[k]) == 0) {
-            snprintf(path, sizeof path, "%s: split %s", op->data, splits[k]);
-            fail(path, "empty split (no samples)");
-            goto out;
-        }
-    for (int k = sp.has_val ? 0 : 1; k < 2; k++)
-        if (ld_data_compatible(sp.train, sets[k], &err) != 0) {
-            snprintf(path, sizeof path, "%s: split %s", op->data, splits[k]);
-            cm_err_prefix(&err, "does not match split train");
-            fail(path, err.msg);
-            goto out;
-        }
-    if (ld_data_count(sp.train) < (size_t)op->batch_size) {
-        snprintf(path, sizeof path, "%s: split train", op->data);
-        snprintf(err.msg, sizeof err.msg, "%zu samples, fewer than one batch of %d (training drops partial batches)",
-                 ld_data_count(sp.train), op->batch_size);
-        fail(path, err.msg);
-        goto out;
-    }
-    const st_meta *meta = ld_data_meta(sp.train);
-    identity = ld_data_identity(sp.train);
-
-    /* ---- checkpoints: do they match the data? (before any heavy work) ---- */
-    const char *ck_paths[3] = {NULL, NULL, NULL};
-    char last_path[CM_PATH_MAX], best_path[CM_PATH_MAX];
-    path_in(last_path, sizeof last_path, op->out, "last.h5");
-    path_in(best_path, sizeof best_path, op->out, "best.h5");
-    ck_paths[0] = resuming ? last_path : NULL;
-    ck_paths[1] = op->init;
-    ck_paths[2] = op->teacher_ckpt;
-    for (int k = 0; k < 3; k++) {
-        if (!ck_paths[k])
-            continue;
-        if (!cm_is_file(ck_paths[k])) {
-            fail(ck_paths[k], "no such checkpoint file");
-            goto out;
-        }
-        free(ck_id);
-        ck_id = NULL;
-        if (ld_ckpt_identity(ck_paths[k], &ck_id, &err) != 0) {
-            fail(ck_paths[k], err.msg);
-            goto out;
-        }
-        if (ck_id && ld_identity_compare(identity, ck_id, &err) != 0) {
-            snprintf(path, sizeof path, "%s: does not match %s", ck_paths[k], op->data);
-            fail(path, err.msg);
-            goto out;
-        }
-    }
-
-    /* ---- backend ---- */
-    if (strcmp(op->device, "cpu") == 0) {
-        be = be_cpu_create(op->threads, &err);
-    } else {
-        be = be_cuda_create(0, &err);
-        if (!be && strcmp(op->device, "cuda") == 0) {
-            fail("--device cuda", err.msg);
-            goto out;
-        }
-        if (!be) {
-            fprintf(stderr, TOOL ": notice: no CUDA backend (%s); using the CPU\n", err.msg);
-            be = be_cpu_create(op->threads, &err);
-        }
-    }
-    if (!be) {
-        fail("backend", err.msg);
-        goto out;
-    }
-
-    /* ---- system ---- */
-    tr_config cfg;
-    tr_config_default(&cfg);
-    cfg.pretrain = op->pretrain;
-    cfg.method = (tr_method)method;
-    cfg.student = student == 0 ? TR_AUDIO : TR_VISUAL;
-    cfg.teacher = teacher == 0 ? TR_AUDIO : TR_VISUAL;
-    cfg.student_depth = op->student_depth;
-    cfg.teacher_depth = op->teacher_depth;
-    cfg.width = op->width;
-    cfg.n_classes = meta->n_classes;
-    cfg.frames = meta->frames_per_sample;
-    if (strcmp(op->visual_mode, "auto") == 0)
-        cfg.visual_mode = cfg.frames > 1 ? TR_VISUAL_FOLD : TR_VISUAL_STACK;
-    else
-        cfg.visual_mode = strcmp(op->visual_mode, "fold") == 0 ? TR_VISUAL_FOLD : TR_VISUAL_STACK;
-    cfg.image_size = op->image_size;
-    cfg.spec_bins = meta->bins;
-    cfg.spec_frames = meta->frames;
-    cfg.proxy = (tr_proxy_kind)proxy;
-    cfg.teacher_update = (tr_teacher_update)update;
-    cfg.lambda1 = (float)op->lambda1;
-    cfg.lambda2 = (float)op->lambda2;
-    cfg.lambda3 = (float)op->lambda3;
-    cfg.omega = (float)op->omega;
-    cfg.kd_temp = (float)op->kd_temp;
-    cfg.nkd_gamma = (float)op->nkd_gamma;
-    cfg.nkd_temp = (float)op->nkd_temp;
-    cfg.momentum = (float)op->momentum;
-    cfg.max_batch = op->batch_size;
-    sys = tr_system_create(be, &cfg, (uint64_t)op->seed, &err);
-    if (!sys) {
-        fail("model", err.msg);
-        goto out;
-    }
-
-    /* ---- checkpoints (read before anything is written) ---- */
-    tr_position pos;
-    memset(&pos, 0, sizeof pos);
-    pos.seed = (uint64_t)op->seed;
-    pos.best_val = -1;
-    pos.best_test = -1;
-    pos.best_epoch = 0;
-    tr_rng rng;
-    tr_rng_seed(&rng, (uint64_t)op->seed ^ 0x6c6f61646572ULL); /* the loader's stream, apart from the init's */
-    memcpy(pos.rng_state, rng.s, sizeof rng.s);
-    for (int k = 0; k < 3; k++) {
-        if (!ck_paths[k])
-            continue;
-        int r;
-        if (k == 0)
-            r = tr_checkpoint_load(sys, ck_paths[k], NULL, 1, &pos, &err);
-        else if (k == 1)
-            r = tr_checkpoint_load(sys, ck_paths[k], NULL, 0, NULL, &err);
-        else if (method == TR_NONE)
-            r = fprintf(stderr, TOOL ": notice: --method none trains no teacher; --teacher-ckpt is not used\n") < 0;
-        else
-            r = tr_checkpoint_load(sys, ck_paths[k], "teacher", 0, NULL, &err);
-        if (r != 0) {
-            fail(ck_paths[k], err.msg);
-            goto out;
-        }
-    }
-    if (resuming)
-        memcpy(rng.s, pos.rng_state, sizeof rng.s);
-    tr_system_set_steps(sys, pos.step);
-
-    /* ---- loaders ---- */
-    int uses[2] = {0, 0}; /* audio, visual */
-    if (op->pretrain) {
-        uses[cfg.teacher] = 1;
-    } else {
-        uses[cfg.student] = 1;
-        if (method != TR_NONE)
-            uses[cfg.teacher] = 1;
-    }
-    int lthreads = op->loader_threads;
-    if (lthreads <= 0) {
-        int nc = cm_ncpu();
-        lthreads = strcmp(be->ops->name, "cpu") == 0 ? (nc < 2 ? nc : 2) : (nc < 12 ? nc : 12);
-    }
-    ld_opts lo = {.batch = op->batch_size, .augment = !op->no_augment, .shuffle = !op->no_shuffle, .drop_last = 1,
-                  .threads = lthreads, .need_audio = uses[0], .need_visual = uses[1]};
-    ltrain = ld_loader_create(sp.train, be, &lo, &err);
-    lo.augment = 0;
-    lo.shuffle = 0;
-    lo.drop_last = 0;
-    lval = ltrain ? ld_loader_create(sp.val, be, &lo, &err) : NULL;
-    ltest = lval && sp.has_val ? ld_loader_create(sp.test, be, &lo, &err) : lval;
-    dv = ltest ? ld_device_create(be, sp.train, op->batch_size, op->image_size, uses[0], uses[1], &err) : NULL;
-    ps = calloc((size_t)op->batch_size, sizeof *ps);
-    pt = calloc((size_t)op->batch_size, sizeof *pt);
-    if (!dv || !ps || !pt) {
-        fail("loader", err.msg[0] ? err.msg : "out of memory");
-        goto out;
-    }
-    const size_t nb = ld_loader_batches(ltrain);
-    const int64_t total_steps = (int64_t)nb * op->epochs;
-
-    /* ---- outputs ---- */
-    if (cm_mkdirs(op->out, &err) != 0) {
-        fail(op->out, err.msg);
-        goto out;
-    }
-    if (!resuming) {
-        char *oj = tr_opts_to_json(op);
-        path_in(path, sizeof path, op->out, "options.json");
-        int r = cm_write_file_atomic(path, oj, strlen(oj), &err);
-        free(oj);
-        if (r != 0) {
-            fail(path, err.msg);
-            goto out;
-        }
-        /* --force: a replaced run's checkpoints must not survive */
-        unlink(best_path);
-        unlink(last_path);
-    }
-    if (op->dump_batches && cm_mkdirs(op->dump_batches, &err) != 0) {
-        fail(op->dump_batches, err.msg);
-        goto out;
-    }
-    char metrics_path[CM_PATH_MAX], svg_path[CM_PATH_MAX], result_path[CM_PATH_MAX];
-    path_in(metrics_path, sizeof metrics_path, op->out, "metrics.jsonl");
-    path_in(svg_path, sizeof svg_path, op->out, "curves.svg");
-    path_in(result_path, sizeof result_path, op->out, "result.json");
-    mt = mt_open(metrics_path, resuming ? pos.step : -1, resuming ? pos.epoch : 0, &err);
-    if (!mt) {
-        fail(metrics_path, err.msg);
-        goto out;
-    }
-    const int eval_s = !op->pretrain, eval_t = op->pretrain || method != TR_NONE;
-    const char *which = op->pretrain ? "teacher" : "student";
-    if (resuming)
-        fprintf(stderr, TOOL ": resuming %s at epoch %d, step %lld\n", op->out, pos.epoch + 1, (long long)pos.step);
-    fprintf(stderr, TOOL ": %s, %s%s -> %s, %zu/%zu/%zu samples (train/val/test%s), %zu steps per epoch, backend %s\n",
-            op->pretrain ? "pretrain" : op->method, op->pretrain ? "" : op->teacher, op->pretrain ? op->teacher : "",
-            op->pretrain ? "" : op->student, ld_data_count(sp.train), ld_data_count(sp.val), ld_data_count(sp.test),
-            sp.has_val ? "" : "; test serves as val", nb, be->ops->name);
-
-    prog = cm_progress_create(stderr, TOOL, (size_t)total_steps, 5.0);
-    int stopped = 0;
-    double last_val_s = -1, last_test_s = -1, last_val_t = -1, last_test_t = -1;
-    for (int e = pos.epoch; e < op->epochs && !stopped; e++) {
-        double t0 = cm_now();
-        double lr = lr_at(op, e);
-        uint64_t epoch_rng[4];
-        memcpy(epoch_rng, rng.s, sizeof epoch_rng);
-        size_t skip = (size_t)(pos.step - (int64_t)e * (int64_t)nb);
-        if (pos.step < (int64_t)e * (int64_t)nb || skip > nb) {
-            fail(last_path, "position (epoch, step) inconsistent with the data and batch size");
-            goto out;
-        }
-        if (ld_loader_start(ltrain, &rng, skip, &err) != 0) {
-            fail("loader", err.msg);
-            goto out;
-        }
-        double sum_loss = 0;
-        long long seen = 0, hit_s = 0, hit_t = 0, nsteps = 0;
-        if (skip > 0) {
-            /* Resumed inside this epoch: its training averages continue from the log. */
-            mt_partial mp;
-            if (mt_epoch_partial(metrics_path, e + 1, pos.step, &mp, &err) != 0) {
-                fail(metrics_path, err.msg);
-                goto out;
-            }
-            nsteps = mp.steps;
-            sum_loss = mp.sum_loss;
-            seen = mp.steps * op->batch_size;
-            hit_s = llround(mp.sum_acc_student * op->batch_size);
-            hit_t = llround(mp.sum_acc_teacher * op->batch_size);
-        }
-        ld_host_batch *hb;
-        int r;
-        while ((r = ld_loader_next(ltrain, &hb, &err)) == 1) {
-            tr_batch b;
-            tr_stats st;
-            memset(&st, 0, sizeof st);
-            if (ld_device_upload(dv, hb, &b, &err) != 0) {
-                ld_loader_release(ltrain, hb);
-                fail("device", err.msg);
-                goto out;
-            }
-            if (op->dump_batches && (op->dump_count < 0 || pos.step < op->dump_count) &&
-                dump_batch(op->dump_batches, (long long)pos.step, be, &b, hb, &cfg, &err) != 0) {
-                ld_loader_release(ltrain, hb);
-                fail(op->dump_batches, err.msg);
-                goto out;
-            }
-            if (tr_system_step(sys, &b, (float)lr, &st, &err) != 0) {
-                ld_loader_release(ltrain, hb);
-                snprintf(path, sizeof path, "epoch %d", e + 1);
-                cm_progress_finish(prog, (size_t)pos.step, 0, NULL);
-                fail(path, err.msg);
-                goto out;
-            }
-            be->ops->sync(be);
-            int B = hb->B;
-            ld_loader_release(ltrain, hb);
-            pos.step++;
-            nsteps++;
-            seen += B;
-            hit_s += st.correct_student;
-            hit_t += st.correct_teacher;
-            sum_loss += st.loss;
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddStringToObject(j, "type", "step");
-            cJSON_AddNumberToObject(j, "step", (double)pos.step);
-            cJSON_AddNumberToObject(j, "epoch", e + 1);
-            cJSON_AddNumberToObject(j, "lr", lr);
-            cJSON_AddNumberToObject(j, "loss", st.loss);
-            for (int k = 0; k < st.n_terms && k < TR_MAX_TERMS; k++)
-                if (st.term_name[k])
-                    cJSON_AddNumberToObject(j, st.term_name[k], st.term[k]);
-            if (st.kept >= 0)
-                cJSON_AddNumberToObject(j, "kept", st.kept);
-            else
-                cJSON_AddNullToObject(j, "kept");
-            if (eval_s)
-                cJSON_AddNumberToObject(j, "acc_student", (double)st.correct_student / B);
-            if (eval_t)
-                cJSON_AddNumberToObject(j, "acc_teacher", (double)st.correct_teacher / B);
-            if (log_record(mt, j, &err) != 0) {
-                fail(metrics_path, err.msg);
-                goto out;
-            }
-            char extra[128];
-            snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f lr %.3g", e + 1, op->epochs, st.loss, lr);
-            cm_progress_update(prog, (size_t)pos.step, 0, extra);
-            if (op->steps > 0 && pos.step >= op->steps) {
-                stopped = 1;
-                break;
-            }
-        }
-        if (r < 0) {
-            snprintf(path, sizeof path, "%s: split train", op->data);
-            fail(path, err.msg);
-            goto out;
-        }
-        ld_loader_stop(ltrain);
-        if (pos.step < (int64_t)(e + 1) * (int64_t)nb) {
-            /* Stopped inside the epoch: the checkpoint keeps the epoch's start state, and
-             * a resumed run redraws the same permutation and skips the batches done. */
-            memcpy(pos.rng_state, epoch_rng, sizeof epoch_rng);
-            if (tr_checkpoint_save(sys, last_path, &pos, identity, &err) != 0) {
-                fail(last_path, err.msg);
-                goto out;
-            }
+    tr_rng dummy;
+    tr_rng_seed(&dummy, 0);
+    if (ld_loader_start(ld, &dummy, 0, err) != 0)
+        return -1;
+    long long n = 0, cs = 0, ct = 0;
+    ld_host_batch *hb = NULL;
+    int rc;
+    tr_batch b;
+    while ((rc = ld_device_next(r->dv, ld, &hb, &b, err)) == 1) {
+        if (tr_system_eval(r->sys, &b, r->eval_s ? r->ps : NULL, r->eval_t ? r->pt : NULL, NULL, NULL, err) != 0) {
+            ld_loader_release(ld, hb);
+            rc = -1;
             break;
         }
-        pos.epoch = e + 1;
-        memcpy(pos.rng_state, rng.s, sizeof rng.s);
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "type", "epoch");
-        cJSON_AddNumberToObject(j, "epoch", e + 1);
-        cJSON_AddNumberToObject(j, "step", (double)pos.step);
-        cJSON_AddNumberToObject(j, "lr", lr);
-        if (nsteps > 0) {
-            cJSON_AddNumberToObject(j, "train_loss", sum_loss / (double)nsteps);
-            if (eval_s)
-                cJSON_AddNumberToObject(j, "train_acc_student", (double)hit_s / (double)seen);
-            if (eval_t)
-                cJSON_AddNumberToObject(j, "train_acc_teacher", (double)hit_t / (double)seen);
+        r->be->ops->sync(r->be);
+        for (int i = 0; i < hb->B; i++) {
+            cs += r->eval_s && r->ps[i] == hb->labels[i];
+            ct += r->eval_t && r->pt[i] == hb->labels[i];
         }
-        int improved = 0;
-        if (e + 1 >= op->eval_from) {
-            double vs, vt, ts, tt;
-            if (evaluate(sys, lval, dv, be, eval_s, eval_t, ps, pt, &vs, &vt, &err) != 0) {
-                cJSON_Delete(j);
-                snprintf(path, sizeof path, "evaluation on %s", sp.has_val ? "val" : "test");
-                fail(path, err.msg);
-                goto out;
-            }
-            if (sp.has_val) {
-                if (evaluate(sys, ltest, dv, be, eval_s, eval_t, ps, pt, &ts, &tt, &err) != 0) {
-                    cJSON_Delete(j);
-                    fail("evaluation on test", err.msg);
-                    goto out;
-                }
-            } else {
-                ts = vs;
-                tt = vt;
-            }
-            last_val_s = vs, last_val_t = vt, last_test_s = ts, last_test_t = tt;
-            add_acc(j, "val_acc_student", vs);
-            add_acc(j, "test_acc_student", ts);
-            add_acc(j, "val_acc_teacher", vt);
-            add_acc(j, "test_acc_teacher", tt);
-            double v = op->pretrain ? vt : vs, t = op->pretrain ? tt : ts;
-            if (v > pos.best_val) {
-                pos.best_val = v;
-                pos.best_test = t;
-                pos.best_epoch = e + 1;
-                improved = 1;
-            }
-        }
-        cJSON_AddNumberToObject(j, "best_epoch", pos.best_epoch);
-        if (pos.best_epoch > 0) {
-            cJSON_AddNumberToObject(j, "best_val", pos.best_val);
-            cJSON_AddNumberToObject(j, "best_test", pos.best_test);
-        }
-        cJSON_AddNumberToObject(j, "seconds", cm_now() - t0);
-        if (be_is_cuda(be))
-            cJSON_AddNumberToObject(j, "gpu_peak_bytes", (double)be_cuda_peak_bytes(be));
-        if (improved && tr_checkpoint_save(sys, best_path, &pos, identity, &err) != 0) {
-            cJSON_Delete(j);
-            fail(best_path, err.msg);
-            goto out;
-        }
-        if (tr_checkpoint_save(sys, last_path, &pos, identity, &err) != 0) {
-            cJSON_Delete(j);
-            fail(last_path, err.msg);
-            goto out;
-        }
-        if (log_record(mt, j, &err) != 0) {
-            fail(metrics_path, err.msg);
-            goto out;
-        }
-        if (op->steps > 0 && pos.step >= op->steps)
-            stopped = 1;
+        n += hb->B;
+        ld_loader_release(ld, hb);
     }
-    cm_progress_finish(prog, (size_t)pos.step, 0, NULL);
+    ld_device_drop(r->dv);
+    ld_loader_stop(ld);
+    if (rc < 0)
+        return -1;
+    *acc_s = r->eval_s && n ? (double)cs / (double)n : -1;
+    *acc_t = r->eval_t && n ? (double)ct / (double)n : -1;
+    return 0;
+}
 
-    /* ---- the end: plot, result, summary ---- */
+/* Evaluates on val and test after epoch e (from --eval-from on) into the
+ * epoch record, and moves the best epoch; *improved: this epoch is the best. */
+static int run_evaluate(tr_run *r, int e, mt_epoch *rec, int *improved)
+{
+    cm_err err = {{0}};
+    *improved = 0;
+    if (e + 1 < r->op.eval_from)
+        return GO_ON;
+    double vs, vt, ts, tt;
+    if (evaluate(r, r->lval, &vs, &vt, &err) != 0)
+        return fail(r->has_val ? "evaluation on val" : "evaluation on test", err.msg);
+    if (!r->has_val) {
+        ts = vs;
+        tt = vt;
+    } else if (evaluate(r, r->ltest, &ts, &tt, &err) != 0) {
+        return fail("evaluation on test", err.msg);
+    }
+    r->last_val_s = rec->val_student = vs;
+    r->last_val_t = rec->val_teacher = vt;
+    r->last_test_s = rec->test_student = ts;
+    r->last_test_t = rec->test_teacher = tt;
+    double v = r->op.pretrain ? vt : vs, t = r->op.pretrain ? tt : ts;
+    if (v > r->pos.best_val) {
+        r->pos.best_val = v;
+        r->pos.best_test = t;
+        r->pos.best_epoch = e + 1;
+        *improved = 1;
+    }
+    return GO_ON;
+}
+
+/* ================================================================ epochs */
+
+/* Saves RUN/last.h5 at the current position. Inside an epoch the position
+ * keeps the loader's state at the epoch's start: a resumed run redraws the
+ * epoch's permutation and augmentation and skips the batches done. */
+static int save_last(tr_run *r, int inside_epoch)
+{
+    cm_err err = {{0}};
+    memcpy(r->pos.rng_state, inside_epoch ? r->epoch_rng : r->rng.s, sizeof r->pos.rng_state);
+    if (tr_checkpoint_save(r->sys, r->last_path, &r->pos, r->identity, &err) != 0)
+        return fail(r->last_path, err.msg);
+    r->saved_at = cm_now();
+    return GO_ON;
+}
+
+/* A checkpoint inside the epoch: every --checkpoint-every steps, or when
+ * --checkpoint-minutes have passed since the last one. */
+static int checkpoint_due(const tr_run *r)
+{
+    const tr_opts *op = &r->op;
+    if (op->checkpoint_every > 0 && r->pos.step % op->checkpoint_every == 0)
+        return 1;
+    return op->checkpoint_minutes > 0 && cm_now() - r->saved_at >= 60.0 * op->checkpoint_minutes;
+}
+
+static int steps_reached(const tr_run *r)
+{
+    return r->op.steps > 0 && r->pos.step >= r->op.steps;
+}
+
+/* Starts epoch e at the position (inside it when resumed there: its
+ * training sums then continue from the log). */
+static int start_epoch(tr_run *r, int e, mt_epoch *rec)
+{
+    cm_err err = {{0}};
+    memset(rec, 0, sizeof *rec);
+    rec->epoch = e + 1;
+    rec->lr = lr_at(&r->op, e);
+    rec->eval_s = r->eval_s;
+    rec->eval_t = r->eval_t;
+    rec->val_student = rec->test_student = rec->val_teacher = rec->test_teacher = -1;
+    rec->gpu_peak_bytes = -1;
+    rec->seconds = cm_now(); /* the start, until the record is written */
+    memcpy(r->epoch_rng, r->rng.s, sizeof r->epoch_rng);
+    size_t skip = (size_t)(r->pos.step - (int64_t)e * (int64_t)r->nb); /* check_position: 0 <= skip < nb */
+    if (ld_loader_start(r->ltrain, &r->rng, skip, &err) != 0)
+        return fail("loader", err.msg);
+    if (skip > 0) {
+        mt_partial mp;
+        if (mt_epoch_partial(r->metrics_path, e + 1, r->pos.step, &mp, &err) != 0)
+            return fail(r->metrics_path, err.msg);
+        rec->steps = mp.steps;
+        rec->sum_loss = mp.sum_loss;
+        rec->seen = mp.steps * r->op.batch_size;
+        rec->hit_student = llround(mp.sum_acc_student * r->op.batch_size);
+        rec->hit_teacher = llround(mp.sum_acc_teacher * r->op.batch_size);
+    }
+    return GO_ON;
+}
+
+/* One training step on the batch hb (released here; b: it on the device),
+ * its record in the log, and a checkpoint when one is due inside the epoch. */
+static int run_step(tr_run *r, mt_epoch *rec, ld_host_batch *hb, const tr_batch *b)
+{
+    cm_err err = {{0}};
+    const tr_opts *op = &r->op;
+    tr_stats st;
+    memset(&st, 0, sizeof st);
+    int rc = GO_ON;
+    if (op->dump_batches && (op->dump_count < 0 || r->pos.step < op->dump_count) &&
+        dump_batch(op->dump_batches, (long long)r->pos.step, r->be, b, hb, &r->cfg, &err) != 0) {
+        rc = fail(op->dump_batches, err.msg);
+    } else if (tr_system_step(r->sys, b, (float)rec->lr, &st, &err) != 0) {
+        char what[32];
+        snprintf(what, sizeof what, "epoch %d", rec->epoch);
+        cm_progress_finish(r->prog, (size_t)r->pos.step, 0, NULL);
+        rc = fail(what, err.msg);
+    }
+    int B = hb->B;
+    ld_loader_release(r->ltrain, hb);
+    if (rc != GO_ON)
+        return rc;
+    r->be->ops->sync(r->be);
+    r->pos.step++;
+    rec->steps++;
+    rec->seen += B;
+    rec->hit_student += st.correct_student;
+    rec->hit_teacher += st.correct_teacher;
+    rec->sum_loss += st.loss;
+    if (mt_step_record(r->mt, r->pos.step, rec->epoch, rec->lr, &st, B, r->eval_s, r->eval_t, &err) != 0)
+        return fail(r->metrics_path, err.msg);
+    char extra[128];
+    snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f lr %.3g", rec->epoch, op->epochs, st.loss, rec->lr);
+    cm_progress_update(r->prog, (size_t)r->pos.step, 0, extra);
+    /* the log is written first: a kill between the two leaves lines past
+     * the checkpoint, which --resume cuts */
+    if (r->pos.step % (int64_t)r->nb != 0 && !steps_reached(r) && checkpoint_due(r))
+        return save_last(r, 1);
+    return GO_ON;
+}
+
+/* The end of epoch e: evaluation, the epoch's record, best.h5 when it
+ * improved, last.h5. */
+static int end_epoch(tr_run *r, int e, mt_epoch *rec)
+{
+    cm_err err = {{0}};
+    r->pos.epoch = e + 1;
+    memcpy(r->pos.rng_state, r->rng.s, sizeof r->rng.s);
+    int improved = 0;
+    int rc = run_evaluate(r, e, rec, &improved);
+    if (rc != GO_ON)
+        return rc;
+    rec->step = r->pos.step;
+    rec->best_epoch = r->pos.best_epoch;
+    rec->best_val = r->pos.best_val;
+    rec->best_test = r->pos.best_test;
+    rec->seconds = cm_now() - rec->seconds;
+    if (r->be->ops->stats) {
+        be_stats bst;
+        r->be->ops->stats(r->be, &bst);
+        rec->gpu_peak_bytes = (double)bst.peak_bytes;
+    }
+    if (mt_epoch_record(r->mt, rec, &err) != 0)
+        return fail(r->metrics_path, err.msg);
+    if (improved && tr_checkpoint_save(r->sys, r->best_path, &r->pos, r->identity, &err) != 0)
+        return fail(r->best_path, err.msg);
+    return save_last(r, 0);
+}
+
+static int train_epoch(tr_run *r, int e)
+{
+    cm_err err = {{0}};
+    mt_epoch rec;
+    int rc = start_epoch(r, e, &rec);
+    ld_host_batch *hb;
+    tr_batch b;
+    int got = 0;
+    while (rc == GO_ON && (got = ld_device_next(r->dv, r->ltrain, &hb, &b, &err)) == 1) {
+        rc = run_step(r, &rec, hb, &b);
+        if (rc == GO_ON && steps_reached(r)) {
+            r->stopped = 1;
+            break;
+        }
+    }
+    if (rc != GO_ON)
+        return rc;
+    if (got == LD_DEVICE_FAILED)
+        return fail("device", err.msg);
+    if (got < 0)
+        return fail_split(r, "train", err.msg);
+    ld_device_drop(r->dv);
+    ld_loader_stop(r->ltrain);
+    if (r->pos.step < (int64_t)(e + 1) * (int64_t)r->nb)
+        return save_last(r, 1); /* stopped inside the epoch */
+    return end_epoch(r, e, &rec);
+}
+
+static int run_epochs(tr_run *r)
+{
+    for (int e = r->pos.epoch; e < r->op.epochs && !r->stopped; e++) {
+        int rc = train_epoch(r, e);
+        if (rc != GO_ON)
+            return rc;
+    }
+    cm_progress_finish(r->prog, (size_t)r->pos.step, 0, NULL);
+    return GO_ON;
+}
+
+/* ================================================================ finish */
+
+static int write_json(const char *path, cJSON *j, cm_err *err)
+{
+    char *s = cJSON_Print(j);
+    if (!s)
+        return cm_err_set(err, "out of memory");
+    size_t n = strlen(s);
+    char *t = malloc(n + 2);
+    if (!t) {
+        free(s);
+        return cm_err_set(err, "out of memory");
+    }
+    memcpy(t, s, n);
+    t[n] = '\n';
+    int rc = cm_write_file_atomic(path, t, n + 1, err);
+    free(s);
+    free(t);
+    return rc;
+}
+
+/* RUN/result.json (docs/FORMAT.md). */
+static cJSON *result_json(const tr_run *r)
+{
+    const tr_opts *op = &r->op;
+    const tr_position *p = &r->pos;
+    cJSON *res = cJSON_CreateObject();
+    if (!res)
+        return NULL;
+    cJSON_AddStringToObject(res, "network", op->pretrain ? "teacher" : "student");
+    cJSON_AddStringToObject(res, "method", op->pretrain ? "pretrain" : op->method);
+    cJSON_AddStringToObject(res, "teacher", op->teacher);
+    if (!op->pretrain)
+        cJSON_AddStringToObject(res, "student", op->student);
+    cJSON_AddBoolToObject(res, "complete", p->epoch >= op->epochs);
+    cJSON_AddNumberToObject(res, "epochs", op->epochs);
+    cJSON_AddNumberToObject(res, "epochs_completed", p->epoch);
+    cJSON_AddNumberToObject(res, "steps", (double)p->step);
+    cJSON_AddNumberToObject(res, "best_epoch", p->best_epoch);
+    if (p->best_epoch > 0) {
+        cJSON_AddNumberToObject(res, "best_val_acc", p->best_val);
+        cJSON_AddNumberToObject(res, "test_acc_at_best_val", p->best_test);
+    } else {
+        cJSON_AddNullToObject(res, "best_val_acc");
+        cJSON_AddNullToObject(res, "test_acc_at_best_val");
+    }
+    cJSON_AddBoolToObject(res, "val_is_test", !r->has_val);
+    double fv = op->pretrain ? r->last_val_t : r->last_val_s, ft = op->pretrain ? r->last_test_t : r->last_test_s;
+    if (fv >= 0) {
+        cJSON_AddNumberToObject(res, "last_val_acc", fv);
+        cJSON_AddNumberToObject(res, "last_test_acc", ft);
+    }
+    if (!op->pretrain && r->eval_t && r->last_test_t >= 0)
+        cJSON_AddNumberToObject(res, "last_test_acc_teacher", r->last_test_t);
+    cJSON_AddStringToObject(res, "plot", r->svg_path);
+    if (r->be->ops->device_name && r->be->ops->stats) {
+        be_stats bst;
+        r->be->ops->stats(r->be, &bst);
+        cJSON_AddStringToObject(res, "gpu", r->be->ops->device_name(r->be));
+        cJSON_AddNumberToObject(res, "gpu_peak_bytes", (double)bst.peak_bytes);
+    }
+    return res;
+}
+
+/* Writes the backend's profile (--profile) to RUN/profile.md: totals of the run. */
+static int write_profile(be_ctx *be, const char *out, cm_err *err)
+{
+    char path[CM_PATH_MAX], *text = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&text, &n);
+    if (!f)
+        return cm_err_set(err, "out of memory");
+    fprintf(f, "# train --profile: totals of the run on %s\n\n", be->ops->device_name ? be->ops->device_name(be) : "");
+    be->ops->profile_write(be, f, 1, 40);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/profile.md", out);
+    int rc = cm_write_file_atomic(path, text, n, err);
+    free(text);
+    return rc;
+}
+
+static void print_summary(const tr_run *r)
+{
+    const tr_opts *op = &r->op;
+    const tr_position *p = &r->pos;
+    const char *method = op->pretrain ? "pretrain" : op->method, *which = op->pretrain ? "teacher" : "student";
+    if (p->best_epoch > 0)
+        printf("%s: %s %s: best validation epoch %d (val %.2f%%), test top-1 %.2f%%%s; plot %s\n", op->out, method,
+               which, p->best_epoch, 100 * p->best_val, 100 * p->best_test,
+               p->epoch >= op->epochs ? "" : " (run incomplete)", r->svg_path);
+    else
+        printf("%s: %s %s: stopped at step %lld (%d of %d epochs completed), no evaluation yet; plot %s\n", op->out,
+               method, which, (long long)p->step, p->epoch, op->epochs, r->svg_path);
+    if (r->be->ops->device_name && r->be->ops->stats) {
+        be_stats bst;
+        r->be->ops->stats(r->be, &bst);
+        printf("%s: peak GPU memory %.0f MiB on %s\n", op->out, (double)bst.peak_bytes / 1048576.0,
+               r->be->ops->device_name(r->be));
+    }
+}
+
+/* The plot, result.json and the summary line. */
+static int run_finish(tr_run *r)
+{
+    cm_err err = {{0}};
+    const tr_opts *op = &r->op;
     char title[512];
     if (!op->pretrain)
         snprintf(title, sizeof title, "%s: %s %s->%s, width %d, %d epochs", op->out, op->method, op->teacher, op->student,
                  op->width, op->epochs);
     else
-        snprintf(title, sizeof title, "%s: pretrain %s teacher, width %d, %d epochs", op->out, op->teacher, op->width, op->epochs);
-    if (pl_write_svg(metrics_path, svg_path, title, &err) != 0) {
-        fail(svg_path, err.msg);
-        goto out;
-    }
-    int complete = pos.epoch >= op->epochs;
-    cJSON *res = cJSON_CreateObject();
-    cJSON_AddStringToObject(res, "network", which);
-    cJSON_AddStringToObject(res, "method", op->pretrain ? "pretrain" : op->method);
-    cJSON_AddStringToObject(res, "teacher", op->teacher);
-    if (!op->pretrain)
-        cJSON_AddStringToObject(res, "student", op->student);
-    cJSON_AddBoolToObject(res, "complete", complete);
-    cJSON_AddNumberToObject(res, "epochs", op->epochs);
-    cJSON_AddNumberToObject(res, "epochs_completed", pos.epoch);
-    cJSON_AddNumberToObject(res, "steps", (double)pos.step);
-    cJSON_AddNumberToObject(res, "best_epoch", pos.best_epoch);
-    if (pos.best_epoch > 0) {
-        cJSON_AddNumberToObject(res, "best_val_acc", pos.best_val);
-        cJSON_AddNumberToObject(res, "test_acc_at_best_val", pos.best_test);
-    } else {
-        cJSON_AddNullToObject(res, "best_val_acc");
-        cJSON_AddNullToObject(res, "test_acc_at_best_val");
-    }
-    cJSON_AddBoolToObject(res, "val_is_test", !sp.has_val);
-    double fv = op->pretrain ? last_val_t : last_val_s, ft = op->pretrain ? last_test_t : last_test_s;
-    if (fv >= 0) {
-        cJSON_AddNumberToObject(res, "last_val_acc", fv);
-        cJSON_AddNumberToObject(res, "last_test_acc", ft);
-    }
-    if (!op->pretrain && eval_t && last_test_t >= 0)
-        cJSON_AddNumberToObject(res, "last_test_acc_teacher", last_test_t);
-    cJSON_AddStringToObject(res, "plot", svg_path);
-    if (be_is_cuda(be)) {
-        cJSON_AddStringToObject(res, "gpu", be_cuda_device_name(be));
-        cJSON_AddNumberToObject(res, "gpu_peak_bytes", (double)be_cuda_peak_bytes(be));
-    }
-    int wr = write_json(result_path, res, &err);
+        snprintf(title, sizeof title, "%s: pretrain %s teacher, width %d, %d epochs", op->out, op->teacher, op->width,
+                 op->epochs);
+    if (pl_write_svg(r->metrics_path, r->svg_path, title, &err) != 0)
+        return fail(r->svg_path, err.msg);
+    cJSON *res = result_json(r);
+    int wr = res ? write_json(r->result_path, res, &err) : cm_err_set(&err, "out of memory");
     cJSON_Delete(res);
-    if (wr != 0) {
-        fail(result_path, err.msg);
-        goto out;
-    }
-    if (pos.best_epoch > 0)
-        printf("%s: %s %s: best validation epoch %d (val %.2f%%), test top-1 %.2f%%%s; plot %s\n", op->out,
-               op->pretrain ? "pretrain" : op->method, which, pos.best_epoch, 100 * pos.best_val, 100 * pos.best_test,
-               complete ? "" : " (run incomplete)", svg_path);
-    else
-        printf("%s: %s %s: stopped at step %lld (%d of %d epochs completed), no evaluation yet; plot %s\n", op->out,
-               op->pretrain ? "pretrain" : op->method, which, (long long)pos.step, pos.epoch, op->epochs, svg_path);
-    if (be_is_cuda(be))
-        printf("%s: peak GPU memory %.0f MiB on %s\n", op->out, (double)be_cuda_peak_bytes(be) / 1048576.0,
-               be_cuda_device_name(be));
-    rc = 0;
-out:
-    if (prog)
-        cm_progress_destroy(prog);
-    mt_close(mt);
-    ld_loader_destroy(ltrain);
-    if (ltest != lval)
-        ld_loader_destroy(ltest);
-    ld_loader_destroy(lval);
-    ld_device_destroy(dv);
-    if (sys)
-        tr_system_destroy(sys);
-    if (be)
-        be->ops->destroy(be);
-    if (sp.val != sp.test)
-        ld_data_close(sp.val);
-    ld_data_close(sp.test);
-    ld_data_close(sp.train);
-    free(identity);
-    free(ck_id);
-    free(ps);
-    free(pt);
-    return rc;
+    if (wr != 0)
+        return fail(r->result_path, err.msg);
+    if (op->profile && r->be->ops->profile_write && write_profile(r->be, op->out, &err) != 0)
+        return fail(op->out, err.msg);
+    print_summary(r);
+    return EXIT_DONE;
+}
+
+/* ================================================================ the run */
+
+static void run_destroy(tr_run *r)
+{
+    if (r->prog)
+        cm_progress_destroy(r->prog);
+    mt_close(r->mt);
+    ld_loader_destroy(r->ltrain);
+    if (r->ltest != r->lval)
+        ld_loader_destroy(r->ltest);
+    ld_loader_destroy(r->lval);
+    ld_device_destroy(r->dv);
+    if (r->sys)
+        tr_system_destroy(r->sys);
+    if (r->be)
+        r->be->ops->destroy(r->be);
+    if (r->val != r->test)
+        ld_data_close(r->val);
+    ld_data_close(r->test);
+    ld_data_close(r->train);
+    free(r->identity);
+    free(r->ps);
+    free(r->pt);
+    tr_opts_release(&r->op);
+    free(r->opts_text);
 }
 
 int main(int argc, char **argv)
 {
-    tr_opts o;
-    char *opts_text = NULL;
-    tr_opts_default(&o);
-    int rc = train_main(argc, argv, &o, &opts_text);
-    tr_opts_release(&o);
-    free(opts_text);
+    static tr_run run; /* large (paths); zeroed */
+    int rc = run_options(&run, argc, argv);
+    if (rc == GO_ON)
+        rc = run_open_inputs(&run);
+    if (rc == GO_ON)
+        rc = run_configure(&run);
+    if (rc == GO_ON)
+        rc = run_epochs(&run);
+    if (rc == GO_ON)
+        rc = run_finish(&run);
+    run_destroy(&run);
     return rc;
 }

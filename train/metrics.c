@@ -94,6 +94,80 @@ int mt_write(mt_log *m, const char *json_line, cm_err *err)
     return 0;
 }
 
+/* Appends the record j and deletes it. */
+static int write_record(mt_log *m, cJSON *j, cm_err *err)
+{
+    char *line = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!line)
+        return cm_err_set(err, "out of memory");
+    int rc = mt_write(m, line, err);
+    free(line);
+    return rc;
+}
+
+int mt_step_record(mt_log *m, int64_t step, int epoch, double lr, const tr_stats *st, int B, int eval_s, int eval_t,
+                   cm_err *err)
+{
+    cJSON *j = cJSON_CreateObject();
+    if (!j)
+        return cm_err_set(err, "out of memory");
+    cJSON_AddStringToObject(j, "type", "step");
+    cJSON_AddNumberToObject(j, "step", (double)step);
+    cJSON_AddNumberToObject(j, "epoch", epoch);
+    cJSON_AddNumberToObject(j, "lr", lr);
+    cJSON_AddNumberToObject(j, "loss", st->loss);
+    for (int k = 0; k < st->n_terms && k < TR_MAX_TERMS; k++)
+        if (st->term_name[k])
+            cJSON_AddNumberToObject(j, st->term_name[k], st->term[k]);
+    if (st->kept >= 0)
+        cJSON_AddNumberToObject(j, "kept", st->kept);
+    else
+        cJSON_AddNullToObject(j, "kept");
+    if (eval_s)
+        cJSON_AddNumberToObject(j, "acc_student", (double)st->correct_student / B);
+    if (eval_t)
+        cJSON_AddNumberToObject(j, "acc_teacher", (double)st->correct_teacher / B);
+    return write_record(m, j, err);
+}
+
+static void add_acc(cJSON *o, const char *key, double v)
+{
+    if (v >= 0)
+        cJSON_AddNumberToObject(o, key, v);
+}
+
+int mt_epoch_record(mt_log *m, const mt_epoch *e, cm_err *err)
+{
+    cJSON *j = cJSON_CreateObject();
+    if (!j)
+        return cm_err_set(err, "out of memory");
+    cJSON_AddStringToObject(j, "type", "epoch");
+    cJSON_AddNumberToObject(j, "epoch", e->epoch);
+    cJSON_AddNumberToObject(j, "step", (double)e->step);
+    cJSON_AddNumberToObject(j, "lr", e->lr);
+    if (e->steps > 0) {
+        cJSON_AddNumberToObject(j, "train_loss", e->sum_loss / (double)e->steps);
+        if (e->eval_s)
+            cJSON_AddNumberToObject(j, "train_acc_student", (double)e->hit_student / (double)e->seen);
+        if (e->eval_t)
+            cJSON_AddNumberToObject(j, "train_acc_teacher", (double)e->hit_teacher / (double)e->seen);
+    }
+    add_acc(j, "val_acc_student", e->val_student);
+    add_acc(j, "test_acc_student", e->test_student);
+    add_acc(j, "val_acc_teacher", e->val_teacher);
+    add_acc(j, "test_acc_teacher", e->test_teacher);
+    cJSON_AddNumberToObject(j, "best_epoch", e->best_epoch);
+    if (e->best_epoch > 0) {
+        cJSON_AddNumberToObject(j, "best_val", e->best_val);
+        cJSON_AddNumberToObject(j, "best_test", e->best_test);
+    }
+    cJSON_AddNumberToObject(j, "seconds", e->seconds);
+    if (e->gpu_peak_bytes >= 0)
+        cJSON_AddNumberToObject(j, "gpu_peak_bytes", e->gpu_peak_bytes);
+    return write_record(m, j, err);
+}
+
 void mt_close(mt_log *m)
 {
     if (!m)

@@ -13,8 +13,11 @@
 #include <stdio.h>
 
 #include "common/cm_err.h"
+#include "train/system.h"
 
 typedef struct mt_log mt_log;
+
+/* ---- writing ---- */
 
 /* keep_step < 0: a fresh log (any old content replaced). Otherwise keeps
  * step records with step <= keep_step and epoch records with epoch <= keep_epoch. */
@@ -22,6 +25,31 @@ mt_log *mt_open(const char *path, int64_t keep_step, int keep_epoch, cm_err *err
 /* Appends one line (a JSON object text without newline). */
 int mt_write(mt_log *m, const char *json_line, cm_err *err);
 void mt_close(mt_log *m);
+
+/* The step record of one training step on a batch of B samples; acc_student
+ * / acc_teacher only when eval_s / eval_t. */
+int mt_step_record(mt_log *m, int64_t step, int epoch, double lr, const tr_stats *st, int B, int eval_s, int eval_t,
+                   cm_err *err);
+
+/* An epoch's record: its training sums (steps, losses, hits over `seen`
+ * samples), the evaluation (accuracies < 0: not evaluated), the best epoch
+ * so far (0: none), the wall time, and the GPU's peak memory (< 0: none). */
+typedef struct mt_epoch {
+    int epoch;
+    int64_t step;
+    double lr;
+    long long steps, seen, hit_student, hit_teacher;
+    double sum_loss;
+    int eval_s, eval_t;
+    double val_student, test_student, val_teacher, test_teacher;
+    int best_epoch;
+    double best_val, best_test;
+    double seconds;
+    double gpu_peak_bytes;
+} mt_epoch;
+int mt_epoch_record(mt_log *m, const mt_epoch *e, cm_err *err);
+
+/* ---- reading ---- */
 
 /* The step records of `epoch` with step <= upto in the log at path (a run
  * resumed inside an epoch continues the epoch's training averages from

@@ -1,10 +1,10 @@
-# train: model, losses, optimiser, loader, checkpoints, the CPU backend, and the command.
+# train: model, losses, optimiser, loader, checkpoints, and the command (over backend/).
 # Every train/*.c except main.c goes into libtrain.a, so adding a file needs no edit here.
 train_SRCS := $(filter-out train/main.c,$(wildcard train/*.c))
 train_LIB  := $(LIB)/libtrain.a
 $(train_LIB): $(call objs,$(train_SRCS))
 
-TRAIN_DEPS := $(train_LIB) $(kernels_LIB) $(store_LIB) $(frames_LIB) $(spectro_LIB) $(common_LIB)
+TRAIN_DEPS := $(train_LIB) $(backend_LIB) $(store_LIB) $(frames_LIB) $(spectro_LIB) $(common_LIB)
 
 ifneq ($(wildcard train/main.c),)
 BINS += $(BIN)/train

@@ -8,33 +8,22 @@
 #include <string.h>
 
 #include "train/model.h"
+#include "train/opts.h"
 #include "train/system_internal.h"
 
+/* The option table (train/opts.c) holds the defaults of every field an
+ * option decides; the rest describe the data (AVE's spectrogram shape). */
 void tr_config_default(tr_config *c)
 {
     memset(c, 0, sizeof *c);
-    c->pretrain = 0;
-    c->method = TR_C2KD;
-    c->student = TR_VISUAL;
-    c->teacher = TR_AUDIO;
-    c->student_depth = 18;
-    c->teacher_depth = 18;
-    c->width = 64;
+    tr_opts o;
+    tr_opts_default(&o);
+    tr_opts_config(&o, c);
     c->n_classes = 0;
     c->frames = 1;
     c->visual_mode = TR_VISUAL_STACK;
-    c->image_size = 224;
     c->spec_bins = 257;
     c->spec_frames = 1004;
-    c->proxy = TR_PROXY_FA;
-    c->teacher_update = TR_TEACHER_FULL;
-    c->lambda1 = c->lambda2 = c->lambda3 = 1.0f;
-    c->omega = 0.0f;
-    c->kd_temp = 4.0f;
-    c->nkd_gamma = 1.5f;
-    c->nkd_temp = 1.0f;
-    c->momentum = 0.9f;
-    c->max_batch = 64;
 }
 
 static uint64_t hash_str(const char *s)
@@ -132,10 +121,11 @@ static int shake_alloc(tr_system *s, cm_err *err)
 
 static int check_config(const tr_config *c, cm_err *err)
 {
-    if (c->student_depth != 18 && c->student_depth != 50)
-        return cm_err_set(err, "student depth %d: 18 or 50", c->student_depth);
-    if (c->teacher_depth != 18 && c->teacher_depth != 50)
-        return cm_err_set(err, "teacher depth %d: 18 or 50", c->teacher_depth);
+    int sd = c->student_depth ? c->student_depth : c->depth, td = c->teacher_depth ? c->teacher_depth : c->depth;
+    if (sd != 18 && sd != 50)
+        return cm_err_set(err, "student depth %d: 18 or 50", sd);
+    if (td != 18 && td != 50)
+        return cm_err_set(err, "teacher depth %d: 18 or 50", td);
     if (c->width < 1 || c->width > 4096)
         return cm_err_set(err, "width %d out of range", c->width);
     if (c->n_classes < 2)
@@ -184,6 +174,10 @@ tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_
     s->cfg = *cfg;
     s->mem.be = be;
     tr_config *c = &s->cfg;
+    if (!c->student_depth) /* 0: --depth decides */
+        c->student_depth = c->depth;
+    if (!c->teacher_depth)
+        c->teacher_depth = c->depth;
     if (c->pretrain) {
         s->has_teacher = 1;
     } else {
@@ -220,7 +214,7 @@ tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_
         goto fail;
     size_t BC = (size_t)c->max_batch * c->n_classes;
     {
-        /* One scratch buffer (scratch[0], max_act floats): the transient
+        /* One scratch buffer (scratch, max_act floats): the transient
          * downsample BN output of the forward passes and the backward scratch
          * of the networks that cannot borrow a dead arena. */
         tr_resnet *order[2];
@@ -234,8 +228,8 @@ tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_
         for (int i = 0; i < nb; i++)
             if (!region[i] && tr_resnet_scratch_floats(order[i]) > s->max_act)
                 s->max_act = tr_resnet_scratch_floats(order[i]);
-        s->scratch[0] = tr_mem_floats(&s->mem, s->max_act);
-        s->student.tmp = s->teacher.tmp = s->scratch[0];
+        s->scratch = tr_mem_floats(&s->mem, s->max_act);
+        s->student.tmp = s->teacher.tmp = s->scratch;
     }
     s->dz_s = tr_mem_floats(&s->mem, BC);
     s->dz_t = tr_mem_floats(&s->mem, BC);
@@ -312,11 +306,6 @@ void tr_system_destroy(tr_system *s)
     free(s->h_keep);
     free(s->idx);
     free(s);
-}
-
-const tr_config *tr_system_config(const tr_system *s)
-{
-    return &s->cfg;
 }
 
 int64_t tr_system_steps(const tr_system *s)
@@ -518,7 +507,7 @@ static void step_backward(tr_system *s, int B)
         int t = order[i] == &s->teacher;
         tr_resnet_backward(order[i], be, B, t ? s->dz_t : s->dz_s,
                            s->has_proxies ? (t ? s->tproxy.dfeat : s->sproxy.dfeat) : NULL,
-                           t ? s->teacher_full : 1, region[i] ? region[i] : s->scratch[0]);
+                           t ? s->teacher_full : 1, region[i] ? region[i] : s->scratch);
     }
 }
 

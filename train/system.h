@@ -2,7 +2,7 @@
  * their parameters, the loss of one step for each method, the optimiser, and
  * checkpoints. The trainer's loop (train/main.c, train/loader.c) drives it.
  *
- * Everything runs on a backend (train/backend.h); batches are device tensors.
+ * Everything runs on a backend (backend/backend.h); batches are device tensors.
  */
 #ifndef TRAIN_SYSTEM_H
 #define TRAIN_SYSTEM_H
@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "common/cm_err.h"
-#include "train/backend.h"
+#include "backend/backend.h"
 
 typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD, TR_SHAKE } tr_method;
 typedef enum tr_modality { TR_AUDIO = 0, TR_VISUAL = 1 } tr_modality;
@@ -19,28 +19,33 @@ typedef enum tr_teacher_update { TR_TEACHER_FULL = 0, TR_TEACHER_TOP, TR_TEACHER
 typedef enum tr_proxy_kind { TR_PROXY_FA = 0, TR_PROXY_NONE, TR_PROXY_CFA } tr_proxy_kind;
 typedef enum tr_visual_mode { TR_VISUAL_STACK = 0, TR_VISUAL_FOLD = 1 } tr_visual_mode;
 
+/* What a run trains. The defaults of the fields an option decides live in
+ * the option table of train/opts.c (one place for --help, options.json and
+ * this struct). */
 typedef struct tr_config {
     int pretrain;          /* 1: teacher network alone, CE only (the method is ignored) */
     tr_method method;
     tr_modality student, teacher;
-    int student_depth;     /* 18 or 50 */
-    int teacher_depth;     /* 18 or 50 */
-    int width;             /* base channels, 64 */
+    int depth;             /* 18 or 50: both networks, unless ... */
+    int student_depth;     /* ... 18 or 50 here (0: depth) */
+    int teacher_depth;     /* ... 18 or 50 here (0: depth) */
+    int width;             /* base channels */
     int n_classes;
     int frames;            /* F frames per sample */
     tr_visual_mode visual_mode;
-    int image_size;        /* 224 */
+    int image_size;        /* side of the input frames */
     int spec_bins, spec_frames; /* 257, T */
     tr_proxy_kind proxy;
     tr_teacher_update teacher_update;
-    float lambda1, lambda2, lambda3; /* c2kd weights (1, 1, 1) */
-    float omega;           /* selection threshold: keep when tau > omega (0) */
-    float kd_temp;         /* 4 (also SHAKE's temperature) */
-    float nkd_gamma, nkd_temp; /* 1.5, 1 */
-    float momentum;        /* 0.9 */
+    float lambda1, lambda2, lambda3; /* c2kd weights */
+    float omega;           /* selection threshold: keep when tau > omega */
+    float kd_temp;         /* KD's and SHAKE's temperature */
+    float nkd_gamma, nkd_temp;
+    float momentum;
     int max_batch;         /* activations are allocated once for this batch size */
 } tr_config;
 
+/* The options' defaults (train/opts.c); AVE's spectrogram shape, one frame. */
 void tr_config_default(tr_config *c);
 
 /* A batch on the device. audio: [B, 1, bins, T]; visual: [B, 3F, S, S] in
@@ -70,7 +75,6 @@ typedef struct tr_system tr_system;
  * convolutions, BN 1/0, PyTorch's default for linear layers) from `seed`. */
 tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_err *err);
 void tr_system_destroy(tr_system *s);
-const tr_config *tr_system_config(const tr_system *s);
 
 /* One optimisation step at learning rate lr: forward in train mode, losses,
  * backward, SGD. Returns -1 (and names the step) on a non-finite loss, in

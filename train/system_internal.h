@@ -29,7 +29,7 @@ struct tr_system {
     float *ln_z[3], *ln_dz[3];                                 /* normalised logits, gradients [B, C] */
     float *h_tmp;                                              /* host [2 * B * C] */
     size_t max_act;
-    float *scratch[4];
+    float *scratch;          /* max_act floats: see tr_system_create */
     float *dz_s, *dz_t, *dp_s, *dp_t;
     float *loss, *tau, *keep;
     int32_t *pred;

@@ -10,7 +10,7 @@
 
 #include "common/cm_file.h"
 #include "store/store.h"
-#include "train/backend.h"
+#include "backend/backend.h"
 #include "train/loader.h"
 
 #define BINS 5
@@ -345,5 +345,46 @@ Test(loader, corrupt_jpeg_names_the_sample)
     cr_assert(strstr(err.msg, "test-00000.h5-3") && strstr(err.msg, "JPEG"), "%s", err.msg);
     ld_loader_destroy(l);
     ld_data_close(d);
+    be->ops->destroy(be);
+}
+
+/* The device side's two slots (double buffering) on the CPU backend: two
+ * batches staged ahead and prepared in order, a slot refilled once its batch
+ * was used; misuse (a third batch staged, a batch prepared out of order) is
+ * refused with a message. */
+Test(loader_device, staged_slots_in_order)
+{
+    cm_err err = {{0}};
+    be_ctx *be = be_cpu_create(1, &err);
+    cr_assert_not_null(be, "%s", err.msg);
+    st_meta m = {.dataset = "t", .split = "train", .n_classes = 3, .classes = classes3, .frames_per_sample = 1,
+                 .bins = BINS, .frames = TF, .spec_float32 = 1, .recipe_json = "{\"normalize\": \"clip\"}"};
+    ld_device *dv = ld_device_create(be, &m, 2, 8, 1, 0, &err);
+    cr_assert_not_null(dv, "%s", err.msg);
+    float spec[3][2 * BINS * TF];
+    int32_t labels[3][2] = {{0, 1}, {2, 0}, {1, 2}};
+    ld_host_batch hb[3];
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < 2 * BINS * TF; i++)
+            spec[k][i] = (float)(k * 1000 + i);
+        hb[k] = (ld_host_batch){.B = 2, .F = 1, .number = k, .spec = spec[k], .labels = labels[k]};
+    }
+    tr_batch out;
+    cr_assert_eq(ld_device_stage(dv, &hb[0], &err), 0, "%s", err.msg);
+    cr_assert_eq(ld_device_stage(dv, &hb[1], &err), 0, "%s", err.msg);
+    cr_assert_eq(ld_device_stage(dv, &hb[2], &err), -1, "a third batch has no free slot");
+    cr_assert(strstr(err.msg, "slot") != NULL, "%s", err.msg);
+    cr_assert_eq(ld_device_prepare(dv, &hb[1], &out, &err), -1, "batch 1 is not the oldest staged");
+    cr_assert(strstr(err.msg, "not staged next") != NULL, "%s", err.msg);
+    for (int k = 0; k < 3; k++) {
+        if (k == 2)
+            cr_assert_eq(ld_device_stage(dv, &hb[2], &err), 0, "%s", err.msg); /* refills batch 0's slot */
+        cr_assert_eq(ld_device_prepare(dv, &hb[k], &out, &err), 0, "%s", err.msg);
+        cr_assert_eq(out.B, 2);
+        cr_assert_null(out.visual);
+        cr_assert_eq(memcmp(out.labels, labels[k], sizeof labels[k]), 0, "labels of batch %d", k);
+        cr_assert_eq(memcmp(out.audio, spec[k], sizeof spec[k]), 0, "spectrograms of batch %d", k);
+    }
+    ld_device_destroy(dv);
     be->ops->destroy(be);
 }
