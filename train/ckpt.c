@@ -84,14 +84,25 @@ static int attr_write(hid_t loc, const char *name, hid_t type, int n, const void
     return rc;
 }
 
-static int attr_read(hid_t loc, const char *name, hid_t type, void *v)
+/* Reads attribute `name` of exactly n values (n == 1: a scalar or one
+ * value) of the class of `type`; -1 when absent, -2 when of another size or
+ * class (a value this trainer did not write). */
+static int attr_read(hid_t loc, const char *name, hid_t type, int n, void *v)
 {
     if (H5Aexists(loc, name) <= 0)
         return -1;
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
     if (a < 0)
         return -1;
-    int rc = H5Aread(a, type, v) < 0 ? -1 : 0;
+    hid_t sp = H5Aget_space(a), ft = H5Aget_type(a);
+    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    int rc = -2;
+    if (np == n && ft >= 0 && H5Tget_class(ft) == H5Tget_class(type))
+        rc = H5Aread(a, type, v) < 0 ? -2 : 0;
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (sp >= 0)
+        H5Sclose(sp);
     H5Aclose(a);
     return rc;
 }
@@ -236,6 +247,17 @@ static void shape_str(char *out, size_t n, int ndim, const hsize_t *d)
         snprintf(out + k, n - k, "]");
 }
 
+static int check_finite(const float *v, const tr_tensor *t, const char *gname, cm_err *err)
+{
+    size_t n = 1;
+    for (int i = 0; i < t->ndim; i++)
+        n *= (size_t)t->shape[i];
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return cm_err_set(err, "%s/%s: non-finite value at %zu", gname, t->name, i);
+    return 0;
+}
+
 static int read_ds(hid_t g, const char *gname, const tr_tensor *t, float *dst, cm_err *err)
 {
     if (H5Lexists(g, t->name, H5P_DEFAULT) <= 0)
@@ -270,6 +292,8 @@ static int read_ds(hid_t g, const char *gname, const tr_tensor *t, float *dst, c
                 rc = cm_err_set(err, "%s/%s: not numeric", gname, t->name);
             else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
                 rc = cm_err_set(err, "%s/%s: unreadable", gname, t->name);
+            else
+                rc = check_finite(dst, t, gname, err);
         }
     }
     H5Sclose(sp);
@@ -316,11 +340,15 @@ static int read_group(hid_t f, load_item *it, int with_optimizer, cm_err *err)
         else if (!it->has_nbt && H5Lexists(g, t->name, H5P_DEFAULT) > 0) {
             hid_t ds = H5Dopen2(g, t->name, H5P_DEFAULT);
             int64_t v = 0;
-            if (ds >= 0 && H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v) >= 0) {
+            hid_t sp = ds >= 0 ? H5Dget_space(ds) : -1;
+            int one = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1;
+            if (sp >= 0)
+                H5Sclose(sp);
+            if (one && H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v) >= 0 && v >= 0) {
                 it->nbt = v;
                 it->has_nbt = 1;
             } else {
-                rc = cm_err_set(err, "%s/%s: unreadable", it->src, t->name);
+                rc = cm_err_set(err, "%s/%s: unreadable (one count >= 0 expected)", it->src, t->name);
             }
             if (ds >= 0)
                 H5Dclose(ds);
@@ -358,24 +386,44 @@ static tr_reg *reg_by_name(tr_system *s, const char *name)
     return NULL;
 }
 
+static int accuracy_ok(double v)
+{
+    return v == -1 || (v >= 0 && v <= 1);
+}
+
+/* The position attributes, each checked: a crafted file must not make the
+ * trainer overflow or train "epoch -2". Ranges only; whether the position
+ * fits the run (epochs, steps per epoch) is the caller's to check. */
 static int read_position(hid_t f, tr_position *p, cm_err *err)
 {
-    int32_t ep = 0, be_ = -1;
+    int32_t ep = 0, be_ = -1, fmt = 1;
     int64_t st = 0;
-    uint64_t seed = 0;
     memset(p, 0, sizeof *p);
-    if (attr_read(f, "epoch", H5T_NATIVE_INT32, &ep) < 0 || attr_read(f, "step", H5T_NATIVE_INT64, &st) < 0)
+    p->best_val = p->best_test = -1;
+    if (attr_read(f, "epoch", H5T_NATIVE_INT32, 1, &ep) < 0 || attr_read(f, "step", H5T_NATIVE_INT64, 1, &st) < 0)
         return cm_err_set(err, "no position (epoch, step): not a checkpoint of this trainer");
-    attr_read(f, "seed", H5T_NATIVE_UINT64, &seed);
-    attr_read(f, "rng_state", H5T_NATIVE_UINT64, p->rng_state);
-    p->best_val = -1;
-    p->best_test = -1;
-    attr_read(f, "best_val", H5T_NATIVE_DOUBLE, &p->best_val);
-    attr_read(f, "best_epoch", H5T_NATIVE_INT32, &be_);
-    attr_read(f, "best_test", H5T_NATIVE_DOUBLE, &p->best_test);
+    if (attr_read(f, "format_version", H5T_NATIVE_INT32, 1, &fmt) == -2 || fmt != 1)
+        return cm_err_set(err, "format_version %d: this trainer reads version 1", (int)fmt);
+    if (ep < 0 || ep > 1000000000)
+        return cm_err_set(err, "epoch %d out of range (0 to 1e9)", (int)ep);
+    if (st < 0 || st > ((int64_t)1 << 53))
+        return cm_err_set(err, "step %lld out of range (0 to 2^53)", (long long)st);
+    if (attr_read(f, "seed", H5T_NATIVE_UINT64, 1, &p->seed) != 0)
+        return cm_err_set(err, "seed: missing or not one integer");
+    if (attr_read(f, "rng_state", H5T_NATIVE_UINT64, 4, p->rng_state) != 0)
+        return cm_err_set(err, "rng_state: missing or not 4 integers");
+    if ((p->rng_state[0] | p->rng_state[1] | p->rng_state[2] | p->rng_state[3]) == 0)
+        return cm_err_set(err, "rng_state: all zero (not a generator state)");
+    if (attr_read(f, "best_val", H5T_NATIVE_DOUBLE, 1, &p->best_val) == -2 ||
+        attr_read(f, "best_test", H5T_NATIVE_DOUBLE, 1, &p->best_test) == -2 ||
+        attr_read(f, "best_epoch", H5T_NATIVE_INT32, 1, &be_) == -2)
+        return cm_err_set(err, "best_val, best_test or best_epoch: not one number");
+    if (!accuracy_ok(p->best_val) || !accuracy_ok(p->best_test))
+        return cm_err_set(err, "best_val %g or best_test %g is not an accuracy", p->best_val, p->best_test);
+    if (be_ < -1 || be_ > ep)
+        return cm_err_set(err, "best_epoch %d out of range (-1 to epoch %d)", (int)be_, (int)ep);
     p->epoch = ep;
     p->step = st;
-    p->seed = seed;
     p->best_epoch = be_;
     return 0;
 }

@@ -53,8 +53,10 @@ static size_t reg_add(tr_reg *r, const char *name, int kind, int init, int fan_i
     if (r->nt == r->cap) {
         int cap = r->cap ? 2 * r->cap : 64;
         tr_tensor *t = realloc(r->t, (size_t)cap * sizeof *t);
-        if (!t)
-            abort(); /* tiny allocation; treated like a failed malloc elsewhere */
+        if (!t) {
+            r->failed = 1; /* reported by tr_reg_alloc */
+            return 0;
+        }
         r->t = t;
         r->cap = cap;
     }
@@ -140,6 +142,8 @@ static void add_linear(tr_reg *r, tr_lin *l, const char *prefix, int in, int out
 
 int tr_reg_alloc(tr_reg *r, tr_mem *mem, cm_err *err)
 {
+    if (r->failed)
+        return cm_err_set(err, "%s: out of memory for the tensor list", r->group);
     r->w = tr_mem_floats(mem, r->np);
     r->g = tr_mem_floats(mem, r->np);
     r->m = tr_mem_floats(mem, r->np);

@@ -54,6 +54,7 @@ typedef struct tr_reg {
     float *buf, *buf_save;  /* device, nb each (buf_save: restored after a failed step) */
     size_t top_off;         /* parameters [top_off, np) are layer4 + fc */
     int64_t nbt;            /* num_batches_tracked (the same for every BN of a network) */
+    int failed;             /* the tensor list could not grow (tr_reg_alloc reports it) */
 } tr_reg;
 
 typedef struct tr_conv {

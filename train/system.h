@@ -13,6 +13,8 @@
 #include "common/cm_err.h"
 #include "backend/backend.h"
 
+/* ---- the configuration ---- */
+
 typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD, TR_SHAKE } tr_method;
 typedef enum tr_modality { TR_AUDIO = 0, TR_VISUAL = 1 } tr_modality;
 typedef enum tr_teacher_update { TR_TEACHER_FULL = 0, TR_TEACHER_TOP, TR_TEACHER_FROZEN } tr_teacher_update;
@@ -47,6 +49,8 @@ typedef struct tr_config {
 
 /* The options' defaults (train/opts.c); AVE's spectrogram shape, one frame. */
 void tr_config_default(tr_config *c);
+
+/* ---- batches and steps ---- */
 
 /* A batch on the device. audio: [B, 1, bins, T]; visual: [B, 3F, S, S] in
  * stack mode or [B*F, 3, S, S] in fold mode (frames of a sample adjacent);
@@ -86,6 +90,8 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
 int tr_system_eval(tr_system *s, const tr_batch *b, int32_t *pred_student, int32_t *pred_teacher,
                    float *logits_student, float *logits_teacher, cm_err *err);
 
+/* ---- checkpoints ---- */
+
 /* Where a run stands, saved in checkpoints. */
 typedef struct tr_position {
     int epoch;          /* epochs completed */
@@ -111,6 +117,12 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
 int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int with_optimizer,
                        tr_position *pos, cm_err *err);
 
+/* The config (JSON object text, see docs/FORMAT.md, "Checkpoints") and the recipe
+ * (as saved; NULL when the file has none) of a checkpoint, malloc'd. */
+int tr_checkpoint_read_meta(const char *path, char **config_json, char **recipe_json, cm_err *err);
+
+/* ---- inspection (tests) ---- */
+
 /* Parameters (for tests): number of named tensors and each one's PyTorch
  * name ("student/layer1.0.conv1.weight"), element count, device pointers to
  * its value and gradient (gradient NULL for buffers such as running_mean). */
@@ -118,9 +130,9 @@ size_t tr_system_num_tensors(const tr_system *s);
 int tr_system_tensor(const tr_system *s, size_t i, const char **name, size_t *count, float **value,
                      float **grad);
 
-/* ---- extensions (system helper) ----
+/* ---- what each step does ----
  *
- * What each step does (train/system.c):
+ * In train/system.c (train/system.c):
  * - networks: --pretrain: teacher only; none: student only; kd/nkd: student +
  *   teacher; c2kd: + both proxies (on the layer3 output; in fold mode the
  *   proxy pools over frames and space together, like the final pool).
@@ -167,9 +179,5 @@ typedef struct tr_outputs {
     const float *h_shadow;    /* shake: the shadow head's logits (before normalisation) */
 } tr_outputs;
 void tr_system_outputs(const tr_system *s, tr_outputs *out);
-
-/* The config (JSON object text, see docs/FORMAT.md, "Checkpoints") and the recipe
- * (as saved; NULL when the file has none) of a checkpoint, malloc'd. */
-int tr_checkpoint_read_meta(const char *path, char **config_json, char **recipe_json, cm_err *err);
 
 #endif

@@ -4,7 +4,7 @@
  * cpu_conv.c (im2col + OpenBLAS sgemm); everything else is here. Reductions
  * (batch-norm statistics, softmax, losses, Kendall's tau) accumulate in
  * double. Loops over large tensors run on the context's threads; OpenBLAS
- * gets the same thread count.
+ * runs single-threaded inside them (be_cpu_create sets it to one thread).
  *
  * PyTorch semantics matched (and tested in tests/oracle/test_backend_ops.py):
  * - relu keeps NaN (clamp_min), its gradient is zero where y <= 0;
