@@ -173,7 +173,7 @@ static int copy_state(tr_system *sc, tr_system *sg, be_ctx *cpu, be_ctx *gpu)
 
 static const char *mname(int pre, tr_method m)
 {
-    return pre ? "pretrain" : m == TR_NONE ? "none" : m == TR_KD ? "kd" : m == TR_NKD ? "nkd" : "c2kd";
+    return pre ? "pretrain" : m == TR_NONE ? "none" : m == TR_KD ? "kd" : m == TR_NKD ? "nkd" : m == TR_SHAKE ? "shake" : "c2kd";
 }
 
 
@@ -235,10 +235,10 @@ static void measure(be_ctx *cpu, tr_system *sc, const tr_stats *stc, be_ctx *bx,
         for (int i = 0; i < nb; i++) r->mask_diff += kc[i] != kx[i];
         add_tv(r, C_TAU, rel_dev(cpu, bx, oc.tau, ox.tau, (size_t)B), "tau");
     }
-    const float *lc[4] = {oc.z_student, oc.z_teacher, oc.p_student, oc.p_teacher};
-    const float *lx[4] = {ox.z_student, ox.z_teacher, ox.p_student, ox.p_teacher};
-    static const char *ln[4] = {"z_student", "z_teacher", "p_student", "p_teacher"};
-    for (int k = 0; k < 4; k++)
+    const float *lc[5] = {oc.z_student, oc.z_teacher, oc.p_student, oc.p_teacher, oc.h_shadow};
+    const float *lx[5] = {ox.z_student, ox.z_teacher, ox.p_student, ox.p_teacher, ox.h_shadow};
+    static const char *ln[5] = {"z_student", "z_teacher", "p_student", "p_teacher", "h_shadow"};
+    for (int k = 0; k < 5; k++)
         if (lc[k] && lx[k]) add_tv(r, C_OUT, rel_dev(cpu, bx, lc[k], lx[k], (size_t)B * classes), ln[k]);
     if (stc->n_terms != stx->n_terms) r->layout_bad++;
     for (int t = 0; t < stc->n_terms && t < stx->n_terms; t++) {
@@ -701,7 +701,7 @@ int main(int argc, char **argv)
     set_tolerances(&r);
     int rc = open_run(&r);
     if (rc != 0) return rc;
-    struct { int pre; tr_method m; } runs[] = {{1, TR_C2KD}, {0, TR_NONE}, {0, TR_KD}, {0, TR_NKD}, {0, TR_C2KD}};
+    struct { int pre; tr_method m; } runs[] = {{1, TR_C2KD}, {0, TR_NONE}, {0, TR_KD}, {0, TR_NKD}, {0, TR_C2KD}, {0, TR_SHAKE}};
     for (size_t mi = 0; mi < sizeof runs / sizeof runs[0]; mi++)
         if ((rc = run_method(&r, runs[mi].pre, runs[mi].m)) != 0) return rc;
     judge_run(&r);
