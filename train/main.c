@@ -901,7 +901,8 @@ static void run_destroy(tr_run *r)
 
 int main(int argc, char **argv)
 {
-    static tr_run run; /* large (paths); zeroed */
+    tr_run run;
+    memset(&run, 0, sizeof run);
     int rc = run_options(&run, argc, argv);
     if (rc == GO_ON)
         rc = run_open_inputs(&run);
