@@ -107,6 +107,7 @@ def test_shake_run_end_to_end(data, tmp_path):
             "mse_shadow_teacher"} <= set(step), step
     with h5py.File(os.path.join(out, "last.h5"), "r") as f, h5py.File(os.path.join(pre, "best.h5"), "r") as t:
         assert "fuse5.0.weight" in f["shadow"] and "fc.weight" not in f["shadow"]
+        assert json.loads(f.attrs["config"])["method"] == "shake"
         np.testing.assert_array_equal(f["teacher/layer4.1.conv2.weight"][()], t["teacher/layer4.1.conv2.weight"][()])
 
 
