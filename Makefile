@@ -8,6 +8,8 @@
 #   make ingest DATASET=ave|cremad|vggsound ROOT=DIR [OUT=data/NAME] [JOBS=N]
 #   make fuzz       a bounded fuzz campaign (FUZZ_SECONDS per target, default 120)
 #   make deps       install missing Debian packages (prints the command when not root)
+#   make reproduce DATASET=ave|cremad|vggsound DATA=DIR [OUT=runs/reproduce-NAME] [ARGS="--seeds 1 ..."]
+#                   the seed's tables from ingested shards (tools/reproduce; resumable)
 #
 # Each module has a module.mk that adds its library, binaries and unit tests.
 
@@ -42,7 +44,7 @@ UNIT_TESTS :=
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(OBJ)/%.cu.o,$(filter %.cu,$(1)))
 
-.PHONY: all test test-unit test-oracle demo asan bench deps clean ingest fuzz fuzz-targets
+.PHONY: all test test-unit test-oracle demo asan bench deps clean ingest reproduce fuzz fuzz-targets
 all:
 
 include common/module.mk
@@ -98,6 +100,11 @@ asan: deps
 	if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" build-asan/test.log; then \
 	    echo "asan: sanitizer reports above"; rc=1; fi; \
 	exit $$rc
+
+reproduce: all
+	@test -n "$(DATA)" || { echo "make reproduce: DATA=DIR (ingested shards) is required"; exit 2; }
+	$(PYTHON) tools/reproduce --dataset $(or $(DATASET),ave) --data $(DATA) \
+	    --out $(or $(OUT),runs/reproduce-$(or $(DATASET),ave)) --train $(BIN)/train $(ARGS)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

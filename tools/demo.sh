@@ -10,8 +10,8 @@ WORK=${DEMO_DIR:-demo}
 PY=/usr/bin/python3
 mkdir -p "$WORK"
 
-echo "== 1/5 generating a small AVE-layout dataset in $WORK/ave (3 classes x 40 clips, class-dependent sound and picture)"
-$PY tools/gen_dataset.py --layout ave --out "$WORK/ave" --classes 3 --per-class 40 --seconds 4 --jobs 2
+echo "== 1/5 generating a small AVE-layout dataset in $WORK/ave (3 classes x 40 clips; --hard: overlapping classes, noisy sound, a weaker and noisier picture)"
+$PY tools/gen_dataset.py --layout ave --out "$WORK/ave" --classes 3 --per-class 40 --seconds 4 --hard --jobs 2
 
 echo "== 2/5 ingest -> $WORK/data"
 "$BIN/ingest" --dataset demo --root "$WORK/ave" --out "$WORK/data" --jobs 2 --quiet

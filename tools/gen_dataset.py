@@ -8,6 +8,12 @@ from either modality:
   picture ffmpeg's testsrc2 pattern (it moves) with its hue rotated by 360*c/N degrees,
           H.264 (CREMA-D: FLV1 in .flv)
 
+--hard (AVE layout) makes the task like the seed's setting: the picture is the weaker,
+noisier modality and the classes overlap. Audio: class frequencies 300 + 150*c Hz, +-15 %
+per clip (neighbours overlap), mixed with pink noise. Picture: hues only 0.35*360*c/N
+apart, +-25 degrees of per-clip jitter, strong temporal noise, and a quarter of the clips
+show another class's picture.
+
 --bad adds one of each fault to the annotations: a missing video, a corrupt video
 (random bytes), a video without an audio stream (AVE, VGGSound; CREMA-D: an .flv without
 audio and no .wav), and for AVE an empty segment (0&0) and a row repeating another
@@ -15,7 +21,7 @@ row's video and segment under another label.
 
 Usage:
   gen_dataset.py --layout ave --out DIR [--classes 3] [--per-class 4] [--seconds 4]
-                 [--size 160x120] [--fps 10] [--bad] [--seed 0] [--jobs 2]
+                 [--size 160x120] [--fps 10] [--hard] [--bad] [--seed 0] [--jobs 2]
 Prints a JSON summary (rows per split, faults) on stdout.
 """
 import argparse
@@ -41,12 +47,19 @@ def ffmpeg(args):
         raise RuntimeError("ffmpeg " + " ".join(args) + ": " + r.stderr)
 
 
-def make_clip(path, cls, ncls, seconds, size, fps, freq, audio=True, fmt="mp4"):
-    hue = 360.0 * cls / max(ncls, 1)
+def make_clip(path, cls, ncls, seconds, size, fps, freq, audio=True, fmt="mp4", hard=None):
+    """hard: None, or (hue in degrees, picture noise strength, audio noise amplitude)."""
+    hue = 360.0 * cls / max(ncls, 1) if hard is None else hard[0]
     v = f"testsrc2=s={size}:r={fps}:d={seconds},hue=h={hue:.1f}"
+    if hard is not None:
+        v += f",noise=alls={hard[1]}:allf=t+u"
     args = ["-f", "lavfi", "-i", v]
     if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency={freq:.2f}:sample_rate=44100:duration={seconds}"]
+        a = f"sine=frequency={freq:.2f}:sample_rate=44100:duration={seconds}"
+        if hard is not None:
+            a += (f"[s];anoisesrc=color=pink:amplitude={hard[2]}:sample_rate=44100:duration={seconds}[n];"
+                  "[s][n]amix=inputs=2:duration=shortest")
+        args += ["-f", "lavfi", "-i", a]
     if fmt == "flv":
         args += ["-c:v", "flv", "-q:v", "5"]
     else:
@@ -92,9 +105,14 @@ def gen_ave(a, rng, jobs):
             st = rng.randint(0, max(0, a.seconds // 2 - 1))
             en = rng.randint(st + 1, a.seconds)
             freq = (300 + 400 * c) * rng.uniform(0.98, 1.02)
+            hard = None
+            if a.hard:
+                freq = (300 + 150 * c) * rng.uniform(0.85, 1.15)
+                pc = rng.randrange(a.classes) if rng.random() < 0.25 else c  # the picture's class
+                hard = (0.35 * 360.0 * pc / a.classes + rng.gauss(0, 25), 60, 0.1)
             rows[split_of(j, a.per_class)].append((names[c], vid, st, en))
             jobs.append((make_clip, (os.path.join(a.out, "AVE", vid + ".mp4"), c, a.classes, a.seconds, a.size,
-                                     a.fps, freq)))
+                                     a.fps, freq, True, "mp4", hard)))
     faults = {}
     if a.bad:
         m, k, s = yt_id(rng), yt_id(rng), yt_id(rng)
@@ -192,6 +210,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--size", default="160x120")
     ap.add_argument("--fps", type=int, default=10)
+    ap.add_argument("--hard", action="store_true")
     ap.add_argument("--bad", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)

@@ -22,7 +22,8 @@ static const char *mod_name(tr_modality m)
 
 static char *config_json(const tr_config *c)
 {
-    static const char *methods[] = {"none", "kd", "nkd", "c2kd"};
+    static const char *methods[] = {"none", "kd", "nkd", "c2kd", "shake"};
+    _Static_assert(sizeof methods / sizeof *methods == TR_SHAKE + 1, "a name for every tr_method");
     static const char *updates[] = {"full", "top", "frozen"};
     static const char *proxies[] = {"fa", "none", "cfa"};
     cJSON *o = cJSON_CreateObject();
@@ -32,7 +33,8 @@ static char *config_json(const tr_config *c)
     cJSON_AddStringToObject(o, "method", methods[c->method]);
     cJSON_AddStringToObject(o, "student", mod_name(c->student));
     cJSON_AddStringToObject(o, "teacher", mod_name(c->teacher));
-    cJSON_AddNumberToObject(o, "depth", c->depth);
+    cJSON_AddNumberToObject(o, "student_depth", c->student_depth);
+    cJSON_AddNumberToObject(o, "teacher_depth", c->teacher_depth);
     cJSON_AddNumberToObject(o, "width", c->width);
     cJSON_AddNumberToObject(o, "n_classes", c->n_classes);
     cJSON_AddNumberToObject(o, "frames", c->frames);
@@ -164,7 +166,7 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
         unlink(tmp);
         return cm_err_set(err, "cannot create the HDF5 file");
     }
-    tr_reg *regs[4];
+    tr_reg *regs[TR_MAX_REGS];
     int nr = tr_system_regs(s, regs);
     for (int i = 0; rc == 0 && i < nr; i++)
         rc = write_reg(s->be, f, regs[i]->group, regs[i], 0);
@@ -363,7 +365,7 @@ static int read_group(hid_t f, load_item *it, int with_optimizer, cm_err *err)
 
 static tr_reg *reg_by_name(tr_system *s, const char *name)
 {
-    tr_reg *regs[4];
+    tr_reg *regs[TR_MAX_REGS];
     int nr = tr_system_regs(s, regs);
     for (int i = 0; i < nr; i++)
         if (strcmp(regs[i]->group, name) == 0)
@@ -417,7 +419,7 @@ static int read_position(hid_t f, tr_position *p, cm_err *err)
 int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int with_optimizer,
                        tr_position *pos, cm_err *err)
 {
-    load_item items[4];
+    load_item items[TR_MAX_REGS];
     int ni = 0;
     memset(items, 0, sizeof items);
     if (which) {
@@ -435,7 +437,7 @@ int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int wi
         snprintf(items[0].src, sizeof items[0].src, "%s", src);
         ni = 1;
     } else {
-        tr_reg *regs[4];
+        tr_reg *regs[TR_MAX_REGS];
         ni = tr_system_regs(s, regs);
         for (int i = 0; i < ni; i++) {
             items[i].reg = regs[i];

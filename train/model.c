@@ -94,7 +94,7 @@ int tr_reg_find(const tr_reg *r, const char *name)
     return -1;
 }
 
-static void add_conv(tr_reg *r, tr_conv *c, const char *name, int cin, int cout, int k, int stride,
+void tr_add_conv(tr_reg *r, tr_conv *c, const char *name, int cin, int cout, int k, int stride,
                      int pad, int init)
 {
     c->cin = cin;
@@ -105,7 +105,7 @@ static void add_conv(tr_reg *r, tr_conv *c, const char *name, int cin, int cout,
     c->w = reg_add(r, name, TT_PARAM, init, cin * k * k, 4, cout, cin, k, k);
 }
 
-static void add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c)
+void tr_add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c)
 {
     char nm[64];
     b->c = c;
@@ -213,7 +213,7 @@ void tr_reg_free(tr_reg *r)
 
 /* ---------------------------------------------------------------- helpers */
 
-static void conv_shape(be_conv_shape *s, const tr_conv *c, int n, int h, int w)
+void tr_conv_shape(be_conv_shape *s, const tr_conv *c, int n, int h, int w)
 {
     s->n = n;
     s->c = c->cin;
@@ -225,12 +225,12 @@ static void conv_shape(be_conv_shape *s, const tr_conv *c, int n, int h, int w)
     s->pad = c->pad;
 }
 
-static int conv_out(int x, const tr_conv *c)
+int tr_conv_out(int x, const tr_conv *c)
 {
     return (x + 2 * c->pad - c->k) / c->stride + 1;
 }
 
-static void bn_fwd(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, const float *x,
+void tr_bn_fwd(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, const float *x,
                    float *y, int train)
 {
     if (train)
@@ -241,14 +241,14 @@ static void bn_fwd(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, 
                              r->buf + bn->rv, 1e-5f, y);
 }
 
-static void bn_bwd(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, const float *x,
+void tr_bn_bwd(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, const float *x,
                    const float *dy, float *dx)
 {
     be->ops->bn_bwd(be, n, bn->c, hw, x, dy, r->w + bn->g, bn->smean, bn->sinv, dx, r->g + bn->g,
                     r->g + bn->b);
 }
 
-static int fold_build(tr_fold *f, tr_mem *mem, be_ctx *be, int F, int C, int max_batch)
+int tr_fold_build(tr_fold *f, tr_mem *mem, be_ctx *be, int F, int C, int max_batch)
 {
     f->F = F;
     f->C = C;
@@ -274,7 +274,7 @@ static int fold_build(tr_fold *f, tr_mem *mem, be_ctx *be, int F, int C, int max
 }
 
 /* x [B*F, C, hw] -> y [B, C] (average over frames and space). */
-static void pool_fwd(be_ctx *be, const tr_fold *f, int B, int hw, const float *x, float *y)
+void tr_pool_fwd(be_ctx *be, const tr_fold *f, int B, int hw, const float *x, float *y)
 {
     if (f->F <= 1) {
         be->ops->avgpool_fwd(be, B, f->C, hw, x, y);
@@ -284,7 +284,7 @@ static void pool_fwd(be_ctx *be, const tr_fold *f, int B, int hw, const float *x
     be->ops->linear_fwd(be, B, f->F * f->C, f->C, f->frames, f->mat, NULL, y);
 }
 
-static void pool_bwd(be_ctx *be, const tr_fold *f, int B, int hw, const float *dy, float *dx)
+void tr_pool_bwd(be_ctx *be, const tr_fold *f, int B, int hw, const float *dy, float *dx)
 {
     if (f->F <= 1) {
         be->ops->avgpool_bwd(be, B, f->C, hw, dy, dx);
@@ -336,10 +336,10 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
     n->max_batch = max_batch;
     size_t Bi = (size_t)max_batch * n->F;
 
-    add_conv(r, &n->conv1, "conv1.weight", in_c, width, 7, 2, 3, TI_KAIMING_OUT);
-    add_bn(r, mem, &n->bn1, "bn1.", width);
-    n->h1 = conv_out(in_h, &n->conv1);
-    n->w1 = conv_out(in_w, &n->conv1);
+    tr_add_conv(r, &n->conv1, "conv1.weight", in_c, width, 7, 2, 3, TI_KAIMING_OUT);
+    tr_add_bn(r, mem, &n->bn1, "bn1.", width);
+    n->h1 = tr_conv_out(in_h, &n->conv1);
+    n->w1 = tr_conv_out(in_w, &n->conv1);
     n->hp = (n->h1 + 2 - 3) / 2 + 1;
     n->wp = (n->w1 + 2 - 3) / 2 + 1;
     if (n->h1 < 1 || n->w1 < 1 || n->hp < 1 || n->wp < 1)
@@ -372,33 +372,33 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
             if (bottleneck) {
                 b->nst = 3;
                 snprintf(nm, sizeof nm, "%sconv1.weight", pre);
-                add_conv(r, &b->c[0], nm, inplanes, planes, 1, 1, 0, TI_KAIMING_OUT);
+                tr_add_conv(r, &b->c[0], nm, inplanes, planes, 1, 1, 0, TI_KAIMING_OUT);
                 snprintf(nm, sizeof nm, "%sbn1.", pre);
-                add_bn(r, mem, &b->b[0], nm, planes);
+                tr_add_bn(r, mem, &b->b[0], nm, planes);
                 snprintf(nm, sizeof nm, "%sconv2.weight", pre);
-                add_conv(r, &b->c[1], nm, planes, planes, 3, stride, 1, TI_KAIMING_OUT);
+                tr_add_conv(r, &b->c[1], nm, planes, planes, 3, stride, 1, TI_KAIMING_OUT);
                 snprintf(nm, sizeof nm, "%sbn2.", pre);
-                add_bn(r, mem, &b->b[1], nm, planes);
+                tr_add_bn(r, mem, &b->b[1], nm, planes);
                 snprintf(nm, sizeof nm, "%sconv3.weight", pre);
-                add_conv(r, &b->c[2], nm, planes, planes * 4, 1, 1, 0, TI_KAIMING_OUT);
+                tr_add_conv(r, &b->c[2], nm, planes, planes * 4, 1, 1, 0, TI_KAIMING_OUT);
                 snprintf(nm, sizeof nm, "%sbn3.", pre);
-                add_bn(r, mem, &b->b[2], nm, planes * 4);
+                tr_add_bn(r, mem, &b->b[2], nm, planes * 4);
             } else {
                 b->nst = 2;
                 snprintf(nm, sizeof nm, "%sconv1.weight", pre);
-                add_conv(r, &b->c[0], nm, inplanes, planes, 3, stride, 1, TI_KAIMING_OUT);
+                tr_add_conv(r, &b->c[0], nm, inplanes, planes, 3, stride, 1, TI_KAIMING_OUT);
                 snprintf(nm, sizeof nm, "%sbn1.", pre);
-                add_bn(r, mem, &b->b[0], nm, planes);
+                tr_add_bn(r, mem, &b->b[0], nm, planes);
                 snprintf(nm, sizeof nm, "%sconv2.weight", pre);
-                add_conv(r, &b->c[1], nm, planes, planes, 3, 1, 1, TI_KAIMING_OUT);
+                tr_add_conv(r, &b->c[1], nm, planes, planes, 3, 1, 1, TI_KAIMING_OUT);
                 snprintf(nm, sizeof nm, "%sbn2.", pre);
-                add_bn(r, mem, &b->b[1], nm, planes);
+                tr_add_bn(r, mem, &b->b[1], nm, planes);
             }
             int ch = h, cw = w;
             size_t nin = Bi * (size_t)inplanes * h * w;
             for (int s = 0; s < b->nst; s++) {
-                ch = conv_out(ch, &b->c[s]);
-                cw = conv_out(cw, &b->c[s]);
+                ch = tr_conv_out(ch, &b->c[s]);
+                cw = tr_conv_out(cw, &b->c[s]);
                 b->sh[s] = ch;
                 b->sw[s] = cw;
                 b->cnt[s] = Bi * (size_t)b->c[s].cout * ch * cw;
@@ -415,9 +415,9 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
             b->has_down = stride != 1 || inplanes != planes * exp;
             if (b->has_down) {
                 snprintf(nm, sizeof nm, "%sdownsample.0.weight", pre);
-                add_conv(r, &b->cd, nm, inplanes, planes * exp, 1, stride, 0, TI_KAIMING_OUT);
+                tr_add_conv(r, &b->cd, nm, inplanes, planes * exp, 1, stride, 0, TI_KAIMING_OUT);
                 snprintf(nm, sizeof nm, "%sdownsample.1.", pre);
-                add_bn(r, mem, &b->bd, nm, planes * exp);
+                tr_add_bn(r, mem, &b->bd, nm, planes * exp);
                 track(&s_need, nin);
                 track(&tmp_need, b->cnt[b->nst - 1]);
             }
@@ -439,7 +439,7 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
     n->dpooled = tr_mem_floats(mem, (size_t)max_batch * n->feat_c);
     n->logits = tr_mem_floats(mem, (size_t)max_batch * classes);
     n->stem_tmp = tr_mem_floats(mem, 4 * (size_t)width);
-    if (mem->failed || fold_build(&n->fold, mem, mem->be, n->F, n->feat_c, max_batch) < 0)
+    if (mem->failed || tr_fold_build(&n->fold, mem, mem->be, n->F, n->feat_c, max_batch) < 0)
         return cm_err_set(err, "%s: out of device memory for the activations", group);
     /* The activation arena (model.h): layer1's region (also stem_y, and in
      * the backward pass the recomputed stem_y and the stem's input gradient),
@@ -492,6 +492,16 @@ size_t tr_resnet_scratch_floats(const tr_resnet *n)
     return 2 * n->pq + n->s_need;
 }
 
+const float *tr_resnet_stage(const tr_resnet *n, int L, int *c, int *h, int *w)
+{
+    int last = (L < 4 ? n->layer_first[L] : n->nblk) - 1;
+    const tr_block *b = &n->blk[last];
+    *c = b->cout;
+    *h = b->hout;
+    *w = b->wout;
+    return b->y[b->nst - 1];
+}
+
 const float *tr_resnet_layer3(const tr_resnet *n)
 {
     const tr_block *b = &n->blk[n->layer_first[3] - 1];
@@ -507,11 +517,11 @@ static void block_fwd(const tr_reg *r, be_ctx *be, tr_block *b, int Bi, const fl
     int h = b->hin, w = b->win;
     b->in = in;
     for (int i = 0; i < b->nst; i++) {
-        conv_shape(&s, &b->c[i], Bi, h, w);
+        tr_conv_shape(&s, &b->c[i], Bi, h, w);
         o->conv_fwd(be, &s, x, r->w + b->c[i].w, b->h[i]);
         h = b->sh[i];
         w = b->sw[i];
-        bn_fwd(r, be, &b->b[i], Bi, h * w, b->h[i], b->y[i], train);
+        tr_bn_fwd(r, be, &b->b[i], Bi, h * w, b->h[i], b->y[i], train);
         if (i < b->nst - 1) {
             o->relu_fwd(be, (size_t)Bi * b->c[i].cout * h * w, b->y[i], b->y[i]);
             x = b->y[i];
@@ -521,9 +531,9 @@ static void block_fwd(const tr_reg *r, be_ctx *be, tr_block *b, int Bi, const fl
     float *out = b->y[b->nst - 1];
     const float *sc = in;
     if (b->has_down) {
-        conv_shape(&s, &b->cd, Bi, b->hin, b->win);
+        tr_conv_shape(&s, &b->cd, Bi, b->hin, b->win);
         o->conv_fwd(be, &s, in, r->w + b->cd.w, b->hd);
-        bn_fwd(r, be, &b->bd, Bi, b->hout * b->wout, b->hd, tmp, train); /* only added: transient */
+        tr_bn_fwd(r, be, &b->bd, Bi, b->hout * b->wout, b->hd, tmp, train); /* only added: transient */
         sc = tmp;
     }
     o->axpy(be, nout, 1.0f, sc, out);
@@ -551,10 +561,10 @@ static void block_bwd(const tr_reg *r, be_ctx *be, const tr_block *b, int Bi, fl
         if (i < L)
             o->relu_bwd(be, (size_t)Bi * b->c[i].cout * hw, b->y[i], d, d);
         float *R = b->y[i];
-        bn_bwd(r, be, &b->b[i], Bi, hw, b->h[i], d, R);
+        tr_bn_bwd(r, be, &b->b[i], Bi, hw, b->h[i], d, R);
         int hi = i == 0 ? b->hin : b->sh[i - 1], wi = i == 0 ? b->win : b->sw[i - 1];
         const float *x = i == 0 ? b->in : b->y[i - 1];
-        conv_shape(&s, &b->c[i], Bi, hi, wi);
+        tr_conv_shape(&s, &b->c[i], Bi, hi, wi);
         o->conv_bwd_filter(be, &s, x, R, r->g + b->c[i].w);
         if (i > 0) {
             d = b->cnt[i - 1] <= b->cnt[i] ? b->h[i] : S;
@@ -565,8 +575,8 @@ static void block_bwd(const tr_reg *r, be_ctx *be, const tr_block *b, int Bi, fl
     }
     if (b->has_down) {
         float *R = b->y[L]; /* free again: stage L's gradient has been consumed */
-        bn_bwd(r, be, &b->bd, Bi, b->hout * b->wout, b->hd, P, R);
-        conv_shape(&s, &b->cd, Bi, b->hin, b->win);
+        tr_bn_bwd(r, be, &b->bd, Bi, b->hout * b->wout, b->hd, P, R);
+        tr_conv_shape(&s, &b->cd, Bi, b->hin, b->win);
         o->conv_bwd_filter(be, &s, b->in, R, r->g + b->cd.w);
         if (need_dx) {
             o->conv_bwd_data(be, &s, R, r->w + b->cd.w, S);
@@ -596,9 +606,9 @@ const float *tr_resnet_forward(tr_resnet *n, be_ctx *be, const float *x, int B, 
     be_conv_shape s;
     be_pool_shape p;
     n->input = x;
-    conv_shape(&s, &n->conv1, Bi, n->in_h, n->in_w);
+    tr_conv_shape(&s, &n->conv1, Bi, n->in_h, n->in_w);
     o->conv_fwd(be, &s, x, r->w + n->conv1.w, n->stem_h);
-    bn_fwd(r, be, &n->bn1, Bi, n->h1 * n->w1, n->stem_h, n->stem_y, train);
+    tr_bn_fwd(r, be, &n->bn1, Bi, n->h1 * n->w1, n->stem_h, n->stem_y, train);
     o->relu_fwd(be, (size_t)Bi * n->width * n->h1 * n->w1, n->stem_y, n->stem_y);
     stem_pool_shape(n, &p, Bi);
     o->maxpool_fwd(be, &p, n->stem_y, n->stem_p);
@@ -607,7 +617,7 @@ const float *tr_resnet_forward(tr_resnet *n, be_ctx *be, const float *x, int B, 
         block_fwd(r, be, &n->blk[i], Bi, cur, n->tmp, train);
         cur = n->blk[i].y[n->blk[i].nst - 1];
     }
-    pool_fwd(be, &n->fold, B, n->l4_h * n->l4_w, cur, n->pooled);
+    tr_pool_fwd(be, &n->fold, B, n->l4_h * n->l4_w, cur, n->pooled);
     lin_fwd(r, be, &n->fc, B, n->pooled, n->logits);
     return n->logits;
 }
@@ -620,7 +630,7 @@ void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, c
     int Bi = B * n->F;
     float *P = scratch, *Q = scratch + n->pq, *S = scratch + 2 * n->pq;
     lin_bwd(r, be, &n->fc, B, n->pooled, dlogits, n->dpooled);
-    pool_bwd(be, &n->fold, B, n->l4_h * n->l4_w, n->dpooled, P);
+    tr_pool_bwd(be, &n->fold, B, n->l4_h * n->l4_w, n->dpooled, P);
     int l4 = n->layer_first[3];
     for (int i = n->nblk - 1; i >= 0; i--) {
         int need_dx = full || i > l4;
@@ -648,8 +658,8 @@ void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, c
     stem_pool_shape(n, &p, Bi);
     o->maxpool_bwd(be, &p, y, n->stem_p, P, dy);
     o->relu_bwd(be, ns, y, dy, dy);
-    bn_bwd(r, be, &n->bn1, Bi, n->h1 * n->w1, n->stem_h, dy, y);
-    conv_shape(&s, &n->conv1, Bi, n->in_h, n->in_w);
+    tr_bn_bwd(r, be, &n->bn1, Bi, n->h1 * n->w1, n->stem_h, dy, y);
+    tr_conv_shape(&s, &n->conv1, Bi, n->in_h, n->in_w);
     o->conv_bwd_filter(be, &s, n->input, y, r->g + n->conv1.w);
 }
 
@@ -671,13 +681,13 @@ int tr_proxy_build(tr_proxy *p, tr_mem *mem, const char *group, int kind, int C,
     switch (kind) {
     case TR_PROXY_FA:
         add_linear(r, &p->l1, "conv.", C, C, 0);
-        add_bn(r, mem, &p->b1, "bn.", C);
+        tr_add_bn(r, mem, &p->b1, "bn.", C);
         break;
     case TR_PROXY_CFA:
         add_linear(r, &p->l1, "conv1.", C, C, 0);
-        add_bn(r, mem, &p->b1, "bn1.", C);
+        tr_add_bn(r, mem, &p->b1, "bn1.", C);
         add_linear(r, &p->l2, "conv2.", C, C, 0);
-        add_bn(r, mem, &p->b2, "bn2.", C);
+        tr_add_bn(r, mem, &p->b2, "bn2.", C);
         break;
     case TR_PROXY_NONE:
         break;
@@ -697,7 +707,7 @@ int tr_proxy_build(tr_proxy *p, tr_mem *mem, const char *group, int kind, int C,
     p->d2 = tr_mem_floats(mem, BC);
     p->logits = tr_mem_floats(mem, (size_t)max_batch * classes);
     p->dfeat = tr_mem_floats(mem, BC * p->F * p->hw);
-    if (mem->failed || fold_build(&p->fold, mem, mem->be, p->F, C, max_batch) < 0)
+    if (mem->failed || tr_fold_build(&p->fold, mem, mem->be, p->F, C, max_batch) < 0)
         return cm_err_set(err, "%s: out of device memory", group);
     return tr_reg_alloc(r, mem, err);
 }
@@ -708,19 +718,19 @@ const float *tr_proxy_forward(tr_proxy *p, be_ctx *be, const float *feat, int B,
     const tr_reg *r = &p->reg;
     size_t BC = (size_t)B * p->C;
     p->feat = feat;
-    pool_fwd(be, &p->fold, B, p->hw, feat, p->pooled);
+    tr_pool_fwd(be, &p->fold, B, p->hw, feat, p->pooled);
     switch (p->kind) {
     case TR_PROXY_FA:
         lin_fwd(r, be, &p->l1, B, p->pooled, p->h1);
-        bn_fwd(r, be, &p->b1, B, 1, p->h1, p->y1, train);
+        tr_bn_fwd(r, be, &p->b1, B, 1, p->h1, p->y1, train);
         o->leaky_fwd(be, BC, 0.1f, p->y1, p->a1);
         lin_fwd(r, be, &p->fc, B, p->a1, p->logits);
         break;
     case TR_PROXY_CFA:
         lin_fwd(r, be, &p->l1, B, p->pooled, p->h1);
-        bn_fwd(r, be, &p->b1, B, 1, p->h1, p->y1, train);
+        tr_bn_fwd(r, be, &p->b1, B, 1, p->h1, p->y1, train);
         lin_fwd(r, be, &p->l2, B, p->y1, p->h2);
-        bn_fwd(r, be, &p->b2, B, 1, p->h2, p->y2, train);
+        tr_bn_fwd(r, be, &p->b2, B, 1, p->h2, p->y2, train);
         o->relu_fwd(be, BC, p->y2, p->y2);
         lin_fwd(r, be, &p->fc, B, p->y2, p->logits);
         break;
@@ -741,15 +751,15 @@ void tr_proxy_backward(tr_proxy *p, be_ctx *be, int B, const float *dlogits, int
     case TR_PROXY_FA:
         lin_bwd(r, be, &p->fc, B, p->a1, dlogits, p->d1);
         o->leaky_bwd(be, BC, 0.1f, p->y1, p->d1, p->d1);
-        bn_bwd(r, be, &p->b1, B, 1, p->h1, p->d1, p->d2);
+        tr_bn_bwd(r, be, &p->b1, B, 1, p->h1, p->d1, p->d2);
         lin_bwd(r, be, &p->l1, B, p->pooled, p->d2, dpool);
         break;
     case TR_PROXY_CFA:
         lin_bwd(r, be, &p->fc, B, p->y2, dlogits, p->d1);
         o->relu_bwd(be, BC, p->y2, p->d1, p->d1);
-        bn_bwd(r, be, &p->b2, B, 1, p->h2, p->d1, p->d2);
+        tr_bn_bwd(r, be, &p->b2, B, 1, p->h2, p->d1, p->d2);
         lin_bwd(r, be, &p->l2, B, p->y1, p->d2, p->d1);
-        bn_bwd(r, be, &p->b1, B, 1, p->h1, p->d1, p->d2);
+        tr_bn_bwd(r, be, &p->b1, B, 1, p->h1, p->d1, p->d2);
         lin_bwd(r, be, &p->l1, B, p->pooled, p->d2, dpool);
         break;
     default:
@@ -757,5 +767,5 @@ void tr_proxy_backward(tr_proxy *p, be_ctx *be, int B, const float *dlogits, int
         break;
     }
     if (need_dfeat)
-        pool_bwd(be, &p->fold, B, p->hw, p->dpooled, p->dfeat);
+        tr_pool_bwd(be, &p->fold, B, p->hw, p->dpooled, p->dfeat);
 }

@@ -176,6 +176,56 @@ const float *tr_proxy_forward(tr_proxy *p, be_ctx *be, const float *feat, int B,
 /* Parameter gradients; when need_dfeat, also p->dfeat. */
 void tr_proxy_backward(tr_proxy *p, be_ctx *be, int B, const float *dlogits, int need_dfeat);
 
+/* Layer L's output (L = 1..4) of the last forward: [B*F, c, h, w] (post-ReLU). */
+const float *tr_resnet_stage(const tr_resnet *n, int L, int *c, int *h, int *w);
+
+/* SHAKE's shadow head (docs/METHODS.md) on a teacher's layer2..4 outputs
+ * g2, g3, g4 (channels c2, c3, c4):
+ *   x = F5(F3(F1(g2) + F2(g3)) + F4(g4)), h = W_t pool(x) + b_t
+ * Fk = conv (3x3 stride 2: F1, F3; 1x1: F2, F4; 3x3 stride 1: F5), BN, ReLU;
+ * the pool averages over frames and space; W_t, b_t are the teacher's fc
+ * (detached: no gradient). PyTorch names fuseK.0.weight (conv), fuseK.1.*
+ * (BN). Always in train mode (batch statistics), like the authors' head. */
+#define TR_SHADOW_N 5
+typedef struct tr_shadow {
+    tr_reg reg;
+    int F, classes, max_batch;
+    int c[3], h[3], w[3];          /* g2, g3, g4 */
+    tr_conv conv[TR_SHADOW_N];
+    tr_bn bn[TR_SHADOW_N];
+    int oh[TR_SHADOW_N], ow[TR_SHADOW_N]; /* output size of fuse k */
+    float *hc[TR_SHADOW_N];        /* conv outputs (BN inputs) */
+    float *y[TR_SHADOW_N];         /* BN + ReLU outputs */
+    float *s12, *s34;              /* F1 + F2, F3 + F4 */
+    float *d[2];                   /* gradient scratch (largest map) */
+    float *ds12, *ds34;
+    tr_fold fold;
+    float *pooled, *dpooled, *dfc; /* dfc: the teacher fc's unused weight gradient */
+    float *logits;
+    const float *g[3];             /* inputs of the last forward */
+} tr_shadow;
+
+int tr_shadow_build(tr_shadow *sh, tr_mem *mem, const tr_resnet *teacher, int max_batch, cm_err *err);
+/* Needs the teacher's forward of this batch (its stage outputs stay live
+ * until tr_shadow_backward). Returns the logits [B, classes]. */
+const float *tr_shadow_forward(tr_shadow *sh, be_ctx *be, const tr_resnet *teacher, int B);
+void tr_shadow_backward(tr_shadow *sh, be_ctx *be, const tr_resnet *teacher, int B, const float *dlogits);
+
+/* Building blocks shared by model.c and shake.c. */
+void tr_add_conv(tr_reg *r, tr_conv *c, const char *name, int cin, int cout, int k, int stride, int pad,
+                 int init);
+void tr_add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c);
+void tr_conv_shape(be_conv_shape *s, const tr_conv *c, int n, int h, int w);
+int tr_conv_out(int x, const tr_conv *c);
+void tr_bn_fwd(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, const float *x, float *y,
+               int train);
+void tr_bn_bwd(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, const float *x,
+               const float *dy, float *dx);
+int tr_fold_build(tr_fold *f, tr_mem *mem, be_ctx *be, int F, int C, int max_batch);
+/* x [B*F, C, hw] -> y [B, C] (average over frames and space), and its backward. */
+void tr_pool_fwd(be_ctx *be, const tr_fold *f, int B, int hw, const float *x, float *y);
+void tr_pool_bwd(be_ctx *be, const tr_fold *f, int B, int hw, const float *dy, float *dx);
+
 /* Allocates the registry's device memory (after build) and initialises it from rng. */
 int tr_reg_alloc(tr_reg *r, tr_mem *mem, cm_err *err);
 void tr_reg_init(tr_reg *r, be_ctx *be, tr_rng *rng);

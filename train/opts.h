@@ -17,7 +17,7 @@ typedef struct tr_opts {
     const char *data, *out, *resume, *init, *teacher_ckpt, *dump_batches;
     /* the method and the networks */
     const char *method, *teacher_update, *student, *teacher, *proxy, *visual_mode;
-    int pretrain, depth, width, image_size;
+    int pretrain, depth, student_depth, teacher_depth, width, image_size;
     double lambda1, lambda2, lambda3, omega, kd_temp, nkd_gamma, nkd_temp;
     /* optimisation and data order */
     const char *schedule;

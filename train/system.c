@@ -34,7 +34,7 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-static int build_resnet(tr_system *s, tr_resnet *n, const char *group, tr_modality mod, cm_err *err)
+static int build_resnet(tr_system *s, tr_resnet *n, const char *group, tr_modality mod, int depth, cm_err *err)
 {
     const tr_config *c = &s->cfg;
     int in_c, h, w, F = 1;
@@ -51,7 +51,7 @@ static int build_resnet(tr_system *s, tr_resnet *n, const char *group, tr_modali
             in_c = 3 * c->frames;
         }
     }
-    return tr_resnet_build(n, &s->mem, group, c->depth, c->width, in_c, h, w, F, c->n_classes,
+    return tr_resnet_build(n, &s->mem, group, depth, c->width, in_c, h, w, F, c->n_classes,
                            c->max_batch, err);
 }
 
@@ -97,10 +97,35 @@ static int build_proxy(tr_system *s, tr_proxy *p, const char *group, const tr_re
                           s->cfg.n_classes, s->cfg.max_batch, err);
 }
 
+/* shake's layer-norm buffers (system_internal.h). */
+static int shake_alloc(tr_system *s, cm_err *err)
+{
+    size_t B = (size_t)s->cfg.max_batch, BC = B * s->cfg.n_classes;
+    float **per_row[] = {&s->ln_gamma, &s->ln_beta, &s->ln_rm, &s->ln_rv, &s->ln_dg, &s->ln_db,
+                         &s->ln_mean[0], &s->ln_mean[1], &s->ln_mean[2], &s->ln_inv[0], &s->ln_inv[1], &s->ln_inv[2]};
+    for (size_t i = 0; i < sizeof per_row / sizeof *per_row; i++)
+        *per_row[i] = tr_mem_floats(&s->mem, B);
+    for (int i = 0; i < 3; i++) {
+        s->ln_z[i] = tr_mem_floats(&s->mem, BC);
+        s->ln_dz[i] = tr_mem_floats(&s->mem, BC);
+    }
+    s->h_tmp = malloc((2 * BC + 1) * sizeof(float));
+    if (s->mem.failed || !s->h_tmp)
+        return cm_err_set(err, "out of memory for the shadow head's losses");
+    for (size_t i = 0; i < B; i++)
+        s->h_tmp[i] = 3.1415f;
+    s->be->ops->to_device(s->be, s->ln_gamma, s->h_tmp, B * sizeof(float));
+    s->be->ops->sync(s->be);
+    return 0;
+}
+
 static int check_config(const tr_config *c, cm_err *err)
 {
-    if (c->depth != 18 && c->depth != 50)
-        return cm_err_set(err, "depth %d: 18 or 50", c->depth);
+    int sd = c->student_depth ? c->student_depth : c->depth, td = c->teacher_depth ? c->teacher_depth : c->depth;
+    if (sd != 18 && sd != 50)
+        return cm_err_set(err, "student depth %d: 18 or 50", sd);
+    if (td != 18 && td != 50)
+        return cm_err_set(err, "teacher depth %d: 18 or 50", td);
     if (c->width < 1 || c->width > 4096)
         return cm_err_set(err, "width %d out of range", c->width);
     if (c->n_classes < 2)
@@ -109,7 +134,7 @@ static int check_config(const tr_config *c, cm_err *err)
         return cm_err_set(err, "%d frames: at least 1 needed", c->frames);
     if (c->max_batch < 1)
         return cm_err_set(err, "max_batch %d: at least 1", c->max_batch);
-    if (c->method < TR_NONE || c->method > TR_C2KD)
+    if (c->method < TR_NONE || c->method > TR_SHAKE)
         return cm_err_set(err, "unknown method %d", (int)c->method);
     if (c->proxy < TR_PROXY_FA || c->proxy > TR_PROXY_CFA)
         return cm_err_set(err, "unknown proxy kind %d", (int)c->proxy);
@@ -149,12 +174,17 @@ tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_
     s->cfg = *cfg;
     s->mem.be = be;
     tr_config *c = &s->cfg;
+    if (!c->student_depth) /* 0: --depth decides */
+        c->student_depth = c->depth;
+    if (!c->teacher_depth)
+        c->teacher_depth = c->depth;
     if (c->pretrain) {
         s->has_teacher = 1;
     } else {
         s->has_student = 1;
         s->has_teacher = c->method != TR_NONE;
         s->has_proxies = c->method == TR_C2KD;
+        s->has_shadow = c->method == TR_SHAKE;
     }
     /* Who trains, in which mode. */
     if (c->pretrain) {
@@ -166,19 +196,22 @@ tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_
         s->teacher_full = c->teacher_update == TR_TEACHER_FULL;
         s->teacher_sgd = c->teacher_update != TR_TEACHER_FROZEN;
     } else {
-        s->teacher_train = 0; /* kd / nkd: frozen pretrained teacher in evaluation mode */
+        s->teacher_train = 0; /* kd / nkd / shake: frozen pretrained teacher in evaluation mode */
         s->teacher_full = 0;
         s->teacher_sgd = 0;
     }
-    if (s->has_student && (build_resnet(s, &s->student, "student", c->student, err) < 0))
+    if (s->has_student && (build_resnet(s, &s->student, "student", c->student, c->student_depth, err) < 0))
         goto fail;
-    if (s->has_teacher && (build_resnet(s, &s->teacher, "teacher", c->teacher, err) < 0))
+    if (s->has_teacher && (build_resnet(s, &s->teacher, "teacher", c->teacher, c->teacher_depth, err) < 0))
         goto fail;
     if (s->has_proxies) {
         if (build_proxy(s, &s->sproxy, "student_proxy", &s->student, err) < 0 ||
             build_proxy(s, &s->tproxy, "teacher_proxy", &s->teacher, err) < 0)
             goto fail;
     }
+    if (s->has_shadow && (tr_shadow_build(&s->shadow, &s->mem, &s->teacher, c->max_batch, err) < 0 ||
+                          shake_alloc(s, err) < 0))
+        goto fail;
     size_t BC = (size_t)c->max_batch * c->n_classes;
     {
         /* One scratch buffer (scratch, max_act floats): the transient
@@ -214,7 +247,7 @@ tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_
     s->h_labels = malloc((size_t)c->max_batch * sizeof(int32_t));
     s->h_keep = malloc((size_t)c->max_batch * sizeof(float));
     size_t ntot = 0;
-    tr_reg *regs[4];
+    tr_reg *regs[TR_MAX_REGS];
     int nr = tr_system_regs(s, regs);
     for (int i = 0; i < nr; i++)
         ntot += (size_t)regs[i]->nt;
@@ -237,7 +270,7 @@ fail:
     return NULL;
 }
 
-int tr_system_regs(tr_system *s, tr_reg *regs[4])
+int tr_system_regs(tr_system *s, tr_reg *regs[TR_MAX_REGS])
 {
     int n = 0;
     if (s->has_student)
@@ -248,6 +281,8 @@ int tr_system_regs(tr_system *s, tr_reg *regs[4])
         regs[n++] = &s->sproxy.reg;
         regs[n++] = &s->tproxy.reg;
     }
+    if (s->has_shadow)
+        regs[n++] = &s->shadow.reg;
     return n;
 }
 
@@ -262,6 +297,8 @@ void tr_system_destroy(tr_system *s)
     tr_reg_free(&s->teacher.reg);
     tr_reg_free(&s->sproxy.reg);
     tr_reg_free(&s->tproxy.reg);
+    tr_reg_free(&s->shadow.reg);
+    free(s->h_tmp);
     free(s->student.blk);
     free(s->teacher.blk);
     free(s->h_pred);
@@ -308,7 +345,7 @@ static int check_batch(const tr_system *s, const tr_batch *b, cm_err *err)
  * step fails, so that a failed step changes nothing. */
 static void save_buffers(tr_system *s, int restore)
 {
-    tr_reg *regs[4];
+    tr_reg *regs[TR_MAX_REGS];
     int nr = tr_system_regs(s, regs);
     for (int i = 0; i < nr; i++) {
         if (!regs[i]->nb)
@@ -330,6 +367,210 @@ static int count_correct(tr_system *s, int B, int C, const float *z)
     return n;
 }
 
+/* The forward outputs of one step. */
+typedef struct step_out {
+    const float *zs, *zt, *ps, *pt, *h;
+} step_out;
+
+/* c2kd's terms (c2kd-method.md); returns the number of terms. */
+static int c2kd_losses(tr_system *s, int B, const int32_t *y, const step_out *z, const char **names)
+{
+    be_ctx *be = s->be;
+    const be_ops *o = be->ops;
+    const tr_config *c = &s->cfg;
+    int C = c->n_classes, nt = 0;
+    float *L = s->loss;
+    o->kendall_select(be, B, C, z->pt, z->ps, c->omega, s->tau, s->keep);
+    /* L_T */
+    names[nt] = "ce_teacher";
+    o->ce(be, B, C, z->zt, y, 1.0f, L + nt++, s->dz_t);
+    names[nt] = "kl_teacher_to_proxy"; /* KL(σ(sg z_t) ‖ σ(p_t)) */
+    o->kl(be, B, C, z->zt, z->pt, 1.0f, c->lambda1, L + nt++, s->dp_t);
+    names[nt] = "kl_proxy_to_teacher"; /* KL(σ(sg p_t) ‖ σ(z_t)) */
+    o->kl(be, B, C, z->pt, z->zt, 1.0f, c->lambda1, L + nt++, s->dz_t);
+    names[nt] = "nt_teacher_proxy"; /* NT(p_t ← sg p_s) */
+    o->nt_kl(be, B, C, z->ps, z->pt, y, s->keep, c->lambda3, L + nt++, s->dp_t);
+    /* L_S */
+    names[nt] = "ce_student";
+    o->ce(be, B, C, z->zs, y, 1.0f, L + nt++, s->dz_s);
+    names[nt] = "kl_student_to_proxy"; /* KL(σ(sg z_s) ‖ σ(p_s)) */
+    o->kl(be, B, C, z->zs, z->ps, 1.0f, c->lambda2, L + nt++, s->dp_s);
+    names[nt] = "kl_proxy_to_student"; /* KL(σ(sg p_s) ‖ σ(z_s)) */
+    o->kl(be, B, C, z->ps, z->zs, 1.0f, c->lambda2, L + nt++, s->dz_s);
+    names[nt] = "nt_student_proxy"; /* NT(p_s ← sg p_t) */
+    o->nt_kl(be, B, C, z->pt, z->ps, y, s->keep, c->lambda3, L + nt++, s->dp_s);
+    return nt;
+}
+
+/* 3.1415 * layer_norm(z) over the classes = batch norm of [1, B, C] with
+ * gamma 3.1415, beta 0, eps 1e-7 (the running statistics are scratch). */
+static void shake_ln(tr_system *s, int B, int i, const float *z)
+{
+    s->be->ops->bn_fwd_train(s->be, 1, B, s->cfg.n_classes, z, s->ln_gamma, s->ln_beta, s->ln_rm, s->ln_rv,
+                             0.1f, 1e-7f, s->ln_z[i], s->ln_mean[i], s->ln_inv[i]);
+}
+
+static void shake_ln_bwd(tr_system *s, int B, int i, const float *z, float *dz)
+{
+    s->be->ops->bn_bwd(s->be, 1, B, s->cfg.n_classes, z, s->ln_dz[i], s->ln_gamma, s->ln_mean[i], s->ln_inv[i],
+                       dz, s->ln_dg, s->ln_db);
+}
+
+/* SHAKE's terms on the normalised logits (system.h); the gradients go to the
+ * raw logits of the student (dz_s) and of the shadow head (dp_t). */
+static int shake_losses(tr_system *s, int B, const int32_t *y, const step_out *z, const char **names)
+{
+    be_ctx *be = s->be;
+    const be_ops *o = be->ops;
+    int C = s->cfg.n_classes, nt = 0;
+    size_t BC = (size_t)B * C;
+    float T = s->cfg.kd_temp, *L = s->loss;
+    const float *raw[3] = {z->zs, z->zt, z->h};
+    for (int i = 0; i < 3; i++) {
+        shake_ln(s, B, i, raw[i]);
+        o->zero(be, s->ln_dz[i], BC * sizeof(float));
+    }
+    const float *ns = s->ln_z[0], *nz = s->ln_z[1], *nh = s->ln_z[2];
+    names[nt] = "ce_student";
+    o->ce(be, B, C, ns, y, 1.0f, L + nt++, s->ln_dz[0]);
+    names[nt] = "kl_student_to_shadow"; /* T² KL_T(σ(sg z_s) ‖ σ(h)) */
+    o->kl(be, B, C, ns, nh, T, T * T, L + nt++, s->ln_dz[2]);
+    names[nt] = "kl_shadow_to_student"; /* T² KL_T(σ(sg h) ‖ σ(z_s)) */
+    o->kl(be, B, C, nh, ns, T, T * T, L + nt++, s->ln_dz[0]);
+    names[nt] = "ce_shadow";
+    o->ce(be, B, C, nh, y, 1.0f, L + nt++, s->ln_dz[2]);
+    /* MSE(h, sg z_t), mean over B*C: gradient 2 (h - z_t) / (B C); the value on the host */
+    names[nt] = "mse_shadow_teacher";
+    o->axpy(be, BC, 2.0f / (float)BC, nh, s->ln_dz[2]);
+    o->axpy(be, BC, -2.0f / (float)BC, nz, s->ln_dz[2]);
+    float *hh = s->h_tmp, *ht = s->h_tmp + BC;
+    o->to_host(be, hh, nh, BC * sizeof(float));
+    o->to_host(be, ht, nz, BC * sizeof(float));
+    double sum = 0;
+    for (size_t i = 0; i < BC; i++)
+        sum += ((double)hh[i] - ht[i]) * ((double)hh[i] - ht[i]);
+    s->h_tmp[2 * BC] = (float)(sum / (double)BC);
+    o->to_device(be, L + nt++, s->h_tmp + 2 * BC, sizeof(float));
+    o->sync(be);
+    shake_ln_bwd(s, B, 0, z->zs, s->dz_s);
+    shake_ln_bwd(s, B, 2, z->h, s->dp_t);
+    return nt;
+}
+
+/* The loss terms of the configured method; returns their number. */
+static int method_losses(tr_system *s, int B, const int32_t *y, const step_out *z, const char **names)
+{
+    be_ctx *be = s->be;
+    const be_ops *o = be->ops;
+    const tr_config *c = &s->cfg;
+    int C = c->n_classes, nt = 0;
+    float *L = s->loss;
+    if (c->pretrain) {
+        names[nt] = "ce_teacher";
+        o->ce(be, B, C, z->zt, y, 1.0f, L + nt++, s->dz_t);
+    } else if (c->method == TR_NONE) {
+        names[nt] = "ce_student";
+        o->ce(be, B, C, z->zs, y, 1.0f, L + nt++, s->dz_s);
+    } else if (c->method == TR_KD) {
+        names[nt] = "ce_student";
+        o->ce(be, B, C, z->zs, y, 1.0f, L + nt++, s->dz_s);
+        names[nt] = "kd";
+        o->kl(be, B, C, z->zt, z->zs, c->kd_temp, c->kd_temp * c->kd_temp, L + nt++, s->dz_s);
+    } else if (c->method == TR_NKD) {
+        names[nt] = "ce_student";
+        o->ce(be, B, C, z->zs, y, 1.0f, L + nt++, s->dz_s);
+        names[nt] = "nkd";
+        o->nkd(be, B, C, z->zt, z->zs, y, c->nkd_temp, c->nkd_gamma, 1.0f, L + nt++, s->dz_s);
+    } else if (c->method == TR_SHAKE) {
+        nt = shake_losses(s, B, y, z, names);
+    } else {
+        nt = c2kd_losses(s, B, y, z, names);
+    }
+    return nt;
+}
+
+/* Backward passes of every trained part (after the losses). */
+static void step_backward(tr_system *s, int B)
+{
+    be_ctx *be = s->be;
+    if (s->has_proxies) {
+        tr_proxy_backward(&s->tproxy, be, B, s->dp_t, s->teacher_full);
+        tr_proxy_backward(&s->sproxy, be, B, s->dp_s, 1);
+    }
+    /* before the networks': the frozen teacher's arena (the head's input) may be lent as scratch */
+    if (s->has_shadow)
+        tr_shadow_backward(&s->shadow, be, &s->teacher, B, s->dp_t);
+    tr_resnet *order[2];
+    float *region[2];
+    int nb = backward_plan(s, order, region);
+    for (int i = 0; i < nb; i++) {
+        int t = order[i] == &s->teacher;
+        tr_resnet_backward(order[i], be, B, t ? s->dz_t : s->dz_s,
+                           s->has_proxies ? (t ? s->tproxy.dfeat : s->sproxy.dfeat) : NULL,
+                           t ? s->teacher_full : 1, region[i] ? region[i] : s->scratch);
+    }
+}
+
+/* SGD over every trained registry, and the BN batch counters. */
+static void step_sgd(tr_system *s, float lr)
+{
+    be_ctx *be = s->be;
+    const be_ops *o = be->ops;
+    const tr_config *c = &s->cfg;
+    if (s->has_student)
+        o->sgd(be, s->student.reg.np, s->student.reg.w, s->student.reg.g, s->student.reg.m, lr, c->momentum);
+    if (s->has_teacher && s->teacher_sgd) {
+        tr_reg *r = &s->teacher.reg;
+        size_t off = s->teacher_full ? 0 : r->top_off;
+        o->sgd(be, r->np - off, r->w + off, r->g + off, r->m + off, lr, c->momentum);
+    }
+    tr_reg *extra[3];
+    int ne = 0;
+    if (s->has_proxies) {
+        extra[ne++] = &s->sproxy.reg;
+        extra[ne++] = &s->tproxy.reg;
+    }
+    if (s->has_shadow)
+        extra[ne++] = &s->shadow.reg;
+    for (int i = 0; i < ne; i++)
+        o->sgd(be, extra[i]->np, extra[i]->w, extra[i]->g, extra[i]->m, lr, c->momentum);
+    if (s->has_student)
+        s->student.reg.nbt++;
+    if (s->has_teacher && s->teacher_train)
+        s->teacher.reg.nbt++;
+    if (s->has_proxies && c->proxy != TR_PROXY_NONE) {
+        s->sproxy.reg.nbt++;
+        s->tproxy.reg.nbt++;
+    }
+    if (s->has_shadow)
+        s->shadow.reg.nbt++;
+}
+
+static void step_stats(tr_system *s, const tr_batch *b, const step_out *z, const char **names, const float *hl,
+                       int nt, double total, tr_stats *st)
+{
+    be_ctx *be = s->be;
+    int B = b->B, C = s->cfg.n_classes;
+    memset(st, 0, sizeof *st);
+    st->loss = (float)total;
+    st->n_terms = nt;
+    for (int i = 0; i < nt; i++) {
+        st->term_name[i] = names[i];
+        st->term[i] = hl[i];
+    }
+    st->kept = -1;
+    be->ops->to_host(be, s->h_labels, b->labels, (size_t)B * sizeof(int32_t));
+    st->correct_student = s->has_student ? count_correct(s, B, C, z->zs) : -1;
+    st->correct_teacher = s->has_teacher ? count_correct(s, B, C, z->zt) : -1;
+    if (s->has_proxies) {
+        be->ops->to_host(be, s->h_keep, s->keep, (size_t)B * sizeof(float));
+        int k = 0;
+        for (int i = 0; i < B; i++)
+            k += s->h_keep[i] > 0.5f;
+        st->kept = (float)k / (float)B;
+    }
+}
+
 int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_err *err)
 {
     be_ctx *be = s->be;
@@ -339,85 +580,32 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
     long long stepno = (long long)s->step + 1;
     if (check_batch(s, b, err) < 0)
         return cm_err_prefix(err, "step %lld", stepno);
-    if (s->has_proxies && c->proxy != TR_PROXY_NONE && B < 2)
-        return cm_err_set(err, "step %lld: a batch of 1 sample: the proxies' batch norm needs at least 2",
-                          stepno);
+    if (((s->has_proxies && c->proxy != TR_PROXY_NONE) || s->has_shadow) && B < 2)
+        return cm_err_set(err, "step %lld: a batch of 1 sample: the %s batch norm needs at least 2", stepno,
+                          s->has_shadow ? "shadow head's" : "proxies'");
     size_t BC = (size_t)B * C;
     const char *names[TR_MAX_TERMS];
-    int nt = 0;
-    float *L = s->loss;
     save_buffers(s, 0);
-    o->zero(be, L, TR_MAX_TERMS * sizeof(float));
-    o->zero(be, s->dz_s, BC * sizeof(float));
-    o->zero(be, s->dz_t, BC * sizeof(float));
-    o->zero(be, s->dp_s, BC * sizeof(float));
-    o->zero(be, s->dp_t, BC * sizeof(float));
+    o->zero(be, s->loss, TR_MAX_TERMS * sizeof(float));
+    float *grads[4] = {s->dz_s, s->dz_t, s->dp_s, s->dp_t};
+    for (int i = 0; i < 4; i++)
+        o->zero(be, grads[i], BC * sizeof(float));
     s->last_B = B;
-    const float *zs = NULL, *zt = NULL, *ps = NULL, *pt = NULL;
+    step_out z = {0};
     if (s->has_teacher)
-        zt = tr_resnet_forward(&s->teacher, be, input_of(b, c->teacher), B, s->teacher_train);
+        z.zt = tr_resnet_forward(&s->teacher, be, input_of(b, c->teacher), B, s->teacher_train);
     if (s->has_student)
-        zs = tr_resnet_forward(&s->student, be, input_of(b, c->student), B, 1);
+        z.zs = tr_resnet_forward(&s->student, be, input_of(b, c->student), B, 1);
     if (s->has_proxies) {
-        pt = tr_proxy_forward(&s->tproxy, be, tr_resnet_layer3(&s->teacher), B, 1);
-        ps = tr_proxy_forward(&s->sproxy, be, tr_resnet_layer3(&s->student), B, 1);
+        z.pt = tr_proxy_forward(&s->tproxy, be, tr_resnet_layer3(&s->teacher), B, 1);
+        z.ps = tr_proxy_forward(&s->sproxy, be, tr_resnet_layer3(&s->student), B, 1);
     }
-    const int32_t *y = b->labels;
-    if (c->pretrain) {
-        names[nt] = "ce_teacher";
-        o->ce(be, B, C, zt, y, 1.0f, L + nt++, s->dz_t);
-    } else if (c->method == TR_NONE) {
-        names[nt] = "ce_student";
-        o->ce(be, B, C, zs, y, 1.0f, L + nt++, s->dz_s);
-    } else if (c->method == TR_KD) {
-        names[nt] = "ce_student";
-        o->ce(be, B, C, zs, y, 1.0f, L + nt++, s->dz_s);
-        names[nt] = "kd";
-        o->kl(be, B, C, zt, zs, c->kd_temp, c->kd_temp * c->kd_temp, L + nt++, s->dz_s);
-    } else if (c->method == TR_NKD) {
-        names[nt] = "ce_student";
-        o->ce(be, B, C, zs, y, 1.0f, L + nt++, s->dz_s);
-        names[nt] = "nkd";
-        o->nkd(be, B, C, zt, zs, y, c->nkd_temp, c->nkd_gamma, 1.0f, L + nt++, s->dz_s);
-    } else {
-        o->kendall_select(be, B, C, pt, ps, c->omega, s->tau, s->keep);
-        /* L_T */
-        names[nt] = "ce_teacher";
-        o->ce(be, B, C, zt, y, 1.0f, L + nt++, s->dz_t);
-        names[nt] = "kl_teacher_to_proxy"; /* KL(σ(sg z_t) ‖ σ(p_t)) */
-        o->kl(be, B, C, zt, pt, 1.0f, c->lambda1, L + nt++, s->dp_t);
-        names[nt] = "kl_proxy_to_teacher"; /* KL(σ(sg p_t) ‖ σ(z_t)) */
-        o->kl(be, B, C, pt, zt, 1.0f, c->lambda1, L + nt++, s->dz_t);
-        names[nt] = "nt_teacher_proxy"; /* NT(p_t ← sg p_s) */
-        o->nt_kl(be, B, C, ps, pt, y, s->keep, c->lambda3, L + nt++, s->dp_t);
-        /* L_S */
-        names[nt] = "ce_student";
-        o->ce(be, B, C, zs, y, 1.0f, L + nt++, s->dz_s);
-        names[nt] = "kl_student_to_proxy"; /* KL(σ(sg z_s) ‖ σ(p_s)) */
-        o->kl(be, B, C, zs, ps, 1.0f, c->lambda2, L + nt++, s->dp_s);
-        names[nt] = "kl_proxy_to_student"; /* KL(σ(sg p_s) ‖ σ(z_s)) */
-        o->kl(be, B, C, ps, zs, 1.0f, c->lambda2, L + nt++, s->dz_s);
-        names[nt] = "nt_student_proxy"; /* NT(p_s ← sg p_t) */
-        o->nt_kl(be, B, C, pt, ps, y, s->keep, c->lambda3, L + nt++, s->dp_s);
-    }
-    /* Backward. */
-    if (s->has_proxies) {
-        tr_proxy_backward(&s->tproxy, be, B, s->dp_t, s->teacher_full);
-        tr_proxy_backward(&s->sproxy, be, B, s->dp_s, 1);
-    }
-    {
-        tr_resnet *order[2];
-        float *region[2];
-        int nb = backward_plan(s, order, region);
-        for (int i = 0; i < nb; i++) {
-            int t = order[i] == &s->teacher;
-            tr_resnet_backward(order[i], be, B, t ? s->dz_t : s->dz_s,
-                               s->has_proxies ? (t ? s->tproxy.dfeat : s->sproxy.dfeat) : NULL,
-                               t ? s->teacher_full : 1, region[i] ? region[i] : s->scratch);
-        }
-    }
+    if (s->has_shadow)
+        z.h = tr_shadow_forward(&s->shadow, be, &s->teacher, B);
+    int nt = method_losses(s, B, b->labels, &z, names);
+    step_backward(s, B);
     float hl[TR_MAX_TERMS];
-    o->to_host(be, hl, L, TR_MAX_TERMS * sizeof(float));
+    o->to_host(be, hl, s->loss, TR_MAX_TERMS * sizeof(float));
     if (o->status(be, err) < 0)
         return cm_err_prefix(err, "step %lld", stepno);
     double total = 0;
@@ -435,47 +623,9 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
         o->sync(be);
         return cm_err_set(err, "step %lld: non-finite total loss; no parameter was changed", stepno);
     }
-    /* SGD. */
-    if (s->has_student)
-        o->sgd(be, s->student.reg.np, s->student.reg.w, s->student.reg.g, s->student.reg.m, lr, c->momentum);
-    if (s->has_teacher && s->teacher_sgd) {
-        tr_reg *r = &s->teacher.reg;
-        size_t off = s->teacher_full ? 0 : r->top_off;
-        o->sgd(be, r->np - off, r->w + off, r->g + off, r->m + off, lr, c->momentum);
-    }
-    if (s->has_proxies) {
-        tr_reg *rs = &s->sproxy.reg, *rt = &s->tproxy.reg;
-        o->sgd(be, rs->np, rs->w, rs->g, rs->m, lr, c->momentum);
-        o->sgd(be, rt->np, rt->w, rt->g, rt->m, lr, c->momentum);
-    }
-    if (s->has_student)
-        s->student.reg.nbt++;
-    if (s->has_teacher && s->teacher_train)
-        s->teacher.reg.nbt++;
-    if (s->has_proxies && c->proxy != TR_PROXY_NONE) {
-        s->sproxy.reg.nbt++;
-        s->tproxy.reg.nbt++;
-    }
-    if (st) {
-        memset(st, 0, sizeof *st);
-        st->loss = (float)total;
-        st->n_terms = nt;
-        for (int i = 0; i < nt; i++) {
-            st->term_name[i] = names[i];
-            st->term[i] = hl[i];
-        }
-        st->kept = -1;
-        o->to_host(be, s->h_labels, b->labels, (size_t)B * sizeof(int32_t));
-        st->correct_student = s->has_student ? count_correct(s, B, C, zs) : -1;
-        st->correct_teacher = s->has_teacher ? count_correct(s, B, C, zt) : -1;
-        if (s->has_proxies) {
-            o->to_host(be, s->h_keep, s->keep, (size_t)B * sizeof(float));
-            int k = 0;
-            for (int i = 0; i < B; i++)
-                k += s->h_keep[i] > 0.5f;
-            st->kept = (float)k / (float)B;
-        }
-    }
+    step_sgd(s, lr);
+    if (st)
+        step_stats(s, b, &z, names, hl, nt, total, st);
     if (o->status(be, err) < 0)
         return cm_err_prefix(err, "step %lld", stepno);
     s->step++;
@@ -534,6 +684,8 @@ void tr_system_outputs(const tr_system *s, tr_outputs *out)
         out->tau = s->tau;
         out->keep = s->keep;
     }
+    if (s->has_shadow)
+        out->h_shadow = s->shadow.logits;
 }
 
 size_t tr_system_num_tensors(const tr_system *s)

@@ -15,7 +15,7 @@
 
 /* ---- the configuration ---- */
 
-typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD } tr_method;
+typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD, TR_SHAKE } tr_method;
 typedef enum tr_modality { TR_AUDIO = 0, TR_VISUAL = 1 } tr_modality;
 typedef enum tr_teacher_update { TR_TEACHER_FULL = 0, TR_TEACHER_TOP, TR_TEACHER_FROZEN } tr_teacher_update;
 typedef enum tr_proxy_kind { TR_PROXY_FA = 0, TR_PROXY_NONE, TR_PROXY_CFA } tr_proxy_kind;
@@ -28,7 +28,9 @@ typedef struct tr_config {
     int pretrain;          /* 1: teacher network alone, CE only (the method is ignored) */
     tr_method method;
     tr_modality student, teacher;
-    int depth;             /* 18 or 50 */
+    int depth;             /* 18 or 50: both networks, unless ... */
+    int student_depth;     /* ... 18 or 50 here (0: depth) */
+    int teacher_depth;     /* ... 18 or 50 here (0: depth) */
     int width;             /* base channels */
     int n_classes;
     int frames;            /* F frames per sample */
@@ -39,7 +41,7 @@ typedef struct tr_config {
     tr_teacher_update teacher_update;
     float lambda1, lambda2, lambda3; /* c2kd weights */
     float omega;           /* selection threshold: keep when tau > omega */
-    float kd_temp;
+    float kd_temp;         /* KD's and SHAKE's temperature */
     float nkd_gamma, nkd_temp;
     float momentum;
     int max_batch;         /* activations are allocated once for this batch size */
@@ -146,6 +148,13 @@ int tr_system_tensor(const tr_system *s, size_t i, const char **name, size_t *co
  *   KL(σ(sg p_t) ‖ σ(z_t))), "nt_teacher_proxy" (lambda3 NT(p_t ← sg p_s)),
  *   "ce_student", "kl_student_to_proxy", "kl_proxy_to_student" (lambda2),
  *   "nt_student_proxy" (lambda3 NT(p_s ← sg p_t)).
+ * - shake (docs/METHODS.md): student + frozen teacher (eval mode) + the
+ *   shadow head on the teacher's layer2..4 outputs, ending in the teacher's fc
+ *   (detached); every logit vector v is normalised to 3.1415 * LN(v) (layer
+ *   norm over the classes, eps 1e-7) before the loss; terms "ce_student"
+ *   CE(z_s), "kl_student_to_shadow" T^2 KL_T(sg z_s ‖ h), "kl_shadow_to_student"
+ *   T^2 KL_T(sg h ‖ z_s), "ce_shadow" CE(h), "mse_shadow_teacher"
+ *   MSE(h, sg z_t) (T = kd_temp; the authors' alpha = 0 drops KL(z_t ‖ z_s)).
  * - correct_student / correct_teacher are -1 for an absent network; kept is -1
  *   except for c2kd.
  * - a c2kd step needs B >= 2 (the proxies' batch norm over B values, as in
@@ -167,6 +176,7 @@ typedef struct tr_outputs {
     int B;
     const float *z_student, *z_teacher, *p_student, *p_teacher;
     const float *tau, *keep;
+    const float *h_shadow;    /* shake: the shadow head's logits (before normalisation) */
 } tr_outputs;
 void tr_system_outputs(const tr_system *s, tr_outputs *out);
 

@@ -146,7 +146,7 @@ static double rel_update(be_ctx *cpu, be_ctx *gpu, const float *pc, const float 
 /* Copies the whole training state of sc (cpu) into sg (gpu). */
 static int copy_state(tr_system *sc, tr_system *sg, be_ctx *cpu, be_ctx *gpu)
 {
-    tr_reg *rc[4], *rg[4];
+    tr_reg *rc[TR_MAX_REGS], *rg[TR_MAX_REGS];
     int nc = tr_system_regs(sc, rc), ng = tr_system_regs(sg, rg);
     if (nc != ng) return -1;
     for (int i = 0; i < nc; i++) {
@@ -173,7 +173,7 @@ static int copy_state(tr_system *sc, tr_system *sg, be_ctx *cpu, be_ctx *gpu)
 
 static const char *mname(int pre, tr_method m)
 {
-    return pre ? "pretrain" : m == TR_NONE ? "none" : m == TR_KD ? "kd" : m == TR_NKD ? "nkd" : "c2kd";
+    return pre ? "pretrain" : m == TR_NONE ? "none" : m == TR_KD ? "kd" : m == TR_NKD ? "nkd" : m == TR_SHAKE ? "shake" : "c2kd";
 }
 
 
@@ -235,17 +235,17 @@ static void measure(be_ctx *cpu, tr_system *sc, const tr_stats *stc, be_ctx *bx,
         for (int i = 0; i < nb; i++) r->mask_diff += kc[i] != kx[i];
         add_tv(r, C_TAU, rel_dev(cpu, bx, oc.tau, ox.tau, (size_t)B), "tau");
     }
-    const float *lc[4] = {oc.z_student, oc.z_teacher, oc.p_student, oc.p_teacher};
-    const float *lx[4] = {ox.z_student, ox.z_teacher, ox.p_student, ox.p_teacher};
-    static const char *ln[4] = {"z_student", "z_teacher", "p_student", "p_teacher"};
-    for (int k = 0; k < 4; k++)
+    const float *lc[5] = {oc.z_student, oc.z_teacher, oc.p_student, oc.p_teacher, oc.h_shadow};
+    const float *lx[5] = {ox.z_student, ox.z_teacher, ox.p_student, ox.p_teacher, ox.h_shadow};
+    static const char *ln[5] = {"z_student", "z_teacher", "p_student", "p_teacher", "h_shadow"};
+    for (int k = 0; k < 5; k++)
         if (lc[k] && lx[k]) add_tv(r, C_OUT, rel_dev(cpu, bx, lc[k], lx[k], (size_t)B * classes), ln[k]);
     if (stc->n_terms != stx->n_terms) r->layout_bad++;
     for (int t = 0; t < stc->n_terms && t < stx->n_terms; t++) {
         double te = fabs((double)stx->term[t] - stc->term[t]) / (fabs(stc->term[t]) > 1e-3 ? fabs(stc->term[t]) : 1e-3);
         add_tv(r, C_LOSS, te, stc->term_name[t]);
     }
-    tr_reg *rc[4], *rx[4];
+    tr_reg *rc[TR_MAX_REGS], *rx[TR_MAX_REGS];
     int nr = tr_system_regs(sc, rc);
     if (tr_system_regs(sx, rx) != nr) { r->layout_bad++; return; }
     for (int k = 0; k < nr; k++) {
@@ -542,8 +542,8 @@ static int one_step(run_ctx *r, method_run *m, int s)
         m->mfail++;
         return -1;
     }
-    float *before[4] = {NULL, NULL, NULL, NULL};
-    tr_reg *rb[4];
+    float *before[TR_MAX_REGS] = {NULL};
+    tr_reg *rb[TR_MAX_REGS];
     int nrb = tr_system_regs(m->sc, rb);
     for (int k = 0; k < nrb; k++) {
         before[k] = malloc(rb[k]->np * 4 + 4);
@@ -561,7 +561,7 @@ static int one_step(run_ctx *r, method_run *m, int s)
         measure(cpu, m->sc, &stc, gpu, m->sg, &stg, before, r->B, r->classes, &r->G);
         rc = run_control(r, m, s, &stc, &stp, before, &ctl_loss);
     }
-    for (int k = 0; k < 4; k++) free(before[k]);
+    for (int k = 0; k < TR_MAX_REGS; k++) free(before[k]);
     if (rc != 0) {
         m->mfail++;
         return -1;
@@ -701,7 +701,7 @@ int main(int argc, char **argv)
     set_tolerances(&r);
     int rc = open_run(&r);
     if (rc != 0) return rc;
-    struct { int pre; tr_method m; } runs[] = {{1, TR_C2KD}, {0, TR_NONE}, {0, TR_KD}, {0, TR_NKD}, {0, TR_C2KD}};
+    struct { int pre; tr_method m; } runs[] = {{1, TR_C2KD}, {0, TR_NONE}, {0, TR_KD}, {0, TR_NKD}, {0, TR_C2KD}, {0, TR_SHAKE}};
     for (size_t mi = 0; mi < sizeof runs / sizeof runs[0]; mi++)
         if ((rc = run_method(&r, runs[mi].pre, runs[mi].m)) != 0) return rc;
     judge_run(&r);

@@ -53,7 +53,7 @@ def test_help_lists_every_option():
     assert r.returncode == 0
     for opt in ("--data", "--out", "--method", "--pretrain", "--teacher-ckpt", "--teacher-update", "--student",
                 "--teacher", "--lambda1", "--lambda2", "--lambda3", "--omega", "--kd-temp", "--nkd-gamma",
-                "--nkd-temp", "--proxy", "--depth", "--width", "--visual-mode", "--epochs", "--batch-size", "--lr",
+                "--nkd-temp", "--proxy", "--depth", "--student-depth", "--teacher-depth", "--width", "--visual-mode", "--epochs", "--batch-size", "--lr",
                 "--schedule", "--momentum", "--seed", "--eval-from", "--steps", "--resume", "--init", "--device",
                 "--threads", "--no-augment", "--no-shuffle", "--image-size", "--help"):
         assert opt in r.stdout, opt
@@ -66,10 +66,49 @@ def test_help_lists_every_option():
     (["--data", "x", "--out", "y", "--method", "fancy"], "fancy"),
     (["--data", "x", "--out", "y", "--epochs", "zero"], "--epochs"),
     (["--data", "x", "--out", "y", "--depth", "34"], "--depth"),
+    (["--data", "x", "--out", "y", "--student-depth", "34"], "--student-depth"),
+    (["--data", "x", "--out", "y", "--teacher-depth", "101"], "--teacher-depth"),
 ])
 def test_usage_errors(args, needle):
     r = run([binary("train"), *args])
     assert r.returncode == 2 and needle in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("sd,td", [(50, 18), (18, 50)])
+def test_student_and_teacher_depths(data, tmp_path, sd, td):
+    """--student-depth / --teacher-depth build each network (and c2kd's proxy on
+    its layer3 width) at its own depth; --depth stays the default of both."""
+    out = str(tmp_path / "run")
+    r = run([binary("train"), *BASE, "--data", data, "--out", out, "--epochs", "1", "--steps", "1",
+             "--method", "c2kd", "--depth", "50", "--student-depth", str(sd), "--teacher-depth", str(td)])
+    assert r.returncode == 0, r.stderr
+    l3 = {18: 4 * W, 50: 16 * W}  # layer3 output channels
+    with h5py.File(os.path.join(out, "last.h5"), "r") as f:
+        for g, d in (("student", sd), ("teacher", td)):
+            assert ("layer1.0.conv3.weight" in f[g]) == (d == 50), g
+            assert f[g + "_proxy/conv.weight"].shape == (l3[d], l3[d], 1, 1), g
+        cfg = json.loads(f.attrs["config"])
+        assert cfg["student_depth"] == sd and cfg["teacher_depth"] == td
+
+
+def test_shake_run_end_to_end(data, tmp_path):
+    """--method shake trains the student and the shadow head (group shadow/ in
+    the checkpoint) from a pretrained teacher, whose weights stay as loaded."""
+    pre = str(tmp_path / "pre")
+    r = run([binary("train"), *BASE, "--data", data, "--out", pre, "--epochs", "1", "--pretrain"])
+    assert r.returncode == 0, r.stderr
+    out = str(tmp_path / "shake")
+    r = run([binary("train"), *BASE, "--data", data, "--out", out, "--epochs", "2", "--method", "shake",
+             "--teacher-ckpt", os.path.join(pre, "best.h5")])
+    assert r.returncode == 0, r.stderr
+    m = read_metrics(out)
+    step = [x for x in m if x["type"] == "step"][0]
+    assert {"ce_student", "kl_student_to_shadow", "kl_shadow_to_student", "ce_shadow",
+            "mse_shadow_teacher"} <= set(step), step
+    with h5py.File(os.path.join(out, "last.h5"), "r") as f, h5py.File(os.path.join(pre, "best.h5"), "r") as t:
+        assert "fuse5.0.weight" in f["shadow"] and "fc.weight" not in f["shadow"]
+        assert json.loads(f.attrs["config"])["method"] == "shake"
+        np.testing.assert_array_equal(f["teacher/layer4.1.conv2.weight"][()], t["teacher/layer4.1.conv2.weight"][()])
 
 
 def test_metrics_content(c2kd_run):

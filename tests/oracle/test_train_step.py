@@ -72,6 +72,20 @@ CASES = [
     # seeds 1-7, all methods, fold, CFA).
     dict(method="c2kd", depth=50),
     dict(method="c2kd", depth=50, student="audio"),
+] + [
+    # heterogeneous pairs (student ResNet-18 / teacher ResNet-50 and the
+    # reverse), both directions, 5 steps; c2kd's proxies follow each network's
+    # layer3 width (R18 4w, R50 16w channels). Width 4 keeps them quick.
+    dict(method=m, student=s, student_depth=sd, teacher_depth=td, width=4)
+    for m in ("kd", "c2kd") for s in ("visual", "audio") for sd, td in ((18, 50), (50, 18))
+] + [
+    # SHAKE (docs/METHODS.md): the shadow head on the frozen teacher's layer2..4,
+    # both directions, 5 steps; frames folded into the batch; both mixed pairs
+    dict(method="shake", student="visual"),
+    dict(method="shake", student="audio"),
+    dict(method="shake", student="visual", fold=True, frames=3, steps=3),
+    dict(method="shake", student="visual", student_depth=18, teacher_depth=50, width=4, steps=3),
+    dict(method="shake", student="audio", student_depth=50, teacher_depth=18, width=4, steps=3),
 ]
 
 
@@ -83,6 +97,9 @@ def test_steps_match_torch(tmp_path, case):
     assert any(f"step {cfg['steps']} grad" in w for w, _, _ in rows)
     if cfg["method"] == "c2kd":
         assert any("selection mask" in w for w, _, _ in rows)
+    if cfg["method"] == "shake":
+        assert any(f"step {cfg['steps']} grad shadow/fuse5.0.weight" in w for w, _, _ in rows)
+        assert any("h_shadow" in w for w, _, _ in rows)
 
 
 def test_kink_records_required(tmp_path):

@@ -4,15 +4,15 @@
  *   OUT/init.h5          checkpoint of the initial weights
  *   OUT/batch.h5         audio [S, B, 1, bins, T], visual [S, B(*F), C, S, S], labels [S, B] (one batch per step)
  *   OUT/step_K.h5        after step K (1-based): attributes loss, kept, term names/values;
- *                        datasets z_student, z_teacher, p_student, p_teacher, tau, keep (this
+ *                        datasets z_student, z_teacher, p_student, p_teacher, h_shadow, tau, keep (this
  *                        step's forward), grad/<group>/<name>, value/<group>/<name> (after SGD)
  *                        kink/<group>/<activation>: the discrete decisions of this step's forward
  *                        pass near a kink (see "Kink decisions" below)
  *   OUT/ckpt_K.h5        checkpoint after step K (weights, running statistics, momenta)
  *   OUT/eval.h5          z_student, z_teacher of an evaluation-mode forward of batch 0 after the steps
  *
- * Usage: stepcheck --out DIR [--method pretrain|none|kd|nkd|c2kd] [--student audio|visual]
- *   [--depth 18|50] [--width W] [--classes C] [--batch B] [--bins H] [--time T] [--image S]
+ * Usage: stepcheck --out DIR [--method pretrain|none|kd|nkd|c2kd|shake] [--student audio|visual]
+ *   [--depth 18|50] [--student-depth 18|50] [--teacher-depth 18|50] [--width W] [--classes C] [--batch B] [--bins H] [--time T] [--image S]
  *   [--frames F] [--fold] [--proxy fa|none|cfa] [--teacher-update full|top|frozen]
  *   [--omega X] [--steps N] [--lr X] [--seed N] [--threads N] [--init CKPT] [--kink-band X]
  *
@@ -36,7 +36,7 @@
  *     row by row, equal to the maximum), gap (float32, maximum minus the
  *     largest other window element) of the windows with gap <= band * scale.
  * NAME: relu (stem), maxpool, layerL.J.reluI (inside a block, I = 1, 2),
- * layerL.J.relu (block output), act (proxy).
+ * layerL.J.relu (block output), act (proxy), fuseK.relu (shake's shadow head).
  */
 #include <hdf5.h>
 #include <math.h>
@@ -285,7 +285,7 @@ static int kink_create(kink_rec *k, be_ctx *be, tr_system *s, float band)
 {
     memset(k, 0, sizeof *k);
     k->band = band;
-    size_t cap = 8;
+    size_t cap = 8 + TR_SHADOW_N;
     if (s->has_student)
         cap += 2 + 3 * (size_t)s->student.nblk;
     if (s->has_teacher)
@@ -306,6 +306,12 @@ static int kink_create(kink_rec *k, be_ctx *be, tr_system *s, float band)
                 kink_add(k, p[i]->y2, p[i]->reg.group, "act", K_RELU);
         }
     }
+    if (s->has_shadow)
+        for (int i = 0; i < TR_SHADOW_N; i++) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "fuse%d.relu", i + 1);
+            kink_add(k, s->shadow.y[i], s->shadow.reg.group, nm, K_RELU);
+        }
     k->inner = be->ops;
     k->ops = *be->ops;
     k->ops.relu_fwd = kink_relu_fwd;
@@ -400,11 +406,14 @@ int main(int argc, char **argv)
             else if (!strcmp(v, "kd")) c.method = TR_KD;
             else if (!strcmp(v, "nkd")) c.method = TR_NKD;
             else if (!strcmp(v, "c2kd")) c.method = TR_C2KD;
+            else if (!strcmp(v, "shake")) c.method = TR_SHAKE;
             else return usage();
         } else if (OPT("--student")) {
             c.student = strcmp(v, "audio") == 0 ? TR_AUDIO : TR_VISUAL;
             c.teacher = c.student == TR_AUDIO ? TR_VISUAL : TR_AUDIO;
-        } else if (OPT("--depth")) c.depth = atoi(v);
+        } else if (OPT("--depth")) c.student_depth = c.teacher_depth = atoi(v);
+        else if (OPT("--student-depth")) c.student_depth = atoi(v);
+        else if (OPT("--teacher-depth")) c.teacher_depth = atoi(v);
         else if (OPT("--width")) c.width = atoi(v);
         else if (OPT("--classes")) c.n_classes = atoi(v);
         else if (OPT("--batch")) B = atoi(v);
@@ -525,6 +534,7 @@ int main(int argc, char **argv)
         dev_dump(be, f, "z_teacher", o.z_teacher, (size_t)B, (size_t)c.n_classes);
         dev_dump(be, f, "p_student", o.p_student, (size_t)B, (size_t)c.n_classes);
         dev_dump(be, f, "p_teacher", o.p_teacher, (size_t)B, (size_t)c.n_classes);
+        dev_dump(be, f, "h_shadow", o.h_shadow, (size_t)B, (size_t)c.n_classes);
         dev_dump(be, f, "tau", o.tau, (size_t)B, 0);
         dev_dump(be, f, "keep", o.keep, (size_t)B, 0);
         if (kink.unknown || kink_write(&kink, f) < 0) {

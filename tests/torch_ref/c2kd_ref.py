@@ -249,6 +249,7 @@ class ResNet(nn.Module):
         x = self.layer2(self.layer1(x))
         l3 = self.layer3(x)
         l4 = self.layer4(l3)
+        self.stages = (x, l3, l4)  # layer2..4 outputs (SHAKE's shadow head reads them)
         return self.fc(frame_pool(l4, self.frames)), l3
 
 
@@ -278,6 +279,37 @@ class Proxy(nn.Module):
         elif self.kind == "cfa":
             x = relu(self.bn2(self.conv2(self.bn1(self.conv1(x)))), self.tag + "/act")
         return self.fc(x.flatten(1))
+
+
+class Shadow(nn.Module):
+    """SHAKE's shadow head (lliai/SHAKE shake/models/util.py, class Shake) on the
+    teacher's last three stages (docs/METHODS.md): fuseK = Sequential(conv, BN)
+    + ReLU; x = F5(F3(F1(g2) + F2(g3)) + F4(g4)); pool; the teacher's fc."""
+
+    tag = ""  # activation names (set_tags)
+    def __init__(self, c2, c3, c4, frames=1):
+        super().__init__()
+        self.frames = frames
+
+        def fuse(cin, cout, k, stride):
+            return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout))
+
+        self.fuse1 = fuse(c2, c3, 3, 2)
+        self.fuse2 = fuse(c3, c3, 1, 1)
+        self.fuse3 = fuse(c3, c4, 3, 2)
+        self.fuse4 = fuse(c4, c4, 1, 1)
+        self.fuse5 = fuse(c4, c4, 3, 1)
+
+    def forward(self, g, weight, bias):
+        def f(k, x):
+            return relu(getattr(self, f"fuse{k}")(x), f"{self.tag}/fuse{k}.relu")
+        x = f(5, f(3, f(1, g[0]) + f(2, g[1])) + f(4, g[2]))
+        return F.linear(frame_pool(x, self.frames), weight, bias)
+
+
+def shake_norm(v):
+    """SHAKE's logit normalisation (loops.py): layer norm over the classes, no affine, x 3.1415."""
+    return F.layer_norm(v, (v.shape[1],), None, None, 1e-7) * 3.1415
 
 
 # ---------------------------------------------------------------- losses (method doc)
@@ -328,23 +360,27 @@ class System:
         vis_in = 3 if fold else 3 * frames
         vis_f = frames if fold else 1
 
-        def net(mod):
-            return ResNet(c["depth"], 1 if mod == "audio" else vis_in, c["width"], c["classes"],
+        def net(mod, role):
+            return ResNet(c[role + "_depth"], 1 if mod == "audio" else vis_in, c["width"], c["classes"],
                           1 if mod == "audio" else vis_f)
 
         self.nets = {}
         self.fmod = {}
         method = c["method"]
         if method == "pretrain":
-            self.nets["teacher"] = net(c["teacher"])
+            self.nets["teacher"] = net(c["teacher"], "teacher")
         else:
-            self.nets["student"] = net(c["student"])
+            self.nets["student"] = net(c["student"], "student")
             if method != "none":
-                self.nets["teacher"] = net(c["teacher"])
+                self.nets["teacher"] = net(c["teacher"], "teacher")
             if method == "c2kd":
                 for g in ("student", "teacher"):
                     n = self.nets[g]
                     self.nets[g + "_proxy"] = Proxy(c["proxy"], n.l3_channels, c["classes"], n.frames)
+            if method == "shake":
+                t = self.nets["teacher"]
+                ch = [t.l3_channels // 2, t.l3_channels, t.l3_channels * 2]
+                self.nets["shadow"] = Shadow(*ch, t.frames)
         for g, m in self.nets.items():
             m.double()
             set_tags(m, g)
@@ -362,7 +398,7 @@ class System:
         for g, m in self.nets.items():
             for k, p in m.named_parameters():
                 if g == "teacher" and c["method"] != "pretrain":
-                    if c["method"] in ("kd", "nkd") or c["teacher_update"] == "frozen":
+                    if c["method"] in ("kd", "nkd", "shake") or c["teacher_update"] == "frozen":
                         continue
                     if c["teacher_update"] == "top" and not (k.startswith("layer4.") or k.startswith("fc.")):
                         continue
@@ -400,6 +436,19 @@ class System:
         elif method == "nkd":
             terms["ce_student"] = F.cross_entropy(zs, y)
             terms["nkd"] = nkd(zt, zs, y, c["nkd_temp"], c["nkd_gamma"])
+        elif method == "shake":
+            t = self.nets["teacher"]
+            sh = self.nets["shadow"]
+            sh.train()
+            h = sh([g.detach() for g in t.stages], t.fc.weight.detach(), t.fc.bias.detach())
+            outs["h_shadow"] = h
+            T = c["kd_temp"]
+            ns, nz, nh = shake_norm(zs), shake_norm(zt), shake_norm(h)
+            terms["ce_student"] = F.cross_entropy(ns, y)
+            terms["kl_student_to_shadow"] = T * T * kl(ns, nh, T)  # DistillKL(pred, logit_s.detach())
+            terms["kl_shadow_to_student"] = T * T * kl(nh, ns, T)  # DistillKL(logit_s, pred.detach())
+            terms["ce_shadow"] = F.cross_entropy(nh, y)
+            terms["mse_shadow_teacher"] = F.mse_loss(nh, nz.detach())
         else:
             for g in ("student_proxy", "teacher_proxy"):
                 self.nets[g].train()
@@ -437,13 +486,17 @@ def default_cfg(**kw):
                omega=0.0, steps=5, lr=0.05, lambda1=1.0, lambda2=1.0, lambda3=1.0, kd_temp=4.0,
                nkd_gamma=1.5, nkd_temp=1.0, momentum=0.9, seed=1)
     cfg.update(kw)
+    # depth: both networks; student_depth / teacher_depth override it
+    cfg.setdefault("student_depth", cfg["depth"])
+    cfg.setdefault("teacher_depth", cfg["depth"])
     cfg["teacher"] = "audio" if cfg["student"] == "visual" else "visual"
     return cfg
 
 
 def stepcheck_args(cfg):
     """Command-line options of tests/tools/stepcheck for cfg."""
-    a = ["--method", cfg["method"], "--student", cfg["student"], "--depth", cfg["depth"],
+    a = ["--method", cfg["method"], "--student", cfg["student"],
+         "--student-depth", cfg["student_depth"], "--teacher-depth", cfg["teacher_depth"],
          "--width", cfg["width"], "--classes", cfg["classes"], "--batch", cfg["batch"],
          "--bins", cfg["bins"], "--time", cfg["time"], "--image", cfg["image"],
          "--frames", cfg["frames"], "--proxy", cfg["proxy"], "--teacher-update", cfg["teacher_update"],
@@ -554,7 +607,7 @@ def compare(run_dir, cfg):
                 rows.append((f"{tag} term {n}", abs(cv - rv) / max(abs(rv), 1e-2), TOL_TERM))
             rows.append((f"{tag} total loss", abs(float(f.attrs["loss"]) - float(total)) / max(abs(float(total)), 1e-2),
                          TOL_TERM))
-            for n in ("z_student", "z_teacher", "p_student", "p_teacher"):
+            for n in ("z_student", "z_teacher", "p_student", "p_teacher", "h_shadow"):
                 if n in outs:
                     rows.append((f"{tag} {n}", relerr(f[n][()], outs[n].detach().numpy()), TOL_LOGIT))
             if "keep" in outs:
@@ -614,11 +667,14 @@ def main():
     ap.add_argument("--proxy", default="fa")
     ap.add_argument("--teacher-update", default="full")
     ap.add_argument("--depth", type=int, default=18)
+    ap.add_argument("--student-depth", type=int)
+    ap.add_argument("--teacher-depth", type=int)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--all", action="store_true", help="print every row, not only the worst")
     a = ap.parse_args()
     cfg = default_cfg(method=a.method, student=a.student, fold=a.fold, frames=a.frames, proxy=a.proxy,
-                      teacher_update=a.teacher_update, depth=a.depth, steps=a.steps)
+                      teacher_update=a.teacher_update, depth=a.depth, steps=a.steps,
+                      student_depth=a.student_depth or a.depth, teacher_depth=a.teacher_depth or a.depth)
     rows = compare(a.run_dir, cfg)
     for what, e, tol in rows:
         if a.all or e > tol or "kink decisions" in what:

@@ -137,10 +137,14 @@ Test(train_system, bad_configs)
     tr_config c;
     tr_config_default(&c);
     c.n_classes = 3;
-    c.depth = 34;
+    c.student_depth = 34;
     cr_assert_null(tr_system_create(be, &c, 1, &err));
-    cr_assert(strstr(err.msg, "depth"), "%s", err.msg);
-    c.depth = 18;
+    cr_assert(strstr(err.msg, "student depth 34"), "%s", err.msg);
+    c.student_depth = 18;
+    c.teacher_depth = 101;
+    cr_assert_null(tr_system_create(be, &c, 1, &err));
+    cr_assert(strstr(err.msg, "teacher depth 101"), "%s", err.msg);
+    c.teacher_depth = 50;
     c.n_classes = 1;
     cr_assert_null(tr_system_create(be, &c, 1, &err));
     c.n_classes = 3;
