@@ -1,5 +1,6 @@
 /* Fuzz target: the media paths of spectro and frames, as ingest runs them.
- * The first byte picks spectro, frames --count 1 or frames --count 3; the rest
+ * The first byte picks spectro, frames --count 1 or frames --count 3 (and,
+ * by its bit 7, --allow-truncated); the rest
  * is the media file (seeds: short clips of every container and codec the
  * tests cover). Hostile media must give an error or a result, never a crash. */
 #include <stdlib.h>
@@ -23,9 +24,9 @@ static sp_stft *stft(void)
     return s;
 }
 
-static void run_frames(const char *path, int count)
+static void run_frames(const char *path, int count, int allow_truncated)
 {
-    fr_request req = {.count = count, .end = -1, .short_side = 64};
+    fr_request req = {.count = count, .end = -1, .short_side = 64, .allow_truncated = allow_truncated};
     fr_image img[3];
     int n = 0;
     cm_err err = {0};
@@ -40,15 +41,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     char path[4200];
     fz_write("clip", data + 1, size - 1, path, sizeof path);
-    int which = data[0] % 3;
+    int which = (data[0] & 0x7f) % 3, allow_truncated = data[0] >> 7;
     if (which == 0) {
         float *spec = NULL;
         size_t bins, frames;
         cm_err err = {0};
-        if (sp_process_file(stft(), path, 0, -1, &spec, &bins, &frames, &err) == 0)
+        sp_read_opts ro = {.start = 0, .end = -1, .allow_truncated = allow_truncated};
+        if (sp_process_file(stft(), path, &ro, &spec, &bins, &frames, &err) == 0)
             free(spec);
     } else {
-        run_frames(path, which == 1 ? 1 : 3);
+        run_frames(path, which == 1 ? 1 : 3, allow_truncated);
     }
     return 0;
 }

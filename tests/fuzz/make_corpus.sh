@@ -2,7 +2,7 @@
 # Seed corpora for the fuzz targets: tests/fuzz/make_corpus.sh BIN_DIR OUT_DIR
 #   OUT/annotations  the seeds in tests/fuzz/seeds/annotations (first byte: the reader)
 #   OUT/media        1-3 s clips of each container and codec the oracle tests cover
-#                    (first byte: 0 spectro, 1 frames --count 1, 2 frames --count 3)
+#                    (first byte: 0 spectro, 1 frames --count 1, 2 frames --count 3; +128: --allow-truncated)
 #   OUT/shard        one real shard written by ingest from a generated dataset
 #   OUT/shard_data   a few patch lists for fuzz_shard_data (5 bytes each: position, XOR)
 set -eu
@@ -14,10 +14,10 @@ cp "$here"/seeds/annotations/* "$out/annotations/"
 ff() { ffmpeg -nostdin -hide_banner -loglevel error -y "$@"; }
 clip() { # name, seconds, output options...
     name=$1 secs=$2; shift 2
-    [ -s "$out/media/0-$name" ] && return 0
+    [ -s "$out/media/130-$name" ] && return 0
     ff -f lavfi -i "testsrc2=size=64x48:rate=10" -f lavfi -i "sine=frequency=440:sample_rate=22050" \
        -t "$secs" -g 5 "$@" "$out/tmp-$name"
-    for k in 0 1 2; do
+    for k in 0 1 2 128 129 130; do
         { printf "\\$(printf %03o $k)"; cat "$out/tmp-$name"; } > "$out/media/$k-$name"
     done
     rm -f "$out/tmp-$name"
