@@ -50,6 +50,7 @@ include common/module.mk
 -include store/module.mk
 -include ingest/module.mk
 -include kernels/module.mk
+-include dist/module.mk
 -include train/module.mk
 -include tests/module.mk
 -include $(wildcard tests/tools/*.mk)

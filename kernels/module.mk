@@ -31,7 +31,7 @@ $(kernels_TESTS): $(TESTBIN)/%: $(OBJ)/tests/unit/%.o $(kernels_LIB) $(common_LI
 # GPU test programs (tests/gpu/, run by tests/gpu/run.sh on a machine with a
 # GPU). Built with everything else so that CI keeps them compiling; without a
 # GPU they exit 2 with a message. steps needs train/system.c.
-GPU_TEST_DEPS := $(LIB)/libtrain.a $(kernels_LIB) $(store_LIB) $(frames_LIB) $(spectro_LIB) $(common_LIB)
+GPU_TEST_DEPS := $(LIB)/libtrain.a $(LIB)/libdist.a $(kernels_LIB) $(store_LIB) $(frames_LIB) $(spectro_LIB) $(common_LIB)
 GPU_PROGS := $(BUILD)/gpu/opcompare
 ifneq ($(wildcard train/system.c),)
 GPU_PROGS += $(BUILD)/gpu/steps

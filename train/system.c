@@ -433,8 +433,10 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
     }
     float hl[TR_MAX_TERMS];
     o->to_host(be, hl, L, TR_MAX_TERMS * sizeof(float));
-    if (o->status(be, err) < 0)
+    if (o->status(be, err) < 0 || tr_dist_reduce_step(s, hl, nt, err) != 0) {
+        save_buffers(s, 1);
         return cm_err_prefix(err, "step %lld", stepno);
+    }
     double total = 0;
     for (int i = 0; i < nt; i++) {
         if (!isfinite(hl[i])) {
@@ -490,6 +492,8 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
                 k += s->h_keep[i] > 0.5f;
             st->kept = (float)k / (float)B;
         }
+        if (tr_dist_reduce_stats(s, st, B, err) != 0)
+            return cm_err_prefix(err, "step %lld", stepno);
     }
     if (o->status(be, err) < 0)
         return cm_err_prefix(err, "step %lld", stepno);
