@@ -6,6 +6,7 @@
 #   make asan       the same tests on an ASan+UBSan build (build-asan/)
 #   make bench      the CPU benchmarks in bench/ (BENCHES=spectro frames ingest backend-cpu train-cpu)
 #   make ingest DATASET=ave|cremad|vggsound ROOT=DIR [OUT=data/NAME] [JOBS=N]
+#   make fuzz       a bounded fuzz campaign (FUZZ_SECONDS per target, default 120)
 #   make deps       install missing Debian packages (prints the command when not root)
 #
 # Each module has a module.mk that adds its library, binaries and unit tests.
@@ -41,20 +42,21 @@ UNIT_TESTS :=
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(OBJ)/%.cu.o,$(filter %.cu,$(1)))
 
-.PHONY: all test test-unit test-oracle demo asan bench deps clean ingest
+.PHONY: all test test-unit test-oracle demo asan bench deps clean ingest fuzz fuzz-targets
 all:
 
 include common/module.mk
+-include backend/module.mk
+-include dist/module.mk
 -include spectro/module.mk
 -include frames/module.mk
 -include store/module.mk
 -include ingest/module.mk
--include kernels/module.mk
--include dist/module.mk
 -include train/module.mk
 -include tests/module.mk
 -include $(wildcard tests/tools/*.mk)
 -include $(wildcard bench/*/module.mk)
+-include tests/fuzz/module.mk
 
 all: $(BINS)
 
@@ -113,5 +115,12 @@ bench: all
 	    else $(PYTHON) bench/$$b/run.py || exit 1; fi; \
 	done
 
+# A bounded fuzz campaign (libFuzzer + ASan/UBSan, clang) over the annotation
+# readers, the manifest reader, the shard reader and the media paths of spectro
+# and frames: FUZZ_SECONDS per target. docs/RELIABILITY.md records the results.
+FUZZ_SECONDS ?= 120
+fuzz: deps
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -13,7 +13,7 @@ endif
 
 dist_LIB := $(LIB)/libdist.a
 $(dist_LIB): $(OBJ)/dist/dist.o
-DIST_LDLIBS := -ldl
+LDLIBS += -ldl
 
 ifneq ($(MPI_PC),)
 DIST_PLUGIN := $(LIB)/c2kd_dist.so

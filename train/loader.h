@@ -31,7 +31,7 @@
 
 #include "common/cm_err.h"
 #include "store/store.h"
-#include "train/backend.h"
+#include "backend/backend.h"
 #include "train/rng.h"
 #include "train/system.h"
 

@@ -17,7 +17,7 @@
 #include "common/cm_npy.h"
 #include "common/cm_pool.h"
 #include "common/cm_progress.h"
-#include "kernels/cuda_backend.h"
+#include "backend/cuda/cuda_backend.h"
 #include "train/loader.h"
 #include "train/metrics.h"
 #include "train/opts.h"

@@ -2,7 +2,7 @@
  * their parameters, the loss of one step for each method, the optimiser, and
  * checkpoints. The trainer's loop (train/main.c, train/loader.c) drives it.
  *
- * Everything runs on a backend (train/backend.h); batches are device tensors.
+ * Everything runs on a backend (backend/backend.h); batches are device tensors.
  */
 #ifndef TRAIN_SYSTEM_H
 #define TRAIN_SYSTEM_H
@@ -12,7 +12,7 @@
 
 #include "common/cm_err.h"
 #include "dist/dist.h"
-#include "train/backend.h"
+#include "backend/backend.h"
 
 typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD } tr_method;
 typedef enum tr_modality { TR_AUDIO = 0, TR_VISUAL = 1 } tr_modality;

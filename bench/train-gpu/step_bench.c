@@ -24,8 +24,8 @@
 #include <string.h>
 
 #include "common/cm_progress.h"
-#include "kernels/cuda_backend.h"
-#include "train/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/backend.h"
 #include "train/system.h"
 #include "train/system_internal.h"
 

@@ -1,4 +1,4 @@
-/* opcompare: every operation of train/backend.h, forward and backward, run
+/* opcompare: every operation of backend/backend.h, forward and backward, run
  * through the CPU backend and the CUDA backend on the same random inputs;
  * prints the error of each output against its tolerance and exits 1 when one
  * fails (2 when the CUDA backend cannot be created).
@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_backend.h"
-#include "train/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/backend.h"
 
 static uint64_t rng_s;
 static uint64_t next_u64(void)

@@ -62,8 +62,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_backend.h"
-#include "train/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/backend.h"
 #include "train/system.h"
 #include "train/system_internal.h"
 

@@ -1,4 +1,4 @@
-"""CPU backend ops (train/cpu_backend.c, train/cpu_conv.c) against PyTorch float64 / scipy / numpy.
+"""CPU backend ops (backend/cpu/cpu_backend.c, backend/cpu/cpu_conv.c) against PyTorch float64 / scipy / numpy.
 
 Each op runs in build/bin/opcheck on float32 inputs; the reference computes in
 float64 from the same float32 values. Tolerances: float32 ops with short sums

@@ -30,7 +30,7 @@
 #include <string.h>
 
 #include "common/cm_npy.h"
-#include "train/backend.h"
+#include "backend/backend.h"
 
 /* Every buffer of this short run, freed at the end. */
 static void *owned[64];

@@ -3,4 +3,4 @@
 BINS += $(TESTBIN)/stepcheck
 $(TESTBIN)/stepcheck: $(OBJ)/tests/tools/stepcheck.o $(TRAIN_DEPS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ -o $@ $(CUDA_LDLIBS) $(LDLIBS) $(DIST_LDLIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(CUDA_LDLIBS) $(LDLIBS)

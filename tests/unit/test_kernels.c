@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "kernels/cuda_backend.h"
+#include "backend/cuda/cuda_backend.h"
 
 static int have_gpu(void)
 {

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/backend.h"
+#include "backend/backend.h"
 
 static be_ctx *B;
 static const be_ops *O;

@@ -10,7 +10,7 @@
 
 #include "common/cm_file.h"
 #include "store/store.h"
-#include "train/backend.h"
+#include "backend/backend.h"
 #include "train/loader.h"
 
 #define BINS 5

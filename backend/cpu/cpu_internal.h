@@ -1,13 +1,13 @@
 /* cpu_internal: the CPU backend's context and helpers shared by its files
  * (cpu_backend.c: memory, thread pool, element-wise ops, norms, pools,
  * losses, inputs; cpu_conv.c: convolutions). Not part of the backend interface. */
-#ifndef TRAIN_CPU_INTERNAL_H
-#define TRAIN_CPU_INTERNAL_H
+#ifndef BACKEND_CPU_INTERNAL_H
+#define BACKEND_CPU_INTERNAL_H
 
 #include <stddef.h>
 
 #include "common/cm_err.h"
-#include "train/backend.h"
+#include "backend/backend.h"
 
 typedef struct cpu_pool cpu_pool;
 

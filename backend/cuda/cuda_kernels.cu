@@ -1,10 +1,10 @@
 /* cuda_kernels: the project's own CUDA kernels (element-wise ops, pooling,
  * losses, Kendall tau-b selection, argmax, SGD, input preparation). The
- * semantics of each follow train/backend.h and the CPU backend. */
+ * semantics of each follow backend/backend.h and the CPU backend. */
 #include <cuda_fp16.h>
 #include <math.h>
 
-#include "kernels/cuda_internal.h"
+#include "backend/cuda/cuda_internal.h"
 
 #define NT 256
 

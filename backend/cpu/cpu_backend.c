@@ -1,4 +1,4 @@
-/* cpu_backend: the backend table (train/backend.h) on the CPU.
+/* cpu_backend: the backend table (backend/backend.h) on the CPU.
  *
  * Memory is plain host memory (64-byte aligned). Convolutions are in
  * cpu_conv.c (im2col + OpenBLAS sgemm); everything else is here. Reductions
@@ -30,7 +30,7 @@
 #include <string.h>
 
 #include "common/cm_pool.h"
-#include "train/cpu_internal.h"
+#include "backend/cpu/cpu_internal.h"
 
 /* Declared by OpenBLAS's cblas.h; repeated here in case another cblas.h is found first. */
 void openblas_set_num_threads(int num_threads);

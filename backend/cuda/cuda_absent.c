@@ -1,5 +1,5 @@
 /* Built instead of the CUDA backend when nvcc or cuDNN is missing. */
-#include "kernels/cuda_backend.h"
+#include "backend/cuda/cuda_backend.h"
 
 #define NO_CUDA "this build has no CUDA support (nvcc or cuDNN was missing at build time)"
 

@@ -1,20 +1,20 @@
-/* cuda_backend: extras of the CUDA backend beyond train/backend.h.
+/* cuda_backend: extras of the CUDA backend beyond backend/backend.h.
  *
- * be_cuda_create(device, err) (declared in train/backend.h) makes the CUDA
+ * be_cuda_create(device, err) (declared in backend/backend.h) makes the CUDA
  * backend with TF32 tensor-core math on for convolutions and matrix products,
  * unless the environment sets C2KD_TF32=0. be_cuda_create_ex chooses
  * explicitly. Every function here also exists in a build without CUDA
- * (kernels/cuda_absent.c), where the constructors fail with a message and the
+ * (backend/cuda/cuda_absent.c), where the constructors fail with a message and the
  * queries return 0.
  */
-#ifndef KERNELS_CUDA_BACKEND_H
-#define KERNELS_CUDA_BACKEND_H
+#ifndef BACKEND_CUDA_BACKEND_H
+#define BACKEND_CUDA_BACKEND_H
 
 #include <stddef.h>
 #include <stdio.h>
 
 #include "common/cm_err.h"
-#include "train/backend.h"
+#include "backend/backend.h"
 
 #ifdef __cplusplus
 extern "C" {

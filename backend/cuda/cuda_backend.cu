@@ -1,10 +1,10 @@
-/* cuda_backend: the CUDA implementation of train/backend.h.
+/* cuda_backend: the CUDA implementation of backend/backend.h.
  *
  * One compute stream carries every op in issue order; host->device copies go
  * on a second stream, ordered with events. cuDNN does convolutions (algorithm
  * chosen once per shape by timing with cudnnFind*Ex inside a bounded
  * workspace, cached) and batch norm; cuBLAS does the linear layers; the rest
- * are the kernels of kernels/cuda_kernels.cu. Failures are sticky: the first
+ * are the kernels of backend/cuda/cuda_kernels.cu. Failures are sticky: the first
  * one is kept in the context, later ops return at once, status() reports it.
  */
 #include <cublas_v2.h>
@@ -22,10 +22,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "kernels/cuda_internal.h"
+#include "backend/cuda/cuda_internal.h"
 
 extern "C" {
-#include "kernels/cuda_backend.h"
+#include "backend/cuda/cuda_backend.h"
 }
 
 namespace {
@@ -565,7 +565,7 @@ void cu_conv_bwd_filter(be_ctx *b, const be_conv_shape *s, const float *x, const
 }
 
 /* ---------------- batch norm ----------------
- * Default: the project's kernels (kernels/cuda_kernels.cu: per-channel
+ * Default: the project's kernels (backend/cuda/cuda_kernels.cu: per-channel
  * partial sums in double over chunks, a fixed-order finalize, an element-wise
  * pass; deterministic; the CPU backend's arithmetic). C2KD_BN=cudnn at
  * creation selects cuDNN's spatial batch norm instead. */

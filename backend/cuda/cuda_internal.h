@@ -1,15 +1,15 @@
-/* cuda_internal: launchers of the project's own kernels (kernels/cuda_kernels.cu),
- * called by the backend (kernels/cuda_backend.cu). Each enqueues on `st` and
+/* cuda_internal: launchers of the project's own kernels (backend/cuda/cuda_kernels.cu),
+ * called by the backend (backend/cuda/cuda_backend.cu). Each enqueues on `st` and
  * returns the launch error (cudaSuccess when fine). Not a public interface. */
-#ifndef KERNELS_CUDA_INTERNAL_H
-#define KERNELS_CUDA_INTERNAL_H
+#ifndef BACKEND_CUDA_INTERNAL_H
+#define BACKEND_CUDA_INTERNAL_H
 
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
 
 extern "C" {
-#include "train/backend.h"
+#include "backend/backend.h"
 }
 
 cudaError_t k_relu_fwd(cudaStream_t st, size_t n, const float *x, float *y);
@@ -49,7 +49,7 @@ cudaError_t k_kendall(cudaStream_t st, int B, int C, const float *a, const float
                       float *keep);
 cudaError_t k_argmax(cudaStream_t st, int B, int C, const float *z, int32_t *pred);
 
-/* Batch norm (the project's kernels; semantics of train/backend.h and the
+/* Batch norm (the project's kernels; semantics of backend/backend.h and the
  * CPU backend). scratch: k_bn_scratch_bytes(n, c, hw) bytes of device memory
  * (0: shape not supported: c > 65535 or n*hw >= 2^31). y may alias x; dx may
  * alias dy or x. Deterministic (no atomics). */

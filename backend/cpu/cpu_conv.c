@@ -21,7 +21,7 @@
 #include <cblas.h>
 #include <string.h>
 
-#include "train/cpu_internal.h"
+#include "backend/cpu/cpu_internal.h"
 
 /* Group samples until one gemm has at least this many columns. */
 #ifndef CONV_TARGET_COLS

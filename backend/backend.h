@@ -1,7 +1,7 @@
 /* backend: the table of operations the model, losses and optimiser call.
  *
- * The CPU backend (train/cpu_backend.c, OpenBLAS) and the CUDA backend
- * (kernels/, cuDNN + cuBLAS + the project's kernels) implement the same
+ * The CPU backend (backend/cpu/cpu_backend.c, OpenBLAS) and the CUDA backend
+ * (backend/cuda/, cuDNN + cuBLAS + the project's kernels) implement the same
  * table, and tests run one against the other. The model code never touches
  * memory directly: every tensor pointer below is a *device* pointer made by
  * ops->alloc (plain host memory on the CPU backend).
@@ -20,8 +20,8 @@
  * - In-place is allowed where noted (y == x).
  * - Losses average over the batch B (PyTorch's reduction "batchmean"/"mean").
  */
-#ifndef TRAIN_BACKEND_H
-#define TRAIN_BACKEND_H
+#ifndef BACKEND_BACKEND_H
+#define BACKEND_BACKEND_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,0 +1,41 @@
+#!/bin/sh
+# Seed corpora for the fuzz targets: tests/fuzz/make_corpus.sh BIN_DIR OUT_DIR
+#   OUT/annotations  the seeds in tests/fuzz/seeds/annotations (first byte: the reader)
+#   OUT/media        1-3 s clips of each container and codec the oracle tests cover
+#                    (first byte: 0 spectro, 1 frames --count 1, 2 frames --count 3)
+#   OUT/shard        one real shard written by ingest from a generated dataset
+set -eu
+bin=$1 out=$2
+here=$(dirname "$0")
+mkdir -p "$out/annotations" "$out/media" "$out/shard"
+cp "$here"/seeds/annotations/* "$out/annotations/"
+
+ff() { ffmpeg -nostdin -hide_banner -loglevel error -y "$@"; }
+clip() { # name, seconds, output options...
+    name=$1 secs=$2; shift 2
+    [ -s "$out/media/0-$name" ] && return 0
+    ff -f lavfi -i "testsrc2=size=64x48:rate=10" -f lavfi -i "sine=frequency=440:sample_rate=22050" \
+       -t "$secs" -g 5 "$@" "$out/tmp-$name"
+    for k in 0 1 2; do
+        { printf "\\$(printf %03o $k)"; cat "$out/tmp-$name"; } > "$out/media/$k-$name"
+    done
+    rm -f "$out/tmp-$name"
+}
+clip h264-aac.mp4 2 -c:v libx264 -pix_fmt yuv420p -c:a aac
+clip flv1-mp3.flv 1 -c:v flv1 -c:a libmp3lame
+clip h264.flv 3 -c:v libx264 -pix_fmt yuv420p -c:a aac -f flv
+clip vp8-vorbis.webm 2 -c:v libvpx -c:a libvorbis
+clip mpeg4-pcm.avi 2 -c:v mpeg4 -c:a pcm_s16le
+clip mjpeg-flac.mkv 1 -c:v mjpeg -c:a flac
+clip pcm.wav 1 -vn -c:a pcm_s16le
+
+if [ ! -s "$out/shard/seed.h5" ]; then
+    tmp=$(mktemp -d)
+    /usr/bin/python3 tools/gen_dataset.py --layout ave --out "$tmp/ds" --classes 2 --per-class 2 \
+        --seconds 1 --size 32x24 --fps 5 > /dev/null
+    "$bin/ingest" --dataset ave --root "$tmp/ds" --out "$tmp/out" --set duration=1 --jobs 1 \
+        > /dev/null 2>&1 || true
+    f=$(ls "$tmp"/out/*.h5 | head -1)
+    cp "$f" "$out/shard/seed.h5"
+    rm -rf "$tmp"
+fi

@@ -1,0 +1,58 @@
+"""tools/check_structure.py: the house rules it enforces, on small made-up trees,
+and on the project itself (what `make test` relies on)."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CHECK = os.path.join(ROOT, "tools", "check_structure.py")
+
+
+def run_check(root):
+    return subprocess.run([sys.executable, CHECK, str(root)], capture_output=True, text=True)
+
+
+def write(root, rel, text):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def function(name, body_lines):
+    return "int %s(void)\n{\n%s}\n" % (name, "    x++;\n" * body_lines)
+
+
+def test_clean_tree_passes(tmp_path):
+    write(tmp_path, "common/a.h", "int a(void);\n")
+    write(tmp_path, "store/s.c", '#include "common/a.h"\n#include "store/s.h"\n' + function("s", 148))
+    write(tmp_path, "store/main.c", '#include "train/t.h"\n' + function("main", 10))
+    r = run_check(tmp_path)
+    assert r.returncode == 0, r.stdout
+
+
+def test_long_function_fails_outside_tests_only(tmp_path):
+    write(tmp_path, "train/t.c", function("t", 149))          # 151 lines with its braces
+    write(tmp_path, "tests/unit/u.c", function("u", 400))
+    r = run_check(tmp_path)
+    assert r.returncode == 1
+    assert "train/t.c:2: function of 151 lines" in r.stdout
+    assert "tests/unit" not in r.stdout
+
+
+def test_upward_and_sibling_includes_fail(tmp_path):
+    write(tmp_path, "store/s.c", '#include "ingest/i.h"\n')
+    write(tmp_path, "frames/f.c", '#include "spectro/sp.h"\n')
+    write(tmp_path, "train/x.c", '#include "tests/helper.h"\n')
+    r = run_check(tmp_path)
+    assert r.returncode == 1
+    assert "store/s.c:1: store/ (rank 2) may not include ingest/ (rank 3)" in r.stdout
+    assert "frames/f.c:1: frames/ (rank 1) may not include spectro/ (rank 1)" in r.stdout
+    assert "train/x.c:1: a library or command may not include tests/" in r.stdout
+
+
+def test_unknown_module_fails(tmp_path):
+    write(tmp_path, "newmod/n.c", '#include "common/a.h"\n')
+    r = run_check(tmp_path)
+    assert r.returncode == 1
+    assert "newmod/ has no rank" in r.stdout
+

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""House rules a compiler does not check, checked on every `make test`.
+
+1. No function outside tests/ is longer than MAX_LINES lines (from its opening
+   brace to its closing brace). The style puts both braces of a function body
+   alone in column 0, which is what this scan relies on.
+2. Layers include only downwards. Each library module has a rank; a file may
+   include headers of its own module or of modules of lower rank. A module's
+   command (`MODULE/main.c`) sits on top of every library, so it may include any
+   of them. tests/, bench/ and tools/ sit above everything.
+
+Usage: check_structure.py [ROOT]   (exit 1 and one line per violation)
+"""
+import os
+import re
+import sys
+
+MAX_LINES = 150
+
+# The layer order of docs/ARCHITECTURE.md ("Layers"): lower ranks know nothing
+# of higher ones. Equal ranks are siblings and may not include each other.
+RANKS = {
+    "common": 0,
+    "spectro": 1,
+    "frames": 1,
+    "backend": 1,
+    "kernels": 1,   # the CUDA backend's old home, while it still exists
+    "store": 2,
+    "dist": 2,
+    "ingest": 3,
+    "train": 3,
+}
+TOP = {"tests", "bench", "tools"}
+SOURCES = (".c", ".h", ".cu", ".cuh")
+INCLUDE = re.compile(r'^\s*#\s*include\s+"([A-Za-z0-9_]+)/')
+
+
+def source_files(root):
+    for top in sorted(os.listdir(root)):
+        path = os.path.join(root, top)
+        if top.startswith(".") or top.startswith("build") or not os.path.isdir(path):
+            continue
+        for dirpath, dirnames, files in os.walk(path):
+            dirnames.sort()
+            for f in sorted(files):
+                if f.endswith(SOURCES):
+                    yield os.path.relpath(os.path.join(dirpath, f), root)
+
+
+def long_functions(text):
+    """(first line, length) of each function body longer than MAX_LINES."""
+    out, start = [], None
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.startswith("{") and line.strip() == "{":
+            start = i
+        elif start is not None and line.startswith("}"):
+            if i - start + 1 > MAX_LINES:
+                out.append((start, i - start + 1))
+            start = None
+    return out
+
+
+def layer_violations(rel, text):
+    module = rel.split(os.sep)[0]
+    if module in TOP:
+        return []
+    is_command = os.path.basename(rel) == "main.c"
+    own = RANKS.get(module)
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        m = INCLUDE.match(line)
+        if not m or m.group(1) == module:
+            continue
+        dep = m.group(1)
+        if dep in TOP:
+            out.append((i, dep, "a library or command may not include " + dep + "/"))
+        elif dep not in RANKS:
+            out.append((i, dep, "unknown module " + dep + "/ (add it to RANKS and docs)"))
+        elif own is None:
+            out.append((i, dep, "module " + module + "/ has no rank (add it to RANKS and docs)"))
+        elif not is_command and RANKS[dep] >= own:
+            out.append((i, dep, "%s/ (rank %d) may not include %s/ (rank %d)"
+                        % (module, own, dep, RANKS[dep])))
+    return out
+
+
+def main():
+    root = sys.argv[1] if len(sys.argv) > 1 else "."
+    problems = []
+    for rel in source_files(root):
+        with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        if rel.split(os.sep)[0] != "tests":
+            for line, n in long_functions(text):
+                problems.append("%s:%d: function of %d lines (at most %d)" % (rel, line, n, MAX_LINES))
+        for line, _dep, why in layer_violations(rel, text):
+            problems.append("%s:%d: %s" % (rel, line, why))
+    for p in problems:
+        print("check_structure: " + p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
