@@ -22,6 +22,7 @@
 #include "train/metrics.h"
 #include "train/opts.h"
 #include "train/plot.h"
+#include "train/run_dist.h"
 #include "train/system.h"
 
 #define TOOL "train"
@@ -62,8 +63,8 @@ static void path_in(char *out, size_t n, const char *dir, const char *name)
 }
 
 /* Runs one evaluation pass; acc_* = -1 when that network is not evaluated. */
-static int evaluate(tr_system *sys, ld_loader *ld, ld_device *dv, be_ctx *be, int want_s, int want_t,
-                    int32_t *ps, int32_t *pt, double *acc_s, double *acc_t, cm_err *err)
+static int evaluate(tr_system *sys, ld_loader *ld, ld_device *dv, be_ctx *be, ds_comm *comm, int want_s,
+                    int want_t, int32_t *ps, int32_t *pt, double *acc_s, double *acc_t, cm_err *err)
 {
     tr_rng dummy;
     tr_rng_seed(&dummy, 0);
@@ -91,6 +92,10 @@ static int evaluate(tr_system *sys, ld_loader *ld, ld_device *dv, be_ctx *be, in
     ld_loader_stop(ld);
     if (rc < 0)
         return -1;
+    int64_t counts[3] = {n, cs, ct}; /* each rank evaluated its share (ld_opts) */
+    if (ds_allreduce_i64(comm, counts, 3, DS_SUM, err) != 0)
+        return -1;
+    n = counts[0], cs = counts[1], ct = counts[2];
     *acc_s = want_s && n ? (double)cs / (double)n : -1;
     *acc_t = want_t && n ? (double)ct / (double)n : -1;
     return 0;
@@ -202,8 +207,9 @@ static int parse_enum(const char *v, const char *const *names, int n)
     return -1;
 }
 
-static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
+static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp, ds_comm *comm)
 {
+    const int rank = ds_rank(comm), world = ds_size(comm), lead = rank == 0;
     tr_opts cl;
     tr_opts_default(&cl);
     cm_err err = {{0}};
@@ -211,7 +217,8 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
     if (tr_opts_parse(&cl, argc, argv, &given, &err) != 0)
         return usage_error(err.msg);
     if (cl.help) {
-        tr_opts_help(stdout);
+        if (lead)
+            tr_opts_help(stdout);
         free(given);
         return 0;
     }
@@ -271,7 +278,7 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
         return usage_error("--pretrain trains the teacher from scratch; --teacher-ckpt does not apply");
     if (op->init && resuming)
         return usage_error("--init and --resume exclude each other");
-    if (!resuming && !op->force) {
+    if (!resuming && !op->force && lead) {
         path_in(path, sizeof path, op->out, "last.h5");
         char p2[CM_PATH_MAX];
         path_in(p2, sizeof p2, op->out, "options.json");
@@ -331,10 +338,10 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
             fail(path, err.msg);
             goto out;
         }
-    if (ld_data_count(sp.train) < (size_t)op->batch_size) {
+    if (ld_data_count(sp.train) / (size_t)world < (size_t)op->batch_size) {
         snprintf(path, sizeof path, "%s: split train", op->data);
-        snprintf(err.msg, sizeof err.msg, "%zu samples, fewer than one batch of %d (training drops partial batches)",
-                 ld_data_count(sp.train), op->batch_size);
+        snprintf(err.msg, sizeof err.msg, "%zu samples, fewer than one batch of %d for each of %d rank%s (training drops partial batches)",
+                 ld_data_count(sp.train), op->batch_size, world, world == 1 ? "" : "s");
         fail(path, err.msg);
         goto out;
     }
@@ -373,7 +380,7 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
     if (strcmp(op->device, "cpu") == 0) {
         be = be_cpu_create(op->threads, &err);
     } else {
-        be = be_cuda_create(0, &err);
+        be = be_cuda_create(ds_local_rank(comm), &err);
         if (!be && strcmp(op->device, "cuda") == 0) {
             fail("--device cuda", err.msg);
             goto out;
@@ -385,6 +392,15 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
     }
     if (!be) {
         fail("backend", err.msg);
+        goto out;
+    }
+
+    if (resuming && tr_run_world(op->out, 1, comm, &err) != 0) {
+        fail(op->out, err.msg);
+        goto out;
+    }
+    if (world > 1 && strcmp(be->ops->name, "cpu") != 0 && ds_gpu_init(comm, ds_local_rank(comm), 0, &err) != 0) {
+        fail("NCCL", err.msg);
         goto out;
     }
 
@@ -453,6 +469,11 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
     if (resuming)
         memcpy(rng.s, pos.rng_state, sizeof rng.s);
     tr_system_set_steps(sys, pos.step);
+    tr_system_set_comm(sys, comm);
+    if (tr_system_broadcast(sys, &err) != 0) { /* DDP: every rank starts from rank 0's state */
+        fail("ranks", err.msg);
+        goto out;
+    }
 
     /* ---- loaders ---- */
     int uses[2] = {0, 0}; /* audio, visual */
@@ -469,7 +490,7 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
         lthreads = strcmp(be->ops->name, "cpu") == 0 ? (nc < 2 ? nc : 2) : (nc < 12 ? nc : 12);
     }
     ld_opts lo = {.batch = op->batch_size, .augment = !op->no_augment, .shuffle = !op->no_shuffle, .drop_last = 1,
-                  .threads = lthreads, .need_audio = uses[0], .need_visual = uses[1]};
+                  .threads = lthreads, .need_audio = uses[0], .need_visual = uses[1], .rank = rank, .world = world};
     ltrain = ld_loader_create(sp.train, be, &lo, &err);
     lo.augment = 0;
     lo.shuffle = 0;
@@ -486,12 +507,16 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
     const size_t nb = ld_loader_batches(ltrain);
     const int64_t total_steps = (int64_t)nb * op->epochs;
 
-    /* ---- outputs ---- */
-    if (cm_mkdirs(op->out, &err) != 0) {
+    /* ---- outputs (rank 0 only) ---- */
+    if (lead && cm_mkdirs(op->out, &err) != 0) {
         fail(op->out, err.msg);
         goto out;
     }
-    if (!resuming) {
+    if (lead && !resuming && tr_run_world(op->out, 0, comm, &err) != 0) {
+        fail(op->out, err.msg);
+        goto out;
+    }
+    if (lead && !resuming) {
         char *oj = tr_opts_to_json(op);
         path_in(path, sizeof path, op->out, "options.json");
         int r = cm_write_file_atomic(path, oj, strlen(oj), &err);
@@ -512,21 +537,24 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
     path_in(metrics_path, sizeof metrics_path, op->out, "metrics.jsonl");
     path_in(svg_path, sizeof svg_path, op->out, "curves.svg");
     path_in(result_path, sizeof result_path, op->out, "result.json");
-    mt = mt_open(metrics_path, resuming ? pos.step : -1, resuming ? pos.epoch : 0, &err);
-    if (!mt) {
+    mt = lead ? mt_open(metrics_path, resuming ? pos.step : -1, resuming ? pos.epoch : 0, &err) : NULL;
+    if (lead && !mt) {
         fail(metrics_path, err.msg);
         goto out;
     }
     const int eval_s = !op->pretrain, eval_t = op->pretrain || method != TR_NONE;
     const char *which = op->pretrain ? "teacher" : "student";
-    if (resuming)
+    if (resuming && lead)
         fprintf(stderr, TOOL ": resuming %s at epoch %d, step %lld\n", op->out, pos.epoch + 1, (long long)pos.step);
+    if (lead && world > 1)
+        fprintf(stderr, TOOL ": data parallel over %d ranks, %d samples per rank and step\n", world, op->batch_size);
+    if (lead)
     fprintf(stderr, TOOL ": %s, %s%s -> %s, %zu/%zu/%zu samples (train/val/test%s), %zu steps per epoch, backend %s\n",
             op->pretrain ? "pretrain" : op->method, op->pretrain ? "" : op->teacher, op->pretrain ? op->teacher : "",
             op->pretrain ? "" : op->student, ld_data_count(sp.train), ld_data_count(sp.val), ld_data_count(sp.test),
             sp.has_val ? "" : "; test serves as val", nb, be->ops->name);
 
-    prog = cm_progress_create(stderr, TOOL, (size_t)total_steps, 5.0);
+    prog = lead ? cm_progress_create(stderr, TOOL, (size_t)total_steps, 5.0) : NULL;
     int stopped = 0;
     double last_val_s = -1, last_test_s = -1, last_val_t = -1, last_test_t = -1;
     for (int e = pos.epoch; e < op->epochs && !stopped; e++) {
@@ -548,15 +576,15 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
         if (skip > 0) {
             /* Resumed inside this epoch: its training averages continue from the log. */
             mt_partial mp;
-            if (mt_epoch_partial(metrics_path, e + 1, pos.step, &mp, &err) != 0) {
+            if (lead && mt_epoch_partial(metrics_path, e + 1, pos.step, &mp, &err) != 0) {
                 fail(metrics_path, err.msg);
                 goto out;
             }
             nsteps = mp.steps;
             sum_loss = mp.sum_loss;
-            seen = mp.steps * op->batch_size;
-            hit_s = llround(mp.sum_acc_student * op->batch_size);
-            hit_t = llround(mp.sum_acc_teacher * op->batch_size);
+            seen = mp.steps * op->batch_size * world;
+            hit_s = llround(mp.sum_acc_student * op->batch_size * world);
+            hit_t = llround(mp.sum_acc_teacher * op->batch_size * world);
         }
         ld_host_batch *hb;
         int r;
@@ -578,12 +606,13 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
             if (tr_system_step(sys, &b, (float)lr, &st, &err) != 0) {
                 ld_loader_release(ltrain, hb);
                 snprintf(path, sizeof path, "epoch %d", e + 1);
-                cm_progress_finish(prog, (size_t)pos.step, 0, NULL);
+                if (prog)
+                    cm_progress_finish(prog, (size_t)pos.step, 0, NULL);
                 fail(path, err.msg);
                 goto out;
             }
             be->ops->sync(be);
-            int B = hb->B;
+            int B = st.samples; /* the global batch: hb->B on each of the ranks */
             ld_loader_release(ltrain, hb);
             pos.step++;
             nsteps++;
@@ -608,13 +637,16 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
                 cJSON_AddNumberToObject(j, "acc_student", (double)st.correct_student / B);
             if (eval_t)
                 cJSON_AddNumberToObject(j, "acc_teacher", (double)st.correct_teacher / B);
-            if (log_record(mt, j, &err) != 0) {
+            if (!lead)
+                cJSON_Delete(j);
+            else if (log_record(mt, j, &err) != 0) {
                 fail(metrics_path, err.msg);
                 goto out;
             }
             char extra[128];
             snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f lr %.3g", e + 1, op->epochs, st.loss, lr);
-            cm_progress_update(prog, (size_t)pos.step, 0, extra);
+            if (prog)
+                cm_progress_update(prog, (size_t)pos.step, 0, extra);
             if (op->steps > 0 && pos.step >= op->steps) {
                 stopped = 1;
                 break;
@@ -630,7 +662,7 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
             /* Stopped inside the epoch: the checkpoint keeps the epoch's start state, and
              * a resumed run redraws the same permutation and skips the batches done. */
             memcpy(pos.rng_state, epoch_rng, sizeof epoch_rng);
-            if (tr_checkpoint_save(sys, last_path, &pos, identity, &err) != 0) {
+            if (lead && tr_checkpoint_save(sys, last_path, &pos, identity, &err) != 0) {
                 fail(last_path, err.msg);
                 goto out;
             }
@@ -653,14 +685,14 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
         int improved = 0;
         if (e + 1 >= op->eval_from) {
             double vs, vt, ts, tt;
-            if (evaluate(sys, lval, dv, be, eval_s, eval_t, ps, pt, &vs, &vt, &err) != 0) {
+            if (evaluate(sys, lval, dv, be, comm, eval_s, eval_t, ps, pt, &vs, &vt, &err) != 0) {
                 cJSON_Delete(j);
                 snprintf(path, sizeof path, "evaluation on %s", sp.has_val ? "val" : "test");
                 fail(path, err.msg);
                 goto out;
             }
             if (sp.has_val) {
-                if (evaluate(sys, ltest, dv, be, eval_s, eval_t, ps, pt, &ts, &tt, &err) != 0) {
+                if (evaluate(sys, ltest, dv, be, comm, eval_s, eval_t, ps, pt, &ts, &tt, &err) != 0) {
                     cJSON_Delete(j);
                     fail("evaluation on test", err.msg);
                     goto out;
@@ -690,24 +722,38 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp)
         cJSON_AddNumberToObject(j, "seconds", cm_now() - t0);
         if (be_is_cuda(be))
             cJSON_AddNumberToObject(j, "gpu_peak_bytes", (double)be_cuda_peak_bytes(be));
-        if (improved && tr_checkpoint_save(sys, best_path, &pos, identity, &err) != 0) {
+        if (tr_system_check_same(sys, &err) != 0) {
+            cJSON_Delete(j);
+            fail("ranks", err.msg);
+            goto out;
+        }
+        if (!lead) {
+            cJSON_Delete(j);
+            j = NULL;
+        }
+        if (lead && improved && tr_checkpoint_save(sys, best_path, &pos, identity, &err) != 0) {
             cJSON_Delete(j);
             fail(best_path, err.msg);
             goto out;
         }
-        if (tr_checkpoint_save(sys, last_path, &pos, identity, &err) != 0) {
+        if (lead && tr_checkpoint_save(sys, last_path, &pos, identity, &err) != 0) {
             cJSON_Delete(j);
             fail(last_path, err.msg);
             goto out;
         }
-        if (log_record(mt, j, &err) != 0) {
+        if (lead && log_record(mt, j, &err) != 0) {
             fail(metrics_path, err.msg);
             goto out;
         }
         if (op->steps > 0 && pos.step >= op->steps)
             stopped = 1;
     }
-    cm_progress_finish(prog, (size_t)pos.step, 0, NULL);
+    if (prog)
+        cm_progress_finish(prog, (size_t)pos.step, 0, NULL);
+    if (!lead) {
+        rc = 0;
+        goto out;
+    }
 
     /* ---- the end: plot, result, summary ---- */
     char title[512];
@@ -793,13 +839,38 @@ out:
     return rc;
 }
 
+/* The watchdog of dist.h: a collective that does not complete in time means
+ * another rank died or hangs; every rank is ended. */
+static void dist_timeout(void *arg, const char *what, double seconds)
+{
+    ds_comm *comm = *(ds_comm **)arg;
+    fprintf(stderr, TOOL ": rank %d: %s not completed after %.0f s (another rank died or hangs; "
+            "C2KD_DIST_TIMEOUT sets the limit); ending every rank\n", ds_rank(comm), what, seconds);
+    fflush(stderr);
+    ds_abort(comm, 1);
+    _exit(1);
+}
+
 int main(int argc, char **argv)
 {
     tr_opts o;
     char *opts_text = NULL;
+    cm_err err = {{0}};
+    static ds_comm *comm; /* for the watchdog callback */
+    const char *to = getenv("C2KD_DIST_TIMEOUT");
+    comm = ds_create(to ? atof(to) : 600.0, dist_timeout, &comm, &err);
+    if (!comm)
+        return fail("MPI", err.msg);
     tr_opts_default(&o);
-    int rc = train_main(argc, argv, &o, &opts_text);
+    int rc = train_main(argc, argv, &o, &opts_text, comm);
     tr_opts_release(&o);
     free(opts_text);
+    if (rc != 0 && ds_size(comm) > 1) {
+        /* The other ranks may wait in a collective: end them (mpirun reports it). */
+        fprintf(stderr, TOOL ": rank %d failed; ending every rank\n", ds_rank(comm));
+        fflush(stderr);
+        ds_abort(comm, rc);
+    }
+    ds_destroy(comm);
     return rc;
 }

@@ -158,10 +158,12 @@ void tr_system_set_steps(tr_system *s, int64_t steps);
  * global batch's figures. comm is not owned; NULL: one process. */
 void tr_system_set_comm(tr_system *s, ds_comm *comm);
 /* Sends rank 0's parameters, momenta, BN buffers and counters to every rank,
- * then checks that all ranks hold identical values (tr_system_check_same). */
+ * then tr_system_check_same. */
 int tr_system_broadcast(tr_system *s, cm_err *err);
-/* -1 naming the first network whose parameters or buffers differ between
- * ranks (a 64-bit hash of their bytes compared with an all-reduce). */
+/* Sends rank 0's BN running statistics to every rank (DDP's broadcast_buffers;
+ * per-rank batches update them differently) and returns -1 naming the first
+ * network whose parameters differ between ranks (a 64-bit hash of their
+ * bytes compared with an all-reduce). Before evaluation and checkpoints. */
 int tr_system_check_same(tr_system *s, cm_err *err);
 
 /* Device pointers to the outputs of the last step or eval (for tests): logits

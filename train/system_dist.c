@@ -127,16 +127,22 @@ int tr_system_check_same(tr_system *s, cm_err *err)
         return 0;
     tr_reg *regs[4];
     int nr = tr_system_regs(s, regs);
+    s->be->ops->sync(s->be);
     for (int i = 0; i < nr; i++) {
+        tr_reg *r = regs[i];
+        /* Running statistics: rank 0's, as DDP's broadcast_buffers (they only
+         * matter in evaluation mode, so sending them here equals DDP's send
+         * before every forward pass). */
+        if (bcast(s, r->buf, r->nb * sizeof(float), err) != 0 || ds_bcast(s->comm, &r->nbt, sizeof r->nbt, 0, err) != 0)
+            return cm_err_prefix(err, "broadcast of %s statistics", r->group);
         uint64_t h = 1469598103934665603ULL;
-        if (hash_dev(s, regs[i]->w, regs[i]->np, &h, err) != 0 || hash_dev(s, regs[i]->buf, regs[i]->nb, &h, err) != 0)
+        if (hash_dev(s, r->w, r->np, &h, err) != 0)
             return -1;
-        h = fnv(h, &regs[i]->nbt, sizeof regs[i]->nbt);
         int64_t v[2] = {(int64_t)(h >> 1), -(int64_t)(h >> 1)}; /* max and -min in one call */
         if (ds_allreduce_i64(s->comm, v, 2, DS_MAX, err) != 0)
             return -1;
         if (v[0] != -v[1])
-            return cm_err_set(err, "the ranks hold different %s weights or statistics", regs[i]->group);
+            return cm_err_set(err, "the ranks hold different %s weights", r->group);
     }
     return 0;
 }
