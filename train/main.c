@@ -722,6 +722,8 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp, ds_
         cJSON_AddNumberToObject(j, "seconds", cm_now() - t0);
         if (be_is_cuda(be))
             cJSON_AddNumberToObject(j, "gpu_peak_bytes", (double)be_cuda_peak_bytes(be));
+        if (world > 1 && be_is_cuda(be)) /* NCCL gradient all-reduce time of this epoch (rank 0) */
+            cJSON_AddNumberToObject(j, "allreduce_seconds", ds_gpu_take_seconds(comm));
         if (tr_system_check_same(sys, &err) != 0) {
             cJSON_Delete(j);
             fail("ranks", err.msg);

@@ -43,7 +43,7 @@ static const opt_def defs[] = {
     {"visual-mode", O_STR, OFF(visual_mode), "auto|stack|fold", 1, 0, "V", "frames stacked on channels or folded into the batch (auto: fold when F > 1)"},
     {"image-size", O_INT, OFF(image_size), NULL, 1, 0, "S", "side of the network's input frames (224)"},
     {"epochs", O_INT, OFF(epochs), NULL, 1, 0, "N", "epochs (100)"},
-    {"batch-size", O_INT, OFF(batch_size), NULL, 1, 0, "B", "batch size (64); training drops the last partial batch"},
+    {"batch-size", O_INT, OFF(batch_size), NULL, 1, 0, "B", "batch size (64), per rank under mpirun/srun; training drops the last partial batch. With N ranks each epoch's order (shuffled, or shard order with --no-shuffle) is cut to a multiple of N and rank r takes positions i with i mod N = r (DistributedSampler, drop_last)"},
     {"lr", O_DBL, OFF(lr), NULL, 1, 0, "X", "initial learning rate (0.01)"},
     {"schedule", O_STR, OFF(schedule), "poly|const", 1, 0, "S", "poly: lr = 1e-4 + (lr - 1e-4)(1 - e/epochs)^0.9 per epoch (default); const"},
     {"momentum", O_DBL, OFF(momentum), NULL, 1, 0, "X", "SGD momentum (0.9)"},
