@@ -19,16 +19,57 @@
  *   one gradient buffer. Use axpy/add to accumulate elsewhere.
  * - In-place is allowed where noted (y == x).
  * - Losses average over the batch B (PyTorch's reduction "batchmean"/"mean").
+ * - The entries under "optional" are NULL when a backend lacks them (the CPU
+ *   backend has none of them); every other entry is always set.
  */
 #ifndef BACKEND_BACKEND_H
 #define BACKEND_BACKEND_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/cm_err.h"
 
 typedef struct be_ops be_ops;
+
+/* How a backend is made. Each field names the backend it concerns; the
+ * others ignore it. be_options_default fills the defaults in brackets; the
+ * `train` command fills them from its options (--threads, --tf32, --bn,
+ * --cudnn-workspace-mb, --cudnn-find, --profile). */
+typedef enum be_bn_impl {
+    BE_BN_OWN = 0,   /* the project's kernels: deterministic, the CPU's arithmetic [default] */
+    BE_BN_CUDNN = 1, /* cuDNN's batch norm */
+} be_bn_impl;
+
+typedef struct be_options {
+    int threads;            /* CPU: compute threads, <= 0: all cores [0] */
+    int device;             /* CUDA: device index [0] */
+    int tf32;               /* CUDA: 1 allows TF32 tensor cores in convolutions and matrix products,
+                             * 0 forces full float32 arithmetic (tight comparisons) [1] */
+    be_bn_impl bn;          /* CUDA: batch-norm implementation [BE_BN_OWN] */
+    size_t workspace_mb;    /* CUDA: cap of the convolution workspace in MiB [1024] */
+    int cudnn_find;         /* CUDA: 1 times every convolution algorithm once per shape and keeps the
+                             * fastest, 0 takes cuDNN's heuristic choice (fewer kernels: sanitizer runs) [1] */
+    int profile;            /* CUDA: 1 times every op with events for profile_write (slower) [0] */
+} be_options;
+
+void be_options_default(be_options *o);
+
+/* Memory and setup statistics of a backend (optional entry `stats`). */
+typedef struct be_stats {
+    size_t current_bytes;   /* bytes allocated now by the backend (ops->alloc, workspace, its own scratch) */
+    size_t peak_bytes;      /* high-water mark of current_bytes (since creation or reset_peak) */
+    size_t device_used_bytes; /* in use on the whole device (CUDA context, libraries, other processes); 0 unknown */
+    size_t workspace_bytes; /* convolution workspace now */
+    size_t workspace_limit; /* its cap (be_options.workspace_mb) */
+    double setup_seconds;   /* host seconds spent choosing convolution algorithms so far */
+} be_stats;
+
+/* Input buffers are staged in BE_STAGE_SLOTS slots (double buffering): the
+ * copy of the next batch into one slot runs while the step on the other
+ * slot's batch computes. See stage_copy in be_ops. */
+enum { BE_STAGE_SLOTS = 2 };
 
 /* Every backend's context struct begins with this header. */
 typedef struct be_ctx {
@@ -81,6 +122,22 @@ struct be_ops {
     /* Host memory suited to to_device (pinned on CUDA); free with host_free. */
     void *(*host_alloc)(be_ctx *b, size_t bytes);
     void (*host_free)(be_ctx *b, void *p);
+
+    /* ---- staged input copies (double buffering; slot in [0, BE_STAGE_SLOTS)) ----
+     * stage_copy: host -> device, ordered after the slot's last stage_release but
+     *   NOT after the other ops already issued, so it overlaps them (the CUDA
+     *   backend copies on its copy stream). src must come from host_alloc and
+     *   stay untouched until the next sync().
+     * stage_wait: ops issued from now on wait for the slot's copies issued so far.
+     * stage_release: the slot's device buffers may be overwritten once the ops
+     *   issued so far have run (the next stage_copy into the slot waits for them).
+     * On the CPU stage_copy is a plain copy and the other two do nothing. */
+    void (*stage_copy)(be_ctx *b, int slot, void *dst, const void *src, size_t bytes);
+    void (*stage_wait)(be_ctx *b, int slot);
+    void (*stage_release)(be_ctx *b, int slot);
+    /* Host threads suggested for preparing inputs (JPEG decoding) beside this
+     * backend on a machine with `cores` cores: few when the ops use every core. */
+    int (*input_threads)(be_ctx *b, int cores);
 
     /* ---- convolution ---- */
     void (*conv_fwd)(be_ctx *b, const be_conv_shape *s, const float *x, const float *w, float *y);
@@ -164,11 +221,27 @@ struct be_ops {
      * src -> out [n, 3, oh, ow]. */
     void (*prep_frames)(be_ctx *b, int n, const be_crop *crops, const uint8_t *src, int oh, int ow,
                         const float mean[3], const float std[3], float *out);
+
+    /* ---- optional (NULL when the backend lacks them) ---- */
+    /* The device's name ("NVIDIA H100 80GB HBM3"). */
+    const char *(*device_name)(be_ctx *b);
+    /* Memory and setup statistics; reset_peak sets peak_bytes to current_bytes. */
+    void (*stats)(be_ctx *b, be_stats *st);
+    void (*reset_peak)(be_ctx *b);
+    /* Profiling (be_options.profile): every op timed on the device, by op kind and
+     * shape. profile_reset clears the table (after a warm-up); profile_write
+     * prints it in Markdown divided by `steps` (per step; 1: totals), the `top`
+     * shapes, and the memory plan, and returns the total device time of the
+     * profiled ops in ms; -1 (nothing written) when the backend was made
+     * without profiling. */
+    void (*profile_reset)(be_ctx *b);
+    double (*profile_write)(be_ctx *b, FILE *f, int steps, int top);
 };
 
 /* Constructors (each backend's own file). threads <= 0: all cores. */
 be_ctx *be_cpu_create(int threads, cm_err *err);
-/* NULL with a message when no CUDA device (or no CUDA support compiled in). */
-be_ctx *be_cuda_create(int device, cm_err *err);
+/* o: NULL for the defaults. NULL with a message when no CUDA device (or no
+ * CUDA support compiled in). */
+be_ctx *be_cuda_create(const be_options *o, cm_err *err);
 
 #endif

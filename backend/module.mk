@@ -11,7 +11,7 @@ HAVE_CUDA  := $(shell test -x $(NVCC) && { test -f $(CUDA_HOME)/include/cudnn.h 
 CUDA_ARCH  ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 NVCCFLAGS  := -O2 -std=c++17 $(CUDA_ARCH) -I. -Xcompiler -Wall,-Wextra,-Werror,-fPIC --expt-relaxed-constexpr
 
-backend_cpu_SRCS := $(wildcard backend/cpu/*.c)
+backend_cpu_SRCS := $(wildcard backend/*.c backend/cpu/*.c)
 ifeq ($(HAVE_CUDA)$(if $(wildcard backend/cuda/*.cu),y),1y)
 backend_cuda_SRCS := $(wildcard backend/cuda/*.cu) $(filter-out backend/cuda/cuda_absent.c,$(wildcard backend/cuda/*.c))
 CUDA_LDLIBS       := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++

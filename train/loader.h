@@ -18,6 +18,7 @@
  * - ld_device: the device side: copies a host batch to the device and runs
  *   ops->prep_spec (per-clip standardisation unless the recipe did it) and
  *   ops->prep_frames (crop, bilinear resize, flip, ImageNet normalisation).
+ *   Double-buffered: batch k+1's copy runs while step k computes.
  *
  * Training drops the last partial batch (every step sees full batches, as
  * PyTorch's DataLoader(drop_last=True) of the authors' code); evaluation
@@ -122,11 +123,35 @@ void ld_random_resized_crop(tr_rng *r, int w, int h, int *x, int *y, int *cw, in
 /* ---- the device side ---- */
 typedef struct ld_device ld_device;
 
-/* Buffers for batches of up to max_batch samples shaped like d. */
-ld_device *ld_device_create(be_ctx *be, const ld_data *d, int max_batch, int image_size,
+/* Buffers for batches of up to max_batch samples shaped like m (a split's
+ * ld_data_meta): BE_STAGE_SLOTS slots of raw inputs, one set of prepared ones. */
+ld_device *ld_device_create(be_ctx *be, const st_meta *m, int max_batch, int image_size,
                             int need_audio, int need_visual, cm_err *err);
 void ld_device_destroy(ld_device *dv);
-/* Copies and prepares a host batch; fills out (device pointers). */
-int ld_device_upload(ld_device *dv, const ld_host_batch *hb, tr_batch *out, cm_err *err);
+
+/* ld_device_next's return when the device side failed (the loader's own
+ * failures return -1). */
+#define LD_DEVICE_FAILED (-2)
+/* The next batch of the pass of l, prepared on the device, in *out (device
+ * pointers; valid until the next call); *hb is the host batch, to give back
+ * with ld_loader_release after the step (sync first). The batch after it is
+ * fetched and its copy started before returning (ops->stage_copy), so that
+ * copy overlaps the step on this one. 1, 0 at the end of the pass, -1 (a
+ * sample failed to load) or LD_DEVICE_FAILED. */
+int ld_device_next(ld_device *dv, ld_loader *l, ld_host_batch **hb, tr_batch *out, cm_err *err);
+/* Gives back a batch fetched ahead and frees the slots (a sync): call before
+ * ld_loader_stop when leaving a pass before its end. */
+void ld_device_drop(ld_device *dv);
+
+/* The two halves of ld_device_next, for a caller that feeds batches itself:
+ * ld_device_stage starts copying hb into the next slot (not ordered after the
+ * compute already issued; at most BE_STAGE_SLOTS batches staged and not yet
+ * prepared); ld_device_prepare makes the oldest staged batch, which must be
+ * hb, ready for the step (the compute waits for its copy). hb must stay
+ * untouched until the next sync. */
+int ld_device_stage(ld_device *dv, ld_host_batch *hb, cm_err *err);
+int ld_device_prepare(ld_device *dv, const ld_host_batch *hb, tr_batch *out, cm_err *err);
+/* Both at once (no overlap). */
+int ld_device_upload(ld_device *dv, ld_host_batch *hb, tr_batch *out, cm_err *err);
 
 #endif

@@ -17,7 +17,6 @@
 #include "common/cm_npy.h"
 #include "common/cm_pool.h"
 #include "common/cm_progress.h"
-#include "backend/cuda/cuda_backend.h"
 #include "train/loader.h"
 #include "train/metrics.h"
 #include "train/opts.h"
@@ -62,6 +61,23 @@ static void path_in(char *out, size_t n, const char *dir, const char *name)
     snprintf(out, n, "%s/%s", dir, name);
 }
 
+/* Writes the backend's profile (--profile) to RUN/profile.md: totals of the run. */
+static int write_profile(be_ctx *be, const char *out, cm_err *err)
+{
+    char path[CM_PATH_MAX], *text = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&text, &n);
+    if (!f)
+        return cm_err_set(err, "out of memory");
+    fprintf(f, "# train --profile: totals of the run on %s\n\n", be->ops->device_name ? be->ops->device_name(be) : "");
+    be->ops->profile_write(be, f, 1, 40);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/profile.md", out);
+    int rc = cm_write_file_atomic(path, text, n, err);
+    free(text);
+    return rc;
+}
+
 /* Runs one evaluation pass; acc_* = -1 when that network is not evaluated. */
 static int evaluate(tr_system *sys, ld_loader *ld, ld_device *dv, be_ctx *be, ds_comm *comm, int want_s,
                     int want_t, int32_t *ps, int32_t *pt, double *acc_s, double *acc_t, cm_err *err)
@@ -73,10 +89,9 @@ static int evaluate(tr_system *sys, ld_loader *ld, ld_device *dv, be_ctx *be, ds
     long long n = 0, cs = 0, ct = 0;
     ld_host_batch *hb = NULL;
     int rc;
-    while ((rc = ld_loader_next(ld, &hb, err)) == 1) {
-        tr_batch b;
-        if (ld_device_upload(dv, hb, &b, err) != 0 ||
-            tr_system_eval(sys, &b, want_s ? ps : NULL, want_t ? pt : NULL, NULL, NULL, err) != 0) {
+    tr_batch b;
+    while ((rc = ld_device_next(dv, ld, &hb, &b, err)) == 1) {
+        if (tr_system_eval(sys, &b, want_s ? ps : NULL, want_t ? pt : NULL, NULL, NULL, err) != 0) {
             ld_loader_release(ld, hb);
             rc = -1;
             break;
@@ -89,6 +104,7 @@ static int evaluate(tr_system *sys, ld_loader *ld, ld_device *dv, be_ctx *be, ds
         n += hb->B;
         ld_loader_release(ld, hb);
     }
+    ld_device_drop(dv);
     ld_loader_stop(ld);
     if (rc < 0)
         return -1;
@@ -377,17 +393,30 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp, ds_
     }
 
     /* ---- backend ---- */
+    if (op->cudnn_workspace_mb < 0) {
+        fail("--cudnn-workspace-mb", "must be 0 or more");
+        goto out;
+    }
+    be_options bo;
+    be_options_default(&bo);
+    bo.threads = op->threads;
+    bo.tf32 = strcmp(op->tf32, "on") == 0;
+    bo.bn = strcmp(op->bn, "cudnn") == 0 ? BE_BN_CUDNN : BE_BN_OWN;
+    bo.workspace_mb = (size_t)op->cudnn_workspace_mb;
+    bo.cudnn_find = strcmp(op->cudnn_find, "on") == 0;
+    bo.profile = op->profile;
     if (strcmp(op->device, "cpu") == 0) {
-        be = be_cpu_create(op->threads, &err);
+        be = be_cpu_create(bo.threads, &err);
     } else {
-        be = be_cuda_create(ds_local_rank(comm), &err);
+        bo.device = ds_local_rank(comm);
+        be = be_cuda_create(&bo, &err);
         if (!be && strcmp(op->device, "cuda") == 0) {
             fail("--device cuda", err.msg);
             goto out;
         }
         if (!be) {
             fprintf(stderr, TOOL ": notice: no CUDA backend (%s); using the CPU\n", err.msg);
-            be = be_cpu_create(op->threads, &err);
+            be = be_cpu_create(bo.threads, &err);
         }
     }
     if (!be) {
@@ -484,11 +513,7 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp, ds_
         if (method != TR_NONE)
             uses[cfg.teacher] = 1;
     }
-    int lthreads = op->loader_threads;
-    if (lthreads <= 0) {
-        int nc = cm_ncpu();
-        lthreads = strcmp(be->ops->name, "cpu") == 0 ? (nc < 2 ? nc : 2) : (nc < 12 ? nc : 12);
-    }
+    int lthreads = op->loader_threads > 0 ? op->loader_threads : be->ops->input_threads(be, cm_ncpu());
     ld_opts lo = {.batch = op->batch_size, .augment = !op->no_augment, .shuffle = !op->no_shuffle, .drop_last = 1,
                   .threads = lthreads, .need_audio = uses[0], .need_visual = uses[1], .rank = rank, .world = world};
     ltrain = ld_loader_create(sp.train, be, &lo, &err);
@@ -497,7 +522,7 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp, ds_
     lo.drop_last = 0;
     lval = ltrain ? ld_loader_create(sp.val, be, &lo, &err) : NULL;
     ltest = lval && sp.has_val ? ld_loader_create(sp.test, be, &lo, &err) : lval;
-    dv = ltest ? ld_device_create(be, sp.train, op->batch_size, op->image_size, uses[0], uses[1], &err) : NULL;
+    dv = ltest ? ld_device_create(be, ld_data_meta(sp.train), op->batch_size, op->image_size, uses[0], uses[1], &err) : NULL;
     ps = calloc((size_t)op->batch_size, sizeof *ps);
     pt = calloc((size_t)op->batch_size, sizeof *pt);
     if (!dv || !ps || !pt) {
@@ -588,15 +613,10 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp, ds_
         }
         ld_host_batch *hb;
         int r;
-        while ((r = ld_loader_next(ltrain, &hb, &err)) == 1) {
-            tr_batch b;
+        tr_batch b;
+        while ((r = ld_device_next(dv, ltrain, &hb, &b, &err)) == 1) {
             tr_stats st;
             memset(&st, 0, sizeof st);
-            if (ld_device_upload(dv, hb, &b, &err) != 0) {
-                ld_loader_release(ltrain, hb);
-                fail("device", err.msg);
-                goto out;
-            }
             if (op->dump_batches && (op->dump_count < 0 || pos.step < op->dump_count) &&
                 dump_batch(op->dump_batches, (long long)pos.step, be, &b, hb, &cfg, &err) != 0) {
                 ld_loader_release(ltrain, hb);
@@ -652,11 +672,16 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp, ds_
                 break;
             }
         }
+        if (r == LD_DEVICE_FAILED) {
+            fail("device", err.msg);
+            goto out;
+        }
         if (r < 0) {
             snprintf(path, sizeof path, "%s: split train", op->data);
             fail(path, err.msg);
             goto out;
         }
+        ld_device_drop(dv);
         ld_loader_stop(ltrain);
         if (pos.step < (int64_t)(e + 1) * (int64_t)nb) {
             /* Stopped inside the epoch: the checkpoint keeps the epoch's start state, and
@@ -720,9 +745,12 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp, ds_
             cJSON_AddNumberToObject(j, "best_test", pos.best_test);
         }
         cJSON_AddNumberToObject(j, "seconds", cm_now() - t0);
-        if (be_is_cuda(be))
-            cJSON_AddNumberToObject(j, "gpu_peak_bytes", (double)be_cuda_peak_bytes(be));
-        if (world > 1 && be_is_cuda(be)) /* NCCL gradient all-reduce time of this epoch (rank 0) */
+        be_stats bst;
+        if (be->ops->stats) {
+            be->ops->stats(be, &bst);
+            cJSON_AddNumberToObject(j, "gpu_peak_bytes", (double)bst.peak_bytes);
+        }
+        if (world > 1 && be->ops->stats) /* NCCL gradient all-reduce time of this epoch (rank 0) */
             cJSON_AddNumberToObject(j, "allreduce_seconds", ds_gpu_take_seconds(comm));
         if (tr_system_check_same(sys, &err) != 0) {
             cJSON_Delete(j);
@@ -796,9 +824,12 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp, ds_
     if (!op->pretrain && eval_t && last_test_t >= 0)
         cJSON_AddNumberToObject(res, "last_test_acc_teacher", last_test_t);
     cJSON_AddStringToObject(res, "plot", svg_path);
-    if (be_is_cuda(be)) {
-        cJSON_AddStringToObject(res, "gpu", be_cuda_device_name(be));
-        cJSON_AddNumberToObject(res, "gpu_peak_bytes", (double)be_cuda_peak_bytes(be));
+    be_stats bst = {0};
+    if (be->ops->stats)
+        be->ops->stats(be, &bst);
+    if (be->ops->device_name) {
+        cJSON_AddStringToObject(res, "gpu", be->ops->device_name(be));
+        cJSON_AddNumberToObject(res, "gpu_peak_bytes", (double)bst.peak_bytes);
     }
     int wr = write_json(result_path, res, &err);
     cJSON_Delete(res);
@@ -813,9 +844,13 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp, ds_
     else
         printf("%s: %s %s: stopped at step %lld (%d of %d epochs completed), no evaluation yet; plot %s\n", op->out,
                op->pretrain ? "pretrain" : op->method, which, (long long)pos.step, pos.epoch, op->epochs, svg_path);
-    if (be_is_cuda(be))
-        printf("%s: peak GPU memory %.0f MiB on %s\n", op->out, (double)be_cuda_peak_bytes(be) / 1048576.0,
-               be_cuda_device_name(be));
+    if (be->ops->device_name)
+        printf("%s: peak GPU memory %.0f MiB on %s\n", op->out, (double)bst.peak_bytes / 1048576.0,
+               be->ops->device_name(be));
+    if (op->profile && be->ops->profile_write && write_profile(be, op->out, &err) != 0) {
+        fail(op->out, err.msg);
+        goto out;
+    }
     rc = 0;
 out:
     if (prog)

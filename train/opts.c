@@ -52,11 +52,16 @@ static const opt_def defs[] = {
     {"no-augment", O_FLAG, OFF(no_augment), NULL, 1, 0, NULL, "training frames use the evaluation transform (resize, no crop or flip)"},
     {"no-shuffle", O_FLAG, OFF(no_shuffle), NULL, 1, 0, NULL, "training batches in shard order"},
     {"init", O_STR, OFF(init), NULL, 1, 0, "CKPT", "start from the weights in CKPT (fresh optimiser state)"},
-    {"resume", O_STR, OFF(resume), NULL, 0, 1, "RUN", "continue RUN exactly (its options.json and last.h5); only --data, --steps, --threads, --loader-threads, --device may be given too"},
+    {"resume", O_STR, OFF(resume), NULL, 0, 1, "RUN", "continue RUN exactly (its options.json and last.h5); only --data, --steps, --threads, --loader-threads, --device and the CUDA options may be given too"},
     {"steps", O_INT, OFF(steps), NULL, 0, 1, "N", "stop after N steps in all (a test aid; last.h5 is saved)"},
     {"device", O_STR, OFF(device), "auto|cpu|cuda", 1, 1, "D", "backend (auto: CUDA when available, else the CPU with a notice)"},
     {"threads", O_INT, OFF(threads), NULL, 1, 1, "N", "compute threads of the CPU backend (0: all cores)"},
-    {"loader-threads", O_INT, OFF(loader_threads), NULL, 0, 1, "N", "loader threads (JPEG decoding; 0: 2 or the cores, whichever is fewer)"},
+    {"tf32", O_STR, OFF(tf32), "on|off", 1, 1, "T", "CUDA: TF32 tensor cores in convolutions and matrix products (default on; off: full float32)"},
+    {"bn", O_STR, OFF(bn), "own|cudnn", 1, 1, "BN", "CUDA: batch norm by the project's deterministic kernels (default own) or cuDNN's"},
+    {"cudnn-workspace-mb", O_INT, OFF(cudnn_workspace_mb), NULL, 1, 1, "N", "CUDA: cap of the cuDNN convolution workspace in MiB (1024)"},
+    {"cudnn-find", O_STR, OFF(cudnn_find), "on|off", 1, 1, "F", "CUDA: time every convolution algorithm once per shape (default on; off: cuDNN's heuristic choice)"},
+    {"profile", O_FLAG, OFF(profile), NULL, 0, 1, NULL, "CUDA: time every op and the staged input copies; writes RUN/profile.md (slower)"},
+    {"loader-threads", O_INT, OFF(loader_threads), NULL, 0, 1, "N", "loader threads (JPEG decoding; 0: as the backend suggests: 2 on the CPU, 12 with a GPU, at most the cores)"},
     {"dump-batches", O_STR, OFF(dump_batches), NULL, 0, 1, "DIR", "write the first --dump-count prepared training batches as .npy into DIR (a test aid)"},
     {"dump-count", O_INT, OFF(dump_count), NULL, 0, 1, "N", "batches written by --dump-batches (all)"},
     {"force", O_FLAG, OFF(force), NULL, 0, 0, NULL, "allow --out to name a folder that already holds a run (its files are replaced)"},
@@ -90,6 +95,10 @@ void tr_opts_default(tr_opts *o)
     o->lr = 0.01;
     o->momentum = 0.9;
     o->dump_count = -1;
+    o->tf32 = "on";
+    o->bn = "own";
+    o->cudnn_find = "on";
+    o->cudnn_workspace_mb = 1024;
 }
 
 static const opt_def *find(const char *name)

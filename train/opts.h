@@ -14,6 +14,9 @@ typedef struct tr_opts {
     int no_augment, no_shuffle, force, dump_count;
     long long seed;
     double lambda1, lambda2, lambda3, omega, kd_temp, nkd_gamma, nkd_temp, lr, momentum;
+    /* backend (be_options) */
+    const char *tf32, *bn, *cudnn_find;
+    int cudnn_workspace_mb, profile;
     int help;
     char *owned[64];   /* strings restored by tr_opts_from_json */
     int n_owned;

@@ -1139,6 +1139,29 @@ static void cpu_prep_frames(be_ctx *b, int n, const be_crop *crops, const uint8_
     cpu_parallel(c, (size_t)n, frame_task, &J);
 }
 
+/* ---------------------------------------------------------------- staged inputs */
+
+/* The ops run synchronously on the calling thread: a staged copy is a plain
+ * copy, and there is nothing to wait for or release. */
+static void cpu_stage_copy(be_ctx *b, int slot, void *dst, const void *src, size_t bytes)
+{
+    (void)slot;
+    cpu_memcpy(b, dst, src, bytes);
+}
+
+static void cpu_stage_nothing(be_ctx *b, int slot)
+{
+    (void)b;
+    (void)slot;
+}
+
+/* The ops use every core: input preparation gets few threads. */
+static int cpu_input_threads(be_ctx *b, int cores)
+{
+    (void)b;
+    return cores < 2 ? cores : 2;
+}
+
 /* ---------------------------------------------------------------- table */
 
 static const be_ops cpu_ops = {
@@ -1154,6 +1177,10 @@ static const be_ops cpu_ops = {
     .copy = cpu_memcpy,
     .host_alloc = cpu_host_alloc,
     .host_free = cpu_free,
+    .stage_copy = cpu_stage_copy,
+    .stage_wait = cpu_stage_nothing,
+    .stage_release = cpu_stage_nothing,
+    .input_threads = cpu_input_threads,
     .conv_fwd = cpu_conv_fwd,
     .conv_bwd_data = cpu_conv_bwd_data,
     .conv_bwd_filter = cpu_conv_bwd_filter,
@@ -1182,6 +1209,7 @@ static const be_ops cpu_ops = {
     .sgd = cpu_sgd,
     .prep_spec = cpu_prep_spec,
     .prep_frames = cpu_prep_frames,
+    /* no device name, statistics or profile */
 };
 
 #define CPU_MAX_THREADS 1024

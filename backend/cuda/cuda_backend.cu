@@ -1,7 +1,9 @@
 /* cuda_backend: the CUDA implementation of backend/backend.h.
  *
  * One compute stream carries every op in issue order; host->device copies go
- * on a second stream, ordered with events. cuDNN does convolutions (algorithm
+ * on a second stream, ordered with events: to_device after the compute issued
+ * so far, staged input copies (stage_copy) only after their slot's release,
+ * so the next batch's copy overlaps the current step. cuDNN does convolutions (algorithm
  * chosen once per shape by timing with cudnnFind*Ex inside a bounded
  * workspace, cached) and batch norm; cuBLAS does the linear layers; the rest
  * are the kernels of backend/cuda/cuda_kernels.cu. Failures are sticky: the first
@@ -22,17 +24,17 @@
 #include <unordered_map>
 #include <vector>
 
-#include "backend/cuda/cuda_internal.h"
-
-extern "C" {
-#include "backend/cuda/cuda_backend.h"
-}
+#include "backend/cuda/cuda_internal.h" /* includes backend/backend.h */
 
 namespace {
 
 struct prof_pending {
     std::string key;
     cudaEvent_t a, b;
+    int lane; /* 0: an op on the compute stream; 1: a staged copy on the copy stream */
+};
+struct prof_span {
+    double t0, t1; /* ms since the profile's base event */
 };
 struct prof_acc {
     double ms;
@@ -61,6 +63,9 @@ struct cu_ctx {
     char name[256];
     cudaStream_t stream, copy_stream;
     cudaEvent_t compute_ev, copy_ev, stage_ev;
+    /* staged inputs: slot_copied[s] recorded on the copy stream after the
+     * slot's copies, slot_free[s] on the compute stream at its release */
+    cudaEvent_t slot_copied[BE_STAGE_SLOTS], slot_free[BE_STAGE_SLOTS];
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     cudnnTensorDescriptor_t bn_x, bn_p;
@@ -76,16 +81,19 @@ struct cu_ctx {
     size_t ws_chosen; /* the largest workspace of a chosen algorithm */
     std::vector<conv_entry *> *convs;
 
-    /* profiling (C2KD_PROFILE=1): CUDA events around every op, keyed by op
+    /* profiling (be_options.profile): CUDA events around every op, keyed by op
      * and shape; resolved (a stream sync) when many are pending and when the
-     * table is written */
+     * table is written. The timeline (spans of ops and of staged copies since
+     * prof_base) measures how much of the copies ran under compute. */
     int prof;
+    cudaEvent_t prof_base;
+    std::vector<prof_span> *tl_ops, *tl_copies;
     std::vector<struct prof_pending> *prof_pend;
     std::vector<cudaEvent_t> *prof_free;
     std::map<std::string, struct prof_acc> *prof_tab;
     double find_s; /* host seconds spent choosing convolution algorithms */
 
-    int bn_own; /* 1: the project's batch-norm kernels (default); 0: cuDNN (C2KD_BN=cudnn) */
+    int bn_own; /* 1: the project's batch-norm kernels (default); 0: cuDNN (be_options.bn) */
     void *bn_scratch; /* partial sums of the own batch-norm kernels */
     size_t bn_scratch_cap;
 
@@ -129,9 +137,22 @@ bool blas_ok(cu_ctx *c, cublasStatus_t e, const char *what)
 
 /* ---------------- profiling ---------------- */
 
+enum { PROF_TIMELINE_MAX = 1 << 20 }; /* spans kept for the overlap measure */
+
+double prof_since_base(cu_ctx *c, cudaEvent_t e)
+{
+    float ms = 0;
+    if (cudaEventElapsedTime(&ms, c->prof_base, e) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    return ms;
+}
+
 void prof_resolve(cu_ctx *c)
 {
     if (!c->prof_pend || c->prof_pend->empty()) return;
+    cudaStreamSynchronize(c->copy_stream);
     cudaStreamSynchronize(c->stream);
     for (prof_pending &p : *c->prof_pend) {
         float ms = 0;
@@ -139,11 +160,15 @@ void prof_resolve(cu_ctx *c)
             (void)cudaGetLastError();
             ms = 0;
         }
+        std::vector<prof_span> *tl = p.lane ? c->tl_copies : c->tl_ops;
+        prof_span sp = {prof_since_base(c, p.a), prof_since_base(c, p.b)};
+        if (sp.t0 >= 0 && sp.t1 >= sp.t0 && tl->size() < PROF_TIMELINE_MAX) tl->push_back(sp);
+        c->prof_free->push_back(p.a);
+        c->prof_free->push_back(p.b);
+        if (p.lane) continue; /* copies are not ops: only in the timeline */
         prof_acc &a = (*c->prof_tab)[p.key];
         a.ms += ms;
         a.calls++;
-        c->prof_free->push_back(p.a);
-        c->prof_free->push_back(p.b);
     }
     c->prof_pend->clear();
 }
@@ -162,12 +187,14 @@ cudaEvent_t prof_event(cu_ctx *c)
 }
 
 /* Times the enclosing op: an event before (construction) and after
- * (destruction) on the compute stream. key: "op|shape". */
+ * (destruction) on the compute stream (lane 0) or the copy stream (lane 1).
+ * key: "op|shape". */
 struct prof_scope {
     cu_ctx *c;
     long idx;
-    prof_scope(cu_ctx *ctx, const char *op, const char *fmt, ...) __attribute__((format(printf, 4, 5)))
-        : c(ctx), idx(-1)
+    cudaStream_t st;
+    prof_scope(cu_ctx *ctx, int lane, const char *op, const char *fmt, ...) __attribute__((format(printf, 5, 6)))
+        : c(ctx), idx(-1), st(lane ? ctx->copy_stream : ctx->stream)
     {
         if (!c->prof || c->failed) return;
         if (c->prof_pend->size() >= 4096) prof_resolve(c);
@@ -178,19 +205,21 @@ struct prof_scope {
         va_end(ap);
         prof_pending p;
         p.key = std::string(op) + "|" + shape;
+        p.lane = lane;
         p.a = prof_event(c);
         p.b = prof_event(c);
         if (!p.a || !p.b) return;
-        cudaEventRecord(p.a, c->stream);
+        cudaEventRecord(p.a, st);
         c->prof_pend->push_back(p);
         idx = (long)c->prof_pend->size() - 1;
     }
     ~prof_scope()
     {
-        if (idx >= 0) cudaEventRecord((*c->prof_pend)[idx].b, c->stream);
+        if (idx >= 0) cudaEventRecord((*c->prof_pend)[idx].b, st);
     }
 };
-#define PROF(c, op, ...) prof_scope prof_scope_(c, op, __VA_ARGS__)
+#define PROF(c, op, ...) prof_scope prof_scope_(c, 0, op, __VA_ARGS__)
+#define PROF_COPY(c, op, ...) prof_scope prof_scope_(c, 1, op, __VA_ARGS__)
 
 /* ---------------- memory accounting ---------------- */
 
@@ -304,21 +333,17 @@ void cu_free(be_ctx *b, void *p)
     if (!c->failed) cu_ok(c, e, "free");
 }
 
-void copy_in(cu_ctx *c, void *dst, const void *src, size_t bytes, bool after_compute)
+/* Host -> device on the copy stream, ordered after the compute issued so far
+ * and before the compute issued next (staged inputs: cu_stage_copy). */
+void cu_to_device(be_ctx *b, void *dst, const void *src, size_t bytes)
 {
+    cu_ctx *c = CTX(b);
     if (c->failed || bytes == 0) return;
-    if (after_compute) {
-        if (!cu_ok(c, cudaEventRecord(c->compute_ev, c->stream), "to_device: record")) return;
-        if (!cu_ok(c, cudaStreamWaitEvent(c->copy_stream, c->compute_ev, 0), "to_device: wait")) return;
-    }
+    if (!cu_ok(c, cudaEventRecord(c->compute_ev, c->stream), "to_device: record")) return;
+    if (!cu_ok(c, cudaStreamWaitEvent(c->copy_stream, c->compute_ev, 0), "to_device: wait")) return;
     if (!cu_ok(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->copy_stream), "to_device")) return;
     if (!cu_ok(c, cudaEventRecord(c->copy_ev, c->copy_stream), "to_device: record copy")) return;
     cu_ok(c, cudaStreamWaitEvent(c->stream, c->copy_ev, 0), "to_device: order");
-}
-
-void cu_to_device(be_ctx *b, void *dst, const void *src, size_t bytes)
-{
-    copy_in(CTX(b), dst, src, bytes, true);
 }
 
 void cu_to_host(be_ctx *b, void *dst, const void *src, size_t bytes)
@@ -825,6 +850,189 @@ void cu_prep_frames(be_ctx *b, int n, const be_crop *crops, const uint8_t *src, 
           "prep_frames");
 }
 
+/* ---------------- staged input copies ----------------
+ * Batch k+1 is copied into one slot on the copy stream while step k computes
+ * from the other: the copy waits only for the slot's release (recorded on the
+ * compute stream after the step that last read it, k-1), and the compute
+ * waits for the copy only where it reads the slot (stage_wait). */
+
+bool slot_ok(cu_ctx *c, int slot, const char *what)
+{
+    if (slot >= 0 && slot < BE_STAGE_SLOTS) return true;
+    fail(c, "%s: slot %d out of range", what, slot);
+    return false;
+}
+
+void cu_stage_copy(be_ctx *b, int slot, void *dst, const void *src, size_t bytes)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed || bytes == 0 || !slot_ok(c, slot, "stage_copy")) return;
+    if (!cu_ok(c, cudaStreamWaitEvent(c->copy_stream, c->slot_free[slot], 0), "stage_copy: wait for release")) return;
+    {
+        PROF_COPY(c, "stage_copy", "slot %d %zu B", slot, bytes);
+        if (!cu_ok(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->copy_stream), "stage_copy")) return;
+    }
+    cu_ok(c, cudaEventRecord(c->slot_copied[slot], c->copy_stream), "stage_copy: record");
+}
+
+void cu_stage_wait(be_ctx *b, int slot)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed || !slot_ok(c, slot, "stage_wait")) return;
+    cu_ok(c, cudaStreamWaitEvent(c->stream, c->slot_copied[slot], 0), "stage_wait");
+}
+
+void cu_stage_release(be_ctx *b, int slot)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed || !slot_ok(c, slot, "stage_release")) return;
+    cu_ok(c, cudaEventRecord(c->slot_free[slot], c->stream), "stage_release");
+}
+
+/* The host only decodes inputs: up to 12 threads feed one GPU. */
+int cu_input_threads(be_ctx *b, int cores)
+{
+    (void)b;
+    return cores < 12 ? cores : 12;
+}
+
+/* ---------------- optional entries: name, statistics, profile ---------------- */
+
+const char *cu_device_name(be_ctx *b) { return CTX(b)->name; }
+
+void cu_stats(be_ctx *b, be_stats *st)
+{
+    cu_ctx *c = CTX(b);
+    memset(st, 0, sizeof *st);
+    st->current_bytes = c->cur_bytes;
+    st->peak_bytes = c->peak_bytes;
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) == cudaSuccess)
+        st->device_used_bytes = tot - fr;
+    else
+        (void)cudaGetLastError();
+    st->workspace_bytes = c->ws_size;
+    st->workspace_limit = c->ws_limit;
+    st->setup_seconds = c->find_s;
+}
+
+void cu_reset_peak(be_ctx *b) { CTX(b)->peak_bytes = CTX(b)->cur_bytes; }
+
+void cu_profile_reset(be_ctx *b)
+{
+    cu_ctx *c = CTX(b);
+    if (!c->prof) return;
+    prof_resolve(c);
+    c->prof_tab->clear();
+    c->tl_ops->clear();
+    c->tl_copies->clear();
+    cudaEventRecord(c->prof_base, c->stream);
+}
+
+/* Milliseconds of the staged copies that ran while some op was running on the
+ * compute stream (the union of the op spans intersected with each copy). */
+double copies_overlapped_ms(cu_ctx *c, double *copy_ms)
+{
+    std::vector<prof_span> ops(*c->tl_ops);
+    std::sort(ops.begin(), ops.end(), [](const prof_span &a, const prof_span &x) { return a.t0 < x.t0; });
+    std::vector<prof_span> merged;
+    for (const prof_span &o : ops) {
+        if (!merged.empty() && o.t0 <= merged.back().t1)
+            merged.back().t1 = std::max(merged.back().t1, o.t1);
+        else
+            merged.push_back(o);
+    }
+    double over = 0;
+    *copy_ms = 0;
+    for (const prof_span &cp : *c->tl_copies) {
+        *copy_ms += cp.t1 - cp.t0;
+        auto it = std::lower_bound(merged.begin(), merged.end(), cp.t0,
+                                   [](const prof_span &m, double t) { return m.t1 < t; });
+        for (; it != merged.end() && it->t0 < cp.t1; ++it)
+            over += std::min(cp.t1, it->t1) - std::max(cp.t0, it->t0);
+    }
+    return over;
+}
+
+void write_copy_overlap(cu_ctx *c, FILE *f)
+{
+    double copy_ms = 0, over = copies_overlapped_ms(c, &copy_ms);
+    fprintf(f, "\n### Staged input copies (copy stream) against the ops (compute stream)\n\n");
+    fprintf(f, "- staged copies: %zu, %.3f ms in all; %.3f ms of it (%.1f %%) ran while an op was running\n",
+            c->tl_copies->size(), copy_ms, over, copy_ms > 0 ? 100.0 * over / copy_ms : 0.0);
+    fprintf(f, "- timeline (ms since the profile started) of the first copies:\n\n| copy | start | end |\n|---|---|---|\n");
+    for (size_t i = 0; i < c->tl_copies->size() && i < 8; i++)
+        fprintf(f, "| %zu | %.3f | %.3f |\n", i, (*c->tl_copies)[i].t0, (*c->tl_copies)[i].t1);
+}
+
+struct prof_row {
+    std::string op, shape;
+    double ms;
+    long calls;
+};
+
+void write_op_kinds(FILE *f, const std::vector<prof_row> &rows, int steps, double total)
+{
+    std::map<std::string, prof_acc> kinds;
+    for (const prof_row &r : rows) {
+        prof_acc &k = kinds[r.op];
+        k.ms += r.ms;
+        k.calls += r.calls;
+    }
+    std::vector<std::pair<std::string, prof_acc>> kv(kinds.begin(), kinds.end());
+    std::sort(kv.begin(), kv.end(), [](const std::pair<std::string, prof_acc> &a, const std::pair<std::string, prof_acc> &x) {
+        return a.second.ms > x.second.ms;
+    });
+    fprintf(f, "### GPU time per op kind (CUDA events around each op; per step, %d steps)\n\n", steps);
+    fprintf(f, "| op | calls/step | ms/step | share |\n|---|---|---|---|\n");
+    for (auto &k : kv)
+        fprintf(f, "| %s | %.1f | %.3f | %.1f %% |\n", k.first.c_str(), (double)k.second.calls / steps, k.second.ms / steps,
+                total > 0 ? 100.0 * k.second.ms / total : 0.0);
+    fprintf(f, "| **all ops** | | **%.3f** | |\n\n", total / steps);
+}
+
+void write_top_shapes(FILE *f, std::vector<prof_row> rows, int steps, int top, double total)
+{
+    std::sort(rows.begin(), rows.end(), [](const prof_row &a, const prof_row &x) { return a.ms > x.ms; });
+    fprintf(f, "### Top %d (op, shape) by GPU time (conv shape: NxCxHxW kK RxS stride pad; cuDNN algo and workspace)\n\n", top);
+    fprintf(f, "| op | shape | calls/step | mean us | ms/step | share |\n|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < rows.size() && (int)i < top; i++)
+        fprintf(f, "| %s | %s | %.1f | %.1f | %.3f | %.1f %% |\n", rows[i].op.c_str(), rows[i].shape.c_str(),
+                (double)rows[i].calls / steps, rows[i].calls ? 1e3 * rows[i].ms / rows[i].calls : 0.0, rows[i].ms / steps,
+                total > 0 ? 100.0 * rows[i].ms / total : 0.0);
+}
+
+double cu_profile_write(be_ctx *b, FILE *f, int steps, int top)
+{
+    cu_ctx *c = CTX(b);
+    if (!c->prof) return -1;
+    prof_resolve(c);
+    if (steps < 1) steps = 1;
+    std::vector<prof_row> rows;
+    double total = 0;
+    for (auto &kv : *c->prof_tab) {
+        size_t bar = kv.first.find('|');
+        prof_row r;
+        r.op = kv.first.substr(0, bar);
+        r.shape = bar == std::string::npos ? "" : kv.first.substr(bar + 1);
+        r.ms = kv.second.ms;
+        r.calls = kv.second.calls;
+        rows.push_back(r);
+        total += r.ms;
+    }
+    write_op_kinds(f, rows, steps, total);
+    write_top_shapes(f, rows, steps, top, total);
+    write_copy_overlap(c, f);
+    fprintf(f, "\n### Backend memory\n\n");
+    fprintf(f, "- convolution workspace: %.1f MiB (limit %.0f MiB); algorithm search: %.2f s host time, %d searches fell back to heuristics\n",
+            c->ws_size / 1048576.0, c->ws_limit / 1048576.0, c->find_s, c->find_failures);
+    fprintf(f, "- allocated now: %.1f MiB in %zu allocations; peak %.1f MiB\n", c->cur_bytes / 1048576.0, c->sizes->size(),
+            c->peak_bytes / 1048576.0);
+    return total / steps;
+}
+
+/* ---------------- the table ---------------- */
+
 const be_ops CUDA_OPS = {
     "cuda",
     cu_destroy,
@@ -838,6 +1046,10 @@ const be_ops CUDA_OPS = {
     cu_copy,
     cu_host_alloc,
     cu_host_free,
+    cu_stage_copy,
+    cu_stage_wait,
+    cu_stage_release,
+    cu_input_threads,
     cu_conv_fwd,
     cu_conv_bwd_data,
     cu_conv_bwd_filter,
@@ -866,6 +1078,11 @@ const be_ops CUDA_OPS = {
     cu_sgd,
     cu_prep_spec,
     cu_prep_frames,
+    cu_device_name,
+    cu_stats,
+    cu_reset_peak,
+    cu_profile_reset,
+    cu_profile_write,
 };
 
 void cu_destroy(be_ctx *b)
@@ -908,24 +1125,92 @@ void cu_destroy(be_ctx *b)
     if (c->compute_ev) cudaEventDestroy(c->compute_ev);
     if (c->copy_ev) cudaEventDestroy(c->copy_ev);
     if (c->stage_ev) cudaEventDestroy(c->stage_ev);
+    for (int i = 0; i < BE_STAGE_SLOTS; i++) {
+        if (c->slot_copied[i]) cudaEventDestroy(c->slot_copied[i]);
+        if (c->slot_free[i]) cudaEventDestroy(c->slot_free[i]);
+    }
+    if (c->prof_base) cudaEventDestroy(c->prof_base);
+    delete c->tl_ops;
+    delete c->tl_copies;
     if (c->copy_stream) cudaStreamDestroy(c->copy_stream);
     if (c->stream) cudaStreamDestroy(c->stream);
     free(c);
 }
 
-size_t env_size(const char *name, size_t dflt)
+/* ---------------- creation ---------------- */
+
+/* The context's settings from the options, before any CUDA call. */
+cu_ctx *ctx_new(const be_options *o)
 {
-    const char *v = getenv(name);
-    if (!v || !*v) return dflt;
-    char *end;
-    unsigned long long x = strtoull(v, &end, 10);
-    return *end ? dflt : (size_t)x;
+    cu_ctx *c = (cu_ctx *)calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->base.ops = &CUDA_OPS;
+    c->device = o->device;
+    c->tf32 = o->tf32 ? 1 : 0;
+    c->use_find = o->cudnn_find != 0;
+    c->ws_limit = o->workspace_mb << 20;
+    c->bn_own = o->bn != BE_BN_CUDNN;
+    c->prof = o->profile != 0;
+    c->sizes = new std::unordered_map<void *, size_t>();
+    c->convs = new std::vector<conv_entry *>();
+    c->prof_pend = new std::vector<prof_pending>();
+    c->prof_free = new std::vector<cudaEvent_t>();
+    c->prof_tab = new std::map<std::string, prof_acc>();
+    c->tl_ops = new std::vector<prof_span>();
+    c->tl_copies = new std::vector<prof_span>();
+    return c;
+}
+
+/* Device, streams and events; on failure the step that failed in *step. */
+cudaError_t open_device(cu_ctx *c, const char **step)
+{
+    cudaError_t e;
+    cudaDeviceProp prop;
+    *step = "cudaSetDevice";
+    if ((e = cudaSetDevice(c->device)) != cudaSuccess) return e;
+    *step = "cudaGetDeviceProperties";
+    if ((e = cudaGetDeviceProperties(&prop, c->device)) != cudaSuccess) return e;
+    snprintf(c->name, sizeof c->name, "%s", prop.name);
+    *step = "stream";
+    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) return e;
+    if ((e = cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking)) != cudaSuccess) return e;
+    *step = "event";
+    cudaEvent_t *evs[3 + 2 * BE_STAGE_SLOTS] = {&c->compute_ev, &c->copy_ev, &c->stage_ev};
+    for (int i = 0; i < BE_STAGE_SLOTS; i++) {
+        evs[3 + 2 * i] = &c->slot_copied[i];
+        evs[4 + 2 * i] = &c->slot_free[i];
+    }
+    for (cudaEvent_t *ev : evs)
+        if ((e = cudaEventCreateWithFlags(ev, cudaEventDisableTiming)) != cudaSuccess) return e;
+    if (c->prof) {
+        if ((e = cudaEventCreate(&c->prof_base)) != cudaSuccess) return e;
+        if ((e = cudaEventRecord(c->prof_base, c->stream)) != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}
+
+/* cuDNN and cuBLAS handles on the compute stream; 0, or -1 with err set. */
+int open_libraries(cu_ctx *c, cm_err *err)
+{
+    cudnnStatus_t ds;
+    cublasStatus_t bs;
+    if ((ds = cudnnCreate(&c->dnn)) != CUDNN_STATUS_SUCCESS || (ds = cudnnSetStream(c->dnn, c->stream)) != CUDNN_STATUS_SUCCESS ||
+        (ds = cudnnCreateTensorDescriptor(&c->bn_x)) != CUDNN_STATUS_SUCCESS ||
+        (ds = cudnnCreateTensorDescriptor(&c->bn_p)) != CUDNN_STATUS_SUCCESS)
+        return cm_err_set(err, "cuDNN: %s", cudnnGetErrorString(ds));
+    if ((bs = cublasCreate(&c->blas)) != CUBLAS_STATUS_SUCCESS || (bs = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS ||
+        (bs = cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS)
+        return cm_err_set(err, "cuBLAS: %s", cublasGetStatusString(bs));
+    return 0;
 }
 
 } /* namespace */
 
-extern "C" be_ctx *be_cuda_create_ex(int device, int tf32, cm_err *err)
+extern "C" be_ctx *be_cuda_create(const be_options *opts, cm_err *err)
 {
+    be_options dflt;
+    be_options_default(&dflt);
+    const be_options *o = opts ? opts : &dflt;
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
@@ -933,160 +1218,25 @@ extern "C" be_ctx *be_cuda_create_ex(int device, int tf32, cm_err *err)
         cm_err_set(err, "no CUDA device found (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
         return NULL;
     }
-    if (device < 0 || device >= count) {
-        cm_err_set(err, "CUDA device %d does not exist (%d found)", device, count);
+    if (o->device < 0 || o->device >= count) {
+        cm_err_set(err, "CUDA device %d does not exist (%d found)", o->device, count);
         return NULL;
     }
-    cu_ctx *c = (cu_ctx *)calloc(1, sizeof *c);
+    cu_ctx *c = ctx_new(o);
     if (!c) {
         cm_err_set(err, "out of memory");
         return NULL;
     }
-    c->base.ops = &CUDA_OPS;
-    c->device = device;
-    c->tf32 = tf32 ? 1 : 0;
-    c->use_find = env_size("C2KD_CUDNN_FIND", 1) != 0;
-    c->ws_limit = env_size("C2KD_CUDNN_WS_MB", 1024) << 20;
-    {
-        const char *bn = getenv("C2KD_BN");
-        c->bn_own = !(bn && strcmp(bn, "cudnn") == 0);
-    }
-    c->sizes = new std::unordered_map<void *, size_t>();
-    c->convs = new std::vector<conv_entry *>();
-    c->prof = env_size("C2KD_PROFILE", 0) != 0;
-    c->prof_pend = new std::vector<prof_pending>();
-    c->prof_free = new std::vector<cudaEvent_t>();
-    c->prof_tab = new std::map<std::string, prof_acc>();
-    cudaDeviceProp prop;
-    const char *step = "cudaSetDevice";
-    cudnnStatus_t ds = CUDNN_STATUS_SUCCESS;
-    cublasStatus_t bs = CUBLAS_STATUS_SUCCESS;
-    if ((e = cudaSetDevice(device)) != cudaSuccess) goto cuda_fail;
-    step = "cudaGetDeviceProperties";
-    if ((e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess) goto cuda_fail;
-    snprintf(c->name, sizeof c->name, "%s", prop.name);
-    step = "stream";
-    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) goto cuda_fail;
-    if ((e = cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking)) != cudaSuccess) goto cuda_fail;
-    step = "event";
-    if ((e = cudaEventCreateWithFlags(&c->compute_ev, cudaEventDisableTiming)) != cudaSuccess) goto cuda_fail;
-    if ((e = cudaEventCreateWithFlags(&c->copy_ev, cudaEventDisableTiming)) != cudaSuccess) goto cuda_fail;
-    if ((e = cudaEventCreateWithFlags(&c->stage_ev, cudaEventDisableTiming)) != cudaSuccess) goto cuda_fail;
-    if ((ds = cudnnCreate(&c->dnn)) != CUDNN_STATUS_SUCCESS) goto dnn_fail;
-    if ((ds = cudnnSetStream(c->dnn, c->stream)) != CUDNN_STATUS_SUCCESS) goto dnn_fail;
-    if ((ds = cudnnCreateTensorDescriptor(&c->bn_x)) != CUDNN_STATUS_SUCCESS) goto dnn_fail;
-    if ((ds = cudnnCreateTensorDescriptor(&c->bn_p)) != CUDNN_STATUS_SUCCESS) goto dnn_fail;
-    if ((bs = cublasCreate(&c->blas)) != CUBLAS_STATUS_SUCCESS) goto blas_fail;
-    if ((bs = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS) goto blas_fail;
-    if ((bs = cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)) !=
-        CUBLAS_STATUS_SUCCESS)
-        goto blas_fail;
-    return &c->base;
-cuda_fail:
-    (void)cudaGetLastError();
-    cm_err_set(err, "CUDA device %d: %s: %s", device, step, cudaGetErrorString(e));
-    cu_destroy(&c->base);
-    return NULL;
-dnn_fail:
-    cm_err_set(err, "cuDNN: %s", cudnnGetErrorString(ds));
-    cu_destroy(&c->base);
-    return NULL;
-blas_fail:
-    cm_err_set(err, "cuBLAS: %s", cublasGetStatusString(bs));
-    cu_destroy(&c->base);
-    return NULL;
-}
-
-extern "C" be_ctx *be_cuda_create(int device, cm_err *err)
-{
-    const char *v = getenv("C2KD_TF32");
-    int tf32 = !(v && (strcmp(v, "0") == 0 || strcmp(v, "off") == 0));
-    return be_cuda_create_ex(device, tf32, err);
-}
-
-extern "C" int be_is_cuda(const be_ctx *b) { return b && b->ops == &CUDA_OPS; }
-
-extern "C" size_t be_cuda_peak_bytes(be_ctx *b) { return be_is_cuda(b) ? CTX(b)->peak_bytes : 0; }
-extern "C" size_t be_cuda_current_bytes(be_ctx *b) { return be_is_cuda(b) ? CTX(b)->cur_bytes : 0; }
-extern "C" void be_cuda_reset_peak(be_ctx *b)
-{
-    if (be_is_cuda(b)) CTX(b)->peak_bytes = CTX(b)->cur_bytes;
-}
-extern "C" size_t be_cuda_device_used_bytes(be_ctx *b)
-{
-    if (!be_is_cuda(b)) return 0;
-    size_t fr = 0, tot = 0;
-    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+    const char *step = "";
+    if ((e = open_device(c, &step)) != cudaSuccess) {
         (void)cudaGetLastError();
-        return 0;
+        cm_err_set(err, "CUDA device %d: %s: %s", o->device, step, cudaGetErrorString(e));
+        cu_destroy(&c->base);
+        return NULL;
     }
-    return tot - fr;
-}
-extern "C" const char *be_cuda_device_name(be_ctx *b) { return be_is_cuda(b) ? CTX(b)->name : ""; }
-extern "C" void be_cuda_prefetch(be_ctx *b, void *dst, const void *src, size_t bytes)
-{
-    if (be_is_cuda(b)) copy_in(CTX(b), dst, src, bytes, false);
-}
-
-extern "C" int be_cuda_profiling(be_ctx *b) { return be_is_cuda(b) && CTX(b)->prof; }
-extern "C" void be_cuda_profile_reset(be_ctx *b)
-{
-    if (!be_cuda_profiling(b)) return;
-    prof_resolve(CTX(b));
-    CTX(b)->prof_tab->clear();
-}
-extern "C" size_t be_cuda_workspace_bytes(be_ctx *b) { return be_is_cuda(b) ? CTX(b)->ws_size : 0; }
-extern "C" size_t be_cuda_workspace_limit(be_ctx *b) { return be_is_cuda(b) ? CTX(b)->ws_limit : 0; }
-extern "C" double be_cuda_find_seconds(be_ctx *b) { return be_is_cuda(b) ? CTX(b)->find_s : 0; }
-
-extern "C" double be_cuda_profile_write(be_ctx *b, FILE *f, int steps, int top)
-{
-    if (!be_cuda_profiling(b)) return 0;
-    cu_ctx *c = CTX(b);
-    prof_resolve(c);
-    if (steps < 1) steps = 1;
-    struct row {
-        std::string op, shape;
-        double ms;
-        long calls;
-    };
-    std::vector<row> rows;
-    std::map<std::string, prof_acc> kinds;
-    double total = 0;
-    for (auto &kv : *c->prof_tab) {
-        size_t bar = kv.first.find('|');
-        row r;
-        r.op = kv.first.substr(0, bar);
-        r.shape = bar == std::string::npos ? "" : kv.first.substr(bar + 1);
-        r.ms = kv.second.ms;
-        r.calls = kv.second.calls;
-        rows.push_back(r);
-        prof_acc &k = kinds[r.op];
-        k.ms += r.ms;
-        k.calls += r.calls;
-        total += r.ms;
+    if (open_libraries(c, err) != 0) {
+        cu_destroy(&c->base);
+        return NULL;
     }
-    std::vector<std::pair<std::string, prof_acc>> kv(kinds.begin(), kinds.end());
-    std::sort(kv.begin(), kv.end(), [](const std::pair<std::string, prof_acc> &a, const std::pair<std::string, prof_acc> &x) {
-        return a.second.ms > x.second.ms;
-    });
-    fprintf(f, "### GPU time per op kind (CUDA events around each op; per step, %d steps)\n\n", steps);
-    fprintf(f, "| op | calls/step | ms/step | share |\n|---|---|---|---|\n");
-    for (auto &k : kv)
-        fprintf(f, "| %s | %.1f | %.3f | %.1f %% |\n", k.first.c_str(), (double)k.second.calls / steps, k.second.ms / steps,
-                total > 0 ? 100.0 * k.second.ms / total : 0.0);
-    fprintf(f, "| **all ops** | | **%.3f** | |\n\n", total / steps);
-    std::sort(rows.begin(), rows.end(), [](const row &a, const row &x) { return a.ms > x.ms; });
-    fprintf(f, "### Top %d (op, shape) by GPU time (conv shape: NxCxHxW kK RxS stride pad; cuDNN algo and workspace)\n\n", top);
-    fprintf(f, "| op | shape | calls/step | mean us | ms/step | share |\n|---|---|---|---|---|---|\n");
-    for (size_t i = 0; i < rows.size() && (int)i < top; i++)
-        fprintf(f, "| %s | %s | %.1f | %.1f | %.3f | %.1f %% |\n", rows[i].op.c_str(), rows[i].shape.c_str(),
-                (double)rows[i].calls / steps, rows[i].calls ? 1e3 * rows[i].ms / rows[i].calls : 0.0, rows[i].ms / steps,
-                total > 0 ? 100.0 * rows[i].ms / total : 0.0);
-    fprintf(f, "\n### Backend memory\n\n");
-    fprintf(f, "- convolution workspace: %.1f MiB (limit %.0f MiB); algorithm search: %.2f s host time, %d searches fell back to heuristics\n",
-            c->ws_size / 1048576.0, c->ws_limit / 1048576.0, c->find_s, c->find_failures);
-    fprintf(f, "- allocated now: %.1f MiB in %zu allocations; peak %.1f MiB\n", c->cur_bytes / 1048576.0, c->sizes->size(),
-            c->peak_bytes / 1048576.0);
-    return total / steps;
+    return &c->base;
 }

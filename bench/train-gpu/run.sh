@@ -8,10 +8,10 @@
 # PYTHON (python3 with torch), EPOCH_STEPS (403), STEPS (20),
 # TORCH_COMPILE=1 also times torch.compile (slow to compile; off by default),
 # BENCH_DEADLINE (seconds; optional parts are skipped past it, default 330).
-# Also: a short run with cuDNN's batch norm (C2KD_BN=cudnn) against the
+# Also: a short run with cuDNN's batch norm (step_bench --bn cudnn) against the
 # default own batch-norm kernels, and one profiled short run (profile.md: GPU
 # time per op and shape, memory plan). (Workspace limits other than the
-# default are a knob, C2KD_CUDNN_WS_MB; the 256/4096 MiB runs are gone.)
+# default are a knob, be_options.workspace_mb (train --cudnn-workspace-mb).)
 # LD_LIBRARY_PATH must already find cuDNN/cuBLAS (tests/gpu/run.sh sets it).
 set -u
 cd "$(dirname "$0")/../.."
@@ -40,12 +40,12 @@ run() { # name timeout cmd...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$D/gpu.txt" 2>&1
 # ours first (own batch-norm kernels, the default; separate processes throughout)
 run ours 200 "$BIN/step_bench" --steps "$ST" --epoch-steps "$EP" --json "$D/ours.json" --profile "$D/memory.md"
-# ours with cuDNN's batch norm (C2KD_BN=cudnn), short: the own kernels' gain
-run ours_bn_cudnn 90 env C2KD_BN=cudnn "$BIN/step_bench" --steps "$ST" --epoch-steps 0 --json "$D/ours_bn_cudnn.json"
-# one profiled short run (C2KD_PROFILE=1: CUDA events around every op): GPU
+# ours with cuDNN's batch norm (--bn cudnn), short: the own kernels' gain
+run ours_bn_cudnn 90 "$BIN/step_bench" --bn cudnn --steps "$ST" --epoch-steps 0 --json "$D/ours_bn_cudnn.json"
+# one profiled short run (--op-profile 1: CUDA events around every op): GPU
 # time per op kind, top shapes with their cuDNN algorithms, the memory plan
 if [ "$(el)" -lt "$DEADLINE" ]; then
-    run ours_profile 90 env C2KD_PROFILE=1 "$BIN/step_bench" --steps 5 --epoch-steps 0 --profile "$D/profile.md"
+    run ours_profile 90 "$BIN/step_bench" --op-profile 1 --steps 5 --epoch-steps 0 --profile "$D/profile.md"
 fi
 run torch_eager 200 "$PY" bench/train-gpu/torch_step.py --steps "$ST" --epoch-steps "$EP" --json "$D/torch_eager.json"
 if [ "${TORCH_COMPILE:-0}" = 1 ] && [ "$(el)" -lt "$DEADLINE" ]; then

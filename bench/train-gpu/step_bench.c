@@ -4,7 +4,7 @@
  *
  *   step_bench [--method none|kd|nkd|c2kd] [--batch 64] [--classes 50] [--width 64]
  *              [--warmup 3] [--steps 20] [--epoch-steps 403] [--tf32 0|1] [--json PATH]
- *              [--profile PATH]
+ *              [--profile PATH] [--op-profile 0|1] [--bn own|cudnn]
  *
  * Default: C2KD, two ResNet-18s (visual student 3x224x224, audio teacher
  * 1x257x1004), batch 64, 50 classes (VGGSound-50), both networks trained.
@@ -13,9 +13,9 @@
  *
  * --profile PATH writes a Markdown report: the memory plan (what the model
  * allocates: activations per network, backward scratch, parameters with
- * gradients and momenta, proxies, batch, workspace) and, when the backend
- * profiles (C2KD_PROFILE=1 in the environment), the GPU time per op kind and
- * the top shapes over the timed steps, against the wall time of a step.
+ * gradients and momenta, proxies, batch, workspace) and, with --op-profile 1
+ * (be_options.profile), the GPU time per op kind and the top shapes over the
+ * timed steps, against the wall time of a step. --bn cudnn: cuDNN's batch norm.
  */
 #include <math.h>
 #include <stdint.h>
@@ -24,7 +24,6 @@
 #include <string.h>
 
 #include "common/cm_progress.h"
-#include "backend/cuda/cuda_backend.h"
 #include "backend/backend.h"
 #include "train/system.h"
 #include "train/system_internal.h"
@@ -77,12 +76,70 @@ static void write_memory(FILE *f, tr_system *s, be_ctx *be, size_t batch_bytes)
     }
     sum += batch_bytes;
     fprintf(f, "| the batch (audio + visual + labels) | %.1f |\n", mib(batch_bytes));
-    b = be_cuda_workspace_bytes(be);
+    be_stats bst;
+    be->ops->stats(be, &bst);
+    b = bst.workspace_bytes;
     sum += b;
-    fprintf(f, "| cuDNN workspace (limit %.0f) | %.1f |\n", mib(be_cuda_workspace_limit(be)), mib(b));
-    size_t cur = be_cuda_current_bytes(be);
+    fprintf(f, "| cuDNN workspace (limit %.0f) | %.1f |\n", mib(bst.workspace_limit), mib(b));
+    size_t cur = bst.current_bytes;
     fprintf(f, "| other (small buffers, BN statistics, loss terms) | %.1f |\n", cur > sum ? mib(cur - sum) : 0.0);
-    fprintf(f, "| **allocated now** | **%.1f** |\n| peak since the warm-up | %.1f |\n\n", mib(cur), mib(be_cuda_peak_bytes(be)));
+    fprintf(f, "| **allocated now** | **%.1f** |\n| peak since the warm-up | %.1f |\n\n", mib(cur), mib(bst.peak_bytes));
+}
+
+/* The --profile report: memory plan, then the op profile when the backend was
+ * made with one. */
+static int write_report(const char *path, tr_system *s, be_ctx *be, const char *method, const tr_config *cfg, int tf32,
+                        int steps, double mean, double first)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "step_bench: %s: cannot write\n", path);
+        return -1;
+    }
+    int B = cfg->max_batch;
+    size_t batch_bytes = ((size_t)B * cfg->spec_bins * cfg->spec_frames + (size_t)B * 3 * cfg->frames * cfg->image_size * cfg->image_size) * 4 +
+                         (size_t)B * 4;
+    fprintf(f, "## step_bench profile: %s, %s, batch %d, %d classes, width %d, tf32 %d\n\n", be->ops->device_name(be), method,
+            B, cfg->n_classes, cfg->width, tf32);
+    write_memory(f, s, be, batch_bytes);
+    double gpu_ms = be->ops->profile_write(be, f, steps, 40);
+    if (gpu_ms >= 0)
+        fprintf(f, "\n- wall time per step (mean of %d profiled steps, events resolved in batches): %.3f ms; GPU time "
+                   "inside the ops: %.3f ms (%.0f %%); the rest is the GPU waiting for the host (launch overhead, "
+                   "host round trips)\n",
+                steps, mean * 1e3, gpu_ms, mean > 0 ? 100.0 * gpu_ms / (mean * 1e3) : 0.0);
+    else
+        fprintf(f, "(no op profile: run with --op-profile 1)\n");
+    be_stats bst;
+    be->ops->stats(be, &bst);
+    fprintf(f, "- first step (algorithm searches included): %.1f ms; searches %.2f s\n", first * 1e3, bst.setup_seconds);
+    fclose(f);
+    return 0;
+}
+
+/* A random batch on the host (pinned) and its copy on the device. */
+static int random_batch(be_ctx *be, int B, int classes, size_t na, size_t nv, float **ha_, float **hv_, int32_t **hl_,
+                        float **da_, float **dv_, int32_t **dl_)
+{
+    cm_err err = {{0}};
+    float *ha = be->ops->host_alloc(be, na * 4), *hv = be->ops->host_alloc(be, nv * 4);
+    int32_t *hl = be->ops->host_alloc(be, (size_t)B * 4);
+    float *da = be->ops->alloc(be, na * 4), *dv = be->ops->alloc(be, nv * 4);
+    int32_t *dl = be->ops->alloc(be, (size_t)B * 4);
+    if (!ha || !hv || !hl || !da || !dv || !dl) {
+        be->ops->status(be, &err);
+        fprintf(stderr, "step_bench: cannot allocate the batch: %s\n", err.msg);
+        return -1;
+    }
+    for (size_t i = 0; i < na; i++) ha[i] = frand();
+    for (size_t i = 0; i < nv; i++) hv[i] = frand();
+    for (int i = 0; i < B; i++) hl[i] = i % classes;
+    be->ops->to_device(be, da, ha, na * 4);
+    be->ops->to_device(be, dv, hv, nv * 4);
+    be->ops->to_device(be, dl, hl, (size_t)B * 4);
+    be->ops->sync(be);
+    *ha_ = ha, *hv_ = hv, *hl_ = hl, *da_ = da, *dv_ = dv, *dl_ = dl;
+    return 0;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -94,7 +151,7 @@ static int cmp_d(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     const char *method = "c2kd", *json = NULL, *profile = NULL;
-    int B = 64, classes = 50, width = 64, warmup = 3, steps = 20, epoch = 403, tf32 = 1;
+    int B = 64, classes = 50, width = 64, warmup = 3, steps = 20, epoch = 403, tf32 = 1, op_profile = 0, bn_cudnn = 0;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) goto usage;
         const char *a = argv[i], *v = argv[++i];
@@ -108,6 +165,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--tf32")) tf32 = atoi(v);
         else if (!strcmp(a, "--json")) json = v;
         else if (!strcmp(a, "--profile")) profile = v;
+        else if (!strcmp(a, "--op-profile")) op_profile = atoi(v);
+        else if (!strcmp(a, "--bn")) bn_cudnn = !strcmp(v, "cudnn");
         else goto usage;
     }
     if (B <= 0 || steps <= 0 || warmup < 1) goto usage;
@@ -124,12 +183,19 @@ int main(int argc, char **argv)
 
     cm_err err = {{0}};
     size_t used0 = 0;
-    be_ctx *be = be_cuda_create_ex(0, tf32, &err);
+    be_options bo;
+    be_options_default(&bo);
+    bo.tf32 = tf32;
+    bo.profile = op_profile;
+    bo.bn = bn_cudnn ? BE_BN_CUDNN : BE_BN_OWN;
+    be_ctx *be = be_cuda_create(&bo, &err);
     if (!be) {
         fprintf(stderr, "step_bench: %s\n", err.msg);
         return 2;
     }
-    used0 = be_cuda_device_used_bytes(be);
+    be_stats bst;
+    be->ops->stats(be, &bst);
+    used0 = bst.device_used_bytes;
     double t0 = cm_now();
     tr_system *s = tr_system_create(be, &cfg, 1, &err);
     if (!s) {
@@ -137,22 +203,10 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t na = (size_t)B * cfg.spec_bins * cfg.spec_frames, nv = (size_t)B * 3 * cfg.frames * cfg.image_size * cfg.image_size;
-    float *ha = be->ops->host_alloc(be, na * 4), *hv = be->ops->host_alloc(be, nv * 4);
-    int32_t *hl = be->ops->host_alloc(be, (size_t)B * 4);
-    float *da = be->ops->alloc(be, na * 4), *dv = be->ops->alloc(be, nv * 4);
-    int32_t *dl = be->ops->alloc(be, (size_t)B * 4);
-    if (!ha || !hv || !hl || !da || !dv || !dl) {
-        be->ops->status(be, &err);
-        fprintf(stderr, "step_bench: cannot allocate the batch: %s\n", err.msg);
+    float *ha, *hv, *da, *dv;
+    int32_t *hl, *dl;
+    if (random_batch(be, B, classes, na, nv, &ha, &hv, &hl, &da, &dv, &dl) != 0)
         return 2;
-    }
-    for (size_t i = 0; i < na; i++) ha[i] = frand();
-    for (size_t i = 0; i < nv; i++) hv[i] = frand();
-    for (int i = 0; i < B; i++) hl[i] = i % classes;
-    be->ops->to_device(be, da, ha, na * 4);
-    be->ops->to_device(be, dv, hv, nv * 4);
-    be->ops->to_device(be, dl, hl, (size_t)B * 4);
-    be->ops->sync(be);
     tr_batch batch = {B, da, dv, dl};
     tr_stats st;
     double t_create = cm_now() - t0;
@@ -166,9 +220,10 @@ int main(int argc, char **argv)
         }
         if (i == 0) first = cm_now() - a;
     }
-    size_t peak_all = be_cuda_peak_bytes(be);
-    be_cuda_reset_peak(be);
-    be_cuda_profile_reset(be);
+    be->ops->stats(be, &bst);
+    size_t peak_all = bst.peak_bytes;
+    be->ops->reset_peak(be);
+    be->ops->profile_reset(be);
     double *ts = malloc(sizeof(double) * steps);
     for (int i = 0; i < steps; i++) {
         double a = cm_now();
@@ -183,27 +238,8 @@ int main(int argc, char **argv)
     mean /= steps;
     qsort(ts, steps, sizeof *ts, cmp_d);
     double median = steps % 2 ? ts[steps / 2] : 0.5 * (ts[steps / 2 - 1] + ts[steps / 2]);
-    if (profile) {
-        FILE *f = fopen(profile, "w");
-        if (!f) {
-            fprintf(stderr, "step_bench: %s: cannot write\n", profile);
-            return 1;
-        }
-        fprintf(f, "## step_bench profile: %s, %s, batch %d, %d classes, width %d, tf32 %d\n\n", be_cuda_device_name(be), method,
-                B, classes, width, tf32);
-        write_memory(f, s, be, (na + nv) * 4 + (size_t)B * 4);
-        if (be_cuda_profiling(be)) {
-            double gpu_ms = be_cuda_profile_write(be, f, steps, 40);
-            fprintf(f, "\n- wall time per step (mean of %d profiled steps, events resolved in batches): %.3f ms; GPU time "
-                       "inside the ops: %.3f ms (%.0f %%); the rest is the GPU waiting for the host (launch overhead, "
-                       "host round trips)\n",
-                    steps, mean * 1e3, gpu_ms, mean > 0 ? 100.0 * gpu_ms / (mean * 1e3) : 0.0);
-        } else {
-            fprintf(f, "(no op profile: set C2KD_PROFILE=1)\n");
-        }
-        fprintf(f, "- first step (algorithm searches included): %.1f ms; searches %.2f s\n", first * 1e3, be_cuda_find_seconds(be));
-        fclose(f);
-    }
+    if (profile && write_report(profile, s, be, method, &cfg, tf32, steps, mean, first) != 0)
+        return 1;
     double epoch_s = -1;
     if (epoch > 0) {
         double a = cm_now();
@@ -215,7 +251,8 @@ int main(int argc, char **argv)
         be->ops->sync(be);
         epoch_s = cm_now() - a;
     }
-    size_t peak_steady = be_cuda_peak_bytes(be), used = be_cuda_device_used_bytes(be);
+    be->ops->stats(be, &bst);
+    size_t peak_steady = bst.peak_bytes, used = bst.device_used_bytes;
     if (be->ops->status(be, &err)) {
         fprintf(stderr, "step_bench: %s\n", err.msg);
         return 1;
@@ -227,7 +264,7 @@ int main(int argc, char **argv)
              "\"step_min_ms\": %.3f, \"first_step_ms\": %.1f, \"create_s\": %.3f, \"epoch_steps\": %d, \"epoch_s\": %.3f, "
              "\"peak_alloc_bytes\": %zu, \"peak_alloc_steady_bytes\": %zu, \"device_used_bytes\": %zu, "
              "\"device_used_before_bytes\": %zu, \"last_loss\": %.6f, \"kept\": %.4f}",
-             be_cuda_device_name(be), method, B, classes, width, tf32, steps, median * 1e3, mean * 1e3, ts[0] * 1e3,
+             be->ops->device_name(be), method, B, classes, width, tf32, steps, median * 1e3, mean * 1e3, ts[0] * 1e3,
              first * 1e3, t_create, epoch, epoch_s, peak_all > peak_steady ? peak_all : peak_steady, peak_steady, used,
              used0, st.loss, st.kept);
     printf("%s\n", out);
@@ -247,6 +284,7 @@ int main(int argc, char **argv)
     return 0;
 usage:
     fprintf(stderr, "usage: step_bench [--method none|kd|nkd|c2kd] [--batch B] [--classes C] [--width W] [--warmup N] "
-                    "[--steps N] [--epoch-steps N] [--tf32 0|1] [--json PATH]\n");
+                    "[--steps N] [--epoch-steps N] [--tf32 0|1] [--json PATH] [--profile PATH] [--op-profile 0|1] "
+                    "[--bn own|cudnn]\n");
     return 2;
 }

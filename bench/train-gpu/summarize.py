@@ -68,7 +68,7 @@ def main():
             print(f"- same epoch in PyTorch eager: {te['epoch_s']:.1f} s")
         oc = r.get("ours_bn_cudnn")
         if oc:
-            print(f"- ours with cuDNN batch norm (C2KD_BN=cudnn): {oc['step_median_ms']:.1f} ms median; own batch-norm kernels "
+            print(f"- ours with cuDNN batch norm (--bn cudnn): {oc['step_median_ms']:.1f} ms median; own batch-norm kernels "
                   f"{oc['step_median_ms'] / o['step_median_ms']:.2f}x faster per step")
             out["own_bn_speedup"] = oc["step_median_ms"] / o["step_median_ms"]
         oa = r.get("ours_again")

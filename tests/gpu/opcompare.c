@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cuda/cuda_backend.h"
 #include "backend/backend.h"
 
 static uint64_t rng_s;
@@ -39,6 +38,7 @@ static float gauss(void)
 
 static be_ctx *cpu, *gpu;
 static int failures, checks, tf32;
+static be_options bopt; /* the CUDA backend's options (--tf32, --bn, --cudnn-find) */
 static double TOL_EW = 1e-5, TOL_RED = 1e-4, TOL_MM;
 
 static float *hrand(size_t n, float scale)
@@ -441,11 +441,43 @@ static void t_prep(int n, size_t len)
     gpu->ops->free(gpu, gimg); gpu->ops->free(gpu, gfo);
 }
 
+/* Staged copies (the double-buffered inputs): two slots filled while the
+ * other slot's data is read, released and refilled; exact. */
+static void t_stage(size_t n)
+{
+    int32_t *h[3], *ref = malloc(n * sizeof *ref);
+    for (int k = 0; k < 3; k++) {
+        h[k] = gpu->ops->host_alloc(gpu, n * sizeof(int32_t));
+        for (size_t i = 0; i < n; i++) h[k][i] = (int32_t)(k * 1000003 + i);
+    }
+    int32_t *d[2] = {gpu->ops->alloc(gpu, n * sizeof(int32_t)), gpu->ops->alloc(gpu, n * sizeof(int32_t))};
+    int32_t *out = gpu->ops->alloc(gpu, n * sizeof(int32_t));
+    gpu->ops->stage_copy(gpu, 0, d[0], h[0], n * sizeof(int32_t));
+    gpu->ops->stage_copy(gpu, 1, d[1], h[1], n * sizeof(int32_t)); /* overlaps what follows */
+    gpu->ops->stage_wait(gpu, 0);
+    gpu->ops->copy(gpu, out, d[0], n * sizeof(int32_t));
+    gpu->ops->stage_release(gpu, 0);
+    gpu->ops->stage_copy(gpu, 0, d[0], h[2], n * sizeof(int32_t)); /* waits for the copy above */
+    memcpy(ref, h[0], n * sizeof *ref);
+    check_i32("stage_copy slot 0", ref, out, n);
+    gpu->ops->stage_wait(gpu, 1);
+    gpu->ops->stage_wait(gpu, 0);
+    memcpy(ref, h[1], n * sizeof *ref);
+    check_i32("stage_copy slot 1", ref, d[1], n);
+    memcpy(ref, h[2], n * sizeof *ref);
+    check_i32("stage_copy slot 0 again", ref, d[0], n);
+    check_status("stage_copy");
+    gpu->ops->sync(gpu);
+    for (int k = 0; k < 3; k++) gpu->ops->host_free(gpu, h[k]);
+    gpu->ops->free(gpu, d[0]); gpu->ops->free(gpu, d[1]); gpu->ops->free(gpu, out);
+    free(ref);
+}
+
 /* Sticky errors: a crop outside its image fails the context with a message. */
 static void t_sticky(void)
 {
     cm_err e = {{0}};
-    be_ctx *g2 = getenv("C2KD_GPUTEST_ON_CPU") ? be_cpu_create(0, &e) : be_cuda_create_ex(0, tf32, &e);
+    be_ctx *g2 = getenv("C2KD_GPUTEST_ON_CPU") ? be_cpu_create(0, &e) : be_cuda_create(&bopt, &e);
     if (!g2) { printf("FAIL sticky: cannot create a second context: %s\n", e.msg); failures++; return; }
     be_crop bad = {0, 10, 10, 5, 5, 10, 10, 0};
     const float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
@@ -463,25 +495,30 @@ int main(int argc, char **argv)
     int small = 0;
     uint64_t seed = 1;
     tf32 = 1;
+    be_options_default(&bopt);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tf32") && i + 1 < argc) tf32 = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--bn") && i + 1 < argc) bopt.bn = !strcmp(argv[++i], "cudnn") ? BE_BN_CUDNN : BE_BN_OWN;
+        else if (!strcmp(argv[i], "--cudnn-find") && i + 1 < argc) bopt.cudnn_find = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--small")) small = 1;
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
         else {
-            fprintf(stderr, "usage: opcompare [--tf32 0|1] [--small] [--seed N]\n");
+            fprintf(stderr, "usage: opcompare [--tf32 0|1] [--bn own|cudnn] [--cudnn-find 0|1] [--small] [--seed N]\n");
             return 2;
         }
     }
+    bopt.tf32 = tf32;
     rng_s = seed;
     TOL_MM = tf32 ? 5e-3 : 1e-4;
     cm_err err = {{0}};
     cpu = be_cpu_create(0, &err);
     if (!cpu) { fprintf(stderr, "opcompare: cpu backend: %s\n", err.msg); return 2; }
     gpu = getenv("C2KD_GPUTEST_ON_CPU") ? be_cpu_create(0, &err) /* harness self-check */
-                                               : be_cuda_create_ex(0, tf32, &err);
+                                               : be_cuda_create(&bopt, &err);
     if (!gpu) { fprintf(stderr, "opcompare: cuda backend: %s\n", err.msg); return 2; }
-    printf("# opcompare: batch norm %s (C2KD_BN)\n", getenv("C2KD_BN") && !strcmp(getenv("C2KD_BN"), "cudnn") ? "cuDNN" : "own kernels");
-    printf("# opcompare: device %s, tf32 %s, %s shapes, seed %llu\n", be_cuda_device_name(gpu), tf32 ? "on" : "off",
+    printf("# opcompare: batch norm %s (--bn)\n", bopt.bn == BE_BN_CUDNN ? "cuDNN" : "own kernels");
+    printf("# opcompare: device %s, tf32 %s, %s shapes, seed %llu\n", gpu->ops->device_name ? gpu->ops->device_name(gpu) : "",
+           tf32 ? "on" : "off",
            small ? "small" : "full", (unsigned long long)seed);
     printf("# tolerances on rel = ||gpu-cpu||/||cpu||: element-wise/losses %.0e, reductions %.0e, conv/linear %.0e\n",
            TOL_EW, TOL_RED, TOL_MM);
@@ -496,6 +533,7 @@ int main(int argc, char **argv)
         t_losses(8, 10);
         t_kendall(10, 12);
         t_prep(2, 500);
+        t_stage(1000);
     } else {
         t_conv(4, 3, 64, 72, 16, 7, 2, 3);   /* visual conv1-like */
         t_conv(2, 1, 129, 200, 16, 7, 2, 3); /* audio conv1-like */
@@ -520,9 +558,12 @@ int main(int argc, char **argv)
         t_kendall(64, 50);
         t_kendall(7, 309);
         t_prep(3, 257 * 301);
+        t_stage(1 << 22);
     }
     t_sticky();
-    size_t peak = be_cuda_peak_bytes(gpu);
+    be_stats bst = {0};
+    if (gpu->ops->stats) gpu->ops->stats(gpu, &bst);
+    size_t peak = bst.peak_bytes;
     gpu->ops->destroy(gpu);
     cpu->ops->destroy(cpu);
     printf("# %d checks, %d failed; peak device bytes %zu\n", checks, failures, peak);

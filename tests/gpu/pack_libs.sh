@@ -5,7 +5,7 @@
 #   tests/gpu/pack_libs.sh [--with-train]
 #
 # Builds the GPU programs here (make), then copies into .carry/ (ignored by git):
-#   .carry/bin/  opcompare, steps, step_bench (and train with --with-train)
+#   .carry/bin/  opcompare, steps, step_bench (and train, ingest with --with-train: the overlap step)
 #   .carry/lib/  every shared library they load (ldd) except the C library
 #                family, libstdc++/libgcc_s, libcuda and the CUDA libraries the
 #                GPU machine provides (cuDNN, cuBLAS); libcudart is carried.
@@ -13,7 +13,7 @@
 set -eu
 cd "$(dirname "$0")/../.."
 PROGS="build/gpu/opcompare build/gpu/steps build/gpu/step_bench"
-[ "${1:-}" = "--with-train" ] && PROGS="$PROGS build/bin/train"
+[ "${1:-}" = "--with-train" ] && PROGS="$PROGS build/bin/train build/bin/ingest"
 make -j"$(nproc)" $PROGS >/dev/null
 rm -rf .carry/bin .carry/lib
 mkdir -p .carry/bin .carry/lib

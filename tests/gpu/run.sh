@@ -7,12 +7,16 @@
 # Falls back to build/gpu when .carry/bin is absent.
 #
 #   1. opcompare: every op, CPU backend vs CUDA backend, float32 (TF32 off) and TF32, with the
-#      own batch-norm kernels (default); float32 again with cuDNN's batch norm (C2KD_BN=cudnn)
+#      own batch-norm kernels (default); float32 again with cuDNN's batch norm (--bn cudnn);
+#      the staged (double-buffered) input copies exactly
 #   2. steps: 5 steps of pretrain/none/kd/nkd/c2kd through tr_system on both backends, each from
 #      the same state (CPU state copied into the CUDA system before every step), TF32 off and on,
 #      with the control (CPU on 1-ulp perturbed batches) bounding the backward differences
 #   3. compute-sanitizer --tool memcheck on opcompare --small
-#   4. bench/train-gpu: our C2KD step (own BN; cuDNN BN, short) vs PyTorch eager on the same GPU,
+#   4. overlap: `train --profile` on a small generated dataset (if it can be made here): the CUDA-event
+#      timeline of the staged input copies against the ops, in $OUT/overlap/profile.md ("ran while an op
+#      was running"); with nsys present also an nsys trace and its CUDA GPU trace summary
+#   5. bench/train-gpu: our C2KD step (own BN; cuDNN BN, short) vs PyTorch eager on the same GPU,
 #      epoch of 403 steps, a profiled short run (GPU time per op, memory plan)
 #   5. data parallel with NCCL under mpirun (1 rank; 2 with two GPUs): step and all-reduce time
 #
@@ -91,7 +95,7 @@ done
 
 step opcompare_fp32 60 "$BIN/opcompare" --tf32 0
 step opcompare_tf32 60 "$BIN/opcompare" --tf32 1
-C2KD_BN=cudnn step opcompare_fp32_bn_cudnn 60 "$BIN/opcompare" --tf32 0
+step opcompare_fp32_bn_cudnn 60 "$BIN/opcompare" --tf32 0 --bn cudnn
 step steps_fp32 90 "$BIN/steps" --tf32 0
 step steps_tf32 90 "$BIN/steps" --tf32 1
 if command -v compute-sanitizer >/dev/null; then
@@ -101,11 +105,30 @@ else
 fi
 if [ -n "$CS" ]; then
     # cuDNN heuristics instead of timing every algorithm: fewer kernels under the sanitizer
-    C2KD_CUDNN_FIND=0 step memcheck 90 "$CS" --tool memcheck --error-exitcode 3 --leak-check full "$BIN/opcompare" --small --tf32 0
+    step memcheck 90 "$CS" --tool memcheck --error-exitcode 3 --leak-check full "$BIN/opcompare" --small --tf32 0 --cudnn-find 0
     grep -E "ERROR SUMMARY|LEAK SUMMARY" "$OUT/memcheck.txt"
 else
     echo "memcheck rc=skipped (no compute-sanitizer)" >> "$SUMMARY"
 fi
+# Copy/compute overlap of the staged inputs: a short training run with --profile.
+overlap() {
+    local d=$OUT/overlap TB=$ROOT/.carry/bin
+    [ -x "$TB/train" ] || TB=$ROOT/build/bin
+    mkdir -p "$d"
+    "$PY" tools/gen_dataset.py --layout ave --out "$d/ave" --classes 3 --per-class 12 --seconds 4 --jobs 4 &&
+        "$TB/ingest" --dataset overlap --root "$d/ave" --out "$d/data" --jobs 4 --quiet || return 3
+    local args=(--data "$d/data" --out "$d/run" --epochs 1 --batch-size 8 --width 64 --device cuda --profile --force)
+    "$TB/train" "${args[@]}" || return 1
+    if command -v nsys >/dev/null; then
+        nsys profile -t cuda -o "$d/train" --force-overwrite true "$TB/train" "${args[@]}" --out "$d/run-nsys" &&
+            nsys stats -r cuda_gpu_trace -f csv -o "$d/trace" "$d/train.nsys-rep" >/dev/null
+    fi
+    grep -A3 "Staged input copies" "$d/run/profile.md"
+    cp "$d/run/profile.md" "$FINAL/overlap-profile.md" 2>/dev/null
+    return 0
+}
+export -f overlap; export OUT ROOT PY FINAL
+step overlap 120 bash -c overlap
 BENCH_DEADLINE=$(( 150 - $(el) )) step bench 170 bench/train-gpu/run.sh "$OUT/bench"
 # 5. data parallel over NCCL (docs/DISTRIBUTED.md): 1 rank, and 2 when the machine has 2 GPUs;
 #    the epoch records give the step time and the NCCL all-reduce time of the epoch

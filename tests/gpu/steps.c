@@ -62,7 +62,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cuda/cuda_backend.h"
 #include "backend/backend.h"
 #include "train/system.h"
 #include "train/system_internal.h"
@@ -293,12 +292,14 @@ static void perturb(const float *x, float *y, size_t n, double rel, int pat)
 
 int main(int argc, char **argv)
 {
+    int bn_cudnn = 0;
     int tf32 = 1, width = 16, B = 16, nsteps = 5, S = 64, bins = 64, T = 96, classes = 10, nfree = 5;
     double K = 4, crel = -1;
     int ncontrol = 4;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) goto usage;
         if (!strcmp(argv[i], "--tf32")) tf32 = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--bn")) bn_cudnn = !strcmp(argv[++i], "cudnn");
         else if (!strcmp(argv[i], "--width")) width = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch")) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps")) nsteps = atoi(argv[++i]);
@@ -328,16 +329,20 @@ int main(int argc, char **argv)
     cm_err err = {{0}};
     be_ctx *cpu = be_cpu_create(0, &err);
     if (!cpu) { fprintf(stderr, "steps: cpu backend: %s\n", err.msg); return 2; }
+    be_options bopt;
+    be_options_default(&bopt);
+    bopt.tf32 = tf32;
+    bopt.bn = bn_cudnn ? BE_BN_CUDNN : BE_BN_OWN;
     be_ctx *gpu = getenv("C2KD_GPUTEST_ON_CPU") ? be_cpu_create(0, &err) /* harness self-check */
-                                               : be_cuda_create_ex(0, tf32, &err);
+                                               : be_cuda_create(&bopt, &err);
     if (!gpu) { fprintf(stderr, "steps: cuda backend: %s\n", err.msg); return 2; }
     printf("# steps: %s, tf32 %s; ResNet-18 width %d, batch %d, visual 3x%dx%d, audio 1x%dx%d, %d classes, %d steps from the same state\n",
-           be_is_cuda(gpu) ? be_cuda_device_name(gpu) : "CPU backend as the device (C2KD_GPUTEST_ON_CPU)", tf32 ? "on" : "off",
+           gpu->ops->device_name ? gpu->ops->device_name(gpu) : "CPU backend as the device (C2KD_GPUTEST_ON_CPU)", tf32 ? "on" : "off",
            width, B, S, S, bins, T, classes, nsteps);
     printf("# tolerances (relative): loss terms %.0e, logits/tau %.0e, running stats %.0e (unconditional); gradients, momenta, "
            "parameter updates max(%.0e, K=%g x control)\n",
            tol[C_LOSS], tol[C_OUT], tol[C_RUN], tol[C_GRAD], K);
-    printf("# batch norm: %s (C2KD_BN)\n", getenv("C2KD_BN") && !strcmp(getenv("C2KD_BN"), "cudnn") ? "cuDNN" : "own kernels");
+    printf("# batch norm: %s (--bn)\n", bn_cudnn ? "cuDNN" : "own kernels");
     if (crel > 0) printf("# control: CPU system on the batch with every input value multiplied by 1 +- %.3g (fixed pattern)\n", crel);
     else printf("# control: CPU system on the batch with every input value moved one ulp up or down (fixed pattern)\n");
 
@@ -573,7 +578,9 @@ int main(int argc, char **argv)
     free(G.tv);
     free(X.tv);
     free(Xp.tv);
-    printf("# peak device bytes %zu\n", be_cuda_peak_bytes(gpu));
+    be_stats bst = {0};
+    if (gpu->ops->stats) gpu->ops->stats(gpu, &bst);
+    printf("# peak device bytes %zu\n", bst.peak_bytes);
     cpu->ops->free(cpu, dc.audio); cpu->ops->free(cpu, dc.visual); cpu->ops->free(cpu, dc.labels);
     cpu->ops->free(cpu, dp.audio); cpu->ops->free(cpu, dp.visual); cpu->ops->free(cpu, dp.labels);
     gpu->ops->free(gpu, dg.audio); gpu->ops->free(gpu, dg.visual); gpu->ops->free(gpu, dg.labels);
@@ -587,7 +594,7 @@ int main(int argc, char **argv)
     printf("# steps: %d failures\n", failures);
     return failures ? 1 : 0;
 usage:
-    fprintf(stderr, "usage: steps [--tf32 0|1] [--width W] [--batch B] [--steps N] [--size S] [--bins H] [--frames T] [--free N] "
+    fprintf(stderr, "usage: steps [--tf32 0|1] [--bn own|cudnn] [--width W] [--batch B] [--steps N] [--size S] [--bins H] [--frames T] [--free N] "
                     "[--K K] [--control-rel R] [--controls N]\n");
     return 2;
 }
