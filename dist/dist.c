@@ -140,7 +140,7 @@ ds_comm *ds_create(double timeout_s, ds_timeout_fn on_timeout, void *arg, cm_err
         ds_destroy(c);
         return NULL;
     }
-    if (timeout_s > 0 && on_timeout && c->size > 1) {
+    if (timeout_s > 0 && on_timeout) {
         c->timeout = timeout_s;
         c->on_timeout = on_timeout;
         c->arg = arg;
@@ -182,6 +182,11 @@ int ds_size(const ds_comm *c)
     return c->size;
 }
 
+int ds_active(const ds_comm *c)
+{
+    return c->p != NULL;
+}
+
 int ds_local_rank(const ds_comm *c)
 {
     return c->local_rank;
@@ -195,7 +200,7 @@ static int done(ds_comm *c, int rc, const char *msg, cm_err *err)
 
 static int allreduce(ds_comm *c, void *buf, size_t n, int type, ds_op op, cm_err *err)
 {
-    if (c->size == 1 || n == 0)
+    if (!c->p || n == 0)
         return 0;
     char msg[DS_MSG] = "";
     watch(c, "all-reduce");
@@ -231,7 +236,7 @@ int ds_average_f32(ds_comm *c, float *buf, size_t n, cm_err *err)
 
 int ds_bcast(ds_comm *c, void *buf, size_t bytes, int root, cm_err *err)
 {
-    if (c->size == 1 || bytes == 0)
+    if (!c->p || bytes == 0)
         return 0;
     char msg[DS_MSG] = "";
     watch(c, "broadcast");
@@ -240,7 +245,7 @@ int ds_bcast(ds_comm *c, void *buf, size_t bytes, int root, cm_err *err)
 
 int ds_barrier(ds_comm *c, cm_err *err)
 {
-    if (c->size == 1)
+    if (!c->p)
         return 0;
     char msg[DS_MSG] = "";
     watch(c, "barrier");
@@ -249,13 +254,13 @@ int ds_barrier(ds_comm *c, cm_err *err)
 
 void ds_abort(ds_comm *c, int code)
 {
-    if (c && c->p && c->size > 1)
+    if (c && c->p)
         c->p->abort(code);
 }
 
 int ds_gpu_init(ds_comm *c, int device, size_t bucket_bytes, cm_err *err)
 {
-    if (c->size == 1 || c->gpu)
+    if (!c->p || c->gpu)
         return 0;
     char msg[DS_MSG] = "";
     watch(c, "NCCL set-up");
@@ -270,7 +275,7 @@ int ds_gpu_ready(const ds_comm *c)
 
 int ds_gpu_average(ds_comm *c, float *dev, size_t n, cm_err *err)
 {
-    if (c->size == 1 || n == 0)
+    if (!c->p || n == 0)
         return 0;
     if (!c->gpu)
         return cm_err_set(err, "rank %d: NCCL not initialised", c->rank);
@@ -284,7 +289,7 @@ int ds_gpu_average(ds_comm *c, float *dev, size_t n, cm_err *err)
 
 int ds_gpu_bcast(ds_comm *c, void *dev, size_t bytes, int root, cm_err *err)
 {
-    if (c->size == 1 || bytes == 0)
+    if (!c->p || bytes == 0)
         return 0;
     if (!c->gpu)
         return cm_err_set(err, "rank %d: NCCL not initialised", c->rank);

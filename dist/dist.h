@@ -15,7 +15,7 @@
  * Watchdog: with timeout_s > 0, a thread watches every collective; one that
  * has not completed after timeout_s seconds (a rank died or hangs) calls
  * on_timeout (the command prints its message and exits; the library never
- * does). With world 1 every collective is a no-op. */
+ * does). Without a launcher every collective is a no-op. */
 #ifndef DIST_DIST_H
 #define DIST_DIST_H
 
@@ -45,6 +45,9 @@ void ds_destroy(ds_comm *c);
 int ds_rank(const ds_comm *c);
 int ds_size(const ds_comm *c);
 int ds_local_rank(const ds_comm *c);
+/* 1 when started by a launcher (MPI in use, even for a world of 1: then the
+ * collectives still go through MPI/NCCL, which tests/gpu/run.sh uses). */
+int ds_active(const ds_comm *c);
 
 /* In-place, host memory. */
 int ds_allreduce_f32(ds_comm *c, float *buf, size_t n, ds_op op, cm_err *err);

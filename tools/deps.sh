@@ -7,11 +7,7 @@ PKGS="build-essential pkg-config
 libavformat-dev libavcodec-dev libswresample-dev libswscale-dev libavutil-dev
 libfftw3-dev libturbojpeg0-dev libhdf5-dev libopenblas-dev libcriterion-dev libcjson-dev
 python3-numpy python3-scipy python3-h5py python3-pil python3-pytest python3-torch python3-soundfile
-<<<<<<< HEAD
-ffmpeg openmpi-bin libopenmpi-dev"
-=======
-ffmpeg clang"
->>>>>>> refs/heads/backend
+ffmpeg clang openmpi-bin libopenmpi-dev"
 missing=""
 for p in $PKGS; do
   st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -428,7 +428,7 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp, ds_
         fail(op->out, err.msg);
         goto out;
     }
-    if (world > 1 && strcmp(be->ops->name, "cpu") != 0 && ds_gpu_init(comm, ds_local_rank(comm), 0, &err) != 0) {
+    if (ds_active(comm) && strcmp(be->ops->name, "cpu") != 0 && ds_gpu_init(comm, ds_local_rank(comm), 0, &err) != 0) {
         fail("NCCL", err.msg);
         goto out;
     }
@@ -750,7 +750,7 @@ static int train_main(int argc, char **argv, tr_opts *op, char **opts_textp, ds_
             be->ops->stats(be, &bst);
             cJSON_AddNumberToObject(j, "gpu_peak_bytes", (double)bst.peak_bytes);
         }
-        if (world > 1 && be->ops->stats) /* NCCL gradient all-reduce time of this epoch (rank 0) */
+        if (ds_active(comm) && be->ops->stats) /* NCCL gradient all-reduce time of this epoch (rank 0) */
             cJSON_AddNumberToObject(j, "allreduce_seconds", ds_gpu_take_seconds(comm));
         if (tr_system_check_same(sys, &err) != 0) {
             cJSON_Delete(j);
@@ -902,7 +902,7 @@ int main(int argc, char **argv)
     int rc = train_main(argc, argv, &o, &opts_text, comm);
     tr_opts_release(&o);
     free(opts_text);
-    if (rc != 0 && ds_size(comm) > 1) {
+    if (rc != 0 && ds_active(comm)) {
         /* The other ranks may wait in a collective: end them (mpirun reports it). */
         fprintf(stderr, TOOL ": rank %d failed; ending every rank\n", ds_rank(comm));
         fflush(stderr);

@@ -13,7 +13,7 @@ void tr_system_set_comm(tr_system *s, ds_comm *comm)
 
 static int multi(const tr_system *s)
 {
-    return s->comm && ds_size(s->comm) > 1;
+    return s->comm && ds_active(s->comm);
 }
 
 static int on_gpu(const tr_system *s)
