@@ -330,6 +330,35 @@ static int count_correct(tr_system *s, int B, int C, const float *z)
     return n;
 }
 
+/* The SGD step of every trained parameter (the gradients are in place,
+ * averaged over ranks), and the batch counters of the networks in train mode. */
+static void apply_sgd(tr_system *s, float lr)
+{
+    be_ctx *be = s->be;
+    const be_ops *o = be->ops;
+    const tr_config *c = &s->cfg;
+    if (s->has_student)
+        o->sgd(be, s->student.reg.np, s->student.reg.w, s->student.reg.g, s->student.reg.m, lr, c->momentum);
+    if (s->has_teacher && s->teacher_sgd) {
+        tr_reg *r = &s->teacher.reg;
+        size_t off = s->teacher_full ? 0 : r->top_off;
+        o->sgd(be, r->np - off, r->w + off, r->g + off, r->m + off, lr, c->momentum);
+    }
+    if (s->has_proxies) {
+        tr_reg *rs = &s->sproxy.reg, *rt = &s->tproxy.reg;
+        o->sgd(be, rs->np, rs->w, rs->g, rs->m, lr, c->momentum);
+        o->sgd(be, rt->np, rt->w, rt->g, rt->m, lr, c->momentum);
+    }
+    if (s->has_student)
+        s->student.reg.nbt++;
+    if (s->has_teacher && s->teacher_train)
+        s->teacher.reg.nbt++;
+    if (s->has_proxies && c->proxy != TR_PROXY_NONE) {
+        s->sproxy.reg.nbt++;
+        s->tproxy.reg.nbt++;
+    }
+}
+
 int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_err *err)
 {
     be_ctx *be = s->be;
@@ -418,8 +447,10 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
     }
     float hl[TR_MAX_TERMS];
     o->to_host(be, hl, L, TR_MAX_TERMS * sizeof(float));
-    if (o->status(be, err) < 0)
+    if (o->status(be, err) < 0 || tr_dist_reduce_step(s, hl, nt, err) != 0) {
+        save_buffers(s, 1);
         return cm_err_prefix(err, "step %lld", stepno);
+    }
     double total = 0;
     for (int i = 0; i < nt; i++) {
         if (!isfinite(hl[i])) {
@@ -435,27 +466,7 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
         o->sync(be);
         return cm_err_set(err, "step %lld: non-finite total loss; no parameter was changed", stepno);
     }
-    /* SGD. */
-    if (s->has_student)
-        o->sgd(be, s->student.reg.np, s->student.reg.w, s->student.reg.g, s->student.reg.m, lr, c->momentum);
-    if (s->has_teacher && s->teacher_sgd) {
-        tr_reg *r = &s->teacher.reg;
-        size_t off = s->teacher_full ? 0 : r->top_off;
-        o->sgd(be, r->np - off, r->w + off, r->g + off, r->m + off, lr, c->momentum);
-    }
-    if (s->has_proxies) {
-        tr_reg *rs = &s->sproxy.reg, *rt = &s->tproxy.reg;
-        o->sgd(be, rs->np, rs->w, rs->g, rs->m, lr, c->momentum);
-        o->sgd(be, rt->np, rt->w, rt->g, rt->m, lr, c->momentum);
-    }
-    if (s->has_student)
-        s->student.reg.nbt++;
-    if (s->has_teacher && s->teacher_train)
-        s->teacher.reg.nbt++;
-    if (s->has_proxies && c->proxy != TR_PROXY_NONE) {
-        s->sproxy.reg.nbt++;
-        s->tproxy.reg.nbt++;
-    }
+    apply_sgd(s, lr);
     if (st) {
         memset(st, 0, sizeof *st);
         st->loss = (float)total;
@@ -475,6 +486,8 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
                 k += s->h_keep[i] > 0.5f;
             st->kept = (float)k / (float)B;
         }
+        if (tr_dist_reduce_stats(s, st, B, err) != 0)
+            return cm_err_prefix(err, "step %lld", stepno);
     }
     if (o->status(be, err) < 0)
         return cm_err_prefix(err, "step %lld", stepno);
