@@ -12,6 +12,13 @@
 - --resume with another world size is refused; with the same one it finishes.
 - Killing one rank makes the run end non-zero with a message within 60 s;
   --resume then finishes it.
+- Step for step against the float64 PyTorch reference with DDP's semantics:
+  tests/tools/stepcheck under mpirun -np 2 (each rank the samples i mod 2 == r
+  of each batch of 8), 5 steps of c2kd and of none from one checkpoint; after
+  every step both ranks hold bitwise identical parameters and momenta, and
+  c2kd_ref.compare(world=2) (each rank's half through the networks with its
+  own batch-norm statistics, gradients and loss terms averaged, one SGD step)
+  matches within the tolerances of test_train_step (TOL_* in c2kd_ref.py).
 Skipped (with the reason) when mpirun is absent."""
 import json
 import os
@@ -20,12 +27,17 @@ import signal
 import subprocess
 import time
 
+import sys
+
 import h5py
 import numpy as np
 import pytest
 
 import train_util as u
-from conftest import binary, run
+from conftest import BIN, ROOT, binary, run
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "torch_ref"))
+import c2kd_ref as R  # noqa: E402
 
 MPIRUN = shutil.which("mpirun")
 pytestmark = pytest.mark.skipif(MPIRUN is None, reason="mpirun not installed (make deps installs OpenMPI)")
@@ -139,6 +151,31 @@ def test_resume_needs_the_same_world_size(data, tmp_path):
     assert json.load(open(os.path.join(out, "result.json")))["complete"]
 
 
+def test_resume_inside_an_epoch_equals_an_uninterrupted_run(data, tmp_path):
+    # shuffled and augmented; 8 samples / 2 ranks / batch 2 = 2 steps per epoch; stopped after step 3
+    # (inside epoch 2: rank 0 saves last.h5 there), resumed: rank r redraws the epoch's order and
+    # takes its positions again, skipping the batch done
+    single, _ = data
+    args = ["--width", "4", "--batch-size", "2", "--image-size", "16", "--device", "cpu", "--threads", "1",
+            "--seed", "5", "--method", "c2kd", "--epochs", "3", "--data", single]
+    full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
+    r = mpirun([binary("train"), *args, "--out", full])
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = mpirun([binary("train"), *args, "--out", cut, "--steps", "3"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    with h5py.File(os.path.join(cut, "last.h5"), "r") as f:
+        assert f.attrs["step"] == 3 and f.attrs["epoch"] == 1
+    r = mpirun([binary("train"), "--resume", cut])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "resuming" in r.stderr and "at epoch 2, step 3" in r.stderr
+    assert metrics(full) == metrics(cut)
+    ta, aa = tensors(os.path.join(full, "last.h5"))
+    tb, ab = tensors(os.path.join(cut, "last.h5"))
+    assert sorted(ta) == sorted(tb) and aa == ab
+    for k in ta:
+        np.testing.assert_array_equal(ta[k], tb[k], err_msg=k)
+
+
 def test_killed_rank_ends_the_run_then_resume_finishes(tmp_path):
     data = str(tmp_path / "data")
     u.make_dataset(data, counts={"train": 24, "val": 3, "test": 3})
@@ -168,3 +205,47 @@ def test_killed_rank_ends_the_run_then_resume_finishes(tmp_path):
     r = mpirun([binary("train"), "--resume", out])
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.load(open(os.path.join(out, "result.json")))["complete"]
+
+
+# ---------------------------------------------------------------- DDP step for step against PyTorch
+
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def ckpt_arrays(path):
+    """name -> array of every dataset of a checkpoint."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+@pytest.mark.parametrize("method", ["c2kd", "none"])
+def test_ddp_steps_match_torch(tmp_path, method):
+    cfg = R.default_cfg(method=method, steps=5)  # global batch 8: 4 samples per rank
+    stepcheck = os.path.join(os.path.dirname(BIN), "tests", "stepcheck")
+    r = mpirun([stepcheck, "--out", tmp_path, *R.stepcheck_args(cfg)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    for k in range(1, cfg["steps"] + 1):
+        a, b = (ckpt_arrays(tmp_path / f"rank{q}" / f"ckpt_{k}.h5") for q in (0, 1))
+        assert sorted(a) == sorted(b)
+        params = [n for n in a if not n.endswith(BUFFERS)]  # parameters and momenta
+        assert any(n.startswith("momentum/") for n in params) and len(params) > 60
+        for n in params:
+            assert a[n].tobytes() == b[n].tobytes(), f"step {k}: {n} differs between the ranks"
+        # running statistics are per rank (each its own half's batch statistics), as in DDP
+        assert any(a[n].tobytes() != b[n].tobytes() for n in a if n.endswith("running_mean"))
+    rows = R.compare(str(tmp_path), cfg, world=2)
+    bad = [f"{what}: {e:.3g} > {tol:g}" for what, e, tol in rows if e > tol]
+    assert not bad, "\n".join(bad[:20])
+    assert any(f"step 5 rank 1 grad student/" in w for w, _, _ in rows)
+    if method == "c2kd":
+        assert any("rank 1 selection mask" in w for w, _, _ in rows)
+    # the comparison is not vacuous: contiguous halves (another sampling) do not match
+    share = R.share
+    try:
+        R.share = lambda t, r, world, frames=1: t[r * len(t) // world:(r + 1) * len(t) // world]
+        rows = R.compare(str(tmp_path), dict(cfg, steps=1), world=2)
+    finally:
+        R.share = share
+    assert any(e > tol for w, e, tol in rows if " grad " in w or " z_student" in w)
