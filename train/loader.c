@@ -50,6 +50,7 @@ struct ld_loader {
     int F, bins, T;
     size_t spec_sample_bytes;
     size_t n;            /* samples in the split */
+    size_t nl;           /* samples this rank takes per pass (n when world <= 1) */
     size_t nbatches;
     int nslots;
     ld_slot *slots;
@@ -73,10 +74,33 @@ struct ld_loader {
 /* load_item's answer for a bad sample (the other failures: -1). */
 #define LD_BAD (-2)
 
+/* Samples rank o->rank takes of n (see ld_opts). */
+static size_t shard_count(size_t n, const ld_opts *o)
+{
+    if (o->world <= 1)
+        return n;
+    size_t N = (size_t)o->world, r = (size_t)o->rank;
+    if (o->drop_last)
+        return n / N;
+    return n > r ? (n - r + N - 1) / N : 0;
+}
+
+/* Keeps this rank's positions r, r + N, ... of the pass's order and seeds. */
+static void shard_order(ld_loader *l)
+{
+    if (l->o.world <= 1)
+        return;
+    size_t N = (size_t)l->o.world, r = (size_t)l->o.rank;
+    for (size_t j = 0; j < l->nl; j++) {
+        l->order[j] = l->order[r + j * N];
+        l->seeds[j] = l->seeds[r + j * N];
+    }
+}
+
 static size_t batch_size(const ld_loader *l, int64_t b)
 {
     size_t start = (size_t)b * (size_t)l->o.batch;
-    size_t left = l->n - start;
+    size_t left = l->nl - start;
     return left < (size_t)l->o.batch ? left : (size_t)l->o.batch;
 }
 
@@ -158,7 +182,13 @@ ld_loader *ld_loader_create(ld_data *d, be_ctx *be, const ld_opts *o, cm_err *er
     l->T = m->frames;
     l->spec_sample_bytes = (size_t)m->bins * (size_t)m->frames * (m->spec_float32 ? 4 : 2);
     l->n = ld_data_count(d);
-    l->nbatches = o->drop_last ? l->n / (size_t)o->batch : (l->n + (size_t)o->batch - 1) / (size_t)o->batch;
+    if (o->world > 1 && (o->rank < 0 || o->rank >= o->world)) {
+        cm_err_set(err, "loader: rank %d outside world of %d", o->rank, o->world);
+        free(l);
+        return NULL;
+    }
+    l->nl = shard_count(l->n, o);
+    l->nbatches = o->drop_last ? l->nl / (size_t)o->batch : (l->nl + (size_t)o->batch - 1) / (size_t)o->batch;
     l->nslots = o->slots >= 2 ? o->slots : o->threads + 2;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
@@ -298,9 +328,9 @@ static int load_position(ld_loader *l, fr_jpeg *jd, size_t p, ld_slot *s, int j,
     snprintf(s->bad[j].msg, sizeof s->bad[j].msg, "%s", err->msg);
     if (!l->o.drop_last)
         return 0; /* dropped from its batch (pack_slot) */
-    for (size_t t = 1; t < l->n; t++) {
+    for (size_t t = 1; t < l->nl; t++) { /* this rank's positions (all of them with one process) */
         ld_bad other;
-        rc = load_item(l, jd, l->order[(p + t) % l->n], l->seeds[p], s, j, &other, err);
+        rc = load_item(l, jd, l->order[(p + t) % l->nl], l->seeds[p], s, j, &other, err);
         if (rc != LD_BAD)
             return rc;
     }
@@ -443,13 +473,14 @@ int ld_loader_start(ld_loader *l, tr_rng *rng, size_t skip, cm_err *err)
         }
     for (size_t i = 0; i < l->n; i++)
         l->seeds[i] = l->o.augment ? tr_rng_next(rng) : 0;
+    shard_order(l);
     if (skip > l->nbatches)
         skip = l->nbatches;
     l->stop = 0;
     l->nreports = l->report_next = 0;
     l->next_batch = (int64_t)skip;
     l->next_item = skip * (size_t)l->o.batch;
-    l->end_item = l->o.drop_last ? l->nbatches * (size_t)l->o.batch : l->n;
+    l->end_item = l->o.drop_last ? l->nbatches * (size_t)l->o.batch : l->nl;
     for (int i = 0; i < l->nslots; i++)
         assign_slot(l, &l->slots[i], -1);
     for (int i = 0; i < l->nslots && (size_t)(skip + (size_t)i) < l->nbatches; i++) {

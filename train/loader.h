@@ -108,13 +108,21 @@ typedef struct ld_opts {
      * way the batches depend only on the data and the draws: runs stay
      * deterministic and resumable. */
     int skip_bad;
+
+    /* Data parallel (DistributedSampler): rank of world (world <= 1: one
+     * process). Each pass's order (shuffled or shard order) is computed in
+     * full on every rank; with drop_last it is cut to a multiple of world,
+     * and rank r takes the positions i with i mod world == r (each keeps its
+     * position's augmentation seed). Without drop_last (evaluation) nothing
+     * is cut, so the ranks' counts add up to the split. */
+    int rank, world;
 } ld_opts;
 
 typedef struct ld_loader ld_loader;
 
 ld_loader *ld_loader_create(ld_data *d, be_ctx *be, const ld_opts *o, cm_err *err);
 void ld_loader_destroy(ld_loader *l);
-/* Batches per pass. */
+/* Batches per pass (of this rank). */
 size_t ld_loader_batches(const ld_loader *l);
 /* Starts a pass: takes the pass's draws from rng (advancing it) and starts the
  * workers at batch `skip`. */

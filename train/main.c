@@ -10,7 +10,12 @@
  *
  * Every input (options, shards of every split, checkpoints) is checked
  * before anything is written under --out, so a bad input never damages an
- * earlier run's files. */
+ * earlier run's files.
+ *
+ * Data parallel (docs/DISTRIBUTED.md): under mpirun/srun every rank runs the
+ * same phases on its share of the data (ld_opts rank/world); the step
+ * averages gradients over ranks (train/system_dist.c), evaluation counts are
+ * summed over ranks, and only rank 0 (`lead`) writes under --out. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -30,6 +35,7 @@
 #include "train/opts.h"
 #include "train/plot.h"
 #include "train/system.h"
+#include "train/world.h"
 
 #define TOOL "train"
 
@@ -37,6 +43,9 @@
 enum { GO_ON = -1, EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 typedef struct tr_run {
+    ds_comm *comm;     /* the ranks (a world of 1 without a launcher) */
+    int rank, world;
+    int lead;          /* rank 0: the one that writes outputs */
     tr_opts op;        /* from argv, or RUN/options.json with argv's overrides on --resume */
     char *opts_text;   /* RUN/options.json as read (--resume) */
     int resuming;
@@ -145,7 +154,8 @@ static int run_options(tr_run *r, int argc, char **argv)
     int rc = GO_ON;
     r->resuming = cl.resume != NULL;
     if (cl.help) {
-        tr_opts_help(stdout);
+        if (r->lead)
+            tr_opts_help(stdout);
         rc = EXIT_DONE;
     } else if (r->resuming) {
         rc = resume_options(r, &cl, given);
@@ -164,7 +174,7 @@ static int run_options(tr_run *r, int argc, char **argv)
     path_in(r->svg_path, sizeof r->svg_path, op->out, "curves.svg");
     path_in(r->result_path, sizeof r->result_path, op->out, "result.json");
     r->from_last = r->resuming && cm_is_file(r->last_path);
-    if (!r->resuming && !op->force) {
+    if (!r->resuming && !op->force && r->lead) {
         char opts_path[CM_PATH_MAX];
         path_in(opts_path, sizeof opts_path, op->out, "options.json");
         if (cm_is_file(r->last_path) || cm_is_file(opts_path)) {
@@ -200,9 +210,14 @@ static int open_splits(tr_run *r)
             cm_err_prefix(&err, "does not match split train");
             return fail_split(r, names[k], err.msg);
         }
-    if (ld_data_count(r->train) < (size_t)op->batch_size) {
-        snprintf(err.msg, sizeof err.msg, "%zu samples, fewer than one batch of %d (training drops partial batches)",
-                 ld_data_count(r->train), op->batch_size);
+    if (ld_data_count(r->train) / (size_t)r->world < (size_t)op->batch_size) {
+        if (r->world == 1)
+            snprintf(err.msg, sizeof err.msg, "%zu samples, fewer than one batch of %d (training drops partial batches)",
+                     ld_data_count(r->train), op->batch_size);
+        else
+            snprintf(err.msg, sizeof err.msg,
+                     "%zu samples, fewer than one batch of %d for each of %d ranks (training drops partial batches)",
+                     ld_data_count(r->train), op->batch_size, r->world);
         return fail_split(r, "train", err.msg);
     }
     r->identity = ld_data_identity(r->train);
@@ -267,6 +282,7 @@ static int run_backend(tr_run *r)
     if (strcmp(op->device, "cpu") == 0) {
         r->be = be_cpu_create(bo.threads, &err);
     } else {
+        bo.device = ds_local_rank(r->comm);
         r->be = be_cuda_create(&bo, &err);
         if (!r->be && strcmp(op->device, "cuda") == 0)
             return fail("--device cuda", err.msg);
@@ -276,6 +292,28 @@ static int run_backend(tr_run *r)
         }
     }
     return r->be ? GO_ON : fail("backend", err.msg);
+}
+
+/* The ranks before the networks: the world size of a resumed run, and
+ * NCCL for CUDA ranks started by a launcher. */
+static int run_world(tr_run *r)
+{
+    cm_err err = {{0}};
+    if (r->resuming && tr_world_check(r->op.out, r->comm, &err) != 0)
+        return fail(r->op.out, err.msg);
+    if (ds_active(r->comm) && strcmp(r->be->ops->name, "cpu") != 0 && ds_gpu_init(r->comm, ds_local_rank(r->comm), 0, &err) != 0)
+        return fail("NCCL", err.msg);
+    return GO_ON;
+}
+
+/* DDP: every rank starts from rank 0's weights, momenta, statistics and step. */
+static int share_state(tr_run *r)
+{
+    cm_err err = {{0}};
+    tr_system_set_comm(r->sys, r->comm);
+    if (tr_system_broadcast(r->sys, &err) != 0)
+        return fail("ranks", err.msg);
+    return GO_ON;
 }
 
 /* The networks, as the options and the data's shape say. */
@@ -365,7 +403,7 @@ static int create_loaders(tr_run *r)
     int lthreads = op->loader_threads > 0 ? op->loader_threads : r->be->ops->input_threads(r->be, cm_ncpu());
     ld_opts lo = {.batch = op->batch_size, .augment = !op->no_augment, .shuffle = !op->no_shuffle, .drop_last = 1,
                   .threads = lthreads, .need_audio = uses[0], .need_visual = uses[1],
-                  .skip_bad = strcmp(op->bad_samples, "skip") == 0};
+                  .skip_bad = strcmp(op->bad_samples, "skip") == 0, .rank = r->rank, .world = r->world};
     r->ltrain = ld_loader_create(r->train, r->be, &lo, &err);
     lo.augment = 0;
     lo.shuffle = 0;
@@ -387,12 +425,16 @@ static int open_outputs(tr_run *r)
 {
     cm_err err = {{0}};
     const tr_opts *op = &r->op;
+    if (!r->lead)
+        return GO_ON;
     if (cm_mkdirs(op->out, &err) != 0)
         return fail(op->out, err.msg);
     const char *outs[] = {r->last_path, r->best_path, r->metrics_path, r->svg_path, r->result_path};
     for (size_t k = 0; r->resuming && k < sizeof outs / sizeof *outs; k++) /* left by a kill */
         if (cm_remove_stale_tmp(outs[k], &err) < 0)
             return fail(op->out, err.msg);
+    if (!r->resuming && tr_world_save(op->out, r->comm, &err) != 0)
+        return fail(op->out, err.msg);
     if (!r->resuming) {
         char path[CM_PATH_MAX];
         path_in(path, sizeof path, op->out, "options.json");
@@ -418,6 +460,8 @@ static int open_outputs(tr_run *r)
 static void announce(const tr_run *r)
 {
     const tr_opts *op = &r->op;
+    if (!r->lead)
+        return;
     if (r->resuming)
         fprintf(stderr, TOOL ": resuming %s at epoch %d, step %lld%s\n", op->out, r->pos.epoch + 1,
                 (long long)r->pos.step, r->from_last ? "" : " (no checkpoint yet: from the start)");
@@ -425,11 +469,16 @@ static void announce(const tr_run *r)
             op->pretrain ? "pretrain" : op->method, op->pretrain ? "" : op->teacher, op->pretrain ? op->teacher : "",
             op->pretrain ? "" : op->student, ld_data_count(r->train), ld_data_count(r->val), ld_data_count(r->test),
             r->has_val ? "" : "; test serves as val", r->nb, r->be->ops->name);
+    if (r->world > 1)
+        fprintf(stderr, TOOL ": data parallel over %d ranks, %d samples per rank and step\n", r->world,
+                op->batch_size);
 }
 
 static int run_configure(tr_run *r)
 {
     int rc = run_backend(r);
+    if (rc == GO_ON)
+        rc = run_world(r);
     if (rc == GO_ON)
         rc = build_system(r);
     if (rc == GO_ON)
@@ -439,11 +488,14 @@ static int run_configure(tr_run *r)
     if (rc == GO_ON && r->from_last)
         rc = check_position(r);
     if (rc == GO_ON)
+        rc = share_state(r);
+    if (rc == GO_ON)
         rc = open_outputs(r);
     if (rc != GO_ON)
         return rc;
     announce(r);
-    r->prog = cm_progress_create(stderr, TOOL, (size_t)r->nb * (size_t)r->op.epochs, 5.0);
+    if (r->lead)
+        r->prog = cm_progress_create(stderr, TOOL, (size_t)r->nb * (size_t)r->op.epochs, 5.0);
     r->saved_at = cm_now();
     r->last_val_s = r->last_test_s = r->last_val_t = r->last_test_t = -1;
     return GO_ON;
@@ -527,7 +579,7 @@ static int report_bad(tr_run *r, ld_loader *ld, const char *split, int64_t upto,
     while (ld_loader_take_bad(ld, upto, &b)) {
         if (b.first)
             fprintf(stderr, TOOL ": %s: split %s: %s (skipped)\n", r->op.data, split, b.msg);
-        if (mt_bad_record(r->mt, split, r->pos.epoch + (step >= 0), step, b.index, b.id, b.msg, &err) != 0)
+        if (r->lead && mt_bad_record(r->mt, split, r->pos.epoch + (step >= 0), step, b.index, b.id, b.msg, &err) != 0)
             return fail(r->metrics_path, err.msg);
     }
     return GO_ON;
@@ -569,6 +621,10 @@ static int evaluate(tr_run *r, ld_loader *ld, const char *split, double *acc_s, 
         rc = -2;
     if (rc < 0)
         return rc;
+    int64_t counts[3] = {n, cs, ct}; /* each rank evaluated its share (ld_opts) */
+    if (ds_allreduce_i64(r->comm, counts, 3, DS_SUM, err) != 0)
+        return -1;
+    n = counts[0], cs = counts[1], ct = counts[2];
     *acc_s = r->eval_s && n ? (double)cs / (double)n : -1;
     *acc_t = r->eval_t && n ? (double)ct / (double)n : -1;
     return 0;
@@ -615,7 +671,7 @@ static int save_last(tr_run *r, int inside_epoch)
 {
     cm_err err = {{0}};
     memcpy(r->pos.rng_state, inside_epoch ? r->epoch_rng : r->rng.s, sizeof r->pos.rng_state);
-    if (tr_checkpoint_save(r->sys, r->last_path, &r->pos, r->identity, &err) != 0)
+    if (r->lead && tr_checkpoint_save(r->sys, r->last_path, &r->pos, r->identity, &err) != 0)
         return fail(r->last_path, err.msg);
     r->saved_at = cm_now();
     return GO_ON;
@@ -647,21 +703,22 @@ static int start_epoch(tr_run *r, int e, mt_epoch *rec)
     rec->eval_s = r->eval_s;
     rec->eval_t = r->eval_t;
     rec->val_student = rec->test_student = rec->val_teacher = rec->test_teacher = -1;
-    rec->gpu_peak_bytes = -1;
+    rec->gpu_peak_bytes = rec->allreduce_seconds = -1;
     rec->seconds = cm_now(); /* the start, until the record is written */
     memcpy(r->epoch_rng, r->rng.s, sizeof r->epoch_rng);
     size_t skip = (size_t)(r->pos.step - (int64_t)e * (int64_t)r->nb); /* check_position: 0 <= skip < nb */
     if (ld_loader_start(r->ltrain, &r->rng, skip, &err) != 0)
         return fail("loader", err.msg);
-    if (skip > 0) {
+    if (skip > 0 && r->lead) {
         mt_partial mp;
         if (mt_epoch_partial(r->metrics_path, e + 1, r->pos.step, &mp, &err) != 0)
             return fail(r->metrics_path, err.msg);
         rec->steps = mp.steps;
         rec->sum_loss = mp.sum_loss;
-        rec->seen = mp.steps * r->op.batch_size;
-        rec->hit_student = llround(mp.sum_acc_student * r->op.batch_size);
-        rec->hit_teacher = llround(mp.sum_acc_teacher * r->op.batch_size);
+        long long global_batch = (long long)r->op.batch_size * r->world; /* a step's samples over the ranks */
+        rec->seen = mp.steps * global_batch;
+        rec->hit_student = llround(mp.sum_acc_student * (double)global_batch);
+        rec->hit_teacher = llround(mp.sum_acc_teacher * (double)global_batch);
     }
     return GO_ON;
 }
@@ -675,7 +732,7 @@ static int run_step(tr_run *r, mt_epoch *rec, ld_host_batch *hb, const tr_batch 
     tr_stats st;
     memset(&st, 0, sizeof st);
     int rc = GO_ON;
-    if (op->dump_batches && (op->dump_count < 0 || r->pos.step < op->dump_count) &&
+    if (op->dump_batches && r->lead && (op->dump_count < 0 || r->pos.step < op->dump_count) &&
         dump_batch(op->dump_batches, (long long)r->pos.step, r->be, b, hb, &r->cfg, &err) != 0) {
         rc = fail(op->dump_batches, err.msg);
     } else if (tr_system_step(r->sys, b, (float)rec->lr, &st, &err) != 0) {
@@ -684,18 +741,18 @@ static int run_step(tr_run *r, mt_epoch *rec, ld_host_batch *hb, const tr_batch 
         cm_progress_finish(r->prog, (size_t)r->pos.step, 0, NULL);
         rc = fail(what, err.msg);
     }
-    int B = hb->B;
     ld_loader_release(r->ltrain, hb);
     if (rc != GO_ON)
         return rc;
     r->be->ops->sync(r->be);
+    int B = st.samples; /* the global batch: hb->B on each of the ranks */
     r->pos.step++;
     rec->steps++;
     rec->seen += B;
     rec->hit_student += st.correct_student;
     rec->hit_teacher += st.correct_teacher;
     rec->sum_loss += st.loss;
-    if (mt_step_record(r->mt, r->pos.step, rec->epoch, rec->lr, &st, B, r->eval_s, r->eval_t, &err) != 0)
+    if (r->lead && mt_step_record(r->mt, r->pos.step, rec->epoch, rec->lr, &st, B, r->eval_s, r->eval_t, &err) != 0)
         return fail(r->metrics_path, err.msg);
     char extra[128];
     snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f lr %.3g", rec->epoch, op->epochs, st.loss, rec->lr);
@@ -715,6 +772,8 @@ static int end_epoch(tr_run *r, int e, mt_epoch *rec)
     r->pos.epoch = e + 1;
     memcpy(r->pos.rng_state, r->rng.s, sizeof r->rng.s);
     int improved = 0;
+    if (tr_system_check_same(r->sys, &err) != 0) /* and rank 0's BN statistics everywhere, for evaluation */
+        return fail("ranks", err.msg);
     int rc = run_evaluate(r, e, rec, &improved);
     if (rc != GO_ON)
         return rc;
@@ -728,6 +787,10 @@ static int end_epoch(tr_run *r, int e, mt_epoch *rec)
         r->be->ops->stats(r->be, &bst);
         rec->gpu_peak_bytes = (double)bst.peak_bytes;
     }
+    if (ds_active(r->comm) && strcmp(r->be->ops->name, "cpu") != 0) /* NCCL gradient all-reduce time of this epoch */
+        rec->allreduce_seconds = ds_gpu_take_seconds(r->comm);
+    if (!r->lead)
+        return GO_ON;
     if (mt_epoch_record(r->mt, rec, &err) != 0)
         return fail(r->metrics_path, err.msg);
     if (improved && tr_checkpoint_save(r->sys, r->best_path, &r->pos, r->identity, &err) != 0)
@@ -885,6 +948,8 @@ static int run_finish(tr_run *r)
 {
     cm_err err = {{0}};
     const tr_opts *op = &r->op;
+    if (!r->lead)
+        return EXIT_DONE;
     char title[512];
     if (!op->pretrain)
         snprintf(title, sizeof title, "%s: %s %s->%s, width %d, %d epochs", op->out, op->method, op->teacher, op->student,
@@ -932,10 +997,30 @@ static void run_destroy(tr_run *r)
     free(r->opts_text);
 }
 
+/* The watchdog of dist/dist.h: a collective that does not complete in time
+ * means another rank died or hangs; every rank is ended. */
+static void dist_timeout(void *arg, const char *what, double seconds)
+{
+    const tr_run *r = arg;
+    fprintf(stderr, TOOL ": rank %d: %s not completed after %.0f s (another rank died or hangs; "
+            "C2KD_DIST_TIMEOUT sets the limit); ending every rank\n", r->rank, what, seconds);
+    fflush(stderr);
+    ds_abort(r->comm, 1);
+    _exit(1);
+}
+
 int main(int argc, char **argv)
 {
     tr_run run;
     memset(&run, 0, sizeof run);
+    cm_err err = {{0}};
+    const char *to = getenv("C2KD_DIST_TIMEOUT");
+    run.comm = ds_create(to ? atof(to) : 600.0, dist_timeout, &run, &err);
+    if (!run.comm)
+        return fail("MPI", err.msg);
+    run.rank = ds_rank(run.comm);
+    run.world = ds_size(run.comm);
+    run.lead = run.rank == 0;
     int rc = run_options(&run, argc, argv);
     if (rc == GO_ON)
         rc = run_open_inputs(&run);
@@ -946,5 +1031,12 @@ int main(int argc, char **argv)
     if (rc == GO_ON)
         rc = run_finish(&run);
     run_destroy(&run);
+    if (rc != EXIT_DONE && run.world > 1) {
+        /* The other ranks may wait in a collective: end them (mpirun reports it). */
+        fprintf(stderr, TOOL ": rank %d failed; ending every rank\n", run.rank);
+        fflush(stderr);
+        ds_abort(run.comm, rc);
+    }
+    ds_destroy(run.comm);
     return rc;
 }

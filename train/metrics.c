@@ -185,6 +185,8 @@ int mt_epoch_record(mt_log *m, const mt_epoch *e, cm_err *err)
     cJSON_AddNumberToObject(j, "seconds", e->seconds);
     if (e->gpu_peak_bytes >= 0)
         cJSON_AddNumberToObject(j, "gpu_peak_bytes", e->gpu_peak_bytes);
+    if (e->allreduce_seconds >= 0)
+        cJSON_AddNumberToObject(j, "allreduce_seconds", e->allreduce_seconds);
     return write_record(m, j, err);
 }
 

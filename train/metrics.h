@@ -1,7 +1,8 @@
 /* metrics: RUN/metrics.jsonl, one JSON object per line:
  *   {"type":"step", "step", "epoch", "lr", "loss", <each loss term>, "kept", "acc_student", "acc_teacher"}
  *   {"type":"epoch", "epoch", "step", "lr", "train_loss", "train_acc_*", "val_acc_*", "test_acc_*",
- *    "best_epoch", "best_val", "best_test", "seconds", "gpu_peak_bytes" (CUDA only)}
+ *    "best_epoch", "best_val", "best_test", "seconds", "gpu_peak_bytes" (CUDA only),
+ *    "allreduce_seconds" (data-parallel CUDA runs only)}
  * The file is a live log (appended and flushed line by line, so it can be
  * followed during a run). On --resume it is first cut back, atomically, to
  * the records up to the checkpoint's position, so a resumed run's log equals
@@ -39,7 +40,8 @@ int mt_bad_record(mt_log *m, const char *split, int epoch, int64_t step, int64_t
 
 /* An epoch's record: its training sums (steps, losses, hits over `seen`
  * samples), the evaluation (accuracies < 0: not evaluated), the best epoch
- * so far (0: none), the wall time, and the GPU's peak memory (< 0: none). */
+ * so far (0: none), the wall time, the GPU's peak memory and the NCCL
+ * all-reduce time (< 0: none). */
 typedef struct mt_epoch {
     int epoch;
     int64_t step;
@@ -52,6 +54,7 @@ typedef struct mt_epoch {
     double best_val, best_test;
     double seconds;
     double gpu_peak_bytes;
+    double allreduce_seconds; /* NCCL gradient all-reduces of the epoch (< 0: none) */
 } mt_epoch;
 int mt_epoch_record(mt_log *m, const mt_epoch *e, cm_err *err);
 

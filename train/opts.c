@@ -63,7 +63,7 @@ static const opt_def defs[] = {
     {"visual-mode", O_STR, OFF(visual_mode), "auto|stack|fold", "auto", 1, 0, "V", "frames stacked on channels or folded into the batch (auto: fold when F > 1)"},
     {"image-size", O_INT, OFF(image_size), NULL, "224", 1, 0, "S", "side of the network's input frames", AT_LEAST(8), CFG(C_INT, image_size)},
     {"epochs", O_INT, OFF(epochs), NULL, "100", 1, 0, "N", "epochs", AT_LEAST(1)},
-    {"batch-size", O_INT, OFF(batch_size), NULL, "64", 1, 0, "B", "batch size; training drops the last partial batch", AT_LEAST(1), CFG(C_INT, max_batch)},
+    {"batch-size", O_INT, OFF(batch_size), NULL, "64", 1, 0, "B", "batch size, per rank under mpirun/srun; training drops the last partial batch. With N ranks each epoch's order (shuffled, or shard order with --no-shuffle) is cut to a multiple of N and rank r takes positions i with i mod N = r (DistributedSampler, drop_last)", AT_LEAST(1), CFG(C_INT, max_batch)},
     {"lr", O_DBL, OFF(lr), NULL, "0.01", 1, 0, "X", "initial learning rate", .range = R_GT, .lo = 0},
     {"schedule", O_STR, OFF(schedule), "poly|const", "poly", 1, 0, "S", "poly: lr = 1e-4 + (lr - 1e-4)(1 - e/epochs)^0.9 per epoch; const"},
     {"momentum", O_DBL, OFF(momentum), NULL, "0.9", 1, 0, "X", "SGD momentum", .range = R_UNIT_OPEN, .lo = 0, .hi = 1, CFG(C_FLOAT, momentum)},

@@ -606,8 +606,10 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
     step_backward(s, B);
     float hl[TR_MAX_TERMS];
     o->to_host(be, hl, s->loss, TR_MAX_TERMS * sizeof(float));
-    if (o->status(be, err) < 0)
+    if (o->status(be, err) < 0 || tr_dist_reduce_step(s, hl, nt, err) != 0) {
+        save_buffers(s, 1);
         return cm_err_prefix(err, "step %lld", stepno);
+    }
     double total = 0;
     for (int i = 0; i < nt; i++) {
         if (!isfinite(hl[i])) {
@@ -624,8 +626,11 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
         return cm_err_set(err, "step %lld: non-finite total loss; no parameter was changed", stepno);
     }
     step_sgd(s, lr);
-    if (st)
+    if (st) {
         step_stats(s, b, &z, names, hl, nt, total, st);
+        if (tr_dist_reduce_stats(s, st, B, err) != 0)
+            return cm_err_prefix(err, "step %lld", stepno);
+    }
     if (o->status(be, err) < 0)
         return cm_err_prefix(err, "step %lld", stepno);
     s->step++;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "common/cm_err.h"
+#include "dist/dist.h"
 #include "backend/backend.h"
 
 /* ---- the configuration ---- */
@@ -71,6 +72,7 @@ typedef struct tr_stats {
     float term[TR_MAX_TERMS];
     float kept;                       /* fraction of samples kept by the selection (c2kd), else -1 */
     int correct_student, correct_teacher; /* top-1 hits on this batch (training mode) */
+    int samples;                      /* samples of the step: B, or B * ranks in a data-parallel run */
 } tr_stats;
 
 typedef struct tr_system tr_system;
@@ -168,6 +170,25 @@ int tr_system_tensor(const tr_system *s, size_t i, const char **name, size_t *co
  * steps+1. */
 int64_t tr_system_steps(const tr_system *s);
 void tr_system_set_steps(tr_system *s, int64_t steps);
+
+/* ---- data parallel (train/system_dist.c) ----
+ * With a communicator of N > 1 ranks (dist/dist.h), each step runs as in
+ * PyTorch's DistributedDataParallel: every rank's forward and backward pass on
+ * its own batch (batch norm with that batch's statistics, C²KD's selection and
+ * losses per rank), then the gradients of every parameter SGD updates are
+ * averaged over ranks (MPI_Allreduce on the CPU backend, NCCL on CUDA) and
+ * every rank applies the same SGD step. The loss terms are averaged too (a
+ * non-finite one on any rank fails the step everywhere); tr_stats holds the
+ * global batch's figures. comm is not owned; NULL: one process. */
+void tr_system_set_comm(tr_system *s, ds_comm *comm);
+/* Sends rank 0's parameters, momenta, BN buffers and counters to every rank,
+ * then tr_system_check_same. */
+int tr_system_broadcast(tr_system *s, cm_err *err);
+/* Sends rank 0's BN running statistics to every rank (DDP's broadcast_buffers;
+ * per-rank batches update them differently) and returns -1 naming the first
+ * network whose parameters differ between ranks (a 64-bit hash of their
+ * bytes compared with an all-reduce). Before evaluation and checkpoints. */
+int tr_system_check_same(tr_system *s, cm_err *err);
 
 /* Device pointers to the outputs of the last step or eval (for tests): logits
  * [B, classes] of each network and proxy (NULL when absent or not computed),

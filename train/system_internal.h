@@ -2,6 +2,7 @@
 #ifndef TRAIN_SYSTEM_INTERNAL_H
 #define TRAIN_SYSTEM_INTERNAL_H
 
+#include "dist/dist.h"
 #include "train/model.h"
 #include "train/system.h"
 
@@ -39,11 +40,21 @@ struct tr_system {
     int last_B;
     tr_index *idx;
     size_t nidx;
+    ds_comm *comm;     /* data parallel: NULL or a world of 1 = one process */
 };
 
 #define TR_MAX_REGS 5
 /* The registries of the networks present, in the order student, teacher,
  * student_proxy, teacher_proxy, shadow. Returns their number. */
 int tr_system_regs(tr_system *s, tr_reg *regs[TR_MAX_REGS]);
+
+/* Data parallel (system_dist.c), no-ops without a communicator of several
+ * ranks. After the backward pass: averages the nt loss terms in hl (so that a
+ * non-finite loss on any rank fails the step on every rank) and the gradients
+ * SGD will use. */
+int tr_dist_reduce_step(tr_system *s, float *hl, int nt, cm_err *err);
+/* Sums the correct counts and the kept fraction over ranks (stats of the
+ * global batch; st->samples = B * ranks). */
+int tr_dist_reduce_stats(tr_system *s, tr_stats *st, int B, cm_err *err);
 
 #endif

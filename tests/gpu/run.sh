@@ -18,6 +18,7 @@
 #      was running"); with nsys present also an nsys trace and its CUDA GPU trace summary
 #   5. bench/train-gpu: our C2KD step (own BN; cuDNN BN, short) vs PyTorch eager on the same GPU,
 #      epoch of 403 steps, a profiled short run (GPU time per op, memory plan)
+#   5. data parallel with NCCL under mpirun (1 rank; 2 with two GPUs): step and all-reduce time
 #
 # Every step logs, has a time limit and the script goes on after a failure;
 # $OUT/summary.txt lists each step's exit status, $OUT/log.txt has everything.
@@ -129,6 +130,21 @@ overlap() {
 export -f overlap; export OUT ROOT PY FINAL
 step overlap 120 bash -c overlap
 BENCH_DEADLINE=$(( 150 - $(el) )) step bench 170 bench/train-gpu/run.sh "$OUT/bench"
+# 5. data parallel over NCCL (docs/DISTRIBUTED.md): 1 rank, and 2 when the machine has 2 GPUs;
+#    the epoch records give the step time and the NCCL all-reduce time of the epoch
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+TRAIN=$BIN/train; [ -x "$TRAIN" ] || TRAIN=build/bin/train
+if command -v mpirun >/dev/null && [ -x "$TRAIN" ] && [ -e "$(dirname "$TRAIN")/../lib/c2kd_dist.so" ]; then
+    "$PY" -c "import sys; sys.path.insert(0, 'tests/oracle'); import train_util as u; u.make_dataset('$OUT/ddp-data', counts={'train': 512, 'val': 8, 'test': 8}, bins=257, T=200, sizes=((256, 224),))"
+    for n in 1 2; do
+        [ "$n" -le "$NGPU" ] || continue
+        step ddp_$n 60 mpirun --allow-run-as-root --oversubscribe -np $n "$TRAIN" --data "$OUT/ddp-data" \
+            --out "$OUT/ddp-$n" --device cuda --method c2kd --batch-size 64 --epochs 1 --eval-from 2 --force
+        "$PY" -c "import json; [print('ddp $n ranks: %d steps, %.1f ms/step, all-reduce %.2f ms/step' % (j['step'], 1e3 * j['seconds'] / j['step'], 1e3 * j.get('allreduce_seconds', 0) / j['step'])) for j in map(json.loads, open('$OUT/ddp-$n/metrics.jsonl')) if j['type'] == 'epoch']" 2>&1 | tee -a "$SUMMARY"
+    done
+else
+    echo "ddp rc=skipped (mpirun, build/bin/train or build/lib/c2kd_dist.so absent on this machine)" >> "$SUMMARY"
+fi
 cp "$OUT/bench/RESULTS.md" "$OUT/RESULTS.md" 2>/dev/null
 
 echo

@@ -11,6 +11,15 @@
  *   OUT/ckpt_K.h5        checkpoint after step K (weights, running statistics, momenta)
  *   OUT/eval.h5          z_student, z_teacher of an evaluation-mode forward of batch 0 after the steps
  *
+ * Under mpirun -np N (N > 1; dist/dist.h) every rank runs the step on its
+ * share of each batch, the samples i with i mod N = rank (DistributedSampler),
+ * with the data-parallel step of train/system_dist.c (DDP: gradients and loss
+ * terms averaged, batch norm per rank). --batch is then the global batch
+ * (a multiple of N). Rank 0 writes OUT/init.h5 and OUT/batch.h5 (the global
+ * batches); each rank r writes its step_K.h5 (its forward outputs and kink
+ * records, the averaged terms and gradients), ckpt_K.h5 (its running
+ * statistics), eval.h5 (its share of batch 0) and final.h5 into OUT/rank<r>/.
+ *
  * Usage: stepcheck --out DIR [--method pretrain|none|kd|nkd|c2kd|shake] [--student audio|visual]
  *   [--depth 18|50] [--student-depth 18|50] [--teacher-depth 18|50] [--width W] [--classes C] [--batch B] [--bins H] [--time T] [--image S]
  *   [--frames F] [--fold] [--proxy fa|none|cfa] [--teacher-update full|top|frozen]
@@ -45,6 +54,7 @@
 #include <string.h>
 
 #include "common/cm_file.h"
+#include "dist/dist.h"
 #include "train/rng.h"
 #include "train/model.h"
 #include "train/system.h"
@@ -374,6 +384,15 @@ static int kink_write(const kink_rec *k, hid_t f)
     return rc;
 }
 
+/* Copies the rows i with i mod N == rank of src [rows, row] into dst. */
+static void take_rows(void *dst, const void *src, size_t rows, size_t row_bytes, int rank, int N)
+{
+    char *d = dst;
+    const char *sp = src;
+    for (size_t i = (size_t)rank; i < rows; i += (size_t)N, d += row_bytes)
+        memcpy(d, sp + i * row_bytes, row_bytes);
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: stepcheck --out DIR [options] (see the source header)\n");
@@ -435,10 +454,26 @@ int main(int argc, char **argv)
     }
     if (!out || B < 1 || steps < 0 || !(band >= 0 && band < 1))
         return usage();
-    c.max_batch = B;
     cm_err err = {{0}};
-    if (cm_mkdirs(out, &err) < 0) {
-        fprintf(stderr, "stepcheck: %s: %s\n", out, err.msg);
+    ds_comm *comm = ds_create(0, NULL, NULL, &err);
+    if (!comm) {
+        fprintf(stderr, "stepcheck: MPI: %s\n", err.msg);
+        return 1;
+    }
+    const int rank = ds_rank(comm), N = ds_size(comm);
+    if (B % N != 0) {
+        ds_destroy(comm);
+        return usage();
+    }
+    const int Bl = B / N; /* this rank's samples of each batch */
+    c.max_batch = Bl;
+    char rdir[CM_PATH_MAX]; /* this rank's files */
+    if (N > 1)
+        snprintf(rdir, sizeof rdir, "%s/rank%d", out, rank);
+    else
+        snprintf(rdir, sizeof rdir, "%s", out);
+    if (cm_mkdirs(rdir, &err) < 0) {
+        fprintf(stderr, "stepcheck: %s: %s\n", rdir, err.msg);
         return 1;
     }
     be_ctx *be = be_cpu_create(threads, &err);
@@ -459,22 +494,26 @@ int main(int argc, char **argv)
         be->ops->destroy(be);
         return 1;
     }
-    char path[CM_PATH_MAX];
+    char path[CM_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/init.h5", out);
     tr_position pos = {.seed = seed, .best_val = -1, .best_epoch = -1, .best_test = -1};
     const char *bad = NULL;
+    tr_system_set_comm(s, comm);
     if (init && tr_checkpoint_load(s, init, NULL, 0, NULL, &err) < 0)
         bad = init;
-    else if (tr_checkpoint_save(s, path, &pos, "{\"test\":1}", &err) < 0)
+    else if (tr_system_broadcast(s, &err) < 0)
+        bad = "broadcast";
+    else if (rank == 0 && tr_checkpoint_save(s, path, &pos, "{\"test\":1}", &err) < 0)
         bad = path;
     if (bad) {
         fprintf(stderr, "stepcheck: %s: %s\n", bad, err.msg);
         tr_system_destroy(s);
         kink_destroy(&kink, be);
         be->ops->destroy(be);
+        ds_abort(comm, 1);
         return 1;
     }
-    /* Random batches. */
+    /* Random batches (the same global ones on every rank). */
     int Fi = c.visual_mode == TR_VISUAL_FOLD ? c.frames : 1;
     int vc = c.visual_mode == TR_VISUAL_FOLD ? 3 : 3 * c.frames;
     size_t na = (size_t)B * c.spec_bins * c.spec_frames;
@@ -490,24 +529,34 @@ int main(int argc, char **argv)
         hv[i] = (float)tr_rng_normal(&rng);
     for (int i = 0; i < B * S; i++)
         hy[i] = (int32_t)(tr_rng_next(&rng) % (uint64_t)c.n_classes);
-    snprintf(path, sizeof path, "%s/batch.h5", out);
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    size_t sa[5] = {(size_t)S, (size_t)B, 1, (size_t)c.spec_bins, (size_t)c.spec_frames};
-    size_t sv[5] = {(size_t)S, (size_t)B * Fi, (size_t)vc, (size_t)c.image_size, (size_t)c.image_size};
-    size_t sy[2] = {(size_t)S, (size_t)B};
-    write_f(f, "audio", 5, sa, ha);
-    write_f(f, "visual", 5, sv, hv);
-    write_arr(f, "labels", H5T_NATIVE_INT32, H5T_STD_I32LE, 2, sy, hy);
-    H5Fclose(f);
-    float *da = be->ops->alloc(be, na * sizeof(float)), *dv = be->ops->alloc(be, nv * sizeof(float));
-    int32_t *dy = be->ops->alloc(be, (size_t)B * sizeof(int32_t));
+    hid_t f;
+    if (rank == 0) {
+        snprintf(path, sizeof path, "%s/batch.h5", out);
+        f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        size_t sa[5] = {(size_t)S, (size_t)B, 1, (size_t)c.spec_bins, (size_t)c.spec_frames};
+        size_t sv[5] = {(size_t)S, (size_t)B * Fi, (size_t)vc, (size_t)c.image_size, (size_t)c.image_size};
+        size_t sy[2] = {(size_t)S, (size_t)B};
+        write_f(f, "audio", 5, sa, ha);
+        write_f(f, "visual", 5, sv, hv);
+        write_arr(f, "labels", H5T_NATIVE_INT32, H5T_STD_I32LE, 2, sy, hy);
+        H5Fclose(f);
+    }
+    /* this rank's rows of one batch */
+    const size_t nal = na / (size_t)N, nvl = nv / (size_t)N;
+    float *la = malloc(nal * sizeof(float)), *lv = malloc(nvl * sizeof(float));
+    int32_t *ly = malloc((size_t)Bl * sizeof(int32_t));
+    float *da = be->ops->alloc(be, nal * sizeof(float)), *dv = be->ops->alloc(be, nvl * sizeof(float));
+    int32_t *dy = be->ops->alloc(be, (size_t)Bl * sizeof(int32_t));
     int rc = 0;
     for (int k = 0; k < steps && rc == 0; k++) {
-        be->ops->to_device(be, da, ha + na * k, na * sizeof(float));
-        be->ops->to_device(be, dv, hv + nv * k, nv * sizeof(float));
-        be->ops->to_device(be, dy, hy + (size_t)B * k, (size_t)B * sizeof(int32_t));
+        take_rows(la, ha + na * k, (size_t)B, na / (size_t)B * sizeof(float), rank, N);
+        take_rows(lv, hv + nv * k, (size_t)B, nv / (size_t)B * sizeof(float), rank, N);
+        take_rows(ly, hy + (size_t)B * k, (size_t)B, sizeof(int32_t), rank, N);
+        be->ops->to_device(be, da, la, nal * sizeof(float));
+        be->ops->to_device(be, dv, lv, nvl * sizeof(float));
+        be->ops->to_device(be, dy, ly, (size_t)Bl * sizeof(int32_t));
         be->ops->sync(be);
-        tr_batch b = {.B = B, .audio = da, .visual = dv, .labels = dy};
+        tr_batch b = {.B = Bl, .audio = da, .visual = dv, .labels = dy};
         tr_stats st;
         kink_reset(&kink);
         kink.active = 1;
@@ -518,7 +567,7 @@ int main(int argc, char **argv)
             rc = 1;
             break;
         }
-        snprintf(path, sizeof path, "%s/step_%d.h5", out, k + 1);
+        snprintf(path, sizeof path, "%s/step_%d.h5", rdir, k + 1);
         f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
         attr_d(f, "loss", st.loss);
         attr_d(f, "kept", st.kept);
@@ -530,13 +579,13 @@ int main(int argc, char **argv)
         H5Gclose(tg);
         tr_outputs o;
         tr_system_outputs(s, &o);
-        dev_dump(be, f, "z_student", o.z_student, (size_t)B, (size_t)c.n_classes);
-        dev_dump(be, f, "z_teacher", o.z_teacher, (size_t)B, (size_t)c.n_classes);
-        dev_dump(be, f, "p_student", o.p_student, (size_t)B, (size_t)c.n_classes);
-        dev_dump(be, f, "p_teacher", o.p_teacher, (size_t)B, (size_t)c.n_classes);
-        dev_dump(be, f, "h_shadow", o.h_shadow, (size_t)B, (size_t)c.n_classes);
-        dev_dump(be, f, "tau", o.tau, (size_t)B, 0);
-        dev_dump(be, f, "keep", o.keep, (size_t)B, 0);
+        dev_dump(be, f, "z_student", o.z_student, (size_t)Bl, (size_t)c.n_classes);
+        dev_dump(be, f, "z_teacher", o.z_teacher, (size_t)Bl, (size_t)c.n_classes);
+        dev_dump(be, f, "p_student", o.p_student, (size_t)Bl, (size_t)c.n_classes);
+        dev_dump(be, f, "p_teacher", o.p_teacher, (size_t)Bl, (size_t)c.n_classes);
+        dev_dump(be, f, "h_shadow", o.h_shadow, (size_t)Bl, (size_t)c.n_classes);
+        dev_dump(be, f, "tau", o.tau, (size_t)Bl, 0);
+        dev_dump(be, f, "keep", o.keep, (size_t)Bl, 0);
         if (kink.unknown || kink_write(&kink, f) < 0) {
             fprintf(stderr, "stepcheck: step %d: kink decisions not recorded (%d calls on unknown tensors)\n",
                     k + 1, kink.unknown);
@@ -556,7 +605,7 @@ int main(int argc, char **argv)
             }
         }
         H5Fclose(f);
-        snprintf(path, sizeof path, "%s/ckpt_%d.h5", out, k + 1);
+        snprintf(path, sizeof path, "%s/ckpt_%d.h5", rdir, k + 1);
         pos.step = tr_system_steps(s);
         if (tr_checkpoint_save(s, path, &pos, NULL, &err) < 0) {
             fprintf(stderr, "stepcheck: %s: %s\n", path, err.msg);
@@ -564,19 +613,21 @@ int main(int argc, char **argv)
         }
     }
     if (rc == 0) {
-        be->ops->to_device(be, da, ha, na * sizeof(float));
-        be->ops->to_device(be, dv, hv, nv * sizeof(float));
+        take_rows(la, ha, (size_t)B, na / (size_t)B * sizeof(float), rank, N);
+        take_rows(lv, hv, (size_t)B, nv / (size_t)B * sizeof(float), rank, N);
+        be->ops->to_device(be, da, la, nal * sizeof(float));
+        be->ops->to_device(be, dv, lv, nvl * sizeof(float));
         be->ops->sync(be);
-        tr_batch b = {.B = B, .audio = da, .visual = dv, .labels = dy};
-        float *zs = malloc((size_t)B * c.n_classes * sizeof(float));
-        float *zt = malloc((size_t)B * c.n_classes * sizeof(float));
+        tr_batch b = {.B = Bl, .audio = da, .visual = dv, .labels = dy};
+        float *zs = malloc((size_t)Bl * c.n_classes * sizeof(float));
+        float *zt = malloc((size_t)Bl * c.n_classes * sizeof(float));
         if (tr_system_eval(s, &b, NULL, NULL, zs, zt, &err) < 0) {
             fprintf(stderr, "stepcheck: eval: %s\n", err.msg);
             rc = 1;
         } else {
-            snprintf(path, sizeof path, "%s/eval.h5", out);
+            snprintf(path, sizeof path, "%s/eval.h5", rdir);
             f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-            size_t sz[2] = {(size_t)B, (size_t)c.n_classes};
+            size_t sz[2] = {(size_t)Bl, (size_t)c.n_classes};
             if (c.pretrain || c.method != TR_NONE)
                 write_f(f, "z_teacher", 2, sz, zt);
             if (!c.pretrain)
@@ -585,7 +636,7 @@ int main(int argc, char **argv)
         }
         free(zs);
         free(zt);
-        snprintf(path, sizeof path, "%s/final.h5", out);
+        snprintf(path, sizeof path, "%s/final.h5", rdir);
         pos.step = tr_system_steps(s);
         if (rc == 0 && tr_checkpoint_save(s, path, &pos, NULL, &err) < 0) {
             fprintf(stderr, "stepcheck: %s: %s\n", path, err.msg);
@@ -601,5 +652,11 @@ int main(int argc, char **argv)
     free(ha);
     free(hv);
     free(hy);
+    free(la);
+    free(lv);
+    free(ly);
+    if (rc != 0)
+        ds_abort(comm, rc); /* the other ranks may wait in a collective */
+    ds_destroy(comm);
     return rc;
 }

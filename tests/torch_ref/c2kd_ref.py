@@ -535,7 +535,20 @@ def load_state(sysm, opt, params, path):
             opt.state[p]["momentum_buffer"] = torch.from_numpy(np.asarray(f["momentum/" + n], dtype=np.float64)).clone()
 
 
-def compare(run_dir, cfg):
+def rank_dirs(run_dir, world):
+    """Where each rank's files are: run_dir itself for one process, run_dir/rank<r> under mpirun."""
+    return [run_dir] if world == 1 else [f"{run_dir}/rank{r}" for r in range(world)]
+
+
+def share(t, r, world, frames=1):
+    """Rank r's samples i (i mod world == r) of a batch tensor whose rows are samples x frames."""
+    if world == 1:
+        return t
+    v = t.reshape(t.shape[0] // frames, frames, *t.shape[1:])[r::world]
+    return v.reshape(-1, *t.shape[1:])
+
+
+def compare(run_dir, cfg, world=1):
     """Replays run_dir in float64 and returns rows (what, error, tolerance).
 
     Every step starts from the state the C side saved after the previous step
@@ -547,113 +560,164 @@ def compare(run_dir, cfg):
     optimiser state. Within a step, decisions at a kink are C's (Kinks):
     rows report how many were recorded and how many of them float64 would
     have taken otherwise, and fail if an activation lacks its record or a
-    float64 near-kink element was not recorded."""
+    float64 near-kink element was not recorded.
+
+    world > 1: a stepcheck run under mpirun -np world, replayed with
+    DistributedDataParallel's semantics: each rank's share of the batch
+    (samples i mod world == r) through the networks in train mode with its
+    own batch-norm statistics (and its own running statistics, from its own
+    checkpoint), its loss and gradients; the gradients (and the loss terms)
+    averaged over ranks; one SGD step. Every rank's files are compared: its
+    forward outputs, the averaged terms and gradients, the parameters and
+    momenta after the step, its running statistics."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
     sysm = System(cfg)
     params = sysm.trained_params()
+    pnames = {n for n, _ in params}
     opt = torch.optim.SGD([p for _, p in params], lr=cfg["lr"], momentum=cfg["momentum"])
     rows = []
+    dirs = rank_dirs(run_dir, world)
+    vf = cfg["frames"] if cfg["fold"] else 1
     with h5py.File(f"{run_dir}/batch.h5", "r") as fb:
         A = np.asarray(fb["audio"], dtype=np.float64)
         V = np.asarray(fb["visual"], dtype=np.float64)
         Y = np.asarray(fb["labels"]).astype(np.int64)
     for k in range(cfg["steps"]):
-        load_state(sysm, opt, params, f"{run_dir}/init.h5" if k == 0 else f"{run_dir}/ckpt_{k}.h5")
-        xa, xv, y = torch.from_numpy(A[k]), torch.from_numpy(V[k]), torch.from_numpy(Y[k])
         tag = f"step {k + 1}"
-        with h5py.File(f"{run_dir}/step_{k + 1}.h5", "r") as f:
-            KINKS.load(f)
-        try:
-            terms, outs = sysm.step_losses(xa, xv, y)
-        finally:
-            KINKS.clear()
+        terms_r, outs_r, grads_r, bufs_r = [], [], [], []
+        for r, d in enumerate(dirs):
+            load_state(sysm, opt, params, f"{run_dir}/init.h5" if k == 0 else f"{d}/ckpt_{k}.h5")
+            xa = torch.from_numpy(share(A[k], r, world))
+            xv = torch.from_numpy(share(V[k], r, world, vf))
+            y = torch.from_numpy(share(Y[k], r, world))
+            rtag = tag if world == 1 else f"{tag} rank {r}"
+            with h5py.File(f"{d}/step_{k + 1}.h5", "r") as f:
+                KINKS.load(f)
+            try:
+                terms, outs = sysm.step_losses(xa, xv, y)
+            finally:
+                KINKS.clear()
+            opt.zero_grad(set_to_none=False)
+            sum(terms.values()).backward()
+            grads_r.append({n: (p.grad.detach().numpy().copy() if p.grad is not None else np.zeros(p.shape))
+                            for n, p in params})
+            terms_r.append({n: float(v) for n, v in terms.items()})
+            outs_r.append(outs)
+            bufs_r.append({n: v for n, v in sysm.state().items() if n not in pnames})
+            rows += kink_rows(rtag)
+        # DDP: the gradients and the loss terms averaged over ranks
+        grads = {n: sum(g[n] for g in grads_r) / world for n in grads_r[0]}
+        terms = {n: sum(t[n] for t in terms_r) / world for n in terms_r[0]}
         total = sum(terms.values())
-
-        opt.zero_grad(set_to_none=False)
-        total.backward()
-        grads = {n: (p.grad.detach().numpy().copy() if p.grad is not None else np.zeros(p.shape))
-                 for n, p in params}
-
-        def gfloor(gr):
-            """Per network: GRAD_FLOOR x its largest gradient (a gradient that is 0 in exact
-            arithmetic, like a BN bias followed by another BN, is float32 noise on the C side)."""
-            top = {}
-            for n, g in gr.items():
-                grp = n.split("/")[0]
-                top[grp] = max(top.get(grp, 0.0), float(np.max(np.abs(g))) if g.size else 0.0)
-            return {n: max(GRAD_FLOOR * top[n.split("/")[0]], 1e-30) for n in gr}
-
-        ks = KINKS.stats
-        rows.append((f"{tag} kink decisions recorded by C: {ks['recorded']}, taken from C where float64 "
-                     f"differs: {ks['overridden']} (relu {ks['relu']}, maxpool {ks['maxpool']})", 0.0, 0.0))
-        unused = sorted(set(KINKS.dec) - KINKS.used)
-        rows.append((f"{tag} kink: activations without C's record {ks['missing']}, records without an "
-                     f"activation {unused}", float(len(ks["missing"]) + len(unused)), 0.0))
-        rows.append((f"{tag} kink: float64 minus C's float32 at the recorded elements (in bands)", ks["dev"], 0.5))
-        rows.append((f"{tag} kink: elements within half the band in float64 that C did not record",
-                     float(ks["uncovered"]), 0.0))
+        for n, p in params:
+            p.grad = torch.from_numpy(grads[n].copy())
         start = {n: p.detach().numpy().copy() for n, p in params}  # = the C state (loaded)
         opt.step()
         st = sysm.state()
         mom = {n: opt.state[p]["momentum_buffer"].numpy().copy() for n, p in params}
-        with h5py.File(f"{run_dir}/step_{k + 1}.h5", "r") as f:
-            cterms = dict(f["terms"].attrs)
-            if set(cterms) != set(terms):
-                rows.append((f"{tag} term names {sorted(cterms)} vs {sorted(terms)}", 1.0, 0.0))
-            for n, v in terms.items():
-                rv = float(v)
-                cv = float(cterms.get(n, math.nan))
-                rows.append((f"{tag} term {n}", abs(cv - rv) / max(abs(rv), 1e-2), TOL_TERM))
-            rows.append((f"{tag} total loss", abs(float(f.attrs["loss"]) - float(total)) / max(abs(float(total)), 1e-2),
-                         TOL_TERM))
-            for n in ("z_student", "z_teacher", "p_student", "p_teacher", "h_shadow"):
-                if n in outs:
-                    rows.append((f"{tag} {n}", relerr(f[n][()], outs[n].detach().numpy()), TOL_LOGIT))
-            if "keep" in outs:
-                ck = np.asarray(f["keep"]) > 0.5
-                rows.append((f"{tag} selection mask {ck.astype(int).tolist()} vs {outs['keep'].astype(int).tolist()}",
-                             float(np.sum(ck != outs["keep"])), 0.0))
-                rows.append((f"{tag} kept fraction", abs(float(f.attrs["kept"]) - float(np.mean(outs["keep"]))), 1e-6))
-                t_ref = np.nan_to_num(outs["tau"], nan=-9)
-                t_c = np.nan_to_num(np.asarray(f["tau"], dtype=np.float64), nan=-9)
-                rows.append((f"{tag} tau", float(np.max(np.abs(t_c - t_ref))), 1e-5))
-            fl = gfloor(grads)
-            for n, g in grads.items():
-                rows.append((f"{tag} grad {n}", relerr(f["grad/" + n][()], g, fl[n]), TOL_GRAD))
-        with h5py.File(f"{run_dir}/ckpt_{k + 1}.h5", "r") as f:
-            trained = set(start)
-            upd = {n: st[n] - start[n] for n in trained}
-            ufl = gfloor(upd)
-            mfl = gfloor(mom)
-            for n, v in st.items():
-                tol = TOL_VALUE
-                if n in trained:  # the SGD update, C's (after - before) against the reference's
-                    rows.append((f"{tag} update {n}", relerr(np.asarray(f[n], dtype=np.float64) - start[n], upd[n], ufl[n]),
-                                 TOL_GRAD))
-                    # value = start (the same on both sides) + update: the update's own
-                    # tolerance carries over (it dominates for parameters still near 0,
-                    # like BN biases after a step or two)
-                    vscale = max(float(np.max(np.abs(v))) if v.size else 0.0, VALUE_FLOOR)
-                    uscale = max(float(np.max(np.abs(upd[n]))) if v.size else 0.0, ufl[n])
-                    tol = TOL_VALUE + TOL_GRAD * uscale / vscale
-                rows.append((f"{tag} value {n}", relerr(f[n][()], v, VALUE_FLOOR), tol))
-            for n, v in mom.items():
-                rows.append((f"{tag} momentum {n}", relerr(f["momentum/" + n][()], v, mfl[n]), TOL_GRAD))
-            for g, m in sysm.nets.items():
-                nbt = {int(f[g][k][()]) for k in f[g].keys() if k.endswith("num_batches_tracked")}
-                ref = {int(v) for kk, v in m.state_dict().items() if kk.endswith("num_batches_tracked")}
-                rows.append((f"{tag} {g} num_batches_tracked {sorted(nbt)} vs {sorted(ref)}", float(nbt != ref), 0.0))
-    # Evaluation-mode forward of batch 0 from the final state.
-    load_state(sysm, opt, params, f"{run_dir}/ckpt_{cfg['steps']}.h5")
-    with torch.no_grad(), h5py.File(f"{run_dir}/eval.h5", "r") as f:
-        x = {"audio": torch.from_numpy(A[0]), "visual": torch.from_numpy(V[0])}
-        for g in ("student", "teacher"):
-            if g in sysm.nets and f"z_{g}" in f:
-                m = sysm.nets[g]
-                m.eval()
-                z, _ = m(x[cfg[g]])
-                rows.append((f"eval z_{g}", relerr(f[f"z_{g}"][()], z.numpy()), TOL_LOGIT))
+        for r, d in enumerate(dirs):
+            rtag = tag if world == 1 else f"{tag} rank {r}"
+            rows += step_rows(f"{d}/step_{k + 1}.h5", rtag, terms, total, outs_r[r], grads, outs_r)
+            st_r = dict(st)
+            st_r.update(bufs_r[r])
+            rows += state_rows(f"{d}/ckpt_{k + 1}.h5", rtag, st_r, start, mom, sysm)
+    # Evaluation-mode forward of batch 0 (each rank's share) from the final state.
+    for r, d in enumerate(dirs):
+        load_state(sysm, opt, params, f"{d}/ckpt_{cfg['steps']}.h5")
+        with torch.no_grad(), h5py.File(f"{d}/eval.h5", "r") as f:
+            x = {"audio": torch.from_numpy(share(A[0], r, world)), "visual": torch.from_numpy(share(V[0], r, world, vf))}
+            for g in ("student", "teacher"):
+                if g in sysm.nets and f"z_{g}" in f:
+                    m = sysm.nets[g]
+                    m.eval()
+                    z, _ = m(x[cfg[g]])
+                    rows.append((f"eval z_{g}" + ("" if world == 1 else f" rank {r}"), relerr(f[f"z_{g}"][()], z.numpy()),
+                                 TOL_LOGIT))
+    return rows
+
+
+def gfloor(gr):
+    """Per network: GRAD_FLOOR x its largest gradient (a gradient that is 0 in exact
+    arithmetic, like a BN bias followed by another BN, is float32 noise on the C side)."""
+    top = {}
+    for n, g in gr.items():
+        grp = n.split("/")[0]
+        top[grp] = max(top.get(grp, 0.0), float(np.max(np.abs(g))) if g.size else 0.0)
+    return {n: max(GRAD_FLOOR * top[n.split("/")[0]], 1e-30) for n in gr}
+
+
+def kink_rows(tag):
+    """The rows of the kink decisions of the forward pass just run (KINKS.stats)."""
+    ks = KINKS.stats
+    unused = sorted(set(KINKS.dec) - KINKS.used)
+    return [
+        (f"{tag} kink decisions recorded by C: {ks['recorded']}, taken from C where float64 "
+         f"differs: {ks['overridden']} (relu {ks['relu']}, maxpool {ks['maxpool']})", 0.0, 0.0),
+        (f"{tag} kink: activations without C's record {ks['missing']}, records without an "
+         f"activation {unused}", float(len(ks["missing"]) + len(unused)), 0.0),
+        (f"{tag} kink: float64 minus C's float32 at the recorded elements (in bands)", ks["dev"], 0.5),
+        (f"{tag} kink: elements within half the band in float64 that C did not record", float(ks["uncovered"]), 0.0),
+    ]
+
+
+def step_rows(path, tag, terms, total, outs, grads, all_outs):
+    """C's step_K.h5 (terms, this rank's outputs, gradients) against the reference.
+    all_outs: every rank's outputs (the kept fraction is over the global batch)."""
+    rows = []
+    with h5py.File(path, "r") as f:
+        cterms = dict(f["terms"].attrs)
+        if set(cterms) != set(terms):
+            rows.append((f"{tag} term names {sorted(cterms)} vs {sorted(terms)}", 1.0, 0.0))
+        for n, rv in terms.items():
+            cv = float(cterms.get(n, math.nan))
+            rows.append((f"{tag} term {n}", abs(cv - rv) / max(abs(rv), 1e-2), TOL_TERM))
+        rows.append((f"{tag} total loss", abs(float(f.attrs["loss"]) - float(total)) / max(abs(float(total)), 1e-2),
+                     TOL_TERM))
+        for n in ("z_student", "z_teacher", "p_student", "p_teacher", "h_shadow"):
+            if n in outs:
+                rows.append((f"{tag} {n}", relerr(f[n][()], outs[n].detach().numpy()), TOL_LOGIT))
+        if "keep" in outs:
+            ck = np.asarray(f["keep"]) > 0.5
+            rows.append((f"{tag} selection mask {ck.astype(int).tolist()} vs {outs['keep'].astype(int).tolist()}",
+                         float(np.sum(ck != outs["keep"])), 0.0))
+            kept = float(np.mean(np.concatenate([o["keep"] for o in all_outs])))
+            rows.append((f"{tag} kept fraction", abs(float(f.attrs["kept"]) - kept), 1e-6))
+            t_ref = np.nan_to_num(outs["tau"], nan=-9)
+            t_c = np.nan_to_num(np.asarray(f["tau"], dtype=np.float64), nan=-9)
+            rows.append((f"{tag} tau", float(np.max(np.abs(t_c - t_ref))), 1e-5))
+        fl = gfloor(grads)
+        for n, g in grads.items():
+            rows.append((f"{tag} grad {n}", relerr(f["grad/" + n][()], g, fl[n]), TOL_GRAD))
+    return rows
+
+
+def state_rows(path, tag, st, start, mom, sysm):
+    """C's ckpt_K.h5 (parameters, SGD updates, momenta, running statistics) against the reference."""
+    rows = []
+    with h5py.File(path, "r") as f:
+        trained = set(start)
+        upd = {n: st[n] - start[n] for n in trained}
+        ufl = gfloor(upd)
+        mfl = gfloor(mom)
+        for n, v in st.items():
+            tol = TOL_VALUE
+            if n in trained:  # the SGD update, C's (after - before) against the reference's
+                rows.append((f"{tag} update {n}", relerr(np.asarray(f[n], dtype=np.float64) - start[n], upd[n], ufl[n]),
+                             TOL_GRAD))
+                # value = start (the same on both sides) + update: the update's own
+                # tolerance carries over (it dominates for parameters still near 0,
+                # like BN biases after a step or two)
+                vscale = max(float(np.max(np.abs(v))) if v.size else 0.0, VALUE_FLOOR)
+                uscale = max(float(np.max(np.abs(upd[n]))) if v.size else 0.0, ufl[n])
+                tol = TOL_VALUE + TOL_GRAD * uscale / vscale
+            rows.append((f"{tag} value {n}", relerr(f[n][()], v, VALUE_FLOOR), tol))
+        for n, v in mom.items():
+            rows.append((f"{tag} momentum {n}", relerr(f["momentum/" + n][()], v, mfl[n]), TOL_GRAD))
+        for g, m in sysm.nets.items():
+            nbt = {int(f[g][k][()]) for k in f[g].keys() if k.endswith("num_batches_tracked")}
+            ref = {int(v) for kk, v in m.state_dict().items() if kk.endswith("num_batches_tracked")}
+            rows.append((f"{tag} {g} num_batches_tracked {sorted(nbt)} vs {sorted(ref)}", float(nbt != ref), 0.0))
     return rows
 
 

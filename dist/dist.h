@@ -1,0 +1,76 @@
+/* dist: ranks of a data-parallel run and their collectives.
+ *
+ * A process started by a launcher (mpirun/mpiexec of Open MPI, MPICH's
+ * Hydra, Slurm's srun: see ds_launched) is one rank of a world of N; any
+ * other process is rank 0 of a world of 1 and never touches MPI. MPI is not
+ * linked into the programs: under a launcher, ds_create loads the plugin
+ * build/lib/c2kd_dist.so (dist/ds_mpi.c + dist/ds_nccl.c, linked with libmpi
+ * and NCCL) with dlopen, so a plain run starts as fast as before and needs no
+ * MPI library installed (docs/DISTRIBUTED.md has the measurement).
+ *
+ * Host collectives use MPI (MPI_ERRORS_RETURN: failures come back as
+ * messages). Device collectives (ds_gpu_*) use NCCL on the plugin's own
+ * stream, bucketed, the communicator's unique id sent with MPI_Bcast.
+ *
+ * Watchdog: with timeout_s > 0, a thread watches every collective; one that
+ * has not completed after timeout_s seconds (a rank died or hangs) calls
+ * on_timeout (the command prints its message and exits; the library never
+ * does). Without a launcher every collective is a no-op. */
+#ifndef DIST_DIST_H
+#define DIST_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cm_err.h"
+
+typedef struct ds_comm ds_comm;
+
+typedef enum ds_op { DS_SUM = 0, DS_MAX = 1, DS_MIN = 2 } ds_op;
+
+/* 1 when the environment shows a launcher started this process as one of
+ * several ranks (OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMI_RANK, PMIX_RANK,
+ * MV2_COMM_WORLD_SIZE, or SLURM_STEP_NUM_TASKS > 1 inside an srun step),
+ * unless C2KD_DIST=0. */
+int ds_launched(void);
+
+typedef void (*ds_timeout_fn)(void *arg, const char *what, double seconds);
+
+/* World of 1 without a launcher; under one, loads the plugin and initialises
+ * MPI. timeout_s <= 0: no watchdog. */
+ds_comm *ds_create(double timeout_s, ds_timeout_fn on_timeout, void *arg, cm_err *err);
+/* MPI_Finalize (after the last collective). */
+void ds_destroy(ds_comm *c);
+
+int ds_rank(const ds_comm *c);
+int ds_size(const ds_comm *c);
+int ds_local_rank(const ds_comm *c);
+/* 1 when started by a launcher (MPI in use, even for a world of 1: then the
+ * collectives still go through MPI/NCCL, which tests/gpu/run.sh uses). */
+int ds_active(const ds_comm *c);
+
+/* In-place, host memory. */
+int ds_allreduce_f32(ds_comm *c, float *buf, size_t n, ds_op op, cm_err *err);
+int ds_allreduce_f64(ds_comm *c, double *buf, size_t n, ds_op op, cm_err *err);
+int ds_allreduce_i64(ds_comm *c, int64_t *buf, size_t n, ds_op op, cm_err *err);
+/* Sum over ranks divided by the world size. */
+int ds_average_f32(ds_comm *c, float *buf, size_t n, cm_err *err);
+int ds_bcast(ds_comm *c, void *buf, size_t bytes, int root, cm_err *err);
+int ds_barrier(ds_comm *c, cm_err *err);
+/* Ends every rank (MPI_Abort); returns only in a world of 1. */
+void ds_abort(ds_comm *c, int code);
+
+/* ---- device memory (CUDA ranks) ---- */
+/* Creates the NCCL communicator on CUDA device `device`; bucket_bytes <= 0:
+ * 25 MiB (PyTorch DDP's default bucket). -1 when the plugin has no NCCL. */
+int ds_gpu_init(ds_comm *c, int device, size_t bucket_bytes, cm_err *err);
+int ds_gpu_ready(const ds_comm *c);
+/* Average of n device floats over ranks (sum, then / size). The caller makes
+ * sure the data is ready (the backend synced) before the call; returns when
+ * the result is in place. */
+int ds_gpu_average(ds_comm *c, float *dev, size_t n, cm_err *err);
+int ds_gpu_bcast(ds_comm *c, void *dev, size_t bytes, int root, cm_err *err);
+/* Seconds spent in device all-reduces since the last call (then reset). */
+double ds_gpu_take_seconds(ds_comm *c);
+
+#endif

@@ -1,0 +1,120 @@
+/* ds_mpi: the MPI half of the dist plugin (see ds_plugin.h). Errors return
+ * (MPI_ERRORS_RETURN on MPI_COMM_WORLD) as one line of text. */
+#include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dist/ds_plugin.h"
+
+void *ds_nccl_create(int device, size_t bucket_bytes, char *msg);
+void ds_nccl_destroy(void *g);
+int ds_nccl_allreduce(void *g, float *dev, size_t count, int average, double *seconds, char *msg);
+int ds_nccl_bcast(void *g, void *dev, size_t bytes, int root, char *msg);
+
+static int mpi_fail(int rc, const char *what, char *msg)
+{
+    char s[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, s, &len) != MPI_SUCCESS)
+        snprintf(s, sizeof s, "error %d", rc);
+    snprintf(msg, DS_MSG, "%.80s: %.160s", what, s);
+    return -1;
+}
+
+static int p_init(int *rank, int *size, int *local_rank, char *msg)
+{
+    int provided = 0, rc;
+    if ((rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided)) != MPI_SUCCESS)
+        return mpi_fail(rc, "MPI_Init_thread", msg);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, size);
+    MPI_Comm node;
+    if ((rc = MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, *rank, MPI_INFO_NULL, &node)) != MPI_SUCCESS)
+        return mpi_fail(rc, "MPI_Comm_split_type", msg);
+    MPI_Comm_rank(node, local_rank);
+    MPI_Comm_free(&node);
+    return 0;
+}
+
+static void p_finalize(void)
+{
+    MPI_Finalize();
+}
+
+static int p_allreduce(void *buf, size_t count, int type, int op, char *msg)
+{
+    MPI_Datatype t = type == DS_T_F32 ? MPI_FLOAT : type == DS_T_F64 ? MPI_DOUBLE : MPI_INT64_T;
+    MPI_Op o = op == DS_P_SUM ? MPI_SUM : op == DS_P_MAX ? MPI_MAX : MPI_MIN;
+    size_t esz = type == DS_T_F32 ? 4 : 8;
+    for (size_t done = 0; done < count;) { /* counts are int */
+        size_t n = count - done < (size_t)1 << 30 ? count - done : (size_t)1 << 30;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + done * esz, (int)n, t, o, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(rc, "MPI_Allreduce", msg);
+        done += n;
+    }
+    return 0;
+}
+
+static int p_bcast(void *buf, size_t bytes, int root, char *msg)
+{
+    for (size_t done = 0; done < bytes;) {
+        size_t n = bytes - done < (size_t)1 << 30 ? bytes - done : (size_t)1 << 30;
+        int rc = MPI_Bcast((char *)buf + done, (int)n, MPI_BYTE, root, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(rc, "MPI_Bcast", msg);
+        done += n;
+    }
+    return 0;
+}
+
+static int p_barrier(char *msg)
+{
+    int rc = MPI_Barrier(MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Barrier", msg);
+}
+
+static void p_abort(int code)
+{
+    MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+/* Used by ds_nccl.c for the unique id. */
+int ds_mpi_bcast(void *buf, size_t bytes, int root, char *msg)
+{
+    return p_bcast(buf, bytes, root, msg);
+}
+
+int ds_mpi_size(void)
+{
+    int n = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    return n;
+}
+
+int ds_mpi_rank(void)
+{
+    int r = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    return r;
+}
+
+static const ds_plugin table = {
+    .version = DS_PLUGIN_VERSION,
+    .init = p_init,
+    .finalize = p_finalize,
+    .allreduce = p_allreduce,
+    .bcast = p_bcast,
+    .barrier = p_barrier,
+    .abort = p_abort,
+    .gpu_create = ds_nccl_create,
+    .gpu_destroy = ds_nccl_destroy,
+    .gpu_allreduce = ds_nccl_allreduce,
+    .gpu_bcast = ds_nccl_bcast,
+};
+
+const ds_plugin *c2kd_dist_plugin(void)
+{
+    return &table;
+}

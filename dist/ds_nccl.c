@@ -1,0 +1,153 @@
+/* ds_nccl: the NCCL half of the dist plugin (see ds_plugin.h): one NCCL
+ * communicator over all ranks, its unique id made by rank 0 and sent with
+ * MPI_Bcast; gradients summed in buckets launched as one NCCL group on the
+ * plugin's own stream. Compiled to stubs without NCCL (DS_HAVE_NCCL unset). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "dist/ds_plugin.h"
+
+int ds_mpi_bcast(void *buf, size_t bytes, int root, char *msg);
+int ds_mpi_size(void);
+int ds_mpi_rank(void);
+
+#ifdef DS_HAVE_NCCL
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+typedef struct ds_nccl {
+    ncclComm_t comm;
+    cudaStream_t stream;
+    size_t bucket;   /* floats per bucket */
+    int size;
+} ds_nccl;
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int nccl_fail(ncclResult_t r, const char *what, char *msg)
+{
+    snprintf(msg, DS_MSG, "%s: %s", what, ncclGetErrorString(r));
+    return -1;
+}
+
+static int cuda_fail(cudaError_t r, const char *what, char *msg)
+{
+    snprintf(msg, DS_MSG, "%s: %s", what, cudaGetErrorString(r));
+    return -1;
+}
+
+void *ds_nccl_create(int device, size_t bucket_bytes, char *msg)
+{
+    ds_nccl *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(msg, DS_MSG, "out of memory");
+        return NULL;
+    }
+    g->size = ds_mpi_size();
+    g->bucket = bucket_bytes / sizeof(float) ? bucket_bytes / sizeof(float) : 1;
+    ncclUniqueId id;
+    ncclResult_t r;
+    cudaError_t ce;
+    if (ds_mpi_rank() == 0 && (r = ncclGetUniqueId(&id)) != ncclSuccess) {
+        nccl_fail(r, "ncclGetUniqueId", msg);
+        goto fail;
+    }
+    if (ds_mpi_bcast(&id, sizeof id, 0, msg) != 0)
+        goto fail;
+    if ((ce = cudaSetDevice(device)) != cudaSuccess ||
+        (ce = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        cuda_fail(ce, "CUDA stream for NCCL", msg);
+        goto fail;
+    }
+    if ((r = ncclCommInitRank(&g->comm, g->size, id, ds_mpi_rank())) != ncclSuccess) {
+        cudaStreamDestroy(g->stream);
+        nccl_fail(r, "ncclCommInitRank", msg);
+        goto fail;
+    }
+    return g;
+fail:
+    free(g);
+    return NULL;
+}
+
+void ds_nccl_destroy(void *gp)
+{
+    ds_nccl *g = gp;
+    if (!g)
+        return;
+    ncclCommDestroy(g->comm);
+    cudaStreamDestroy(g->stream);
+    free(g);
+}
+
+int ds_nccl_allreduce(void *gp, float *dev, size_t count, int average, double *seconds, char *msg)
+{
+    ds_nccl *g = gp;
+    double t0 = now();
+    ncclResult_t r;
+    if ((r = ncclGroupStart()) != ncclSuccess)
+        return nccl_fail(r, "ncclGroupStart", msg);
+    for (size_t off = 0; off < count; off += g->bucket) {
+        size_t n = count - off < g->bucket ? count - off : g->bucket;
+        r = ncclAllReduce(dev + off, dev + off, n, ncclFloat32, average ? ncclAvg : ncclSum, g->comm, g->stream);
+        if (r != ncclSuccess) {
+            ncclGroupEnd();
+            return nccl_fail(r, "ncclAllReduce", msg);
+        }
+    }
+    if ((r = ncclGroupEnd()) != ncclSuccess)
+        return nccl_fail(r, "ncclGroupEnd", msg);
+    cudaError_t ce = cudaStreamSynchronize(g->stream);
+    if (ce != cudaSuccess)
+        return cuda_fail(ce, "NCCL stream", msg);
+    if (seconds)
+        *seconds = now() - t0;
+    return 0;
+}
+
+int ds_nccl_bcast(void *gp, void *dev, size_t bytes, int root, char *msg)
+{
+    ds_nccl *g = gp;
+    ncclResult_t r = ncclBroadcast(dev, dev, bytes, ncclUint8, root, g->comm, g->stream);
+    if (r != ncclSuccess)
+        return nccl_fail(r, "ncclBroadcast", msg);
+    cudaError_t ce = cudaStreamSynchronize(g->stream);
+    return ce == cudaSuccess ? 0 : cuda_fail(ce, "NCCL stream", msg);
+}
+
+#else
+
+void *ds_nccl_create(int device, size_t bucket_bytes, char *msg)
+{
+    (void)device;
+    (void)bucket_bytes;
+    snprintf(msg, DS_MSG, "this build has no NCCL (nccl.h was not found at build time)");
+    return NULL;
+}
+
+void ds_nccl_destroy(void *g)
+{
+    (void)g;
+}
+
+int ds_nccl_allreduce(void *g, float *dev, size_t count, int average, double *seconds, char *msg)
+{
+    (void)g, (void)dev, (void)count, (void)average, (void)seconds;
+    snprintf(msg, DS_MSG, "this build has no NCCL");
+    return -1;
+}
+
+int ds_nccl_bcast(void *g, void *dev, size_t bytes, int root, char *msg)
+{
+    (void)g, (void)dev, (void)bytes, (void)root;
+    snprintf(msg, DS_MSG, "this build has no NCCL");
+    return -1;
+}
+#endif

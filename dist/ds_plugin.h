@@ -1,0 +1,42 @@
+/* ds_plugin: the table the dist plugin (build/lib/c2kd_dist.so: dist/ds_mpi.c
+ * and dist/ds_nccl.c, linked with libmpi and, when present, NCCL) gives to
+ * dist/dist.c, which loads it with dlopen only when the process was started
+ * by a launcher. Internal to dist/. Every function that can fail returns 0,
+ * or -1 with one line in msg (size DS_MSG). */
+#ifndef DIST_DS_PLUGIN_H
+#define DIST_DS_PLUGIN_H
+
+#include <stddef.h>
+
+#define DS_MSG 256
+#define DS_PLUGIN_VERSION 1
+
+enum { DS_T_F32 = 0, DS_T_F64 = 1, DS_T_I64 = 2 };
+enum { DS_P_SUM = 0, DS_P_MAX = 1, DS_P_MIN = 2 };
+
+typedef struct ds_plugin {
+    int version;
+    /* MPI_Init_thread; rank, size, rank within the node; errors return. */
+    int (*init)(int *rank, int *size, int *local_rank, char *msg);
+    void (*finalize)(void);
+    /* Host buffers. */
+    int (*allreduce)(void *buf, size_t count, int type, int op, char *msg);
+    int (*bcast)(void *buf, size_t bytes, int root, char *msg);
+    int (*barrier)(char *msg);
+    void (*abort)(int code);
+    /* NCCL on device memory: a communicator over all ranks on CUDA device
+     * `device` (its unique id sent with MPI_Bcast), NULL with msg when the
+     * plugin was built without NCCL. */
+    void *(*gpu_create)(int device, size_t bucket_bytes, char *msg);
+    void (*gpu_destroy)(void *g);
+    /* Sum (then scale by 1/size when average) of count floats, in buckets of
+     * bucket_bytes launched in one NCCL group on the plugin's stream; waits
+     * for the stream. *seconds: wall time of the call. */
+    int (*gpu_allreduce)(void *g, float *dev, size_t count, int average, double *seconds, char *msg);
+    int (*gpu_bcast)(void *g, void *dev, size_t bytes, int root, char *msg);
+} ds_plugin;
+
+/* The plugin's one exported symbol. */
+const ds_plugin *c2kd_dist_plugin(void);
+
+#endif

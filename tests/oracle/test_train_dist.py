@@ -1,0 +1,251 @@
+"""Data-parallel `train` under `mpirun -np 2` (docs/DISTRIBUTED.md).
+
+- Identical halves: a training split in which every sample appears twice in a
+  row gives rank 0 and rank 1 (positions i mod 2, --no-shuffle) the same
+  batches, so DDP's averaged gradient equals each rank's, and the 2-rank run
+  must equal the 1-process run on the split without duplicates bit for bit:
+  metrics, checkpoints, result. This proves the sampling, the gradient and
+  loss averaging, the reduced evaluation counts and rank 0's outputs.
+- Every epoch ends with a check that both ranks hold bitwise identical weights
+  (a hash compared over ranks); with one step per epoch it runs after every
+  step, and a run that passes it exits 0.
+- --resume with another world size is refused; with the same one it finishes.
+- Killing one rank makes the run end non-zero with a message within 60 s;
+  --resume then finishes it.
+- Step for step against the float64 PyTorch reference with DDP's semantics:
+  tests/tools/stepcheck under mpirun -np 2 (each rank the samples i mod 2 == r
+  of each batch of 8), 5 steps of c2kd and of none from one checkpoint; after
+  every step both ranks hold bitwise identical parameters and momenta, and
+  c2kd_ref.compare(world=2) (each rank's half through the networks with its
+  own batch-norm statistics, gradients and loss terms averaged, one SGD step)
+  matches within the tolerances of test_train_step (TOL_* in c2kd_ref.py).
+Skipped (with the reason) when mpirun is absent."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+import train_util as u
+from conftest import BIN, ROOT, binary, run
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "torch_ref"))
+import c2kd_ref as R  # noqa: E402
+
+MPIRUN = shutil.which("mpirun")
+pytestmark = pytest.mark.skipif(MPIRUN is None, reason="mpirun not installed (make deps installs OpenMPI)")
+MPI = [MPIRUN or "mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2"]
+BASE = ["--width", "4", "--batch-size", "4", "--image-size", "16", "--device", "cpu", "--threads", "1",
+        "--seed", "7", "--no-shuffle", "--no-augment"]
+
+
+def mpi_env():
+    env = dict(os.environ)
+    env.setdefault("OMPI_MCA_btl", "self,vader")  # one machine; no network probing
+    env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+    return env
+
+
+def mpirun(args, **kw):
+    return subprocess.run([*MPI, *map(str, args)], capture_output=True, text=True, env=mpi_env(), **kw)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """(single, doubled): the same splits; doubled's train split has every sample twice in a row."""
+    base = tmp_path_factory.mktemp("dd")
+    single, doubled = str(base / "single"), str(base / "doubled")
+    out = u.make_dataset(single, counts={"train": 8, "val": 5, "test": 6})
+    u.make_dataset(doubled, counts={"train": 8, "val": 5, "test": 6})
+    with open(os.path.join(doubled, "index.json")) as f:
+        idx = json.load(f)
+    for name in os.listdir(doubled):
+        if name.startswith("train-"):
+            os.remove(os.path.join(doubled, name))
+    twice = [s for s in out["train"] for _ in range(2)]
+    twice = [(f"{sid}-{k % 2}", lab, spec, fr) for k, (sid, lab, spec, fr) in enumerate(twice)]
+    shards = []
+    for s0 in range(0, len(twice), 5):
+        part = twice[s0:s0 + 5]
+        name = f"train-{len(shards):05d}.h5"
+        u.write_shard(os.path.join(doubled, name), "train", [p[0] for p in part], [p[1] for p in part],
+                      np.stack([p[2] for p in part]), [p[3] for p in part], idx["classes"], 1, idx["recipe"])
+        shards.append({"file": name, "count": len(part)})
+    idx["splits"]["train"] = {"count": len(twice), "shards": shards}
+    with open(os.path.join(doubled, "index.json"), "w") as f:
+        json.dump(idx, f, indent=1)
+    return single, doubled
+
+
+def metrics(run_dir):
+    out = []
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            j = json.loads(line)
+            j.pop("seconds", None)
+            out.append(j)
+    return out
+
+
+def tensors(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        attrs = {k: f.attrs[k] for k in ("epoch", "step", "best_epoch")}
+    return out, attrs
+
+
+@pytest.mark.parametrize("method", ["c2kd", "none"])
+def test_two_ranks_equal_one_process_on_identical_halves(data, tmp_path, method):
+    single, doubled = data
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    # 8 samples, batch 4: 2 steps per epoch; 3 epochs (6 steps, the rank check after every epoch)
+    args = [*BASE, "--method", method, "--epochs", "3"]
+    r = run([binary("train"), *args, "--data", single, "--out", one])
+    assert r.returncode == 0, r.stderr
+    r = mpirun([binary("train"), *args, "--data", doubled, "--out", two])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "data parallel over 2 ranks" in r.stderr
+    assert metrics(one) == metrics(two)
+    for name in ("last.h5", "best.h5"):
+        ta, aa = tensors(os.path.join(one, name))
+        tb, ab = tensors(os.path.join(two, name))
+        assert sorted(ta) == sorted(tb) and aa == ab
+        for k in ta:
+            np.testing.assert_array_equal(ta[k], tb[k], err_msg=k)
+    ra, rb = (json.load(open(os.path.join(d, "result.json"))) for d in (one, two))
+    ra.pop("plot"), rb.pop("plot")
+    assert ra == rb
+    assert json.load(open(os.path.join(two, "dist.json"))) == {"world_size": 2}
+
+
+@pytest.mark.parametrize("method", ["c2kd", "none"])
+def test_ranks_identical_after_every_step(data, tmp_path, method):
+    # different samples per rank; 8 samples / 2 ranks / batch 4 = 1 step per epoch: the end-of-epoch
+    # check (weights hashed and compared over ranks) runs after each of the 5 steps
+    single, _ = data
+    out = str(tmp_path / "r")
+    r = mpirun([binary("train"), *BASE, "--method", method, "--epochs", "5", "--data", single, "--out", out])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len([m for m in metrics(out) if m["type"] == "step"]) == 5
+
+
+def test_resume_needs_the_same_world_size(data, tmp_path):
+    single, _ = data
+    out = str(tmp_path / "r")
+    r = mpirun([binary("train"), *BASE, "--method", "none", "--epochs", "2", "--batch-size", "2",
+                "--data", single, "--out", out, "--steps", "2"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run([binary("train"), "--resume", out])
+    assert r.returncode == 1
+    assert "started with 2 processes and is resumed with 1" in r.stderr
+    r = mpirun([binary("train"), "--resume", out])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.load(open(os.path.join(out, "result.json")))["complete"]
+
+
+def test_resume_inside_an_epoch_equals_an_uninterrupted_run(data, tmp_path):
+    # shuffled and augmented; 8 samples / 2 ranks / batch 2 = 2 steps per epoch; stopped after step 3
+    # (inside epoch 2: rank 0 saves last.h5 there), resumed: rank r redraws the epoch's order and
+    # takes its positions again, skipping the batch done
+    single, _ = data
+    args = ["--width", "4", "--batch-size", "2", "--image-size", "16", "--device", "cpu", "--threads", "1",
+            "--seed", "5", "--method", "c2kd", "--epochs", "3", "--data", single]
+    full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
+    r = mpirun([binary("train"), *args, "--out", full])
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = mpirun([binary("train"), *args, "--out", cut, "--steps", "3"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    with h5py.File(os.path.join(cut, "last.h5"), "r") as f:
+        assert f.attrs["step"] == 3 and f.attrs["epoch"] == 1
+    r = mpirun([binary("train"), "--resume", cut])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "resuming" in r.stderr and "at epoch 2, step 3" in r.stderr
+    assert metrics(full) == metrics(cut)
+    ta, aa = tensors(os.path.join(full, "last.h5"))
+    tb, ab = tensors(os.path.join(cut, "last.h5"))
+    assert sorted(ta) == sorted(tb) and aa == ab
+    for k in ta:
+        np.testing.assert_array_equal(ta[k], tb[k], err_msg=k)
+
+
+def test_killed_rank_ends_the_run_then_resume_finishes(tmp_path):
+    data = str(tmp_path / "data")
+    u.make_dataset(data, counts={"train": 24, "val": 3, "test": 3})
+    out = str(tmp_path / "r")
+    args = [binary("train"), "--width", "8", "--batch-size", "2", "--image-size", "32", "--device", "cpu",
+            "--threads", "1", "--method", "c2kd", "--epochs", "40", "--data", data, "--out", out]
+    p = subprocess.Popen([*MPI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env())
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(os.path.join(out, "last.h5")) and time.time() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        assert p.poll() is None, "the run ended before a rank could be killed"
+        assert os.path.exists(os.path.join(out, "last.h5"))
+        ranks = subprocess.run(["pgrep", "-P", str(p.pid), "-x", "train"], capture_output=True, text=True)
+        pids = [int(x) for x in ranks.stdout.split()]
+        assert len(pids) == 2, ranks.stdout
+        t0 = time.time()
+        os.kill(pids[1], signal.SIGKILL)
+        so, se = p.communicate(timeout=60)
+        assert time.time() - t0 < 60
+        assert p.returncode != 0
+        assert "signal 9" in se or "Killed" in se or "killed" in (so + se), so + se
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    r = mpirun([binary("train"), "--resume", out])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.load(open(os.path.join(out, "result.json")))["complete"]
+
+
+# ---------------------------------------------------------------- DDP step for step against PyTorch
+
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def ckpt_arrays(path):
+    """name -> array of every dataset of a checkpoint."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+@pytest.mark.parametrize("method", ["c2kd", "none"])
+def test_ddp_steps_match_torch(tmp_path, method):
+    cfg = R.default_cfg(method=method, steps=5)  # global batch 8: 4 samples per rank
+    stepcheck = os.path.join(os.path.dirname(BIN), "tests", "stepcheck")
+    r = mpirun([stepcheck, "--out", tmp_path, *R.stepcheck_args(cfg)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    for k in range(1, cfg["steps"] + 1):
+        a, b = (ckpt_arrays(tmp_path / f"rank{q}" / f"ckpt_{k}.h5") for q in (0, 1))
+        assert sorted(a) == sorted(b)
+        params = [n for n in a if not n.endswith(BUFFERS)]  # parameters and momenta
+        assert any(n.startswith("momentum/") for n in params) and len(params) > 60
+        for n in params:
+            assert a[n].tobytes() == b[n].tobytes(), f"step {k}: {n} differs between the ranks"
+        # running statistics are per rank (each its own half's batch statistics), as in DDP
+        assert any(a[n].tobytes() != b[n].tobytes() for n in a if n.endswith("running_mean"))
+    rows = R.compare(str(tmp_path), cfg, world=2)
+    bad = [f"{what}: {e:.3g} > {tol:g}" for what, e, tol in rows if e > tol]
+    assert not bad, "\n".join(bad[:20])
+    assert any(f"step 5 rank 1 grad student/" in w for w, _, _ in rows)
+    if method == "c2kd":
+        assert any("rank 1 selection mask" in w for w, _, _ in rows)
+    # the comparison is not vacuous: contiguous halves (another sampling) do not match
+    share = R.share
+    try:
+        R.share = lambda t, r, world, frames=1: t[r * len(t) // world:(r + 1) * len(t) // world]
+        rows = R.compare(str(tmp_path), dict(cfg, steps=1), world=2)
+    finally:
+        R.share = share
+    assert any(e > tol for w, e, tol in rows if " grad " in w or " z_student" in w)
