@@ -24,7 +24,6 @@ RANKS = {
     "spectro": 1,
     "frames": 1,
     "backend": 1,
-    "kernels": 1,   # the CUDA backend's old home, while it still exists
     "store": 2,
     "dist": 2,
     "ingest": 3,
