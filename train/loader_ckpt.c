@@ -27,7 +27,13 @@ int ld_ckpt_identity(const char *path, char **json, cm_err *err)
     const char *rv = st_vlen_refusal(f, "format_version", 2, buf, sizeof buf);
     for (size_t k = 0; k < sizeof names / sizeof *names && !*json; k++) {
         char *v = NULL;
-        if (st_attr_read_str(f, names[k], rv, &v, NULL) != 0)
+        int rc = st_attr_read_str(f, names[k], rv, &v, err);
+        if (rc == -2) { /* present but refused (a variable-length string in a new checkpoint): not skipped */
+            H5Fclose(f);
+            st_h5_quiet_end(&q);
+            return -1;
+        }
+        if (rc != 0)
             continue;
         cJSON *j = cJSON_Parse(v);
         if (j && cJSON_IsObject(j) && cJSON_GetObjectItemCaseSensitive(j, "classes"))

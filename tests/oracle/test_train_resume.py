@@ -354,3 +354,16 @@ def test_resume_removes_stale_temporaries_of_its_outputs(data, full_run, stopped
     assert not left & set(stale), left
     assert set(other) <= left, left
     assert_same_ckpt(os.path.join(part, "last.h5"), os.path.join(full_run, "last.h5"))
+
+
+def test_a_variable_length_string_in_a_new_checkpoint_is_refused_not_skipped(stopped_run, tmp_path):
+    """format_version 2 promises fixed-length strings: a variable-length one (a
+    damaged or forged file) is refused with its name before it is read; the data
+    identity check is not quietly skipped."""
+    part = crafted_copy(stopped_run, str(tmp_path / "vlen"))
+    last = os.path.join(part, "last.h5")
+    with h5py.File(last, "r+") as f:
+        recipe = f.attrs["recipe"].decode()
+        del f.attrs["recipe"]
+        f.attrs["recipe"] = recipe  # h5py writes a str as a variable-length string
+    expect_resume_failure(part, ["last.h5", "recipe", "variable-length string not accepted"])
