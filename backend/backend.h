@@ -236,6 +236,30 @@ struct be_ops {
      * without profiling. */
     void (*profile_reset)(be_ctx *b);
     double (*profile_write)(be_ctx *b, FILE *f, int steps, int top);
+
+    /* ---- batch norm in parts, for statistics over several processes (`train --sync-bn`,
+     * PyTorch's SyncBatchNorm); always set. bn_fwd_train = bn_stats_partial, (sum over
+     * processes), bn_stats_finalize, bn_fwd_apply; bn_bwd = bn_bwd_partial, (sum over
+     * processes), bn_bwd_apply. `sums` are DOUBLE device arrays [2c]. ----
+     * bn_stats_partial: sums[ch] = Σ x, sums[c + ch] = Σ x² over (n, hw) of channel ch. */
+    void (*bn_stats_partial)(be_ctx *b, int n, int c, int hw, const float *x, double *sums);
+    /* From sums over count values per channel (count > 0): mean = Σx / count, biased
+     * var = Σx² / count - mean²; save_mean = mean, save_invstd = 1/sqrt(var + eps);
+     * run_mean/var updated as in bn_fwd_train (unbiased var over count) unless run_mean is NULL. */
+    void (*bn_stats_finalize)(be_ctx *b, int c, const double *sums, double count, float *run_mean,
+                              float *run_var, float momentum, float eps, float *save_mean, float *save_invstd);
+    /* y = (x - mean) * invstd * gamma + beta with the given per-channel mean and invstd. */
+    void (*bn_fwd_apply)(be_ctx *b, int n, int c, int hw, const float *x, const float *gamma,
+                         const float *beta, const float *mean, const float *invstd, float *y);
+    /* sums[ch] = Σ dy, sums[c + ch] = Σ dy·x̂ (x̂ = (x - mean)·invstd); dbeta and dgamma get
+     * the same sums of this process's values (as bn_bwd; data parallel averages them). */
+    void (*bn_bwd_partial)(be_ctx *b, int n, int c, int hw, const float *x, const float *dy,
+                           const float *mean, const float *invstd, double *sums, float *dgamma,
+                           float *dbeta);
+    /* dx = gamma·invstd·(dy - Σdy / count - x̂ · Σdy·x̂ / count) from sums over count values. */
+    void (*bn_bwd_apply)(be_ctx *b, int n, int c, int hw, const float *x, const float *dy,
+                         const float *gamma, const float *mean, const float *invstd, const double *sums,
+                         double count, float *dx);
 };
 
 /* Constructors (each backend's own file). threads <= 0: all cores. */

@@ -230,10 +230,49 @@ int tr_conv_out(int x, const tr_conv *c)
     return (x + 2 * c->pad - c->k) / c->stride + 1;
 }
 
+/* --sync-bn: the sums dev[0, 2c) of this rank summed over ranks in place, with the count. */
+static void bnsync_reduce(tr_bnsync *s, be_ctx *be, int c, double *count)
+{
+    const be_ops *o = be->ops;
+    size_t n = 2 * (size_t)c;
+    o->to_host(be, s->h, s->dev, n * sizeof(double));
+    s->h[n] = *count;
+    if (!s->failed && s->allreduce(s->arg, s->h, n + 1) != 0)
+        s->failed = 1;
+    *count = s->h[n];
+    o->to_device(be, s->dev, s->h, n * sizeof(double));
+    o->sync(be); /* s->h is reused by the next batch norm */
+}
+
+static void bn_fwd_sync(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, const float *x, float *y)
+{
+    const be_ops *o = be->ops;
+    double count = (double)n * hw;
+    o->bn_stats_partial(be, n, bn->c, hw, x, r->sync->dev);
+    bnsync_reduce(r->sync, be, bn->c, &count);
+    o->bn_stats_finalize(be, bn->c, r->sync->dev, count, r->buf + bn->rm, r->buf + bn->rv, 0.1f, 1e-5f, bn->smean,
+                         bn->sinv);
+    o->bn_fwd_apply(be, n, bn->c, hw, x, r->w + bn->g, r->w + bn->b, bn->smean, bn->sinv, y);
+}
+
+/* dgamma, dbeta: this rank's sums (averaged over ranks with the other gradients, as DDP does
+ * with SyncBatchNorm's); dx from the global sums. */
+static void bn_bwd_sync(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, const float *x,
+                        const float *dy, float *dx)
+{
+    const be_ops *o = be->ops;
+    double count = (double)n * hw;
+    o->bn_bwd_partial(be, n, bn->c, hw, x, dy, bn->smean, bn->sinv, r->sync->dev, r->g + bn->g, r->g + bn->b);
+    bnsync_reduce(r->sync, be, bn->c, &count);
+    o->bn_bwd_apply(be, n, bn->c, hw, x, dy, r->w + bn->g, bn->smean, bn->sinv, r->sync->dev, count, dx);
+}
+
 void tr_bn_fwd(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, const float *x,
                    float *y, int train)
 {
-    if (train)
+    if (train && r->sync)
+        bn_fwd_sync(r, be, bn, n, hw, x, y);
+    else if (train)
         be->ops->bn_fwd_train(be, n, bn->c, hw, x, r->w + bn->g, r->w + bn->b, r->buf + bn->rm,
                               r->buf + bn->rv, 0.1f, 1e-5f, y, bn->smean, bn->sinv);
     else
@@ -244,6 +283,10 @@ void tr_bn_fwd(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, cons
 void tr_bn_bwd(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, const float *x,
                    const float *dy, float *dx)
 {
+    if (r->sync) {
+        bn_bwd_sync(r, be, bn, n, hw, x, dy, dx);
+        return;
+    }
     be->ops->bn_bwd(be, n, bn->c, hw, x, dy, r->w + bn->g, bn->smean, bn->sinv, dx, r->g + bn->g,
                     r->g + bn->b);
 }
@@ -652,8 +695,12 @@ void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, c
     size_t ns = (size_t)Bi * n->width * n->h1 * n->w1;
     float *y = n->stem_y, *dy = n->act + ALIGN_F(ns), *t = n->stem_tmp;
     int w = n->width;
-    o->bn_fwd_train(be, Bi, w, n->h1 * n->w1, n->stem_h, r->w + n->bn1.g, r->w + n->bn1.b, t, t + w, 0.1f,
-                    1e-5f, y, t + 2 * w, t + 3 * w);
+    if (r->sync) /* --sync-bn: the saved global statistics (no collective) */
+        o->bn_fwd_apply(be, Bi, w, n->h1 * n->w1, n->stem_h, r->w + n->bn1.g, r->w + n->bn1.b, n->bn1.smean,
+                        n->bn1.sinv, y);
+    else
+        o->bn_fwd_train(be, Bi, w, n->h1 * n->w1, n->stem_h, r->w + n->bn1.g, r->w + n->bn1.b, t, t + w, 0.1f,
+                        1e-5f, y, t + 2 * w, t + 3 * w);
     o->relu_fwd(be, ns, y, y);
     stem_pool_shape(n, &p, Bi);
     o->maxpool_bwd(be, &p, y, n->stem_p, P, dy);

@@ -45,6 +45,21 @@ typedef struct tr_mem {
 float *tr_mem_floats(tr_mem *m, size_t count);
 void tr_mem_free_all(tr_mem *m);
 
+/* --sync-bn (PyTorch's SyncBatchNorm): when a network's tr_reg points to one,
+ * its batch norms in training mode use the statistics of the global batch
+ * (every rank's samples): the per-channel sums (Σx, Σx², then in the backward
+ * pass Σdy, Σdy·x̂, each with the count) are summed over ranks by `allreduce`
+ * between the backend's split ops (backend.h: bn_stats_partial ...). One set per
+ * tr_system (train/system_dist.c), shared by its networks. */
+typedef struct tr_bnsync {
+    int (*allreduce)(void *arg, double *buf, size_t n); /* in place sum over ranks; 0 or -1 (err set) */
+    void *arg;
+    double *h;   /* host, 2 * max_c + 1 */
+    double *dev; /* device, 2 * max_c */
+    int failed;  /* an all-reduce failed: err says why (the step reports it) */
+    cm_err err;
+} tr_bnsync;
+
 typedef struct tr_reg {
     char group[32];
     tr_tensor *t;
@@ -55,6 +70,7 @@ typedef struct tr_reg {
     size_t top_off;         /* parameters [top_off, np) are layer4 + fc */
     int64_t nbt;            /* num_batches_tracked (the same for every BN of a network) */
     int failed;             /* the tensor list could not grow (tr_reg_alloc reports it) */
+    tr_bnsync *sync;        /* NULL: batch norm with this rank's statistics; else --sync-bn (not owned) */
 } tr_reg;
 
 typedef struct tr_conv {

@@ -33,6 +33,7 @@ typedef struct tr_opts {
     const char *tf32, *bn, *cudnn_find;
     int cudnn_workspace_mb, profile;
     int help;
+    int sync_bn;
     char *owned[64]; /* strings restored by tr_opts_from_json */
     int n_owned;
 } tr_opts;

@@ -305,6 +305,7 @@ void tr_system_destroy(tr_system *s)
     free(s->h_labels);
     free(s->h_keep);
     free(s->idx);
+    free(s->bnsync.h);
     free(s);
 }
 

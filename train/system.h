@@ -46,6 +46,8 @@ typedef struct tr_config {
     float nkd_gamma, nkd_temp;
     float momentum;
     int max_batch;         /* activations are allocated once for this batch size */
+    int sync_bn;           /* 1: batch norm with the global batch's statistics over ranks (SyncBatchNorm;
+                            * takes effect with tr_system_set_comm, also for one process) */
 } tr_config;
 
 /* The options' defaults (train/opts.c); AVE's spectrogram shape, one frame. */

@@ -6,14 +6,50 @@
 
 #include "train/system_internal.h"
 
-void tr_system_set_comm(tr_system *s, ds_comm *comm)
-{
-    s->comm = comm;
-}
-
 static int multi(const tr_system *s)
 {
     return s->comm && ds_active(s->comm);
+}
+
+/* --sync-bn: the sums of every batch norm summed over ranks (a world of 1: as they are). */
+static int bnsync_allreduce(void *arg, double *buf, size_t n)
+{
+    tr_system *s = arg;
+    if (!multi(s))
+        return 0;
+    return ds_allreduce_f64(s->comm, buf, n, DS_SUM, &s->bnsync.err);
+}
+
+/* Scratch for the largest batch norm (the most channels of any buffer), and
+ * every network pointed at it. A failure is reported by the first step. */
+static void bnsync_setup(tr_system *s)
+{
+    tr_bnsync *b = &s->bnsync;
+    tr_reg *regs[TR_MAX_REGS];
+    int nr = tr_system_regs(s, regs);
+    size_t maxc = 1;
+    for (int i = 0; i < nr; i++)
+        for (int t = 0; t < regs[i]->nt; t++)
+            if (regs[i]->t[t].kind == TT_BUFFER && regs[i]->t[t].count > maxc)
+                maxc = regs[i]->t[t].count;
+    b->allreduce = bnsync_allreduce;
+    b->arg = s;
+    free(b->h);
+    b->h = malloc((2 * maxc + 1) * sizeof(double));
+    b->dev = (double *)tr_mem_floats(&s->mem, 4 * maxc);
+    if (!b->h || !b->dev) {
+        b->failed = 1;
+        cm_err_set(&b->err, "out of memory (batch-norm sums)");
+    }
+    for (int i = 0; i < nr; i++)
+        regs[i]->sync = b;
+}
+
+void tr_system_set_comm(tr_system *s, ds_comm *comm)
+{
+    s->comm = comm;
+    if (s->cfg.sync_bn && !s->bnsync.allreduce)
+        bnsync_setup(s);
 }
 
 static int on_gpu(const tr_system *s)
@@ -38,6 +74,8 @@ static int bcast(tr_system *s, void *p, size_t bytes, cm_err *err)
 
 int tr_dist_reduce_step(tr_system *s, float *hl, int nt, cm_err *err)
 {
+    if (s->bnsync.failed)
+        return cm_err_set(err, "--sync-bn: %s", s->bnsync.err.msg);
     if (!multi(s))
         return 0;
     if (ds_average_f32(s->comm, hl, (size_t)nt, err) != 0)

@@ -41,6 +41,7 @@ struct tr_system {
     tr_index *idx;
     size_t nidx;
     ds_comm *comm;     /* data parallel: NULL or a world of 1 = one process */
+    tr_bnsync bnsync;  /* --sync-bn (system_dist.c); the networks' tr_reg.sync point here */
 };
 
 #define TR_MAX_REGS 5

@@ -299,6 +299,9 @@ typedef struct bn_job {
     float *run_mean, *run_var, *save_mean, *save_invstd, *y, *dx, *dgamma, *dbeta;
     const float *rm, *rv;
     float momentum, eps;
+    double *sums;        /* split ops (--sync-bn) */
+    const double *gsums;
+    double count;
 } bn_job;
 
 /* Sums over n floats in 8 double lanes (vectorisable, same precision as one double accumulator). */
@@ -451,6 +454,119 @@ static void cpu_bn_bwd(be_ctx *b, int n, int c, int hw, const float *x, const fl
     bn_job J = {.n = n, .c = c, .hw = hw, .x = x, .dy = dy, .gamma = gamma, .save_mean = (float *)save_mean,
                 .save_invstd = (float *)save_invstd, .dx = dx, .dgamma = dgamma, .dbeta = dbeta};
     cpu_parallel(ctx, (size_t)c, bn_bwd_task, &J);
+}
+
+/* Batch norm in parts (backend.h, --sync-bn). The same arithmetic as the
+ * fused ops, except that the statistics come from unshifted double sums. */
+static void bn_partial_task(void *arg, size_t ch, int worker)
+{
+    (void)worker;
+    const bn_job *J = arg;
+    size_t hw = (size_t)J->hw, cstride = (size_t)J->c * hw;
+    double s = 0, ss = 0;
+    for (int n = 0; n < J->n; n++)
+        sum_shift(J->x + n * cstride + ch * hw, hw, 0.0, &s, &ss);
+    J->sums[ch] = s;
+    J->sums[(size_t)J->c + ch] = ss;
+}
+
+static void cpu_bn_stats_partial(be_ctx *b, int n, int c, int hw, const float *x, double *sums)
+{
+    cpu_ctx *ctx = (cpu_ctx *)b;
+    if (ctx->failed)
+        return;
+    bn_job J = {.n = n, .c = c, .hw = hw, .x = x, .sums = sums};
+    cpu_parallel(ctx, (size_t)c, bn_partial_task, &J);
+}
+
+static void cpu_bn_stats_finalize(be_ctx *b, int c, const double *sums, double count, float *run_mean,
+                                  float *run_var, float momentum, float eps, float *save_mean, float *save_invstd)
+{
+    if (((cpu_ctx *)b)->failed)
+        return;
+    for (int ch = 0; ch < c; ch++) {
+        double mean = sums[ch] / count, var = sums[c + ch] / count - mean * mean;
+        if (var < 0)
+            var = 0;
+        double invstd = 1.0 / sqrt(var + eps), unbiased = count > 1 ? var * count / (count - 1) : var;
+        if (run_mean) {
+            run_mean[ch] = (float)((1.0 - momentum) * run_mean[ch] + momentum * mean);
+            run_var[ch] = (float)((1.0 - momentum) * run_var[ch] + momentum * unbiased);
+        }
+        save_mean[ch] = (float)mean;
+        save_invstd[ch] = (float)invstd;
+    }
+}
+
+static void bn_apply_task(void *arg, size_t ch, int worker)
+{
+    (void)worker;
+    const bn_job *J = arg;
+    size_t hw = (size_t)J->hw, cstride = (size_t)J->c * hw;
+    float fa = (float)(J->gamma[ch] * (double)J->save_invstd[ch]), fb = J->beta[ch], fm = J->save_mean[ch];
+    for (int n = 0; n < J->n; n++)
+        affine(J->x + n * cstride + ch * hw, J->y + n * cstride + ch * hw, hw, fm, fa, fb);
+}
+
+static void cpu_bn_fwd_apply(be_ctx *b, int n, int c, int hw, const float *x, const float *gamma,
+                             const float *beta, const float *mean, const float *invstd, float *y)
+{
+    cpu_ctx *ctx = (cpu_ctx *)b;
+    if (ctx->failed)
+        return;
+    bn_job J = {.n = n, .c = c, .hw = hw, .x = x, .gamma = gamma, .beta = beta, .save_mean = (float *)mean,
+                .save_invstd = (float *)invstd, .y = y};
+    cpu_parallel(ctx, (size_t)c, bn_apply_task, &J);
+}
+
+static void bn_bwd_partial_task(void *arg, size_t ch, int worker)
+{
+    (void)worker;
+    const bn_job *J = arg;
+    size_t hw = (size_t)J->hw, cstride = (size_t)J->c * hw;
+    double mean = J->save_mean[ch], invstd = J->save_invstd[ch], sdy = 0, sdyx = 0;
+    for (int n = 0; n < J->n; n++)
+        sum_dy(J->x + n * cstride + ch * hw, J->dy + n * cstride + ch * hw, hw, mean, &sdy, &sdyx);
+    J->sums[ch] = sdy;
+    J->sums[(size_t)J->c + ch] = sdyx * invstd;
+    J->dbeta[ch] = (float)sdy;
+    J->dgamma[ch] = (float)(sdyx * invstd);
+}
+
+static void cpu_bn_bwd_partial(be_ctx *b, int n, int c, int hw, const float *x, const float *dy,
+                               const float *mean, const float *invstd, double *sums, float *dgamma, float *dbeta)
+{
+    cpu_ctx *ctx = (cpu_ctx *)b;
+    if (ctx->failed)
+        return;
+    bn_job J = {.n = n, .c = c, .hw = hw, .x = x, .dy = dy, .save_mean = (float *)mean,
+                .save_invstd = (float *)invstd, .sums = sums, .dgamma = dgamma, .dbeta = dbeta};
+    cpu_parallel(ctx, (size_t)c, bn_bwd_partial_task, &J);
+}
+
+static void bn_bwd_apply_task(void *arg, size_t ch, int worker)
+{
+    (void)worker;
+    const bn_job *J = arg;
+    size_t hw = (size_t)J->hw, cstride = (size_t)J->c * hw;
+    double mean = J->save_mean[ch], invstd = J->save_invstd[ch];
+    double k = J->gamma[ch] * invstd;
+    double mdy = J->gsums[ch] / J->count, proj = J->gsums[(size_t)J->c + ch] * invstd / J->count;
+    float a = (float)k, c1 = (float)(-k * proj), c0 = (float)(-k * mdy), fm = (float)mean;
+    for (int n = 0; n < J->n; n++)
+        bn_dx(J->x + n * cstride + ch * hw, J->dy + n * cstride + ch * hw, J->dx + n * cstride + ch * hw, hw, a, c1,
+              fm, c0);
+}
+
+static void cpu_bn_bwd_apply(be_ctx *b, int n, int c, int hw, const float *x, const float *dy, const float *gamma,
+                             const float *mean, const float *invstd, const double *sums, double count, float *dx)
+{
+    cpu_ctx *ctx = (cpu_ctx *)b;
+    if (ctx->failed)
+        return;
+    bn_job J = {.n = n, .c = c, .hw = hw, .x = x, .dy = dy, .gamma = gamma, .save_mean = (float *)mean,
+                .save_invstd = (float *)invstd, .gsums = sums, .count = count, .dx = dx};
+    cpu_parallel(ctx, (size_t)c, bn_bwd_apply_task, &J);
 }
 
 /* ---------------------------------------------------------------- element-wise */
@@ -1187,6 +1303,11 @@ static const be_ops cpu_ops = {
     .bn_fwd_train = cpu_bn_fwd_train,
     .bn_fwd_eval = cpu_bn_fwd_eval,
     .bn_bwd = cpu_bn_bwd,
+    .bn_stats_partial = cpu_bn_stats_partial,
+    .bn_stats_finalize = cpu_bn_stats_finalize,
+    .bn_fwd_apply = cpu_bn_fwd_apply,
+    .bn_bwd_partial = cpu_bn_bwd_partial,
+    .bn_bwd_apply = cpu_bn_bwd_apply,
     .relu_fwd = cpu_relu_fwd,
     .relu_bwd = cpu_relu_bwd,
     .leaky_fwd = cpu_leaky_fwd,

@@ -1031,6 +1031,71 @@ double cu_profile_write(be_ctx *b, FILE *f, int steps, int top)
     return total / steps;
 }
 
+/* Batch norm in parts (--sync-bn): always the project's kernels (cuDNN has no split ops). */
+static void *bn_split_scratch(cu_ctx *c, int n, int ch, int hw)
+{
+    if (k_bn_scratch_bytes(n, ch, hw) == 0) {
+        cu_ok(c, cudaErrorInvalidValue, "batch norm in parts: shape not supported");
+        return NULL;
+    }
+    return bn_scratch(c, n, ch, hw);
+}
+
+void cu_bn_stats_partial(be_ctx *b, int n, int ch, int hw, const float *x, double *sums)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return;
+    void *s = bn_split_scratch(c, n, ch, hw);
+    if (!s) return;
+    PROF(c, "bn_stats_partial", "n%d c%d hw%d", n, ch, hw);
+    cu_ok(c, k_bn_stats_partial(c->stream, n, ch, hw, x, sums, s), "batch norm (statistics)");
+}
+
+void cu_bn_stats_finalize(be_ctx *b, int ch, const double *sums, double count, float *run_mean, float *run_var,
+                          float momentum, float eps, float *save_mean, float *save_invstd)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return;
+    PROF(c, "bn_stats_finalize", "c%d", ch);
+    cu_ok(c, k_bn_stats_finalize(c->stream, ch, sums, count, run_mean, run_var, momentum, eps, save_mean, save_invstd),
+          "batch norm (statistics)");
+}
+
+void cu_bn_fwd_apply(be_ctx *b, int n, int ch, int hw, const float *x, const float *gamma, const float *beta,
+                     const float *mean, const float *invstd, float *y)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return;
+    void *s = bn_split_scratch(c, n, ch, hw);
+    if (!s) return;
+    PROF(c, "bn_fwd_apply", "n%d c%d hw%d", n, ch, hw);
+    cu_ok(c, k_bn_fwd_apply(c->stream, n, ch, hw, x, gamma, beta, mean, invstd, y, s), "batch norm (apply)");
+}
+
+void cu_bn_bwd_partial(be_ctx *b, int n, int ch, int hw, const float *x, const float *dy, const float *mean,
+                       const float *invstd, double *sums, float *dgamma, float *dbeta)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return;
+    void *s = bn_split_scratch(c, n, ch, hw);
+    if (!s) return;
+    PROF(c, "bn_bwd_partial", "n%d c%d hw%d", n, ch, hw);
+    cu_ok(c, k_bn_bwd_partial(c->stream, n, ch, hw, x, dy, mean, invstd, sums, dgamma, dbeta, s),
+          "batch norm (backward sums)");
+}
+
+void cu_bn_bwd_apply(be_ctx *b, int n, int ch, int hw, const float *x, const float *dy, const float *gamma,
+                     const float *mean, const float *invstd, const double *sums, double count, float *dx)
+{
+    cu_ctx *c = CTX(b);
+    if (c->failed) return;
+    void *s = bn_split_scratch(c, n, ch, hw);
+    if (!s) return;
+    PROF(c, "bn_bwd_apply", "n%d c%d hw%d", n, ch, hw);
+    cu_ok(c, k_bn_bwd_apply(c->stream, n, ch, hw, x, dy, gamma, mean, invstd, sums, count, dx, s),
+          "batch norm (backward)");
+}
+
 /* ---------------- the table ---------------- */
 
 const be_ops CUDA_OPS = {
@@ -1083,6 +1148,11 @@ const be_ops CUDA_OPS = {
     cu_reset_peak,
     cu_profile_reset,
     cu_profile_write,
+    cu_bn_stats_partial,
+    cu_bn_stats_finalize,
+    cu_bn_fwd_apply,
+    cu_bn_bwd_partial,
+    cu_bn_bwd_apply,
 };
 
 void cu_destroy(be_ctx *b)

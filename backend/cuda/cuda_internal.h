@@ -61,6 +61,18 @@ cudaError_t k_bn_fwd_eval(cudaStream_t st, int n, int c, int hw, const float *x,
                           const float *run_mean, const float *run_var, float eps, float *y);
 cudaError_t k_bn_bwd(cudaStream_t st, int n, int c, int hw, const float *x, const float *dy, const float *gamma,
                      const float *save_mean, const float *save_invstd, float *dx, float *dgamma, float *dbeta, void *scratch);
+/* Batch norm in parts (backend.h's bn_stats_partial ... bn_bwd_apply; --sync-bn); the same
+ * scratch as above (finalize needs none). */
+cudaError_t k_bn_stats_partial(cudaStream_t st, int n, int c, int hw, const float *x, double *sums, void *scratch);
+cudaError_t k_bn_stats_finalize(cudaStream_t st, int c, const double *sums, double count, float *run_mean, float *run_var,
+                                float momentum, float eps, float *save_mean, float *save_invstd);
+cudaError_t k_bn_fwd_apply(cudaStream_t st, int n, int c, int hw, const float *x, const float *gamma, const float *beta,
+                           const float *mean, const float *invstd, float *y, void *scratch);
+cudaError_t k_bn_bwd_partial(cudaStream_t st, int n, int c, int hw, const float *x, const float *dy, const float *mean,
+                             const float *invstd, double *sums, float *dgamma, float *dbeta, void *scratch);
+cudaError_t k_bn_bwd_apply(cudaStream_t st, int n, int c, int hw, const float *x, const float *dy, const float *gamma,
+                           const float *mean, const float *invstd, const double *sums, double count, float *dx,
+                           void *scratch);
 
 cudaError_t k_prep_spec(cudaStream_t st, int n, size_t len, const uint16_t *half, int standardize, float *out);
 /* crops: device array of n be_crop. */

@@ -677,11 +677,12 @@ __device__ __forceinline__ void acc1b(double &s, double &q, float dy, float x, d
 }
 
 /* partial[(ch*P + p)*2 + {0,1}] = sum (x-K), sum (x-K)^2 over chunk p. */
-template <bool VEC> __global__ void bn_stats_k(bn_geo g, const float *x, double *partial)
+/* shift 1: sums of x - x[first of the channel] (the fused op); 0: plain sums (the split ops). */
+template <bool VEC> __global__ void bn_stats_k(bn_geo g, const float *x, double *partial, int shift)
 {
     __shared__ double sh[32];
     unsigned ch = blockIdx.y, p = blockIdx.x, P = gridDim.x;
-    double K = (double)x[(size_t)ch * g.hwv * (VEC ? 4 : 1)];
+    double K = shift ? (double)x[(size_t)ch * g.hwv * (VEC ? 4 : 1)] : 0.0;
     unsigned j0 = p * g.chunk, j1 = min(j0 + g.chunk, g.Mv);
     double s = 0, q = 0;
     const typename bn_ld<VEC>::T *xv = (const typename bn_ld<VEC>::T *)x;
@@ -886,7 +887,7 @@ cudaError_t k_bn_fwd_train(cudaStream_t st, int n, int c, int hw, const float *x
     double *partial = (double *)scratch;
     float *coef = (float *)(partial + (size_t)c * P * 2);
     dim3 grid(P, (unsigned)c);
-    BN_LAUNCH(bn_stats_k, vec, grid, g, x, partial);
+    BN_LAUNCH(bn_stats_k, vec, grid, g, x, partial, 1);
     bn_fwd_final_k<<<(c + 127) / 128, 128, 0, st>>>(c, (int)P, (double)n * hw, x, (size_t)hw, partial, gamma, run_mean, run_var,
                                                    momentum, eps, save_mean, save_invstd, coef);
     BN_LAUNCH(bn_apply_k, vec, grid, g, x, coef, beta, y);
@@ -918,6 +919,133 @@ cudaError_t k_bn_bwd(cudaStream_t st, int n, int c, int hw, const float *x, cons
     BN_LAUNCH(bn_bwd_stats_k, vec, grid, g, x, dy, save_mean, partial);
     bn_bwd_final_k<<<(c + 127) / 128, 128, 0, st>>>(c, (int)P, (double)n * hw, partial, gamma, save_mean, save_invstd, dgamma,
                                                    dbeta, coef);
+    BN_LAUNCH(bn_bwd_apply_k, vec, grid, g, x, dy, coef, dx);
+    return cudaGetLastError();
+}
+
+/* ---------------- batch norm in parts (--sync-bn; backend.h) ---------------- */
+
+/* sums[ch] = Σ_p partial[ch, p, 0], sums[C + ch] = Σ_p partial[ch, p, 1] · (invstd ? invstd[ch] : 1);
+ * with dgamma: dbeta = sums[ch], dgamma = sums[C + ch] (floats). */
+__global__ void bn_sum_partials_k(int C, int P, const double *partial, const float *invstd, double *sums, float *dgamma,
+                                  float *dbeta)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= C) return;
+    double s = 0, q = 0;
+    for (int p = 0; p < P; p++) {
+        s += partial[((size_t)ch * P + p) * 2];
+        q += partial[((size_t)ch * P + p) * 2 + 1];
+    }
+    if (invstd) q *= (double)invstd[ch];
+    sums[ch] = s;
+    sums[C + ch] = q;
+    if (dgamma) {
+        dbeta[ch] = (float)s;
+        dgamma[ch] = (float)q;
+    }
+}
+
+__global__ void bn_finalize_k(int C, const double *sums, double cnt, float *run_mean, float *run_var, float momentum,
+                              float eps, float *save_mean, float *save_invstd)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= C) return;
+    double mean = sums[ch] / cnt, var = sums[C + ch] / cnt - mean * mean;
+    if (var < 0) var = 0;
+    double invstd = 1.0 / sqrt(var + (double)eps), unbiased = cnt > 1 ? var * cnt / (cnt - 1) : var;
+    if (run_mean) {
+        double m = momentum;
+        run_mean[ch] = (float)((1.0 - m) * run_mean[ch] + m * mean);
+        run_var[ch] = (float)((1.0 - m) * run_var[ch] + m * unbiased);
+    }
+    save_mean[ch] = (float)mean;
+    save_invstd[ch] = (float)invstd;
+}
+
+/* coef for bn_apply_k from the given statistics. */
+__global__ void bn_apply_coef_k(int C, const float *gamma, const float *mean, const float *invstd, float *coef)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= C) return;
+    coef[ch * 2] = (float)((double)gamma[ch] * (double)invstd[ch]);
+    coef[ch * 2 + 1] = mean[ch];
+}
+
+/* coef for bn_bwd_apply_k from the sums Σdy, Σdy·x̂ over cnt values (bn_bwd_final_k's arithmetic). */
+__global__ void bn_bwd_coef_k(int C, double cnt, const double *sums, const float *gamma, const float *mean,
+                              const float *invstd, float *coef)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= C) return;
+    double inv = invstd[ch], k = (double)gamma[ch] * inv;
+    double mdy = sums[ch] / cnt, proj = sums[C + ch] * inv / cnt;
+    coef[ch * 4] = (float)k;
+    coef[ch * 4 + 1] = (float)(-k * proj);
+    coef[ch * 4 + 2] = (float)(-k * mdy);
+    coef[ch * 4 + 3] = mean[ch];
+}
+
+cudaError_t k_bn_stats_partial(cudaStream_t st, int n, int c, int hw, const float *x, double *sums, void *scratch)
+{
+    bool vec = bn_vec_ok(hw, x, x, x);
+    bn_geo g;
+    unsigned P;
+    if (!bn_plan(n, c, hw, vec, &g, &P)) return cudaErrorInvalidValue;
+    double *partial = (double *)scratch;
+    dim3 grid(P, (unsigned)c);
+    BN_LAUNCH(bn_stats_k, vec, grid, g, x, partial, 0);
+    bn_sum_partials_k<<<(c + 127) / 128, 128, 0, st>>>(c, (int)P, partial, NULL, sums, NULL, NULL);
+    return cudaGetLastError();
+}
+
+cudaError_t k_bn_stats_finalize(cudaStream_t st, int c, const double *sums, double count, float *run_mean, float *run_var,
+                                float momentum, float eps, float *save_mean, float *save_invstd)
+{
+    if (c <= 0 || count <= 0) return cudaErrorInvalidValue;
+    bn_finalize_k<<<(c + 127) / 128, 128, 0, st>>>(c, sums, count, run_mean, run_var, momentum, eps, save_mean, save_invstd);
+    return cudaGetLastError();
+}
+
+cudaError_t k_bn_fwd_apply(cudaStream_t st, int n, int c, int hw, const float *x, const float *gamma, const float *beta,
+                           const float *mean, const float *invstd, float *y, void *scratch)
+{
+    bool vec = bn_vec_ok(hw, x, y, x);
+    bn_geo g;
+    unsigned P;
+    if (!bn_plan(n, c, hw, vec, &g, &P)) return cudaErrorInvalidValue;
+    float *coef = (float *)((double *)scratch + (size_t)c * P * 2);
+    dim3 grid(P, (unsigned)c);
+    bn_apply_coef_k<<<(c + 127) / 128, 128, 0, st>>>(c, gamma, mean, invstd, coef);
+    BN_LAUNCH(bn_apply_k, vec, grid, g, x, coef, beta, y);
+    return cudaGetLastError();
+}
+
+cudaError_t k_bn_bwd_partial(cudaStream_t st, int n, int c, int hw, const float *x, const float *dy, const float *mean,
+                             const float *invstd, double *sums, float *dgamma, float *dbeta, void *scratch)
+{
+    bool vec = bn_vec_ok(hw, x, dy, x);
+    bn_geo g;
+    unsigned P;
+    if (!bn_plan(n, c, hw, vec, &g, &P)) return cudaErrorInvalidValue;
+    double *partial = (double *)scratch;
+    dim3 grid(P, (unsigned)c);
+    BN_LAUNCH(bn_bwd_stats_k, vec, grid, g, x, dy, mean, partial);
+    bn_sum_partials_k<<<(c + 127) / 128, 128, 0, st>>>(c, (int)P, partial, invstd, sums, dgamma, dbeta);
+    return cudaGetLastError();
+}
+
+cudaError_t k_bn_bwd_apply(cudaStream_t st, int n, int c, int hw, const float *x, const float *dy, const float *gamma,
+                           const float *mean, const float *invstd, const double *sums, double count, float *dx,
+                           void *scratch)
+{
+    bool vec = bn_vec_ok(hw, x, dy, dx);
+    bn_geo g;
+    unsigned P;
+    if (!bn_plan(n, c, hw, vec, &g, &P) || count <= 0) return cudaErrorInvalidValue;
+    float *coef = (float *)((double *)scratch + (size_t)c * P * 2);
+    dim3 grid(P, (unsigned)c);
+    bn_bwd_coef_k<<<(c + 127) / 128, 128, 0, st>>>(c, count, sums, gamma, mean, invstd, coef);
     BN_LAUNCH(bn_bwd_apply_k, vec, grid, g, x, dy, coef, dx);
     return cudaGetLastError();
 }

@@ -117,6 +117,51 @@ def test_bn_train(shape):
     close(out["dbeta"], Bt.grad, 1e-5, 1e-5)
 
 
+BN_OUT = ["y", "rm", "rv", "mean", "invstd", "dx", "dgamma", "dbeta"]
+
+
+@pytest.mark.parametrize("shape,parts", [((4, 3, 5, 6), 1), ((4, 3, 5, 6), 2), ((7, 8), 3), ((16, 8), 4),
+                                         ((2, 5, 1, 1), 2)])
+def test_bn_split_matches_fused_and_torch(shape, parts):
+    """The split ops of --sync-bn (backend.h: bn_stats_partial ... bn_bwd_apply) with the batch cut
+    into `parts` pieces (as ranks; (7, 8) in 3 uneven pieces) and their sums added: equal to the
+    fused ops on the whole batch within float32 rounding (the fused forward sums x - x0, the split
+    one x: the statistics may differ in the last bits; the backward is the same arithmetic), and to
+    PyTorch's float64 batch norm within test_bn_train's tolerances."""
+    x = f32(*shape, scale=2.0) + 0.5
+    c = shape[1]
+    g, b = f32(c) + 1, f32(c)
+    rm, rv = f32(c), np.abs(f32(c)) + 0.5
+    dy = f32(*shape)
+    ins = {"x": x, "gamma": g, "beta": b, "rm": rm, "rv": rv, "dy": dy}
+    fused = opcheck("bn", ins, BN_OUT, momentum=0.1, eps=1e-5)
+    split = opcheck("bn_split", ins, BN_OUT, momentum=0.1, eps=1e-5, parts=parts)
+    dx_scale = float(np.max(np.abs(dy)) * np.max(np.abs(g) * fused["invstd"]))
+    for k in BN_OUT:
+        scale = dx_scale if k == "dx" else float(np.max(np.abs(fused[k])))
+        np.testing.assert_allclose(split[k], fused[k], rtol=1e-5, atol=2e-6 * scale, err_msg=k)
+    X, G, Bt = t64(x), t64(g), t64(b)
+    RM, RV = torch.tensor(rm, dtype=torch.float64), torch.tensor(rv, dtype=torch.float64)
+    Y = F.batch_norm(X, RM, RV, G, Bt, training=True, momentum=0.1, eps=1e-5)
+    Y.backward(torch.from_numpy(dy.astype(np.float64)))
+    close(split["y"], Y.detach())
+    close(split["rm"], RM)
+    close(split["rv"], RV)
+    np.testing.assert_allclose(split["dx"], X.grad.numpy(), rtol=1e-4, atol=1e-5 * dx_scale)
+    close(split["dgamma"], G.grad, 1e-5, 1e-5)
+    close(split["dbeta"], Bt.grad, 1e-5, 1e-5)
+
+
+def test_bn_split_bad_parts_fails():
+    x = f32(2, 3)
+    ins = {"x": x, "gamma": f32(3), "beta": f32(3), "rm": f32(3), "rv": f32(3) ** 2, "dy": f32(2, 3)}
+    with tempfile.TemporaryDirectory() as d:
+        for k, v in ins.items():
+            np.save(os.path.join(d, k + ".npy"), v)
+        r = run([binary("opcheck"), "bn_split", d, "parts=3"])
+    assert r.returncode == 1 and "parts" in r.stderr
+
+
 def test_bn_eval():
     x = f32(3, 4, 5, 5)
     g, b, rm, rv = f32(4) + 1, f32(4), f32(4), np.abs(f32(4)) + 0.1

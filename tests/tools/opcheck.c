@@ -8,6 +8,9 @@
  *   conv     x w dy            stride pad            -> y dx dw
  *   bn       x gamma beta rm rv dy  momentum eps     -> y rm rv mean invstd dx dgamma dbeta
  *   bn_eval  x gamma beta rm rv     eps              -> y
+ *   bn_split x gamma beta rm rv dy  momentum eps parts -> as bn, by the split ops of --sync-bn:
+ *            the batch cut into `parts` pieces along n (as ranks), their sums added, each piece
+ *            normalised and differentiated with the total sums; dgamma, dbeta: the pieces' summed
  *   relu     x dy                                    -> y dx
  *   leaky    x dy              slope                 -> y dx
  *   maxpool  x dy              k stride pad          -> y dx
@@ -120,6 +123,56 @@ static float *zeros(size_t n)
     return p;
 }
 
+/* bn_split: the batch cut into `parts` pieces along n, as ranks of a --sync-bn run. */
+static void bn_split(const be_ops *o, be_ctx *b, const args *a)
+{
+    cm_npy x = load(a, "x", 1), g = load(a, "gamma", 1), be = load(a, "beta", 1);
+    cm_npy rm = load(a, "rm", 1), rv = load(a, "rv", 1), dy = load(a, "dy", 1);
+    int n = (int)x.shape[0], c = (int)x.shape[1], hw = 1, parts = (int)arg_num(a, "parts", 1);
+    for (int d = 2; d < x.ndim; d++)
+        hw *= (int)x.shape[d];
+    if (parts < 1 || parts > n)
+        die("parts", "must be in [1, n]");
+    float eps = (float)arg_num(a, "eps", 1e-5), *X = F(&x, "x"), *DY = F(&dy, "dy");
+    float *y = zeros(x.count), *dx = zeros(x.count), *sm = zeros(c), *si = zeros(c);
+    float *dg = zeros(c), *db = zeros(c), *pg = zeros(c), *pb = zeros(c);
+    double *part = own(calloc(2 * (size_t)c, sizeof(double))), *tot = own(calloc(2 * (size_t)c, sizeof(double)));
+    if (!part || !tot)
+        die("alloc", "out of memory");
+    size_t per = (size_t)c * hw;
+    for (int k = 0; k < parts; k++) { /* piece k: samples [k n / parts, (k+1) n / parts) */
+        int n0 = k * n / parts, n1 = (k + 1) * n / parts;
+        o->bn_stats_partial(b, n1 - n0, c, hw, X + n0 * per, part);
+        for (int i = 0; i < 2 * c; i++)
+            tot[i] += part[i];
+    }
+    o->bn_stats_finalize(b, c, tot, (double)n * hw, F(&rm, "rm"), F(&rv, "rv"), (float)arg_num(a, "momentum", 0.1),
+                         eps, sm, si);
+    memset(tot, 0, 2 * (size_t)c * sizeof(double));
+    for (int k = 0; k < parts; k++) {
+        int n0 = k * n / parts, n1 = (k + 1) * n / parts;
+        o->bn_fwd_apply(b, n1 - n0, c, hw, X + n0 * per, F(&g, "gamma"), F(&be, "beta"), sm, si, y + n0 * per);
+        o->bn_bwd_partial(b, n1 - n0, c, hw, X + n0 * per, DY + n0 * per, sm, si, part, pg, pb);
+        for (int i = 0; i < 2 * c; i++)
+            tot[i] += part[i];
+        for (int i = 0; i < c; i++)
+            dg[i] += pg[i], db[i] += pb[i];
+    }
+    for (int k = 0; k < parts; k++) {
+        int n0 = k * n / parts, n1 = (k + 1) * n / parts;
+        o->bn_bwd_apply(b, n1 - n0, c, hw, X + n0 * per, DY + n0 * per, g.data, sm, si, tot, (double)n * hw,
+                        dx + n0 * per);
+    }
+    save(a, "y", "<f4", x.shape, x.ndim, y);
+    save(a, "dx", "<f4", x.shape, x.ndim, dx);
+    savef(a, "rm", rm.data, c, 0, 0, 0);
+    savef(a, "rv", rv.data, c, 0, 0, 0);
+    savef(a, "mean", sm, c, 0, 0, 0);
+    savef(a, "invstd", si, c, 0, 0, 0);
+    savef(a, "dgamma", dg, c, 0, 0, 0);
+    savef(a, "dbeta", db, c, 0, 0, 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3 || strcmp(argv[1], "--help") == 0) {
@@ -174,6 +227,8 @@ int main(int argc, char **argv)
             savef(&a, "dgamma", dg, c, 0, 0, 0);
             savef(&a, "dbeta", db, c, 0, 0, 0);
         }
+    } else if (!strcmp(op, "bn_split")) {
+        bn_split(o, b, &a);
     } else if (!strcmp(op, "relu") || !strcmp(op, "leaky")) {
         cm_npy x = load(&a, "x", 1), dy = load(&a, "dy", 1);
         float *y = zeros(x.count), *dx = zeros(x.count);
