@@ -260,6 +260,12 @@ struct be_ops {
     void (*bn_bwd_apply)(be_ctx *b, int n, int c, int hw, const float *x, const float *dy,
                          const float *gamma, const float *mean, const float *invstd, const double *sums,
                          double count, float *dx);
+
+    /* ---- interop ----
+     * The native stream the ops are issued on (a cudaStream_t), so that another library
+     * (NCCL, `train` data parallel) can order its work after them without a sync; unset
+     * (NULL) on the CPU. */
+    void *(*native_stream)(be_ctx *b);
 };
 
 /* Constructors (each backend's own file). threads <= 0: all cores. */

@@ -19,6 +19,14 @@ struct ds_comm {
     const ds_plugin *p;
     void *gpu;
     double gpu_seconds;
+    /* non-blocking averages started, waited for by ds_wait_all */
+    struct {
+        float *buf;  /* host averages: scaled by 1/size after the wait */
+        size_t n;
+        void *req;
+    } pend[DS_MAX_PENDING];
+    int npend, gpu_pend;
+    long long started;
     /* watchdog */
     double timeout;
     ds_timeout_fn on_timeout;
@@ -296,6 +304,66 @@ int ds_gpu_bcast(ds_comm *c, void *dev, size_t bytes, int root, cm_err *err)
     char msg[DS_MSG] = "";
     watch(c, "NCCL broadcast");
     return done(c, c->p->gpu_bcast(c->gpu, dev, bytes, root, msg), msg, err);
+}
+
+int ds_iaverage_f32(ds_comm *c, float *buf, size_t n, cm_err *err)
+{
+    if (!c->p || n == 0)
+        return 0;
+    if (c->npend == DS_MAX_PENDING)
+        return cm_err_set(err, "rank %d: more than %d non-blocking all-reduces", c->rank, DS_MAX_PENDING);
+    char msg[DS_MSG] = "";
+    watch(c, "all-reduce (start)");
+    int k = c->npend++;
+    c->pend[k].buf = buf;
+    c->pend[k].n = n;
+    c->pend[k].req = NULL;
+    int rc = c->p->iallreduce(buf, n, DS_T_F32, DS_P_SUM, &c->pend[k].req, msg);
+    c->started++;
+    return done(c, rc, msg, err);
+}
+
+int ds_gpu_iaverage(ds_comm *c, float *dev, size_t n, void *stream, cm_err *err)
+{
+    if (!c->p || n == 0)
+        return 0;
+    if (!c->gpu)
+        return cm_err_set(err, "rank %d: NCCL not initialised", c->rank);
+    char msg[DS_MSG] = "";
+    watch(c, "NCCL all-reduce (start)");
+    c->gpu_pend = 1;
+    c->started++;
+    return done(c, c->p->gpu_iallreduce(c->gpu, dev, n, 1, stream, msg), msg, err);
+}
+
+int ds_wait_all(ds_comm *c, cm_err *err)
+{
+    char msg[DS_MSG] = "", more[DS_MSG];
+    int rc = 0;
+    watch(c, "all-reduce");
+    for (int k = 0; k < c->npend; k++) { /* every request waited for and freed; the first failure told */
+        if (c->p->wait(c->pend[k].req, rc ? more : msg) != 0)
+            rc = -1;
+        if (rc == 0 && c->size > 1) {
+            float inv = 1.0f / (float)c->size, *b = c->pend[k].buf;
+            for (size_t i = 0; i < c->pend[k].n; i++)
+                b[i] *= inv;
+        }
+    }
+    c->npend = 0;
+    if (c->gpu_pend) {
+        double s = 0;
+        c->gpu_pend = 0;
+        if (rc == 0 && c->p->gpu_wait(c->gpu, &s, msg) != 0)
+            rc = -1;
+        c->gpu_seconds += s;
+    }
+    return done(c, rc, msg, err);
+}
+
+long long ds_started(const ds_comm *c)
+{
+    return c->started;
 }
 
 double ds_gpu_take_seconds(ds_comm *c)

@@ -56,6 +56,23 @@ int ds_allreduce_i64(ds_comm *c, int64_t *buf, size_t n, ds_op op, cm_err *err);
 /* Sum over ranks divided by the world size. */
 int ds_average_f32(ds_comm *c, float *buf, size_t n, cm_err *err);
 int ds_bcast(ds_comm *c, void *buf, size_t bytes, int root, cm_err *err);
+
+/* ---- non-blocking averages (overlapped with the backward pass) ----
+ * ds_iaverage_f32 starts the average of n host floats (MPI_Iallreduce sum;
+ * ds_wait_all then scales by 1/size, as ds_average_f32); ds_gpu_iaverage
+ * starts that of n device floats after the work issued so far on the CUDA
+ * stream `stream` (NCCL on the plugin's stream, the buckets of
+ * ds_gpu_average). The data must not be touched before ds_wait_all, which
+ * waits for every average started (watched like a collective) and leaves the
+ * results in place; its time goes to ds_gpu_take_seconds. At most
+ * DS_MAX_PENDING at once. The results equal ds_average_f32's and
+ * ds_gpu_average's (the same reductions). */
+#define DS_MAX_PENDING 8
+int ds_iaverage_f32(ds_comm *c, float *buf, size_t n, cm_err *err);
+int ds_gpu_iaverage(ds_comm *c, float *dev, size_t n, void *stream, cm_err *err);
+int ds_wait_all(ds_comm *c, cm_err *err);
+/* Non-blocking averages started since ds_create. */
+long long ds_started(const ds_comm *c);
 int ds_barrier(ds_comm *c, cm_err *err);
 /* Ends every rank (MPI_Abort); returns only in a world of 1. */
 void ds_abort(ds_comm *c, int code);

@@ -3,6 +3,7 @@
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "dist/ds_plugin.h"
 
@@ -10,6 +11,8 @@ void *ds_nccl_create(int device, size_t bucket_bytes, char *msg);
 void ds_nccl_destroy(void *g);
 int ds_nccl_allreduce(void *g, float *dev, size_t count, int average, double *seconds, char *msg);
 int ds_nccl_bcast(void *g, void *dev, size_t bytes, int root, char *msg);
+int ds_nccl_iallreduce(void *g, float *dev, size_t count, int average, void *stream, char *msg);
+int ds_nccl_wait(void *g, double *seconds, char *msg);
 
 static int mpi_fail(int rc, const char *what, char *msg)
 {
@@ -42,10 +45,20 @@ static void p_finalize(void)
     MPI_Finalize();
 }
 
+static MPI_Datatype mpi_type(int type)
+{
+    return type == DS_T_F32 ? MPI_FLOAT : type == DS_T_F64 ? MPI_DOUBLE : MPI_INT64_T;
+}
+
+static MPI_Op mpi_op(int op)
+{
+    return op == DS_P_SUM ? MPI_SUM : op == DS_P_MAX ? MPI_MAX : MPI_MIN;
+}
+
 static int p_allreduce(void *buf, size_t count, int type, int op, char *msg)
 {
-    MPI_Datatype t = type == DS_T_F32 ? MPI_FLOAT : type == DS_T_F64 ? MPI_DOUBLE : MPI_INT64_T;
-    MPI_Op o = op == DS_P_SUM ? MPI_SUM : op == DS_P_MAX ? MPI_MAX : MPI_MIN;
+    MPI_Datatype t = mpi_type(type);
+    MPI_Op o = mpi_op(op);
     size_t esz = type == DS_T_F32 ? 4 : 8;
     for (size_t done = 0; done < count;) { /* counts are int */
         size_t n = count - done < (size_t)1 << 30 ? count - done : (size_t)1 << 30;
@@ -55,6 +68,46 @@ static int p_allreduce(void *buf, size_t count, int type, int op, char *msg)
         done += n;
     }
     return 0;
+}
+
+/* The requests of one iallreduce: one per piece of < 2^30 elements, the
+ * pieces as p_allreduce cuts them. */
+typedef struct ireq {
+    int n;
+    MPI_Request r[];
+} ireq;
+
+#define PIECE ((size_t)1 << 30)
+
+static int p_iallreduce(void *buf, size_t count, int type, int op, void **req, char *msg)
+{
+    size_t esz = type == DS_T_F32 ? 4 : 8, np = (count + PIECE - 1) / PIECE;
+    ireq *q = malloc(sizeof *q + (np ? np : 1) * sizeof(MPI_Request));
+    *req = q;
+    if (!q) {
+        snprintf(msg, DS_MSG, "out of memory");
+        return -1;
+    }
+    q->n = 0;
+    for (size_t done = 0; done < count; done += PIECE) {
+        size_t n = count - done < PIECE ? count - done : PIECE;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, (char *)buf + done * esz, (int)n, mpi_type(type), mpi_op(op),
+                                MPI_COMM_WORLD, &q->r[q->n]);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(rc, "MPI_Iallreduce", msg);
+        q->n++;
+    }
+    return 0;
+}
+
+static int p_wait(void *req, char *msg)
+{
+    ireq *q = req;
+    if (!q)
+        return 0;
+    int rc = q->n ? MPI_Waitall(q->n, q->r, MPI_STATUSES_IGNORE) : MPI_SUCCESS;
+    free(q);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Iallreduce (wait)", msg);
 }
 
 static int p_bcast(void *buf, size_t bytes, int root, char *msg)
@@ -112,6 +165,10 @@ static const ds_plugin table = {
     .gpu_destroy = ds_nccl_destroy,
     .gpu_allreduce = ds_nccl_allreduce,
     .gpu_bcast = ds_nccl_bcast,
+    .iallreduce = p_iallreduce,
+    .wait = p_wait,
+    .gpu_iallreduce = ds_nccl_iallreduce,
+    .gpu_wait = ds_nccl_wait,
 };
 
 const ds_plugin *c2kd_dist_plugin(void)

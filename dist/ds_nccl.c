@@ -20,6 +20,7 @@ int ds_mpi_rank(void);
 typedef struct ds_nccl {
     ncclComm_t comm;
     cudaStream_t stream;
+    cudaEvent_t ready;  /* recorded on the compute stream before each non-blocking all-reduce */
     size_t bucket;   /* floats per bucket */
     int size;
 } ds_nccl;
@@ -66,7 +67,13 @@ void *ds_nccl_create(int device, size_t bucket_bytes, char *msg)
         cuda_fail(ce, "CUDA stream for NCCL", msg);
         goto fail;
     }
+    if ((ce = cudaEventCreateWithFlags(&g->ready, cudaEventDisableTiming)) != cudaSuccess) {
+        cudaStreamDestroy(g->stream);
+        cuda_fail(ce, "CUDA event for NCCL", msg);
+        goto fail;
+    }
     if ((r = ncclCommInitRank(&g->comm, g->size, id, ds_mpi_rank())) != ncclSuccess) {
+        cudaEventDestroy(g->ready);
         cudaStreamDestroy(g->stream);
         nccl_fail(r, "ncclCommInitRank", msg);
         goto fail;
@@ -83,14 +90,14 @@ void ds_nccl_destroy(void *gp)
     if (!g)
         return;
     ncclCommDestroy(g->comm);
+    cudaEventDestroy(g->ready);
     cudaStreamDestroy(g->stream);
     free(g);
 }
 
-int ds_nccl_allreduce(void *gp, float *dev, size_t count, int average, double *seconds, char *msg)
+/* The buckets of count floats as one NCCL group on the plugin's stream. */
+static int launch(ds_nccl *g, float *dev, size_t count, int average, char *msg)
 {
-    ds_nccl *g = gp;
-    double t0 = now();
     ncclResult_t r;
     if ((r = ncclGroupStart()) != ncclSuccess)
         return nccl_fail(r, "ncclGroupStart", msg);
@@ -104,6 +111,37 @@ int ds_nccl_allreduce(void *gp, float *dev, size_t count, int average, double *s
     }
     if ((r = ncclGroupEnd()) != ncclSuccess)
         return nccl_fail(r, "ncclGroupEnd", msg);
+    return 0;
+}
+
+int ds_nccl_allreduce(void *gp, float *dev, size_t count, int average, double *seconds, char *msg)
+{
+    ds_nccl *g = gp;
+    double t0 = now();
+    if (launch(g, dev, count, average, msg) != 0)
+        return -1;
+    cudaError_t ce = cudaStreamSynchronize(g->stream);
+    if (ce != cudaSuccess)
+        return cuda_fail(ce, "NCCL stream", msg);
+    if (seconds)
+        *seconds = now() - t0;
+    return 0;
+}
+
+int ds_nccl_iallreduce(void *gp, float *dev, size_t count, int average, void *stream, char *msg)
+{
+    ds_nccl *g = gp;
+    cudaError_t ce;
+    if ((ce = cudaEventRecord(g->ready, (cudaStream_t)stream)) != cudaSuccess ||
+        (ce = cudaStreamWaitEvent(g->stream, g->ready, 0)) != cudaSuccess)
+        return cuda_fail(ce, "NCCL stream after the backward pass", msg);
+    return launch(g, dev, count, average, msg);
+}
+
+int ds_nccl_wait(void *gp, double *seconds, char *msg)
+{
+    ds_nccl *g = gp;
+    double t0 = now();
     cudaError_t ce = cudaStreamSynchronize(g->stream);
     if (ce != cudaSuccess)
         return cuda_fail(ce, "NCCL stream", msg);
@@ -140,6 +178,20 @@ void ds_nccl_destroy(void *g)
 int ds_nccl_allreduce(void *g, float *dev, size_t count, int average, double *seconds, char *msg)
 {
     (void)g, (void)dev, (void)count, (void)average, (void)seconds;
+    snprintf(msg, DS_MSG, "this build has no NCCL");
+    return -1;
+}
+
+int ds_nccl_iallreduce(void *g, float *dev, size_t count, int average, void *stream, char *msg)
+{
+    (void)g, (void)dev, (void)count, (void)average, (void)stream;
+    snprintf(msg, DS_MSG, "this build has no NCCL");
+    return -1;
+}
+
+int ds_nccl_wait(void *g, double *seconds, char *msg)
+{
+    (void)g, (void)seconds;
     snprintf(msg, DS_MSG, "this build has no NCCL");
     return -1;
 }

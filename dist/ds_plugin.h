@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 #define DS_MSG 256
-#define DS_PLUGIN_VERSION 1
+#define DS_PLUGIN_VERSION 2
 
 enum { DS_T_F32 = 0, DS_T_F64 = 1, DS_T_I64 = 2 };
 enum { DS_P_SUM = 0, DS_P_MAX = 1, DS_P_MIN = 2 };
@@ -34,6 +34,18 @@ typedef struct ds_plugin {
      * for the stream. *seconds: wall time of the call. */
     int (*gpu_allreduce)(void *g, float *dev, size_t count, int average, double *seconds, char *msg);
     int (*gpu_bcast)(void *g, void *dev, size_t bytes, int root, char *msg);
+    /* Non-blocking host all-reduce (MPI_Iallreduce, in place, in pieces of
+     * < 2^30 elements): *req receives the handle for wait, which waits for
+     * it and frees it (also on failure). */
+    int (*iallreduce)(void *buf, size_t count, int type, int op, void **req, char *msg);
+    int (*wait)(void *req, char *msg);
+    /* NCCL, non-blocking: the plugin's stream waits for the work issued so
+     * far on `stream` (a cudaStream_t of this device; an event recorded
+     * there), then runs the same buckets as gpu_allreduce as one NCCL group;
+     * returns at once. gpu_wait waits for all of them (the plugin's stream)
+     * and gives the wall time of the wait. */
+    int (*gpu_iallreduce)(void *g, float *dev, size_t count, int average, void *stream, char *msg);
+    int (*gpu_wait)(void *g, double *seconds, char *msg);
 } ds_plugin;
 
 /* The plugin's one exported symbol. */

@@ -494,13 +494,18 @@ static int method_losses(tr_system *s, int B, const int32_t *y, const step_out *
 static void step_backward(tr_system *s, int B)
 {
     be_ctx *be = s->be;
+    /* data parallel: each registry's average starts when its gradients are final */
     if (s->has_proxies) {
         tr_proxy_backward(&s->tproxy, be, B, s->dp_t, s->teacher_full);
+        tr_dist_grads_ready(s, &s->tproxy.reg, 0);
         tr_proxy_backward(&s->sproxy, be, B, s->dp_s, 1);
+        tr_dist_grads_ready(s, &s->sproxy.reg, 0);
     }
     /* before the networks': the frozen teacher's arena (the head's input) may be lent as scratch */
-    if (s->has_shadow)
+    if (s->has_shadow) {
         tr_shadow_backward(&s->shadow, be, &s->teacher, B, s->dp_t);
+        tr_dist_grads_ready(s, &s->shadow.reg, 0);
+    }
     tr_resnet *order[2];
     float *region[2];
     int nb = backward_plan(s, order, region);
@@ -509,6 +514,7 @@ static void step_backward(tr_system *s, int B)
         tr_resnet_backward(order[i], be, B, t ? s->dz_t : s->dz_s,
                            s->has_proxies ? (t ? s->tproxy.dfeat : s->sproxy.dfeat) : NULL,
                            t ? s->teacher_full : 1, region[i] ? region[i] : s->scratch);
+        tr_dist_grads_ready(s, &order[i]->reg, t && !s->teacher_full ? order[i]->reg.top_off : 0);
     }
 }
 

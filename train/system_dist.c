@@ -47,7 +47,9 @@ static void bnsync_setup(tr_system *s)
 
 void tr_system_set_comm(tr_system *s, ds_comm *comm)
 {
+    const char *ov = getenv("C2KD_DIST_OVERLAP");
     s->comm = comm;
+    s->overlap = !(ov && strcmp(ov, "0") == 0);
     if (s->cfg.sync_bn && !s->bnsync.allreduce)
         bnsync_setup(s);
 }
@@ -72,12 +74,41 @@ static int bcast(tr_system *s, void *p, size_t bytes, cm_err *err)
     return ds_gpu_bcast(s->comm, p, bytes, 0, err);
 }
 
+/* The stream NCCL orders its work after (CUDA), or NULL. */
+static void *compute_stream(tr_system *s)
+{
+    return s->be->ops->native_stream ? s->be->ops->native_stream(s->be) : NULL;
+}
+
+void tr_dist_grads_ready(tr_system *s, tr_reg *r, size_t off)
+{
+    if (!multi(s) || !s->overlap || s->ovl_failed || (on_gpu(s) && !compute_stream(s)))
+        return;
+    int rc = on_gpu(s) ? ds_gpu_iaverage(s->comm, r->g + off, r->np - off, compute_stream(s), &s->ovl_err)
+                       : ds_iaverage_f32(s->comm, r->g + off, r->np - off, &s->ovl_err);
+    s->ovl_started++;
+    if (rc != 0)
+        s->ovl_failed = 1;
+}
+
+/* Waits for the averages started during the backward pass (all of them,
+ * also after a failure to start one, which is the error told). */
+static int wait_grads(tr_system *s, cm_err *err)
+{
+    int failed = s->ovl_failed;
+    s->ovl_started = s->ovl_failed = 0;
+    int rc = ds_wait_all(s->comm, err);
+    return failed ? cm_err_set(err, "%s", s->ovl_err.msg) : rc;
+}
+
 int tr_dist_reduce_step(tr_system *s, float *hl, int nt, cm_err *err)
 {
     if (s->bnsync.failed)
         return cm_err_set(err, "--sync-bn: %s", s->bnsync.err.msg);
     if (!multi(s))
         return 0;
+    if (s->ovl_started) /* every gradient SGD uses was started by the backward pass */
+        return wait_grads(s, err) != 0 ? -1 : ds_average_f32(s->comm, hl, (size_t)nt, err);
     if (ds_average_f32(s->comm, hl, (size_t)nt, err) != 0)
         return -1;
     if (on_gpu(s))

@@ -42,6 +42,10 @@ struct tr_system {
     size_t nidx;
     ds_comm *comm;     /* data parallel: NULL or a world of 1 = one process */
     tr_bnsync bnsync;  /* --sync-bn (system_dist.c); the networks' tr_reg.sync point here */
+    /* gradient averages started during the backward pass (system_dist.c) */
+    int overlap;       /* 0: blocking, after the backward pass (C2KD_DIST_OVERLAP=0) */
+    int ovl_started, ovl_failed;
+    cm_err ovl_err;
 };
 
 #define TR_MAX_REGS 5
@@ -54,6 +58,12 @@ int tr_system_regs(tr_system *s, tr_reg *regs[TR_MAX_REGS]);
  * non-finite loss on any rank fails the step on every rank) and the gradients
  * SGD will use. */
 int tr_dist_reduce_step(tr_system *s, float *hl, int nt, cm_err *err);
+/* Called by the backward pass as soon as the gradients of r from float `off`
+ * on are final: starts their non-blocking average over ranks (ds_iaverage_f32
+ * / ds_gpu_iaverage after the work issued so far), which tr_dist_reduce_step
+ * waits for. A no-op in one process or without overlap; a failure is kept
+ * and reported by tr_dist_reduce_step. */
+void tr_dist_grads_ready(tr_system *s, tr_reg *r, size_t off);
 /* Sums the correct counts and the kept fraction over ranks (stats of the
  * global batch; st->samples = B * ranks). */
 int tr_dist_reduce_stats(tr_system *s, tr_stats *st, int B, cm_err *err);

@@ -289,6 +289,11 @@ float *ensure_per(cu_ctx *c, size_t n)
 
 /* ---------------- ops: context ---------------- */
 
+void *cu_native_stream(be_ctx *b)
+{
+    return (void *)CTX(b)->stream;
+}
+
 void cu_destroy(be_ctx *b);
 
 int cu_status(be_ctx *b, cm_err *err)
@@ -1153,6 +1158,7 @@ const be_ops CUDA_OPS = {
     cu_bn_fwd_apply,
     cu_bn_bwd_partial,
     cu_bn_bwd_apply,
+    cu_native_stream,
 };
 
 void cu_destroy(be_ctx *b)
