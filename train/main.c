@@ -966,6 +966,9 @@ static int run_finish(tr_run *r)
         return fail(r->result_path, err.msg);
     if (op->profile && r->be->ops->profile_write && write_profile(r->be, op->out, &err) != 0)
         return fail(op->out, err.msg);
+    if (ds_active(r->comm)) /* docs/DISTRIBUTED.md, "Step" */
+        fprintf(stderr, TOOL ": data parallel: %lld gradient all-reduces overlapped with the backward pass\n",
+                ds_started(r->comm));
     print_summary(r);
     return EXIT_DONE;
 }

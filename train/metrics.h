@@ -54,7 +54,7 @@ typedef struct mt_epoch {
     double best_val, best_test;
     double seconds;
     double gpu_peak_bytes;
-    double allreduce_seconds; /* NCCL gradient all-reduces of the epoch (< 0: none) */
+    double allreduce_seconds; /* waits for the NCCL gradient all-reduces of the epoch (< 0: none) */
 } mt_epoch;
 int mt_epoch_record(mt_log *m, const mt_epoch *e, cm_err *err);
 

@@ -137,6 +137,31 @@ def test_ranks_identical_after_every_step(data, tmp_path, method):
     assert len([m for m in metrics(out) if m["type"] == "step"]) == 5
 
 
+@pytest.mark.parametrize("method,per_step", [("c2kd", 4), ("shake", 2)])
+def test_overlapped_reduction_equals_blocking(data, tmp_path, method, per_step):
+    # the gradient averages start during the backward pass, one per registry (c2kd: student,
+    # teacher, 2 proxies; shake: student, shadow head); C2KD_DIST_OVERLAP=0 averages them after it,
+    # blocking. Different samples per rank, 1 step per epoch: the results must be bitwise equal.
+    single, _ = data
+    runs = {}
+    for mode in ("1", "0"):
+        out = str(tmp_path / f"overlap{mode}")
+        env = dict(mpi_env(), C2KD_DIST_OVERLAP=mode)
+        r = subprocess.run([*MPI, "-x", "C2KD_DIST_OVERLAP", binary("train"), *BASE, "--method", method,
+                            "--epochs", "3", "--data", single, "--out", out],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        n = 3 * per_step if mode == "1" else 0
+        assert f"data parallel: {n} gradient all-reduces overlapped with the backward pass" in r.stderr, r.stderr
+        runs[mode] = out
+    assert metrics(runs["1"]) == metrics(runs["0"])
+    ta, aa = tensors(os.path.join(runs["1"], "last.h5"))
+    tb, ab = tensors(os.path.join(runs["0"], "last.h5"))
+    assert sorted(ta) == sorted(tb) and aa == ab
+    for k in ta:
+        np.testing.assert_array_equal(ta[k], tb[k], err_msg=k)
+
+
 def test_resume_needs_the_same_world_size(data, tmp_path):
     single, _ = data
     out = str(tmp_path / "r")
