@@ -123,6 +123,11 @@ void tr_add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c)
     b->sinv = tr_mem_floats(mem, (size_t)c);
 }
 
+size_t tr_add_bias(tr_reg *r, const char *name, int n, int fan_in)
+{
+    return reg_add(r, name, TT_PARAM, TI_TORCH_B, fan_in, 1, n, 0, 0, 0);
+}
+
 static void add_linear(tr_reg *r, tr_lin *l, const char *prefix, int in, int out, int bias)
 {
     char nm[64];
@@ -181,6 +186,12 @@ void tr_reg_init(tr_reg *r, be_ctx *be, tr_rng *rng)
         case TI_TORCH_B: {
             /* PyTorch's default: kaiming_uniform_(a=sqrt(5)) -> U(-1/sqrt(fan_in), 1/sqrt(fan_in)); bias likewise */
             double bound = 1.0 / sqrt((double)t->fan_in);
+            for (size_t j = 0; j < t->count; j++)
+                d[j] = (float)((2.0 * tr_rng_uniform(rng) - 1.0) * bound);
+            break;
+        }
+        case TI_KAIMING_A1: {
+            double bound = sqrt(3.0 / (double)t->fan_in);
             for (size_t j = 0; j < t->count; j++)
                 d[j] = (float)((2.0 * tr_rng_uniform(rng) - 1.0) * bound);
             break;
@@ -622,7 +633,17 @@ const float *tr_resnet_forward(tr_resnet *n, be_ctx *be, const float *x, int B, 
     return n->logits;
 }
 
-void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, const float *dl3,
+/* Adds fg's gradient of layer L's output (if any) to d. */
+static void add_stage_grad(const tr_resnet *n, be_ctx *be, int Bi, const tr_feat_grad *fg, int L, float *d)
+{
+    if (!fg || !fg->stage[L - 1])
+        return;
+    int c, h, w;
+    tr_resnet_stage(n, L, &c, &h, &w);
+    be->ops->axpy(be, (size_t)Bi * c * h * w, 1.0f, fg->stage[L - 1], d);
+}
+
+void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, const tr_feat_grad *fg,
                         int full, float *scratch)
 {
     const be_ops *o = be->ops;
@@ -630,15 +651,19 @@ void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, c
     int Bi = B * n->F;
     float *P = scratch, *Q = scratch + n->pq, *S = scratch + 2 * n->pq;
     lin_bwd(r, be, &n->fc, B, n->pooled, dlogits, n->dpooled);
+    if (fg && fg->pooled)
+        o->axpy(be, (size_t)B * n->feat_c, 1.0f, fg->pooled, n->dpooled);
     tr_pool_bwd(be, &n->fold, B, n->l4_h * n->l4_w, n->dpooled, P);
+    add_stage_grad(n, be, Bi, fg, 4, P);
     int l4 = n->layer_first[3];
     for (int i = n->nblk - 1; i >= 0; i--) {
         int need_dx = full || i > l4;
         block_bwd(r, be, &n->blk[i], Bi, P, Q, S, need_dx);
         if (!need_dx)
             return;
-        if (i == l4 && dl3)
-            o->axpy(be, (size_t)Bi * n->l3_c * n->l3_h * n->l3_w, 1.0f, dl3, Q);
+        for (int L = 1; L <= 3; L++)
+            if (i == n->layer_first[L])
+                add_stage_grad(n, be, Bi, fg, L, Q);
         float *t = P;
         P = Q;
         Q = t;

@@ -86,6 +86,16 @@ CASES = [
     dict(method="shake", student="visual", fold=True, frames=3, steps=3),
     dict(method="shake", student="visual", student_depth=18, teacher_depth=50, width=4, steps=3),
     dict(method="shake", student="audio", student_depth=50, teacher_depth=18, width=4, steps=3),
+] + [
+    # ReviewKD (docs/METHODS.md): ABF modules over the student's layer1..4 and
+    # pooled features, HCL against the frozen teacher's; the student's fused
+    # maps resized bilinearly to the teacher's sizes. Both directions, 5 steps;
+    # frames folded into the batch; both mixed pairs
+    dict(method="review", student="visual"),
+    dict(method="review", student="audio"),
+    dict(method="review", student="visual", fold=True, frames=3, steps=3),
+    dict(method="review", student="visual", student_depth=18, teacher_depth=50, width=4, steps=3),
+    dict(method="review", student="audio", student_depth=50, teacher_depth=18, width=4, steps=3),
 ]
 
 
@@ -97,6 +107,9 @@ def test_steps_match_torch(tmp_path, case):
     assert any(f"step {cfg['steps']} grad" in w for w, _, _ in rows)
     if cfg["method"] == "c2kd":
         assert any("selection mask" in w for w, _, _ in rows)
+    if cfg["method"] == "review":
+        assert any(f"step {cfg['steps']} grad review/abfs.4.att_conv.0.bias" in w for w, _, _ in rows)
+        assert any(f"step {cfg['steps']} term hcl_layer1" in w for w, _, _ in rows)
     if cfg["method"] == "shake":
         assert any(f"step {cfg['steps']} grad shadow/fuse5.0.weight" in w for w, _, _ in rows)
         assert any("h_shadow" in w for w, _, _ in rows)

@@ -11,7 +11,7 @@
  *   OUT/ckpt_K.h5        checkpoint after step K (weights, running statistics, momenta)
  *   OUT/eval.h5          z_student, z_teacher of an evaluation-mode forward of batch 0 after the steps
  *
- * Usage: stepcheck --out DIR [--method pretrain|none|kd|nkd|c2kd|shake] [--student audio|visual]
+ * Usage: stepcheck --out DIR [--method pretrain|none|kd|nkd|c2kd|shake|review] [--student audio|visual]
  *   [--depth 18|50] [--student-depth 18|50] [--teacher-depth 18|50] [--width W] [--classes C] [--batch B] [--bins H] [--time T] [--image S]
  *   [--frames F] [--fold] [--proxy fa|none|cfa] [--teacher-update full|top|frozen]
  *   [--omega X] [--steps N] [--lr X] [--seed N] [--threads N] [--init CKPT] [--kink-band X]
@@ -407,6 +407,7 @@ int main(int argc, char **argv)
             else if (!strcmp(v, "nkd")) c.method = TR_NKD;
             else if (!strcmp(v, "c2kd")) c.method = TR_C2KD;
             else if (!strcmp(v, "shake")) c.method = TR_SHAKE;
+            else if (!strcmp(v, "review")) c.method = TR_REVIEW;
             else return usage();
         } else if (OPT("--student")) {
             c.student = strcmp(v, "audio") == 0 ? TR_AUDIO : TR_VISUAL;
