@@ -329,6 +329,84 @@ static size_t track(size_t *mx, size_t v)
     return v;
 }
 
+/* The convolutions and batch norms of block b (PyTorch names under pre). */
+static void block_params(tr_reg *r, tr_mem *mem, tr_block *b, const char *pre, int inplanes, int planes,
+                         int stride, int bottleneck)
+{
+    char nm[96];
+    if (bottleneck) {
+        b->nst = 3;
+        snprintf(nm, sizeof nm, "%sconv1.weight", pre);
+        tr_add_conv(r, &b->c[0], nm, inplanes, planes, 1, 1, 0, TI_KAIMING_OUT);
+        snprintf(nm, sizeof nm, "%sbn1.", pre);
+        tr_add_bn(r, mem, &b->b[0], nm, planes);
+        snprintf(nm, sizeof nm, "%sconv2.weight", pre);
+        tr_add_conv(r, &b->c[1], nm, planes, planes, 3, stride, 1, TI_KAIMING_OUT);
+        snprintf(nm, sizeof nm, "%sbn2.", pre);
+        tr_add_bn(r, mem, &b->b[1], nm, planes);
+        snprintf(nm, sizeof nm, "%sconv3.weight", pre);
+        tr_add_conv(r, &b->c[2], nm, planes, planes * 4, 1, 1, 0, TI_KAIMING_OUT);
+        snprintf(nm, sizeof nm, "%sbn3.", pre);
+        tr_add_bn(r, mem, &b->b[2], nm, planes * 4);
+    } else {
+        b->nst = 2;
+        snprintf(nm, sizeof nm, "%sconv1.weight", pre);
+        tr_add_conv(r, &b->c[0], nm, inplanes, planes, 3, stride, 1, TI_KAIMING_OUT);
+        snprintf(nm, sizeof nm, "%sbn1.", pre);
+        tr_add_bn(r, mem, &b->b[0], nm, planes);
+        snprintf(nm, sizeof nm, "%sconv2.weight", pre);
+        tr_add_conv(r, &b->c[1], nm, planes, planes, 3, 1, 1, TI_KAIMING_OUT);
+        snprintf(nm, sizeof nm, "%sbn2.", pre);
+        tr_add_bn(r, mem, &b->b[1], nm, planes);
+    }
+}
+
+/* The activation arena (model.h): layer1's region (also stem_y, and in
+ * the backward pass the recomputed stem_y and the stem's input gradient),
+ * stem_h, stem_p, layers 2-4. Offsets rounded to 64 floats. The first pass
+ * measures, the second places. */
+static int plan_arena(tr_resnet *n, tr_mem *mem, size_t n_stem, size_t n_pool, cm_err *err)
+{
+    size_t off = 0, l1 = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        off = 0;
+        for (int l = 0; l < 4; l++) {
+            if (l == 1) {
+                l1 = off > 2 * ALIGN_F(n_stem) ? off : 2 * ALIGN_F(n_stem);
+                if (pass)
+                    n->stem_y = n->act;
+                off = l1;
+                n->stem_h = pass ? n->act + off : NULL;
+                off += ALIGN_F(n_stem);
+                n->stem_p = pass ? n->act + off : NULL;
+                off += ALIGN_F(n_pool);
+            }
+            int end = l == 3 ? n->nblk : n->layer_first[l + 1];
+            for (int i = n->layer_first[l]; i < end; i++) {
+                tr_block *b = &n->blk[i];
+                for (int st = 0; st < b->nst; st++) {
+                    b->h[st] = pass ? n->act + off : NULL;
+                    off += ALIGN_F(b->cnt[st]);
+                    b->y[st] = pass ? n->act + off : NULL;
+                    off += ALIGN_F(b->cnt[st]);
+                }
+                if (b->has_down) {
+                    b->hd = pass ? n->act + off : NULL;
+                    off += ALIGN_F(b->cnt[b->nst - 1]);
+                }
+            }
+        }
+        if (!pass) {
+            n->act_count = off;
+            n->act = tr_mem_floats(mem, off);
+            if (!n->act)
+                return cm_err_set(err, "%s: out of device memory for the activations (%zu MiB)", n->reg.group,
+                                  (off * sizeof(float)) >> 20);
+        }
+    }
+    return 0;
+}
+
 int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int width, int in_c,
                     int in_h, int in_w, int F, int classes, int max_batch, cm_err *err)
 {
@@ -380,31 +458,7 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
             b->cout = planes * exp;
             b->hin = h;
             b->win = w;
-            if (bottleneck) {
-                b->nst = 3;
-                snprintf(nm, sizeof nm, "%sconv1.weight", pre);
-                tr_add_conv(r, &b->c[0], nm, inplanes, planes, 1, 1, 0, TI_KAIMING_OUT);
-                snprintf(nm, sizeof nm, "%sbn1.", pre);
-                tr_add_bn(r, mem, &b->b[0], nm, planes);
-                snprintf(nm, sizeof nm, "%sconv2.weight", pre);
-                tr_add_conv(r, &b->c[1], nm, planes, planes, 3, stride, 1, TI_KAIMING_OUT);
-                snprintf(nm, sizeof nm, "%sbn2.", pre);
-                tr_add_bn(r, mem, &b->b[1], nm, planes);
-                snprintf(nm, sizeof nm, "%sconv3.weight", pre);
-                tr_add_conv(r, &b->c[2], nm, planes, planes * 4, 1, 1, 0, TI_KAIMING_OUT);
-                snprintf(nm, sizeof nm, "%sbn3.", pre);
-                tr_add_bn(r, mem, &b->b[2], nm, planes * 4);
-            } else {
-                b->nst = 2;
-                snprintf(nm, sizeof nm, "%sconv1.weight", pre);
-                tr_add_conv(r, &b->c[0], nm, inplanes, planes, 3, stride, 1, TI_KAIMING_OUT);
-                snprintf(nm, sizeof nm, "%sbn1.", pre);
-                tr_add_bn(r, mem, &b->b[0], nm, planes);
-                snprintf(nm, sizeof nm, "%sconv2.weight", pre);
-                tr_add_conv(r, &b->c[1], nm, planes, planes, 3, 1, 1, TI_KAIMING_OUT);
-                snprintf(nm, sizeof nm, "%sbn2.", pre);
-                tr_add_bn(r, mem, &b->b[1], nm, planes);
-            }
+            block_params(r, mem, b, pre, inplanes, planes, stride, bottleneck);
             int ch = h, cw = w;
             size_t nin = Bi * (size_t)inplanes * h * w;
             for (int s = 0; s < b->nst; s++) {
@@ -452,46 +506,8 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
     n->stem_tmp = tr_mem_floats(mem, 4 * (size_t)width);
     if (mem->failed || tr_fold_build(&n->fold, mem, mem->be, n->F, n->feat_c, max_batch) < 0)
         return cm_err_set(err, "%s: out of device memory for the activations", group);
-    /* The activation arena (model.h): layer1's region (also stem_y, and in
-     * the backward pass the recomputed stem_y and the stem's input gradient),
-     * stem_h, stem_p, layers 2-4. Offsets rounded to 64 floats. */
-    size_t off = 0, l1 = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        off = 0;
-        for (int l = 0; l < 4; l++) {
-            if (l == 1) {
-                l1 = off > 2 * ALIGN_F(n_stem) ? off : 2 * ALIGN_F(n_stem);
-                if (pass)
-                    n->stem_y = n->act;
-                off = l1;
-                n->stem_h = pass ? n->act + off : NULL;
-                off += ALIGN_F(n_stem);
-                n->stem_p = pass ? n->act + off : NULL;
-                off += ALIGN_F(n_pool);
-            }
-            int end = l == 3 ? n->nblk : n->layer_first[l + 1];
-            for (int i = n->layer_first[l]; i < end; i++) {
-                tr_block *b = &n->blk[i];
-                for (int st = 0; st < b->nst; st++) {
-                    b->h[st] = pass ? n->act + off : NULL;
-                    off += ALIGN_F(b->cnt[st]);
-                    b->y[st] = pass ? n->act + off : NULL;
-                    off += ALIGN_F(b->cnt[st]);
-                }
-                if (b->has_down) {
-                    b->hd = pass ? n->act + off : NULL;
-                    off += ALIGN_F(b->cnt[b->nst - 1]);
-                }
-            }
-        }
-        if (!pass) {
-            n->act_count = off;
-            n->act = tr_mem_floats(mem, off);
-            if (!n->act)
-                return cm_err_set(err, "%s: out of device memory for the activations (%zu MiB)", group,
-                                  (off * sizeof(float)) >> 20);
-        }
-    }
+    if (plan_arena(n, mem, n_stem, n_pool, err) < 0)
+        return -1;
     n->pq = ALIGN_F(pq > n_pool ? pq : n_pool);
     n->s_need = ALIGN_F(s_need);
     n->tmp_need = tmp_need;

@@ -11,7 +11,7 @@ import train_util as u
 from conftest import BIN, ROOT
 
 TOOL = os.path.join(ROOT, "tools", "reproduce")
-ARGS = ["--epochs", "1", "--width", "4", "--batch-size", "4", "--image-size", "16", "--seeds", "1,2",
+ARGS = ["--epochs", "1", "--width", "4", "--batch-size", "4", "--image-size", "32", "--seeds", "1,2",
         "--lambdas", "2", "--threads", "1", "--device", "cpu"]
 
 
