@@ -207,6 +207,28 @@ struct be_ops {
     /* pred[i] = argmax_c z[i, c] (first maximum). */
     void (*argmax)(be_ctx *b, int B, int C, const float *z, int32_t *pred);
 
+    /* ---- ReviewKD (docs/METHODS.md): resizing, pyramid pooling, attention fusion, MSE ----
+     * Planes: x [nc, h, w] (nc = n * c planes), y [nc, oh, ow]. */
+    /* Bilinear resize, torch.nn.functional.interpolate(mode="bilinear",
+     * align_corners=False) to (oh, ow); resize_bwd overwrites dx [nc, h, w]. */
+    void (*resize_fwd)(be_ctx *b, int nc, int h, int w, int oh, int ow, const float *x, float *y);
+    void (*resize_bwd)(be_ctx *b, int nc, int h, int w, int oh, int ow, const float *dy, float *dx);
+    /* Adaptive average pooling to k x k (torch adaptive_avg_pool2d: window i spans
+     * [floor(i h / k), ceil((i + 1) h / k))); y [nc, k, k]; adapool_bwd overwrites dx. */
+    void (*adapool_fwd)(be_ctx *b, int nc, int h, int w, int k, const float *x, float *y);
+    void (*adapool_bwd)(be_ctx *b, int nc, int h, int w, int k, const float *dy, float *dx);
+    /* Attention fusion of two [n, c, hw] maps u, v with attention logits z [n, 2, hw]:
+     * a = sigmoid(z + bias[j]) (stored, [n, 2, hw]), r = u * a[:, 0] + v * a[:, 1]
+     * (broadcast over the c channels). att_bwd from dr: du, dv, dz (overwritten)
+     * and dbias[2] (overwritten, summed over n and hw). */
+    void (*att_fwd)(be_ctx *b, int n, int c, int hw, const float *u, const float *v, const float *z,
+                    const float *bias, float *a, float *r);
+    void (*att_bwd)(be_ctx *b, int n, int c, int hw, const float *u, const float *v, const float *a,
+                    const float *dr, float *du, float *dv, float *dz, float *dbias);
+    /* Mean squared error over n values, t detached (a loss: accumulates):
+     * loss[0] += weight * mean((x - t)^2), dx += weight * 2 (x - t) / n. */
+    void (*mse)(be_ctx *b, size_t n, const float *x, const float *t, float weight, float *loss, float *dx);
+
     /* ---- optimiser: PyTorch SGD (dampening 0, no nesterov, no weight decay) ----
      * m = momentum * m + g; p -= lr * m. (m starts at zero, which equals
      * PyTorch's first step m = g.) Over one contiguous range of parameters. */

@@ -269,7 +269,8 @@ static void do_input(void *ctx, size_t index, int worker)
 enum { OPT_NPY = 256, OPT_COUNT, OPT_START, OPT_END, OPT_AT, OPT_SHORT, OPT_QUALITY, OPT_THREADS, OPT_NOSKIP,
        OPT_PRINT, OPT_VERBOSE, OPT_TRUNC };
 
-int main(int argc, char **argv)
+/* Parses the options into jb; -1: go on, else the exit status. */
+static int parse_args(int argc, char **argv, job *jb, int *jobs, int *npy)
 {
     static const struct option longopts[] = {
         {"npy", no_argument, NULL, OPT_NPY},
@@ -287,24 +288,17 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    job jb;
-    memset(&jb, 0, sizeof jb);
-    jb.req.count = 1;
-    jb.quality = 90;
-    /* Decoder warnings would drown the one line per bad input. */
-    av_log_set_level(AV_LOG_QUIET);
-    int jobs = 1, npy = 0, have_start = 0, have_end = 0;
+    int have_start = 0, have_end = 0, c;
     double start = 0, end = 0;
-    int c;
     while ((c = getopt_long(argc, argv, "o:j:h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'o': jb.out = optarg; break;
+        case 'o': jb->out = optarg; break;
         case 'j':
-            if (cm_parse_int(optarg, 1, 1024, &jobs)) goto bad;
+            if (cm_parse_int(optarg, 1, 1024, jobs)) goto bad;
             break;
-        case OPT_NPY: npy = 1; break;
+        case OPT_NPY: *npy = 1; break;
         case OPT_COUNT:
-            if (cm_parse_int(optarg, 1, FR_MAX_FRAMES, &jb.req.count)) goto bad;
+            if (cm_parse_int(optarg, 1, FR_MAX_FRAMES, &jb->req.count)) goto bad;
             break;
         case OPT_START:
             if (cm_parse_double(optarg, -DBL_MAX, DBL_MAX, &start)) goto bad;
@@ -315,22 +309,22 @@ int main(int argc, char **argv)
             have_end = 1;
             break;
         case OPT_AT:
-            if (parse_times(optarg, jb.at, &jb.req.n_at)) goto bad;
-            jb.req.at = jb.at;
+            if (parse_times(optarg, jb->at, &jb->req.n_at)) goto bad;
+            jb->req.at = jb->at;
             break;
         case OPT_SHORT:
-            if (cm_parse_int(optarg, 1, 65536, &jb.req.short_side)) goto bad;
+            if (cm_parse_int(optarg, 1, 65536, &jb->req.short_side)) goto bad;
             break;
         case OPT_QUALITY:
-            if (cm_parse_int(optarg, 1, 100, &jb.quality)) goto bad;
+            if (cm_parse_int(optarg, 1, 100, &jb->quality)) goto bad;
             break;
         case OPT_THREADS:
-            if (cm_parse_int(optarg, 1, 64, &jb.req.threads)) goto bad;
+            if (cm_parse_int(optarg, 1, 64, &jb->req.threads)) goto bad;
             break;
-        case OPT_NOSKIP: jb.req.flags |= FR_NO_SKIP; break;
-        case OPT_PRINT: jb.print_ts = 1; break;
+        case OPT_NOSKIP: jb->req.flags |= FR_NO_SKIP; break;
+        case OPT_PRINT: jb->print_ts = 1; break;
         case OPT_VERBOSE: av_log_set_level(AV_LOG_WARNING); break;
-        case OPT_TRUNC: jb.req.allow_truncated = 1; break;
+        case OPT_TRUNC: jb->req.allow_truncated = 1; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;
         }
@@ -339,78 +333,117 @@ int main(int argc, char **argv)
         fprintf(stderr, "frames: bad value for option %s: %s\n", argv[optind - 1], optarg);
         return 2;
     }
-    jb.inputs = argv + optind;
-    jb.n_inputs = argc - optind;
-    if (jb.n_inputs < 1) {
+    jb->inputs = argv + optind;
+    jb->n_inputs = argc - optind;
+    jb->req.start = start;
+    jb->req.end = have_end ? end : (have_start ? INFINITY : 0);
+    return -1;
+}
+
+/* The output kind (-o FILE.npy, -o DIR --npy, JPEG folders); -1: go on, else the exit status. */
+static int check_outputs(job *jb, int npy)
+{
+    if (jb->n_inputs < 1) {
         fprintf(stderr, "frames: no input (see frames --help)\n");
         return 2;
     }
-    jb.req.start = start;
-    jb.req.end = have_end ? end : (have_start ? INFINITY : 0);
-    if (jb.out && cm_has_suffix(jb.out, ".npy")) {
-        if (jb.n_inputs > 1) {
+    if (jb->out && cm_has_suffix(jb->out, ".npy")) {
+        if (jb->n_inputs > 1) {
             fprintf(stderr, "frames: -o FILE.npy takes one input (use -o DIR --npy for several)\n");
             return 2;
         }
-        jb.npy_single = 1;
+        jb->npy_single = 1;
     } else if (npy) {
-        if (!jb.out) {
+        if (!jb->out) {
             fprintf(stderr, "frames: --npy needs -o DIR\n");
             return 2;
         }
-        jb.npy_multi = 1;
+        jb->npy_multi = 1;
+    }
+    /* Outputs are named after the inputs: names must not collide. */
+    for (int i = 0; jb->out && jb->n_inputs > 1 && i < jb->n_inputs; i++)
+        for (int k = 0; k < i; k++) {
+            char a[CM_PATH_MAX], b[CM_PATH_MAX];
+            cm_basename_noext(a, sizeof a, jb->inputs[i]);
+            cm_basename_noext(b, sizeof b, jb->inputs[k]);
+            if (!strcmp(a, b)) {
+                fprintf(stderr, "frames: %s and %s would write the same output %s/%s\n", jb->inputs[k],
+                        jb->inputs[i], jb->out, a);
+                return 2;
+            }
+        }
+    return -1;
+}
+
+/* Creates the folder that will hold the outputs (-o DIR, or the parent of -o FILE). 0 or 1 (printed). */
+static int make_out_folder(const job *jb)
+{
+    if (!jb->out)
+        return 0;
+    char parent[CM_PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", jb->out);
+    if (jb->n_inputs <= 1) {
+        size_t len = strlen(parent);
+        while (len > 1 && parent[len - 1] == '/')
+            parent[--len] = 0;
+        char *s = strrchr(parent, '/');
+        if (s)
+            *(s == parent ? s + 1 : s) = 0;
+        else
+            parent[0] = 0;
     }
     cm_err err = {{0}};
-    if (jb.out) {
-        /* Create the folder that will hold the outputs. */
-        char parent[CM_PATH_MAX];
-        if (jb.n_inputs > 1) {
-            snprintf(parent, sizeof parent, "%s", jb.out);
-        } else {
-            snprintf(parent, sizeof parent, "%s", jb.out);
-            size_t len = strlen(parent);
-            while (len > 1 && parent[len - 1] == '/')
-                parent[--len] = 0;
-            char *s = strrchr(parent, '/');
-            if (s)
-                *(s == parent ? s + 1 : s) = 0;
-            else
-                parent[0] = 0;
-        }
-        if (parent[0] && cm_mkdirs(parent, &err) != 0) {
-            fprintf(stderr, "frames: %s\n", err.msg);
-            return 1;
-        }
-        if (jb.n_inputs > 1) {
-            /* Outputs are named after the inputs: names must not collide. */
-            for (int i = 0; i < jb.n_inputs; i++)
-                for (int k = 0; k < i; k++) {
-                    char a[CM_PATH_MAX], b[CM_PATH_MAX];
-                    cm_basename_noext(a, sizeof a, jb.inputs[i]);
-                    cm_basename_noext(b, sizeof b, jb.inputs[k]);
-                    if (!strcmp(a, b)) {
-                        fprintf(stderr, "frames: %s and %s would write the same output %s/%s\n", jb.inputs[k],
-                                jb.inputs[i], jb.out, a);
-                        return 2;
-                    }
-                }
-        }
+    if (parent[0] && cm_mkdirs(parent, &err) != 0) {
+        fprintf(stderr, "frames: %s\n", err.msg);
+        return 1;
     }
-    if (jobs > jb.n_inputs)
-        jobs = jb.n_inputs;
-    jb.jpeg = calloc((size_t)jobs, sizeof *jb.jpeg);
-    for (int i = 0; i < jobs; i++) {
-        jb.jpeg[i] = fr_jpeg_create(&err);
-        if (!jb.jpeg[i]) {
+    return 0;
+}
+
+/* One JPEG encoder per thread, the inputs in parallel; the exit status. */
+static int run_inputs(job *jb, int jobs)
+{
+    if (jobs > jb->n_inputs)
+        jobs = jb->n_inputs;
+    cm_err err = {{0}};
+    int rc = 0, made = 0;
+    jb->jpeg = calloc((size_t)jobs, sizeof *jb->jpeg);
+    for (; jb->jpeg && made < jobs; made++)
+        if (!(jb->jpeg[made] = fr_jpeg_create(&err))) {
             fprintf(stderr, "frames: %s\n", err.msg);
-            return 1;
+            rc = 1;
+            break;
         }
+    if (!jb->jpeg) {
+        fprintf(stderr, "frames: out of memory\n");
+        return 1;
     }
-    pthread_mutex_init(&jb.lock, NULL);
-    cm_parallel_for((size_t)jb.n_inputs, jobs, do_input, &jb);
-    pthread_mutex_destroy(&jb.lock);
-    for (int i = 0; i < jobs; i++)
-        fr_jpeg_destroy(jb.jpeg[i]);
-    free(jb.jpeg);
-    return jb.failed ? 1 : 0;
+    if (rc == 0) {
+        pthread_mutex_init(&jb->lock, NULL);
+        cm_parallel_for((size_t)jb->n_inputs, jobs, do_input, jb);
+        pthread_mutex_destroy(&jb->lock);
+        rc = jb->failed ? 1 : 0;
+    }
+    for (int i = 0; i < made; i++)
+        fr_jpeg_destroy(jb->jpeg[i]);
+    free(jb->jpeg);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    job jb;
+    memset(&jb, 0, sizeof jb);
+    jb.req.count = 1;
+    jb.quality = 90;
+    /* Decoder warnings would drown the one line per bad input. */
+    av_log_set_level(AV_LOG_QUIET);
+    int jobs = 1, npy = 0, rc = parse_args(argc, argv, &jb, &jobs, &npy);
+    if (rc < 0)
+        rc = check_outputs(&jb, npy);
+    if (rc < 0)
+        rc = make_out_folder(&jb);
+    if (rc == 0)
+        rc = run_inputs(&jb, jobs);
+    return rc;
 }

@@ -6,19 +6,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <turbojpeg.h>
 
 #include "common/cm_file.h"
+#include "frames/frames.h"
 #include "store/cmd.h"
 #include "store/store.h"
 
 /* Largest JPEG decoded (width x height): a header declaring more is a fault, not an allocation. */
-#define VERIFY_MAX_PIXELS (1u << 25)
 
 typedef struct verify {
     const st_index *ix;
     const char *dir;
-    tjhandle tj;
+    fr_jpeg *jd;            /* JPEG decoder (frames/) and its reused picture buffer */
+    uint8_t *px;
+    size_t px_cap;
     size_t faults, samples, jpegs, unchecked;
 } verify;
 
@@ -64,27 +65,18 @@ static void check_meta(verify *v, const char *name, const st_shard *s, const cJS
         printf("store: %s: format version %d: no checksums, sample bytes not verified\n", name, st_shard_version(s));
 }
 
+/* Every frame decodes (frames/ owns JPEG decoding: fr_jpeg_decode checks the
+ * header's size against FR_MAX_PIXELS before allocating). */
 static void check_jpegs(verify *v, const char *name, size_t i, const st_record *rec)
 {
     for (int k = 0; k < rec->frames_per_sample; k++) {
-        int w, h, sub, cs;
-        unsigned char *jb = rec->jpeg_buf + rec->jpeg_off[k];
-        unsigned long jl = (unsigned long)rec->jpeg_len[k];
-        if (!v->tj || jl == 0 || tjDecompressHeader3(v->tj, jb, jl, &w, &h, &sub, &cs) != 0 || w <= 0 || h <= 0) {
-            fault(v, name, "sample %zu (%s) frame %d: not a JPEG", i, rec->id, k);
-            continue;
-        }
-        if ((uint64_t)w * (uint64_t)h > VERIFY_MAX_PIXELS) {
-            fault(v, name, "sample %zu (%s) frame %d: JPEG of %d x %d pixels (more than %u)", i, rec->id, k, w, h,
-                  VERIFY_MAX_PIXELS);
-            continue;
-        }
-        unsigned char *px = malloc((size_t)w * (size_t)h * 3);
-        if (!px || tjDecompress2(v->tj, jb, jl, px, w, 0, h, TJPF_RGB, 0) != 0)
-            fault(v, name, "sample %zu (%s) frame %d: JPEG does not decode: %s", i, rec->id, k, tjGetErrorStr2(v->tj));
+        int w = 0, h = 0;
+        cm_err err = {{0}};
+        if (!v->jd || fr_jpeg_decode(v->jd, rec->jpeg_buf + rec->jpeg_off[k], rec->jpeg_len[k], &v->px, &v->px_cap,
+                                     &w, &h, &err) != 0)
+            fault(v, name, "sample %zu (%s) frame %d: %s", i, rec->id, k, v->jd ? err.msg : "no JPEG decoder");
         else
             v->jpegs++;
-        free(px);
     }
 }
 
@@ -187,7 +179,7 @@ int cmd_verify(int argc, char **argv)
     st_index ix;
     if (st_index_load(&ix, argv[1]) != 0)
         return 1;
-    verify v = {.ix = &ix, .dir = argv[1], .tj = tjInitDecompress()};
+    verify v = {.ix = &ix, .dir = argv[1], .jd = fr_jpeg_create(NULL)};
     const cJSON *sp, *e;
     cJSON_ArrayForEach(sp, ix.splits) {
         size_t count = 0;
@@ -198,8 +190,8 @@ int cmd_verify(int argc, char **argv)
                   st_index_count(sp, "count"));
     }
     check_folder(&v);
-    if (v.tj)
-        tjDestroy(v.tj);
+    fr_jpeg_destroy(v.jd);
+    free(v.px);
     printf("store: %s: %zu samples, %zu JPEG frames checked; %zu shard(s) without checksums; %zu fault(s)\n",
            v.dir, v.samples, v.jpegs, v.unchecked, v.faults);
     st_index_free(&ix);

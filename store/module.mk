@@ -7,7 +7,7 @@ $(store_LIB): $(call objs,$(store_SRCS))
 
 ifneq ($(wildcard store/main.c),)
 BINS += $(BIN)/store
-$(BIN)/store: $(call objs,$(store_CMD_SRCS)) $(store_LIB) $(common_LIB)
+$(BIN)/store: $(call objs,$(store_CMD_SRCS)) $(store_LIB) $(LIB)/libframes.a $(common_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 endif

@@ -22,8 +22,8 @@ static const char *mod_name(tr_modality m)
 
 static char *config_json(const tr_config *c)
 {
-    static const char *methods[] = {"none", "kd", "nkd", "c2kd", "shake"};
-    _Static_assert(sizeof methods / sizeof *methods == TR_SHAKE + 1, "a name for every tr_method");
+    static const char *methods[] = {"none", "kd", "nkd", "c2kd", "shake", "review"};
+    _Static_assert(sizeof methods / sizeof *methods == TR_REVIEW + 1, "a name for every tr_method");
     static const char *updates[] = {"full", "top", "frozen"};
     static const char *proxies[] = {"fa", "none", "cfa"};
     cJSON *o = cJSON_CreateObject();

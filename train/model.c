@@ -123,6 +123,11 @@ void tr_add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c)
     b->sinv = tr_mem_floats(mem, (size_t)c);
 }
 
+size_t tr_add_bias(tr_reg *r, const char *name, int n, int fan_in)
+{
+    return reg_add(r, name, TT_PARAM, TI_TORCH_B, fan_in, 1, n, 0, 0, 0);
+}
+
 static void add_linear(tr_reg *r, tr_lin *l, const char *prefix, int in, int out, int bias)
 {
     char nm[64];
@@ -181,6 +186,12 @@ void tr_reg_init(tr_reg *r, be_ctx *be, tr_rng *rng)
         case TI_TORCH_B: {
             /* PyTorch's default: kaiming_uniform_(a=sqrt(5)) -> U(-1/sqrt(fan_in), 1/sqrt(fan_in)); bias likewise */
             double bound = 1.0 / sqrt((double)t->fan_in);
+            for (size_t j = 0; j < t->count; j++)
+                d[j] = (float)((2.0 * tr_rng_uniform(rng) - 1.0) * bound);
+            break;
+        }
+        case TI_KAIMING_A1: {
+            double bound = sqrt(3.0 / (double)t->fan_in);
             for (size_t j = 0; j < t->count; j++)
                 d[j] = (float)((2.0 * tr_rng_uniform(rng) - 1.0) * bound);
             break;
@@ -361,6 +372,84 @@ static size_t track(size_t *mx, size_t v)
     return v;
 }
 
+/* The convolutions and batch norms of block b (PyTorch names under pre). */
+static void block_params(tr_reg *r, tr_mem *mem, tr_block *b, const char *pre, int inplanes, int planes,
+                         int stride, int bottleneck)
+{
+    char nm[96];
+    if (bottleneck) {
+        b->nst = 3;
+        snprintf(nm, sizeof nm, "%sconv1.weight", pre);
+        tr_add_conv(r, &b->c[0], nm, inplanes, planes, 1, 1, 0, TI_KAIMING_OUT);
+        snprintf(nm, sizeof nm, "%sbn1.", pre);
+        tr_add_bn(r, mem, &b->b[0], nm, planes);
+        snprintf(nm, sizeof nm, "%sconv2.weight", pre);
+        tr_add_conv(r, &b->c[1], nm, planes, planes, 3, stride, 1, TI_KAIMING_OUT);
+        snprintf(nm, sizeof nm, "%sbn2.", pre);
+        tr_add_bn(r, mem, &b->b[1], nm, planes);
+        snprintf(nm, sizeof nm, "%sconv3.weight", pre);
+        tr_add_conv(r, &b->c[2], nm, planes, planes * 4, 1, 1, 0, TI_KAIMING_OUT);
+        snprintf(nm, sizeof nm, "%sbn3.", pre);
+        tr_add_bn(r, mem, &b->b[2], nm, planes * 4);
+    } else {
+        b->nst = 2;
+        snprintf(nm, sizeof nm, "%sconv1.weight", pre);
+        tr_add_conv(r, &b->c[0], nm, inplanes, planes, 3, stride, 1, TI_KAIMING_OUT);
+        snprintf(nm, sizeof nm, "%sbn1.", pre);
+        tr_add_bn(r, mem, &b->b[0], nm, planes);
+        snprintf(nm, sizeof nm, "%sconv2.weight", pre);
+        tr_add_conv(r, &b->c[1], nm, planes, planes, 3, 1, 1, TI_KAIMING_OUT);
+        snprintf(nm, sizeof nm, "%sbn2.", pre);
+        tr_add_bn(r, mem, &b->b[1], nm, planes);
+    }
+}
+
+/* The activation arena (model.h): layer1's region (also stem_y, and in
+ * the backward pass the recomputed stem_y and the stem's input gradient),
+ * stem_h, stem_p, layers 2-4. Offsets rounded to 64 floats. The first pass
+ * measures, the second places. */
+static int plan_arena(tr_resnet *n, tr_mem *mem, size_t n_stem, size_t n_pool, cm_err *err)
+{
+    size_t off = 0, l1 = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        off = 0;
+        for (int l = 0; l < 4; l++) {
+            if (l == 1) {
+                l1 = off > 2 * ALIGN_F(n_stem) ? off : 2 * ALIGN_F(n_stem);
+                if (pass)
+                    n->stem_y = n->act;
+                off = l1;
+                n->stem_h = pass ? n->act + off : NULL;
+                off += ALIGN_F(n_stem);
+                n->stem_p = pass ? n->act + off : NULL;
+                off += ALIGN_F(n_pool);
+            }
+            int end = l == 3 ? n->nblk : n->layer_first[l + 1];
+            for (int i = n->layer_first[l]; i < end; i++) {
+                tr_block *b = &n->blk[i];
+                for (int st = 0; st < b->nst; st++) {
+                    b->h[st] = pass ? n->act + off : NULL;
+                    off += ALIGN_F(b->cnt[st]);
+                    b->y[st] = pass ? n->act + off : NULL;
+                    off += ALIGN_F(b->cnt[st]);
+                }
+                if (b->has_down) {
+                    b->hd = pass ? n->act + off : NULL;
+                    off += ALIGN_F(b->cnt[b->nst - 1]);
+                }
+            }
+        }
+        if (!pass) {
+            n->act_count = off;
+            n->act = tr_mem_floats(mem, off);
+            if (!n->act)
+                return cm_err_set(err, "%s: out of device memory for the activations (%zu MiB)", n->reg.group,
+                                  (off * sizeof(float)) >> 20);
+        }
+    }
+    return 0;
+}
+
 int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int width, int in_c,
                     int in_h, int in_w, int F, int classes, int max_batch, cm_err *err)
 {
@@ -412,31 +501,7 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
             b->cout = planes * exp;
             b->hin = h;
             b->win = w;
-            if (bottleneck) {
-                b->nst = 3;
-                snprintf(nm, sizeof nm, "%sconv1.weight", pre);
-                tr_add_conv(r, &b->c[0], nm, inplanes, planes, 1, 1, 0, TI_KAIMING_OUT);
-                snprintf(nm, sizeof nm, "%sbn1.", pre);
-                tr_add_bn(r, mem, &b->b[0], nm, planes);
-                snprintf(nm, sizeof nm, "%sconv2.weight", pre);
-                tr_add_conv(r, &b->c[1], nm, planes, planes, 3, stride, 1, TI_KAIMING_OUT);
-                snprintf(nm, sizeof nm, "%sbn2.", pre);
-                tr_add_bn(r, mem, &b->b[1], nm, planes);
-                snprintf(nm, sizeof nm, "%sconv3.weight", pre);
-                tr_add_conv(r, &b->c[2], nm, planes, planes * 4, 1, 1, 0, TI_KAIMING_OUT);
-                snprintf(nm, sizeof nm, "%sbn3.", pre);
-                tr_add_bn(r, mem, &b->b[2], nm, planes * 4);
-            } else {
-                b->nst = 2;
-                snprintf(nm, sizeof nm, "%sconv1.weight", pre);
-                tr_add_conv(r, &b->c[0], nm, inplanes, planes, 3, stride, 1, TI_KAIMING_OUT);
-                snprintf(nm, sizeof nm, "%sbn1.", pre);
-                tr_add_bn(r, mem, &b->b[0], nm, planes);
-                snprintf(nm, sizeof nm, "%sconv2.weight", pre);
-                tr_add_conv(r, &b->c[1], nm, planes, planes, 3, 1, 1, TI_KAIMING_OUT);
-                snprintf(nm, sizeof nm, "%sbn2.", pre);
-                tr_add_bn(r, mem, &b->b[1], nm, planes);
-            }
+            block_params(r, mem, b, pre, inplanes, planes, stride, bottleneck);
             int ch = h, cw = w;
             size_t nin = Bi * (size_t)inplanes * h * w;
             for (int s = 0; s < b->nst; s++) {
@@ -484,46 +549,8 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
     n->stem_tmp = tr_mem_floats(mem, 4 * (size_t)width);
     if (mem->failed || tr_fold_build(&n->fold, mem, mem->be, n->F, n->feat_c, max_batch) < 0)
         return cm_err_set(err, "%s: out of device memory for the activations", group);
-    /* The activation arena (model.h): layer1's region (also stem_y, and in
-     * the backward pass the recomputed stem_y and the stem's input gradient),
-     * stem_h, stem_p, layers 2-4. Offsets rounded to 64 floats. */
-    size_t off = 0, l1 = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        off = 0;
-        for (int l = 0; l < 4; l++) {
-            if (l == 1) {
-                l1 = off > 2 * ALIGN_F(n_stem) ? off : 2 * ALIGN_F(n_stem);
-                if (pass)
-                    n->stem_y = n->act;
-                off = l1;
-                n->stem_h = pass ? n->act + off : NULL;
-                off += ALIGN_F(n_stem);
-                n->stem_p = pass ? n->act + off : NULL;
-                off += ALIGN_F(n_pool);
-            }
-            int end = l == 3 ? n->nblk : n->layer_first[l + 1];
-            for (int i = n->layer_first[l]; i < end; i++) {
-                tr_block *b = &n->blk[i];
-                for (int st = 0; st < b->nst; st++) {
-                    b->h[st] = pass ? n->act + off : NULL;
-                    off += ALIGN_F(b->cnt[st]);
-                    b->y[st] = pass ? n->act + off : NULL;
-                    off += ALIGN_F(b->cnt[st]);
-                }
-                if (b->has_down) {
-                    b->hd = pass ? n->act + off : NULL;
-                    off += ALIGN_F(b->cnt[b->nst - 1]);
-                }
-            }
-        }
-        if (!pass) {
-            n->act_count = off;
-            n->act = tr_mem_floats(mem, off);
-            if (!n->act)
-                return cm_err_set(err, "%s: out of device memory for the activations (%zu MiB)", group,
-                                  (off * sizeof(float)) >> 20);
-        }
-    }
+    if (plan_arena(n, mem, n_stem, n_pool, err) < 0)
+        return -1;
     n->pq = ALIGN_F(pq > n_pool ? pq : n_pool);
     n->s_need = ALIGN_F(s_need);
     n->tmp_need = tmp_need;
@@ -665,7 +692,17 @@ const float *tr_resnet_forward(tr_resnet *n, be_ctx *be, const float *x, int B, 
     return n->logits;
 }
 
-void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, const float *dl3,
+/* Adds fg's gradient of layer L's output (if any) to d. */
+static void add_stage_grad(const tr_resnet *n, be_ctx *be, int Bi, const tr_feat_grad *fg, int L, float *d)
+{
+    if (!fg || !fg->stage[L - 1])
+        return;
+    int c, h, w;
+    tr_resnet_stage(n, L, &c, &h, &w);
+    be->ops->axpy(be, (size_t)Bi * c * h * w, 1.0f, fg->stage[L - 1], d);
+}
+
+void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, const tr_feat_grad *fg,
                         int full, float *scratch)
 {
     const be_ops *o = be->ops;
@@ -673,15 +710,19 @@ void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, c
     int Bi = B * n->F;
     float *P = scratch, *Q = scratch + n->pq, *S = scratch + 2 * n->pq;
     lin_bwd(r, be, &n->fc, B, n->pooled, dlogits, n->dpooled);
+    if (fg && fg->pooled)
+        o->axpy(be, (size_t)B * n->feat_c, 1.0f, fg->pooled, n->dpooled);
     tr_pool_bwd(be, &n->fold, B, n->l4_h * n->l4_w, n->dpooled, P);
+    add_stage_grad(n, be, Bi, fg, 4, P);
     int l4 = n->layer_first[3];
     for (int i = n->nblk - 1; i >= 0; i--) {
         int need_dx = full || i > l4;
         block_bwd(r, be, &n->blk[i], Bi, P, Q, S, need_dx);
         if (!need_dx)
             return;
-        if (i == l4 && dl3)
-            o->axpy(be, (size_t)Bi * n->l3_c * n->l3_h * n->l3_w, 1.0f, dl3, Q);
+        for (int L = 1; L <= 3; L++)
+            if (i == n->layer_first[L])
+                add_stage_grad(n, be, Bi, fg, L, Q);
         float *t = P;
         P = Q;
         Q = t;

@@ -21,7 +21,8 @@
 #include "train/rng.h"
 
 enum { TT_PARAM = 0, TT_BUFFER = 1, TT_NBT = 2 };
-enum { TI_NONE = 0, TI_KAIMING_OUT, TI_TORCH_W, TI_TORCH_B, TI_ONE, TI_ZERO };
+enum { TI_NONE = 0, TI_KAIMING_OUT, TI_TORCH_W, TI_TORCH_B, TI_ONE, TI_ZERO, TI_KAIMING_A1 };
+/* TI_KAIMING_A1: kaiming_uniform_(a=1): U(-sqrt(3 / fan_in), sqrt(3 / fan_in)) (ReviewKD's ABF convs). */
 
 typedef struct tr_tensor {
     char name[64];  /* state_dict name inside the group ("layer1.0.conv1.weight") */
@@ -177,12 +178,21 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
 const float *tr_resnet_forward(tr_resnet *n, be_ctx *be, const float *x, int B, int train);
 /* Layer3 output of the last forward: [B*F, l3_c, l3_h, l3_w]. */
 const float *tr_resnet_layer3(const tr_resnet *n);
+/* Gradients that other parts of the system send into a network's features
+ * (each NULL when none): stage[L-1] into layer L's output [B*F, c, h, w]
+ * (tr_resnet_stage), pooled into the pooled features [B, feat_c]. */
+typedef struct tr_feat_grad {
+    const float *stage[4];
+    const float *pooled;
+} tr_feat_grad;
+
 /* Gradients of every parameter (full) or of layer4 + fc only (full == 0)
- * from dlogits [B, classes]; dl3 (may be NULL) is added to the gradient of
- * the layer3 output. scratch: tr_resnet_scratch_floats(n) floats that hold
- * nothing of n (another network's dead `act`, or a buffer of the owner).
- * Overwrites n's activations (they are dead afterwards). */
-void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, const float *dl3,
+ * from dlogits [B, classes]; fg (may be NULL) is added to the gradients of
+ * the features it names (with full == 0 only layer4's output and the pooled
+ * features may receive one). scratch: tr_resnet_scratch_floats(n) floats
+ * that hold nothing of n (another network's dead `act`, or a buffer of the
+ * owner). Overwrites n's activations (they are dead afterwards). */
+void tr_resnet_backward(tr_resnet *n, be_ctx *be, int B, const float *dlogits, const tr_feat_grad *fg,
                         int full, float *scratch);
 size_t tr_resnet_scratch_floats(const tr_resnet *n);
 
@@ -227,7 +237,53 @@ int tr_shadow_build(tr_shadow *sh, tr_mem *mem, const tr_resnet *teacher, int ma
 const float *tr_shadow_forward(tr_shadow *sh, be_ctx *be, const tr_resnet *teacher, int B);
 void tr_shadow_backward(tr_shadow *sh, be_ctx *be, const tr_resnet *teacher, int B, const float *dlogits);
 
-/* Building blocks shared by model.c and shake.c. */
+/* ReviewKD (docs/METHODS.md): five ABF modules over the student's features
+ * (layer1..4 outputs and the pooled vector as a 1x1 map, frames averaged),
+ * fused top-down, each output compared with the teacher's feature of the
+ * same level under HCL. Level l = 0..4 (layer1 .. pooled); its module is the
+ * authors' abfs.(4 - l) (their list runs top-down). PyTorch names
+ * abfs.K.conv1.0.weight, abfs.K.conv1.1.* (BN), abfs.K.conv2.0.weight,
+ * abfs.K.conv2.1.*, abfs.K.att_conv.0.weight / .bias (K < 4). ABF of level l,
+ * student feature x [B, cs, hs, ws], teacher's (ct, ht, wt):
+ *   u = BN(conv1x1(x)); top: r = u; else y = resize(res_{l+1}, hs x ws),
+ *   a = sigmoid(conv1x1([u; y]) + b), r = u a0 + y a1;
+ *   res_l = resize(r, ht x wt) (bilinear, align_corners=False; skipped when
+ *   equal); o = BN(conv3x3(res_l)), compared with the teacher's feature. */
+#define TR_REVIEW_N 5
+typedef struct tr_abf {
+    int cs, hs, ws, ct, ht, wt;
+    int resize;                 /* (hs, ws) != (ht, wt) */
+    tr_conv conv1, att, conv2;
+    size_t att_b;               /* attention bias (2 values) in reg */
+    tr_bn bn1, bn2;
+    float *xs, *xt;             /* frame averages (F > 1), else NULL */
+    const float *in_s, *in_t;   /* features of the last forward */
+    float *h1, *u, *y, *cat, *z, *a, *r; /* [B, m or 2m or 2, hs, ws] */
+    float *res;                 /* [B, m, ht, wt] (== r when not resized) */
+    float *h2, *o;              /* [B, ct, ht, wt] */
+    float *dres;                /* gradient of res */
+    float *dx, *dxf;            /* gradient of x [B, cs, hs, ws]; expanded to frames (F > 1) */
+} tr_abf;
+
+typedef struct tr_review {
+    tr_reg reg;
+    int Fs, Ft, mid, max_batch;
+    tr_abf abf[TR_REVIEW_N];
+    float *sA, *sB, *sC, *sD, *scat, *sz; /* backward scratch (largest level) */
+    float *ps, *pt, *dp;        /* pooled pyramids [B, ct, 4, 4] */
+    tr_feat_grad grad;          /* into the student (after tr_review_backward) */
+} tr_review;
+
+int tr_review_build(tr_review *rv, tr_mem *mem, const tr_resnet *student, const tr_resnet *teacher, int max_batch,
+                    cm_err *err);
+/* Needs both networks' forward of this batch (train mode for the student). */
+void tr_review_forward(tr_review *rv, be_ctx *be, const tr_resnet *student, const tr_resnet *teacher, int B);
+/* HCL of each level, weight w, into loss[l] (5 values, accumulated), and the
+ * backward pass of the modules: parameter gradients and rv->grad. */
+void tr_review_backward(tr_review *rv, be_ctx *be, int B, float w, float *loss);
+
+/* Building blocks shared by model.c, shake.c and review.c. */
+size_t tr_add_bias(tr_reg *r, const char *name, int n, int fan_in);
 void tr_add_conv(tr_reg *r, tr_conv *c, const char *name, int cin, int cout, int k, int stride, int pad,
                  int init);
 void tr_add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c);

@@ -134,7 +134,7 @@ static int check_config(const tr_config *c, cm_err *err)
         return cm_err_set(err, "%d frames: at least 1 needed", c->frames);
     if (c->max_batch < 1)
         return cm_err_set(err, "max_batch %d: at least 1", c->max_batch);
-    if (c->method < TR_NONE || c->method > TR_SHAKE)
+    if (c->method < TR_NONE || c->method > TR_REVIEW)
         return cm_err_set(err, "unknown method %d", (int)c->method);
     if (c->proxy < TR_PROXY_FA || c->proxy > TR_PROXY_CFA)
         return cm_err_set(err, "unknown proxy kind %d", (int)c->proxy);
@@ -185,6 +185,7 @@ tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_
         s->has_teacher = c->method != TR_NONE;
         s->has_proxies = c->method == TR_C2KD;
         s->has_shadow = c->method == TR_SHAKE;
+        s->has_review = c->method == TR_REVIEW;
     }
     /* Who trains, in which mode. */
     if (c->pretrain) {
@@ -196,7 +197,7 @@ tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_
         s->teacher_full = c->teacher_update == TR_TEACHER_FULL;
         s->teacher_sgd = c->teacher_update != TR_TEACHER_FROZEN;
     } else {
-        s->teacher_train = 0; /* kd / nkd / shake: frozen pretrained teacher in evaluation mode */
+        s->teacher_train = 0; /* kd / nkd / shake / review: frozen pretrained teacher in evaluation mode */
         s->teacher_full = 0;
         s->teacher_sgd = 0;
     }
@@ -211,6 +212,8 @@ tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_
     }
     if (s->has_shadow && (tr_shadow_build(&s->shadow, &s->mem, &s->teacher, c->max_batch, err) < 0 ||
                           shake_alloc(s, err) < 0))
+        goto fail;
+    if (s->has_review && tr_review_build(&s->review, &s->mem, &s->student, &s->teacher, c->max_batch, err) < 0)
         goto fail;
     size_t BC = (size_t)c->max_batch * c->n_classes;
     {
@@ -283,6 +286,8 @@ int tr_system_regs(tr_system *s, tr_reg *regs[TR_MAX_REGS])
     }
     if (s->has_shadow)
         regs[n++] = &s->shadow.reg;
+    if (s->has_review)
+        regs[n++] = &s->review.reg;
     return n;
 }
 
@@ -298,6 +303,7 @@ void tr_system_destroy(tr_system *s)
     tr_reg_free(&s->sproxy.reg);
     tr_reg_free(&s->tproxy.reg);
     tr_reg_free(&s->shadow.reg);
+    tr_reg_free(&s->review.reg);
     free(s->h_tmp);
     free(s->student.blk);
     free(s->teacher.blk);
@@ -484,6 +490,15 @@ static int method_losses(tr_system *s, int B, const int32_t *y, const step_out *
         o->nkd(be, B, C, z->zt, z->zs, y, c->nkd_temp, c->nkd_gamma, 1.0f, L + nt++, s->dz_s);
     } else if (c->method == TR_SHAKE) {
         nt = shake_losses(s, B, y, z, names);
+    } else if (c->method == TR_REVIEW) {
+        static const char *hcl_names[TR_REVIEW_N] = {"hcl_layer1", "hcl_layer2", "hcl_layer3", "hcl_layer4",
+                                                     "hcl_pool"};
+        names[nt] = "ce_student";
+        o->ce(be, B, C, z->zs, y, 1.0f, L + nt++, s->dz_s);
+        for (int l = 0; l < TR_REVIEW_N; l++)
+            names[nt + l] = hcl_names[l];
+        tr_review_backward(&s->review, be, B, 1.0f, L + nt); /* weight 1: the authors' ImageNet default */
+        nt += TR_REVIEW_N;
     } else {
         nt = c2kd_losses(s, B, y, z, names);
     }
@@ -495,6 +510,8 @@ static void step_backward(tr_system *s, int B)
 {
     be_ctx *be = s->be;
     /* data parallel: each registry's average starts when its gradients are final */
+    if (s->has_review) /* tr_review_backward ran with the losses */
+        tr_dist_grads_ready(s, &s->review.reg, 0);
     if (s->has_proxies) {
         tr_proxy_backward(&s->tproxy, be, B, s->dp_t, s->teacher_full);
         tr_dist_grads_ready(s, &s->tproxy.reg, 0);
@@ -511,9 +528,13 @@ static void step_backward(tr_system *s, int B)
     int nb = backward_plan(s, order, region);
     for (int i = 0; i < nb; i++) {
         int t = order[i] == &s->teacher;
-        tr_resnet_backward(order[i], be, B, t ? s->dz_t : s->dz_s,
-                           s->has_proxies ? (t ? s->tproxy.dfeat : s->sproxy.dfeat) : NULL,
-                           t ? s->teacher_full : 1, region[i] ? region[i] : s->scratch);
+        tr_feat_grad fg = {{NULL}, NULL};
+        if (s->has_proxies)
+            fg.stage[2] = t ? s->tproxy.dfeat : s->sproxy.dfeat;
+        if (s->has_review && !t)
+            fg = s->review.grad;
+        tr_resnet_backward(order[i], be, B, t ? s->dz_t : s->dz_s, &fg, t ? s->teacher_full : 1,
+                           region[i] ? region[i] : s->scratch);
         tr_dist_grads_ready(s, &order[i]->reg, t && !s->teacher_full ? order[i]->reg.top_off : 0);
     }
 }
@@ -539,6 +560,8 @@ static void step_sgd(tr_system *s, float lr)
     }
     if (s->has_shadow)
         extra[ne++] = &s->shadow.reg;
+    if (s->has_review)
+        extra[ne++] = &s->review.reg;
     for (int i = 0; i < ne; i++)
         o->sgd(be, extra[i]->np, extra[i]->w, extra[i]->g, extra[i]->m, lr, c->momentum);
     if (s->has_student)
@@ -551,6 +574,8 @@ static void step_sgd(tr_system *s, float lr)
     }
     if (s->has_shadow)
         s->shadow.reg.nbt++;
+    if (s->has_review)
+        s->review.reg.nbt++;
 }
 
 static void step_stats(tr_system *s, const tr_batch *b, const step_out *z, const char **names, const float *hl,
@@ -587,9 +612,9 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
     long long stepno = (long long)s->step + 1;
     if (check_batch(s, b, err) < 0)
         return cm_err_prefix(err, "step %lld", stepno);
-    if (((s->has_proxies && c->proxy != TR_PROXY_NONE) || s->has_shadow) && B < 2)
+    if (((s->has_proxies && c->proxy != TR_PROXY_NONE) || s->has_shadow || s->has_review) && B < 2)
         return cm_err_set(err, "step %lld: a batch of 1 sample: the %s batch norm needs at least 2", stepno,
-                          s->has_shadow ? "shadow head's" : "proxies'");
+                          s->has_shadow ? "shadow head's" : s->has_review ? "review modules'" : "proxies'");
     size_t BC = (size_t)B * C;
     const char *names[TR_MAX_TERMS];
     save_buffers(s, 0);
@@ -609,6 +634,8 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
     }
     if (s->has_shadow)
         z.h = tr_shadow_forward(&s->shadow, be, &s->teacher, B);
+    if (s->has_review)
+        tr_review_forward(&s->review, be, &s->student, &s->teacher, B);
     int nt = method_losses(s, B, b->labels, &z, names);
     step_backward(s, B);
     float hl[TR_MAX_TERMS];

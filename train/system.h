@@ -16,7 +16,7 @@
 
 /* ---- the configuration ---- */
 
-typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD, TR_SHAKE } tr_method;
+typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD, TR_SHAKE, TR_REVIEW } tr_method;
 typedef enum tr_modality { TR_AUDIO = 0, TR_VISUAL = 1 } tr_modality;
 typedef enum tr_teacher_update { TR_TEACHER_FULL = 0, TR_TEACHER_TOP, TR_TEACHER_FROZEN } tr_teacher_update;
 typedef enum tr_proxy_kind { TR_PROXY_FA = 0, TR_PROXY_NONE, TR_PROXY_CFA } tr_proxy_kind;
@@ -159,6 +159,12 @@ int tr_system_tensor(const tr_system *s, size_t i, const char **name, size_t *co
  *   CE(z_s), "kl_student_to_shadow" T^2 KL_T(sg z_s ‖ h), "kl_shadow_to_student"
  *   T^2 KL_T(sg h ‖ z_s), "ce_shadow" CE(h), "mse_shadow_teacher"
  *   MSE(h, sg z_t) (T = kd_temp; the authors' alpha = 0 drops KL(z_t ‖ z_s)).
+ * - review (docs/METHODS.md): student + frozen teacher (eval mode) + the
+ *   ABF modules (group "review") over the student's layer1..4 outputs and
+ *   pooled features; terms "ce_student" CE(z_s) and, with weight 1 (the
+ *   authors' ImageNet default), HCL of each level against the teacher's
+ *   feature: "hcl_layer1" .. "hcl_layer4", "hcl_pool". Needs B >= 2 (the
+ *   top module's batch norm over B values).
  * - correct_student / correct_teacher are -1 for an absent network; kept is -1
  *   except for c2kd.
  * - a c2kd step needs B >= 2 (the proxies' batch norm over B values, as in

@@ -126,6 +126,8 @@ int tr_dist_reduce_step(tr_system *s, float *hl, int nt, cm_err *err)
         return -1;
     if (s->has_shadow && average(s, s->shadow.reg.g, s->shadow.reg.np, err) != 0)
         return -1;
+    if (s->has_review && average(s, s->review.reg.g, s->review.reg.np, err) != 0)
+        return -1;
     return 0;
 }
 

@@ -16,13 +16,14 @@ struct tr_system {
     be_ctx *be;
     tr_config cfg;
     tr_mem mem;
-    int has_student, has_teacher, has_proxies, has_shadow;
+    int has_student, has_teacher, has_proxies, has_shadow, has_review;
     int teacher_train; /* teacher forward in train mode (batch statistics) */
     int teacher_full;  /* gradients through the whole teacher (else layer4 + fc only) */
     int teacher_sgd;   /* teacher parameters updated */
     tr_resnet student, teacher;
     tr_proxy sproxy, tproxy;
     tr_shadow shadow;      /* shake */
+    tr_review review;      /* review */
     /* shake's logit normalisation 3.1415 * layer_norm over the classes, done
      * by the BN ops on [1, B, C] (gamma 3.1415, beta 0, eps 1e-7): */
     float *ln_gamma, *ln_beta, *ln_rm, *ln_rv, *ln_dg, *ln_db; /* [max_batch] each */
@@ -50,7 +51,7 @@ struct tr_system {
 
 #define TR_MAX_REGS 5
 /* The registries of the networks present, in the order student, teacher,
- * student_proxy, teacher_proxy, shadow. Returns their number. */
+ * student_proxy, teacher_proxy, shadow, review. Returns their number. */
 int tr_system_regs(tr_system *s, tr_reg *regs[TR_MAX_REGS]);
 
 /* Data parallel (system_dist.c), no-ops without a communicator of several

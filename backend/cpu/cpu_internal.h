@@ -38,4 +38,15 @@ void cpu_conv_fwd(be_ctx *b, const be_conv_shape *s, const float *x, const float
 void cpu_conv_bwd_data(be_ctx *b, const be_conv_shape *s, const float *dy, const float *w, float *dx);
 void cpu_conv_bwd_filter(be_ctx *b, const be_conv_shape *s, const float *x, const float *dy, float *dw);
 
+/* ReviewKD's ops (cpu_review.c); semantics in backend/backend.h. */
+void cpu_resize_fwd(be_ctx *b, int nc, int h, int w, int oh, int ow, const float *x, float *y);
+void cpu_resize_bwd(be_ctx *b, int nc, int h, int w, int oh, int ow, const float *dy, float *dx);
+void cpu_adapool_fwd(be_ctx *b, int nc, int h, int w, int k, const float *x, float *y);
+void cpu_adapool_bwd(be_ctx *b, int nc, int h, int w, int k, const float *dy, float *dx);
+void cpu_att_fwd(be_ctx *b, int n, int c, int hw, const float *u, const float *v, const float *z, const float *bias,
+                 float *a, float *r);
+void cpu_att_bwd(be_ctx *b, int n, int c, int hw, const float *u, const float *v, const float *a, const float *dr,
+                 float *du, float *dv, float *dz, float *dbias);
+void cpu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, float *loss, float *dx);
+
 #endif

@@ -811,6 +811,39 @@ void cu_argmax(be_ctx *b, int B, int C, const float *z, int32_t *pred)
 {
     LAUNCH(CTX(b), k_argmax(CTX(b)->stream, B, C, z, pred), "argmax", "B%d C%d", B, C);
 }
+void cu_resize_fwd(be_ctx *b, int nc, int h, int w, int oh, int ow, const float *x, float *y)
+{
+    LAUNCH(CTX(b), k_resize_fwd(CTX(b)->stream, nc, h, w, oh, ow, x, y), "resize", "nc%d %dx%d->%dx%d", nc, h, w, oh, ow);
+}
+void cu_resize_bwd(be_ctx *b, int nc, int h, int w, int oh, int ow, const float *dy, float *dx)
+{
+    LAUNCH(CTX(b), k_resize_bwd(CTX(b)->stream, nc, h, w, oh, ow, dy, dx), "resize backward", "nc%d %dx%d->%dx%d", nc, h,
+           w, oh, ow);
+}
+void cu_adapool_fwd(be_ctx *b, int nc, int h, int w, int k, const float *x, float *y)
+{
+    LAUNCH(CTX(b), k_adapool_fwd(CTX(b)->stream, nc, h, w, k, x, y), "adaptive pool", "nc%d %dx%d->%d", nc, h, w, k);
+}
+void cu_adapool_bwd(be_ctx *b, int nc, int h, int w, int k, const float *dy, float *dx)
+{
+    LAUNCH(CTX(b), k_adapool_bwd(CTX(b)->stream, nc, h, w, k, dy, dx), "adaptive pool backward", "nc%d %dx%d->%d", nc, h,
+           w, k);
+}
+void cu_att_fwd(be_ctx *b, int n, int ch, int hw, const float *u, const float *v, const float *z, const float *bias,
+                float *a, float *r)
+{
+    LAUNCH(CTX(b), k_att_fwd(CTX(b)->stream, n, ch, hw, u, v, z, bias, a, r), "attention fusion", "n%d c%d hw%d", n, ch, hw);
+}
+void cu_att_bwd(be_ctx *b, int n, int ch, int hw, const float *u, const float *v, const float *a, const float *dr,
+                float *du, float *dv, float *dz, float *dbias)
+{
+    LAUNCH(CTX(b), k_att_bwd(CTX(b)->stream, n, ch, hw, u, v, a, dr, du, dv, dz, dbias), "attention fusion backward",
+           "n%d c%d hw%d", n, ch, hw);
+}
+void cu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, float *loss, float *dx)
+{
+    LAUNCH(CTX(b), k_mse(CTX(b)->stream, n, x, t, weight, loss, dx), "loss mse", "%zu", n);
+}
 void cu_sgd(be_ctx *b, size_t n, float *p, const float *g, float *m, float lr, float momentum)
 {
     LAUNCH(CTX(b), k_sgd(CTX(b)->stream, n, p, g, m, lr, momentum), "sgd", "%zu", n);
@@ -1145,6 +1178,13 @@ const be_ops CUDA_OPS = {
     cu_nkd,
     cu_kendall,
     cu_argmax,
+    cu_resize_fwd,
+    cu_resize_bwd,
+    cu_adapool_fwd,
+    cu_adapool_bwd,
+    cu_att_fwd,
+    cu_att_bwd,
+    cu_mse,
     cu_sgd,
     cu_prep_spec,
     cu_prep_frames,

@@ -79,4 +79,15 @@ cudaError_t k_prep_spec(cudaStream_t st, int n, size_t len, const uint16_t *half
 cudaError_t k_prep_frames(cudaStream_t st, int n, const be_crop *crops, const uint8_t *src, int oh, int ow,
                           float m0, float m1, float m2, float s0, float s1, float s2, float *out);
 
+/* ReviewKD's ops (backend/cuda/cuda_review.cu; semantics in backend/backend.h). */
+cudaError_t k_resize_fwd(cudaStream_t st, int nc, int h, int w, int oh, int ow, const float *x, float *y);
+cudaError_t k_resize_bwd(cudaStream_t st, int nc, int h, int w, int oh, int ow, const float *dy, float *dx);
+cudaError_t k_adapool_fwd(cudaStream_t st, int nc, int h, int w, int k, const float *x, float *y);
+cudaError_t k_adapool_bwd(cudaStream_t st, int nc, int h, int w, int k, const float *dy, float *dx);
+cudaError_t k_att_fwd(cudaStream_t st, int n, int c, int hw, const float *u, const float *v, const float *z,
+                      const float *bias, float *a, float *r);
+cudaError_t k_att_bwd(cudaStream_t st, int n, int c, int hw, const float *u, const float *v, const float *a,
+                      const float *dr, float *du, float *dv, float *dz, float *dbias);
+cudaError_t k_mse(cudaStream_t st, size_t n, const float *x, const float *t, float weight, float *loss, float *dx);
+
 #endif

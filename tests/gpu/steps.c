@@ -173,7 +173,7 @@ static int copy_state(tr_system *sc, tr_system *sg, be_ctx *cpu, be_ctx *gpu)
 
 static const char *mname(int pre, tr_method m)
 {
-    return pre ? "pretrain" : m == TR_NONE ? "none" : m == TR_KD ? "kd" : m == TR_NKD ? "nkd" : m == TR_SHAKE ? "shake" : "c2kd";
+    return pre ? "pretrain" : m == TR_NONE ? "none" : m == TR_KD ? "kd" : m == TR_NKD ? "nkd" : m == TR_SHAKE ? "shake" : m == TR_REVIEW ? "review" : "c2kd";
 }
 
 
@@ -701,7 +701,7 @@ int main(int argc, char **argv)
     set_tolerances(&r);
     int rc = open_run(&r);
     if (rc != 0) return rc;
-    struct { int pre; tr_method m; } runs[] = {{1, TR_C2KD}, {0, TR_NONE}, {0, TR_KD}, {0, TR_NKD}, {0, TR_C2KD}, {0, TR_SHAKE}};
+    struct { int pre; tr_method m; } runs[] = {{1, TR_C2KD}, {0, TR_NONE}, {0, TR_KD}, {0, TR_NKD}, {0, TR_C2KD}, {0, TR_SHAKE}, {0, TR_REVIEW}};
     for (size_t mi = 0; mi < sizeof runs / sizeof runs[0]; mi++)
         if ((rc = run_method(&r, runs[mi].pre, runs[mi].m)) != 0) return rc;
     judge_run(&r);

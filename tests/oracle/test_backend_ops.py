@@ -264,6 +264,65 @@ def test_elementwise():
     close(out["scale"], -0.75 * a.astype(np.float64), 1e-6, 0)
 
 
+# ---------------------------------------------------------------- ReviewKD's ops
+
+RESIZE_CASES = [
+    # h, w -> oh, ow: up, down, non-integer ratios, from and to 1x1, non-square
+    (7, 7, 14, 14), (14, 14, 7, 7), (9, 17, 33, 65), (33, 65, 9, 17), (1, 1, 4, 3), (5, 6, 1, 1),
+    (4, 4, 4, 4), (13, 7, 5, 11),
+]
+
+
+@pytest.mark.parametrize("h,w,oh,ow", RESIZE_CASES)
+def test_resize_bilinear(h, w, oh, ow):
+    x, dy = f32(2, 3, h, w), f32(2, 3, oh, ow)
+    X = t64(x)
+    Y = F.interpolate(X, size=(oh, ow), mode="bilinear", align_corners=False)
+    Y.backward(torch.from_numpy(dy.astype(np.float64)))
+    out = opcheck("resize", {"x": x, "dy": dy}, ["y", "dx"])
+    close(out["y"], Y.detach(), 1e-5, 1e-6)
+    close(out["dx"], X.grad, 1e-5, 1e-6)
+
+
+@pytest.mark.parametrize("h,w,k", [(7, 7, 4), (9, 17, 4), (9, 17, 2), (5, 3, 1), (14, 14, 2), (6, 10, 4), (4, 4, 4)])
+def test_adaptive_avgpool(h, w, k):
+    x, dy = f32(2, 3, h, w), f32(2, 3, k, k)
+    X = t64(x)
+    Y = F.adaptive_avg_pool2d(X, (k, k))
+    Y.backward(torch.from_numpy(dy.astype(np.float64)))
+    out = opcheck("adapool", {"x": x, "dy": dy}, ["y", "dx"])
+    close(out["y"], Y.detach(), 1e-5, 1e-6)
+    close(out["dx"], X.grad, 1e-5, 1e-6)
+
+
+def test_attention_fusion():
+    """ReviewKD's ABF fusion: a = sigmoid(z + bias), r = u a0 + v a1 (reviewkd.py 33-38)."""
+    n, c, h, w = 3, 5, 4, 6
+    u, v, z, bias, dr = f32(n, c, h, w), f32(n, c, h, w), f32(n, 2, h, w), f32(2), f32(n, c, h, w)
+    U, V, Z, Bb = t64(u), t64(v), t64(z), t64(bias)
+    A = torch.sigmoid(Z + Bb.view(1, 2, 1, 1))
+    R = U * A[:, 0:1] + V * A[:, 1:2]
+    A.retain_grad()
+    R.backward(torch.from_numpy(dr.astype(np.float64)))
+    out = opcheck("att", {"u": u, "v": v, "z": z, "bias": bias, "dr": dr}, ["a", "r", "du", "dv", "dz", "dbias"])
+    close(out["a"], A.detach())
+    close(out["r"], R.detach())
+    close(out["du"], U.grad)
+    close(out["dv"], V.grad)
+    close(out["dz"], Z.grad)
+    close(out["dbias"], Bb.grad)
+
+
+def test_mse_accumulates():
+    x, t, dz0 = f32(4, 7, 3), f32(4, 7, 3), f32(4, 7, 3)
+    X = t64(x)
+    L = 0.75 * F.mse_loss(X, torch.from_numpy(t.astype(np.float64)))
+    L.backward()
+    out = opcheck("mse", {"x": x, "t": t, "dz0": dz0}, ["loss", "dz"], weight=0.75, loss0=0.25)
+    close(out["loss"], [0.25 + float(L)])
+    close(out["dz"], dz0.astype(np.float64) + X.grad.numpy())
+
+
 def test_sgd():
     p, g, m = f32(5000), f32(5000), f32(5000)
     P, M = torch.tensor(p, dtype=torch.float64, requires_grad=True), torch.tensor(m, dtype=torch.float64)

@@ -56,3 +56,10 @@ def test_unknown_module_fails(tmp_path):
     assert r.returncode == 1
     assert "newmod/ has no rank" in r.stdout
 
+
+
+def test_project_follows_the_rules():
+    """No function outside tests/ over 150 lines; every include goes down the layers
+    of docs/ARCHITECTURE.md."""
+    r = run_check(ROOT)
+    assert r.returncode == 0, r.stdout

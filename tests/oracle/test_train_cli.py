@@ -111,6 +111,29 @@ def test_shake_run_end_to_end(data, tmp_path):
         np.testing.assert_array_equal(f["teacher/layer4.1.conv2.weight"][()], t["teacher/layer4.1.conv2.weight"][()])
 
 
+def test_review_run_end_to_end(data, tmp_path):
+    """--method review trains the student and the ABF modules (group review/ in
+    the checkpoint, the authors' abfs.K names) from a pretrained teacher, whose
+    weights stay as loaded; the step's total is CE + the five HCL terms."""
+    pre = str(tmp_path / "pre")
+    r = run([binary("train"), *BASE, "--data", data, "--out", pre, "--epochs", "1", "--pretrain"])
+    assert r.returncode == 0, r.stderr
+    out = str(tmp_path / "review")
+    r = run([binary("train"), *BASE, "--data", data, "--out", out, "--epochs", "2", "--method", "review",
+             "--teacher-ckpt", os.path.join(pre, "best.h5")])
+    assert r.returncode == 0, r.stderr
+    m = read_metrics(out)
+    terms = ("ce_student", "hcl_layer1", "hcl_layer2", "hcl_layer3", "hcl_layer4", "hcl_pool")
+    for x in [x for x in m if x["type"] == "step"]:
+        assert all(np.isfinite(x[t]) for t in terms), x
+        assert x["loss"] == pytest.approx(sum(x[t] for t in terms), rel=1e-5)
+    with h5py.File(os.path.join(out, "last.h5"), "r") as f, h5py.File(os.path.join(pre, "best.h5"), "r") as t:
+        g = f["review"]
+        assert "abfs.0.conv2.0.weight" in g and "abfs.4.att_conv.0.bias" in g and "abfs.0.att_conv.0.weight" not in g
+        assert json.loads(f.attrs["config"])["method"] == "review"
+        np.testing.assert_array_equal(f["teacher/layer4.1.conv2.weight"][()], t["teacher/layer4.1.conv2.weight"][()])
+
+
 def test_metrics_content(c2kd_run):
     out, r = c2kd_run
     m = read_metrics(out)

@@ -137,10 +137,10 @@ def test_ranks_identical_after_every_step(data, tmp_path, method):
     assert len([m for m in metrics(out) if m["type"] == "step"]) == 5
 
 
-@pytest.mark.parametrize("method,per_step", [("c2kd", 4), ("shake", 2)])
+@pytest.mark.parametrize("method,per_step", [("c2kd", 4), ("shake", 2), ("review", 2)])
 def test_overlapped_reduction_equals_blocking(data, tmp_path, method, per_step):
     # the gradient averages start during the backward pass, one per registry (c2kd: student,
-    # teacher, 2 proxies; shake: student, shadow head); C2KD_DIST_OVERLAP=0 averages them after it,
+    # teacher, 2 proxies; shake: student, shadow head; review: student, ABF modules); C2KD_DIST_OVERLAP=0 averages them after it,
     # blocking. Different samples per rank, 1 step per epoch: the results must be bitwise equal.
     single, _ = data
     runs = {}

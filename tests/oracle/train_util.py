@@ -38,22 +38,37 @@ def record_crc(sid, label, segment, frame_time, frames):
     return zlib.crc32(b + b"".join(frames))
 
 
+def fixed_strings(values):
+    """Values as one fixed-length UTF-8 string array (the strings of format version 2)."""
+    enc = [v.encode("utf-8") for v in values]
+    return np.array(enc, dtype=h5py.string_dtype("utf-8", max([1] + [len(b) for b in enc])))
+
+
+def put_str(f, name, value, version):
+    """A string attribute: variable-length in version 1, fixed-length in version 2 (docs/FORMAT.md)."""
+    if version >= 2:
+        b = value.encode("utf-8")
+        f.attrs.create(name, b, dtype=h5py.string_dtype("utf-8", max(1, len(b))))
+    else:
+        f.attrs[name] = value
+
+
 def write_shard(path, split, ids, labels, specs, jpegs, classes, F, recipe, dataset="tiny", dtype=np.float16,
                 version=1):
     """jpegs: list over samples of lists of F JPEG byte strings. version 2 adds the CRC-32 checksums."""
     n = len(ids)
     tmp = path + ".tmp"
     with h5py.File(tmp, "w") as f:
-        f.attrs["format"] = "c2kd-shard"
+        put_str(f, "format", "c2kd-shard", version)
         f.attrs["version"] = version
-        f.attrs["dataset"] = dataset
-        f.attrs["split"] = split
-        f.attrs["classes"] = np.array(classes, dtype=h5py.string_dtype())
+        put_str(f, "dataset", dataset, version)
+        put_str(f, "split", split, version)
+        f.attrs["classes"] = fixed_strings(classes) if version >= 2 else np.array(classes, dtype=h5py.string_dtype())
         f.attrs["frames_per_sample"] = F
-        f.attrs["recipe"] = json.dumps(recipe)
-        f.attrs["tool_version"] = "test"
-        f.attrs["spec_dtype"] = np.dtype(dtype).name
-        f.create_dataset("id", data=np.array(ids, dtype=h5py.string_dtype()))
+        put_str(f, "recipe", json.dumps(recipe), version)
+        put_str(f, "tool_version", "test", version)
+        put_str(f, "spec_dtype", np.dtype(dtype).name, version)
+        f.create_dataset("id", data=fixed_strings(ids) if version >= 2 else np.array(ids, dtype=h5py.string_dtype()))
         f.create_dataset("label", data=np.asarray(labels, np.int32))
         bins, T = specs.shape[1:]
         f.create_dataset("audio/spec", data=specs.astype(dtype) if n else np.zeros((0, bins, T), dtype),
@@ -66,7 +81,7 @@ def write_shard(path, split, ids, labels, specs, jpegs, classes, F, recipe, data
         f.create_dataset("segment", data=np.tile(np.array([0, 1], np.float32), (n, 1)).reshape(n, 2))
         f.create_dataset("frame_time", data=np.zeros((n, F), np.float32))
         if version >= 2:
-            f.attrs["checksum"] = "crc32"
+            put_str(f, "checksum", "crc32", version)
             stored = specs.astype(dtype) if n else np.zeros((0, bins, T), dtype)
             f.create_dataset("crc32/spec", data=np.array([zlib.crc32(np.ascontiguousarray(stored[i]).astype(
                 stored.dtype.newbyteorder("<")).tobytes()) for i in range(n)], np.uint32))

@@ -25,6 +25,10 @@
  *   argmax   z                                       -> pred
  *   sgd      p g m             lr momentum           -> p m
  *   spec     half (<f2 or <u2) standardize           -> out
+ *   resize   x dy (dy: [n, c, oh, ow])                -> y dx
+ *   adapool  x dy (dy: [n, c, k, k])                  -> y dx
+ *   att      u v z bias dr                            -> a r du dv dz dbias
+ *   mse      x t [dz0]         weight                -> loss dz   (loss starts at loss0, default 0.5)
  *   frames   src (u1) crops (<i8 [n,8]: offset src_w src_h x y w h flip) oh ow -> out
  * Exit status: 0 done, 1 op failure or bad input, 2 usage.
  */
@@ -342,6 +346,45 @@ int main(int argc, char **argv)
         float *out = zeros(h.count);
         o->prep_spec(b, n, len, h.data, (int)arg_num(&a, "standardize", 1), out);
         save(&a, "out", "<f4", h.shape, h.ndim, out);
+    } else if (!strcmp(op, "resize") || !strcmp(op, "adapool")) {
+        cm_npy x = load(&a, "x", 1), dy = load(&a, "dy", 1);
+        if (x.ndim != 4 || dy.ndim != 4)
+            die("x", "expected [n, c, h, w] inputs");
+        int nc = (int)(x.shape[0] * x.shape[1]), h = (int)x.shape[2], w = (int)x.shape[3];
+        int oh = (int)dy.shape[2], ow = (int)dy.shape[3];
+        float *y = zeros(dy.count), *dx = zeros(x.count);
+        if (!strcmp(op, "resize")) {
+            o->resize_fwd(b, nc, h, w, oh, ow, F(&x, "x"), y);
+            o->resize_bwd(b, nc, h, w, oh, ow, F(&dy, "dy"), dx);
+        } else {
+            o->adapool_fwd(b, nc, h, w, oh, F(&x, "x"), y);
+            o->adapool_bwd(b, nc, h, w, oh, F(&dy, "dy"), dx);
+        }
+        save(&a, "y", "<f4", dy.shape, dy.ndim, y);
+        save(&a, "dx", "<f4", x.shape, x.ndim, dx);
+    } else if (!strcmp(op, "att")) {
+        cm_npy u = load(&a, "u", 1), v = load(&a, "v", 1), z = load(&a, "z", 1), bias = load(&a, "bias", 1);
+        cm_npy dr = load(&a, "dr", 1);
+        int n = (int)u.shape[0], c = (int)u.shape[1], hw = (int)(u.count / ((size_t)n * c));
+        float *at = zeros(z.count), *r = zeros(u.count), *du = zeros(u.count), *dv = zeros(u.count);
+        float *dz = zeros(z.count), *db = zeros(2);
+        o->att_fwd(b, n, c, hw, F(&u, "u"), F(&v, "v"), F(&z, "z"), F(&bias, "bias"), at, r);
+        o->att_bwd(b, n, c, hw, u.data, v.data, at, F(&dr, "dr"), du, dv, dz, db);
+        save(&a, "a", "<f4", z.shape, z.ndim, at);
+        save(&a, "r", "<f4", u.shape, u.ndim, r);
+        save(&a, "du", "<f4", u.shape, u.ndim, du);
+        save(&a, "dv", "<f4", u.shape, u.ndim, dv);
+        save(&a, "dz", "<f4", z.shape, z.ndim, dz);
+        savef(&a, "dbias", db, 2, 0, 0, 0);
+    } else if (!strcmp(op, "mse")) {
+        cm_npy x = load(&a, "x", 1), t = load(&a, "t", 1), dz0 = load(&a, "dz0", 0);
+        float *dz = zeros(x.count);
+        if (dz0.data)
+            memcpy(dz, F(&dz0, "dz0"), x.count * sizeof(float));
+        float loss = (float)arg_num(&a, "loss0", 0.5);
+        o->mse(b, x.count, F(&x, "x"), F(&t, "t"), (float)arg_num(&a, "weight", 1), &loss, dz);
+        savef(&a, "loss", &loss, 1, 0, 0, 0);
+        save(&a, "dz", "<f4", x.shape, x.ndim, dz);
     } else if (!strcmp(op, "frames")) {
         cm_npy src = load(&a, "src", 1), cr = load(&a, "crops", 1);
         if (strcmp(cr.descr, "<i8") != 0 || cr.ndim != 2 || cr.shape[1] != 8)

@@ -20,7 +20,7 @@
  * records, the averaged terms and gradients), ckpt_K.h5 (its running
  * statistics), eval.h5 (its share of batch 0) and final.h5 into OUT/rank<r>/.
  *
- * Usage: stepcheck --out DIR [--method pretrain|none|kd|nkd|c2kd|shake] [--student audio|visual]
+ * Usage: stepcheck --out DIR [--method pretrain|none|kd|nkd|c2kd|shake|review] [--student audio|visual]
  *   [--depth 18|50] [--student-depth 18|50] [--teacher-depth 18|50] [--width W] [--classes C] [--batch B] [--bins H] [--time T] [--image S]
  *   [--frames F] [--fold] [--proxy fa|none|cfa] [--teacher-update full|top|frozen]
  *   [--omega X] [--steps N] [--lr X] [--seed N] [--threads N] [--init CKPT] [--kink-band X]
@@ -426,6 +426,7 @@ int main(int argc, char **argv)
             else if (!strcmp(v, "nkd")) c.method = TR_NKD;
             else if (!strcmp(v, "c2kd")) c.method = TR_C2KD;
             else if (!strcmp(v, "shake")) c.method = TR_SHAKE;
+            else if (!strcmp(v, "review")) c.method = TR_REVIEW;
             else return usage();
         } else if (OPT("--student")) {
             c.student = strcmp(v, "audio") == 0 ? TR_AUDIO : TR_VISUAL;

@@ -246,11 +246,14 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         x = maxpool(relu(self.bn1(self.conv1(x)), self.tag + "/relu"), self.tag + "/maxpool")
-        x = self.layer2(self.layer1(x))
+        l1 = self.layer1(x)
+        x = self.layer2(l1)
         l3 = self.layer3(x)
         l4 = self.layer4(l3)
         self.stages = (x, l3, l4)  # layer2..4 outputs (SHAKE's shadow head reads them)
-        return self.fc(frame_pool(l4, self.frames)), l3
+        self.feats = (l1, x, l3, l4)  # layer1..4 outputs (ReviewKD)
+        self.pooled = frame_pool(l4, self.frames)
+        return self.fc(self.pooled), l3
 
 
 class Proxy(nn.Module):
@@ -305,6 +308,69 @@ class Shadow(nn.Module):
             return relu(getattr(self, f"fuse{k}")(x), f"{self.tag}/fuse{k}.relu")
         x = f(5, f(3, f(1, g[0]) + f(2, g[1])) + f(4, g[2]))
         return F.linear(frame_pool(x, self.frames), weight, bias)
+
+
+class ABF(nn.Module):
+    """ReviewKD's attention-based fusion (dvlab-research/ReviewKD, CIFAR-100/model/reviewkd.py,
+    class ABF), with the cross-modal choices of docs/METHODS.md: both resizes bilinear
+    (align_corners=False) to full (h, w) sizes."""
+
+    def __init__(self, cin, mid, cout, fuse):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid))
+        self.conv2 = nn.Sequential(nn.Conv2d(mid, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.att_conv = nn.Sequential(nn.Conv2d(2 * mid, 2, 1), nn.Sigmoid()) if fuse else None
+
+    def forward(self, x, y, shape, out_shape):
+        x = self.conv1(x)
+        if self.att_conv is not None:
+            y = F.interpolate(y, size=shape, mode="bilinear", align_corners=False)
+            z = self.att_conv(torch.cat([x, y], 1))
+            x = x * z[:, 0:1] + y * z[:, 1:2]
+        if tuple(x.shape[-2:]) != tuple(out_shape):
+            x = F.interpolate(x, size=out_shape, mode="bilinear", align_corners=False)
+        return self.conv2(x), x
+
+
+class Review(nn.Module):
+    """ReviewKD's student side (reviewkd.py, class ReviewKD): abfs[0] on the top level (the
+    pooled vector, no fusion), abfs[k] on level 4 - k; returns the outputs bottom-up."""
+
+    def __init__(self, in_ch, out_ch, mid):
+        super().__init__()
+        n = len(in_ch)
+        self.abfs = nn.ModuleList([ABF(in_ch[n - 1 - k], mid, out_ch[n - 1 - k], k > 0) for k in range(n)])
+
+    def forward(self, feats, tshapes):
+        x = feats[::-1]
+        n = len(x)
+        out, res = self.abfs[0](x[0], None, x[0].shape[-2:], tshapes[n - 1])
+        outs = [out]
+        for k in range(1, n):
+            out, res = self.abfs[k](x[k], res, x[k].shape[-2:], tshapes[n - 1 - k])
+            outs.insert(0, out)
+        return outs
+
+
+def hcl_level(fs, ft):
+    """reviewkd.py hcl for one level (the height decides which pyramid levels are used)."""
+    h = fs.shape[2]
+    loss = F.mse_loss(fs, ft)
+    cnt, tot = 1.0, 1.0
+    for k in (4, 2, 1):
+        if k >= h:
+            continue
+        cnt /= 2.0
+        loss = loss + F.mse_loss(F.adaptive_avg_pool2d(fs, (k, k)), F.adaptive_avg_pool2d(ft, (k, k))) * cnt
+        tot += cnt
+    return loss / tot
+
+
+def review_levels(net):
+    """The five levels of a network's last forward (frames averaged): layer1..4, pooled as 1x1."""
+    f = net.frames
+    out = [t.view(t.shape[0] // f, f, *t.shape[1:]).mean(1) for t in net.feats]
+    return out + [net.pooled[:, :, None, None]]
 
 
 def shake_norm(v):
@@ -381,6 +447,11 @@ class System:
                 t = self.nets["teacher"]
                 ch = [t.l3_channels // 2, t.l3_channels, t.l3_channels * 2]
                 self.nets["shadow"] = Shadow(*ch, t.frames)
+            if method == "review":
+                t, st = self.nets["teacher"], self.nets["student"]
+                cs = [st.l3_channels // 4, st.l3_channels // 2, st.l3_channels, st.l3_channels * 2, st.l3_channels * 2]
+                ct = [t.l3_channels // 4, t.l3_channels // 2, t.l3_channels, t.l3_channels * 2, t.l3_channels * 2]
+                self.nets["review"] = Review(cs, ct, min(8 * c["width"], cs[-1]))
         for g, m in self.nets.items():
             m.double()
             set_tags(m, g)
@@ -398,7 +469,7 @@ class System:
         for g, m in self.nets.items():
             for k, p in m.named_parameters():
                 if g == "teacher" and c["method"] != "pretrain":
-                    if c["method"] in ("kd", "nkd", "shake") or c["teacher_update"] == "frozen":
+                    if c["method"] in ("kd", "nkd", "shake", "review") or c["teacher_update"] == "frozen":
                         continue
                     if c["teacher_update"] == "top" and not (k.startswith("layer4.") or k.startswith("fc.")):
                         continue
@@ -449,6 +520,14 @@ class System:
             terms["kl_shadow_to_student"] = T * T * kl(nh, ns, T)  # DistillKL(logit_s, pred.detach())
             terms["ce_shadow"] = F.cross_entropy(nh, y)
             terms["mse_shadow_teacher"] = F.mse_loss(nh, nz.detach())
+        elif method == "review":
+            rv = self.nets["review"]
+            rv.train()
+            ft = [f.detach() for f in review_levels(self.nets["teacher"])]
+            os_ = rv(review_levels(self.nets["student"]), [tuple(f.shape[-2:]) for f in ft])
+            terms["ce_student"] = F.cross_entropy(zs, y)
+            for name, a, b in zip(("hcl_layer1", "hcl_layer2", "hcl_layer3", "hcl_layer4", "hcl_pool"), os_, ft):
+                terms[name] = hcl_level(a, b)
         else:
             for g in ("student_proxy", "teacher_proxy"):
                 self.nets[g].train()
