@@ -236,7 +236,7 @@ void tr_opts_help(FILE *f)
 {
     fprintf(f, "usage: train --data DIR --out RUN [options]\n"
                "       train --resume RUN [--steps N] [--threads N] [--device D]\n\n"
-               "Trains a cross-modal distillation run (C2KD, KD, NKD or no KD) or pretrains a\n"
+               "Trains a cross-modal distillation run (C2KD, KD, NKD, ReviewKD, SHAKE or no KD) or pretrains a\n"
                "teacher on the shards of an ingested folder. Evaluates on val and test after\n"
                "every epoch (test serves as val when there is no val split); the result is\n"
                "the test top-1 at the best validation epoch.\n\noptions:\n");
@@ -252,6 +252,12 @@ void tr_opts_help(FILE *f)
             fprintf(f, "  %-24s %s", left, d->help);
         fprintf(f, d->def ? " (default %s)\n" : "\n", d->def);
     }
+    fprintf(f, "\ndata parallel: `mpirun -np N train ...` or `srun train ...` runs N ranks (docs/DISTRIBUTED.md);\n"
+               "a plain run loads no MPI. Launcher-level settings, read from the environment by every rank:\n"
+               "  C2KD_DIST_TIMEOUT=S    end every rank when a collective has not finished after S seconds (600)\n"
+               "  C2KD_DIST_OVERLAP=0    average gradients after the whole backward pass (default: overlapped)\n"
+               "  C2KD_DIST=0            ignore the launcher (each process trains alone)\n"
+               "  C2KD_DIST_PLUGIN=PATH  the MPI/NCCL plugin (default: ../lib/c2kd_dist.so from the binary)\n");
     fprintf(f, "\nexit status: 0 done, 1 failed (bad data, checkpoint, non-finite loss), 2 usage error\n");
 }
 
