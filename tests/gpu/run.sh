@@ -9,7 +9,7 @@
 #   1. opcompare: every op, CPU backend vs CUDA backend, float32 (TF32 off) and TF32, with the
 #      own batch-norm kernels (default); float32 again with cuDNN's batch norm (--bn cudnn);
 #      the staged (double-buffered) input copies exactly
-#   2. steps: 5 steps of pretrain/none/kd/nkd/c2kd/shake through tr_system on both backends, each from
+#   2. steps: 5 steps of pretrain/none/kd/nkd/c2kd/shake/review through tr_system on both backends, each from
 #      the same state (CPU state copied into the CUDA system before every step), TF32 off and on,
 #      with the control (CPU on 1-ulp perturbed batches) bounding the backward differences
 #   3. compute-sanitizer --tool memcheck on opcompare --small
@@ -18,7 +18,7 @@
 #      was running"); with nsys present also an nsys trace and its CUDA GPU trace summary
 #   5. bench/train-gpu: our C2KD step (own BN; cuDNN BN, short) vs PyTorch eager on the same GPU,
 #      epoch of 403 steps, a profiled short run (GPU time per op, memory plan)
-#   5. data parallel with NCCL under mpirun (1 rank; 2 with two GPUs): step and all-reduce time
+#   6. data parallel with NCCL under mpirun (1 rank; 2 with two GPUs): step and all-reduce time
 #
 # Every step logs, has a time limit and the script goes on after a failure;
 # $OUT/summary.txt lists each step's exit status, $OUT/log.txt has everything.
