@@ -63,3 +63,17 @@ def test_project_follows_the_rules():
     of docs/ARCHITECTURE.md."""
     r = run_check(ROOT)
     assert r.returncode == 0, r.stdout
+
+
+def test_cuda_table_follows_the_header():
+    """CUDA_OPS (C++) is filled by position: its entries must come in the order of the
+    be_ops fields in backend/backend.h, each named cu_<field>, or a GPU run would call
+    the wrong op with no compiler to say so."""
+    import re
+    with open(os.path.join(ROOT, "backend", "backend.h")) as f:
+        fields = re.findall(r"^\s+[A-Za-z_][\w\s\*]*\(\*(\w+)\)\(", f.read(), re.M)
+    with open(os.path.join(ROOT, "backend", "cuda", "cuda_backend.cu")) as f:
+        body = re.search(r"const be_ops CUDA_OPS = \{(.*?)\n\};", f.read(), re.S).group(1)
+    entries = re.findall(r"^\s+(cu_\w+),?\s*$", body, re.M)
+    alias = {"kendall_select": "kendall"}
+    assert len(fields) > 40 and entries == ["cu_" + alias.get(n, n) for n in fields]
