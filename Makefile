@@ -92,6 +92,7 @@ test-oracle: all
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 OPT=-O1 all
 	@rc=0; \
+	OMPI_MCA_mca_base_component_disable_dlclose=1 \
 	ASAN_OPTIONS=detect_leaks=1:protect_shadow_gap=0:exitcode=86 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86 \
 	LSAN_OPTIONS=suppressions=$(abspath tools/lsan.supp):exitcode=86 \

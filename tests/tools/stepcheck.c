@@ -475,17 +475,20 @@ int main(int argc, char **argv)
         snprintf(rdir, sizeof rdir, "%s", out);
     if (cm_mkdirs(rdir, &err) < 0) {
         fprintf(stderr, "stepcheck: %s: %s\n", rdir, err.msg);
+        ds_destroy(comm);
         return 1;
     }
     be_ctx *be = be_cpu_create(threads, &err);
     if (!be) {
         fprintf(stderr, "stepcheck: backend: %s\n", err.msg);
+        ds_destroy(comm);
         return 1;
     }
     tr_system *s = tr_system_create(be, &c, seed, &err);
     if (!s) {
         fprintf(stderr, "stepcheck: %s\n", err.msg);
         be->ops->destroy(be);
+        ds_destroy(comm);
         return 1;
     }
     kink_rec kink = {0};
@@ -493,6 +496,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "stepcheck: out of memory\n");
         tr_system_destroy(s);
         be->ops->destroy(be);
+        ds_destroy(comm);
         return 1;
     }
     char path[CM_PATH_MAX + 64];
@@ -512,6 +516,7 @@ int main(int argc, char **argv)
         kink_destroy(&kink, be);
         be->ops->destroy(be);
         ds_abort(comm, 1);
+        ds_destroy(comm);
         return 1;
     }
     /* Random batches (the same global ones on every rank). */
