@@ -46,10 +46,21 @@ BASE = ["--width", "4", "--batch-size", "4", "--image-size", "16", "--device", "
         "--seed", "7", "--no-shuffle", "--no-augment"]
 
 
+def asan_build():
+    with open(binary("train"), "rb") as b:
+        return b"__asan_init" in b.read()
+
+
 def mpi_env():
     env = dict(os.environ)
     env.setdefault("OMPI_MCA_btl", "self,vader")  # one machine; no network probing
     env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+    if asan_build():
+        # `make asan`: Open MPI 4.1 and the libstdc++ its plugins load leave blocks
+        # unfreed at exit in modules already unloaded (no name to suppress them by);
+        # memory errors are still caught in the ranks, and the same training code is
+        # leak-checked by every single-process test.
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
     return env
 
 
