@@ -95,16 +95,6 @@ def data(tmp_path_factory):
     return single, doubled
 
 
-def metrics(run_dir):
-    out = []
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        for line in f:
-            j = json.loads(line)
-            j.pop("seconds", None)
-            out.append(j)
-    return out
-
-
 def tensors(path):
     out = {}
     with h5py.File(path, "r") as f:
@@ -124,7 +114,7 @@ def test_two_ranks_equal_one_process_on_identical_halves(data, tmp_path, method)
     r = mpirun([binary("train"), *args, "--data", doubled, "--out", two])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "data parallel over 2 ranks" in r.stderr
-    assert metrics(one) == metrics(two)
+    assert u.metrics(one) == u.metrics(two)
     for name in ("last.h5", "best.h5"):
         ta, aa = tensors(os.path.join(one, name))
         tb, ab = tensors(os.path.join(two, name))
@@ -145,7 +135,7 @@ def test_ranks_identical_after_every_step(data, tmp_path, method):
     out = str(tmp_path / "r")
     r = mpirun([binary("train"), *BASE, "--method", method, "--epochs", "5", "--data", single, "--out", out])
     assert r.returncode == 0, r.stdout + r.stderr
-    assert len([m for m in metrics(out) if m["type"] == "step"]) == 5
+    assert len([m for m in u.metrics(out) if m["type"] == "step"]) == 5
 
 
 @pytest.mark.parametrize("method,per_step", [("c2kd", 4), ("shake", 2), ("review", 2)])
@@ -165,7 +155,7 @@ def test_overlapped_reduction_equals_blocking(data, tmp_path, method, per_step):
         n = 3 * per_step if mode == "1" else 0
         assert f"data parallel: {n} gradient all-reduces overlapped with the backward pass" in r.stderr, r.stderr
         runs[mode] = out
-    assert metrics(runs["1"]) == metrics(runs["0"])
+    assert u.metrics(runs["1"]) == u.metrics(runs["0"])
     ta, aa = tensors(os.path.join(runs["1"], "last.h5"))
     tb, ab = tensors(os.path.join(runs["0"], "last.h5"))
     assert sorted(ta) == sorted(tb) and aa == ab
@@ -204,7 +194,7 @@ def test_resume_inside_an_epoch_equals_an_uninterrupted_run(data, tmp_path):
     r = mpirun([binary("train"), "--resume", cut])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "resuming" in r.stderr and "at epoch 2, step 3" in r.stderr
-    assert metrics(full) == metrics(cut)
+    assert u.metrics(full) == u.metrics(cut)
     ta, aa = tensors(os.path.join(full, "last.h5"))
     tb, ab = tensors(os.path.join(cut, "last.h5"))
     assert sorted(ta) == sorted(tb) and aa == ab

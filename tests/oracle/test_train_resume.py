@@ -28,16 +28,6 @@ def data(tmp_path_factory):
     return root
 
 
-def metrics(run_dir):
-    out = []
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        for line in f:
-            j = json.loads(line)
-            j.pop("seconds", None)
-            out.append(j)
-    return out
-
-
 def tensors(path):
     out = {}
     with h5py.File(path, "r") as f:
@@ -72,7 +62,7 @@ def test_resume_equals_uninterrupted(data, tmp_path, method, extra):
     assert r.returncode == 0, r.stderr
     r = run([binary("train"), "--resume", part, "--threads", "1"])
     assert r.returncode == 0, r.stderr
-    mf, mp = metrics(full), metrics(part)
+    mf, mp = u.metrics(full), u.metrics(part)
     assert len(mf) == 3 * 3 + 3
     assert mf == mp
     assert_same_ckpt(os.path.join(full, "last.h5"), os.path.join(part, "last.h5"))
@@ -94,7 +84,7 @@ def test_resume_of_killed_run_drops_later_log_lines(data, tmp_path):
         f.write('{"type":"step","step":5,"epoch":2,"loss":123}\n{"type":"step","st')  # torn line
     r = run([binary("train"), "--resume", part])
     assert r.returncode == 0, r.stderr
-    assert metrics(full) == metrics(part)
+    assert u.metrics(full) == u.metrics(part)
 
 
 def test_resume_refuses_changed_options(data, tmp_path):
@@ -131,7 +121,7 @@ def run_and_kill(args, run_dir, at_step):
 
 
 def assert_same_run(full, part):
-    assert metrics(full) == metrics(part)
+    assert u.metrics(full) == u.metrics(part)
     assert_same_ckpt(os.path.join(full, "last.h5"), os.path.join(part, "last.h5"))
     assert_same_ckpt(os.path.join(full, "best.h5"), os.path.join(part, "best.h5"))
     rf = json.load(open(os.path.join(full, "result.json")))

@@ -15,6 +15,17 @@ DEFAULT_RECIPE = {"spectro": {"sample_rate": 16000, "window": 512, "overlap": 35
                   "frames": {"count": 1, "short_side": 0, "quality": 90}}
 
 
+def metrics(run_dir):
+    """RUN/metrics.jsonl as a list of records, wall-clock seconds removed (runs compared record by record)."""
+    out = []
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            j = json.loads(line)
+            j.pop("seconds", None)
+            out.append(j)
+    return out
+
+
 def class_image(label, sample, w, h, rng):
     """An RGB image whose colour and stripes depend on the class (learnable)."""
     y, x = np.mgrid[0:h, 0:w]
