@@ -431,6 +431,11 @@ static char *plan_json(const run *r)
         cJSON_AddItemToArray(e, cJSON_CreateString(m->fails[i].reason));
         cJSON_AddItemToArray(rf, e);
     }
+    if (m->nnotes) { /* only when there are some: the plan of a set without notes is as before */
+        cJSON *rn = cJSON_AddArrayToObject(root, "reader_notes");
+        for (size_t i = 0; i < m->nnotes; i++)
+            cJSON_AddItemToArray(rn, cJSON_CreateString(m->notes[i]));
+    }
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     return text;

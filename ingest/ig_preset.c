@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/cm_file.h"
+#include "ingest/ig_text.h"
 #include "ingest/ingest.h"
 
 void ig_preset_init(ig_preset *p)
@@ -197,16 +198,20 @@ static char *trim(char *s)
     return s;
 }
 
+#define PRESET_MAX ((size_t)1 << 20) /* bytes of a preset file */
+
 int ig_preset_load(ig_preset *p, const char *path, cm_err *err)
 {
-    char *text;
-    size_t len;
-    if (cm_read_file(path, &text, &len, err) != 0)
+    ig_lines t;
+    if (ig_lines_open(&t, path, PRESET_MAX, err) != 0)
         return -1;
-    int lineno = 0, rc = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        lineno++;
+    int rc = 0;
+    char *line;
+    while (rc == 0 && (line = ig_lines_next(&t))) {
+        if (t.bad) { /* a NUL byte would otherwise end the file early, dropping the settings after it */
+            rc = cm_err_set(err, "line %d: %s", t.lineno, t.bad);
+            break;
+        }
         char *h = strchr(line, '#');
         if (h)
             *h = '\0';
@@ -215,16 +220,14 @@ int ig_preset_load(ig_preset *p, const char *path, cm_err *err)
             continue;
         char *eq = strchr(l, '=');
         if (!eq) {
-            rc = cm_err_set(err, "line %d: expected key = value", lineno);
+            rc = cm_err_set(err, "line %d: expected key = value", t.lineno);
             break;
         }
         *eq = '\0';
-        if (ig_preset_set(p, trim(l), trim(eq + 1), err) != 0) {
-            rc = cm_err_prefix(err, "line %d", lineno);
-            break;
-        }
+        if (ig_preset_set(p, trim(l), trim(eq + 1), err) != 0)
+            rc = cm_err_prefix(err, "line %d", t.lineno);
     }
-    free(text);
+    ig_lines_close(&t);
     if (rc == 0 && p->sp.overlap >= p->sp.window)
         rc = cm_err_set(err, "overlap must be smaller than window");
     return rc;

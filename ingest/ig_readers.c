@@ -8,36 +8,12 @@
 #include <unistd.h>
 
 #include "common/cm_file.h"
+#include "common/cm_parse.h"
 #include "ingest/ig_strmap.h"
+#include "ingest/ig_text.h"
 #include "ingest/ingest.h"
 
-#define ANNOTATION_MAX ((size_t)1 << 30) /* bytes of one annotation file */
-
 /* ---- text helpers ---- */
-
-/* Next line of a NUL-terminated buffer (CRLF or LF), modified in place. NULL at the end. */
-static char *next_line(char **cur)
-{
-    char *s = *cur;
-    if (!s || !*s)
-        return NULL;
-    char *nl = strchr(s, '\n');
-    if (nl) {
-        *nl = '\0';
-        *cur = nl + 1;
-    } else {
-        *cur = s + strlen(s);
-    }
-    size_t n = strlen(s);
-    if (n && s[n - 1] == '\r')
-        s[n - 1] = '\0';
-    return s;
-}
-
-static char *skip_bom(char *s)
-{
-    return (unsigned char)s[0] == 0xef && (unsigned char)s[1] == 0xbb && (unsigned char)s[2] == 0xbf ? s + 3 : s;
-}
 
 /* Splits one CSV record in place (quotes, "" escapes). Returns the field count (up to maxf). */
 static int csv_fields(char *line, char **f, int maxf)
@@ -94,94 +70,30 @@ static int split_fields(char *line, char sep, char **f, int maxf)
     return nf;
 }
 
-static int is_blank(const char *s)
+/* A time field: a plain decimal number of seconds (cm_parse_decimal) in [0, 1e7]; its
+ * canonical text (cm_format_decimal: "00" and "0.0" are "0") into txt. 0, or -1 and why. */
+static int parse_time(const char *what, const char *s, double *out, char *txt, size_t ntxt, char *why, size_t n)
 {
-    for (; *s; s++)
-        if (*s != ' ' && *s != '\t')
-            return 0;
-    return 1;
-}
-
-/* A text file read whole, walked line by line (BOM skipped, CRLF or LF), blank lines passed over. */
-typedef struct text_lines {
-    char *text, *cur;
-    int lineno; /* of the line last returned, counting blank ones */
-} text_lines;
-
-/* A regular file read whole: opened without blocking (a FIFO would wait for a
- * writer forever), then checked to be a regular file of a sane size. */
-static int read_regular(const char *path, char **text, cm_err *err)
-{
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return cm_err_set(err, "%s: %s", path, strerror(errno));
-    struct stat st;
-    int rc = 0;
-    if (fstat(fd, &st) != 0)
-        rc = cm_err_set(err, "%s: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        rc = cm_err_set(err, "%s: not a regular file", path);
-    else if ((size_t)st.st_size > ANNOTATION_MAX)
-        rc = cm_err_set(err, "%s: larger than %zu bytes", path, ANNOTATION_MAX);
-    else if (!(*text = malloc((size_t)st.st_size + 1)))
-        rc = cm_err_set(err, "%s: out of memory", path);
-    size_t n = 0;
-    while (rc == 0 && n < (size_t)st.st_size) {
-        ssize_t r = pread(fd, *text + n, (size_t)st.st_size - n, (off_t)n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            rc = cm_err_set(err, "%s: read failed: %s", path, r ? strerror(errno) : "file shrank");
-            free(*text);
-            *text = NULL;
-        } else {
-            n += (size_t)r;
-        }
-    }
-    if (rc == 0)
-        (*text)[n] = '\0';
-    close(fd);
-    return rc;
-}
-
-static int lines_open(text_lines *t, const char *path, cm_err *err)
-{
-    t->lineno = 0;
-    t->cur = NULL;
-    t->text = NULL;
-    if (read_regular(path, &t->text, err) != 0)
-        return -1;
-    t->cur = skip_bom(t->text);
+    if (cm_parse_decimal(s, 0, 1e7, out) != 0)
+        return snprintf(why, n, "%s \"%.32s\" is not a plain decimal number of seconds in [0, 1e7]", what, s), -1;
+    if (txt)
+        cm_format_decimal(txt, ntxt, *out);
     return 0;
 }
 
-/* The next line that is not blank, or NULL at the end. */
-static char *lines_next(text_lines *t)
+/* Field idx of a line cut at its first bad byte (ig_lines_next), split on sep, when the
+ * text before the cut holds it whole; else "-". For the failure line of a bad row. */
+static const char *whole_field(char *line, char sep, int idx)
 {
-    char *line;
-    while ((line = next_line(&t->cur))) {
-        t->lineno++;
-        if (!is_blank(line))
-            return line;
-    }
-    return NULL;
-}
-
-static void lines_close(text_lines *t)
-{
-    free(t->text);
-    t->text = NULL;
-}
-
-static int parse_seconds(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (errno || end == s || *end || !(x >= 0) || x > 1e7)
-        return -1;
-    *out = x;
-    return 0;
+    char *s = line;
+    for (int i = 0; i < idx && s; i++)
+        if ((s = strchr(s, sep)))
+            s++;
+    char *e = s ? strchr(s, sep) : NULL;
+    if (!e || e == s)
+        return "-";
+    *e = '\0';
+    return s;
 }
 
 static void copy_path(char *out, size_t n, const char *s)
@@ -205,20 +117,28 @@ static void join(char *out, size_t n, const char *a, const char *b)
 
 /* ---- AVE ---- */
 
-/* One AVE row (Category&VideoID&Quality&Start&End, split on '&' only); 0, or -1 out of memory. */
-static int ave_row(ig_manifest *m, const ig_preset *p, const char *root, ig_strmap *seen, char *line,
-                   const char *file, int lineno, const char *split)
+/* One AVE row (Category&VideoID&Quality&Start&End, split on '&' only); 0, or -1 out of memory.
+ * The id is VideoID_Start_End with the times in canonical form: "0&3", "0.0&3" and "00&3.000"
+ * are one segment (a repeat), and the usual integer times keep the id they are written as. */
+static int ave_row(ig_manifest *m, const ig_preset *p, const char *root, ig_strmap *seen, ig_lines *t,
+                   char *line, const char *file, const char *split)
 {
-    char *f[6], why[160];
+    char *f[6], why[160], st_txt[64], en_txt[64];
+    if (t->bad)
+        return ig_manifest_fail(m, whole_field(line, '&', 1), split, "%s line %d: %s", file, t->lineno, t->bad)
+                   ? -1 : 0;
     int nf = split_fields(line, '&', f, 6);
     double st, en;
-    if (nf != 5 || !*f[0] || !*f[1] || parse_seconds(f[3], &st) || parse_seconds(f[4], &en))
+    if (nf != 5 || !*f[0] || !*f[1])
         return ig_manifest_fail(m, nf >= 2 ? f[1] : "-", split, "%s line %d: not Category&VideoID&Quality&Start&End",
-                                file, lineno) ? -1 : 0;
-    if (ig_check_name("VideoID", f[1], why, sizeof why) || ig_check_text("category", f[0], why, sizeof why))
-        return ig_manifest_fail(m, f[1], split, "%s line %d: %s", file, lineno, why) ? -1 : 0;
-    char id[300], media[CM_PATH_MAX], rel[300];
-    snprintf(id, sizeof id, "%s_%s_%s", f[1], f[3], f[4]);
+                                file, t->lineno) ? -1 : 0;
+    char *label = ig_trim(f[0]);
+    if (ig_check_name("VideoID", f[1], why, sizeof why) || ig_check_text("category", label, why, sizeof why) ||
+        parse_time("start", f[3], &st, st_txt, sizeof st_txt, why, sizeof why) ||
+        parse_time("end", f[4], &en, en_txt, sizeof en_txt, why, sizeof why))
+        return ig_manifest_fail(m, f[1], split, "%s line %d: %s", file, t->lineno, why) ? -1 : 0;
+    char id[2 * ST_ID_MAX], media[CM_PATH_MAX], rel[300];
+    snprintf(id, sizeof id, "%s_%s_%s", f[1], st_txt, en_txt);
     /* the same video and segment listed again (with another label): keep it, make the id unique */
     int *rep = ig_strmap_put(seen, id, 0);
     if (!rep)
@@ -228,10 +148,12 @@ static int ave_row(ig_manifest *m, const ig_preset *p, const char *root, ig_strm
         snprintf(id + l, sizeof id - l, "~%d", *rep);
         m->renamed++;
     }
+    if (ig_check_id("id", id, why, sizeof why))
+        return ig_manifest_fail(m, f[1], split, "%s line %d: %s", file, t->lineno, why) ? -1 : 0;
     snprintf(rel, sizeof rel, "AVE/%s.mp4", f[1]);
     join(media, sizeof media, root, rel);
     double a = p->use_segment ? st : 0, b = p->use_segment ? en : -1;
-    return ig_manifest_add(m, id, media, media, f[0], split, a, b);
+    return ig_manifest_add(m, id, media, media, label, split, a, b);
 }
 
 int ig_read_ave(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err)
@@ -244,16 +166,16 @@ int ig_read_ave(ig_manifest *m, const ig_preset *p, const char *root, cm_err *er
         char path[CM_PATH_MAX], name[32];
         snprintf(name, sizeof name, "%sSet.txt", splits[s]);
         join(path, sizeof path, root, name);
-        text_lines t;
-        if (lines_open(&t, path, err) != 0) {
+        ig_lines t;
+        if (ig_lines_open(&t, path, IG_ANNOTATION_MAX, err) != 0) {
             ig_strmap_free(&seen);
             return -1;
         }
         ig_manifest_split(m, splits[s]);
         char *line;
-        while (rc == 0 && (line = lines_next(&t)))
-            rc = ave_row(m, p, root, &seen, line, name, t.lineno, splits[s]);
-        lines_close(&t);
+        while (rc == 0 && (line = ig_lines_next(&t)))
+            rc = ave_row(m, p, root, &seen, &t, line, name, splits[s]);
+        ig_lines_close(&t);
     }
     ig_strmap_free(&seen);
     if (rc != 0)
@@ -288,6 +210,24 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* One CREMA-D split file row (clip,LABEL); 0, or -1 out of memory. */
+static int cremad_row(ig_manifest *m, const char *root, ig_lines *t, char *line, const char *split)
+{
+    char *f[3], why[160];
+    if (t->bad)
+        return ig_manifest_fail(m, whole_field(line, ',', 0), split, "%s.csv line %d: %s", split, t->lineno, t->bad)
+                   ? -1 : 0;
+    int nf = csv_fields(line, f, 2);
+    if (nf != 2 || !*f[0] || !*f[1])
+        return ig_manifest_fail(m, nf >= 1 ? f[0] : "-", split, "%s.csv line %d: not clip,LABEL", split, t->lineno)
+                   ? -1 : 0;
+    char *label = ig_trim(f[1]);
+    if (ig_check_name("clip", f[0], why, sizeof why) ||
+        ig_check_text("label", label, why, sizeof why))
+        return ig_manifest_fail(m, f[0], split, "%s.csv line %d: %s", split, t->lineno, why) ? -1 : 0;
+    return cremad_add(m, root, f[0], label, split);
+}
+
 int ig_read_cremad(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err)
 {
     char tr[CM_PATH_MAX], te[CM_PATH_MAX];
@@ -298,28 +238,16 @@ int ig_read_cremad(ig_manifest *m, const ig_preset *p, const char *root, cm_err 
     if (cm_is_file(tr) && cm_is_file(te)) {
         const char *files[2] = {tr, te}, *names[2] = {"train", "test"};
         for (int s = 0; s < 2; s++) {
-            text_lines t;
-            if (lines_open(&t, files[s], err) != 0)
+            ig_lines t;
+            if (ig_lines_open(&t, files[s], IG_ANNOTATION_MAX, err) != 0)
                 return -1;
             char *line;
-            while ((line = lines_next(&t))) {
-                char *f[3], why[160];
-                int nf = csv_fields(line, f, 2);
-                if (nf != 2 || !*f[0] || !*f[1]) {
-                    ig_manifest_fail(m, nf >= 1 ? f[0] : "-", names[s], "%s.csv line %d: not clip,LABEL", names[s],
-                                     t.lineno);
-                    continue;
-                }
-                if (ig_check_name("clip", f[0], why, sizeof why) || ig_check_text("label", f[1], why, sizeof why)) {
-                    ig_manifest_fail(m, f[0], names[s], "%s.csv line %d: %s", names[s], t.lineno, why);
-                    continue;
-                }
-                if (cremad_add(m, root, f[0], f[1], names[s]) != 0) {
-                    lines_close(&t);
-                    return cm_err_set(err, "out of memory");
-                }
-            }
-            lines_close(&t);
+            int rc = 0;
+            while (rc == 0 && (line = ig_lines_next(&t)))
+                rc = cremad_row(m, root, &t, line, names[s]);
+            ig_lines_close(&t);
+            if (rc != 0)
+                return cm_err_set(err, "out of memory");
         }
     } else {
         /* no split files: every VideoFlash/<clip>.flv, sorted, shuffled with splitmix64(seed)
@@ -442,27 +370,35 @@ static void vgg_media(char *out, size_t n, const vgg_files *v, const char *root,
     join(out, n, root, rel); /* missing: reported by the worker */
 }
 
-/* One VGGSound row (YouTubeID,start,label,split); 0, or -1 out of memory. */
-static int vgg_row(ig_manifest *m, const vgg_files *v, const char *root, char *line, const char *file, int lineno,
+/* One VGGSound row (YouTubeID,start,label,split); 0, or -1 out of memory. The id is
+ * YouTubeID_start with the start in canonical form (as AVE's times); the media file is
+ * looked up by the start as written. */
+static int vgg_row(ig_manifest *m, const vgg_files *v, const char *root, ig_lines *t, char *line, const char *file,
                    const char *list_split)
 {
-    char *f[5], why[160];
+    char *f[5], why[160], st_txt[64];
+    if (t->bad)
+        return ig_manifest_fail(m, whole_field(line, ',', 0), list_split, "%s line %d: %s", file, t->lineno, t->bad)
+                   ? -1 : 0;
     int nf = csv_fields(line, f, 4);
     double st;
-    if (nf != 4 || !*f[0] || !*f[2] || parse_seconds(f[1], &st))
+    if (nf != 4 || !*f[0] || !*f[2])
         return ig_manifest_fail(m, nf >= 1 ? f[0] : "-", list_split, "%s line %d: not YouTubeID,start,label,split",
-                                file, lineno) ? -1 : 0;
+                                file, t->lineno) ? -1 : 0;
     const char *split = *f[3] ? f[3] : list_split;
-    if (ig_check_name("YouTubeID", f[0], why, sizeof why) || ig_check_text("label", f[2], why, sizeof why) ||
-        ig_check_split(split, why, sizeof why))
-        return ig_manifest_fail(m, f[0], list_split, "%s line %d: %s", file, lineno, why) ? -1 : 0;
+    char *label = ig_trim(f[2]);
+    if (ig_check_name("YouTubeID", f[0], why, sizeof why) || ig_check_text("label", label, why, sizeof why) ||
+        ig_check_split(split, why, sizeof why) || parse_time("start", f[1], &st, st_txt, sizeof st_txt, why, sizeof why))
+        return ig_manifest_fail(m, f[0], list_split, "%s line %d: %s", file, t->lineno, why) ? -1 : 0;
+    char id[2 * ST_ID_MAX], media[CM_PATH_MAX];
+    snprintf(id, sizeof id, "%s_%s", f[0], st_txt);
+    if (ig_check_id("id", id, why, sizeof why))
+        return ig_manifest_fail(m, f[0], list_split, "%s line %d: %s", file, t->lineno, why) ? -1 : 0;
     if (ig_manifest_split(m, split) < 0)
-        return ig_manifest_fail(m, f[0], list_split, "%s line %d: more than %d splits", file, lineno,
+        return ig_manifest_fail(m, f[0], list_split, "%s line %d: more than %d splits", file, t->lineno,
                                 IG_MAX_SPLITS) ? -1 : 0;
-    char id[300], media[CM_PATH_MAX];
-    snprintf(id, sizeof id, "%s_%s", f[0], f[1]);
     vgg_media(media, sizeof media, v, root, f[0], f[1]);
-    return ig_manifest_add(m, id, media, media, f[2], split, 0, -1);
+    return ig_manifest_add(m, id, media, media, label, split, 0, -1);
 }
 
 int ig_read_vggsound(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err)
@@ -477,15 +413,15 @@ int ig_read_vggsound(ig_manifest *m, const ig_preset *p, const char *root, cm_er
     for (int s = 0; s < 2 && rc == 0; s++) {
         char path[CM_PATH_MAX];
         join(path, sizeof path, root, names[s]);
-        text_lines t;
-        if (lines_open(&t, path, err) != 0) {
+        ig_lines t;
+        if (ig_lines_open(&t, path, IG_ANNOTATION_MAX, err) != 0) {
             vgg_files_close(&v);
             return -1;
         }
         char *line;
-        while (rc == 0 && (line = lines_next(&t)))
-            rc = vgg_row(m, &v, root, line, names[s], t.lineno, splits[s]);
-        lines_close(&t);
+        while (rc == 0 && (line = ig_lines_next(&t)))
+            rc = vgg_row(m, &v, root, &t, line, names[s], splits[s]);
+        ig_lines_close(&t);
     }
     vgg_files_close(&v);
     if (rc != 0)
@@ -496,32 +432,68 @@ int ig_read_vggsound(ig_manifest *m, const ig_preset *p, const char *root, cm_er
 /* ---- normalized TSV ---- */
 
 /* One manifest row: id audio video label split start end; 0, or -1 out of memory. */
-static int tsv_row(ig_manifest *m, const char *base, char *line, int lineno)
+static int tsv_row(ig_manifest *m, const char *base, ig_lines *t, char *line)
 {
     char *f[8], why[160], w2[160];
+    if (t->bad)
+        return ig_manifest_fail(m, whole_field(line, '\t', 0), "-", "manifest line %d: %s", t->lineno, t->bad)
+                   ? -1 : 0;
     int nf = split_fields(line, '\t', f, 8);
     if (nf == 7 && !strcmp(f[0], "id") && !strcmp(f[1], "audio"))
         return 0; /* header */
-    double st = 0, en = -1;
-    int whole = nf == 7 && (!*f[5] || !strcmp(f[5], "-")) && (!*f[6] || !strcmp(f[6], "-"));
-    if (nf != 7 || !*f[0] || !*f[2] || !*f[3] || !*f[4] ||
-        (!whole && (parse_seconds(f[5], &st) || parse_seconds(f[6], &en))))
+    if (nf != 7 || !*f[0] || !*f[2] || !*f[3] || !*f[4])
         return ig_manifest_fail(m, nf >= 1 ? f[0] : "-", nf >= 5 ? f[4] : "-",
                                 "manifest line %d: expected id, audio, video, label, split, start, end "
-                                "(tab-separated)", lineno) ? -1 : 0;
+                                "(tab-separated)", t->lineno) ? -1 : 0;
+    double st = 0, en = -1;
+    int whole = (!*f[5] || !strcmp(f[5], "-")) && (!*f[6] || !strcmp(f[6], "-"));
     const char *audio = *f[1] && strcmp(f[1], "-") ? f[1] : f[2];
-    if (ig_check_name("id", f[0], why, sizeof why) || ig_check_text("label", f[3], why, sizeof why) ||
+    char *label = ig_trim(f[3]);
+    if (ig_check_id("id", f[0], why, sizeof why) || ig_check_text("label", label, why, sizeof why) ||
         ig_check_split(f[4], why, sizeof why) || ig_check_path("video path", f[2], why, sizeof why) ||
-        ig_check_path("audio path", audio, why, sizeof why))
+        ig_check_path("audio path", audio, why, sizeof why) ||
+        (!whole && (parse_time("start", f[5], &st, NULL, 0, why, sizeof why) ||
+                    parse_time("end", f[6], &en, NULL, 0, why, sizeof why))))
         return ig_manifest_fail(m, f[0], ig_check_split(f[4], w2, sizeof w2) ? "-" : f[4], "manifest line %d: %s",
-                                lineno, why) ? -1 : 0;
+                                t->lineno, why) ? -1 : 0;
     if (ig_manifest_split(m, f[4]) < 0)
-        return ig_manifest_fail(m, f[0], f[4], "manifest line %d: more than %d splits", lineno, IG_MAX_SPLITS)
+        return ig_manifest_fail(m, f[0], f[4], "manifest line %d: more than %d splits", t->lineno, IG_MAX_SPLITS)
                    ? -1 : 0;
     char a[CM_PATH_MAX], v[CM_PATH_MAX];
     join(v, sizeof v, base, f[2]);
     join(a, sizeof a, base, audio);
-    return ig_manifest_add(m, f[0], a, v, f[3], f[4], st, en);
+    return ig_manifest_add(m, f[0], a, v, label, f[4], st, en);
+}
+
+/* --classes FILE: one class name a line (trimmed, as labels are) into q->classes. A line
+ * that is not text is an error: the class list fixes every label's index. */
+static int read_classes(ig_preset *q, const char *file, cm_err *err)
+{
+    ig_lines t;
+    if (ig_lines_open(&t, file, IG_ANNOTATION_MAX, err) != 0)
+        return -1;
+    char *line, why[160];
+    int rc = 0;
+    while (rc == 0 && (line = ig_lines_next(&t))) {
+        if (t.bad) {
+            rc = cm_err_set(err, "%s line %d: %s", file, t.lineno, t.bad);
+            break;
+        }
+        line = ig_trim(line);
+        if (ig_check_text("class name", line, why, sizeof why) != 0) {
+            rc = cm_err_set(err, "%s line %d: %s", file, t.lineno, why);
+            break;
+        }
+        char **c = realloc(q->classes, (size_t)(q->n_classes + 1) * sizeof *c);
+        if (c)
+            q->classes = c;
+        if (!c || !(c[q->n_classes] = strdup(line)))
+            rc = cm_err_set(err, "out of memory");
+        else
+            q->n_classes++;
+    }
+    ig_lines_close(&t);
+    return rc;
 }
 
 int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char *root, const char *classes_file,
@@ -541,22 +513,9 @@ int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char
     ig_preset q = *p; /* class order: the classes file, else sorted labels */
     q.classes = NULL;
     q.n_classes = 0;
+    int rc = 0;
     if (classes_file) {
-        text_lines t;
-        if (lines_open(&t, classes_file, err) != 0)
-            return -1;
-        char *line;
-        while ((line = lines_next(&t))) {
-            char **c = realloc(q.classes, (size_t)(q.n_classes + 1) * sizeof *c);
-            if (!c || !(c[q.n_classes] = strdup(line))) {
-                free(c ? c : q.classes);
-                lines_close(&t);
-                return cm_err_set(err, "out of memory");
-            }
-            q.classes = c;
-            q.n_classes++;
-        }
-        lines_close(&t);
+        rc = read_classes(&q, classes_file, err);
         snprintf(q.class_order, sizeof q.class_order, "preset");
     } else if (strcmp(p->class_order, "preset") != 0) {
         snprintf(q.class_order, sizeof q.class_order, "sorted");
@@ -564,15 +523,14 @@ int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char
         q.classes = p->classes;
         q.n_classes = p->n_classes;
     }
-    text_lines t;
-    int rc = lines_open(&t, path, err);
+    ig_lines t = {0};
+    if (rc == 0)
+        rc = ig_lines_open(&t, path, IG_ANNOTATION_MAX, err);
     char *line;
-    while (rc == 0 && (line = lines_next(&t)))
-        if (line[0] != '#')
-            rc = tsv_row(m, base, line, t.lineno);
-    if (rc != 0 && t.text)
-        cm_err_set(err, "out of memory");
-    lines_close(&t);
+    while (rc == 0 && (line = ig_lines_next(&t)))
+        if (line[0] != '#' && tsv_row(m, base, &t, line) != 0) /* '#': a comment, whatever it holds */
+            rc = cm_err_set(err, "out of memory");
+    ig_lines_close(&t);
     if (rc == 0)
         rc = ig_manifest_finish(m, &q, NULL, err);
     if (q.classes != p->classes) {

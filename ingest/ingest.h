@@ -15,6 +15,7 @@
 
 #include "common/cm_err.h"
 #include "spectro/spectro.h"
+#include "store/store.h"
 
 #define IG_MAX_SPLITS 8
 
@@ -60,6 +61,8 @@ typedef struct ig_manifest {
     size_t n, cap;
     ig_fail *fails;         /* rows that are not items (unknown label, duplicate id, bad line) */
     size_t nfail, capf;
+    char **notes;           /* warnings that fail no row (labels that differ only in case) */
+    size_t nnotes;
     char **classes;
     int n_classes;
     char *splits[IG_MAX_SPLITS];
@@ -75,23 +78,28 @@ int ig_manifest_add(ig_manifest *m, const char *id, const char *audio, const cha
                     const char *label, const char *split, double start, double end);
 int ig_manifest_fail(ig_manifest *m, const char *id, const char *split, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+int ig_manifest_note(ig_manifest *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Classes and label indices (per p->class_order; `first` = the split whose
  * first appearances fix the order for first-in-test); items with an unknown
- * label or a repeated id move to the failures. */
+ * label, a repeated id or an id over ST_ID_MAX bytes move to the failures;
+ * classes that differ only in (ASCII) case get a note. */
 int ig_manifest_finish(ig_manifest *m, const ig_preset *p, const char *first, cm_err *err);
 /* TSV: id audio video label split start end (see docs/FORMAT.md). */
 void ig_manifest_write_tsv(const ig_manifest *m, FILE *f);
 
 /* Checks of what annotation files and manifests say (0 ok, else -1 and a
  * reason in why): text (labels): 1..IG_NAME_MAX bytes, no control character;
- * a name (ids, video ids: they become file names): that, and no '/', '\\' or
- * '..'; a split: 1..IG_SPLIT_MAX of [A-Za-z0-9_-]; a media path: no control
- * character, and when relative no '..' component (absolute ones are taken as
- * given: a hand-written manifest may point anywhere). */
+ * a name (video ids, clips: they become file names and parts of ids): that,
+ * and no '/', '\\' or '..'; a sample id: a name of 1..ST_ID_MAX bytes (the
+ * shard writer's limit, store.h); a split: 1..IG_SPLIT_MAX of [A-Za-z0-9_-];
+ * a media path: no control character, and when relative no '..' component
+ * (absolute ones are taken as given: a hand-written manifest may point
+ * anywhere). */
 #define IG_NAME_MAX 200
 #define IG_SPLIT_MAX 32
 int ig_check_text(const char *what, const char *s, char *why, size_t n);
 int ig_check_name(const char *what, const char *s, char *why, size_t n);
+int ig_check_id(const char *what, const char *s, char *why, size_t n);
 int ig_check_split(const char *s, char *why, size_t n);
 int ig_check_path(const char *what, const char *s, char *why, size_t n);
 

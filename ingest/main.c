@@ -59,8 +59,11 @@ static void usage(FILE *f)
             "The output folder is locked (OUT/.lock): a second ingest into it is refused at\n"
             "once, naming the holder's pid; parts of one set run together only with the same\n"
             "manifest and options (OUT/plan.json). Annotation ids, splits and paths are\n"
-            "checked (no '/', '..' or control characters; splits [A-Za-z0-9_-]); a bad row\n"
-            "goes to failures.tsv.\n"
+            "checked (no '/', '..' or control characters; splits [A-Za-z0-9_-]; ids of at\n"
+            "most 255 bytes); times are plain decimals (\"3\", \"2.5\"); a row that is not\n"
+            "UTF-8 text (a NUL byte, a control character) or fails a check is one line of\n"
+            "failures.tsv and the rows after it are read. Labels are trimmed; labels that\n"
+            "differ only in case are noted (stderr, '#note' lines of failures.tsv).\n"
             "\n"
             "Presets are found in $C2KD_MANIFESTS, then manifests/ beside the build folder,\n"
             "then ./manifests. Exit status: 0 all rows ingested, 1 some failed (listed) or a\n"
@@ -299,6 +302,13 @@ static int load_preset(const cli *c, ig_preset *p)
     return 0;
 }
 
+/* The reader's notes (labels that differ only in case), also in failures.tsv. */
+static void print_notes(const ig_manifest *m)
+{
+    for (size_t i = 0; i < m->nnotes; i++)
+        fprintf(stderr, "ingest: note: %s\n", m->notes[i]);
+}
+
 /* --write-manifest: the normalized manifest (atomically, or to stdout) and the reader's failures. */
 static int write_manifest(const char *path, const ig_manifest *m)
 {
@@ -319,6 +329,7 @@ static int write_manifest(const char *path, const ig_manifest *m)
         fprintf(stderr, "ingest: %s\n", err.msg);
     for (size_t i = 0; i < m->nfail; i++)
         fprintf(stderr, "ingest: %s (%s): %s\n", m->fails[i].id, m->fails[i].split, m->fails[i].reason);
+    print_notes(m);
     return rc ? 1 : 0;
 }
 
@@ -332,9 +343,10 @@ static void show_failures(const char *out, size_t failed)
     if (cm_read_file(path, &text, &len, &err) != 0)
         return;
     char *save = NULL;
-    for (char *l = strtok_r(text, "\n", &save); l && shown < 20; l = strtok_r(NULL, "\n", &save), shown++) {
+    for (char *l = strtok_r(text, "\n", &save); l && shown < 20; l = strtok_r(NULL, "\n", &save)) {
         char *t1 = strchr(l, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-        if (t1 && t2) {
+        if (t1 && t2 && l[0] != '#') { /* '#note' lines: printed from the manifest */
+            shown++;
             *t1 = *t2 = '\0';
             fprintf(stderr, "ingest: %s (%s): %s\n", l, t1 + 1, t2 + 1);
         }
@@ -344,10 +356,11 @@ static void show_failures(const char *out, size_t failed)
     free(text);
 }
 
-static void report(const cli *c, const ig_options *o, const ig_summary *s)
+static void report(const cli *c, const ig_options *o, const ig_manifest *m, const ig_summary *s)
 {
     if (s->indexed && s->failed)
         show_failures(o->out, s->failed);
+    print_notes(m);
     char part[64] = "";
     if (o->part_n > 1)
         snprintf(part, sizeof part, "part %d/%d: ", o->part_k, o->part_n);
@@ -376,7 +389,7 @@ static int ingest(const cli *c, const ig_preset *p, const ig_manifest *m, const 
         fprintf(stderr, "ingest: %s\n", err.msg);
         return 1;
     }
-    report(c, o, &s);
+    report(c, o, m, &s);
     return s.failed ? 1 : 0;
 }
 
@@ -399,6 +412,11 @@ int main(int argc, char **argv)
     cm_err err = {{0}};
     rc = c.manifest ? ig_read_tsv(&m, &p, c.manifest, c.root, c.classes, &err) : ig_read(&m, &p, c.root, &err);
     if (rc != 0) {
+        /* the rows refused before it (every row, when no class is left) */
+        for (size_t i = 0; i < m.nfail && i < 20; i++)
+            fprintf(stderr, "ingest: %s (%s): %s\n", m.fails[i].id, m.fails[i].split, m.fails[i].reason);
+        if (m.nfail > 20)
+            fprintf(stderr, "ingest: ... and %zu more rows refused\n", m.nfail - 20);
         fprintf(stderr, "ingest: %s: %s\n", c.manifest ? c.manifest : c.root, err.msg);
         rc = 1;
     } else if (c.write_manifest) {

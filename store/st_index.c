@@ -296,7 +296,18 @@ int st_index_write(const char *dir, cm_err *err)
     }
     int rc = 0;
     const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(plan, "reader_notes")) { /* warnings, not failures */
+        if (!cJSON_IsString(e)) {
+            rc = cm_err_set(err, "%s/plan.json: a malformed reader note", dir);
+            break;
+        }
+        put_field(f, "#note", 0);
+        put_field(f, "-", 0);
+        put_field(f, e->valuestring, 1);
+    }
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(plan, "reader_failures")) {
+        if (rc != 0)
+            break;
         const cJSON *a = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1), *c = cJSON_GetArrayItem(e, 2);
         if (!cJSON_IsString(a) || !cJSON_IsString(b) || !cJSON_IsString(c)) {
             rc = cm_err_set(err, "%s/plan.json: a malformed reader failure", dir);

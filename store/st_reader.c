@@ -376,13 +376,13 @@ static int read_ids(st_shard *s, cm_err *err)
     int ok = ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING && H5Sget_simple_extent_ndims(sp) == 1 &&
              H5Sget_simple_extent_dims(sp, &n, NULL) == 1 && n == s->n;
     int rc = ok ? 0 : cm_err_set(err, "dataset id is not [N] strings");
-    if (rc == 0 && st_str_type_check(ft, "dataset id", vlen_refusal(s->version), 255, err) != 0)
+    if (rc == 0 && st_str_type_check(ft, "dataset id", vlen_refusal(s->version), ST_ID_MAX, err) != 0)
         rc = -1;
     if (rc == 0 && s->n > 0 && read_strings(d, 0, ft, s->n, s->ids) != 0)
         rc = cm_err_set(err, "dataset id cannot be read");
     for (size_t i = 0; rc == 0 && i < s->n; i++)
-        if (!s->ids[i][0] || strlen(s->ids[i]) >= sizeof ((st_record *)0)->id)
-            rc = cm_err_set(err, "dataset id: row %zu is empty or longer than 255 bytes", i);
+        if (!s->ids[i][0] || strlen(s->ids[i]) > ST_ID_MAX)
+            rc = cm_err_set(err, "dataset id: row %zu is empty or longer than %d bytes", i, ST_ID_MAX);
     if (ft >= 0)
         H5Tclose(ft);
     if (sp >= 0)

@@ -287,8 +287,8 @@ static int write_spec_row(st_writer *w, const void *buf, const char *id, cm_err 
 
 int st_writer_add(st_writer *w, const st_sample *s, cm_err *err)
 {
-    if (!s->id || !*s->id || strlen(s->id) >= 256)
-        return cm_err_set(err, "sample id empty or longer than 255 bytes");
+    if (!s->id || !*s->id || strlen(s->id) > ST_ID_MAX)
+        return cm_err_set(err, "sample id empty or longer than %d bytes", ST_ID_MAX);
     if (s->label < 0 || s->label >= w->n_classes)
         return cm_err_set(err, "%s: label %d out of range [0, %d)", s->id, (int)s->label, w->n_classes);
     size_t add = 0;

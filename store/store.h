@@ -30,6 +30,10 @@
 /* Bounds on what a shard's header may declare (larger is refused at open). */
 #define ST_MAX_FRAMES 64                 /* frames per sample */
 #define ST_MAX_SPEC_VALUES (1u << 24)    /* bins x frames of one spectrogram */
+/* Bytes of a sample id (UTF-8, without its terminating NUL): the one limit of
+ * the writer (st_writer_add refuses a longer id), the reader (st_record.id,
+ * the dataset `id` at open) and ingest (a longer row is one failure). */
+#define ST_ID_MAX 255
 
 /* ---- Metadata ------------------------------------------------------------- */
 
@@ -79,7 +83,7 @@ void st_writer_abort(st_writer *w);
 typedef struct st_shard st_shard;
 
 typedef struct st_record {
-    char id[256];
+    char id[ST_ID_MAX + 1];
     int32_t label;
     float seg_start, seg_end;
     int frames_per_sample;

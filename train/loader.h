@@ -86,7 +86,7 @@ typedef struct ld_bad {
     int64_t batch;         /* the batch (of the pass) whose position held it */
     int64_t index;         /* sample index within the split */
     int first;             /* 1 the first time this loader reports the sample */
-    char id[256];
+    char id[ST_ID_MAX + 1];
     char msg[CM_ERR_MAX];  /* one line naming the sample and its shard */
 } ld_bad;
 

@@ -110,8 +110,15 @@ def read_out(out):
     with open(os.path.join(out, "failures.tsv"), encoding="utf-8") as f:
         for line in f.read().splitlines():
             i, s, r = line.split("\t")
-            failures.append((i, s, r))
+            if i != "#note":  # notes (docs/FORMAT.md) fail no row
+                failures.append((i, s, r))
     return index, samples, failures
+
+
+def read_notes(out):
+    """The '#note' lines of an ingest output's failures.tsv (their text)."""
+    with open(os.path.join(out, "failures.tsv"), encoding="utf-8") as f:
+        return [line.split("\t")[2] for line in f.read().splitlines() if line.startswith("#note\t")]
 
 
 def decode_jpeg(data):

@@ -170,6 +170,37 @@ Test(cm_parse, whole_string_in_range)
     cr_expect_eq(d, 2.5);
 }
 
+/* Annotation times: plain unsigned decimals only, and one canonical text per value. */
+Test(cm_parse, strict_decimal_and_its_canonical_form)
+{
+    static const char *const good[] = {"0", "10", "00", "0.0", "3.000", "2.5", "3.", ".25", "0.1", "007.50"};
+    static const double val[] = {0, 10, 0, 0, 3, 2.5, 3, 0.25, 0.1, 7.5};
+    static const char *const canon[] = {"0", "10", "0", "0", "3", "2.5", "3", "0.25", "0.1", "7.5"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        double d = -1;
+        char buf[64];
+        cr_expect_eq(cm_parse_decimal(good[i], 0, 1e7, &d), 0, "%s", good[i]);
+        cr_expect_eq(d, val[i], "%s", good[i]);
+        cm_format_decimal(buf, sizeof buf, d);
+        cr_expect_str_eq(buf, canon[i], "%s", good[i]);
+    }
+    static const char *const bad[] = {"", ".", "0x1", " 0.5", "0.5 ", "1e3", "1E3", "inf", "nan", "-0", "+1",
+                                      "-1", "1,5", "1..2", "0.5.1", "\t1", "10000001", NULL};
+    for (size_t i = 0; bad[i]; i++) {
+        double d = 42;
+        cr_expect_eq(cm_parse_decimal(bad[i], 0, 1e7, &d), -1, "\"%s\" accepted", bad[i]);
+        cr_expect_eq(d, 42);
+    }
+    /* the canonical text reads back as the same double, for values of every magnitude */
+    double xs[] = {0.1 + 0.2, 1.0 / 3, 1e-7, 123456.789, 9999999.999999998, 5e-324, 1e-20 / 3};
+    for (size_t i = 0; i < sizeof xs / sizeof *xs; i++) {
+        char buf[64];
+        cm_format_decimal(buf, sizeof buf, xs[i]);
+        cr_expect_eq(strtod(buf, NULL), xs[i], "%s", buf);
+        cr_expect(xs[i] < 1e-23 || !strchr(buf, 'e'), "%s", buf);
+    }
+}
+
 Test(cm_media, truncation_margin)
 {
     cm_trunc t;
