@@ -198,3 +198,153 @@ def test_a_nul_byte_in_a_preset_is_refused_not_truncated(tmp_path):
     conf.write_bytes(b"# preset\n\ndataset = x\nreader = ave\nframes = 3\0\nduration = 10\n")
     r = run([binary("ingest"), "--preset", conf, "--root", tmp_path, "--write-manifest", "-"])
     assert r.returncode == 2 and "line 5: NUL byte at column 11" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- item 10: ids over the limit
+
+def test_an_id_over_the_shard_limit_is_one_failure_and_the_others_are_ingested(clips, tmp_path):
+    long_ok, long_bad = "A" * 200, "B" * 200
+    tiny = ("0.0000000000000000000000001234567891234567", "1.2345678901234567")  # a segment to ingest
+    files = {"trainSet.txt": f"Bark&{long_ok}&good&0&1\nBark&{long_bad}&good&{tiny[0]}&{tiny[1]}\n"
+                             f"Bark&ok1&good&0&1\n".encode(),
+             "testSet.txt": b"Bark&t&good&0&1\n"}
+    root, out = tmp_path / "ave", tmp_path / "out"
+    ave_tree(root, files, clips)
+    r = ingest_ave(root, out)
+    assert r.returncode == 1, r.stderr
+    _, samples, failures = read_out(out)
+    assert set(samples) == {f"{long_ok}_0_1", "ok1_0_1", "t_0_1"}
+    bad_id = f"{long_bad}_{canon(tiny[0])}_{canon(tiny[1])}"
+    assert len(bad_id.encode()) > ID_MAX
+    assert failures_by_line(failures) == {("trainSet.txt", 2): f"id longer than {ID_MAX} bytes ({len(bad_id)})"}
+    assert len(failures) == 1
+    assert run([binary("store"), "verify", out]).returncode == 0
+
+
+def test_ids_at_the_limit_in_bytes_not_characters(clips, tmp_path):
+    """A manifest's ids of exactly ST_ID_MAX bytes are ingested and read back whole (writer
+    and shard reader agree); one byte more is one failure. UTF-8 ids count bytes."""
+    ids = {"x" * ID_MAX: True, "y" * (ID_MAX + 1): False,
+           "\u20ac" * (ID_MAX // 3): True, "\u00e9" * 128: False}  # 255 and 256 bytes
+    tsv = tmp_path / "m.tsv"
+    tsv.write_text("".join(f"{i}\t\t{clips[k % len(clips)]}\tdog\ttrain\t0\t1\n" for k, i in enumerate(ids)),
+                   encoding="utf-8")
+    out = tmp_path / "out"
+    r = run([binary("ingest"), "--manifest", tsv, "--out", out, "--jobs", "2", "--quiet", "--set", "duration=1"])
+    assert r.returncode == 1, r.stderr
+    _, samples, failures = read_out(out)
+    assert set(samples) == {i for i, ok in ids.items() if ok}
+    assert sorted(f[0] for f in failures) == sorted(i for i, ok in ids.items() if not ok)
+    assert all(f"id longer than {ID_MAX} bytes" in f[2] for f in failures)
+    assert run([binary("store"), "verify", out]).returncode == 0
+
+
+# ---------------------------------------------------------------- labels
+
+def test_labels_are_trimmed_and_case_variants_noted(clips, tmp_path):
+    train = ["Bark &a", " Bark&b", "\tBark\t&c", "bark&d", "BARK&e", "Church bell  &f"]
+    files = {"trainSet.txt": "".join(f"{x}&good&0&1\n" for x in train).encode(),
+             "testSet.txt": b"Bark&t&good&0&1\n"}
+    root, out = tmp_path / "ave", tmp_path / "out"
+    ave_tree(root, files, clips)
+    r = ingest_ave(root, out)
+    assert r.returncode == 0, r.stderr  # a note fails no row
+    index, samples, failures = read_out(out)
+    assert failures == []
+    want = {x.split("&")[1] + "_0_1": x.split("&")[0].strip(" \t") for x in train + ["Bark&t"]}
+    assert {k: v["cls"] for k, v in samples.items()} == want
+    assert index["classes"] == ["Bark", "bark", "BARK", "Church bell"]  # first in test, then train order
+    rows = {c: list(want.values()).count(c) for c in index["classes"]}
+    note = ("labels that differ only in case are separate classes: "
+            + ", ".join(f'"{c}" ({rows[c]} row{"s" if rows[c] > 1 else ""})' for c in ["Bark", "bark", "BARK"]))
+    assert read_notes(out) == [note]
+    assert f"ingest: note: {note}\n" in r.stderr
+    # a label that is only spaces is empty: one failure
+    (root / "valSet.txt").write_bytes(b"  \t &g&good&0&1\n")
+    r = run([binary("ingest"), "--dataset", "ave", "--root", root, "--write-manifest", tmp_path / "m.tsv"])
+    assert "valSet.txt line 1: empty category" in r.stderr
+
+
+def test_a_preset_class_list_refuses_other_labels_naming_the_case_variant(tmp_path):
+    root = tmp_path / "cremad"
+    root.mkdir()
+    (root / "train.csv").write_text("1001_A_NEU_XX, NEU \n1002_A_NEU_XX,neu\n1003_A_HAP_XX,\"HAP\t\"\n")
+    (root / "test.csv").write_text("1004_A_SAD_XX,SAD\n1005_A_XXX_XX,XXX\n")
+    r = run([binary("ingest"), "--dataset", "cremad", "--root", root, "--write-manifest", tmp_path / "m.tsv"])
+    classes, items = read_manifest(tmp_path / "m.tsv")
+    assert classes == ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]  # the preset's list
+    assert [(i["id"], i["label"]) for i in items] == [("1001_A_NEU_XX", "NEU"), ("1003_A_HAP_XX", "HAP"),
+                                                      ("1004_A_SAD_XX", "SAD")]
+    assert 'ingest: 1002_A_NEU_XX (train): unknown label "neu" (the class list has "NEU")' in r.stderr
+    assert 'ingest: 1005_A_XXX_XX (test): unknown label "XXX"\n' in r.stderr
+    assert "note:" not in r.stderr
+
+
+# ---------------------------------------------------------------- times
+
+BAD_TIMES = ["0x1", " 0.5", "0.5 ", "1e3", "1E0", "inf", "nan", "-0", "+1", "", ".", "1,5", "0..5", "\u0661"]
+
+
+def test_times_one_canonical_form_and_strict_decimals(clips, tmp_path):
+    good = [("v", "0", "1"), ("v", "0.0", "1"), ("v", "00", "1.000"), ("w", "0.50", "1.5"), ("x", ".5", "2.")]
+    bad = [("y", t, "1") for t in BAD_TIMES] + [("z", "0", t) for t in BAD_TIMES]
+    files = {"trainSet.txt": "".join(f"Bark&{v}&good&{a}&{b}\n" for v, a, b in good + bad).encode(),
+             "testSet.txt": b"Bark&t&good&0&1\n"}
+    root, out = tmp_path / "ave", tmp_path / "out"
+    ave_tree(root, files, clips)
+    r = ingest_ave(root, out)
+    assert r.returncode == 1, r.stderr
+    _, samples, failures = read_out(out)
+    # the id rule with canonical times: "0&1", "0.0&1", "00&1.000" are one segment, a repeat (~2, ~3)
+    want, seen = {"t_0_1": (0.0, 1.0)}, {}
+    for v, a, b in good:
+        base = f"{v}_{canon(a)}_{canon(b)}"
+        seen[base] = seen.get(base, 0) + 1
+        want[base if seen[base] == 1 else f"{base}~{seen[base]}"] = (float(a), float(b))
+    assert sorted(samples) == sorted(want) and "v_0_1~3" in want and "w_0.5_1.5" in want and "x_0.5_2" in want
+    for k, (a, b) in want.items():
+        assert tuple(samples[k]["segment"]) == (a, b), k
+    got = failures_by_line(failures)
+    assert len(failures) == len(bad) == len(got)
+    for n, (_v, a, b) in enumerate(bad, len(good) + 1):
+        t, what = (a, "start") if a in BAD_TIMES else (b, "end")
+        assert not is_plain_decimal(t)
+        assert got[("trainSet.txt", n)].startswith(f'{what} "{t}" is not a plain decimal'), got[("trainSet.txt", n)]
+
+
+def test_vggsound_start_is_canonical_in_the_id_and_looked_up_as_written(tmp_path):
+    root = tmp_path / "vgg"
+    root.mkdir()
+    (root / "yt2_030.mp4").write_bytes(b"x")
+    (root / "train_tiny.csv").write_text("yt,0,dog,train\nyt,00,dog,train\nyt,0.0,dog,train\nyt2,030,dog,train\n"
+                                         "yt3,0x1e,dog,train\n")
+    (root / "test_tiny.csv").write_text("yt4,1.50,cat,test\n")
+    r = run([binary("ingest"), "--dataset", "vggsound", "--root", root, "--write-manifest", tmp_path / "m.tsv"])
+    _, items = read_manifest(tmp_path / "m.tsv")
+    assert [i["id"] for i in items] == ["yt_0", "yt2_30", "yt4_1.5"]
+    assert items[1]["video"] == str(root / "yt2_030.mp4")
+    assert r.stderr.count("duplicate id (kept the first, split train)") == 2
+    assert 'train_tiny.csv line 5: start "0x1e" is not a plain decimal' in r.stderr
+
+
+def test_manifest_times_strict_and_written_back_canonical(tmp_path):
+    """TSV start/end: random plain decimals are written back (--write-manifest) as Python's
+    shortest float text; every other form is one failure."""
+    rng = random.Random(7)
+    rows, want = [], []
+    for i in range(300):
+        ip = str(rng.randint(0, 10 ** rng.randint(0, 7) - 1)).zfill(rng.randint(1, 3))
+        fp = "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 20)))
+        a = ip + ("." + fp if fp or rng.random() < 0.3 else "")
+        rows.append(f"r{i}\t\tv.mp4\tdog\ttrain\t{a}\t{a}")
+        want.append((f"r{i}", canon(a)))
+    for j, t in enumerate(BAD_TIMES):  # "" with an end: not the whole-clip form ("-"/"" for both) either
+        rows.append(f"b{j}\t\tv.mp4\tdog\ttrain\t{t}\t1")
+    rows.append("b99\t\tv.mp4\tdog\ttrain\t-\t3")  # one '-': not the whole clip
+    tsv = tmp_path / "m.tsv"
+    tsv.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    r = run([binary("ingest"), "--manifest", tsv, "--write-manifest", tmp_path / "t.tsv"])
+    _, items = read_manifest(tmp_path / "t.tsv")
+    assert [(i["id"], i["start"]) for i in items] == want
+    assert all(i["start"] == i["end"] and float(i["start"]) == float(w[1]) for i, w in zip(items, want))
+    assert r.stderr.count("is not a plain decimal number of seconds") == len(rows) - len(want)
