@@ -219,3 +219,126 @@ Test(annotations, a_nul_in_a_preset_or_a_classes_file_is_an_error_naming_the_lin
     ig_manifest_free(&m);
     ig_preset_free(&p);
 }
+
+/* ---- item 10: one id limit (ST_ID_MAX) for ingest, the writer and the reader ---- */
+
+Test(annotations, id_limit_is_the_shard_formats)
+{
+    char id[ST_ID_MAX + 2], why[160];
+    memset(id, 'x', sizeof id - 1);
+    id[ST_ID_MAX] = '\0';
+    cr_assert_eq(ig_check_id("id", id, why, sizeof why), 0);
+    id[ST_ID_MAX] = 'x';
+    id[ST_ID_MAX + 1] = '\0';
+    cr_assert_eq(ig_check_id("id", id, why, sizeof why), -1);
+    cr_assert(strstr(why, "longer than 255 bytes (256)"), "%s", why);
+    cr_assert_eq(ig_check_id("id", "a/b", why, sizeof why), -1); /* still a file-name-safe name */
+    /* an AVE row whose id (VideoID + canonical times) is over the limit fails alone */
+    char row[1024], vid[IG_NAME_MAX + 1];
+    memset(vid, 'v', IG_NAME_MAX);
+    vid[IG_NAME_MAX] = '\0';
+    snprintf(row, sizeof row,
+             "Bark&%s&good&0&3\n"
+             "Bark&%s&good&0.0000000000000000000000001234567891234567&1.2345678901234567\n"
+             "Bark&ok&good&0&3\n",
+             vid, vid);
+    putn("trainSet.txt", row, strlen(row));
+    PUT("valSet.txt", "");
+    PUT("testSet.txt", "Bark&t&good&0&3\n");
+    ig_preset p;
+    ig_preset_init(&p);
+    ig_manifest m;
+    ig_manifest_init(&m);
+    cm_err err;
+    cr_assert_eq(ig_read_ave(&m, &p, dir, &err), 0, "%s", err.msg);
+    cr_assert_eq(m.n, 3);
+    cr_assert_eq(m.nfail, 1);
+    cr_assert_not_null(fail_with(&m, "trainSet.txt line 2: id longer than 255 bytes (262)"), "%s",
+                       m.fails[0].reason);
+    cr_assert_str_eq(m.fails[0].id, vid);
+    for (size_t i = 0; i < m.n; i++)
+        cr_assert_leq(strlen(m.items[i].id), ST_ID_MAX);
+    ig_manifest_free(&m);
+    ig_preset_free(&p);
+}
+
+/* ---- times: strict decimals, one canonical text in the ids ---- */
+
+Test(annotations, times_are_strict_and_canonical_in_ids)
+{
+    PUT("trainSet.txt", "Bark&v&good&0&3\nBark&v&good&0.0&3\nBark&v&good&00&3.000\nBark&w&good&0x1&3\n"
+                        "Bark&w&good& 0.5&3\nBark&w&good&1e3&3\nBark&w&good&inf&3\nBark&w&good&0&nan\n"
+                        "Bark&w&good&-0&3\nBark&x&good&0.50&2.25\n");
+    PUT("valSet.txt", "");
+    PUT("testSet.txt", "Bark&t&good&0&3\n");
+    ig_preset p;
+    ig_preset_init(&p);
+    ig_manifest m;
+    ig_manifest_init(&m);
+    cm_err err;
+    cr_assert_eq(ig_read_ave(&m, &p, dir, &err), 0, "%s", err.msg);
+    cr_assert_eq(m.n, 5);
+    cr_assert_str_eq(m.items[0].id, "v_0_3");
+    cr_assert_str_eq(m.items[1].id, "v_0_3~2");
+    cr_assert_str_eq(m.items[2].id, "v_0_3~3");
+    cr_assert_str_eq(m.items[3].id, "x_0.5_2.25");
+    cr_assert_eq(m.items[3].start, 0.5);
+    cr_assert_eq(m.items[3].end, 2.25);
+    cr_assert_eq(m.renamed, 2);
+    cr_assert_eq(m.nfail, 6);
+    static const char *const want[] = {"line 4: start \"0x1\"", "line 5: start \" 0.5\"", "line 6: start \"1e3\"",
+                                       "line 7: start \"inf\"", "line 8: end \"nan\"", "line 9: start \"-0\""};
+    for (size_t i = 0; i < 6; i++)
+        cr_assert_not_null(fail_with(&m, want[i]), "%s", want[i]);
+    ig_manifest_free(&m);
+    ig_preset_free(&p);
+}
+
+/* ---- labels: trimmed; case variants are a note, or named when a class list refuses them ---- */
+
+Test(annotations, labels_trimmed_and_case_variants_noted)
+{
+    PUT("train_tiny.csv", "a,1,\"Dog \",train\nb,1, Dog,train\nc,1,dog,train\nd,1,DOG,train\ne,1,cat,train\n");
+    PUT("test_tiny.csv", "f,1,\tDog,test\n");
+    ig_preset p;
+    ig_preset_init(&p);
+    ig_manifest m;
+    ig_manifest_init(&m);
+    cm_err err;
+    cr_assert_eq(ig_read_vggsound(&m, &p, dir, &err), 0, "%s", err.msg);
+    cr_assert_eq(m.n, 6);
+    cr_assert_eq(m.nfail, 0);
+    cr_assert_eq(m.n_classes, 4); /* sorted: DOG Dog cat dog */
+    cr_assert_str_eq(m.classes[1], "Dog");
+    cr_assert_eq(m.nnotes, 1);
+    cr_assert_str_eq(m.notes[0], "labels that differ only in case are separate classes: \"DOG\" (1 row), "
+                                 "\"Dog\" (3 rows), \"dog\" (1 row)");
+    ig_manifest_free(&m);
+    /* a preset class list: a label not in it fails, naming the listed spelling */
+    cr_assert_eq(ig_preset_set(&p, "classes", "Dog | cat", &err), 0);
+    cr_assert_eq(ig_preset_set(&p, "class_order", "preset", &err), 0);
+    ig_manifest_init(&m);
+    cr_assert_eq(ig_read_vggsound(&m, &p, dir, &err), 0, "%s", err.msg);
+    cr_assert_eq(m.n, 4);
+    cr_assert_eq(m.nfail, 2);
+    cr_assert_not_null(fail_with(&m, "unknown label \"dog\" (the class list has \"Dog\")"));
+    cr_assert_not_null(fail_with(&m, "unknown label \"DOG\" (the class list has \"Dog\")"));
+    cr_assert_eq(m.nnotes, 0);
+    ig_manifest_free(&m);
+    ig_preset_free(&p);
+}
+
+Test(annotations, utf8_sequences_at_their_boundaries)
+{
+    static const struct {
+        const char *s;
+        size_t len;
+    } cases[] = {{"\x7f", 1},         {"\xc2\x80", 2},         {"\xc1\xbf", 0},         {"\xdf\xbf", 2},
+                 {"\xe0\xa0\x80", 3}, {"\xe0\x9f\xbf", 0},     {"\xed\x9f\xbf", 3},     {"\xed\xa0\x80", 0},
+                 {"\xee\x80\x80", 3}, {"\xef\xbf\xbf", 3},     {"\xf0\x90\x80\x80", 4}, {"\xf0\x8f\xbf\xbf", 0},
+                 {"\xf4\x8f\xbf\xbf", 4}, {"\xf4\x90\x80\x80", 0}, {"\xf5\x80\x80\x80", 0}, {"\x80", 0},
+                 {"\xe2\x82", 0},     {"\xc3\x28", 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        cr_expect_eq(ig_utf8_seq((const unsigned char *)cases[i].s, strlen(cases[i].s)), cases[i].len, "case %zu",
+                     i);
+}
