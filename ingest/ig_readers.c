@@ -388,7 +388,8 @@ static int vgg_row(ig_manifest *m, const vgg_files *v, const char *root, ig_line
     const char *split = *f[3] ? f[3] : list_split;
     char *label = ig_trim(f[2]);
     if (ig_check_name("YouTubeID", f[0], why, sizeof why) || ig_check_text("label", label, why, sizeof why) ||
-        ig_check_split(split, why, sizeof why) || parse_time("start", f[1], &st, st_txt, sizeof st_txt, why, sizeof why))
+        ig_check_split(split, why, sizeof why) ||
+        parse_time("start", f[1], &st, st_txt, sizeof st_txt, why, sizeof why))
         return ig_manifest_fail(m, f[0], list_split, "%s line %d: %s", file, t->lineno, why) ? -1 : 0;
     char id[2 * ST_ID_MAX], media[CM_PATH_MAX];
     snprintf(id, sizeof id, "%s_%s", f[0], st_txt);

@@ -109,7 +109,8 @@ def test_nul_and_other_bad_bytes_fail_one_row_each_end_to_end(clips, tmp_path):
         "trainSet.txt": b"Church bell&aaa&good&0&1\nChurch bell&b\0bb&good&0&1\nChurch bell&ccc&good&0&2\n"
                         + b"\0" * 16 + b"\nBark&ddd&good&1&2\n\n\nBark&eee&good&0&1",
         "valSet.txt": b"Caf\xe9&fff&good&0&1\r\nBark&ggg&good&0&1\r\n",
-        "testSet.txt": b"Bark&hhh&good&0&1\nBa\x01rk&iii&good&0&1\nChurch bell&jjj&good&0&1\nBark&k\xed\xa0\x80k&g&0&1\n",
+        "testSet.txt": b"Bark&hhh&good&0&1\nBa\x01rk&iii&good&0&1\nChurch bell&jjj&good&0&1\n"
+                       b"Bark&k\xed\xa0\x80k&g&0&1\n",
     }
     root, out = tmp_path / "ave", tmp_path / "out"
     ave_tree(root, files, clips)
