@@ -1,11 +1,8 @@
 /* ingest: dataset readers (AVE, CREMA-D, VGGSound, normalized TSV) -> ig_manifest. */
 #include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/cm_file.h"
 #include "common/cm_parse.h"
