@@ -260,6 +260,12 @@ def test_labels_are_trimmed_and_case_variants_noted(clips, tmp_path):
             + ", ".join(f'"{c}" ({rows[c]} row{"s" if rows[c] > 1 else ""})' for c in ["Bark", "bark", "BARK"]))
     assert read_notes(out) == [note]
     assert f"ingest: note: {note}\n" in r.stderr
+    # `store index` derives the same failures.tsv (notes included) from plan.json and the shards
+    tsv = (out / "failures.tsv").read_bytes()
+    os.unlink(out / "failures.tsv")
+    os.unlink(out / "index.json")
+    assert run([binary("store"), "index", out]).returncode == 0
+    assert (out / "failures.tsv").read_bytes() == tsv
     # a label that is only spaces is empty: one failure
     (root / "valSet.txt").write_bytes(b"  \t &g&good&0&1\n")
     r = run([binary("ingest"), "--dataset", "ave", "--root", root, "--write-manifest", tmp_path / "m.tsv"])
