@@ -355,3 +355,16 @@ def test_manifest_times_strict_and_written_back_canonical(tmp_path):
     assert [(i["id"], i["start"]) for i in items] == want
     assert all(i["start"] == i["end"] and float(i["start"]) == float(w[1]) for i, w in zip(items, want))
     assert r.stderr.count("is not a plain decimal number of seconds") == len(rows) - len(want)
+
+
+def test_when_no_row_is_left_the_refused_rows_are_still_named(tmp_path):
+    root = tmp_path / "ave"
+    root.mkdir()
+    (root / "trainSet.txt").write_bytes(b"\0" * 64 + b"\n")
+    (root / "valSet.txt").write_bytes(b"Bark&v&good&0x1&3\n")
+    (root / "testSet.txt").write_bytes(b"")
+    r = run([binary("ingest"), "--dataset", "ave", "--root", root, "--out", tmp_path / "out"])
+    assert r.returncode == 1
+    assert "ingest: - (train): trainSet.txt line 1: NUL byte at column 1\n" in r.stderr
+    assert 'ingest: v (val): valSet.txt line 1: start "0x1" is not a plain decimal' in r.stderr
+    assert r.stderr.rstrip().endswith("no classes")
