@@ -84,6 +84,7 @@ typedef struct tr_run {
     int extend;         /* --resume with --epochs: options.json gets the new count */
     ld_opts eval_lo;    /* the evaluation loaders' options */
     const ev_pass *final; /* RUN/eval/'s pass (the plot's confusion panel); NULL: none */
+    int quiet_bad;      /* the end-of-run evaluation: bad samples were reported by the epochs' */
 } tr_run;
 
 static int usage_error(const char *msg)
@@ -526,6 +527,11 @@ static int open_outputs(tr_run *r)
         /* --force: a replaced run's checkpoints must not survive */
         unlink(r->best_path);
         unlink(r->last_path);
+        static const char *evals[] = {"eval/eval.json", "eval/predictions.tsv", "eval/confusion.svg"};
+        for (size_t k = 0; k < sizeof evals / sizeof *evals; k++) {
+            path_in(path, sizeof path, op->out, evals[k]);
+            unlink(path);
+        }
     }
     if (r->resuming && r->extend) {
         char path[CM_PATH_MAX];
@@ -664,7 +670,7 @@ static int report_bad(tr_run *r, ld_loader *ld, const char *split, int64_t upto,
     cm_err err = {{0}};
     ld_bad b;
     while (ld_loader_take_bad(ld, upto, &b)) {
-        if (b.first)
+        if (b.first && !r->quiet_bad)
             fprintf(stderr, TOOL ": %s: split %s: %s (skipped)\n", r->op.data, split, b.msg);
         if (r->lead && r->mt && mt_bad_record(r->mt, split, r->pos.epoch + (step >= 0), step, b.index, b.id, b.msg, &err) != 0)
             return fail(r->metrics_path, err.msg);
@@ -1102,7 +1108,12 @@ static int evaluate_into(tr_run *r, ld_loader *ld, ld_data *data, const char *sp
     else
         r->evt = NULL;
     p->keep = 1;
+    mt_log *mt = r->mt; /* bad samples: in the log (and on stderr) by the epochs' evaluations only */
+    r->quiet_bad = mt != NULL;
+    r->mt = NULL;
     int rc = evaluate(r, ld, split, 0, &err);
+    r->mt = mt;
+    r->quiet_bad = 0;
     r->evs = keep_s;
     r->evt = keep_t;
     if (rc != 0) {

@@ -43,7 +43,7 @@ MPIRUN = shutil.which("mpirun")
 pytestmark = pytest.mark.skipif(MPIRUN is None, reason="mpirun not installed (make deps installs OpenMPI)")
 MPI = [MPIRUN or "mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2"]
 BASE = ["--width", "4", "--batch-size", "4", "--image-size", "16", "--device", "cpu", "--threads", "1",
-        "--seed", "7", "--no-shuffle", "--no-augment"]
+        "--seed", "7", "--no-shuffle", "--no-augment", "--teacher-init", "random"]  # KD from an untrained teacher
 
 
 def asan_build():
@@ -207,7 +207,8 @@ def test_killed_rank_ends_the_run_then_resume_finishes(tmp_path):
     u.make_dataset(data, counts={"train": 24, "val": 3, "test": 3})
     out = str(tmp_path / "r")
     args = [binary("train"), "--width", "8", "--batch-size", "2", "--image-size", "32", "--device", "cpu",
-            "--threads", "1", "--method", "c2kd", "--epochs", "40", "--data", data, "--out", out]
+            "--threads", "1", "--method", "c2kd", "--teacher-init", "random", "--epochs", "40", "--data", data,
+            "--out", out]
     p = subprocess.Popen([*MPI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env())
     try:
         deadline = time.time() + 120

@@ -16,12 +16,13 @@ DEFAULT_RECIPE = {"spectro": {"sample_rate": 16000, "window": 512, "overlap": 35
 
 
 def metrics(run_dir):
-    """RUN/metrics.jsonl as a list of records, wall-clock seconds removed (runs compared record by record)."""
+    """RUN/metrics.jsonl as a list of records, wall-clock measures removed (runs compared record by record)."""
     out = []
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for line in f:
             j = json.loads(line)
-            j.pop("seconds", None)
+            for k in ("seconds", "time", "samples_per_second"):
+                j.pop(k, None)
             out.append(j)
     return out
 
