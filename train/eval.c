@@ -40,7 +40,7 @@ void ev_pass_destroy(ev_pass *p)
 void ev_pass_reset(ev_pass *p)
 {
     p->n = p->top1 = p->top5 = 0;
-    p->loss = 0;
+    p->loss_fx = 0;
     memset(p->confusion, 0, (size_t)p->C * (size_t)p->C * sizeof *p->confusion);
     p->ns = 0;
 }
@@ -90,7 +90,8 @@ static void add_one(ev_pass *p, const float *z, int32_t y, int64_t index)
     p->top1 += inrange && best == y;
     p->top5 += inrange && above < 5;
     if (inrange) {
-        p->loss += log(sum) - ((double)z[y] - mx);
+        double ce = log(sum) - ((double)z[y] - mx); /* >= 0; capped at 2^30 (a sample cannot overflow the sum) */
+        p->loss_fx += (int64_t)llround(ldexp(ce < 1073741824.0 ? ce : 1073741824.0, 32));
         p->confusion[(size_t)y * (size_t)C + (size_t)best]++;
     }
     if (p->keep) {
@@ -114,12 +115,11 @@ int ev_pass_add(ev_pass *p, int B, const float *logits, const int32_t *labels, c
 
 int ev_pass_allreduce(ev_pass *p, ds_comm *comm, cm_err *err)
 {
-    int64_t counts[3] = {p->n, p->top1, p->top5};
-    if (ds_allreduce_i64(comm, counts, 3, DS_SUM, err) != 0 ||
-        ds_allreduce_f64(comm, &p->loss, 1, DS_SUM, err) != 0 ||
+    int64_t counts[4] = {p->n, p->top1, p->top5, p->loss_fx};
+    if (ds_allreduce_i64(comm, counts, 4, DS_SUM, err) != 0 ||
         ds_allreduce_i64(comm, p->confusion, (size_t)p->C * (size_t)p->C, DS_SUM, err) != 0)
         return -1;
-    p->n = counts[0], p->top1 = counts[1], p->top5 = counts[2];
+    p->n = counts[0], p->top1 = counts[1], p->top5 = counts[2], p->loss_fx = counts[3];
     return 0;
 }
 
@@ -130,7 +130,7 @@ double ev_top1(const ev_pass *p)
 
 double ev_mean_loss(const ev_pass *p)
 {
-    return p->n ? p->loss / (double)p->n : -1;
+    return p->n ? ldexp((double)p->loss_fx, -32) / (double)p->n : -1;
 }
 
 double ev_class_acc(const ev_pass *p, int c)

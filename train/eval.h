@@ -6,7 +6,9 @@
  * (row: label, column: prediction) and, when asked, each sample's index,
  * label, prediction and softmax probabilities (predictions.tsv). The
  * prediction is the first index of the largest logit (the backend's argmax).
- * Probabilities and the loss are computed in double from the float logits.
+ * Probabilities and the loss are computed in double from the float logits;
+ * each sample's loss is rounded to 2^-32 and summed as an integer, so a mean
+ * loss is the same whatever the batches, the order and the number of ranks.
  *
  * Files (docs/FORMAT.md, "Evaluation"): DIR/eval.json, DIR/predictions.tsv,
  * DIR/confusion.svg, each written atomically. */
@@ -24,7 +26,8 @@ typedef struct ev_pass {
     int C;                /* classes */
     int keep;             /* 1: keep each sample (predictions.tsv) */
     long long n, top1, top5;
-    double loss;          /* sum of the samples' cross-entropy */
+    int64_t loss_fx;      /* sum of the samples' cross-entropy in units of 2^-32 (fixed point:
+                           * the sum does not depend on the order of the samples or on the ranks) */
     int64_t *confusion;   /* [C * C] */
     /* kept samples (keep) */
     size_t ns, cap;

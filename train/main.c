@@ -1138,8 +1138,8 @@ static int final_evaluation(tr_run *r)
     cm_err err = {{0}};
     if (r->pos.best_epoch <= 0 || !cm_is_file(r->best_path))
         return GO_ON;
-    if (tr_checkpoint_load(r->sys, r->best_path, NULL, 0, NULL, &err) != 0)
-        return fail(r->best_path, err.msg);
+    if (tr_checkpoint_load(r->sys, r->best_path, r->op.pretrain ? "teacher" : "student", 0, NULL, &err) != 0)
+        return fail(r->best_path, err.msg); /* the network evaluated only */
     ld_loader *ld = r->ltest;
     if (r->world > 1) { /* the test loader holds this rank's share only */
         ld_opts lo = r->eval_lo;

@@ -114,7 +114,9 @@ def test_two_ranks_equal_one_process_on_identical_halves(data, tmp_path, method)
     r = mpirun([binary("train"), *args, "--data", doubled, "--out", two])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "data parallel over 2 ranks" in r.stderr
-    assert u.metrics(one) == u.metrics(two)
+    (ma, la), (mb, lb) = u.eval_losses_apart(u.metrics(one)), u.eval_losses_apart(u.metrics(two))
+    assert ma == mb
+    assert la == pytest.approx(lb, rel=1e-5)
     for name in ("last.h5", "best.h5"):
         ta, aa = tensors(os.path.join(one, name))
         tb, ab = tensors(os.path.join(two, name))
@@ -183,7 +185,7 @@ def test_resume_inside_an_epoch_equals_an_uninterrupted_run(data, tmp_path):
     # takes its positions again, skipping the batch done
     single, _ = data
     args = ["--width", "4", "--batch-size", "2", "--image-size", "16", "--device", "cpu", "--threads", "1",
-            "--seed", "5", "--method", "c2kd", "--epochs", "3", "--data", single]
+            "--seed", "5", "--method", "c2kd", "--teacher-init", "random", "--epochs", "3", "--data", single]
     full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
     r = mpirun([binary("train"), *args, "--out", full])
     assert r.returncode == 0, r.stdout + r.stderr

@@ -27,6 +27,20 @@ def metrics(run_dir):
     return out
 
 
+def eval_losses_apart(records):
+    """(records without the evaluation losses "val_loss_*" / "test_loss_*", those losses in
+    order): runs whose evaluation batches differ (one process against ranks sharing the
+    split) compute each sample's float32 logits in other batches, so their mean losses
+    agree to float32 rounding only, while every count-based figure is exact."""
+    rest, losses = [], []
+    for r in records:
+        r = dict(r)
+        for k in [k for k in r if k.startswith(("val_loss_", "test_loss_"))]:
+            losses.append(r.pop(k))
+        rest.append(r)
+    return rest, losses
+
+
 def class_image(label, sample, w, h, rng):
     """An RGB image whose colour and stripes depend on the class (learnable)."""
     y, x = np.mgrid[0:h, 0:w]
