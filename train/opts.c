@@ -41,7 +41,7 @@ typedef struct opt_def {
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const opt_def defs[] = {
     {"data", O_STR, OFF(data), NULL, NULL, 1, 1, "DIR", "ingested folder (index.json + shards) with train, test and optionally val splits (required)"},
-    {"out", O_STR, OFF(out), NULL, NULL, 1, 0, "RUN", "output folder: metrics.jsonl, curves.svg, last.h5, best.h5, result.json, options.json (required)"},
+    {"out", O_STR, OFF(out), NULL, NULL, 1, 0, "RUN", "output folder: metrics.jsonl, curves.svg, last.h5, best.h5, result.json, options.json, eval/ (best.h5 evaluated on test); with --eval: eval.json, predictions.tsv, confusion.svg (required)"},
     {"method", O_STR, OFF(method), "none|kd|nkd|c2kd|shake|review", "c2kd", 1, 0, "M", "distillation method (shake, review: docs/METHODS.md)", CFG(C_ENUM, method)},
     {"pretrain", O_FLAG, OFF(pretrain), NULL, NULL, 1, 0, NULL, "train the teacher network alone with CE (its best-validation checkpoint is RUN/best.h5)", CFG(C_INT, pretrain)},
     {"teacher-ckpt", O_STR, OFF(teacher_ckpt), NULL, NULL, 1, 0, "FILE", "load the teacher's weights (teacher/ group) from FILE, e.g. a --pretrain run's best.h5"},

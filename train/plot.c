@@ -178,13 +178,20 @@ static void confusion_panel(FILE *f, double x0, double y0, double side, const in
         xml_text(f, classes[k]);
         fputs("</text>\n", f);
     }
+    size_t longest = 0; /* the names' extent, about 0.6 em per character, at most 95 px */
+    for (int k = 0; names && k < C; k++)
+        if (strlen(classes[k]) > longest)
+            longest = strlen(classes[k]);
+    double lw = names ? 0.6 * fs * (double)longest + 8 : 0;
+    if (lw > 95)
+        lw = 95;
     fprintf(f, "<text x='%.1f' y='%.1f' font-size='13' text-anchor='middle' font-weight='bold'>", x0 + side / 2, y0 - 8);
     xml_text(f, title);
     fprintf(f, "</text>\n<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle' "
                "transform='rotate(-90 %.1f %.1f)'>label</text>\n",
-            x0 - (names ? 95 : 12), y0 + side / 2, x0 - (names ? 95 : 12), y0 + side / 2);
+            x0 - lw - 8, y0 + side / 2, x0 - lw - 8, y0 + side / 2);
     fprintf(f, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>predicted (row-normalised shade)</text>\n",
-            x0 + side / 2, y0 + side + (names ? 100 : 14));
+            x0 + side / 2, y0 + side + lw + 18);
 }
 
 int pl_write_confusion_svg(const char *svg_path, const char *title, const int64_t *counts, int C,
