@@ -538,3 +538,21 @@ def test_doc_snippet_runs(venv, runs, tmp_path, where, code, kind, arg):
     shutil.copytree(runs["c2kd"], tmp_path / "RUN")
     r = vrun(venv, (arg + "\n" if kind == "setup" else "") + code, tmp_path)
     assert r.returncode == 0, f"{where}:\n{code}\n{r.stderr}"
+
+
+def test_command_lines_of_the_package(venv, runs, tmp_path):
+    """python -m c2kd.export_model / c2kd.tb / c2kd.csv from the shell: outputs, and one line
+    naming the input with exit 1 when it cannot be read."""
+    ckpt = os.path.join(runs["teacher"], "best.h5")
+    mod = "import runpy, sys; sys.argv[0] = sys.argv[1]; del sys.argv[1]; runpy.run_module(sys.argv[0], run_name='__main__')"
+    r = vrun(venv, mod, tmp_path, "c2kd.export_model", ckpt, tmp_path / "t.pt", "--network", "teacher")
+    assert r.returncode == 0 and os.path.getsize(tmp_path / "t.pt") > 0, r.stderr
+    for args, needle in ((["c2kd.export_model", ckpt, tmp_path / "t.zip", "--network", "teacher"], ".pt"),
+                         (["c2kd.export_model", ckpt, tmp_path / "s.pt"], "pretrain"),
+                         (["c2kd.export_model", tmp_path / "none.h5", tmp_path / "n.pt"], "none.h5"),
+                         (["c2kd.tb", tmp_path / "norun"], "norun"),
+                         (["c2kd.csv", tmp_path / "norun"], "norun")):
+        r = vrun(venv, mod, tmp_path, *args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and needle in lines[0], (args, r.stderr)
+    assert not os.path.exists(tmp_path / "t.zip") and not os.path.exists(tmp_path / "n.pt")
