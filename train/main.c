@@ -78,7 +78,6 @@ typedef struct tr_run {
     double saved_at;   /* cm_now() of the last checkpoint (or of the start) */
     int stopped;       /* --steps reached */
     double last_val_s, last_test_s, last_val_t, last_test_t;
-    int64_t start_step; /* the step this process started at (samples/s, the progress rate) */
     double epoch_t0;    /* cm_now() when this process started the current epoch's training */
     int64_t epoch_step0; /* the step then */
     int extend;         /* --resume with --epochs: options.json gets the new count */
@@ -588,7 +587,6 @@ static int run_configure(tr_run *r)
         r->prog = cm_progress_create(stderr, TOOL, (size_t)r->nb * (size_t)r->op.epochs, 5.0);
         cm_progress_set_units(r->prog, "steps", 0, (size_t)r->pos.step);
     }
-    r->start_step = r->pos.step;
     r->saved_at = cm_now();
     r->last_val_s = r->last_test_s = r->last_val_t = r->last_test_t = -1;
     return GO_ON;
