@@ -13,6 +13,9 @@ struct cm_progress {
     double start;
     double last;
     int tty;
+    char unit[16];
+    int hide_failed;
+    size_t base;
 };
 
 double cm_now(void)
@@ -52,24 +55,29 @@ static void fmt_eta(char *buf, size_t n, double s)
 static void draw(cm_progress *p, size_t done, size_t failed, const char *extra, int final)
 {
     double now = cm_now(), el = now - p->start;
-    double rate = el > 0 ? (double)done / el : 0;
+    size_t run = done > p->base ? done - p->base : 0;
+    double rate = el > 0 ? (double)run / el : 0;
     double eta = rate > 0 && p->total >= done ? (double)(p->total - done) / rate : -1;
     char etab[32];
     fmt_eta(etab, sizeof etab, final ? el : eta);
     const char *ex = extra ? extra : "";
+    char fb[48] = "";
+    if (!p->hide_failed)
+        snprintf(fb, sizeof fb, " (%zu failed)", failed);
+    const char *sp = p->unit[0] ? " " : "";
     if (p->tty) {
         char bar[31];
         size_t fill = p->total ? done * 30 / p->total : 30;
         for (size_t i = 0; i < 30; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[30] = '\0';
-        fprintf(p->out, "\r%s [%s] %zu/%zu (%zu failed) %.1f/s %s %s %s\033[K", p->label, bar,
-                done, p->total, failed, rate, final ? "took" : "ETA", etab, ex);
+        fprintf(p->out, "\r%s [%s] %zu/%zu%s%s%s %.1f/s %s %s %s\033[K", p->label, bar, done, p->total, sp,
+                p->unit, fb, rate, final ? "took" : "ETA", etab, ex);
         if (final)
             fputc('\n', p->out);
     } else {
-        fprintf(p->out, "%s: %zu/%zu (%zu failed) %.1f/s %s %s %s\n", p->label, done, p->total,
-                failed, rate, final ? "took" : "ETA", etab, ex);
+        fprintf(p->out, "%s: %zu/%zu%s%s%s %.1f/s %s %s %s\n", p->label, done, p->total, sp, p->unit, fb, rate,
+                final ? "took" : "ETA", etab, ex);
     }
     fflush(p->out);
 }
@@ -95,4 +103,21 @@ void cm_progress_finish(cm_progress *p, size_t done, size_t failed, const char *
 void cm_progress_destroy(cm_progress *p)
 {
     free(p);
+}
+
+void cm_progress_set_units(cm_progress *p, const char *unit, int show_failed, size_t base)
+{
+    if (!p)
+        return;
+    snprintf(p->unit, sizeof p->unit, "%s", unit ? unit : "");
+    p->hide_failed = !show_failed;
+    p->base = base;
+}
+
+void cm_progress_line(cm_progress *p, const char *text)
+{
+    if (!p)
+        return;
+    fprintf(p->out, "%s%s\n", p->tty ? "\r\033[K" : "", text);
+    fflush(p->out);
 }

@@ -16,6 +16,13 @@ void cm_progress_update(cm_progress *p, size_t done, size_t failed, const char *
 /* Prints the final line (always). */
 void cm_progress_finish(cm_progress *p, size_t done, size_t failed, const char *extra);
 void cm_progress_destroy(cm_progress *p);
+/* What the counts count ("steps"; default "") and whether "(N failed)" is
+ * shown (default 1); `base`: items done before this process began, left out
+ * of the rate and the ETA (a resumed run). */
+void cm_progress_set_units(cm_progress *p, const char *unit, int show_failed, size_t base);
+/* Prints one line of text (newline added), clearing an in-place progress
+ * line first on a terminal; the progress is redrawn by the next update. */
+void cm_progress_line(cm_progress *p, const char *text);
 
 /* Monotonic clock in seconds. */
 double cm_now(void);

@@ -7,6 +7,7 @@ PKGS="build-essential pkg-config
 libavformat-dev libavcodec-dev libswresample-dev libswscale-dev libavutil-dev
 libfftw3-dev libturbojpeg0-dev libhdf5-dev libopenblas-dev libcriterion-dev libcjson-dev zlib1g-dev
 python3-numpy python3-scipy python3-h5py python3-pil python3-pytest python3-torch python3-soundfile
+python3-torchvision python3-onnx python3-protobuf python3-venv python3-pip python3-setuptools
 ffmpeg clang openmpi-bin libopenmpi-dev"
 missing=""
 for p in $PKGS; do

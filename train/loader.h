@@ -46,6 +46,8 @@ ld_data *ld_data_open(const char *dir, const char *split, cm_err *err);
 void ld_data_close(ld_data *d);
 size_t ld_data_count(const ld_data *d);
 const st_meta *ld_data_meta(const ld_data *d);
+/* The id of sample i of the split (NULL when out of range). */
+const char *ld_data_id(const ld_data *d, size_t i);
 /* st_meta_compatible of their metadata. */
 int ld_data_compatible(const ld_data *a, const ld_data *b, cm_err *err);
 /* The identity of the data a model was trained on, as JSON (malloc'd):

@@ -149,3 +149,11 @@ int ld_recipe_standardized(const char *recipe_json)
     cJSON_Delete(j);
     return r;
 }
+
+const char *ld_data_id(const ld_data *d, size_t i)
+{
+    size_t k, j;
+    if (st_split_locate(d->split, i, &k, &j) != 0)
+        return NULL;
+    return st_shard_id(st_split_shard(d->split, k), j);
+}

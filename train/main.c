@@ -30,6 +30,8 @@
 #include "common/cm_npy.h"
 #include "common/cm_pool.h"
 #include "common/cm_progress.h"
+#include "common/cm_version.h"
+#include "train/eval.h"
 #include "train/loader.h"
 #include "train/metrics.h"
 #include "train/opts.h"
@@ -62,7 +64,9 @@ typedef struct tr_run {
     tr_system *sys;
     ld_loader *ltrain, *lval, *ltest; /* ltest == lval without a val split */
     ld_device *dv;
-    int32_t *ps, *pt;  /* predictions of one evaluation batch */
+    float *zs, *zt;    /* logits of one evaluation batch [batch, classes] (host) */
+    ev_pass *evs, *evt; /* the student's / the teacher's evaluation pass (NULL: not evaluated) */
+    double *per_class; /* [4 * classes]: val/test accuracies per class of the student, the teacher */
     size_t nb;         /* training steps per epoch */
     int eval_s, eval_t; /* the student / the teacher is evaluated */
     mt_log *mt;
@@ -74,6 +78,12 @@ typedef struct tr_run {
     double saved_at;   /* cm_now() of the last checkpoint (or of the start) */
     int stopped;       /* --steps reached */
     double last_val_s, last_test_s, last_val_t, last_test_t;
+    double epoch_t0;    /* cm_now() when this process started the current epoch's training */
+    int64_t epoch_step0; /* the step then */
+    int extend;         /* --resume with --epochs: options.json gets the new count */
+    ld_opts eval_lo;    /* the evaluation loaders' options */
+    const ev_pass *final; /* RUN/eval/'s pass (the plot's confusion panel); NULL: none */
+    int quiet_bad;      /* the end-of-run evaluation: bad samples were reported by the epochs' */
 } tr_run;
 
 static int usage_error(const char *msg)
@@ -137,10 +147,18 @@ static int resume_options(tr_run *r, const tr_opts *cl, char **given)
     r->op.resume = cl->resume;
     if (tr_opts_check(&r->op, &err) != 0) /* the file's own values */
         return fail(path, err.msg);
+    int old_epochs = r->op.epochs;
     tr_opts_apply(&r->op, cl, given);
     if (tr_opts_check(&r->op, &err) != 0) /* with the overrides */
         return usage_error(err.msg);
+    r->extend = r->op.epochs != old_epochs;
     return GO_ON;
+}
+
+/* A distillation method: the student learns from a teacher. */
+static int needs_teacher(const tr_opts *o)
+{
+    return !o->pretrain && strcmp(o->method, "none") != 0;
 }
 
 static int run_options(tr_run *r, int argc, char **argv)
@@ -157,12 +175,23 @@ static int run_options(tr_run *r, int argc, char **argv)
         if (r->lead)
             tr_opts_help(stdout);
         rc = EXIT_DONE;
+    } else if (cl.version) {
+        if (r->lead)
+            printf(TOOL " (c2kd) %s, git revision %s\n", cm_version(), cm_git_revision());
+        rc = EXIT_DONE;
     } else if (r->resuming) {
         rc = resume_options(r, &cl, given);
     } else {
         r->op = cl;
         if (tr_opts_check(&r->op, &err) != 0)
             rc = usage_error(err.msg);
+        else if (!r->op.eval && needs_teacher(&r->op) && !r->op.teacher_ckpt && !r->op.init &&
+                 strcmp(r->op.teacher_init, "random") != 0) {
+            snprintf(err.msg, sizeof err.msg,
+                     "--method %s distils from a teacher: give --teacher-ckpt FILE (e.g. a --pretrain run's best.h5), "
+                     "or --teacher-init random to distil from an untrained one", r->op.method);
+            rc = usage_error(err.msg);
+        }
     }
     free(given);
     if (rc != GO_ON)
@@ -174,7 +203,7 @@ static int run_options(tr_run *r, int argc, char **argv)
     path_in(r->svg_path, sizeof r->svg_path, op->out, "curves.svg");
     path_in(r->result_path, sizeof r->result_path, op->out, "result.json");
     r->from_last = r->resuming && cm_is_file(r->last_path);
-    if (!r->resuming && !op->force && r->lead) {
+    if (!r->resuming && !op->eval && !op->force && r->lead) {
         char opts_path[CM_PATH_MAX];
         path_in(opts_path, sizeof opts_path, op->out, "options.json");
         if (cm_is_file(r->last_path) || cm_is_file(opts_path)) {
@@ -378,6 +407,10 @@ static int load_checkpoints(tr_run *r)
         return fail(paths[0], err.msg);
     if (paths[1] && tr_checkpoint_load(r->sys, paths[1], NULL, 0, NULL, &err) != 0)
         return fail(paths[1], err.msg);
+    if (!paths[0] && !paths[2] && paths[1] && needs_teacher(op) && strcmp(op->teacher_init, "random") != 0 &&
+        tr_checkpoint_load(r->sys, paths[1], "teacher", 0, NULL, &err) != 0) /* the teacher comes from --init */
+        return fail(paths[1], "--init without a teacher/ group: give --teacher-ckpt FILE for the teacher, or "
+                              "--teacher-init random");
     if (paths[2] && r->cfg.method == TR_NONE)
         fprintf(stderr, TOOL ": notice: --method none trains no teacher; --teacher-ckpt is not used\n");
     else if (paths[2] && tr_checkpoint_load(r->sys, paths[2], "teacher", 0, NULL, &err) != 0)
@@ -385,6 +418,24 @@ static int load_checkpoints(tr_run *r)
     if (r->from_last)
         memcpy(r->rng.s, r->pos.rng_state, sizeof r->rng.s);
     tr_system_set_steps(r->sys, r->pos.step);
+    return GO_ON;
+}
+
+/* The host buffers and passes of evaluation (keep: each sample's
+ * probabilities, for predictions.tsv). */
+static int alloc_eval(tr_run *r, int keep)
+{
+    cm_err err = {{0}};
+    size_t C = (size_t)r->cfg.n_classes, B = (size_t)r->op.batch_size;
+    r->zs = calloc(B * C, sizeof *r->zs);
+    r->zt = calloc(B * C, sizeof *r->zt);
+    r->per_class = calloc(4 * C, sizeof *r->per_class);
+    if (!r->zs || !r->zt || !r->per_class)
+        return fail("evaluation", "out of memory");
+    if (r->eval_s && !(r->evs = ev_pass_create((int)C, keep, &err)))
+        return fail("evaluation", err.msg);
+    if (r->eval_t && !(r->evt = ev_pass_create((int)C, keep, &err)))
+        return fail("evaluation", err.msg);
     return GO_ON;
 }
 
@@ -408,15 +459,42 @@ static int create_loaders(tr_run *r)
     lo.augment = 0;
     lo.shuffle = 0;
     lo.drop_last = 0;
+    r->eval_lo = lo;
     r->lval = r->ltrain ? ld_loader_create(r->val, r->be, &lo, &err) : NULL;
     r->ltest = r->lval && r->has_val ? ld_loader_create(r->test, r->be, &lo, &err) : r->lval;
     r->dv = r->ltest ? ld_device_create(r->be, ld_data_meta(r->train), op->batch_size, op->image_size, uses[0], uses[1], &err) : NULL;
-    r->ps = calloc((size_t)op->batch_size, sizeof *r->ps);
-    r->pt = calloc((size_t)op->batch_size, sizeof *r->pt);
-    if (!r->dv || !r->ps || !r->pt)
-        return fail("loader", err.msg[0] ? err.msg : "out of memory");
+    if (!r->dv)
+        return fail("loader", err.msg);
+    if (alloc_eval(r, 0) != GO_ON)
+        return EXIT_FAILED;
     r->nb = ld_loader_batches(r->ltrain);
     return GO_ON;
+}
+
+/* RUN/options.json from the option table's JSON text, with the version and
+ * git revision of this build; epochs >= 0: that epoch count (--resume
+ * --epochs N), the other values as they were. */
+static int write_options(const char *path, const char *json, int epochs, cm_err *err)
+{
+    cJSON *j = cJSON_Parse(json);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return cm_err_set(err, "not a JSON object");
+    }
+    if (epochs >= 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "epochs");
+        cJSON_AddNumberToObject(j, "epochs", epochs);
+    } else {
+        cJSON_AddStringToObject(j, "version", cm_version());
+        cJSON_AddStringToObject(j, "git_revision", cm_git_revision());
+    }
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!s)
+        return cm_err_set(err, "out of memory");
+    int rc = cm_write_file_atomic(path, s, strlen(s), err);
+    free(s);
+    return rc;
 }
 
 /* RUN/: options.json (a new run), the metrics log (cut back to the
@@ -441,13 +519,24 @@ static int open_outputs(tr_run *r)
         char *oj = tr_opts_to_json(op);
         if (!oj)
             return fail(path, "out of memory");
-        int rc = cm_write_file_atomic(path, oj, strlen(oj), &err);
+        int rc = write_options(path, oj, -1, &err);
         free(oj);
         if (rc != 0)
             return fail(path, err.msg);
         /* --force: a replaced run's checkpoints must not survive */
         unlink(r->best_path);
         unlink(r->last_path);
+        static const char *evals[] = {"eval/eval.json", "eval/predictions.tsv", "eval/confusion.svg"};
+        for (size_t k = 0; k < sizeof evals / sizeof *evals; k++) {
+            path_in(path, sizeof path, op->out, evals[k]);
+            unlink(path);
+        }
+    }
+    if (r->resuming && r->extend) {
+        char path[CM_PATH_MAX];
+        path_in(path, sizeof path, op->out, "options.json");
+        if (write_options(path, r->opts_text, op->epochs, &err) != 0)
+            return fail(path, err.msg);
     }
     if (op->dump_batches && cm_mkdirs(op->dump_batches, &err) != 0)
         return fail(op->dump_batches, err.msg);
@@ -494,8 +583,10 @@ static int run_configure(tr_run *r)
     if (rc != GO_ON)
         return rc;
     announce(r);
-    if (r->lead)
+    if (r->lead) {
         r->prog = cm_progress_create(stderr, TOOL, (size_t)r->nb * (size_t)r->op.epochs, 5.0);
+        cm_progress_set_units(r->prog, "steps", 0, (size_t)r->pos.step);
+    }
     r->saved_at = cm_now();
     r->last_val_s = r->last_test_s = r->last_val_t = r->last_test_t = -1;
     return GO_ON;
@@ -577,22 +668,26 @@ static int report_bad(tr_run *r, ld_loader *ld, const char *split, int64_t upto,
     cm_err err = {{0}};
     ld_bad b;
     while (ld_loader_take_bad(ld, upto, &b)) {
-        if (b.first)
+        if (b.first && !r->quiet_bad)
             fprintf(stderr, TOOL ": %s: split %s: %s (skipped)\n", r->op.data, split, b.msg);
-        if (r->lead && mt_bad_record(r->mt, split, r->pos.epoch + (step >= 0), step, b.index, b.id, b.msg, &err) != 0)
+        if (r->lead && r->mt && mt_bad_record(r->mt, split, r->pos.epoch + (step >= 0), step, b.index, b.id, b.msg, &err) != 0)
             return fail(r->metrics_path, err.msg);
     }
     return GO_ON;
 }
 
-/* Runs one evaluation pass; acc_* = -1 when that network is not evaluated. */
-static int evaluate(tr_run *r, ld_loader *ld, const char *split, double *acc_s, double *acc_t, cm_err *err)
+/* Runs one evaluation pass into r->evs / r->evt (those evaluated), summed
+ * over the ranks. */
+static int evaluate(tr_run *r, ld_loader *ld, const char *split, int sum_ranks, cm_err *err)
 {
     tr_rng dummy;
     tr_rng_seed(&dummy, 0);
     if (ld_loader_start(ld, &dummy, 0, err) != 0)
         return -1;
-    long long n = 0, cs = 0, ct = 0;
+    ev_pass *ps[2] = {r->evs, r->evt};
+    for (int k = 0; k < 2; k++)
+        if (ps[k])
+            ev_pass_reset(ps[k]);
     ld_host_batch *hb = NULL;
     int rc;
     tr_batch b;
@@ -602,18 +697,19 @@ static int evaluate(tr_run *r, ld_loader *ld, const char *split, double *acc_s, 
             rc = -2; /* reported */
             break;
         }
-        if (tr_system_eval(r->sys, &b, r->eval_s ? r->ps : NULL, r->eval_t ? r->pt : NULL, NULL, NULL, err) != 0) {
+        if (tr_system_eval(r->sys, &b, NULL, NULL, r->evs ? r->zs : NULL, r->evt ? r->zt : NULL, err) != 0) {
             ld_loader_release(ld, hb);
             rc = -1;
             break;
         }
         r->be->ops->sync(r->be);
-        for (int i = 0; i < hb->B; i++) {
-            cs += r->eval_s && r->ps[i] == hb->labels[i];
-            ct += r->eval_t && r->pt[i] == hb->labels[i];
-        }
-        n += hb->B;
+        rc = 0;
+        for (int k = 0; k < 2 && rc == 0; k++)
+            if (ps[k])
+                rc = ev_pass_add(ps[k], hb->B, k ? r->zt : r->zs, hb->labels, hb->index, err);
         ld_loader_release(ld, hb);
+        if (rc != 0)
+            break;
     }
     ld_device_drop(r->dv);
     ld_loader_stop(ld);
@@ -621,13 +717,30 @@ static int evaluate(tr_run *r, ld_loader *ld, const char *split, double *acc_s, 
         rc = -2;
     if (rc < 0)
         return rc;
-    int64_t counts[3] = {n, cs, ct}; /* each rank evaluated its share (ld_opts) */
-    if (ds_allreduce_i64(r->comm, counts, 3, DS_SUM, err) != 0)
-        return -1;
-    n = counts[0], cs = counts[1], ct = counts[2];
-    *acc_s = r->eval_s && n ? (double)cs / (double)n : -1;
-    *acc_t = r->eval_t && n ? (double)ct / (double)n : -1;
+    for (int k = 0; k < 2 && sum_ranks; k++) /* each rank evaluated its share (ld_opts) */
+        if (ps[k] && ev_pass_allreduce(ps[k], r->comm, err) != 0)
+            return -1;
     return 0;
+}
+
+/* The evaluation just run into the epoch record: accuracies (-1: that
+ * network is not evaluated), losses and per-class accuracies; `test`: of the
+ * test split, else of val. */
+static void take_evaluation(tr_run *r, mt_epoch *rec, int test)
+{
+    int C = r->cfg.n_classes;
+    for (int k = 0; k < 2; k++) {
+        const ev_pass *p = k ? r->evt : r->evs;
+        double *pc = r->per_class + (size_t)(2 * k + test) * (size_t)C;
+        double acc = p ? ev_top1(p) : -1, loss = p ? ev_mean_loss(p) : -1;
+        for (int c = 0; p && c < C; c++)
+            pc[c] = ev_class_acc(p, c);
+        rec->per_class[2 * k + test] = p ? pc : NULL;
+        *(test ? (k ? &rec->test_teacher : &rec->test_student) : (k ? &rec->val_teacher : &rec->val_student)) = acc;
+        *(test ? (k ? &rec->test_loss_teacher : &rec->test_loss_student)
+               : (k ? &rec->val_loss_teacher : &rec->val_loss_student)) = loss;
+    }
+    rec->n_classes = C;
 }
 
 /* Evaluates on val and test after epoch e (from --eval-from on) into the
@@ -638,20 +751,21 @@ static int run_evaluate(tr_run *r, int e, mt_epoch *rec, int *improved)
     *improved = 0;
     if (e + 1 < r->op.eval_from)
         return GO_ON;
-    double vs, vt, ts, tt;
-    int rc = evaluate(r, r->lval, r->has_val ? "val" : "test", &vs, &vt, &err);
+    int rc = evaluate(r, r->lval, r->has_val ? "val" : "test", 1, &err);
     if (rc != 0)
         return rc == -2 ? EXIT_FAILED : fail(r->has_val ? "evaluation on val" : "evaluation on test", err.msg);
-    if (!r->has_val) {
-        ts = vs;
-        tt = vt;
-    } else if ((rc = evaluate(r, r->ltest, "test", &ts, &tt, &err)) != 0) {
+    take_evaluation(r, rec, 0);
+    if (!r->has_val)
+        take_evaluation(r, rec, 1);
+    else if ((rc = evaluate(r, r->ltest, "test", 1, &err)) != 0)
         return rc == -2 ? EXIT_FAILED : fail("evaluation on test", err.msg);
-    }
-    r->last_val_s = rec->val_student = vs;
-    r->last_val_t = rec->val_teacher = vt;
-    r->last_test_s = rec->test_student = ts;
-    r->last_test_t = rec->test_teacher = tt;
+    else
+        take_evaluation(r, rec, 1);
+    double vs = rec->val_student, vt = rec->val_teacher, ts = rec->test_student, tt = rec->test_teacher;
+    r->last_val_s = vs;
+    r->last_val_t = vt;
+    r->last_test_s = ts;
+    r->last_test_t = tt;
     double v = r->op.pretrain ? vt : vs, t = r->op.pretrain ? tt : ts;
     if (v > r->pos.best_val) {
         r->pos.best_val = v;
@@ -703,8 +817,10 @@ static int start_epoch(tr_run *r, int e, mt_epoch *rec)
     rec->eval_s = r->eval_s;
     rec->eval_t = r->eval_t;
     rec->val_student = rec->test_student = rec->val_teacher = rec->test_teacher = -1;
-    rec->gpu_peak_bytes = rec->allreduce_seconds = -1;
-    rec->seconds = cm_now(); /* the start, until the record is written */
+    rec->val_loss_student = rec->test_loss_student = rec->val_loss_teacher = rec->test_loss_teacher = -1;
+    rec->gpu_peak_bytes = rec->allreduce_seconds = rec->samples_per_second = -1;
+    rec->seconds = r->epoch_t0 = cm_now(); /* the start, until the record is written */
+    r->epoch_step0 = r->pos.step;
     memcpy(r->epoch_rng, r->rng.s, sizeof r->epoch_rng);
     size_t skip = (size_t)(r->pos.step - (int64_t)e * (int64_t)r->nb); /* check_position: 0 <= skip < nb */
     if (ld_loader_start(r->ltrain, &r->rng, skip, &err) != 0)
@@ -764,6 +880,28 @@ static int run_step(tr_run *r, mt_epoch *rec, ld_host_batch *hb, const tr_batch 
     return GO_ON;
 }
 
+/* The epoch's console line: training loss, val and test top-1 of the
+ * network the run is for, the learning rate, the epoch's time, samples/s. */
+static void epoch_line(const tr_run *r, const mt_epoch *rec)
+{
+    char text[512], acc[160] = "not evaluated (--eval-from)";
+    double v = r->op.pretrain ? rec->val_teacher : rec->val_student;
+    double t = r->op.pretrain ? rec->test_teacher : rec->test_student;
+    if (v >= 0)
+        snprintf(acc, sizeof acc, "val top-1 %.2f%%, test top-1 %.2f%%%s", 100 * v, 100 * t,
+                 r->pos.best_epoch == rec->epoch ? " (best)" : "");
+    char sps[48] = "";
+    if (rec->samples_per_second >= 0)
+        snprintf(sps, sizeof sps, ", %.1f samples/s", rec->samples_per_second);
+    snprintf(text, sizeof text, TOOL ": epoch %d/%d: train loss %.4f, %s, lr %.3g, %.1f s%s", rec->epoch,
+             r->op.epochs, rec->steps > 0 ? rec->sum_loss / (double)rec->steps : NAN, acc, rec->lr, rec->seconds,
+             sps);
+    if (r->prog)
+        cm_progress_line(r->prog, text);
+    else
+        fprintf(stderr, "%s\n", text);
+}
+
 /* The end of epoch e: evaluation, the epoch's record, best.h5 when it
  * improved, last.h5. */
 static int end_epoch(tr_run *r, int e, mt_epoch *rec)
@@ -771,6 +909,10 @@ static int end_epoch(tr_run *r, int e, mt_epoch *rec)
     cm_err err = {{0}};
     r->pos.epoch = e + 1;
     memcpy(r->pos.rng_state, r->rng.s, sizeof r->rng.s);
+    double train_s = cm_now() - r->epoch_t0;
+    if (train_s > 0 && r->pos.step > r->epoch_step0)
+        rec->samples_per_second =
+            (double)(r->pos.step - r->epoch_step0) * r->op.batch_size * r->world / train_s;
     int improved = 0;
     if (tr_system_check_same(r->sys, &err) != 0) /* and rank 0's BN statistics everywhere, for evaluation */
         return fail("ranks", err.msg);
@@ -793,6 +935,7 @@ static int end_epoch(tr_run *r, int e, mt_epoch *rec)
         return GO_ON;
     if (mt_epoch_record(r->mt, rec, &err) != 0)
         return fail(r->metrics_path, err.msg);
+    epoch_line(r, rec);
     if (improved && tr_checkpoint_save(r->sys, r->best_path, &r->pos, r->identity, &err) != 0)
         return fail(r->best_path, err.msg);
     return save_last(r, 0);
@@ -897,6 +1040,8 @@ static cJSON *result_json(const tr_run *r)
     if (!op->pretrain && r->eval_t && r->last_test_t >= 0)
         cJSON_AddNumberToObject(res, "last_test_acc_teacher", r->last_test_t);
     cJSON_AddStringToObject(res, "plot", r->svg_path);
+    cJSON_AddStringToObject(res, "version", cm_version());
+    cJSON_AddStringToObject(res, "git_revision", cm_git_revision());
     if (r->be->ops->device_name && r->be->ops->stats) {
         be_stats bst;
         r->be->ops->stats(r->be, &bst);
@@ -943,6 +1088,72 @@ static void print_summary(const tr_run *r)
     }
 }
 
+static const char *data_id(const void *ctx, size_t i)
+{
+    return ld_data_id(ctx, i);
+}
+
+/* Evaluates ld (one pass, this process alone) with the network `network`
+ * only and writes eval.json, predictions.tsv and confusion.svg into dir.
+ * *out: the pass (r->evs or r->evt). */
+static int evaluate_into(tr_run *r, ld_loader *ld, ld_data *data, const char *split, const char *ckpt, int teacher,
+                         int epoch, const char *dir, const ev_pass **out)
+{
+    cm_err err = {{0}};
+    ev_pass *keep_s = r->evs, *keep_t = r->evt, *p = teacher ? r->evt : r->evs;
+    if (teacher)
+        r->evs = NULL;
+    else
+        r->evt = NULL;
+    p->keep = 1;
+    mt_log *mt = r->mt; /* bad samples: in the log (and on stderr) by the epochs' evaluations only */
+    r->quiet_bad = mt != NULL;
+    r->mt = NULL;
+    int rc = evaluate(r, ld, split, 0, &err);
+    r->mt = mt;
+    r->quiet_bad = 0;
+    r->evs = keep_s;
+    r->evt = keep_t;
+    if (rc != 0) {
+        char what[64];
+        snprintf(what, sizeof what, "evaluation on %s", split);
+        return rc == -2 ? EXIT_FAILED : fail(what, err.msg);
+    }
+    ev_info in = {.checkpoint = ckpt, .network = teacher ? "teacher" : "student", .data = r->op.data,
+                  .split = split, .epoch = epoch, .classes = ld_data_meta(data)->classes, .id_of = data_id,
+                  .ctx = data};
+    if (ev_write(p, &in, dir, &err) != 0)
+        return fail(NULL, err.msg);
+    *out = p;
+    return GO_ON;
+}
+
+/* RUN/eval/: the best epoch's checkpoint (RUN/best.h5) evaluated on test by
+ * the lead alone, the whole split: eval.json, predictions.tsv and
+ * confusion.svg (its top-1 is result.json's test_acc_at_best_val). */
+static int final_evaluation(tr_run *r)
+{
+    cm_err err = {{0}};
+    if (r->pos.best_epoch <= 0 || !cm_is_file(r->best_path))
+        return GO_ON;
+    if (tr_checkpoint_load(r->sys, r->best_path, r->op.pretrain ? "teacher" : "student", 0, NULL, &err) != 0)
+        return fail(r->best_path, err.msg); /* the network evaluated only */
+    ld_loader *ld = r->ltest;
+    if (r->world > 1) { /* the test loader holds this rank's share only */
+        ld_opts lo = r->eval_lo;
+        lo.rank = 0;
+        lo.world = 1;
+        if (!(ld = ld_loader_create(r->test, r->be, &lo, &err)))
+            return fail("loader", err.msg);
+    }
+    char dir[CM_PATH_MAX];
+    path_in(dir, sizeof dir, r->op.out, "eval");
+    int rc = evaluate_into(r, ld, r->test, "test", r->best_path, r->op.pretrain, r->pos.best_epoch, dir, &r->final);
+    if (ld != r->ltest)
+        ld_loader_destroy(ld);
+    return rc;
+}
+
 /* The plot, result.json and the summary line. */
 static int run_finish(tr_run *r)
 {
@@ -950,14 +1161,23 @@ static int run_finish(tr_run *r)
     const tr_opts *op = &r->op;
     if (!r->lead)
         return EXIT_DONE;
-    char title[512];
-    if (!op->pretrain)
-        snprintf(title, sizeof title, "%s: %s %s->%s, width %d, %d epochs", op->out, op->method, op->teacher, op->student,
-                 op->width, op->epochs);
-    else
+    int rc = final_evaluation(r);
+    if (rc != GO_ON)
+        return rc;
+    char title[512], caption[64];
+    if (op->pretrain)
         snprintf(title, sizeof title, "%s: pretrain %s teacher, width %d, %d epochs", op->out, op->teacher, op->width,
                  op->epochs);
-    if (pl_write_svg(r->metrics_path, r->svg_path, title, &err) != 0)
+    else if (!needs_teacher(op))
+        snprintf(title, sizeof title, "%s: no KD, %s student, width %d, %d epochs", op->out, op->student, op->width,
+                 op->epochs);
+    else
+        snprintf(title, sizeof title, "%s: %s %s->%s, width %d, %d epochs", op->out, op->method, op->teacher, op->student,
+                 op->width, op->epochs);
+    snprintf(caption, sizeof caption, "test, best epoch %d (eval/)", r->pos.best_epoch);
+    pl_confusion cm = {r->final ? r->final->confusion : NULL, r->final ? r->final->C : 0,
+                       ld_data_meta(r->train)->classes, caption};
+    if (pl_write_svg(r->metrics_path, r->svg_path, title, r->final ? &cm : NULL, &err) != 0)
         return fail(r->svg_path, err.msg);
     cJSON *res = result_json(r);
     int wr = res ? write_json(r->result_path, res, &err) : cm_err_set(&err, "out of memory");
@@ -970,6 +1190,92 @@ static int run_finish(tr_run *r)
         fprintf(stderr, TOOL ": data parallel: %lld gradient all-reduces overlapped with the backward pass\n",
                 ds_started(r->comm));
     print_summary(r);
+    return EXIT_DONE;
+}
+
+/* ================================================================ --eval CKPT */
+
+/* The checkpoint's networks as its config says, the one evaluated alone
+ * (method none for the student, pretrain for the teacher). */
+static int eval_system(tr_run *r, int *teacher)
+{
+    cm_err err = {{0}};
+    const tr_opts *op = &r->op;
+    char *config = NULL, *recipe = NULL, *ck_id = NULL;
+    tr_config *c = &r->cfg;
+    tr_config_default(c);
+    if (tr_checkpoint_read_meta(op->eval, &config, &recipe, &err) != 0 || !config ||
+        ev_config_from_json(config, c, &err) != 0) {
+        free(config);
+        free(recipe);
+        return fail(op->eval, err.msg[0] ? err.msg : "no config attribute (not a train checkpoint)");
+    }
+    free(config);
+    free(recipe);
+    if (ld_ckpt_identity(op->eval, &ck_id, &err) != 0)
+        return fail(op->eval, err.msg);
+    int bad = ck_id && ld_identity_compare(r->identity, ck_id, &err) != 0;
+    free(ck_id);
+    if (bad) {
+        char what[2 * CM_PATH_MAX + 32];
+        snprintf(what, sizeof what, "%s: does not match %s", op->eval, op->data);
+        return fail(what, err.msg);
+    }
+    int has_teacher = c->pretrain || c->method != TR_NONE;
+    *teacher = strcmp(op->network, "auto") == 0 ? c->pretrain : strcmp(op->network, "teacher") == 0;
+    if (*teacher && !has_teacher)
+        return fail(op->eval, "--network teacher: the checkpoint's run (method none) has no teacher");
+    if (!*teacher && c->pretrain)
+        return fail(op->eval, "--network student: the checkpoint is a --pretrain run's (a teacher alone)");
+    c->pretrain = *teacher;
+    c->method = TR_NONE;
+    c->max_batch = op->batch_size;
+    if (!(r->sys = tr_system_create(r->be, c, 1, &err)))
+        return fail("model", err.msg);
+    if (tr_checkpoint_load(r->sys, op->eval, *teacher ? "teacher" : "student", 0, NULL, &err) != 0)
+        return fail(op->eval, err.msg);
+    r->eval_s = !*teacher;
+    r->eval_t = *teacher;
+    return GO_ON;
+}
+
+/* train --eval CKPT --data DIR --split S --out EVALDIR: one process. */
+static int run_eval_command(tr_run *r)
+{
+    cm_err err = {{0}};
+    const tr_opts *op = &r->op;
+    if (r->world > 1)
+        return usage_error("--eval runs in one process (not under mpirun/srun)");
+    if (!cm_is_file(op->eval))
+        return fail(op->eval, "no such checkpoint file");
+    if (!(r->test = ld_data_open(op->data, op->split, &err)))
+        return fail_split(r, op->split, err.msg);
+    if (ld_data_count(r->test) == 0)
+        return fail_split(r, op->split, "empty split (no samples)");
+    r->identity = ld_data_identity(r->test);
+    int teacher = 0, rc = run_backend(r);
+    if (rc == GO_ON)
+        rc = eval_system(r, &teacher);
+    if (rc != GO_ON)
+        return rc;
+    tr_modality m = teacher ? r->cfg.teacher : r->cfg.student;
+    int lthreads = op->loader_threads > 0 ? op->loader_threads : r->be->ops->input_threads(r->be, cm_ncpu());
+    ld_opts lo = {.batch = op->batch_size, .threads = lthreads, .need_audio = m == TR_AUDIO,
+                  .need_visual = m == TR_VISUAL, .skip_bad = strcmp(op->bad_samples, "skip") == 0, .world = 1};
+    if (!(r->ltest = ld_loader_create(r->test, r->be, &lo, &err)) ||
+        !(r->dv = ld_device_create(r->be, ld_data_meta(r->test), op->batch_size, r->cfg.image_size, lo.need_audio,
+                                   lo.need_visual, &err)))
+        return fail("loader", err.msg);
+    r->lval = r->ltest;
+    if ((rc = alloc_eval(r, 1)) != GO_ON)
+        return rc;
+    const ev_pass *p = NULL;
+    rc = evaluate_into(r, r->ltest, r->test, op->split, op->eval, teacher, -1, op->out, &p);
+    if (rc != GO_ON)
+        return rc;
+    printf("%s: %s of %s on %s: top-1 %.2f%%, top-5 %.2f%%, %lld samples; eval.json, predictions.tsv, confusion.svg\n",
+           op->out, teacher ? "teacher" : "student", op->eval, op->split, 100 * ev_top1(p),
+           100 * (double)p->top5 / (double)p->n, p->n);
     return EXIT_DONE;
 }
 
@@ -994,8 +1300,11 @@ static void run_destroy(tr_run *r)
     ld_data_close(r->test);
     ld_data_close(r->train);
     free(r->identity);
-    free(r->ps);
-    free(r->pt);
+    free(r->zs);
+    free(r->zt);
+    free(r->per_class);
+    ev_pass_destroy(r->evs);
+    ev_pass_destroy(r->evt);
     tr_opts_release(&r->op);
     free(r->opts_text);
 }
@@ -1025,6 +1334,8 @@ int main(int argc, char **argv)
     run.world = ds_size(run.comm);
     run.lead = run.rank == 0;
     int rc = run_options(&run, argc, argv);
+    if (rc == GO_ON && run.op.eval)
+        rc = run_eval_command(&run);
     if (rc == GO_ON)
         rc = run_open_inputs(&run);
     if (rc == GO_ON)

@@ -2,6 +2,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/cm_file.h"
 #include "train/metrics.h"
@@ -131,6 +132,7 @@ int mt_step_record(mt_log *m, int64_t step, int epoch, double lr, const tr_stats
         cJSON_AddNumberToObject(j, "acc_student", (double)st->correct_student / B);
     if (eval_t)
         cJSON_AddNumberToObject(j, "acc_teacher", (double)st->correct_teacher / B);
+    cJSON_AddNumberToObject(j, "time", mt_wall_time());
     return write_record(m, j, err);
 }
 
@@ -151,10 +153,27 @@ int mt_bad_record(mt_log *m, const char *split, int epoch, int64_t step, int64_t
     return write_record(m, j, err);
 }
 
+double mt_wall_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void add_acc(cJSON *o, const char *key, double v)
 {
     if (v >= 0)
         cJSON_AddNumberToObject(o, key, v);
+}
+
+/* key: [accuracy per class] (null for a class without samples). */
+static void add_classes(cJSON *o, const char *key, const double *v, int n)
+{
+    if (!v)
+        return;
+    cJSON *a = cJSON_AddArrayToObject(o, key);
+    for (int c = 0; a && c < n; c++)
+        cJSON_AddItemToArray(a, v[c] >= 0 ? cJSON_CreateNumber(v[c]) : cJSON_CreateNull());
 }
 
 int mt_epoch_record(mt_log *m, const mt_epoch *e, cm_err *err)
@@ -177,12 +196,23 @@ int mt_epoch_record(mt_log *m, const mt_epoch *e, cm_err *err)
     add_acc(j, "test_acc_student", e->test_student);
     add_acc(j, "val_acc_teacher", e->val_teacher);
     add_acc(j, "test_acc_teacher", e->test_teacher);
+    add_acc(j, "val_loss_student", e->val_loss_student);
+    add_acc(j, "test_loss_student", e->test_loss_student);
+    add_acc(j, "val_loss_teacher", e->val_loss_teacher);
+    add_acc(j, "test_loss_teacher", e->test_loss_teacher);
+    static const char *pc_keys[4] = {"val_class_acc_student", "test_class_acc_student", "val_class_acc_teacher",
+                                     "test_class_acc_teacher"};
+    for (int k = 0; k < 4; k++)
+        add_classes(j, pc_keys[k], e->per_class[k], e->n_classes);
     cJSON_AddNumberToObject(j, "best_epoch", e->best_epoch);
     if (e->best_epoch > 0) {
         cJSON_AddNumberToObject(j, "best_val", e->best_val);
         cJSON_AddNumberToObject(j, "best_test", e->best_test);
     }
     cJSON_AddNumberToObject(j, "seconds", e->seconds);
+    if (e->samples_per_second >= 0)
+        cJSON_AddNumberToObject(j, "samples_per_second", e->samples_per_second);
+    cJSON_AddNumberToObject(j, "time", mt_wall_time());
     if (e->gpu_peak_bytes >= 0)
         cJSON_AddNumberToObject(j, "gpu_peak_bytes", e->gpu_peak_bytes);
     if (e->allreduce_seconds >= 0)

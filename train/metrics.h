@@ -1,8 +1,13 @@
 /* metrics: RUN/metrics.jsonl, one JSON object per line:
- *   {"type":"step", "step", "epoch", "lr", "loss", <each loss term>, "kept", "acc_student", "acc_teacher"}
+ *   {"type":"step", "step", "epoch", "lr", "loss", <each loss term>, "kept", "acc_student", "acc_teacher",
+ *    "time"}
  *   {"type":"epoch", "epoch", "step", "lr", "train_loss", "train_acc_*", "val_acc_*", "test_acc_*",
- *    "best_epoch", "best_val", "best_test", "seconds", "gpu_peak_bytes" (CUDA only),
- *    "allreduce_seconds" (data-parallel CUDA runs only)}
+ *    "val_loss_*", "test_loss_*", "val_class_acc_*", "test_class_acc_*" (per class, null: no sample),
+ *    "best_epoch", "best_val", "best_test", "seconds", "samples_per_second", "time",
+ *    "gpu_peak_bytes" (CUDA only), "allreduce_seconds" (data-parallel CUDA runs only)}
+ * "time" is the wall clock (Unix seconds) when the record was written. Logs
+ * written before these keys existed still read (every reader takes a record's
+ * keys as optional). 
  * The file is a live log (appended and flushed line by line, so it can be
  * followed during a run). On --resume it is first cut back, atomically, to
  * the records up to the checkpoint's position, so a resumed run's log equals
@@ -50,13 +55,21 @@ typedef struct mt_epoch {
     double sum_loss;
     int eval_s, eval_t;
     double val_student, test_student, val_teacher, test_teacher;
+    double val_loss_student, test_loss_student, val_loss_teacher, test_loss_teacher; /* mean CE; < 0: none */
+    int n_classes;
+    const double *per_class[4]; /* val/test of the student, val/test of the teacher: [n_classes]
+                                 * accuracies (< 0: no sample of the class); NULL: not evaluated */
     int best_epoch;
     double best_val, best_test;
     double seconds;
+    double samples_per_second; /* training samples of this process's steps of the epoch over their time (< 0: none) */
     double gpu_peak_bytes;
     double allreduce_seconds; /* waits for the NCCL gradient all-reduces of the epoch (< 0: none) */
 } mt_epoch;
 int mt_epoch_record(mt_log *m, const mt_epoch *e, cm_err *err);
+
+/* The wall clock in Unix seconds (the records' "time"). */
+double mt_wall_time(void);
 
 /* ---- reading ---- */
 

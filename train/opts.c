@@ -41,7 +41,7 @@ typedef struct opt_def {
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const opt_def defs[] = {
     {"data", O_STR, OFF(data), NULL, NULL, 1, 1, "DIR", "ingested folder (index.json + shards) with train, test and optionally val splits (required)"},
-    {"out", O_STR, OFF(out), NULL, NULL, 1, 0, "RUN", "output folder: metrics.jsonl, curves.svg, last.h5, best.h5, result.json, options.json (required)"},
+    {"out", O_STR, OFF(out), NULL, NULL, 1, 0, "RUN", "output folder: metrics.jsonl, curves.svg, last.h5, best.h5, result.json, options.json, eval/ (best.h5 evaluated on test); with --eval: eval.json, predictions.tsv, confusion.svg (required)"},
     {"method", O_STR, OFF(method), "none|kd|nkd|c2kd|shake|review", "c2kd", 1, 0, "M", "distillation method (shake, review: docs/METHODS.md)", CFG(C_ENUM, method)},
     {"pretrain", O_FLAG, OFF(pretrain), NULL, NULL, 1, 0, NULL, "train the teacher network alone with CE (its best-validation checkpoint is RUN/best.h5)", CFG(C_INT, pretrain)},
     {"teacher-ckpt", O_STR, OFF(teacher_ckpt), NULL, NULL, 1, 0, "FILE", "load the teacher's weights (teacher/ group) from FILE, e.g. a --pretrain run's best.h5"},
@@ -62,7 +62,7 @@ static const opt_def defs[] = {
     {"width", O_INT, OFF(width), NULL, "64", 1, 0, "W", "base channels", AT_LEAST(1), CFG(C_INT, width)},
     {"visual-mode", O_STR, OFF(visual_mode), "auto|stack|fold", "auto", 1, 0, "V", "frames stacked on channels or folded into the batch (auto: fold when F > 1)"},
     {"image-size", O_INT, OFF(image_size), NULL, "224", 1, 0, "S", "side of the network's input frames", AT_LEAST(8), CFG(C_INT, image_size)},
-    {"epochs", O_INT, OFF(epochs), NULL, "100", 1, 0, "N", "epochs", AT_LEAST(1)},
+    {"epochs", O_INT, OFF(epochs), NULL, "100", 1, 1, "N", "epochs; with --resume a larger N extends the run (saved in its options.json): the poly schedule is recomputed for the new total from the first epoch not yet trained on, lr(e) = 1e-4 + (lr - 1e-4)(1 - e/N)^0.9; the epochs already trained keep the rates they had", AT_LEAST(1)},
     {"batch-size", O_INT, OFF(batch_size), NULL, "64", 1, 0, "B", "batch size, per rank under mpirun/srun; training drops the last partial batch. With N ranks each epoch's order (shuffled, or shard order with --no-shuffle) is cut to a multiple of N and rank r takes positions i with i mod N = r (DistributedSampler, drop_last)", AT_LEAST(1), CFG(C_INT, max_batch)},
     {"lr", O_DBL, OFF(lr), NULL, "0.01", 1, 0, "X", "initial learning rate", .range = R_GT, .lo = 0},
     {"schedule", O_STR, OFF(schedule), "poly|const", "poly", 1, 0, "S", "poly: lr = 1e-4 + (lr - 1e-4)(1 - e/epochs)^0.9 per epoch; const"},
@@ -74,7 +74,7 @@ static const opt_def defs[] = {
     {"no-shuffle", O_FLAG, OFF(no_shuffle), NULL, NULL, 1, 0, NULL, "training batches in shard order"},
     {"sync-bn", O_FLAG, OFF(sync_bn), NULL, NULL, 1, 0, NULL, "under mpirun/srun: batch norm in training with the statistics of the global batch, every rank's samples (PyTorch's SyncBatchNorm: per-channel sums all-reduced in the forward and backward pass); without it each rank uses its own batch's statistics (DDP's default). One process: the same as without, within float32 rounding", CFG(C_INT, sync_bn)},
     {"init", O_STR, OFF(init), NULL, NULL, 1, 0, "CKPT", "start from the weights in CKPT (fresh optimiser state)"},
-    {"resume", O_STR, OFF(resume), NULL, NULL, 0, 1, "RUN", "continue RUN exactly (its options.json and last.h5); only --data, --steps, --threads, --loader-threads, --device, --checkpoint-every, --checkpoint-minutes and the CUDA options may be given too"},
+    {"resume", O_STR, OFF(resume), NULL, NULL, 0, 1, "RUN", "continue RUN exactly (its options.json and last.h5); only --data, --epochs (to extend it), --steps, --threads, --loader-threads, --device, --checkpoint-every, --checkpoint-minutes and the CUDA options may be given too"},
     {"steps", O_INT, OFF(steps), NULL, "0", 0, 1, "N", "stop after N steps in all (a test aid; last.h5 is saved; 0: no limit)", AT_LEAST(0)},
     {"checkpoint-every", O_INT, OFF(checkpoint_every), NULL, "0", 0, 1, "N", "also save last.h5 every N steps (0: by time only); a killed run resumes from it", AT_LEAST(0)},
     {"checkpoint-minutes", O_DBL, OFF(checkpoint_minutes), NULL, "10", 0, 1, "M", "also save last.h5 when M minutes have passed since the last save (0: never by time)", AT_LEAST(0)},
@@ -88,6 +88,11 @@ static const opt_def defs[] = {
     {"loader-threads", O_INT, OFF(loader_threads), NULL, "0", 0, 1, "N", "loader threads (JPEG decoding; 0: as the backend suggests: 2 on the CPU, 12 with a GPU, at most the cores)", AT_LEAST(0)},
     {"dump-batches", O_STR, OFF(dump_batches), NULL, NULL, 0, 1, "DIR", "write the first --dump-count prepared training batches as .npy into DIR (a test aid)"},
     {"dump-count", O_INT, OFF(dump_count), NULL, "-1", 0, 1, "N", "batches written by --dump-batches (-1: all)", AT_LEAST(-1)},
+    {"teacher-init", O_STR, OFF(teacher_init), "checkpoint|random", "checkpoint", 1, 0, "I", "the teacher of a distillation method (kd, nkd, c2kd, shake, review): checkpoint: from --teacher-ckpt (required); random: the random initialisation of --seed (for tests; distilling from it teaches nothing)"},
+    {"eval", O_STR, OFF(eval), NULL, NULL, 0, 0, "CKPT", "evaluate the checkpoint CKPT (e.g. RUN/best.h5) on --split of --data instead of training; writes eval.json (top-1, top-5, per-class accuracy, confusion matrix), predictions.tsv and confusion.svg into --out"},
+    {"split", O_STR, OFF(split), NULL, "test", 0, 0, "S", "with --eval: the split evaluated"},
+    {"network", O_STR, OFF(network), "auto|student|teacher", "auto", 0, 0, "N", "with --eval: the network evaluated (auto: the one the checkpoint's run trained: the teacher of a --pretrain run, else the student)"},
+    {"version", O_FLAG, OFF(version), NULL, NULL, 0, 1, NULL, "print the version and the git revision it was built from"},
     {"force", O_FLAG, OFF(force), NULL, NULL, 0, 0, NULL, "allow --out to name a folder that already holds a run (its files are replaced)"},
     {"help", O_FLAG, OFF(help), NULL, NULL, 0, 1, NULL, "this help"},
 };
@@ -235,7 +240,9 @@ int tr_opts_parse(tr_opts *o, int argc, char **argv, char ***given, cm_err *err)
 void tr_opts_help(FILE *f)
 {
     fprintf(f, "usage: train --data DIR --out RUN [options]\n"
-               "       train --resume RUN [--steps N] [--threads N] [--device D]\n\n"
+               "       train --resume RUN [--epochs N] [--steps N] [--threads N] [--device D]\n"
+               "       train --eval CKPT --data DIR --out EVALDIR [--split test] [--network auto]\n"
+               "       train --version\n\n"
                "Trains a cross-modal distillation run (C2KD, KD, NKD, ReviewKD, SHAKE or no KD) or pretrains a\n"
                "teacher on the shards of an ingested folder. Evaluates on val and test after\n"
                "every epoch (test serves as val when there is no val split); the result is\n"
@@ -295,6 +302,10 @@ int tr_opts_check(const tr_opts *o, cm_err *err)
     }
     if (o->pretrain && o->teacher_ckpt)
         return cm_err_set(err, "--pretrain trains the teacher from scratch; --teacher-ckpt does not apply");
+    if (o->teacher_ckpt && o->teacher_init && strcmp(o->teacher_init, "random") == 0)
+        return cm_err_set(err, "--teacher-init random and --teacher-ckpt exclude each other");
+    if (o->eval && (o->resume || o->init || o->teacher_ckpt || o->pretrain))
+        return cm_err_set(err, "--eval evaluates a checkpoint; --resume, --init, --teacher-ckpt and --pretrain do not apply");
     return 0;
 }
 

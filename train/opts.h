@@ -34,6 +34,9 @@ typedef struct tr_opts {
     int cudnn_workspace_mb, profile;
     int help;
     int sync_bn;
+    /* user-facing additions: evaluation (--eval), the teacher's start, --version */
+    const char *eval, *split, *network, *teacher_init;
+    int version;
     char *owned[64]; /* strings restored by tr_opts_from_json */
     int n_owned;
 } tr_opts;

@@ -47,18 +47,57 @@ static double py(const panel *p, double y)
     return p->y0 + p->h - (y - p->ymin) / (p->ymax - p->ymin) * p->h;
 }
 
-static void axes(FILE *f, const panel *p, const char *xlabel, const char *ylabel, const char *title)
+/* A round tick step (1, 2 or 5 times a power of ten) giving about `n` ticks over span. */
+static double nice_step(double span, int n)
 {
+    if (!(span > 0) || !isfinite(span))
+        return 1;
+    double raw = span / n, mag = pow(10, floor(log10(raw))), f = raw / mag;
+    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+}
+
+/* Widens [*lo, *hi] to multiples of the round step (at least 1 for integer axes). */
+static double round_range(double *lo, double *hi, int integer)
+{
+    double st = nice_step(*hi - *lo, 5);
+    if (integer && st < 1)
+        st = 1;
+    *lo = floor(*lo / st + 1e-9) * st;
+    *hi = ceil(*hi / st - 1e-9) * st;
+    if (*hi <= *lo)
+        *hi = *lo + st;
+    return st;
+}
+
+static void fmt_tick(char *buf, size_t n, double v, double step)
+{
+    int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+    snprintf(buf, n, "%.*f", dec, fabs(v) < step * 1e-6 ? 0.0 : v);
+}
+
+static void axes(FILE *f, const panel *p, double xstep, double ystep, const char *xlabel, const char *ylabel,
+                 const char *title)
+{
+    char t[32];
     fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#444'/>\n", p->x0, p->y0,
             p->w, p->h);
-    for (int i = 0; i <= 4; i++) {
-        double yv = p->ymin + (p->ymax - p->ymin) * i / 4, xv = p->xmin + (p->xmax - p->xmin) * i / 4;
+    for (int i = 0; i <= 1000; i++) {
+        double yv = p->ymin + i * ystep;
+        if (yv > p->ymax + ystep * 1e-6)
+            break;
+        fmt_tick(t, sizeof t, yv, ystep);
         fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", p->x0, py(p, yv),
                 p->x0 + p->w, py(p, yv));
-        fprintf(f, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='end'>%.3g</text>\n", p->x0 - 4,
-                py(p, yv) + 4, yv);
-        fprintf(f, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>%.4g</text>\n", px(p, xv),
-                p->y0 + p->h + 14, xv);
+        fprintf(f, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='end'>%s</text>\n", p->x0 - 4,
+                py(p, yv) + 4, t);
+    }
+    for (int i = 0; i <= 1000; i++) {
+        double xv = p->xmin + i * xstep;
+        if (xv > p->xmax + xstep * 1e-6)
+            break;
+        fmt_tick(t, sizeof t, xv, xstep);
+        fprintf(f, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>%s</text>\n", px(p, xv),
+                p->y0 + p->h + 14, t);
     }
     fprintf(f, "<text x='%.1f' y='%.1f' font-size='12' text-anchor='middle'>%s</text>\n", p->x0 + p->w / 2,
             p->y0 + p->h + 30, xlabel);
@@ -95,7 +134,85 @@ static void xml_text(FILE *f, const char *s)
     }
 }
 
-int pl_write_svg(const char *metrics_path, const char *svg_path, const char *title, cm_err *err)
+/* The confusion matrix in the box (x0, y0, side): rows (labels) normalised. */
+static void confusion_panel(FILE *f, double x0, double y0, double side, const int64_t *cm, int C,
+                            const char *const *classes, const char *title)
+{
+    double cell = side / C;
+    int names = C <= 60 && classes, counts = C <= 15;
+    double fs = cell * 0.6 < 11 ? cell * 0.6 : 11;
+    if (fs < 5)
+        fs = 5;
+    for (int r = 0; r < C; r++) {
+        int64_t n = 0;
+        for (int c = 0; c < C; c++)
+            n += cm[(size_t)r * (size_t)C + (size_t)c];
+        for (int c = 0; c < C; c++) {
+            int64_t v = cm[(size_t)r * (size_t)C + (size_t)c];
+            double q = n ? (double)v / (double)n : 0;
+            int shade = (int)lround(255 * (1 - q));
+            fprintf(f, "<rect x='%.2f' y='%.2f' width='%.2f' height='%.2f' fill='rgb(%d,%d,255)' stroke='#eee' "
+                       "stroke-width='0.3'><title>",
+                    x0 + c * cell, y0 + r * cell, cell, cell, shade, shade);
+            if (classes) {
+                xml_text(f, classes[r]);
+                fputs(" as ", f);
+                xml_text(f, classes[c]);
+            }
+            fprintf(f, ": %lld</title></rect>\n", (long long)v);
+            if (counts && v)
+                fprintf(f, "<text x='%.1f' y='%.1f' font-size='%.1f' text-anchor='middle' fill='%s'>%lld</text>\n",
+                        x0 + (c + 0.5) * cell, y0 + (r + 0.5) * cell + fs / 3, fs, q > 0.5 ? "white" : "black",
+                        (long long)v);
+        }
+    }
+    fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#444'/>\n", x0, y0, side,
+            side);
+    for (int k = 0; names && k < C; k++) {
+        fprintf(f, "<text x='%.1f' y='%.1f' font-size='%.1f' text-anchor='end'>", x0 - 3, y0 + (k + 0.5) * cell + fs / 3,
+                fs);
+        xml_text(f, classes[k]);
+        double tx = x0 + (k + 0.5) * cell + fs / 3, ty = y0 + side + 4;
+        fprintf(f, "</text>\n<text x='%.1f' y='%.1f' font-size='%.1f' text-anchor='end' transform='rotate(-90 %.1f %.1f)'>",
+                tx, ty, fs, tx, ty);
+        xml_text(f, classes[k]);
+        fputs("</text>\n", f);
+    }
+    size_t longest = 0; /* the names' extent, about 0.6 em per character, at most 95 px */
+    for (int k = 0; names && k < C; k++)
+        if (strlen(classes[k]) > longest)
+            longest = strlen(classes[k]);
+    double lw = names ? 0.6 * fs * (double)longest + 8 : 0;
+    if (lw > 95)
+        lw = 95;
+    fprintf(f, "<text x='%.1f' y='%.1f' font-size='13' text-anchor='middle' font-weight='bold'>", x0 + side / 2, y0 - 8);
+    xml_text(f, title);
+    fprintf(f, "</text>\n<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle' "
+               "transform='rotate(-90 %.1f %.1f)'>label</text>\n",
+            x0 - lw - 8, y0 + side / 2, x0 - lw - 8, y0 + side / 2);
+    fprintf(f, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>predicted (row-normalised shade)</text>\n",
+            x0 + side / 2, y0 + side + lw + 18);
+}
+
+int pl_write_confusion_svg(const char *svg_path, const char *title, const int64_t *counts, int C,
+                           const char *const *classes, cm_err *err)
+{
+    cm_atomic a;
+    if (C < 1)
+        return cm_err_set(err, "no classes");
+    if (cm_atomic_open(&a, svg_path, err) != 0)
+        return -1;
+    FILE *f = a.fp;
+    fprintf(f, "<?xml version='1.0' encoding='UTF-8'?>\n"
+               "<svg xmlns='http://www.w3.org/2000/svg' width='640' height='660' viewBox='0 0 640 660' "
+               "font-family='sans-serif'>\n<rect width='640' height='660' fill='white'/>\n");
+    confusion_panel(f, 120, 50, 480, counts, C, classes, title ? title : "confusion matrix");
+    fprintf(f, "</svg>\n");
+    return cm_atomic_commit(&a, err);
+}
+
+int pl_write_svg(const char *metrics_path, const char *svg_path, const char *title, const pl_confusion *cm,
+                 cm_err *err)
 {
     mt_reader r;
     if (mt_reader_open(&r, metrics_path, err) != 0)
@@ -145,28 +262,33 @@ int pl_write_svg(const char *metrics_path, const char *svg_path, const char *tit
         if (loss.x[i] > pl.xmax)
             pl.xmax = loss.x[i];
     }
-    pl.ymax = lmax > 0 ? lmax * 1.05 : 1;
+    pl.ymax = lmax > 0 ? lmax : 1;
     for (size_t k = 0; k < nacc; k++)
         for (size_t i = 0; i < acc[k].n; i++)
             if (acc[k].x[i] > pa.xmax)
                 pa.xmax = acc[k].x[i];
+    double lxs = round_range(&pl.xmin, &pl.xmax, 1), lys = round_range(&pl.ymin, &pl.ymax, 0);
+    double axs = round_range(&pa.xmin, &pa.xmax, 1), ays = 20;
+    int W = cm && cm->C > 0 ? 1420 : 960;
 
     cm_atomic a;
     if (cm_atomic_open(&a, svg_path, err) != 0)
         goto fail;
     FILE *f = a.fp;
     fprintf(f, "<?xml version='1.0' encoding='UTF-8'?>\n"
-               "<svg xmlns='http://www.w3.org/2000/svg' width='960' height='420' viewBox='0 0 960 420' "
-               "font-family='sans-serif'>\n<rect width='960' height='420' fill='white'/>\n");
+               "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='420' viewBox='0 0 %d 420' "
+               "font-family='sans-serif'>\n<rect width='%d' height='420' fill='white'/>\n", W, W, W);
     fprintf(f, "<text x='480' y='20' font-size='14' text-anchor='middle'>");
     xml_text(f, title ? title : "");
     fprintf(f, "</text>\n");
-    axes(f, &pl, "step", "training loss", "loss");
+    axes(f, &pl, lxs, lys, "step", "training loss", "loss");
     line(f, &pl, &loss, 1);
     line(f, &pl, &eloss, 2);
-    axes(f, &pa, "epoch", "top-1 accuracy (%)", "accuracy");
+    axes(f, &pa, axs, ays, "epoch", "top-1 accuracy (%)", "accuracy");
     for (size_t k = 0; k < nacc; k++)
         line(f, &pa, &acc[k], 2);
+    if (cm && cm->C > 0)
+        confusion_panel(f, 1110, 50, 260, cm->counts, cm->C, cm->classes, cm->caption ? cm->caption : "confusion");
     /* legends */
     double ly = 360;
     series *ls[] = {&loss, &eloss};

@@ -13,7 +13,7 @@ B=${B:-8}
 import sys; sys.path.insert(0, 'tests/oracle')
 import train_util as u
 u.make_dataset('$TMP/data', counts={'train': 128, 'val': 4, 'test': 4}, bins=40, T=100, sizes=((80, 64),))"
-ARGS="--data $TMP/data --width 16 --image-size 64 --device cpu --method c2kd --epochs 1 --no-augment --loader-threads 1"
+ARGS="--data $TMP/data --width 16 --image-size 64 --device cpu --method c2kd --teacher-init random --epochs 1 --no-augment --loader-threads 1"
 rate() { /usr/bin/python3 -c "
 import json
 for l in open('$1/metrics.jsonl'):

@@ -117,7 +117,8 @@ overlap() {
     mkdir -p "$d"
     "$PY" tools/gen_dataset.py --layout ave --out "$d/ave" --classes 3 --per-class 12 --seconds 4 --jobs 4 &&
         "$TB/ingest" --dataset overlap --root "$d/ave" --out "$d/data" --jobs 4 --quiet || return 3
-    local args=(--data "$d/data" --out "$d/run" --epochs 1 --batch-size 8 --width 64 --device cuda --profile --force)
+    local args=(--data "$d/data" --out "$d/run" --epochs 1 --batch-size 8 --width 64 --device cuda --profile --force
+                --teacher-init random)
     "$TB/train" "${args[@]}" || return 1
     if command -v nsys >/dev/null; then
         nsys profile -t cuda -o "$d/train" --force-overwrite true "$TB/train" "${args[@]}" --out "$d/run-nsys" &&
@@ -140,7 +141,7 @@ if command -v mpirun >/dev/null && [ -x "$TRAIN" ] && [ -e "$(dirname "$TRAIN")/
     for n in 1 2; do
         [ "$n" -le "$NGPU" ] || continue
         step ddp_$n 60 mpirun --allow-run-as-root --oversubscribe -np $n "$TRAIN" --data "$OUT/ddp-data" \
-            --out "$OUT/ddp-$n" --device cuda --method c2kd --batch-size 64 --epochs 1 --eval-from 2 --force
+            --out "$OUT/ddp-$n" --device cuda --method c2kd --teacher-init random --batch-size 64 --epochs 1 --eval-from 2 --force
         grep -h "overlapped with the backward pass" "$OUT/ddp_$n.txt" | tee -a "$SUMMARY"
         "$PY" -c "import json; [print('ddp $n ranks: %d steps, %.1f ms/step, all-reduce wait %.2f ms/step' % (j['step'], 1e3 * j['seconds'] / j['step'], 1e3 * j.get('allreduce_seconds', 0) / j['step'])) for j in map(json.loads, open('$OUT/ddp-$n/metrics.jsonl')) if j['type'] == 'epoch']" 2>&1 | tee -a "$SUMMARY"
     done

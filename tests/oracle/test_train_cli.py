@@ -16,7 +16,8 @@ import train_util as u
 from conftest import binary, run
 
 W = 4
-BASE = ["--width", str(W), "--batch-size", "4", "--image-size", "16", "--device", "cpu", "--threads", "1"]
+BASE0 = ["--width", str(W), "--batch-size", "4", "--image-size", "16", "--device", "cpu", "--threads", "1"]
+BASE = [*BASE0, "--teacher-init", "random"]  # c2kd (the default method) from an untrained teacher; BASE0 with --teacher-ckpt
 CLASSES = ("dog", "cat", "car")
 
 
@@ -42,9 +43,10 @@ def read_metrics(out):
 
 def digest(folder):
     out = {}
-    for name in sorted(os.listdir(folder)):
-        with open(os.path.join(folder, name), "rb") as f:
-            out[name] = hashlib.sha256(f.read()).hexdigest()
+    for d, _, names in os.walk(folder):
+        for name in names:
+            with open(os.path.join(d, name), "rb") as f:
+                out[os.path.relpath(os.path.join(d, name), folder)] = hashlib.sha256(f.read()).hexdigest()
     return out
 
 
@@ -98,7 +100,7 @@ def test_shake_run_end_to_end(data, tmp_path):
     r = run([binary("train"), *BASE, "--data", data, "--out", pre, "--epochs", "1", "--pretrain"])
     assert r.returncode == 0, r.stderr
     out = str(tmp_path / "shake")
-    r = run([binary("train"), *BASE, "--data", data, "--out", out, "--epochs", "2", "--method", "shake",
+    r = run([binary("train"), *BASE0, "--data", data, "--out", out, "--epochs", "2", "--method", "shake",
              "--teacher-ckpt", os.path.join(pre, "best.h5")])
     assert r.returncode == 0, r.stderr
     m = read_metrics(out)
@@ -119,7 +121,7 @@ def test_review_run_end_to_end(data, tmp_path):
     r = run([binary("train"), *BASE, "--data", data, "--out", pre, "--epochs", "1", "--pretrain"])
     assert r.returncode == 0, r.stderr
     out = str(tmp_path / "review")
-    r = run([binary("train"), *BASE, "--data", data, "--out", out, "--epochs", "2", "--method", "review",
+    r = run([binary("train"), *BASE0, "--data", data, "--out", out, "--epochs", "2", "--method", "review",
              "--teacher-ckpt", os.path.join(pre, "best.h5")])
     assert r.returncode == 0, r.stderr
     m = read_metrics(out)
@@ -208,7 +210,7 @@ def test_pretrain_then_frozen_teacher(data, tmp_path):
     assert res["network"] == "teacher" and res["method"] == "pretrain"
     steps = [x for x in read_metrics(pre) if x["type"] == "step"]
     assert all(x["loss"] == pytest.approx(x["ce_teacher"]) for x in steps)
-    r = run([binary("train"), *BASE, "--data", data, "--out", kd, "--epochs", "1", "--method", "kd",
+    r = run([binary("train"), *BASE0, "--data", data, "--out", kd, "--epochs", "1", "--method", "kd",
              "--teacher-ckpt", os.path.join(pre, "best.h5"), "--teacher-update", "frozen"])
     assert r.returncode == 0, r.stderr
     with h5py.File(os.path.join(pre, "best.h5"), "r") as a, h5py.File(os.path.join(kd, "last.h5"), "r") as b:
@@ -253,7 +255,7 @@ def test_missing_shard(c2kd_run, data, tmp_path):
     bad = bad_copy(data, tmp_path, "d")
     os.remove(os.path.join(bad, "train-00001.h5"))
     expect_failure(["--resume", out, "--data", bad], ["train-00001.h5", "no such file"], guard=out)
-    expect_failure(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")], ["nowhere"])
+    expect_failure(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"), "--method", "none"], ["nowhere"])
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
@@ -297,8 +299,8 @@ def test_checkpoint_of_other_data(c2kd_run, tmp_path, kind):
         needle = "recipe"
     last = os.path.join(out, "last.h5")
     expect_failure(["--resume", out, "--data", other], [needle, "last.h5"], guard=out)
-    expect_failure([*BASE, "--data", other, "--out", str(tmp_path / "r1"), "--init", last], [needle], guard=out)
-    expect_failure([*BASE, "--data", other, "--out", str(tmp_path / "r2"), "--teacher-ckpt", last], [needle], guard=out)
+    expect_failure([*BASE0, "--data", other, "--out", str(tmp_path / "r1"), "--init", last], [needle], guard=out)
+    expect_failure([*BASE0, "--data", other, "--out", str(tmp_path / "r2"), "--teacher-ckpt", last], [needle], guard=out)
     assert not os.path.exists(str(tmp_path / "r1" / "options.json"))
 
 

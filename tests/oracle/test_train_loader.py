@@ -20,7 +20,7 @@ from conftest import binary, run
 
 S = 20
 BASE = ["--width", "4", "--batch-size", "4", "--image-size", str(S), "--device", "cpu", "--threads", "1",
-        "--lr", "0.01"]
+        "--lr", "0.01", "--teacher-init", "random"]  # c2kd (the default) from an untrained teacher
 
 
 @pytest.fixture(scope="module")

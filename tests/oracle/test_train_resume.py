@@ -18,7 +18,7 @@ import train_util as u
 from conftest import binary, run
 
 BASE = ["--width", "4", "--batch-size", "4", "--image-size", "16", "--device", "cpu", "--threads", "1",
-        "--epochs", "3", "--seed", "7"]
+        "--epochs", "3", "--seed", "7", "--teacher-init", "random"]  # c2kd from an untrained teacher
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,16 @@ def data(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("rs") / "data")
     u.make_dataset(root, counts={"train": 14, "val": 5, "test": 6})
     return root
+
+
+def files(folder):
+    """Every file under folder (RUN/eval/ included): relative path -> bytes."""
+    out = {}
+    for d, _, names in os.walk(folder):
+        for n in names:
+            with open(os.path.join(d, n), "rb") as f:
+                out[os.path.relpath(os.path.join(d, n), folder)] = f.read()
+    return out
 
 
 def tensors(path):
@@ -223,14 +233,14 @@ def crafted_copy(src, dst):
 
 
 def expect_resume_failure(part, needles):
-    before = {n: open(os.path.join(part, n), "rb").read() for n in os.listdir(part)}
+    before = files(part)
     r = run([binary("train"), "--resume", part])
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("train: "), r.stderr
     for n in needles:
         assert n in lines[0], lines[0]
-    assert {n: open(os.path.join(part, n), "rb").read() for n in os.listdir(part)} == before
+    assert files(part) == before
 
 
 def set_attr(path, name, value):

@@ -16,14 +16,29 @@ DEFAULT_RECIPE = {"spectro": {"sample_rate": 16000, "window": 512, "overlap": 35
 
 
 def metrics(run_dir):
-    """RUN/metrics.jsonl as a list of records, wall-clock seconds removed (runs compared record by record)."""
+    """RUN/metrics.jsonl as a list of records, wall-clock measures removed (runs compared record by record)."""
     out = []
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for line in f:
             j = json.loads(line)
-            j.pop("seconds", None)
+            for k in ("seconds", "time", "samples_per_second"):
+                j.pop(k, None)
             out.append(j)
     return out
+
+
+def eval_losses_apart(records):
+    """(records without the evaluation losses "val_loss_*" / "test_loss_*", those losses in
+    order): runs whose evaluation batches differ (one process against ranks sharing the
+    split) compute each sample's float32 logits in other batches, so their mean losses
+    agree to float32 rounding only, while every count-based figure is exact."""
+    rest, losses = [], []
+    for r in records:
+        r = dict(r)
+        for k in [k for k in r if k.startswith(("val_loss_", "test_loss_"))]:
+            losses.append(r.pop(k))
+        rest.append(r)
+    return rest, losses
 
 
 def class_image(label, sample, w, h, rng):

@@ -215,3 +215,40 @@ Test(cm_media, truncation_margin)
     cr_expect_eq(cm_trunc_check(1.0, -1, &t), 0);      /* nothing declared */
     cr_expect_eq(t.measured, 0);
 }
+
+/* ---- cm_progress units, cm_version ---- */
+#include "common/cm_progress.h"
+#include "common/cm_version.h"
+
+static char *progress_text(int units)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n); /* not a terminal: plain lines */
+    cm_progress *p = cm_progress_create(f, "train", 100, 5.0);
+    if (units)
+        cm_progress_set_units(p, "steps", 0, 40);
+    cm_progress_line(p, "train: epoch 1/2: a line between redraws");
+    cm_progress_finish(p, 60, 0, "extra");
+    cm_progress_destroy(p);
+    fclose(f);
+    return buf;
+}
+
+Test(progress, units_and_lines)
+{
+    char *plain = progress_text(0), *steps = progress_text(1);
+    cr_assert(strstr(plain, "train: 60/100 (0 failed) "), "%s", plain);
+    cr_assert(strstr(steps, "train: 60/100 steps "), "%s", steps);
+    cr_assert(!strstr(steps, "failed"), "%s", steps);
+    cr_assert(strstr(steps, "train: epoch 1/2: a line between redraws\n"), "%s", steps);
+    cr_assert(strstr(steps, " extra\n"), "%s", steps);
+    free(plain);
+    free(steps);
+}
+
+Test(version, defined)
+{
+    cr_assert_str_eq(cm_version(), CM_VERSION);
+    cr_assert(cm_git_revision()[0] != 0);
+}
