@@ -121,6 +121,13 @@ static int vid_open(vid *v, cm_err *err)
     }
     v->vidx = best;
     v->st = v->fmt->streams[best];
+    /* A rotation this library cannot reproduce is refused before decoding. */
+    size_t dmn = 0;
+    const uint8_t *dm = av_stream_get_side_data(v->st, AV_PKT_DATA_DISPLAYMATRIX, &dmn);
+    if (dm && dmn >= 9 * sizeof(int32_t) && fr_orient_check(fr_orient_from_matrix((const int32_t *)dm), err) != 0) {
+        vid_close(v);
+        return -1;
+    }
     for (unsigned i = 0; i < v->fmt->nb_streams; i++)
         if ((int)i != best)
             v->fmt->streams[i]->discard = AVDISCARD_ALL;

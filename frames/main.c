@@ -52,7 +52,11 @@ static void usage(FILE *f)
             "  --no-skip           decode every frame on the way to a target (by default frames\n"
             "                      that no other frame references are skipped; same pixels)\n"
             "  --print-timestamps  one line per frame on stdout: INPUT INDEX ASKED PTS (seconds,\n"
-            "                      6 decimals; PTS is the presentation time of the returned frame)\n"
+            "                      6 decimals; PTS is the presentation time of the returned frame).\n"
+            "                      In INPUT (here and on stderr) a backslash, newline, tab and\n"
+            "                      carriage return are written \\\\, \\n, \\t, \\r, other control\n"
+            "                      bytes \\xHH; spaces are kept (read the last three fields from\n"
+            "                      the right)\n"
             "  --allow-truncated   keep a truncated input (its readable video ends more than\n"
             "                      max(%.1f s, %.0f%%) before the duration the file declares, or before\n"
             "                      --end): frames from the readable part, a warning on stderr.\n"
@@ -219,6 +223,31 @@ static int write_npy(const char *path, const fr_image *imgs, int n, cm_err *err)
     return rc;
 }
 
+/* An input's name as it appears on an output line (--print-timestamps,
+ * stderr): a backslash, a newline, a tab, a carriage return and the other
+ * control bytes (below 0x20, and 0x7f) would break the line or its fields,
+ * so they are written \\, \n, \t, \r and \xHH (two lower-case hex
+ * digits); every other byte (spaces, UTF-8) as it is. out holds 4*len+1. */
+static char *escape_name(const char *in)
+{
+    size_t n = strlen(in);
+    char *out = malloc(4 * n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        if (*p == '\\' || *p == '\n' || *p == '\t' || *p == '\r') {
+            *o++ = '\\';
+            *o++ = *p == '\n' ? 'n' : *p == '\t' ? 't' : *p == '\r' ? 'r' : '\\';
+        } else if (*p < 0x20 || *p == 0x7f) {
+            o += sprintf(o, "\\x%02x", *p);
+        } else {
+            *o++ = (char)*p;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
 static void do_input(void *ctx, size_t index, int worker)
 {
     job *jb = ctx;
@@ -247,21 +276,24 @@ static void do_input(void *ctx, size_t index, int worker)
                      : write_folder(jb, jb->jpeg[worker], path, imgs, n, &err);
         }
     }
+    char *name = escape_name(in);
+    const char *shown = name ? name : "(out of memory)";
     pthread_mutex_lock(&jb->lock);
     if (rc != 0) {
-        fprintf(stderr, "frames: %s: %s\n", in, err.msg);
+        fprintf(stderr, "frames: %s: %s\n", shown, err.msg);
         jb->failed++;
     } else if (trunc.truncated) {
         char b[96];
         cm_trunc_format(&trunc, b, sizeof b);
-        fprintf(stderr, "frames: %s: warning: %s (kept: --allow-truncated)\n", in, b);
+        fprintf(stderr, "frames: %s: warning: %s (kept: --allow-truncated)\n", shown, b);
     }
     if (rc == 0 && jb->print_ts) {
         for (int i = 0; i < n; i++)
-            printf("%s %d %.6f %.6f\n", in, i, imgs[i].time, imgs[i].pts);
+            printf("%s %d %.6f %.6f\n", shown, i, imgs[i].time, imgs[i].pts);
         fflush(stdout);
     }
     pthread_mutex_unlock(&jb->lock);
+    free(name);
     for (int i = 0; i < n; i++)
         fr_image_free(&imgs[i]);
 }

@@ -1,6 +1,8 @@
 """Oracle tests of `frames` against the ffmpeg program (`ffmpeg -i IN -ss T -frames:v 1 -pix_fmt rgb24`)."""
 import io
 import os
+import re
+import shutil
 import subprocess
 
 import numpy as np
@@ -214,3 +216,73 @@ def test_usage(vids, tmp_path):
     assert run([binary("frames"), vids["h264.mp4"], "--count", "0"]).returncode == 2
     assert run([binary("frames"), vids["h264.mp4"], "--at", "1,x"]).returncode == 2
     assert run([binary("frames"), vids["h264.mp4"], vids["vp8.webm"], "-o", tmp_path / "a.npy"]).returncode == 2
+
+
+# Issue 16 (smaller items). A display matrix rotation that is not a multiple
+# of 90 degrees: the ffmpeg program inserts its `rotate` filter (bilinear,
+# black corners), which frames does not reproduce: refused, never ignored.
+ODD_ANGLES = ("45", "30", "-30", "135", "91")
+
+
+def ffmpeg_rotate_turn(path):
+    """The clockwise turn (degrees) of the `rotate` filter the ffmpeg program's autorotate inserts, or None."""
+    r = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "debug", "-i", str(path), "-frames:v", "1",
+                        "-f", "null", "-"], capture_output=True, text=True)
+    m = re.search(r"\[rotate @ [^\]]*\] .*angle:([0-9.]+)/PI", r.stderr)
+    return round(float(m.group(1)) * 180) if m else None
+
+
+@pytest.mark.parametrize("rot", ODD_ANGLES)
+def test_rotation_not_a_multiple_of_90_is_refused(vids, tmp_path, rot):
+    path = str(tmp_path / f"rot{rot}.mp4")
+    ffmpeg("-i", vids["h264.mp4"], "-c", "copy", "-metadata:s:v", f"rotate={rot}", path)
+    turn = ffmpeg_rotate_turn(path)
+    assert turn is not None and turn % 90 != 0  # the ffmpeg program rotates it ...
+    assert ffmpeg_frame(path, 1.0) != ffmpeg_frame(vids["h264.mp4"], 1.0)  # ... and its pixels change
+    angle = -turn % 360
+    angle = angle - 360 if angle > 180 else angle  # the matrix's own angle, counter-clockwise
+    out = tmp_path / "o"
+    r = run([binary("frames"), path, vids["h264.mp4"], "-o", out, "--npy", "--count", "2"])
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines() == [f"frames: {path}: display matrix rotation of {angle} degrees is not a multiple "
+                                     "of 90: not supported (the ffmpeg program would rotate the picture by it and "
+                                     "fill the corners)"]
+    assert sorted(os.listdir(out)) == ["h264.npy"]  # the other input goes on
+    r = run([binary("frames"), path, "-o", tmp_path / "x.npy"])
+    assert r.returncode == 1 and not os.path.exists(tmp_path / "x.npy")
+
+
+def unescape(name):
+    """The escaping of `frames --help` (--print-timestamps) undone."""
+    plain = {"\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+    return re.sub(r"\\(x[0-9a-f]{2}|[\\ntr])",
+                  lambda m: plain.get(m.group(1)) or chr(int(m.group(1)[1:], 16)), name)
+
+
+def test_print_timestamps_escapes_names(vids, tmp_path):
+    """A name with a newline, a tab, a backslash or another control byte is
+    one escaped field of one line; the frames are ffmpeg's all the same."""
+    names = ["new\nline.mp4", "tab\there.mp4", "back\\slash\\n.mp4", "cr\rx.mp4", "bell\x07 del\x7f.mp4",
+             "sp ace \u00e9.mp4", "\\x41.mp4"]
+    paths = []
+    for n in names:
+        paths.append(str(tmp_path / n))
+        shutil.copy(vids["h264.mp4"], paths[-1])
+    missing = str(tmp_path / "gone\n.mp4")
+    r = run([binary("frames"), *paths, missing, "--print-timestamps", "--count", "2", "-j", "2"])
+    assert r.returncode == 1
+    assert r.stderr.split("\n") == [f"frames: {str(tmp_path)}/gone\\n.mp4: no such file", ""], r.stderr
+    lines = r.stdout.split("\n")
+    assert lines[-1] == "" and len(lines) - 1 == 2 * len(paths), r.stdout
+    seen = {}
+    for line in lines[:-1]:
+        name, idx, asked, pts = line.rsplit(" ", 3)
+        assert not any(ord(c) < 0x20 or ord(c) == 0x7f for c in line), line
+        seen.setdefault(unescape(name), []).append((int(idx), asked, pts))
+    assert sorted(seen) == sorted(paths)
+    ref = run([binary("frames"), vids["h264.mp4"], "--print-timestamps", "--count", "2"])
+    want = [tuple([int(x.split()[-3])] + x.split()[-2:]) for x in ref.stdout.splitlines()]
+    for p in paths:
+        assert sorted(seen[p]) == want, p
+    arr, _, printed = extract(paths[0], tmp_path / "f.npy", "--count", "2")
+    compare_with_ffmpeg(paths[0], arr, printed, exact=True)

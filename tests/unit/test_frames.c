@@ -339,3 +339,31 @@ Test(frames, jpeg_bad_then_good_on_one_handle)
     free(jp);
     fr_jpeg_destroy(j);
 }
+
+/* Rotations that are not multiples of 90 degrees are flagged, naming the
+ * matrix's angle; multiples of 90 are not (issue 16). */
+Test(frames, odd_rotation_is_flagged)
+{
+    int32_t m[9];
+    cm_err err;
+    int odd[] = {45, 30, -30, 135, 91, -179, 2};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        av_display_rotation_set(m, odd[i]);
+        /* the angle as ffprobe shows it (av_display_rotation_get: the sign is the matrix's convention) */
+        int shown = (int)lround(av_display_rotation_get(m));
+        cr_assert(abs(shown) == abs(odd[i]));
+        fr_orient o = fr_orient_from_matrix(m);
+        cr_expect(o.unsupported && o.matrix_deg == shown, "%d: %d %d", odd[i], o.unsupported, o.matrix_deg);
+        cr_expect_eq(fr_orient_check(o, &err), -1);
+        char want[64];
+        snprintf(want, sizeof want, "rotation of %d degrees is not a multiple of 90", shown);
+        cr_expect(strstr(err.msg, want) != NULL, "%s", err.msg);
+    }
+    int right[] = {0, 90, 180, -90, 270, -180};
+    for (size_t i = 0; i < sizeof right / sizeof right[0]; i++) {
+        av_display_rotation_set(m, right[i]);
+        fr_orient o = fr_orient_from_matrix(m);
+        cr_expect(!o.unsupported, "%d", right[i]);
+        cr_expect_eq(fr_orient_check(o, &err), 0);
+    }
+}
