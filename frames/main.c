@@ -61,7 +61,8 @@ static void usage(FILE *f)
             "                      max(%.1f s, %.0f%%) before the duration the file declares, or before\n"
             "                      --end): frames from the readable part, a warning on stderr.\n"
             "                      Without it such an input fails (\"truncated: decoded A s of B s\")\n"
-            "  --verbose           show FFmpeg's warnings (decoding errors of damaged files)\n"
+            "  --verbose           show FFmpeg's warnings (decoding errors of damaged files), and\n"
+            "                      per input on stderr: \"frames: INPUT: N frames decoded\"\n"
             "  -h, --help          this help\n"
             "\n"
             "Exit status: 0 all inputs done, 1 some inputs failed (one line each on stderr:\n"
@@ -78,6 +79,7 @@ typedef struct job {
     double at[FR_MAX_FRAMES];
     int quality;
     int print_ts;
+    int verbose;
     fr_jpeg **jpeg; /* one per worker */
     pthread_mutex_t lock;
     int failed;
@@ -257,7 +259,10 @@ static void do_input(void *ctx, size_t index, int worker)
     cm_err err = {{0}};
     cm_trunc trunc;
     fr_request req = jb->req;
+    int decoded = 0;
     req.truncation = &trunc;
+    if (jb->verbose) /* counting drains the reorder window before each flush: only when asked */
+        req.decoded = &decoded;
     int rc = fr_extract(in, &req, imgs, &n, &err);
     if (rc == 0 && jb->out) {
         char path[CM_PATH_MAX], base[CM_PATH_MAX];
@@ -287,6 +292,8 @@ static void do_input(void *ctx, size_t index, int worker)
         cm_trunc_format(&trunc, b, sizeof b);
         fprintf(stderr, "frames: %s: warning: %s (kept: --allow-truncated)\n", shown, b);
     }
+    if (rc == 0 && jb->verbose)
+        fprintf(stderr, "frames: %s: %d frames decoded\n", shown, decoded);
     if (rc == 0 && jb->print_ts) {
         for (int i = 0; i < n; i++)
             printf("%s %d %.6f %.6f\n", shown, i, imgs[i].time, imgs[i].pts);
@@ -355,7 +362,7 @@ static int parse_args(int argc, char **argv, job *jb, int *jobs, int *npy)
             break;
         case OPT_NOSKIP: jb->req.flags |= FR_NO_SKIP; break;
         case OPT_PRINT: jb->print_ts = 1; break;
-        case OPT_VERBOSE: av_log_set_level(AV_LOG_WARNING); break;
+        case OPT_VERBOSE: av_log_set_level(AV_LOG_WARNING); jb->verbose = 1; break;
         case OPT_TRUNC: jb->req.allow_truncated = 1; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;

@@ -286,3 +286,60 @@ def test_print_timestamps_escapes_names(vids, tmp_path):
         assert sorted(seen[p]) == want, p
     arr, _, printed = extract(paths[0], tmp_path / "f.npy", "--count", "2")
     compare_with_ffmpeg(paths[0], arr, printed, exact=True)
+
+
+# Issue 21: a target costs the decoding exactness requires and no more: from
+# the keyframe before it, every reference frame up to the target packet, the
+# target, nothing after it (the reorder window is drained when the next target
+# is reached by a seek anyway). The floor is counted with ffprobe: packets in
+# decoding order, and the frames its decoder returns with non-reference frames
+# skipped (-skip_frame noref).
+def ffprobe_ints(path, *args):
+    r = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", *args, "-of", "csv=p=0", str(path)],
+                       capture_output=True, text=True, check=True)
+    return [x for x in r.stdout.split("\n") if x.strip()]
+
+
+def floor_frames(path, printed):
+    """Frames an exact decoder must decode to return the frames presented at `printed` (seconds)."""
+    tb = ffprobe_ints(path, "-show_entries", "stream=time_base")[0].split("/")
+    tb = int(tb[0]) / int(tb[1])
+    start = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=start_time", "-of", "csv=p=0",
+                            str(path)], capture_output=True, text=True).stdout.strip()
+    start = float(start) if start not in ("", "N/A") else 0.0
+    pk = [(int(x.split(",")[0]), "K" in x.split(",")[1]) for x in
+          ffprobe_ints(path, "-show_entries", "packet=pts,flags")]
+    ref = {int(x.split(",")[0]) for x in ffprobe_ints(path, "-skip_frame", "noref", "-show_entries", "frame=pts")}
+    need = set()
+    for t in printed:
+        i = min(range(len(pk)), key=lambda j: abs(pk[j][0] * tb - start - float(t)))
+        assert abs(pk[i][0] * tb - start - float(t)) < 1e-5, (t, pk[i])
+        k = i
+        while not pk[k][1]:
+            k -= 1
+        need |= {j for j in range(k, i + 1) if pk[j][0] in ref or j == i}
+    return len(need)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+@pytest.mark.parametrize("name", ["h264_bf2_g60.mp4", "h264.mp4", "hevc.mp4", "offset.mp4"])
+def test_decodes_only_what_the_targets_need(vids, tmp_path, name, count):
+    if name not in vids:
+        vids[name] = make_video(tmp_path / name, "testsrc2=size=320x180:rate=30",
+                                ["-c:v", "libx264", "-g", "60", "-bf", "2", "-pix_fmt", "yuv420p"], dur=10)
+    path = vids[name]
+    r = run([binary("frames"), path, "-o", tmp_path / "f.npy", "--count", str(count), "--print-timestamps",
+             "--verbose"])
+    assert r.returncode == 0, r.stderr
+    printed = [line.split()[-1] for line in r.stdout.splitlines()]
+    said = [l for l in r.stderr.splitlines() if l.endswith(" frames decoded")]
+    assert len(said) == 1, r.stderr
+    decoded, floor = int(said[0].split()[-3]), floor_frames(path, printed)
+    if name == "hevc.mp4":
+        # open GOPs (x265's CRA keyframes): after a seek the decoder drops the
+        # leading pictures that ffprobe, decoding from the start, counts
+        assert 0 < decoded <= floor, (said, printed, floor)
+    else:
+        assert decoded == floor, (said, printed)
+    # and the pixels are the ffmpeg program's
+    compare_with_ffmpeg(path, np.load(tmp_path / "f.npy"), printed, exact=True)
