@@ -343,3 +343,24 @@ def test_decodes_only_what_the_targets_need(vids, tmp_path, name, count):
         assert decoded == floor, (said, printed)
     # and the pixels are the ffmpeg program's
     compare_with_ffmpeg(path, np.load(tmp_path / "f.npy"), printed, exact=True)
+
+
+def peak_rss_kib(cmd):
+    """Runs cmd; its exit status and its own peak RSS (KiB, from wait4)."""
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, ru.ru_maxrss
+
+
+def test_memory_does_not_grow_with_the_clip(tmp_path):
+    """Issue 21 item 4: the frames of a clip 30 times longer take no more memory
+    (peak RSS of the process; the mp4 index, which the demuxer reads whole, is
+    the only part that grows: a few bytes per packet)."""
+    enc = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-bf", "2", "-pix_fmt", "yuv420p"]
+    peak = {}
+    for dur in (10, 300):
+        path = make_video(tmp_path / f"c{dur}.mp4", "testsrc2=size=320x180:rate=30", enc, dur=dur)
+        rc, peak[dur] = peak_rss_kib([binary("frames"), path, "--count", "3", "-o", tmp_path / "f.npy"])
+        assert rc == 0
+    assert peak[300] <= peak[10] + 4096, peak
