@@ -406,8 +406,14 @@ static int check_outputs(job *jb, int npy)
             cm_basename_noext(a, sizeof a, jb->inputs[i]);
             cm_basename_noext(b, sizeof b, jb->inputs[k]);
             if (!strcmp(a, b)) {
-                fprintf(stderr, "frames: %s and %s would write the same output %s/%s\n", jb->inputs[k],
-                        jb->inputs[i], jb->out, a);
+                char *ek = escape_name(jb->inputs[k]), *ei = escape_name(jb->inputs[i]);
+                char *eo = escape_name(jb->out), *ea = escape_name(a);
+                fprintf(stderr, "frames: %s and %s would write the same output %s/%s\n", ek ? ek : "?",
+                        ei ? ei : "?", eo ? eo : "?", ea ? ea : "?");
+                free(ek);
+                free(ei);
+                free(eo);
+                free(ea);
                 return 2;
             }
         }
