@@ -33,7 +33,7 @@ static double rotation_of(const int32_t *dm)
 
 fr_orient fr_orient_from_matrix(const int32_t *dm)
 {
-    fr_orient o = {0, 0, 0, 0};
+    fr_orient o = {.transpose = 0};
     if (!dm)
         return o;
     double theta = rotation_of(dm);
@@ -48,9 +48,23 @@ fr_orient fr_orient_from_matrix(const int32_t *dm)
         o.dir = dm[3] < 0 ? 3 /* clock_flip */ : 2 /* cclock */;
     } else if (fabs(theta) < 1.0) {
         o.vflip = dm[4] < 0;
+    } else {
+        /* ffmpeg 5.1 rotates by theta with its `rotate` filter (same size,
+         * bilinear, black fill): refused, never ignored (fr_orient_check). */
+        o.unsupported = 1;
+        o.matrix_deg = (int)lround(av_display_rotation_get(dm));
     }
-    /* Other angles (ffmpeg's `rotate` filter, rare): left as stored. */
     return o;
+}
+
+int fr_orient_check(fr_orient o, cm_err *err)
+{
+    if (!o.unsupported)
+        return 0;
+    return cm_err_set(err,
+                      "display matrix rotation of %d degrees is not a multiple of 90: not supported (the "
+                      "ffmpeg program would rotate the picture by it and fill the corners)",
+                      o.matrix_deg);
 }
 
 int fr_orient_is_identity(fr_orient o)
@@ -227,6 +241,8 @@ int fr_frame_to_image(const AVFrame *f, fr_orient o, int short_side, fr_image *i
     const AVPixFmtDescriptor *d = av_pix_fmt_desc_get(f->format);
     if (!d || f->width <= 0 || f->height <= 0)
         return cm_err_set(err, "decoded frame has no usable picture");
+    if (fr_orient_check(o, err) != 0)
+        return -1;
     if (fr_check_size(f->width, f->height, err) != 0)
         return -1;
     {

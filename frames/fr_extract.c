@@ -18,6 +18,17 @@
  * The loop filter is never skipped. Several targets are handled in time
  * order; the decoder continues forward instead of seeking when no keyframe
  * lies between the current position and the next target.
+ *
+ * The reorder window: a decoder with B-frames returns the target only after
+ * it has been given the next packets (the P-frame that follows it, for
+ * H.264 with -bf 2). When the next target is reached by a seek anyway (or
+ * there is none), those packets are not decoded: once the packet that will
+ * be the target has been sent, the following packets are read ahead without
+ * decoding, and when their timestamps prove that none of them can be the
+ * target (a decoding timestamp at or past it: every later packet is
+ * presented later still), the decoder is drained instead. Any doubt (a
+ * missing or disordered timestamp, a packet presented between the target
+ * time and the candidate) and the packets are decoded as before.
  */
 #include "frames/fr_internal.h"
 
@@ -36,10 +47,13 @@
 
 /* The duration scan reads the packets of the last DURATION_TAIL_S seconds. */
 #define DURATION_TAIL_S 5
+/* Most packets read ahead past a target before the decoder is drained. */
+#define AHEAD_MAX 16
 
 typedef struct vid {
     const char *path;
     int threads;
+    int *decoded;      /* frames the decoder returned, over every (re)open (optional) */
     AVFormatContext *fmt;
     AVCodecContext *dec;
     AVStream *st;
@@ -55,12 +69,49 @@ typedef struct vid {
     int fresh;         /* opened, not seeked: the decoder starts at the first packet */
     int demux_eof, dec_eof;
     int skip_used;     /* some packet was sent with AVDISCARD_NONREF since the last (re)position */
+    /* The reorder window (see the top): state since the last (re)position. */
+    AVPacket *ahead[AHEAD_MAX]; /* video packets read ahead, not yet sent */
+    int n_ahead;
+    int64_t cand;      /* smallest pts (ffmpeg's) >= the target among the packets sent */
+    int have_cand;
+    int64_t last_dts;  /* dts of the last video packet read */
+    int ts_sane;       /* every packet read had pts and dts, dts increasing, pts >= dts */
+    int drained;       /* the decoder was drained after the target: the next target seeks */
+    int64_t peeked;    /* the candidate the last look-ahead was made for */
     int n_out;         /* frames output since open */
     int last_err;      /* last libav error seen while decoding */
 } vid;
 
+static void forget_ahead(vid *v)
+{
+    for (int i = 0; i < v->n_ahead; i++)
+        av_packet_free(&v->ahead[i]);
+    v->n_ahead = 0;
+    v->have_cand = v->drained = 0;
+    v->ts_sane = 1;
+    v->last_dts = AV_NOPTS_VALUE;
+    v->peeked = AV_NOPTS_VALUE;
+}
+
+/* With a count asked (fr_request.decoded): the frames decoded but not yet
+ * returned (the reorder window), taken out by draining before the decoder
+ * is flushed or closed: they are decoded already, this costs no decoding. */
+static void count_rest(vid *v)
+{
+    if (!v->decoded || !v->dec || !v->frm || v->dec_eof)
+        return;
+    if (!v->demux_eof)
+        avcodec_send_packet(v->dec, NULL);
+    while (avcodec_receive_frame(v->dec, v->frm) == 0) {
+        (*v->decoded)++;
+        av_frame_unref(v->frm);
+    }
+}
+
 static void vid_close(vid *v)
 {
+    count_rest(v);
+    forget_ahead(v);
     avcodec_free_context(&v->dec);
     avformat_close_input(&v->fmt);
     av_packet_free(&v->pkt);
@@ -80,10 +131,11 @@ static int vid_open(vid *v, cm_err *err)
 {
     char eb[128];
     const char *path = v->path;
-    int threads = v->threads;
+    int threads = v->threads, *decoded = v->decoded;
     memset(v, 0, sizeof *v);
     v->path = path;
     v->threads = threads;
+    v->decoded = decoded;
     int r = avformat_open_input(&v->fmt, path, NULL, NULL);
     if (r < 0) {
         v->fmt = NULL;
@@ -121,6 +173,13 @@ static int vid_open(vid *v, cm_err *err)
     }
     v->vidx = best;
     v->st = v->fmt->streams[best];
+    /* A rotation this library cannot reproduce is refused before decoding. */
+    size_t dmn = 0;
+    const uint8_t *dm = av_stream_get_side_data(v->st, AV_PKT_DATA_DISPLAYMATRIX, &dmn);
+    if (dm && dmn >= 9 * sizeof(int32_t) && fr_orient_check(fr_orient_from_matrix((const int32_t *)dm), err) != 0) {
+        vid_close(v);
+        return -1;
+    }
     for (unsigned i = 0; i < v->fmt->nb_streams; i++)
         if ((int)i != best)
             v->fmt->streams[i]->discard = AVDISCARD_ALL;
@@ -157,6 +216,7 @@ static int vid_open(vid *v, cm_err *err)
                     ? av_rescale_q(-v->fmt->start_time, AV_TIME_BASE_Q, v->st->time_base)
                     : 0;
     v->fresh = 1;
+    forget_ahead(v);
     return 0;
 }
 
@@ -181,21 +241,109 @@ static int vid_seek(vid *v, int64_t raw, cm_err *err)
     int r = av_seek_frame(v->fmt, v->vidx, raw, AVSEEK_FLAG_BACKWARD);
     if (r < 0)
         return vid_reopen(v, err);
+    count_rest(v);
     avcodec_flush_buffers(v->dec);
     forget_prev(v);
     v->fresh = 0;
     v->demux_eof = v->dec_eof = 0;
     v->skip_used = 0;
+    forget_ahead(v);
     return 0;
 }
 
-/* Next decoded frame into v->frm: 1, or 0 at the end of the stream. */
-static int next_frame(vid *v, int64_t tgt, int allow_skip)
+/* Checks a video packet's timestamps as read (see ts_sane). */
+static void note_ts(vid *v, const AVPacket *p)
+{
+    if (p->pts == AV_NOPTS_VALUE || p->dts == AV_NOPTS_VALUE || p->pts < p->dts ||
+        (v->last_dts != AV_NOPTS_VALUE && p->dts <= v->last_dts))
+        v->ts_sane = 0;
+    v->last_dts = p->dts;
+}
+
+/* The next video packet from the demuxer into p: 0, or a libav error. */
+static int demux_video(vid *v, AVPacket *p)
+{
+    for (;;) {
+        int r = av_read_frame(v->fmt, p);
+        if (r < 0)
+            return r;
+        if (p->stream_index == v->vidx) {
+            note_ts(v, p);
+            return 0;
+        }
+        av_packet_unref(p);
+    }
+}
+
+/* The next video packet into v->pkt, from the look-ahead first. */
+static int read_video(vid *v)
+{
+    if (v->n_ahead == 0)
+        return demux_video(v, v->pkt);
+    av_packet_move_ref(v->pkt, v->ahead[0]);
+    av_packet_free(&v->ahead[0]);
+    memmove(v->ahead, v->ahead + 1, sizeof(AVPacket *) * (size_t)(v->n_ahead - 1));
+    v->n_ahead--;
+    return 0;
+}
+
+/* Will the target after this one be reached by a seek whatever is decoded
+ * here (plan_move's rule, with the candidate as the frame found)? */
+static int next_needs_seek(vid *v, const int64_t *next_tgt)
+{
+    if (!next_tgt)
+        return 1;
+    if (avformat_index_get_entries_count(v->st) <= 0)
+        return 0;
+    int idx = av_index_search_timestamp(v->st, *next_tgt - v->ts_off, AVSEEK_FLAG_BACKWARD);
+    const AVIndexEntry *e = idx >= 0 ? avformat_index_get_entry(v->st, idx) : NULL;
+    return e && e->timestamp > v->cand - v->ts_off;
+}
+
+/* May the decoder be drained now, instead of given the packets after the
+ * candidate? Reads packets ahead (kept for decoding otherwise) until one
+ * proves that no packet still to come is presented in [tgt, cand): a
+ * decoding timestamp at or past cand, every later one being later still
+ * (the timestamps read so far checked to behave so). */
+static int can_drain(vid *v, int64_t tgt, const int64_t *next_tgt)
+{
+    if (!v->have_cand || !v->ts_sane || v->peeked == v->cand || !next_needs_seek(v, next_tgt))
+        return 0;
+    v->peeked = v->cand;
+    if (v->cand == tgt)
+        return 1; /* nothing lies in [tgt, tgt) */
+    for (int i = 0;; i++) {
+        if (i == v->n_ahead) {
+            if (v->n_ahead == AHEAD_MAX || !(v->ahead[i] = av_packet_alloc()))
+                return 0;
+            int r = demux_video(v, v->ahead[i]);
+            if (r < 0) {
+                av_packet_free(&v->ahead[i]);
+                return r == AVERROR_EOF && v->ts_sane; /* nothing comes after */
+            }
+            v->n_ahead++;
+        }
+        const AVPacket *p = v->ahead[i];
+        if (!v->ts_sane)
+            return 0;
+        int64_t pts = p->pts + v->ts_off, dts = p->dts + v->ts_off;
+        if (pts >= tgt && pts < v->cand)
+            return 0; /* a nearer candidate: decode on */
+        if (dts >= v->cand)
+            return 1;
+    }
+}
+
+/* Next decoded frame into v->frm: 1, or 0 at the end of the stream (or of
+ * the drained decoder). next_tgt: the target after this one (NULL: none). */
+static int next_frame(vid *v, int64_t tgt, int allow_skip, const int64_t *next_tgt)
 {
     for (;;) {
         int r = avcodec_receive_frame(v->dec, v->frm);
         if (r == 0) {
             v->n_out++;
+            if (v->decoded)
+                (*v->decoded)++;
             return 1;
         }
         if (r == AVERROR_EOF) {
@@ -211,7 +359,12 @@ static int next_frame(vid *v, int64_t tgt, int allow_skip)
             v->dec_eof = 1;
             return 0;
         }
-        r = av_read_frame(v->fmt, v->pkt);
+        if (allow_skip && can_drain(v, tgt, next_tgt)) {
+            v->drained = v->demux_eof = 1;
+            avcodec_send_packet(v->dec, NULL);
+            continue;
+        }
+        r = read_video(v);
         if (r < 0) {
             if (r != AVERROR_EOF)
                 v->last_err = r;
@@ -219,13 +372,14 @@ static int next_frame(vid *v, int64_t tgt, int allow_skip)
             avcodec_send_packet(v->dec, NULL);
             continue;
         }
-        if (v->pkt->stream_index != v->vidx) {
-            av_packet_unref(v->pkt);
-            continue;
-        }
-        int skip = allow_skip && v->pkt->pts != AV_NOPTS_VALUE && v->pkt->pts + v->ts_off < tgt;
+        int64_t pts = v->pkt->pts != AV_NOPTS_VALUE ? v->pkt->pts + v->ts_off : AV_NOPTS_VALUE;
+        int skip = allow_skip && pts != AV_NOPTS_VALUE && pts < tgt;
         v->dec->skip_frame = skip ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
         v->skip_used |= skip;
+        if (pts != AV_NOPTS_VALUE && pts >= tgt && (!v->have_cand || pts < v->cand)) {
+            v->cand = pts;
+            v->have_cand = 1;
+        }
         r = avcodec_send_packet(v->dec, v->pkt);
         av_packet_unref(v->pkt);
         if (r < 0 && r != AVERROR(EAGAIN))
@@ -265,6 +419,8 @@ typedef enum { MOVE_ON, MOVE_SEEK, MOVE_RESTART } move;
 static move plan_move(vid *v, int64_t tgt)
 {
     int64_t raw = tgt - v->ts_off;
+    if (v->drained) /* the demuxer is past packets never decoded */
+        return MOVE_SEEK;
     int known = v->fresh || v->have_prev;
     int n = avformat_index_get_entries_count(v->st);
     if (n > 0) {
@@ -320,14 +476,31 @@ static int prev_image(vid *v, int short_side, fr_image *out, cm_err *err)
     return 0;
 }
 
+/* Decodes the target again from its keyframe (or the start) with nothing
+ * skipped and no drain: the way every frame is decoded. */
+static int redo_unskipped(vid *v, int64_t seek_raw, int *allow_skip, int *verify, cm_err *err)
+{
+    *allow_skip = 0;
+    if (v->fresh || v->n_out == 0) {
+        if (vid_reopen(v, err) != 0)
+            return -1;
+    } else if (vid_seek(v, seek_raw, err) != 0) {
+        return -1;
+    }
+    *verify = !v->fresh;
+    return 0;
+}
+
 /* Finds the frame for target tgt (ffmpeg timestamp, stream time base) and
- * leaves it in v->prev. */
-static int find_target(vid *v, int64_t tgt, int allow_skip, cm_err *err)
+ * leaves it in v->prev. next_tgt: the next target (NULL: none). */
+static int find_target(vid *v, int64_t tgt, const int64_t *next_tgt, int allow_skip, cm_err *err)
 {
     char eb[128];
     if (v->have_prev && v->prev_ts >= tgt)
         return 0;
-    if (v->dec_eof) {
+    v->have_cand = 0;
+    v->peeked = AV_NOPTS_VALUE;
+    if (v->dec_eof && !v->drained) {
         if (v->have_prev)
             return 0;
         return cm_err_set(err, "no decodable video frame");
@@ -348,7 +521,7 @@ static int find_target(vid *v, int64_t tgt, int allow_skip, cm_err *err)
     }
     int64_t stream_first = v->st->start_time; /* raw pts of the first frame, when known */
     for (;;) {
-        int r = next_frame(v, tgt, allow_skip);
+        int r = next_frame(v, tgt, allow_skip, next_tgt);
         if (r == 1) {
             int64_t ts = frame_ts(v, v->frm);
             if (verify) {
@@ -371,22 +544,23 @@ static int find_target(vid *v, int64_t tgt, int allow_skip, cm_err *err)
                     continue;
                 }
             }
+            if (ts >= tgt && v->drained && ts != v->cand) {
+                /* Not the candidate (it did not decode): what came after the drain might be it. */
+                av_frame_unref(v->frm);
+                if (redo_unskipped(v, seek_raw, &allow_skip, &verify, err) != 0)
+                    return -1;
+                continue;
+            }
             keep_prev(v, ts);
             if (ts >= tgt)
                 return 0;
             continue;
         }
-        /* End of stream. */
-        if (v->skip_used && allow_skip) {
+        /* End of stream (or of the drained decoder). */
+        if ((v->skip_used || v->drained) && allow_skip) {
             /* A skipped frame might have been the last one: redo without skipping. */
-            allow_skip = 0;
-            if (v->fresh || v->n_out == 0) {
-                if (vid_reopen(v, err) != 0)
-                    return -1;
-            } else if (vid_seek(v, seek_raw, err) != 0) {
+            if (redo_unskipped(v, seek_raw, &allow_skip, &verify, err) != 0)
                 return -1;
-            }
-            verify = !v->fresh;
             continue;
         }
         if (v->have_prev)
@@ -537,6 +711,16 @@ static int request_times(vid *v, const fr_request *req, int n, double *times, cm
     return 0;
 }
 
+/* A time asked (seconds) as ffmpeg's timestamp: microseconds, then the stream time base. */
+static int64_t target_ts(const vid *v, double t)
+{
+    if (t > 9e11)
+        t = 9e11;
+    if (t < -9e11)
+        t = -9e11;
+    return av_rescale_q(llround(t * 1e6), AV_TIME_BASE_Q, v->st->time_base);
+}
+
 int fr_extract(const char *path, const fr_request *req, fr_image *images, int *n_out, cm_err *err)
 {
     *n_out = 0;
@@ -559,6 +743,9 @@ int fr_extract(const char *path, const fr_request *req, fr_image *images, int *n
     memset(&v, 0, sizeof v);
     v.path = path;
     v.threads = req->threads;
+    v.decoded = req->decoded;
+    if (req->decoded)
+        *req->decoded = 0;
     if (vid_open(&v, err) != 0)
         return -1;
     double times[FR_MAX_FRAMES];
@@ -575,15 +762,10 @@ int fr_extract(const char *path, const fr_request *req, fr_image *images, int *n
 
     int allow_skip = !(req->flags & FR_NO_SKIP);
     for (int k = 0; k < n; k++) {
-        double t = ord[k].t;
-        if (t > 9e11)
-            t = 9e11;
-        if (t < -9e11)
-            t = -9e11;
-        int64_t t_us = llround(t * 1e6);
-        int64_t tgt = av_rescale_q(t_us, AV_TIME_BASE_Q, v.st->time_base);
+        int64_t tgt = target_ts(&v, ord[k].t);
         fr_image *img = &images[ord[k].i];
-        if (find_target(&v, tgt, allow_skip, err) != 0 || prev_image(&v, req->short_side, img, err) != 0) {
+        int64_t next = k + 1 < n ? target_ts(&v, ord[k + 1].t) : 0;
+        if (find_target(&v, tgt, k + 1 < n ? &next : NULL, allow_skip, err) != 0 || prev_image(&v, req->short_side, img, err) != 0) {
             for (int j = 0; j < k; j++)
                 fr_image_free(&images[ord[j].i]);
             vid_close(&v);

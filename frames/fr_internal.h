@@ -13,10 +13,18 @@
  * 3 clock_flip), or horizontal / vertical flips. */
 typedef struct fr_orient {
     int transpose, dir, hflip, vflip;
+    /* A rotation that is not a multiple of 90 degrees: the ffmpeg program
+     * inserts its `rotate` filter (interpolation, black corners), which this
+     * library does not reproduce: such a picture is refused (fr_orient_check).
+     * matrix_deg: the matrix's own angle (counter-clockwise, as ffprobe shows
+     * it, rounded to a degree); 0 for the multiples of 90. */
+    int unsupported, matrix_deg;
 } fr_orient;
 
 fr_orient fr_orient_from_matrix(const int32_t *display_matrix);
 int fr_orient_is_identity(fr_orient o);
+/* 0, or -1 naming the angle when o is a rotation that is not a multiple of 90 degrees. */
+int fr_orient_check(fr_orient o, cm_err *err);
 
 /* Output size for a w x h picture with the shorter side resized to short_side
  * (0: unchanged), aspect kept, rounded to the nearest pixel. */

@@ -63,16 +63,37 @@ int fr_jpeg_encode(fr_jpeg *j, const fr_image *img, int quality, uint8_t **out, 
     return 0;
 }
 
+/* TurboJPEG 2.1 leaves a decompressor whose libjpeg code signalled an error
+ * in the middle of its state machine: tjDecompressHeader3 returns without
+ * aborting the decompression (tjDecompress2 does abort), so the libjpeg
+ * state stays "in header" with the marker reader where the bad data left it,
+ * and the next jpeg_read_header goes on from there instead of starting
+ * afresh ("Bogus marker length", "two SOI markers"): every later picture
+ * fails. The API gives no way to reset it; its authors advise against using
+ * an instance after a fatal error. So after any failure the decompressor is
+ * dropped and the next decode makes a fresh one. The message is copied
+ * first (it lives in the instance). */
+static int decode_failed(fr_jpeg *j, cm_err *err, const char *what)
+{
+    int r = cm_err_set(err, "%s (%s)", what, tjGetErrorStr2(j->dtj));
+    tjDestroy(j->dtj);
+    j->dtj = NULL;
+    return r;
+}
+
 int fr_jpeg_decode(fr_jpeg *j, const uint8_t *jpeg, size_t n, uint8_t **rgb, size_t *cap, int *w, int *h,
                    cm_err *err)
 {
     *w = *h = 0;
+    if (!jpeg || n == 0 || n > ULONG_MAX)
+        return cm_err_set(err, "not a JPEG (no data)");
     if (!j->dtj && !(j->dtj = tjInitDecompress()))
         return cm_err_set(err, "cannot start the JPEG decoder");
     int iw = 0, ih = 0, sub = 0, cs = 0;
-    if (!jpeg || n == 0 || n > ULONG_MAX ||
-        tjDecompressHeader3(j->dtj, jpeg, (unsigned long)n, &iw, &ih, &sub, &cs) != 0 || iw < 1 || ih < 1)
-        return cm_err_set(err, "not a JPEG (%s)", jpeg && n ? tjGetErrorStr2(j->dtj) : "no data");
+    if (tjDecompressHeader3(j->dtj, jpeg, (unsigned long)n, &iw, &ih, &sub, &cs) != 0)
+        return decode_failed(j, err, "not a JPEG");
+    if (iw < 1 || ih < 1)
+        return cm_err_set(err, "not a JPEG (size %dx%d)", iw, ih);
     /* The header decides the size: bounded before anything is allocated. */
     if (fr_check_size(iw, ih, err) != 0)
         return cm_err_prefix(err, "JPEG");
@@ -86,7 +107,7 @@ int fr_jpeg_decode(fr_jpeg *j, const uint8_t *jpeg, size_t n, uint8_t **rgb, siz
     }
     /* Warnings (truncated or corrupt data) count as errors too. */
     if (tjDecompress2(j->dtj, jpeg, (unsigned long)n, *rgb, iw, 0, ih, TJPF_RGB, 0) != 0)
-        return cm_err_set(err, "corrupt JPEG (%s)", tjGetErrorStr2(j->dtj));
+        return decode_failed(j, err, "corrupt JPEG");
     *w = iw;
     *h = ih;
     return 0;

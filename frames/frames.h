@@ -36,6 +36,7 @@ typedef struct fr_request {
     int flags;           /* FR_* below; 0 for the defaults */
     int allow_truncated; /* 1: a truncated file is kept (frames from its readable part) */
     cm_trunc *truncation;/* out, optional: the video's coverage (see below) */
+    int *decoded;        /* out, optional: frames the decoder returned (skipped ones are not) */
 } fr_request;
 
 /* Do not skip non-reference frames on the way to a target (slower; for checks). */
@@ -50,7 +51,9 @@ typedef struct fr_request {
  * (display matrix) is applied as ffmpeg's autorotate; conversion to RGB24 is
  * libswscale bicubic with the frame's colour matrix and range: identical to
  * `ffmpeg -pix_fmt rgb24` bit for bit (checked by tests/oracle/test_frames.py).
- * Only frames no other frame references are skipped on the way. images are
+ * Only frames no other frame references are skipped on the way, and a
+ * target's reorder window is drained rather than decoded when the next
+ * target is reached by a seek anyway (fr_extract.c). images are
  * returned in the order of the request (not sorted).  images[0..*n_out) are filled (free each
  * with fr_image_free). Errors: missing file, not media, no video stream, no
  * decodable frame, truncated. err->msg does not include the path.

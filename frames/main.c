@@ -52,12 +52,17 @@ static void usage(FILE *f)
             "  --no-skip           decode every frame on the way to a target (by default frames\n"
             "                      that no other frame references are skipped; same pixels)\n"
             "  --print-timestamps  one line per frame on stdout: INPUT INDEX ASKED PTS (seconds,\n"
-            "                      6 decimals; PTS is the presentation time of the returned frame)\n"
+            "                      6 decimals; PTS is the presentation time of the returned frame).\n"
+            "                      In INPUT (here and on stderr) a backslash, newline, tab and\n"
+            "                      carriage return are written \\\\, \\n, \\t, \\r, other control\n"
+            "                      bytes \\xHH; spaces are kept (read the last three fields from\n"
+            "                      the right)\n"
             "  --allow-truncated   keep a truncated input (its readable video ends more than\n"
             "                      max(%.1f s, %.0f%%) before the duration the file declares, or before\n"
             "                      --end): frames from the readable part, a warning on stderr.\n"
             "                      Without it such an input fails (\"truncated: decoded A s of B s\")\n"
-            "  --verbose           show FFmpeg's warnings (decoding errors of damaged files)\n"
+            "  --verbose           show FFmpeg's warnings (decoding errors of damaged files), and\n"
+            "                      per input on stderr: \"frames: INPUT: N frames decoded\"\n"
             "  -h, --help          this help\n"
             "\n"
             "Exit status: 0 all inputs done, 1 some inputs failed (one line each on stderr:\n"
@@ -74,6 +79,7 @@ typedef struct job {
     double at[FR_MAX_FRAMES];
     int quality;
     int print_ts;
+    int verbose;
     fr_jpeg **jpeg; /* one per worker */
     pthread_mutex_t lock;
     int failed;
@@ -219,6 +225,31 @@ static int write_npy(const char *path, const fr_image *imgs, int n, cm_err *err)
     return rc;
 }
 
+/* An input's name as it appears on an output line (--print-timestamps,
+ * stderr): a backslash, a newline, a tab, a carriage return and the other
+ * control bytes (below 0x20, and 0x7f) would break the line or its fields,
+ * so they are written \\, \n, \t, \r and \xHH (two lower-case hex
+ * digits); every other byte (spaces, UTF-8) as it is. out holds 4*len+1. */
+static char *escape_name(const char *in)
+{
+    size_t n = strlen(in);
+    char *out = malloc(4 * n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        if (*p == '\\' || *p == '\n' || *p == '\t' || *p == '\r') {
+            *o++ = '\\';
+            *o++ = *p == '\n' ? 'n' : *p == '\t' ? 't' : *p == '\r' ? 'r' : '\\';
+        } else if (*p < 0x20 || *p == 0x7f) {
+            o += sprintf(o, "\\x%02x", *p);
+        } else {
+            *o++ = (char)*p;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
 static void do_input(void *ctx, size_t index, int worker)
 {
     job *jb = ctx;
@@ -228,7 +259,10 @@ static void do_input(void *ctx, size_t index, int worker)
     cm_err err = {{0}};
     cm_trunc trunc;
     fr_request req = jb->req;
+    int decoded = 0;
     req.truncation = &trunc;
+    if (jb->verbose) /* counting drains the reorder window before each flush: only when asked */
+        req.decoded = &decoded;
     int rc = fr_extract(in, &req, imgs, &n, &err);
     if (rc == 0 && jb->out) {
         char path[CM_PATH_MAX], base[CM_PATH_MAX];
@@ -247,21 +281,26 @@ static void do_input(void *ctx, size_t index, int worker)
                      : write_folder(jb, jb->jpeg[worker], path, imgs, n, &err);
         }
     }
+    char *name = escape_name(in);
+    const char *shown = name ? name : "(out of memory)";
     pthread_mutex_lock(&jb->lock);
     if (rc != 0) {
-        fprintf(stderr, "frames: %s: %s\n", in, err.msg);
+        fprintf(stderr, "frames: %s: %s\n", shown, err.msg);
         jb->failed++;
     } else if (trunc.truncated) {
         char b[96];
         cm_trunc_format(&trunc, b, sizeof b);
-        fprintf(stderr, "frames: %s: warning: %s (kept: --allow-truncated)\n", in, b);
+        fprintf(stderr, "frames: %s: warning: %s (kept: --allow-truncated)\n", shown, b);
     }
+    if (rc == 0 && jb->verbose)
+        fprintf(stderr, "frames: %s: %d frames decoded\n", shown, decoded);
     if (rc == 0 && jb->print_ts) {
         for (int i = 0; i < n; i++)
-            printf("%s %d %.6f %.6f\n", in, i, imgs[i].time, imgs[i].pts);
+            printf("%s %d %.6f %.6f\n", shown, i, imgs[i].time, imgs[i].pts);
         fflush(stdout);
     }
     pthread_mutex_unlock(&jb->lock);
+    free(name);
     for (int i = 0; i < n; i++)
         fr_image_free(&imgs[i]);
 }
@@ -323,7 +362,7 @@ static int parse_args(int argc, char **argv, job *jb, int *jobs, int *npy)
             break;
         case OPT_NOSKIP: jb->req.flags |= FR_NO_SKIP; break;
         case OPT_PRINT: jb->print_ts = 1; break;
-        case OPT_VERBOSE: av_log_set_level(AV_LOG_WARNING); break;
+        case OPT_VERBOSE: av_log_set_level(AV_LOG_WARNING); jb->verbose = 1; break;
         case OPT_TRUNC: jb->req.allow_truncated = 1; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;
@@ -367,8 +406,14 @@ static int check_outputs(job *jb, int npy)
             cm_basename_noext(a, sizeof a, jb->inputs[i]);
             cm_basename_noext(b, sizeof b, jb->inputs[k]);
             if (!strcmp(a, b)) {
-                fprintf(stderr, "frames: %s and %s would write the same output %s/%s\n", jb->inputs[k],
-                        jb->inputs[i], jb->out, a);
+                char *ek = escape_name(jb->inputs[k]), *ei = escape_name(jb->inputs[i]);
+                char *eo = escape_name(jb->out), *ea = escape_name(a);
+                fprintf(stderr, "frames: %s and %s would write the same output %s/%s\n", ek ? ek : "?",
+                        ei ? ei : "?", eo ? eo : "?", ea ? ea : "?");
+                free(ek);
+                free(ei);
+                free(eo);
+                free(ea);
                 return 2;
             }
         }

@@ -26,3 +26,8 @@ ingest: $(BIN)/ingest
 $(BIN)/bench_store_read: $(OBJ)/bench/ingest/bench_read.o $(store_LIB) $(common_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# Per-stage CPU time of a clip next to the exact-decoding floor (bench/ingest/run.py --vggsound).
+$(BIN)/bench_ingest_floor: $(OBJ)/bench/ingest/floor.o $(frames_LIB) $(spectro_LIB) $(store_LIB) $(common_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)

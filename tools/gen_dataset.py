@@ -21,7 +21,8 @@ row's video and segment under another label.
 
 Usage:
   gen_dataset.py --layout ave --out DIR [--classes 3] [--per-class 4] [--seconds 4]
-                 [--size 160x120] [--fps 10] [--hard] [--bad] [--seed 0] [--jobs 2]
+                 [--size 160x120] [--fps 10] [--gop N] [--bframes N] [--hard] [--bad]
+                 [--seed 0] [--jobs 2]
 Prints a JSON summary (rows per split, faults) on stdout.
 """
 import argparse
@@ -47,8 +48,9 @@ def ffmpeg(args):
         raise RuntimeError("ffmpeg " + " ".join(args) + ": " + r.stderr)
 
 
-def make_clip(path, cls, ncls, seconds, size, fps, freq, audio=True, fmt="mp4", hard=None):
-    """hard: None, or (hue in degrees, picture noise strength, audio noise amplitude)."""
+def make_clip(path, cls, ncls, seconds, size, fps, freq, audio=True, fmt="mp4", hard=None, gop=None, bframes=None):
+    """hard: None, or (hue in degrees, picture noise strength, audio noise amplitude).
+    gop: keyframe interval in frames (default 5 s); bframes: x264's -bf (default x264's)."""
     hue = 360.0 * cls / max(ncls, 1) if hard is None else hard[0]
     v = f"testsrc2=s={size}:r={fps}:d={seconds},hue=h={hue:.1f}"
     if hard is not None:
@@ -63,7 +65,9 @@ def make_clip(path, cls, ncls, seconds, size, fps, freq, audio=True, fmt="mp4", 
     if fmt == "flv":
         args += ["-c:v", "flv", "-q:v", "5"]
     else:
-        args += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", str(fps * 5)]
+        args += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", str(gop or fps * 5)]
+        if bframes is not None:
+            args += ["-bf", str(bframes)]
     if audio:
         args += ["-c:a", "aac", "-b:a", "64k", "-ac", "2", "-shortest"]
     ffmpeg(args + ["-f", fmt, path])
@@ -178,7 +182,8 @@ def gen_vggsound(a, rng, jobs):
             n += 1
             freq = (300 + 400 * c) * rng.uniform(0.98, 1.02)
             rows["test" if j == a.per_class - 1 else "train"].append((vid, st, names[c]))
-            jobs.append((make_clip, (os.path.join(a.out, "video", name), c, a.classes, a.seconds, a.size, a.fps, freq)))
+            jobs.append((make_clip, (os.path.join(a.out, "video", name), c, a.classes, a.seconds, a.size, a.fps, freq,
+                                     True, "mp4", None, a.gop, a.bframes)))
     faults = {}
     if a.bad:
         m, k, s = yt_id(rng), yt_id(rng), yt_id(rng)
@@ -210,6 +215,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--size", default="160x120")
     ap.add_argument("--fps", type=int, default=10)
+    ap.add_argument("--gop", type=int, default=None, help="H.264 keyframe interval in frames (default 5 s)")
+    ap.add_argument("--bframes", type=int, default=None, help="H.264 B-frames (-bf; default x264's)")
     ap.add_argument("--hard", action="store_true")
     ap.add_argument("--bad", action="store_true")
     ap.add_argument("--seed", type=int, default=0)

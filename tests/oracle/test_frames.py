@@ -1,6 +1,8 @@
 """Oracle tests of `frames` against the ffmpeg program (`ffmpeg -i IN -ss T -frames:v 1 -pix_fmt rgb24`)."""
 import io
 import os
+import re
+import shutil
 import subprocess
 
 import numpy as np
@@ -214,3 +216,151 @@ def test_usage(vids, tmp_path):
     assert run([binary("frames"), vids["h264.mp4"], "--count", "0"]).returncode == 2
     assert run([binary("frames"), vids["h264.mp4"], "--at", "1,x"]).returncode == 2
     assert run([binary("frames"), vids["h264.mp4"], vids["vp8.webm"], "-o", tmp_path / "a.npy"]).returncode == 2
+
+
+# Issue 16 (smaller items). A display matrix rotation that is not a multiple
+# of 90 degrees: the ffmpeg program inserts its `rotate` filter (bilinear,
+# black corners), which frames does not reproduce: refused, never ignored.
+ODD_ANGLES = ("45", "30", "-30", "135", "91")
+
+
+def ffmpeg_rotate_turn(path):
+    """The clockwise turn (degrees) of the `rotate` filter the ffmpeg program's autorotate inserts, or None."""
+    r = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "debug", "-i", str(path), "-frames:v", "1",
+                        "-f", "null", "-"], capture_output=True, text=True)
+    m = re.search(r"\[rotate @ [^\]]*\] .*angle:([0-9.]+)/PI", r.stderr)
+    return round(float(m.group(1)) * 180) if m else None
+
+
+@pytest.mark.parametrize("rot", ODD_ANGLES)
+def test_rotation_not_a_multiple_of_90_is_refused(vids, tmp_path, rot):
+    path = str(tmp_path / f"rot{rot}.mp4")
+    ffmpeg("-i", vids["h264.mp4"], "-c", "copy", "-metadata:s:v", f"rotate={rot}", path)
+    turn = ffmpeg_rotate_turn(path)
+    assert turn is not None and turn % 90 != 0  # the ffmpeg program rotates it ...
+    assert ffmpeg_frame(path, 1.0) != ffmpeg_frame(vids["h264.mp4"], 1.0)  # ... and its pixels change
+    angle = -turn % 360
+    angle = angle - 360 if angle > 180 else angle  # the matrix's own angle, counter-clockwise
+    out = tmp_path / "o"
+    r = run([binary("frames"), path, vids["h264.mp4"], "-o", out, "--npy", "--count", "2"])
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines() == [f"frames: {path}: display matrix rotation of {angle} degrees is not a multiple "
+                                     "of 90: not supported (the ffmpeg program would rotate the picture by it and "
+                                     "fill the corners)"]
+    assert sorted(os.listdir(out)) == ["h264.npy"]  # the other input goes on
+    r = run([binary("frames"), path, "-o", tmp_path / "x.npy"])
+    assert r.returncode == 1 and not os.path.exists(tmp_path / "x.npy")
+
+
+def unescape(name):
+    """The escaping of `frames --help` (--print-timestamps) undone."""
+    plain = {"\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+    return re.sub(r"\\(x[0-9a-f]{2}|[\\ntr])",
+                  lambda m: plain.get(m.group(1)) or chr(int(m.group(1)[1:], 16)), name)
+
+
+def test_print_timestamps_escapes_names(vids, tmp_path):
+    """A name with a newline, a tab, a backslash or another control byte is
+    one escaped field of one line; the frames are ffmpeg's all the same."""
+    names = ["new\nline.mp4", "tab\there.mp4", "back\\slash\\n.mp4", "cr\rx.mp4", "bell\x07 del\x7f.mp4",
+             "sp ace \u00e9.mp4", "\\x41.mp4"]
+    paths = []
+    for n in names:
+        paths.append(str(tmp_path / n))
+        shutil.copy(vids["h264.mp4"], paths[-1])
+    missing = str(tmp_path / "gone\n.mp4")
+    r = run([binary("frames"), *paths, missing, "--print-timestamps", "--count", "2", "-j", "2"])
+    assert r.returncode == 1
+    assert r.stderr.split("\n") == [f"frames: {str(tmp_path)}/gone\\n.mp4: no such file", ""], r.stderr
+    lines = r.stdout.split("\n")
+    assert lines[-1] == "" and len(lines) - 1 == 2 * len(paths), r.stdout
+    seen = {}
+    for line in lines[:-1]:
+        name, idx, asked, pts = line.rsplit(" ", 3)
+        assert not any(ord(c) < 0x20 or ord(c) == 0x7f for c in line), line
+        seen.setdefault(unescape(name), []).append((int(idx), asked, pts))
+    assert sorted(seen) == sorted(paths)
+    ref = run([binary("frames"), vids["h264.mp4"], "--print-timestamps", "--count", "2"])
+    want = [tuple([int(x.split()[-3])] + x.split()[-2:]) for x in ref.stdout.splitlines()]
+    for p in paths:
+        assert sorted(seen[p]) == want, p
+    arr, _, printed = extract(paths[0], tmp_path / "f.npy", "--count", "2")
+    compare_with_ffmpeg(paths[0], arr, printed, exact=True)
+
+
+# Issue 21: a target costs the decoding exactness requires and no more: from
+# the keyframe before it, every reference frame up to the target packet, the
+# target, nothing after it (the reorder window is drained when the next target
+# is reached by a seek anyway). The floor is counted with ffprobe: packets in
+# decoding order, and the frames its decoder returns with non-reference frames
+# skipped (-skip_frame noref).
+def ffprobe_ints(path, *args):
+    r = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", *args, "-of", "csv=p=0", str(path)],
+                       capture_output=True, text=True, check=True)
+    return [x for x in r.stdout.split("\n") if x.strip()]
+
+
+def floor_frames(path, printed):
+    """Frames an exact decoder must decode to return the frames presented at `printed` (seconds)."""
+    tb = ffprobe_ints(path, "-show_entries", "stream=time_base")[0].split("/")
+    tb = int(tb[0]) / int(tb[1])
+    start = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=start_time", "-of", "csv=p=0",
+                            str(path)], capture_output=True, text=True).stdout.strip()
+    start = float(start) if start not in ("", "N/A") else 0.0
+    pk = [(int(x.split(",")[0]), "K" in x.split(",")[1]) for x in
+          ffprobe_ints(path, "-show_entries", "packet=pts,flags")]
+    ref = {int(x.split(",")[0]) for x in ffprobe_ints(path, "-skip_frame", "noref", "-show_entries", "frame=pts")}
+    need = set()
+    for t in printed:
+        i = min(range(len(pk)), key=lambda j: abs(pk[j][0] * tb - start - float(t)))
+        assert abs(pk[i][0] * tb - start - float(t)) < 1e-5, (t, pk[i])
+        k = i
+        while not pk[k][1]:
+            k -= 1
+        need |= {j for j in range(k, i + 1) if pk[j][0] in ref or j == i}
+    return len(need)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+@pytest.mark.parametrize("name", ["h264_bf2_g60.mp4", "h264.mp4", "hevc.mp4", "offset.mp4"])
+def test_decodes_only_what_the_targets_need(vids, tmp_path, name, count):
+    if name not in vids:
+        vids[name] = make_video(tmp_path / name, "testsrc2=size=320x180:rate=30",
+                                ["-c:v", "libx264", "-g", "60", "-bf", "2", "-pix_fmt", "yuv420p"], dur=10)
+    path = vids[name]
+    r = run([binary("frames"), path, "-o", tmp_path / "f.npy", "--count", str(count), "--print-timestamps",
+             "--verbose"])
+    assert r.returncode == 0, r.stderr
+    printed = [line.split()[-1] for line in r.stdout.splitlines()]
+    said = [l for l in r.stderr.splitlines() if l.endswith(" frames decoded")]
+    assert len(said) == 1, r.stderr
+    decoded, floor = int(said[0].split()[-3]), floor_frames(path, printed)
+    if name == "hevc.mp4":
+        # open GOPs (x265's CRA keyframes): after a seek the decoder drops the
+        # leading pictures that ffprobe, decoding from the start, counts
+        assert 0 < decoded <= floor, (said, printed, floor)
+    else:
+        assert decoded == floor, (said, printed)
+    # and the pixels are the ffmpeg program's
+    compare_with_ffmpeg(path, np.load(tmp_path / "f.npy"), printed, exact=True)
+
+
+def peak_rss_kib(cmd):
+    """Runs cmd; its exit status and its own peak RSS (KiB, from wait4)."""
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, ru.ru_maxrss
+
+
+def test_memory_does_not_grow_with_the_clip(tmp_path):
+    """Issue 21 item 4: the frames of a clip 30 times longer take no more memory
+    (peak RSS of the process; the mp4 index, which the demuxer reads whole, is
+    the only part that grows: a few bytes per packet)."""
+    enc = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-bf", "2", "-pix_fmt", "yuv420p"]
+    peak = {}
+    for dur in (10, 300):
+        path = make_video(tmp_path / f"c{dur}.mp4", "testsrc2=size=320x180:rate=30", enc, dur=dur)
+        rc, peak[dur] = peak_rss_kib([binary("frames"), path, "--count", "3", "-o", tmp_path / "f.npy"])
+        assert rc == 0
+    assert peak[300] <= peak[10] + 4096, peak

@@ -127,3 +127,60 @@ def test_undecodable_jpeg_is_a_bad_sample(tmp_path):
 def test_bad_samples_is_a_choice():
     r = run([binary("train"), "--data", "x", "--out", "y", "--bad-samples", "maybe"])
     assert r.returncode == 2 and "bad-samples" in r.stderr
+
+
+# Issue 16 item 4: a JPEG whose header does not parse left the decoder
+# unusable, and every later JPEG on that decoder failed too (12 faults in 3
+# shards for 1 bad sample; "no good sample left"). One bad sample is one fault.
+HEADER_BREAKS = ("height0", "huge", "dqt", "soi")
+
+
+def verify_lines(root):
+    with open(os.path.join(root, "failures.tsv"), "w"):
+        pass  # what an ingest leaves next to its shards (verify asks for it)
+    r = run([binary("store"), "verify", root])
+    return r, [l for l in r.stdout.splitlines() if not l.endswith("fault(s)")]
+
+
+@pytest.mark.parametrize("how", HEADER_BREAKS)
+def test_one_bad_jpeg_header_is_one_fault_in_verify(tmp_path, how):
+    counts = {"train": 20, "val": 5, "test": 6}
+    root = str(tmp_path / "d")
+    u.make_dataset(root, counts=counts, version=2)
+    # the folder-level lines (the test's index.json) are the same before and after
+    _, before = verify_lines(root)
+    # early in the folder's first shard: every later JPEG goes through the same decoder
+    shard = u.break_jpeg_header(root, "train", "train0001", how)
+    r, after = verify_lines(root)
+    assert r.returncode == 1, r.stdout
+    new = [l for l in after if l not in before]
+    assert len(after) == len(before) + 1 and len(new) == 1, r.stdout
+    assert new[0].startswith(f"store: {shard}: ") and "train0001" in new[0] and "JPEG" in new[0], new
+    assert r.stdout.splitlines()[-1].endswith(f" {len(before) + 1} fault(s)"), r.stdout
+    n = sum(counts.values())
+    assert f"{n} samples, {n - 1} JPEG frames checked" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("how", ("height0", "dqt"))
+def test_skip_leaves_out_exactly_the_bad_jpeg_header(tmp_path, how):
+    """Evaluation: the same as the shards without the sample. Training: the
+    sample is left out and nothing else (the reader goes on decoding)."""
+    root = str(tmp_path / "d")
+    u.make_dataset(root, counts=COUNTS, version=2)
+    u.break_jpeg_header(root, "test", "test0001", how)
+    u.break_jpeg_header(root, "train", "train0002", how)
+    clean = str(tmp_path / "clean")
+    u.make_dataset(clean, counts=COUNTS, version=2, drop=("test0001",))
+    u.break_jpeg_header(clean, "train", "train0002", how)
+    ra = run([binary("train"), *BASE, "--data", root, "--out", str(tmp_path / "a"), "--bad-samples", "skip"])
+    assert ra.returncode == 0, ra.stderr
+    rb = run([binary("train"), *BASE, "--data", clean, "--out", str(tmp_path / "b"), "--bad-samples", "skip"])
+    assert rb.returncode == 0, rb.stderr
+    for sid in ("test0001", "train0002"):
+        named = [l for l in ra.stderr.splitlines() if sid in l]
+        assert len(named) == 1 and "skipped" in named[0] and "JPEG" in named[0], ra.stderr
+    assert sorted({b["id"] for b in records(str(tmp_path / "a"), "bad_sample")}) == ["test0001", "train0002"]
+    assert {b["id"] for b in records(str(tmp_path / "b"), "bad_sample")} == {"train0002"}
+    assert len(records(str(tmp_path / "a"), "step")) == 2 * (12 // 4)
+    assert records(str(tmp_path / "a"), "epoch") == records(str(tmp_path / "b"), "epoch")
+    assert_same_weights(str(tmp_path / "a" / "last.h5"), str(tmp_path / "b" / "last.h5"))

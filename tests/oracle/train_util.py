@@ -210,3 +210,42 @@ def corrupt_sample(root, split, sid, what):
                 d[off + 40] = d[off + 40] ^ 0x40
             return path
     raise KeyError(sid)
+
+
+def break_jpeg_header(root, split, sid, how):
+    """Makes the first JPEG of sample sid one whose header does not parse
+    (same length, in place), and rewrites the sample's crc32/record so that
+    only the JPEG is bad (docs/FORMAT.md): how = "height0" (SOF height 0),
+    "huge" (SOF 65535 x 65535), "dqt" (a flipped byte in the DQT marker's
+    length), "soi" (the SOI marker flipped). Returns the shard's file name."""
+    for name in sorted(os.listdir(root)):
+        if not (name.startswith(split + "-") and name.endswith(".h5")):
+            continue
+        path = os.path.join(root, name)
+        with h5py.File(path, "r+") as f:
+            ids = [x.decode() if isinstance(x, bytes) else x for x in f["id"][:]]
+            if sid not in ids:
+                continue
+            i = ids.index(sid)
+            F = int(f.attrs["frames_per_sample"])
+            offs = f["video/offset"][i * F:(i + 1) * F + 1].astype(np.int64)
+            d = f["video/jpeg"]
+            frames = [bytes(d[offs[k]:offs[k + 1]]) for k in range(F)]
+            jp = bytearray(frames[0])
+            marker = {"height0": b"\xff\xc0", "huge": b"\xff\xc0", "dqt": b"\xff\xdb", "soi": b"\xff\xd8"}[how]
+            at = jp.index(marker)
+            if how == "height0":
+                jp[at + 5:at + 7] = b"\0\0"
+            elif how == "huge":
+                jp[at + 5:at + 9] = b"\xff\xff\xff\xff"
+            elif how == "dqt":
+                jp[at + 2] ^= 0x40
+            else:
+                jp[at + 1] ^= 0x40
+            frames[0] = bytes(jp)
+            d[offs[0]:offs[1]] = np.frombuffer(frames[0], np.uint8)
+            if "crc32/record" in f:
+                seg, ft = f["segment"][i], f["frame_time"][i]
+                f["crc32/record"][i] = record_crc(sid, int(f["label"][i]), seg, ft, frames)
+            return name
+    raise KeyError(sid)

@@ -241,3 +241,129 @@ Test(frames, jpeg_decode_round_trip_and_bounds)
     free(img.rgb);
     fr_jpeg_destroy(j);
 }
+
+/* A 64x48 test picture encoded at quality 90, its decoding by a fresh
+ * TurboJPEG handle as the reference, and the offset of its SOF0 marker. */
+static uint8_t *good_jpeg(fr_jpeg *j, size_t *n, uint8_t **ref, size_t *sof)
+{
+    cm_err err;
+    fr_image img = {.width = 64, .height = 48};
+    img.rgb = malloc(64 * 48 * 3);
+    for (int i = 0; i < 64 * 48 * 3; i++)
+        img.rgb[i] = (uint8_t)((i * 13) ^ (i >> 5));
+    uint8_t *jp = NULL;
+    cr_assert_eq(fr_jpeg_encode(j, &img, 90, &jp, n, &err), 0, "%s", err.msg);
+    free(img.rgb);
+    tjhandle t = tjInitDecompress();
+    *ref = malloc(64 * 48 * 3);
+    cr_assert_eq(tjDecompress2(t, jp, *n, *ref, 64, 0, 48, TJPF_RGB, 0), 0);
+    tjDestroy(t);
+    for (*sof = 2; *sof + 8 < *n; (*sof)++)
+        if (jp[*sof] == 0xFF && jp[*sof + 1] == 0xC0)
+            break;
+    cr_assert(*sof + 8 < *n);
+    return jp;
+}
+
+/* The good picture decodes on j, to the reference pixels. */
+static void expect_good_decodes(fr_jpeg *j, const uint8_t *jp, size_t n, const uint8_t *ref, const char *after)
+{
+    cm_err err;
+    uint8_t *rgb = NULL;
+    size_t cap = 0;
+    int w = 0, h = 0;
+    cr_assert_eq(fr_jpeg_decode(j, jp, n, &rgb, &cap, &w, &h, &err), 0, "after %s: %s", after, err.msg);
+    cr_assert(w == 64 && h == 48);
+    cr_assert_arr_eq(rgb, ref, 64 * 48 * 3, "after %s: other pixels", after);
+    free(rgb);
+}
+
+/* Issue 16 item 4: a JPEG whose header does not parse left TurboJPEG's
+ * decompressor mid-header (tjDecompressHeader3 returns without aborting the
+ * libjpeg decompression on an error), and every later decode on that handle
+ * failed ("two SOI markers"). One bad picture is one failure: each bad kind
+ * below is decoded, then the good picture on the same handle. */
+Test(frames, jpeg_bad_then_good_on_one_handle)
+{
+    cm_err err;
+    fr_jpeg *j = fr_jpeg_create(&err);
+    cr_assert(j);
+    size_t n, sof;
+    uint8_t *ref;
+    uint8_t *jp = good_jpeg(j, &n, &ref, &sof);
+    uint8_t *bad = malloc(n);
+    uint8_t *rgb = NULL;
+    size_t cap = 0;
+    int w, h;
+    struct {
+        const char *what;
+        size_t at;
+        uint8_t v[4];
+        int len;
+    } kinds[] = {
+        {"height 0 (empty image)", sof + 5, {0, 0}, 2},
+        {"65535x65535 (over libjpeg's limit)", sof + 5, {0xFF, 0xFF, 0xFF, 0xFF}, 4},
+        {"30000x30000 (over FR_MAX_PIXELS)", sof + 5, {30000 >> 8, 30000 & 0xff, 30000 >> 8, 30000 & 0xff}, 4},
+        {"0 components", sof + 9, {0}, 1},
+        {"a bad SOF length", sof + 2, {0xFF, 0xF0}, 2},
+        {"no SOI", 0, {0x00}, 1},
+    };
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        memcpy(bad, jp, n);
+        memcpy(bad + kinds[k].at, kinds[k].v, (size_t)kinds[k].len);
+        cr_expect_eq(fr_jpeg_decode(j, bad, n, &rgb, &cap, &w, &h, &err), -1, "%s decoded", kinds[k].what);
+        expect_good_decodes(j, jp, n, ref, kinds[k].what);
+    }
+    /* cut short at every length through the headers and into the data */
+    for (size_t cut = 1; cut < n; cut += cut < sof + 700 ? 1 : 97) {
+        fr_jpeg_decode(j, jp, cut, &rgb, &cap, &w, &h, &err);
+        char what[64];
+        snprintf(what, sizeof what, "the first %zu bytes", cut);
+        expect_good_decodes(j, jp, n, ref, what);
+    }
+    /* every byte of the headers flipped (whatever the bad one gives) */
+    size_t hdr_end = sof;
+    while (hdr_end + 1 < n && !(jp[hdr_end] == 0xFF && jp[hdr_end + 1] == 0xDA))
+        hdr_end++;
+    for (size_t at = 0; at < hdr_end + 16 && at < n; at++) {
+        memcpy(bad, jp, n);
+        bad[at] ^= 0xFF;
+        fr_jpeg_decode(j, bad, n, &rgb, &cap, &w, &h, &err);
+        char what[64];
+        snprintf(what, sizeof what, "byte %zu flipped", at);
+        expect_good_decodes(j, jp, n, ref, what);
+    }
+    free(rgb);
+    free(bad);
+    free(ref);
+    free(jp);
+    fr_jpeg_destroy(j);
+}
+
+/* Rotations that are not multiples of 90 degrees are flagged, naming the
+ * matrix's angle; multiples of 90 are not (issue 16). */
+Test(frames, odd_rotation_is_flagged)
+{
+    int32_t m[9];
+    cm_err err;
+    int odd[] = {45, 30, -30, 135, 91, -179, 2};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        av_display_rotation_set(m, odd[i]);
+        /* the angle as ffprobe shows it (av_display_rotation_get: the sign is the matrix's convention) */
+        int shown = (int)lround(av_display_rotation_get(m));
+        cr_assert(abs(shown) == abs(odd[i]));
+        fr_orient o = fr_orient_from_matrix(m);
+        cr_expect(o.unsupported && o.matrix_deg == shown, "%d: %d %d", odd[i], o.unsupported, o.matrix_deg);
+        cr_expect_eq(fr_orient_check(o, &err), -1);
+        char want[64];
+        snprintf(want, sizeof want, "rotation of %d degrees is not a multiple of 90", shown);
+        cr_expect(strstr(err.msg, want) != NULL, "%s", err.msg);
+    }
+    int right[] = {0, 90, 180, -90, 270, -180};
+    for (size_t i = 0; i < sizeof right / sizeof right[0]; i++) {
+        av_display_rotation_set(m, right[i]);
+        fr_orient o = fr_orient_from_matrix(m);
+        cr_expect(!o.unsupported, "%d", right[i]);
+        cr_expect_eq(fr_orient_check(o, &err), 0);
+    }
+}
