@@ -47,7 +47,7 @@ static int plan_join(st_lock *l, int alone, const char *plan, cm_err *err)
         return cm_write_file_atomic(path, plan, strlen(plan), err);
     char *text = NULL;
     size_t n = 0;
-    if (cm_read_file(path, &text, &n, err) != 0)
+    if (cm_read_regular(path, ST_INDEX_MAX, &text, &n, err) != 0)
         return -1;
     int same = n == strlen(plan) && !memcmp(text, plan, n);
     free(text);
@@ -154,6 +154,9 @@ static void put_field(FILE *f, const char *s, int last)
 typedef struct shard_check {
     size_t count, nfailed;
     cJSON *fails; /* [[id, reason], ...] */
+    int version;
+    char digest[ST_DIGEST_LEN + 1];
+    cJSON *ids;   /* [first, last] or [] */
 } shard_check;
 
 /* 0: complete and as planned; 1: missing or not the planned one (err says which). */
@@ -176,12 +179,21 @@ static int check_shard(const char *path, const char *cover, size_t rows, shard_c
     }
     c->nfailed = ok ? (size_t)cJSON_GetArraySize(c->fails) : 0;
     ok = ok && c->count + c->nfailed == rows;
+    c->version = st_shard_version(s);
+    st_shard_digest(s, c->digest);
+    c->ids = cJSON_CreateArray();
+    if (c->count) {
+        cJSON_AddItemToArray(c->ids, cJSON_CreateString(st_shard_id(s, 0)));
+        cJSON_AddItemToArray(c->ids, cJSON_CreateString(st_shard_id(s, c->count - 1)));
+    }
     free(note);
     free(fn);
     st_shard_close(s);
     if (!ok) {
         cJSON_Delete(c->fails);
+        cJSON_Delete(c->ids);
         c->fails = NULL;
+        c->ids = NULL;
         return cm_err_set(err, "%s: not the shard plan.json expects (another run's, or incomplete)", path), 1;
     }
     return 0;
@@ -220,6 +232,9 @@ static int index_split(const char *dir, const cJSON *sp, size_t M, cJSON *index_
         cJSON *it = cJSON_AddArrayToObject(e, "items");
         cJSON_AddItemToArray(it, cJSON_CreateNumber((double)lo));
         cJSON_AddItemToArray(it, cJSON_CreateNumber((double)hi));
+        cJSON_AddNumberToObject(e, "version", c.version);
+        cJSON_AddStringToObject(e, "digest", c.digest);
+        cJSON_AddItemToObject(e, "ids", c.ids);
         cJSON_AddItemToArray(sh, e);
         cJSON_ArrayForEach(fe, c.fails) {
             put_field(f, cJSON_GetArrayItem(fe, 0)->valuestring, 0);
@@ -244,7 +259,7 @@ static cJSON *load_plan(const char *dir, cm_err *err)
     char path[CM_PATH_MAX], *text;
     size_t len;
     snprintf(path, sizeof path, "%.4000s/plan.json", dir);
-    if (cm_read_file(path, &text, &len, err) != 0)
+    if (cm_read_regular(path, ST_INDEX_MAX, &text, &len, err) != 0)
         return NULL;
     cJSON *r = cJSON_Parse(text);
     free(text);
@@ -262,10 +277,17 @@ static cJSON *load_plan(const char *dir, cm_err *err)
     return r;
 }
 
-/* index.json: the plan's static fields, the splits found, the totals. */
-static int write_index(const char *dir, const cJSON *plan, char *tsv, size_t tsv_len, cm_err *err)
+/* index.json: the plan's static fields, the splits found, the totals,
+ * once the folder passes st_folder_check with it (nothing written else). */
+static int write_index(const char *dir, cJSON *plan, char *tsv, size_t tsv_len, cm_err *err)
 {
-    char path[CM_PATH_MAX];
+    char path[CM_PATH_MAX], digest[ST_DIGEST_LEN + 1];
+    st_folder_digest(cJSON_GetObjectItemCaseSensitive(plan, "splits"), cJSON_GetObjectItemCaseSensitive(plan, "aliases"),
+                     digest);
+    cJSON_AddStringToObject(plan, "digest", digest);
+    cJSON_AddNumberToObject(plan, "index_version", ST_INDEX_VERSION);
+    if (st_folder_check(dir, plan, NULL, NULL, NULL, NULL, err) != 0)
+        return 1;
     snprintf(path, sizeof path, "%.4000s/failures.tsv", dir);
     if (cm_write_file_atomic(path, tsv, tsv_len, err) != 0)
         return -1;

@@ -247,7 +247,8 @@ static int check_checkpoints(tr_run *r)
         char *ck_id = NULL;
         if (ld_ckpt_identity(paths[k], &ck_id, &err) != 0)
             return fail(paths[k], err.msg);
-        int bad = ck_id && ld_identity_compare(r->identity, ck_id, &err) != 0;
+        int bad = ck_id && (ld_identity_compare(r->identity, ck_id, &err) != 0 ||
+                            (paths[k] == r->last_path && ld_identity_same_content(r->identity, ck_id, &err) != 0));
         free(ck_id);
         if (bad) {
             char what[2 * CM_PATH_MAX + 32];
