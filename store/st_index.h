@@ -38,8 +38,12 @@ int st_lock_index(st_lock *l, cm_err *err);
 void st_lock_release(st_lock *l);
 
 /* Writes DIR/failures.tsv and DIR/index.json (atomically) from DIR/plan.json
- * and the shards. Returns 0 when written, 1 when a planned shard is missing
- * or incomplete (err names it; nothing written), -1 on an error. */
+ * and the shards; a folder without plan.json (written before parts, or by
+ * hand) gets its index.json recomputed from the shards it lists (counts,
+ * versions, digests, ids, totals; missing metadata from the first shard).
+ * Either way the result must pass st_folder_check. Returns 0 when written,
+ * 1 when a shard is missing, incomplete or refused (err names it; nothing
+ * written), -1 on an error. */
 int st_index_write(const char *dir, cm_err *err);
 
 /* ---- The folder as one whole (st_folder.c; docs/FORMAT.md, "index.json") ----

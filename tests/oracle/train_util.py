@@ -147,6 +147,8 @@ def write_index(root, index):
     index["digest"] = folder_digest(index)
     with open(os.path.join(root, "index.json"), "w") as f:
         json.dump(index, f, indent=1)
+    if not os.path.exists(os.path.join(root, "failures.tsv")):
+        open(os.path.join(root, "failures.tsv"), "w").close()
     return index
 
 
