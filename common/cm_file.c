@@ -173,9 +173,13 @@ static int open_regular(const char *path, struct stat *st, cm_err *err)
 int cm_check_regular(const char *path, cm_err *err)
 {
     struct stat st;
-    int fd = open_regular(path, &st, err);
-    if (fd < 0)
-        return -1;
+    cm_err e;
+    int fd = open_regular(path, &st, &e);
+    if (fd < 0) { /* the same reason without the path: the caller names the file */
+        size_t n = strlen(path);
+        const char *why = !strncmp(e.msg, path, n) && !strncmp(e.msg + n, ": ", 2) ? e.msg + n + 2 : e.msg;
+        return cm_err_set(err, "%s", why);
+    }
     close(fd);
     return 0;
 }

@@ -8,6 +8,8 @@
 #include "common/cm_file.h"
 #include "ingest/ingest.h"
 
+#define IG_PRESET_MAX ((size_t)1 << 20) /* bytes of a preset file */
+
 void ig_preset_init(ig_preset *p)
 {
     memset(p, 0, sizeof *p);
@@ -201,7 +203,7 @@ int ig_preset_load(ig_preset *p, const char *path, cm_err *err)
 {
     char *text;
     size_t len;
-    if (cm_read_file(path, &text, &len, err) != 0)
+    if (cm_read_regular(path, IG_PRESET_MAX, &text, &len, err) != 0)
         return -1;
     int lineno = 0, rc = 0;
     char *save = NULL;

@@ -108,40 +108,12 @@ typedef struct text_lines {
     int lineno; /* of the line last returned, counting blank ones */
 } text_lines;
 
-/* A regular file read whole: opened without blocking (a FIFO would wait for a
- * writer forever), then checked to be a regular file of a sane size. */
+/* A regular file read whole (common/cm_file.h: opened without blocking, a
+ * FIFO or device refused, at most ANNOTATION_MAX bytes). */
 static int read_regular(const char *path, char **text, cm_err *err)
 {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return cm_err_set(err, "%s: %s", path, strerror(errno));
-    struct stat st;
-    int rc = 0;
-    if (fstat(fd, &st) != 0)
-        rc = cm_err_set(err, "%s: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        rc = cm_err_set(err, "%s: not a regular file", path);
-    else if ((size_t)st.st_size > ANNOTATION_MAX)
-        rc = cm_err_set(err, "%s: larger than %zu bytes", path, ANNOTATION_MAX);
-    else if (!(*text = malloc((size_t)st.st_size + 1)))
-        rc = cm_err_set(err, "%s: out of memory", path);
     size_t n = 0;
-    while (rc == 0 && n < (size_t)st.st_size) {
-        ssize_t r = pread(fd, *text + n, (size_t)st.st_size - n, (off_t)n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            rc = cm_err_set(err, "%s: read failed: %s", path, r ? strerror(errno) : "file shrank");
-            free(*text);
-            *text = NULL;
-        } else {
-            n += (size_t)r;
-        }
-    }
-    if (rc == 0)
-        (*text)[n] = '\0';
-    close(fd);
-    return rc;
+    return cm_read_regular(path, ANNOTATION_MAX, text, &n, err);
 }
 
 static int lines_open(text_lines *t, const char *path, cm_err *err)

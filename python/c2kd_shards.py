@@ -315,6 +315,8 @@ def _read_index(root):
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise ShardError(_not_regular(index, st.st_mode))
+        if st.st_size > INDEX_MAX:
+            raise ShardError(f"{index}: {st.st_size} bytes, more than the {INDEX_MAX} an index may hold")
         text = f.read(INDEX_MAX + 1)
     if len(text) > INDEX_MAX:
         raise ShardError(f"{index}: more than the {INDEX_MAX} bytes an index may hold")

@@ -273,7 +273,7 @@ static int open_all(folder *f, cm_err *err)
         if (lstat(path, &st) != 0 && errno == ENOENT)
             return cm_err_set(err, "%s: missing (listed in index.json)", x->file);
         if (cm_check_regular(path, err) != 0)
-            return cm_err_prefix(err, "index.json lists");
+            return cm_err_prefix(err, "%s (listed in index.json)", x->file);
         if (!(x->s = st_shard_open(path, err)))
             return cm_err_prefix(err, "%s", x->file);
         f->n++;

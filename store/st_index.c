@@ -64,8 +64,8 @@ static int take(st_lock *l, int part_k, int part_n, const char *plan, cm_err *er
     int part = part_n > 1;
     if (lk(l->fd, F_SETLK, part ? F_RDLCK : F_WRLCK, B_SET) != 0) {
         long pid = holder(l->fd, part ? F_RDLCK : F_WRLCK, B_SET);
-        return cm_err_set(err, "%s: in use by another ingest or store index (pid %ld); wait for it to finish "
-                               "or use another folder", l->dir, pid);
+        return cm_err_set(err, "%s: in use by another ingest, store index or train (pid %ld); wait for it to "
+                               "finish or use another folder", l->dir, pid);
     }
     if (part && lk(l->fd, F_SETLK, F_WRLCK, B_PART + part_k) != 0)
         return cm_err_set(err, "%s: part %d/%d is already being written (pid %ld)", l->dir, part_k, part_n,

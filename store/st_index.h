@@ -30,8 +30,9 @@ typedef struct st_lock st_lock;
 /* Takes DIR's lock (DIR must exist). part_n <= 1: the whole set; else part
  * part_k of part_n. plan_json: the writer's plan, written to DIR/plan.json
  * when no other part runs, else compared with it; index.json is removed (a
- * folder without it is unfinished). plan_json NULL: an indexer (store index),
- * exclusive, touching nothing. NULL on refusal or error (err says which). */
+ * folder without it is unfinished). plan_json NULL: exclusive, touching
+ * nothing else (store index; train's run folder). NULL on refusal or error
+ * (err says which). */
 st_lock *st_lock_take(const char *dir, int part_k, int part_n, const char *plan_json, cm_err *err);
 /* Under the lock's mutex: st_index_write. Returns its result. */
 int st_lock_index(st_lock *l, cm_err *err);

@@ -152,8 +152,13 @@ void st_shard_close(st_shard *s)
 
 static int open_file(st_shard *s, const char *path, cm_err *err)
 {
-    if (!cm_is_file(path))
-        return cm_err_set(err, "%s", cm_is_dir(path) ? "is a directory" : "no such file");
+    struct stat st0;
+    if (stat(path, &st0) != 0)
+        return cm_err_set(err, "%s", errno == ENOENT ? "no such file" : strerror(errno));
+    if (S_ISDIR(st0.st_mode))
+        return cm_err_set(err, "is a directory");
+    if (cm_check_regular(path, err) != 0)
+        return -1;
     s->fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (s->fd < 0 || fstat(s->fd, &st) != 0)
