@@ -333,6 +333,30 @@ def _is_count(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and v == int(v)
 
 
+def _tiling_problem(sp, M):
+    """An index written from an ingest plan (it states "shard_items" M): shard k of a split of
+    N manifest rows covers rows [k*M, min((k+1)*M, N)), each row a sample or a failure."""
+    if not _is_count(M) or M < 1:
+        return "\"shard_items\" is not a positive integer"
+    N = sp.get("items")
+    if not _is_count(N):
+        return "a split's \"items\" (its manifest rows) is missing or not a count"
+    bad = "the shards do not cover the split's manifest rows in order (an entry missing, moved or edited)"
+    failed = 0
+    for k, e in enumerate(sp["shards"]):
+        lo = k * M
+        hi = min(lo + M, N)
+        it, fl = e.get("items"), e.get("failed")
+        if not isinstance(it, list) or it != [lo, hi] or not _is_count(fl) or lo >= N or e["count"] + fl != hi - lo:
+            return bad
+        failed += fl
+    if len(sp["shards"]) * M < N:
+        return bad
+    if not _is_count(sp.get("failed")) or sp["failed"] != failed:
+        return "a split's \"failed\" is not the sum of its shards'"
+    return None
+
+
 def _index_problem(idx):
     """The reason the index's own fields are malformed (as store/st_folder.c), None when fine."""
     if "index_version" not in idx:
@@ -377,6 +401,9 @@ def _index_problem(idx):
             n += e["count"]
         if not _is_count(sp.get("count")) or sp["count"] != n:
             return "a split's count is not the sum of its shards' counts"
+        why = _tiling_problem(sp, idx["shard_items"]) if "shard_items" in idx else None
+        if why:
+            return why
         total += n
     if not _is_count(idx.get("count")) or idx["count"] != total:
         return "\"count\" is not the sum of the splits' counts"

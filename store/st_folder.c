@@ -132,6 +132,33 @@ static const char *entry_problem(const cJSON *e)
     return NULL;
 }
 
+/* An index written from an ingest plan (it states "shard_items" M): shard k
+ * of a split of N manifest rows covers rows [k*M, min((k+1)*M, N)), every
+ * row either a sample or a failure, the shards in order and none missing. */
+static const char *tiling_problem(const cJSON *sp, double M)
+{
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(sp, "items"), *e;
+    if (!is_count(items))
+        return "a split's \"items\" (its manifest rows) is missing or not a count";
+    double N = items->valuedouble, k = 0, failed = 0;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(sp, "shards")) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(e, "items"), *fl = cJSON_GetObjectItemCaseSensitive(e, "failed");
+        double lo = k * M, hi = lo + M < N ? lo + M : N;
+        if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 2 || !is_count(fl) ||
+            cJSON_GetArrayItem(it, 0)->valuedouble != lo || cJSON_GetArrayItem(it, 1)->valuedouble != hi || lo >= N ||
+            cJSON_GetObjectItemCaseSensitive(e, "count")->valuedouble + fl->valuedouble != hi - lo)
+            return "the shards do not cover the split's manifest rows in order (an entry missing, moved or edited)";
+        failed += fl->valuedouble;
+        k++;
+    }
+    if (k * M < N)
+        return "the shards do not cover the split's manifest rows in order (an entry missing, moved or edited)";
+    if (!is_count(cJSON_GetObjectItemCaseSensitive(sp, "failed")) ||
+        cJSON_GetObjectItemCaseSensitive(sp, "failed")->valuedouble != failed)
+        return "a split's \"failed\" is not the sum of its shards'";
+    return NULL;
+}
+
 /* The index's own fields: types, ranges and sums. */
 static const char *index_problem(folder *f)
 {
@@ -170,6 +197,9 @@ static const char *index_problem(folder *f)
     f->frames = (int)cJSON_GetArrayItem(shape, 1)->valuedouble;
     f->f32 = !strcmp(dt, "float32");
     double total = 0;
+    const cJSON *M = cJSON_GetObjectItemCaseSensitive(ix, "shard_items");
+    if (M && (!is_count(M) || M->valuedouble < 1))
+        return "\"shard_items\" is not a positive integer";
     cJSON_ArrayForEach(sp, f->splits) {
         const cJSON *shards = cJSON_GetObjectItemCaseSensitive(sp, "shards");
         if (!cJSON_IsObject(sp) || !cJSON_IsArray(shards))
@@ -184,6 +214,9 @@ static const char *index_problem(folder *f)
         if (!is_count(cJSON_GetObjectItemCaseSensitive(sp, "count")) ||
             cJSON_GetObjectItemCaseSensitive(sp, "count")->valuedouble != sum)
             return "a split's count is not the sum of its shards' counts";
+        const char *why = M ? tiling_problem(sp, M->valuedouble) : NULL;
+        if (why)
+            return why;
         total += sum;
     }
     if (!is_count(cJSON_GetObjectItemCaseSensitive(ix, "count")) ||

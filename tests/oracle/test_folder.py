@@ -310,3 +310,42 @@ def test_verify_faults_bad_times(pristine, tmp_path, seg, ft, word):
     assert v.returncode == 1, v.stdout
     faults = [x for x in v.stdout.splitlines() if "fault(s)" not in x]
     assert len(faults) == 1 and f"sample 2 ({sid})" in faults[0] and word in faults[0], v.stdout
+
+
+# ---------------------------------------------------------------- a folder written by ingest
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    from ingest_util import generate
+    base = tmp_path_factory.mktemp("ingested")
+    generate("ave", base / "ave", classes=2, per_class=4, seconds=1, bad=False)
+    out = str(base / "out")
+    r = run([binary("ingest"), "--dataset", "ave", "--root", base / "ave", "--out", out, "--jobs", "2",
+             "--shard-items", "1", "--set", "duration=1", "--quiet"])
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.mark.parametrize("edit", ["entry dropped", "entries swapped", "rows edited", "failed edited"])
+def test_an_ingest_index_rewritten_and_resealed(ingested, tmp_path, edit):
+    """An index written from a plan states its manifest rows ("shard_items", "items"): its
+    shards must cover them in order, so an entry dropped (its file deleted too) or two entries
+    swapped is refused even with every count and the folder digest made to agree."""
+    d = copy(ingested, tmp_path)
+    idx = index(d)
+    name = max(idx["splits"], key=lambda s: len(idx["splits"][s]["shards"]))
+    sp = idx["splits"][name]
+    assert len(sp["shards"]) >= 2
+    if edit == "entry dropped":
+        gone = sp["shards"].pop()
+        os.unlink(os.path.join(d, gone["file"]))
+        sp["count"] -= gone["count"]
+        idx["count"] -= gone["count"]
+    elif edit == "entries swapped":
+        sp["shards"][0], sp["shards"][1] = sp["shards"][1], sp["shards"][0]
+    elif edit == "rows edited":
+        sp["items"] -= 1
+    else:
+        sp["shards"][0]["failed"] += 1
+    put_index(d, idx)
+    refused_everywhere(d, "index.json", tmp_path=tmp_path)
