@@ -174,6 +174,8 @@ int cm_check_regular(const char *path, cm_err *err)
 {
     struct stat st;
     cm_err e;
+    if (lstat(path, &st) != 0 && errno == ENOENT)
+        return cm_err_set(err, "no such file");
     int fd = open_regular(path, &st, &e);
     if (fd < 0) { /* the same reason without the path: the caller names the file */
         size_t n = strlen(path);

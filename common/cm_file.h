@@ -59,9 +59,9 @@ int cm_read_regular(const char *path, size_t max_bytes, char **data, size_t *n, 
 /* cm_read_regular with max_bytes = CM_READ_MAX. */
 int cm_read_file(const char *path, char **data, size_t *n, cm_err *err);
 /* 0 when path is a regular file (checked as cm_read_regular does, without
- * blocking on a FIFO), else -1 with err "not a regular file (a FIFO)" or the
- * OS reason, WITHOUT the path (the caller names the file). For inputs opened
- * by a library (FFmpeg, HDF5). */
+ * blocking on a FIFO), else -1 with err "no such file", "not a regular file
+ * (a FIFO)" or the OS reason, WITHOUT the path (the caller names the file).
+ * For inputs opened by a library (FFmpeg, HDF5). */
 int cm_check_regular(const char *path, cm_err *err);
 
 /* mkdir -p. */

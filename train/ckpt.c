@@ -462,8 +462,8 @@ int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int wi
             snprintf(items[i].src, sizeof items[i].src, "%s", regs[i]->group);
         }
     }
-    if (!cm_is_file(path))
-        return cm_err_set(err, "no such file");
+    if (cm_check_regular(path, err) != 0) /* a FIFO or device: refused, not opened by HDF5 */
+        return -1;
     st_h5_quiet q;
     st_h5_quiet_begin(&q);
     int rc = 0, nloaded = 0;
@@ -534,8 +534,8 @@ int tr_checkpoint_read_meta(const char *path, char **config, char **recipe, cm_e
         *config = NULL;
     if (recipe)
         *recipe = NULL;
-    if (!cm_is_file(path))
-        return cm_err_set(err, "no such file");
+    if (cm_check_regular(path, err) != 0) /* a FIFO or device: refused, not opened by HDF5 */
+        return -1;
     st_h5_quiet q;
     st_h5_quiet_begin(&q);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);

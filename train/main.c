@@ -248,8 +248,8 @@ static int check_checkpoints(tr_run *r)
     for (int k = 0; k < 3; k++) {
         if (!paths[k])
             continue;
-        if (!cm_is_file(paths[k]))
-            return fail(paths[k], "no such checkpoint file");
+        if (cm_check_regular(paths[k], &err) != 0) /* absent, or a FIFO, a device: refused at once */
+            return fail(paths[k], err.msg);
         char *ck_id = NULL;
         if (ld_ckpt_identity(paths[k], &ck_id, &err) != 0)
             return fail(paths[k], err.msg);

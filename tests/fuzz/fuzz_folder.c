@@ -266,8 +266,11 @@ static void index_op(cJSON *ix, uint8_t kind, uint8_t a, uint8_t b, uint8_t c)
         field_op(ix, a, b, c);
         break;
     case 7: /* duplicate entry a into split b */
-        if ((e = entry_at(ix, a, NULL)) && (sp = split_at(ix, b)))
-            cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(sp, "shards"), cJSON_Duplicate(e, 1));
+        if ((e = entry_at(ix, a, NULL)) && (sp = split_at(ix, b))) {
+            cJSON *d = cJSON_Duplicate(e, 1);
+            if (!cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(sp, "shards"), d))
+                cJSON_Delete(d);
+        }
         break;
     case 8: /* delete entry a */
         if ((e = entry_at(ix, a, &arr)))
@@ -278,10 +281,10 @@ static void index_op(cJSON *ix, uint8_t kind, uint8_t a, uint8_t b, uint8_t c)
             cJSON_DetachItemViaPointer(arr, e);
             cJSON *to = cJSON_GetObjectItemCaseSensitive(sp, "shards");
             int n = cJSON_GetArraySize(to);
-            if (n && c % (n + 1) < n)
-                cJSON_InsertItemInArray(to, c % (n + 1), e);
-            else
-                cJSON_AddItemToArray(to, e);
+            int ok = cJSON_IsArray(to) && (n && c % (n + 1) < n ? cJSON_InsertItemInArray(to, c % (n + 1), e)
+                                                                : cJSON_AddItemToArray(to, e));
+            if (!ok)
+                cJSON_Delete(e);
         }
         break;
     case 10: /* classes swapped, or an alias */

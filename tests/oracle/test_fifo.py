@@ -110,3 +110,14 @@ def test_manifest_row_with_a_fifo(clip, tmp_path):
     assert len(fails) == 1 and fails[0].startswith("b\ttrain\t") and "not a regular file" in fails[0], fails
     with open(out / "index.json") as f:
         assert json.load(f)["count"] == 2
+
+
+@pytest.mark.parametrize("opt", ["--init", "--teacher-ckpt"])
+def test_checkpoint_fifo(folder, tmp_path, opt):
+    ck = str(tmp_path / "ck.h5")
+    os.mkfifo(ck)
+    r = run([binary("train"), "--data", folder, "--out", str(tmp_path / "run"), "--device", "cpu", "--batch-size", "4",
+             "--method", "kd",
+             opt, ck])
+    one_line(r, "ck.h5", "not a regular file (a FIFO)")
+    assert not os.path.exists(tmp_path / "run")

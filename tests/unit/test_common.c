@@ -213,5 +213,5 @@ Test(file, read_regular_refuses_fifos_devices_and_oversize, .init = mkdir_tmp)
     cr_assert_str_eq(err.msg, "not a regular file (a directory)");
     snprintf(path, sizeof path, "%s/none", dir);
     cr_assert_eq(cm_check_regular(path, &err), -1);
-    cr_assert_str_eq(err.msg, "No such file or directory");
+    cr_assert_str_eq(err.msg, "no such file");
 }
