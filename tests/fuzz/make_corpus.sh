@@ -64,3 +64,5 @@ printf '' > "$out/folder/none"
 printf '\000\000\001\000' > "$out/folder/copy"
 printf '\010\001\000\000\013\000\000\000' > "$out/folder/drop-reseal"
 printf '\003\000\002\000\013\000\000\000' > "$out/folder/swap-reseal"
+# a longer list (so that inputs of many operations are tried early): copy, rename, field edits, move, reseal
+printf '\000\001\002\000\002\003\004\000\006\000\001\002\006\002\003\001\011\004\001\000\012\001\002\002\001\005\000\000\013\000\000\000' > "$out/folder/many"
