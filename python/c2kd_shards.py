@@ -359,9 +359,6 @@ def _tiling_problem(sp, M):
 
 def _index_problem(idx):
     """The reason the index's own fields are malformed (as store/st_folder.c), None when fine."""
-    if "index_version" not in idx:
-        return ("written before index version 2 (no shard digests): run `store index DIR` to re-index it from its "
-                "shards")
     if idx["index_version"] != INDEX_VERSION:
         return "unsupported index_version (this reader: 2)"
     splits, classes = idx.get("splits"), idx.get("classes")
@@ -455,6 +452,9 @@ def open_folder(root):
     aliases only val -> a split that is not train, no unlisted shard. Returns (index,
     {split: [_Shard, ...]}); anything else raises ShardError with one line."""
     idx = _read_index(root)
+    if "index_version" not in idx:
+        raise ShardError(f"{os.path.join(root, 'index.json')}: written before index version 2 (no shard digests): "
+                         f"run `store index {root}` to re-index it from its shards")
     why = _index_problem(idx)
     if why:
         raise ShardError(f"{os.path.join(root, 'index.json')}: {why}")
@@ -474,7 +474,10 @@ def open_folder(root):
             p = os.path.join(root, name)
             if not os.path.lexists(p):
                 raise ShardError(f"{name}: missing (listed in index.json)")
-            mode = os.stat(p).st_mode
+            try:
+                mode = os.stat(p).st_mode
+            except OSError as e:
+                raise ShardError(f"{name}: {e.strerror} (listed in index.json)") from None
             if not stat.S_ISREG(mode):
                 raise ShardError(f"index.json lists: {_not_regular(p, mode)}")
             s = _Shard(p)

@@ -164,9 +164,6 @@ static const char *index_problem(folder *f)
 {
     const cJSON *ix = f->ix, *c, *sp, *e;
     const cJSON *iv = cJSON_GetObjectItemCaseSensitive(ix, "index_version");
-    if (!iv)
-        return "written before index version 2 (no shard digests): run `store index DIR` to re-index it from its "
-               "shards";
     if (!cJSON_IsNumber(iv) || iv->valuedouble != ST_INDEX_VERSION)
         return "unsupported index_version (this reader: 2)";
     f->splits = cJSON_GetObjectItemCaseSensitive(ix, "splits");
@@ -384,6 +381,9 @@ int st_folder_check(const char *dir, const cJSON *index, const char *split, st_s
                     char *digest, cm_err *err)
 {
     folder f = {.dir = dir, .ix = index};
+    if (!cJSON_GetObjectItemCaseSensitive(index, "index_version"))
+        return cm_err_set(err, "index.json: written before index version 2 (no shard digests): run `store index %s` "
+                               "to re-index it from its shards", dir);
     const char *why = index_problem(&f);
     if (why)
         return cm_err_set(err, "index.json: %s", why);

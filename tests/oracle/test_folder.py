@@ -115,7 +115,9 @@ def test_store_index_writes_what_the_oracle_computes(pristine, tmp_path):
                 del e[k]
     put_index(d, idx, redigest=False)
     r = run([binary("store"), "verify", d])
-    assert r.returncode == 1 and "run `store index DIR` to re-index" in r.stdout + r.stderr
+    assert r.returncode == 1 and f"run `store index {d}` to re-index" in r.stdout + r.stderr
+    with pytest.raises(cs.ShardError, match="store index .* to re-index"):
+        cs.ShardSplit(d, "train")
     r = run([binary("train"), *TRAIN, "--data", d, "--out", str(tmp_path / "run")])
     assert r.returncode == 1 and "store index" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run([binary("store"), "index", d])
