@@ -377,6 +377,45 @@ Test(split, reads_across_shards_from_index)
     rm_tmp();
 }
 
+/* The folder is checked as one whole at open: no index, an id in two shards,
+ * a copy of a shard over another, an unlisted shard are each refused with one
+ * line naming the file (tests/oracle/test_folder.py has every attack). */
+Test(split, the_folder_is_checked_as_one_whole)
+{
+    mkdir_tmp();
+    char path[300], p2[300];
+    cm_err err;
+    const char *files[] = {"train-00000.h5", "train-00001.h5"};
+    snprintf(path, sizeof path, "%s/train-00000.h5", dir);
+    cr_assert_eq(write_shard(path, 3, 0, &err), 0, "%s", err.msg);
+    snprintf(p2, sizeof p2, "%s/train-00001.h5", dir);
+    cr_assert_eq(write_shard(p2, 2, 0, &err), 0, "%s", err.msg); /* clip_0, clip_1 again */
+    cr_assert_null(st_split_open(dir, "train", &err));
+    cr_assert(strstr(err.msg, "no index.json") && strstr(err.msg, "ingest"), "%s", err.msg);
+    write_index(files, 2, NULL, 0);
+    cr_assert_null(st_split_open(dir, "train", &err));
+    cr_assert(strstr(err.msg, "id \"clip_0\" is in both train-00000.h5 and train-00001.h5"), "%s", err.msg);
+    id_base = 10;
+    cr_assert_eq(unlink(p2), 0);
+    cr_assert_eq(write_shard(p2, 2, 0, &err), 0, "%s", err.msg);
+    id_base = 0;
+    write_index(files, 2, NULL, 0);
+    st_split *d = st_split_open(dir, "train", &err);
+    cr_assert_not_null(d, "%s", err.msg);
+    cr_assert_eq(st_split_count(d), 5);
+    cr_assert_eq(strlen(st_split_folder_digest(d)), ST_DIGEST_LEN);
+    st_split_close(d);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, p2); /* a shard copied over another */
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_null(st_split_open(dir, "train", &err));
+    cr_assert(strstr(err.msg, "train-00001.h5: "), "%s", err.msg); /* its count, ids, digest: not as listed */
+    write_index(files, 1, NULL, 0); /* train-00001.h5 no longer listed */
+    cr_assert_null(st_split_open(dir, "train", &err));
+    cr_assert(strstr(err.msg, "train-00001.h5: a shard that index.json does not list"), "%s", err.msg);
+    rm_tmp();
+}
+
 /* st_locate (used by st_split and the trainer's loader) never lands on an empty shard. */
 Test(split, locate_passes_over_empty_shards)
 {
