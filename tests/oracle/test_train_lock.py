@@ -65,3 +65,54 @@ def test_a_second_train_on_a_running_run_folder_is_refused(data, tmp_path):
     r = run([binary("train"), "--resume", out])
     assert r.returncode == 0, r.stderr
     assert files(out) != before
+
+
+def holds_lock(pid, path):
+    """True when process pid holds a POSIX lock on the file at path (from /proc/locks: no timing)."""
+    try:
+        ino = os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+    with open("/proc/locks") as f:
+        for line in f:
+            p = line.split()
+            k = p.index("POSIX") if "POSIX" in p else -1
+            if k >= 0 and p[k + 3] == str(pid) and p[k + 4].split(":")[-1] == str(ino):
+                return True
+    return False
+
+
+def test_two_real_trains_on_one_folder(data, tmp_path):
+    """A second real train started while the first holds the folder: the first is stopped
+    (SIGSTOP) once /proc/locks shows its lock, so the second always meets it."""
+    import signal
+    import subprocess
+    import time
+    out = str(tmp_path / "run")
+    a = subprocess.Popen([binary("train"), *BASE, "--data", data, "--out", out, "--epochs", "50"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while not holds_lock(a.pid, os.path.join(out, ".lock")):
+            assert a.poll() is None, a.stderr.read()
+            assert time.time() - t0 < 120  # a safety net, not the synchronisation
+            time.sleep(0.01)
+        os.kill(a.pid, signal.SIGSTOP)
+        # --force: only the lock stops it
+        r = run([binary("train"), *BASE, "--data", data, "--out", out, "--epochs", "1", "--force"])
+        lines = [x for x in r.stderr.splitlines() if x.strip()]
+        assert r.returncode == 1 and len(lines) == 1 and f"pid {a.pid}" in lines[0], r.stderr
+        # without --force: the lock, or (once the first wrote options.json) "already holds a run"
+        r = run([binary("train"), *BASE, "--data", data, "--out", out, "--epochs", "1"])
+        lines = [x for x in r.stderr.splitlines() if x.strip()]
+        assert r.returncode in (1, 2) and len(lines) == 1, r.stderr
+        assert f"pid {a.pid}" in lines[0] or "already holds a run" in lines[0], r.stderr
+        # --resume: the lock, or (before the first wrote options.json) "not a run folder"
+        r = run([binary("train"), "--resume", out])
+        lines = [x for x in r.stderr.splitlines() if x.strip()]
+        assert r.returncode == 1 and len(lines) == 1, r.stderr
+        assert f"pid {a.pid}" in lines[0] or "not a run folder" in lines[0], r.stderr
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+        a.kill()
+        a.wait()
