@@ -51,12 +51,17 @@ const char *ld_data_id(const ld_data *d, size_t i);
 /* st_meta_compatible of their metadata. */
 int ld_data_compatible(const ld_data *a, const ld_data *b, cm_err *err);
 /* The identity of the data a model was trained on, as JSON (malloc'd):
- * {"dataset", "classes", "frames_per_sample", "bins", "frames", "recipe"}.
+ * {"dataset", "classes", "frames_per_sample", "bins", "frames", "recipe",
+ * "content"}; content: the folder's digest (index.json "digest").
  * Stored in checkpoints and compared on --resume/--init/--teacher-ckpt. */
 char *ld_data_identity(const ld_data *d);
 /* Compares two identity JSON strings (classes, then recipe, F, shape);
  * 0 when equal, -1 naming the difference. */
 int ld_identity_compare(const char *ours, const char *theirs, cm_err *err);
+/* 0 when both identities name the same content (folder digest), or either
+ * names none (written before it was recorded); else -1 naming both. For
+ * --resume: a run continues only on the data it was trained on. */
+int ld_identity_same_content(const char *ours, const char *theirs, cm_err *err);
 /* The data identity a checkpoint was saved with (its root attribute
  * "recipe", written by tr_checkpoint_save from ld_data_identity), malloc'd
  * into *json, or *json = NULL when it carries none (e.g. converted from

@@ -32,6 +32,8 @@
 #include "common/cm_progress.h"
 #include "common/cm_version.h"
 #include "train/eval.h"
+#include "store/st_h5.h"
+#include "store/st_index.h"
 #include "train/loader.h"
 #include "train/metrics.h"
 #include "train/opts.h"
@@ -40,6 +42,7 @@
 #include "train/world.h"
 
 #define TOOL "train"
+#define TR_OPTIONS_MAX ((size_t)1 << 20) /* bytes of RUN/options.json */
 
 /* A phase's answer: go on, or the exit status. */
 enum { GO_ON = -1, EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
@@ -71,6 +74,7 @@ typedef struct tr_run {
     int eval_s, eval_t; /* the student / the teacher is evaluated */
     mt_log *mt;
     cm_progress *prog;
+    st_lock *lock;     /* the run folder's (lead only): one train at a time writes it */
     /* where it stands */
     tr_position pos;
     tr_rng rng;        /* the loader's stream */
@@ -138,8 +142,10 @@ static int resume_options(tr_run *r, const tr_opts *cl, char **given)
     char path[CM_PATH_MAX];
     path_in(path, sizeof path, cl->resume, "options.json");
     size_t n = 0;
-    if (cm_read_file(path, &r->opts_text, &n, &err) != 0)
-        return fail(cl->resume, "not a run folder (no readable options.json)");
+    if (cm_read_regular(path, TR_OPTIONS_MAX, &r->opts_text, &n, &err) != 0) {
+        cm_err_prefix(&err, "not a run folder (no readable options.json)");
+        return fail(cl->resume, err.msg);
+    }
     tr_opts_default(&r->op);
     if (tr_opts_from_json(&r->op, r->opts_text, &err) != 0)
         return fail(path, err.msg);
@@ -271,12 +277,13 @@ static int check_checkpoints(tr_run *r)
     for (int k = 0; k < 3; k++) {
         if (!paths[k])
             continue;
-        if (!cm_is_file(paths[k]))
-            return fail(paths[k], "no such checkpoint file");
+        if (cm_check_regular(paths[k], &err) != 0) /* absent, or a FIFO, a device: refused at once */
+            return fail(paths[k], err.msg);
         char *ck_id = NULL;
         if (ld_ckpt_identity(paths[k], &ck_id, &err) != 0)
             return fail(paths[k], err.msg);
-        int bad = ck_id && ld_identity_compare(r->identity, ck_id, &err) != 0;
+        int bad = ck_id && (ld_identity_compare(r->identity, ck_id, &err) != 0 ||
+                            (paths[k] == r->last_path && ld_identity_same_content(r->identity, ck_id, &err) != 0));
         free(ck_id);
         if (bad) {
             char what[2 * CM_PATH_MAX + 32];
@@ -497,6 +504,26 @@ static int write_options(const char *path, const char *json, int epochs, cm_err 
     return rc;
 }
 
+/* RUN/.lock, as ingest locks its output (store/st_index.h): a second train
+ * on the same run folder (--out, --force or --resume) is refused while one
+ * runs. Under the lock, a new run without --force looks again for a run
+ * that finished since the first look. */
+static int lock_run(tr_run *r)
+{
+    cm_err err = {{0}};
+    if (!(r->lock = st_lock_take(r->op.out, 0, 0, NULL, &err)))
+        return fail(NULL, err.msg);
+    char opts_path[CM_PATH_MAX];
+    path_in(opts_path, sizeof opts_path, r->op.out, "options.json");
+    if (!r->resuming && !r->op.force && (cm_is_file(r->last_path) || cm_is_file(opts_path))) {
+        snprintf(err.msg, sizeof err.msg,
+                 "%s already holds a run (continue it with --resume %s, or give --force to replace it)", r->op.out,
+                 r->op.out);
+        return fail(NULL, err.msg);
+    }
+    return GO_ON;
+}
+
 /* RUN/: options.json (a new run), the metrics log (cut back to the
  * checkpoint when resuming), the --dump-batches folder. */
 static int open_outputs(tr_run *r)
@@ -507,6 +534,9 @@ static int open_outputs(tr_run *r)
         return GO_ON;
     if (cm_mkdirs(op->out, &err) != 0)
         return fail(op->out, err.msg);
+    int rc = lock_run(r);
+    if (rc != GO_ON)
+        return rc;
     const char *outs[] = {r->last_path, r->best_path, r->metrics_path, r->svg_path, r->result_path};
     for (size_t k = 0; r->resuming && k < sizeof outs / sizeof *outs; k++) /* left by a kill */
         if (cm_remove_stale_tmp(outs[k], &err) < 0)
@@ -1307,6 +1337,7 @@ static void run_destroy(tr_run *r)
     ev_pass_destroy(r->evt);
     tr_opts_release(&r->op);
     free(r->opts_text);
+    st_lock_release(r->lock);
 }
 
 /* The watchdog of dist/dist.h: a collective that does not complete in time
@@ -1333,6 +1364,7 @@ int main(int argc, char **argv)
     run.rank = ds_rank(run.comm);
     run.world = ds_size(run.comm);
     run.lead = run.rank == 0;
+    st_h5_no_close_at_exit(); /* a checkpoint whose close failed (full disk) must not be closed again at exit */
     int rc = run_options(&run, argc, argv);
     if (rc == GO_ON && run.op.eval)
         rc = run_eval_command(&run);

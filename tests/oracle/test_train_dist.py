@@ -90,8 +90,7 @@ def data(tmp_path_factory):
                       np.stack([p[2] for p in part]), [p[3] for p in part], idx["classes"], 1, idx["recipe"])
         shards.append({"file": name, "count": len(part)})
     idx["splits"]["train"] = {"count": len(twice), "shards": shards}
-    with open(os.path.join(doubled, "index.json"), "w") as f:
-        json.dump(idx, f, indent=1)
+    u.write_index(doubled, idx)
     return single, doubled
 
 
