@@ -21,7 +21,8 @@
 #include "train/rng.h"
 
 enum { TT_PARAM = 0, TT_BUFFER = 1, TT_NBT = 2 };
-enum { TI_NONE = 0, TI_KAIMING_OUT, TI_TORCH_W, TI_TORCH_B, TI_ONE, TI_ZERO, TI_KAIMING_A1 };
+enum { TI_NONE = 0, TI_KAIMING_OUT, TI_TORCH_W, TI_TORCH_B, TI_ONE, TI_ZERO, TI_KAIMING_A1, TI_N1 };
+/* TI_N1: N(1, 0.02) (the authors' ResNet batch-norm weights, backbone.py). */
 /* TI_KAIMING_A1: kaiming_uniform_(a=1): U(-sqrt(3 / fan_in), sqrt(3 / fan_in)) (ReviewKD's ABF convs). */
 
 typedef struct tr_tensor {

@@ -79,8 +79,10 @@ typedef struct tr_stats {
 
 typedef struct tr_system tr_system;
 
-/* Builds the networks and initialises them (Kaiming normal fan_out for
- * convolutions, BN 1/0, PyTorch's default for linear layers) from `seed`. */
+/* Builds the networks and initialises them from `seed` as the authors' code
+ * does: Kaiming normal fan_out for convolutions (the proxies' 1x1 included),
+ * ResNet BN weights N(1, 0.02) and bias 0 (other modules' BN 1/0), PyTorch's
+ * default for linear layers (docs/METHOD.md). */
 tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_err *err);
 void tr_system_destroy(tr_system *s);
 
