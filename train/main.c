@@ -108,7 +108,7 @@ static double lr_at(const tr_opts *o, int epoch)
 {
     if (strcmp(o->schedule, "const") == 0)
         return o->lr;
-    double f = 1.0 - (double)epoch / (double)o->epochs;
+    double f = 1.0 - (double)epoch / (double)(o->lr_horizon > 0 ? o->lr_horizon : o->epochs);
     if (f < 0)
         f = 0;
     return 1e-4 + (o->lr - 1e-4) * pow(f, 0.9);
@@ -653,7 +653,7 @@ static int run_evaluate(tr_run *r, int e, mt_epoch *rec, int *improved)
     r->last_test_s = rec->test_student = ts;
     r->last_test_t = rec->test_teacher = tt;
     double v = r->op.pretrain ? vt : vs, t = r->op.pretrain ? tt : ts;
-    if (v > r->pos.best_val) {
+    if (v > r->pos.best_val || (v == r->pos.best_val && strcmp(r->op.best_tie, "last") == 0)) {
         r->pos.best_val = v;
         r->pos.best_test = t;
         r->pos.best_epoch = e + 1;
