@@ -36,6 +36,7 @@ for seed in $SEEDS; do
         --teacher audio --teacher-ckpt "$WORK/teacher/best.h5" --image-size 32
 done
 
-# CPU seconds of this script's children (user + system), for the summary
-CPU=$(times | tail -n 1)
-$PY tools/demo_summary.py "$WORK" "$SEEDS" "$(( $(date +%s) - T0 ))" "$CPU"
+# CPU seconds of this script's children (user + system), for the summary (`times` in this
+# shell: a command substitution would run it in a subshell, which has no children)
+times > "$WORK/times.txt"
+$PY tools/demo_summary.py "$WORK" "$SEEDS" "$(( $(date +%s) - T0 ))" "$(tail -n 1 "$WORK/times.txt")"

@@ -52,7 +52,10 @@ def main():
     work, seeds = sys.argv[1], sys.argv[2].split()
     wall, cpu = float(sys.argv[3]), cpu_seconds(sys.argv[4])
     t = result(work, "teacher")
-    print("== demo results: test top-1 (128 test clips) at the best validation epoch")
+    with open(os.path.join(work, "data", "index.json")) as f:
+        n_test = json.load(f)["splits"]["test"]["count"]
+    print(f"== demo results: test top-1 ({n_test} test clips, one clip = {100 / n_test:.2f} points) "
+          "at the best validation epoch")
     print(f"  audio teacher (pretrained)       {100 * t['test_acc_at_best_val']:6.2f}%   plot: {t['plot']}")
     acc = {}
     for m, what in (("none", "visual student, no KD"), ("c2kd", "visual student, C2KD")):
@@ -77,7 +80,7 @@ def main():
             print("  => C2KD's difference from no KD is NOT larger than the noise of "
                   f"{len(seeds)} seeds: this run shows no reliable difference either way "
                   "(with so few seeds only a large effect could show).")
-    print(f"  time: {wall:.0f} s wall, {cpu:.0f} s CPU (user + system of every step) on {os.cpu_count()} cores")
+    print(f"  time: {wall:.0f} s wall, {cpu:.0f} s CPU (user + system of every step; {os.cpu_count()} cores here)")
 
 
 if __name__ == "__main__":

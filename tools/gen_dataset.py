@@ -37,7 +37,8 @@ Usage:
   gen_dataset.py --layout ave --out DIR [--classes 3] [--per-class 4] [--seconds 4]
                  [--size 160x120] [--fps 10] [--hard | --mix] [--splits 60,20,20] [--bad]
                  [--seed 0] [--jobs 2]
-Prints a JSON summary (rows per split, faults) on stdout.
+Prints a JSON summary (rows per split, faults; with --mix each clip's two classes, weight,
+tones and hues) on stdout.
 """
 import argparse
 import concurrent.futures as cf
@@ -141,7 +142,7 @@ def gen_ave(a, rng, jobs):
     os.makedirs(os.path.join(a.out, "AVE"), exist_ok=True)
     names = (AVE_NAMES * 4)[: a.classes] if a.classes <= len(AVE_NAMES) else [f"Class {i}, synthetic" for i in range(a.classes)]
     rows = {"train": [], "val": [], "test": []}
-    mix = []
+    mix, mixed = [], {}
     for c in range(a.classes):
         for j in range(a.per_class):
             vid = yt_id(rng)
@@ -156,6 +157,8 @@ def gen_ave(a, rng, jobs):
                 hues = [HUE_STEP * k + rng.uniform(-20, 20) for k in (c, c2)]
                 rows[split_of(j, a.per_class, a.splits)].append((names[c], vid, st, en))
                 mix.append((os.path.join(a.out, "AVE", vid + ".mp4"), freqs, hues, m, rng.randrange(2 ** 31)))
+                mixed[vid] = {"class": c, "second": c2, "weight": round(m, 4), "freqs": [round(f, 2) for f in freqs],
+                              "hues": [round(h, 1) for h in hues]}
                 continue
             if a.hard:
                 freq = (300 + 150 * c) * rng.uniform(0.85, 1.15)
@@ -184,7 +187,10 @@ def gen_ave(a, rng, jobs):
         with open(os.path.join(a.out, f"{sp}Set.txt"), "w") as f:
             for r in rows[sp]:
                 f.write(f"{r[0]}&{r[1]}&good&{r[2]}&{r[3]}\n")
-    return {"classes": names, "rows": {k: len(v) for k, v in rows.items()}, "faults": faults}
+    info = {"classes": names, "rows": {k: len(v) for k, v in rows.items()}, "faults": faults}
+    if a.mix:
+        info["mix"] = mixed  # per video: class, second class, its weight m, the two tones and hues
+    return info
 
 
 def gen_cremad(a, rng, jobs):
