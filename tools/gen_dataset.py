@@ -17,9 +17,10 @@ show another class's picture.
 --mix (AVE layout; the demo's data) gives each clip instance-level information that both
 modalities share, as real audio-visual events do: besides its class c, every clip carries a
 second, fainter class c2 != c (drawn per clip) with one mixing weight m ~ U(0, 0.45), in the
-sound (two class tones, amplitudes 1-m and m, over pink noise) and in the picture (the
-class-hue-rotated testsrc2 patterns of c and c2 blended with opacities 1-m and m, hues
-360*c/N apart with +-20 degrees of per-clip jitter, under strong temporal noise). The label
+sound (two class tones 300 + 200 k Hz +-5 %, amplitudes 1-m and m, over pink noise) and in the
+picture (the testsrc2 pattern hue-rotated by 30 k degrees +-20 for k = c and k = c2, blended
+with opacities 1-m and m, under strong temporal noise; neighbouring classes' hues overlap).
+MPEG-4 part 2 video; 16 clips per ffmpeg process. The label
 is c. The sound is the clean modality (a strong teacher), the picture the weak but informative
 one; a teacher's soft output then carries what the label does not (c2 and m), and it is the
 same for both modalities of a clip. Modalities independent given the label would leave a
@@ -52,7 +53,7 @@ AVE_NAMES = ["Church bell", "Male speech, man speaking", "Bark", "Fixed-wing air
              "Race car, auto racing", "Female speech, woman speaking", "Helicopter", "Violin, fiddle"]
 VGG_NAMES = ["subway, metro, underground", "playing tennis", "dog barking", "people coughing",
              "waterfall burbling", "female singing", "playing double bass", "alarm clock ringing"]
-HUE_STEP = float(os.environ.get("GEN_HUE_STEP", 30))  # --mix: degrees between class hues
+HUE_STEP = 30.0  # --mix: degrees between neighbouring class hues (the picture is the weak modality)
 CREMA_NAMES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
 ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
