@@ -411,6 +411,8 @@ static int create_loaders(tr_run *r)
     r->lval = r->ltrain ? ld_loader_create(r->val, r->be, &lo, &err) : NULL;
     r->ltest = r->lval && r->has_val ? ld_loader_create(r->test, r->be, &lo, &err) : r->lval;
     r->dv = r->ltest ? ld_device_create(r->be, ld_data_meta(r->train), op->batch_size, op->image_size, uses[0], uses[1], &err) : NULL;
+    if (r->dv && strcmp(op->spec_standardize, "off") == 0)
+        ld_device_keep_spectrograms(r->dv);
     r->ps = calloc((size_t)op->batch_size, sizeof *r->ps);
     r->pt = calloc((size_t)op->batch_size, sizeof *r->pt);
     if (!r->dv || !r->ps || !r->pt)

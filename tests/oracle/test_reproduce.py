@@ -77,7 +77,7 @@ def test_authors_protocol_and_sane_teachers(done):
             continue
         o = json.load(open(opts))
         teacher = name.startswith("teacher-")
-        assert o["lr"] == 0.01 and o["lr-horizon"] == 100, name
+        assert o["lr"] == 0.01 and o["lr-horizon"] == 100 and o["spec-standardize"] == "off", name
         assert o["epochs"] == (20 if teacher else 1), name
         assert o["eval-from"] == (18 if teacher else 1) and o["best-tie"] == ("first" if teacher else "last"), name
         res = json.load(open(os.path.join(runs, name, "result.json")))

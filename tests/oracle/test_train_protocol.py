@@ -4,6 +4,7 @@ code"): --lr-horizon (the poly schedule's horizon, fixed at 100 epochs in their 
 import json
 import os
 
+import numpy as np
 import pytest
 
 import train_util as u
@@ -72,3 +73,25 @@ def test_best_tie_bad_value(data, tmp_path):
     assert r.returncode == 2 and "best-tie" in r.stderr
     r = run([binary("train"), *BASE, "--data", data, "--out", str(tmp_path / "y"), "--lr-horizon", "-1"])
     assert r.returncode == 2 and "lr-horizon" in r.stderr
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_spec_standardize(tmp_path, mode):
+    """auto: each clip standardised (the recipe says normalize=none); off: the stored float16
+    spectrogram itself, as the authors' loader feeds it."""
+    root = str(tmp_path / "data")
+    samples = u.make_dataset(root, counts={"train": 8, "val": 4, "test": 4})
+    dump = str(tmp_path / "dump")
+    r = run([binary("train"), *BASE, "--data", root, "--out", str(tmp_path / "run"), "--epochs", "1",
+             "--no-augment", "--no-shuffle", "--dump-batches", dump, "--spec-standardize", mode,
+             "--student", "audio", "--teacher", "visual"])
+    assert r.returncode == 0, r.stderr
+    for s in range(2):
+        audio = np.load(os.path.join(dump, f"batch-{s:05d}-audio.npy"))
+        index = np.load(os.path.join(dump, f"batch-{s:05d}-index.npy"))
+        for i, gi in enumerate(index):
+            spec = samples["train"][gi][2]
+            if mode == "off":
+                np.testing.assert_array_equal(audio[i, 0], np.asarray(spec, np.float32))
+            else:
+                np.testing.assert_allclose(audio[i, 0], u.standardize(spec), atol=1e-5)
