@@ -314,11 +314,12 @@ def _sync_bn_errors(a, b):
 # convolution weight gradients over its 4 samples, then the average of the 2 ranks; batch-norm sums
 # per rank in double, then added), and batch norm over few values per channel (width 4, 16x16 inputs)
 # amplifies that rounding ~20x per step. Measured (max over tensors of the error relative to the
-# tensor's largest value): after 1 step <= 3e-5. The states are compared after ONE step: in the
-# second step a ReLU (or max-pool) decision taken within rounding of its kink can go the other way
-# and change a gradient by a whole term (c2kd, --seed 7, with the authors' proxy initialisation:
-# the step-2 loss terms equal to 1e-5, the student's batch-norm momenta 19 % apart; seeds 1 and
-# 8-12: <= 9e-4); stepcheck records such decisions for the float64 oracle, train cannot. The second
+# tensor's largest value): after 1 step <= 3e-5. The states are compared after ONE step: after the
+# second, c2kd at --seed 7 with the authors' proxy initialisation has its step-2 loss terms equal
+# to 1e-5 but the student's batch-norm momenta 19 % apart (seeds 1 and 8-12: <= 9e-4; one process
+# with --threads 1 vs 2: 1.3e-4): the signature of a ReLU or max-pool decision taken within
+# rounding of its kink going the other way (a whole gradient term), which stepcheck records for
+# the float64 oracle and train cannot (so not proven here). The second
 # step is checked through its loss terms (a forward pass from the states after step 1, within
 # 1e-4 relative). Asserted on the states: 1e-3. Without --sync-bn the same comparison is off by
 # O(1) (test_sync_bn_matters).
