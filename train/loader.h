@@ -16,7 +16,8 @@
  *   step on the current one. The consumer takes batches in order
  *   (ld_loader_next) and gives each back (ld_loader_release).
  * - ld_device: the device side: copies a host batch to the device and runs
- *   ops->prep_spec (per-clip standardisation unless the recipe did it) and
+ *   ops->prep_spec (per-clip standardisation unless the recipe did it or
+ *   ld_device_keep_spectrograms was called) and
  *   ops->prep_frames (crop, bilinear resize, flip, ImageNet normalisation).
  *   Double-buffered: batch k+1's copy runs while step k computes.
  *
@@ -157,6 +158,10 @@ typedef struct ld_device ld_device;
  * ld_data_meta): BE_STAGE_SLOTS slots of raw inputs, one set of prepared ones. */
 ld_device *ld_device_create(be_ctx *be, const st_meta *m, int max_batch, int image_size,
                             int need_audio, int need_visual, cm_err *err);
+/* Spectrograms are standardised per clip unless the recipe did it (the
+ * default); after ld_device_keep_spectrograms they are used as stored (the
+ * authors' code). */
+void ld_device_keep_spectrograms(ld_device *dv);
 void ld_device_destroy(ld_device *dv);
 
 /* ld_device_next's return when the device side failed (the loader's own

@@ -122,7 +122,7 @@ static double lr_at(const tr_opts *o, int epoch)
 {
     if (strcmp(o->schedule, "const") == 0)
         return o->lr;
-    double f = 1.0 - (double)epoch / (double)o->epochs;
+    double f = 1.0 - (double)epoch / (double)(o->lr_horizon > 0 ? o->lr_horizon : o->epochs);
     if (f < 0)
         f = 0;
     return 1e-4 + (o->lr - 1e-4) * pow(f, 0.9);
@@ -472,6 +472,8 @@ static int create_loaders(tr_run *r)
     r->dv = r->ltest ? ld_device_create(r->be, ld_data_meta(r->train), op->batch_size, op->image_size, uses[0], uses[1], &err) : NULL;
     if (!r->dv)
         return fail("loader", err.msg);
+    if (strcmp(op->spec_standardize, "off") == 0)
+        ld_device_keep_spectrograms(r->dv);
     if (alloc_eval(r, 0) != GO_ON)
         return EXIT_FAILED;
     r->nb = ld_loader_batches(r->ltrain);
@@ -797,7 +799,7 @@ static int run_evaluate(tr_run *r, int e, mt_epoch *rec, int *improved)
     r->last_test_s = ts;
     r->last_test_t = tt;
     double v = r->op.pretrain ? vt : vs, t = r->op.pretrain ? tt : ts;
-    if (v > r->pos.best_val) {
+    if (v > r->pos.best_val || (v == r->pos.best_val && strcmp(r->op.best_tie, "last") == 0)) {
         r->pos.best_val = v;
         r->pos.best_test = t;
         r->pos.best_epoch = e + 1;
