@@ -216,7 +216,8 @@ static void process_one(void *ctx, size_t i, int worker)
     double t0 = cm_now(), t1;
 
     cm_trunc trunc;
-    sp_read_opts ro = {.start = J->start, .end = J->end, .allow_truncated = J->allow_truncated, .truncation = &trunc};
+    sp_read_opts ro = {.start = J->start, .end = J->end, .allow_truncated = J->allow_truncated, .truncation = &trunc,
+                       .keep = J->samples_only ? 0 : target}; /* the spectrogram needs only the segment */
     if (sp_decode_audio(J->inputs[i], p->sample_rate, &ro, &x, &n, &err) != 0)
         goto done;
     if (trunc.truncated) {
@@ -234,7 +235,7 @@ static void process_one(void *ctx, size_t i, int worker)
         ok = 1;
         goto done;
     }
-    if (sp_fix_length(x, n, p->sample_rate, J->start, J->end, fixed, target, &err) != 0)
+    if (sp_fix_length(x, n, p->sample_rate, 0, -1, fixed, target, &err) != 0) /* x: the segment */
         goto done;
     t1 = cm_now();
     st[1] += t1 - t0;
