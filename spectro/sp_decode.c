@@ -43,6 +43,8 @@
 
 void sp_set_ffmpeg_log(int verbose) { av_log_set_level(verbose ? AV_LOG_WARNING : AV_LOG_QUIET); }
 
+/* Farthest first audio timestamp from the file's start accepted (30 days). */
+#define SP_MAX_LEAD_S (30 * 86400)
 /* Longest declared duration reserved before decoding (10 min: 38 MB at 16 kHz). */
 #define SP_RESERVE_MAX_S 600
 
@@ -176,6 +178,9 @@ static int place_first(dec_state *d, const AVFrame *f, cm_err *err)
         return 0;
     int64_t p = av_rescale_q(ts + d->clk_off, d->st->time_base, (AVRational){1, f->sample_rate});
     d->lead_s = (double)p / f->sample_rate;
+    if (fabs(d->lead_s) > SP_MAX_LEAD_S) /* a crafted timestamp: no sample index would be meaningful */
+        return cm_err_set(err, "audio starts %.0f s from the file's start (more than %d days)", d->lead_s,
+                          SP_MAX_LEAD_S / 86400);
     if (p > 0)
         return inject_silence(d, p, f, err);
     if (p < 0)

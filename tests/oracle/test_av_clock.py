@@ -197,3 +197,15 @@ def test_ingest_row_sound_and_picture_from_one_segment(media, tmp_path):
         for dt in (-0.5, 0.5):
             other = np.frombuffer(ffmpeg_frame(path, t + dt), np.uint8).reshape(96, 128, 3)
             assert near > psnr(got, other) + 3, (k, t, dt)
+
+
+def test_audio_starting_absurdly_late_is_refused(tmp_path):
+    """A crafted timestamp (audio 35 days after the video) is one failure line, not days of silence to
+    resample; frames on the same file go on."""
+    p = tmp_path / "far.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=2", "-itsoffset", "3000000", "-f", "lavfi",
+           "-i", "sine=duration=1", "-map", "0:v", "-map", "1:a", "-c:v", "mpeg4", "-c:a", "pcm_s16le", p)
+    r = run([binary("spectro"), "-q", p, "-o", tmp_path / "s.npy"])
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "audio starts 3000000 s from the file's start" in r.stderr and not (tmp_path / "s.npy").exists()
+    assert run([binary("frames"), p, "--count", "2", "-o", tmp_path / "f.npy"]).returncode == 0
