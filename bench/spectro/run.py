@@ -107,17 +107,25 @@ def time_reference(clips, work, save):
     return dt
 
 
+# A child's ru_maxrss includes the RSS of the process it was forked from (Linux keeps the high-water
+# mark across exec): spectro is started from a bare Python (about 10 MB), not from this one (numpy,
+# scipy: about 80 MB), which would hide it.
+_SPAWN = ("import os, resource, subprocess, sys, time\n"
+          "t = time.perf_counter()\n"
+          "r = subprocess.run(sys.argv[1:], stderr=subprocess.PIPE, text=True)\n"
+          "dt = time.perf_counter() - t\n"
+          "sys.stderr.write(r.stderr)\n"
+          "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, dt)\n")
+
+
 def run_measured(args):
-    """(peak RSS in MB, wall seconds) of one spectro run (its own rusage: wait4)."""
-    t = time.perf_counter()
-    p = subprocess.Popen([os.path.join(BIN, "spectro"), "-q", *map(str, args)], stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    dt = time.perf_counter() - t
-    err = p.stderr.read().decode()
-    p.stderr.close()
-    if status != 0:
-        sys.exit(f"spectro {args} failed: {err}")
-    return ru.ru_maxrss / 1024.0, dt
+    """(peak RSS in MB, wall seconds) of one spectro run."""
+    r = subprocess.run([sys.executable, "-S", "-c", _SPAWN, os.path.join(BIN, "spectro"), "-q", *map(str, args)],
+                       capture_output=True, text=True)
+    rc, kb, dt = r.stdout.split()
+    if rc != "0":
+        sys.exit(f"spectro {args} failed: {r.stderr}")
+    return int(kb) / 1024.0, float(dt)
 
 
 def memory(work, hours):
