@@ -50,6 +50,8 @@ typedef struct sp_read_opts {
     double start, end;     /* the segment the audio must cover (end <= start or end < 0: the whole clip) */
     int allow_truncated;   /* 1: audio that ends early is kept (the caller warns from *truncation) */
     cm_trunc *truncation;  /* out, optional: the audio's coverage */
+    double *end_s;         /* out, optional: where the audio ends on the file's clock, seconds (when
+                            * decoding stopped after the kept samples: from the packets' timestamps) */
     size_t keep;           /* 0: *samples is the whole audio from the file's time 0; > 0: only
                             * the segment's samples, at most `keep` of them (*samples[0] is the
                             * segment's first sample, as sp_fix_length would take it): decoding

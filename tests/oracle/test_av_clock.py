@@ -209,3 +209,19 @@ def test_audio_starting_absurdly_late_is_refused(tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert "audio starts 3000000 s from the file's start" in r.stderr and not (tmp_path / "s.npy").exists()
     assert run([binary("frames"), p, "--count", "2", "-o", tmp_path / "f.npy"]).returncode == 0
+
+
+def test_ingest_whole_clip_segment_is_where_the_audio_ends(media, tmp_path):
+    """A whole-clip row stores the segment (0, where its audio ends on the file's clock), though only the
+    first --duration seconds are decoded: the length of the ffmpeg program's file-clock decoding."""
+    keys = [("mkv", 1.5), ("mp4", -0.7), ("flv", 0.05)]
+    m = tmp_path / "m.tsv"
+    m.write_text("".join(f"w{i}\t{media[k]}\t{media[k]}\tdog\ttrain\t-\t-\n" for i, k in enumerate(keys)))
+    out = tmp_path / "out"
+    r = run([binary("ingest"), "--manifest", m, "--out", out, "--jobs", "1", "--quiet", "--set", "duration=1"])
+    assert r.returncode == 0, r.stderr
+    _, samples, _ = read_out(out)
+    for i, k in enumerate(keys):
+        end = len(su.ffmpeg_decode(media[k])) / 16000
+        seg = samples[f"w{i}"]["segment"]
+        assert seg[0] == 0 and seg[1] == pytest.approx(end, abs=0.05), (k, seg, end)
