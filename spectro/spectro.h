@@ -99,9 +99,11 @@ void sp_stft_destroy(sp_stft *s);
  * Applies log and normalisation per the params. Thread-safe. */
 int sp_stft_compute(const sp_stft *s, const float *x, size_t n, float *out, cm_err *err);
 
-/* The whole pipeline for one file: decode (opts as sp_decode_audio; NULL: the
- * whole clip, strict), fix length to p->duration (segment [opts->start,
- * opts->end) first), spectrogram. *spec is malloc'd [*bins, *frames]. */
+/* The whole pipeline for one file: decode (opts as sp_decode_audio, with keep
+ * set to the target length: only the segment's samples, decoding stopped
+ * after them; NULL: the whole clip, strict), fix length to p->duration
+ * (segment [opts->start, opts->end) first), spectrogram. *spec is malloc'd
+ * [*bins, *frames]. */
 int sp_process_file(const sp_stft *s, const char *path, const sp_read_opts *opts,
                     float **spec, size_t *bins, size_t *frames, cm_err *err);
 
