@@ -430,6 +430,8 @@ static int decode_all(dec_state *d, const char *path, cm_err *err)
     }
     if (d->total == 0)
         return cut ? cm_err_set(err, "%s", cut) : cm_err_set(err, "zero-length audio (no samples decoded)");
+    if (!d->opts->keep && d->n == 0) /* everything before the file's start (an edit list cutting it all) */
+        return cm_err_set(err, "zero-length audio (none after the file's start)");
     if (d->opts->end_s)
         *d->opts->end_s = d->done ? got + d->lead_s : (double)d->pos / d->rate;
     return check_coverage(d, path, got, (double)d->pos / d->rate, cut, err);

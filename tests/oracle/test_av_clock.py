@@ -225,3 +225,16 @@ def test_ingest_whole_clip_segment_is_where_the_audio_ends(media, tmp_path):
         end = len(su.ffmpeg_decode(media[k])) / 16000
         seg = samples[f"w{i}"]["segment"]
         assert seg[0] == 0 and seg[1] == pytest.approx(end, abs=0.05), (k, seg, end)
+
+
+def test_audio_wholly_before_the_start_is_zero_length(tmp_path):
+    """An MP4 whose edit list cuts all of its audio (1 s of audio shifted 3 s before the video): the ffmpeg
+    program decodes nothing, spectro refuses it as zero-length audio (one line), frames go on."""
+    p = tmp_path / "allcut.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=4", "-itsoffset", "-3", "-f", "lavfi",
+           "-i", "sine=duration=1", "-map", "0:v", "-map", "1:a", "-c:v", "mpeg4", "-c:a", "aac", p)
+    assert len(su.ffmpeg_decode(p)) == 0
+    for extra in ([], ["--samples"]):
+        r = run([binary("spectro"), "-q", *extra, p, "-o", tmp_path / "s.npy"])
+        assert r.returncode == 1 and "zero-length audio" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert run([binary("frames"), p, "--count", "2", "-o", tmp_path / "f.npy"]).returncode == 0
