@@ -278,6 +278,8 @@ static int check_coverage(dec_state *d, const char *path, double got, double end
     }
     if (o->truncation)
         *o->truncation = t;
+    if (empty && o->allow_truncated) /* kept although truncated, but nothing of the segment is there */
+        return cm_err_set(err, "empty segment [%g, %g) s of %.3f s of audio", o->start, o->end, end_s);
     if (o->allow_truncated)
         return 0;
     if (t.truncated)

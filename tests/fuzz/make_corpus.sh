@@ -41,6 +41,8 @@ offclip() { # name, audio offset (s), output options...: audio shifted against t
     done
     rm -f "$out/tmp-$name"
 }
+# inputs that once failed fuzz_media's clock check (a truncated FLV whose kept segment was empty)
+cp "$here"/regressions/media/* "$out/media/"
 offclip late-h264-aac.mp4 0.6 -c:v libx264 -pix_fmt yuv420p -c:a aac
 offclip early-editlist.mp4 -0.4 -c:v libx264 -pix_fmt yuv420p -c:a aac
 offclip late-vorbis.mkv 0.05 -c:v mjpeg -c:a libvorbis
