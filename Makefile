@@ -48,6 +48,7 @@ objs = $(patsubst %.c,$(OBJ)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(OBJ)/%.cu
 all:
 
 include common/module.mk
+include h5/module.mk
 -include backend/module.mk
 -include dist/module.mk
 -include spectro/module.mk

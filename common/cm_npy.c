@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/cm_file.h"
+#include "common/cm_npy_test.h"
 
 size_t cm_npy_elem_size(const char *descr)
 {

@@ -12,7 +12,7 @@
 #include "common/cm_file.h"
 #include "common/cm_pool.h"
 #include "ingest/ingest.h"
-#include "store/st_h5.h"
+#include "h5/h5.h"
 
 static void usage(FILE *f)
 {
@@ -395,7 +395,7 @@ static int ingest(const cli *c, const ig_preset *p, const ig_manifest *m, const 
 
 int main(int argc, char **argv)
 {
-    st_h5_no_close_at_exit();
+    h5_no_close_at_exit();
     cli c = {.shard_bytes = (size_t)1 << 30};
     int rc = parse_args(argc, argv, &c);
     if (rc >= 0)

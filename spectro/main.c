@@ -18,7 +18,7 @@
 #include "common/cm_pool.h"
 #include "common/cm_progress.h"
 #include "spectro/spectro.h"
-#include "store/st_h5.h"
+#include "h5/h5.h"
 
 static void usage(FILE *f)
 {
@@ -109,25 +109,6 @@ typedef struct job {
 } job;
 
 
-/* One scalar attribute of `type`, written from `buf` (memory type = file type). */
-static int h5_attr_scalar(hid_t obj, const char *name, hid_t type, const void *buf)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a >= 0 && H5Awrite(a, type, buf) >= 0 ? 0 : -1;
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
-}
-
-static int h5_attr_double(hid_t obj, const char *name, double v)
-{
-    return h5_attr_scalar(obj, name, H5T_NATIVE_DOUBLE, &v);
-}
-
-static int h5_attr_int(hid_t obj, const char *name, int v) { return h5_attr_scalar(obj, name, H5T_NATIVE_INT, &v); }
-
 static int write_h5(const char *path, const float *spec, size_t B, size_t T, const sp_params *p,
                     const char *source, double start, double end, cm_err *err)
 {
@@ -142,16 +123,19 @@ static int write_h5(const char *path, const float *spec, size_t B, size_t T, con
         hid_t d = H5Dcreate2(f, "spectrogram", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, spec) >= 0;
         if (ok)
-            ok = h5_attr_int(d, "sample_rate", p->sample_rate) == 0 &&
-                 h5_attr_double(d, "duration", p->duration) == 0 &&
-                 h5_attr_int(d, "window", p->window) == 0 && h5_attr_int(d, "overlap", p->overlap) == 0 &&
-                 st_attr_str(d, "window_fn", sp_window_name(p->window_kind)) == 0 &&
-                 st_attr_str(d, "scale", sp_scale_name(p->scale)) == 0 &&
-                 h5_attr_int(d, "detrend", p->detrend) == 0 && h5_attr_int(d, "log", p->log) == 0 &&
-                 h5_attr_double(d, "log_eps", p->log_eps) == 0 &&
-                 st_attr_str(d, "normalize", sp_norm_name(p->normalize)) == 0 &&
-                 h5_attr_double(d, "start", start) == 0 && h5_attr_double(d, "end", end) == 0 &&
-                 st_attr_str(d, "source", source) == 0;
+            ok = h5_attr_write(d, "sample_rate", H5T_NATIVE_INT, 0, &p->sample_rate) == 0 &&
+                 h5_attr_write(d, "duration", H5T_NATIVE_DOUBLE, 0, &p->duration) == 0 &&
+                 h5_attr_write(d, "window", H5T_NATIVE_INT, 0, &p->window) == 0 &&
+                 h5_attr_write(d, "overlap", H5T_NATIVE_INT, 0, &p->overlap) == 0 &&
+                 h5_attr_str(d, "window_fn", sp_window_name(p->window_kind)) == 0 &&
+                 h5_attr_str(d, "scale", sp_scale_name(p->scale)) == 0 &&
+                 h5_attr_write(d, "detrend", H5T_NATIVE_INT, 0, &p->detrend) == 0 &&
+                 h5_attr_write(d, "log", H5T_NATIVE_INT, 0, &p->log) == 0 &&
+                 h5_attr_write(d, "log_eps", H5T_NATIVE_DOUBLE, 0, &p->log_eps) == 0 &&
+                 h5_attr_str(d, "normalize", sp_norm_name(p->normalize)) == 0 &&
+                 h5_attr_write(d, "start", H5T_NATIVE_DOUBLE, 0, &start) == 0 &&
+                 h5_attr_write(d, "end", H5T_NATIVE_DOUBLE, 0, &end) == 0 &&
+                 h5_attr_str(d, "source", source) == 0;
         if (d >= 0)
             H5Dclose(d);
         H5Sclose(sp);
@@ -537,7 +521,7 @@ int main(int argc, char **argv)
     if (!outputs)
         return rc;
     sp_set_ffmpeg_log(c.verbose);
-    st_h5_quiet_begin(&(st_h5_quiet){0}); /* for the whole run: the command reports HDF5 failures */
+    h5_quiet_begin(&(h5_quiet){0}); /* for the whole run: the command reports HDF5 failures */
     double tplan = 0;
     sp_stft *stft = make_stft(&c, &tplan);
     rc = stft ? run_inputs(&c, stft, outputs, tplan) : 1;

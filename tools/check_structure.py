@@ -8,6 +8,11 @@
    include headers of its own module or of modules of lower rank. A module's
    command (`MODULE/main.c`) sits on top of every library, so it may include any
    of them. tests/, bench/ and tools/ sit above everything.
+3. One home for HDF5's attribute and error calls: outside tests/, only h5/
+   creates, writes or reads an attribute or touches libhdf5's error printing
+   (H5_ONLY below); every other module calls h5/h5.h.
+4. Test-only helpers stay in tests: a header named *_test.h is included only
+   from tests/ (and from the module that defines it).
 
 Usage: check_structure.py [ROOT]   (exit 1 and one line per violation)
 """
@@ -19,8 +24,11 @@ MAX_LINES = 150
 
 # The layer order of docs/ARCHITECTURE.md ("Layers"): lower ranks know nothing
 # of higher ones. Equal ranks are siblings and may not include each other.
+# h5/ sits between common/ and the media modules (rank 0.5: spectro's command
+# and store use it, it uses only common/).
 RANKS = {
     "common": 0,
+    "h5": 0.5,
     "spectro": 1,
     "frames": 1,
     "backend": 1,
@@ -32,6 +40,9 @@ RANKS = {
 TOP = {"tests", "bench", "tools"}
 SOURCES = (".c", ".h", ".cu", ".cuh")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([A-Za-z0-9_]+)/')
+# The HDF5 calls whose one home is h5/ (attributes, error printing, close at exit).
+H5_ONLY = re.compile(r'\b(H5Acreate\w*|H5Awrite|H5Aread|H5Eset_auto\w*|H5Eget_auto\w*|H5Ewalk\w*|H5dont_atexit)\s*\(')
+TEST_HEADER = re.compile(r'^\s*#\s*include\s+"([A-Za-z0-9_]+)/[A-Za-z0-9_]+_test\.h"')
 
 
 def source_files(root):
@@ -78,8 +89,23 @@ def layer_violations(rel, text):
         elif own is None:
             out.append((i, dep, "module " + module + "/ has no rank (add it to RANKS and docs)"))
         elif not is_command and RANKS[dep] >= own:
-            out.append((i, dep, "%s/ (rank %d) may not include %s/ (rank %d)"
+            out.append((i, dep, "%s/ (rank %g) may not include %s/ (rank %g)"
                         % (module, own, dep, RANKS[dep])))
+    return out
+
+
+def home_violations(rel, text):
+    """HDF5 attribute/error calls outside h5/, test headers outside tests/."""
+    module = rel.split(os.sep)[0]
+    if module == "tests":
+        return []
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        for m in H5_ONLY.finditer(line) if module != "h5" else ():
+            out.append((i, m.group(1) + " outside h5/ (use h5/h5.h: one home for HDF5 attributes)"))
+        t = TEST_HEADER.match(line)
+        if t and t.group(1) != module:
+            out.append((i, "a test-only header (*_test.h) is included only from tests/"))
     return out
 
 
@@ -93,6 +119,8 @@ def main():
             for line, n in long_functions(text):
                 problems.append("%s:%d: function of %d lines (at most %d)" % (rel, line, n, MAX_LINES))
         for line, _dep, why in layer_violations(rel, text):
+            problems.append("%s:%d: %s" % (rel, line, why))
+        for line, why in home_violations(rel, text):
             problems.append("%s:%d: %s" % (rel, line, why))
     for p in problems:
         print("check_structure: " + p)
