@@ -6,6 +6,7 @@
 
 #include "common/cm_file.h"
 #include "common/cm_parse.h"
+#include "common/cm_rand.h"
 #include "ingest/ig_strmap.h"
 #include "ingest/ig_text.h"
 #include "ingest/ingest.h"
@@ -182,14 +183,6 @@ int ig_read_ave(ig_manifest *m, const ig_preset *p, const char *root, cm_err *er
 
 /* ---- CREMA-D ---- */
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static int cremad_add(ig_manifest *m, const char *root, const char *clip, const char *label, const char *split)
 {
     char video[CM_PATH_MAX], audio[CM_PATH_MAX], rel[600];
@@ -276,7 +269,7 @@ int ig_read_cremad(ig_manifest *m, const ig_preset *p, const char *root, cm_err 
             qsort(names, n, sizeof *names, cmp_str);
         uint64_t st = p->seed;
         for (size_t i = n; i > 1; i--) {
-            size_t j = (size_t)(splitmix64(&st) % i);
+            size_t j = (size_t)(cm_splitmix64(&st) % i);
             char *t = names[i - 1];
             names[i - 1] = names[j];
             names[j] = t;
