@@ -189,48 +189,61 @@ static int write_npy_f32(const char *path, const size_t *shape, int ndim, const 
     return 0;
 }
 
+/* The truncation warning of a kept (--allow-truncated) input. */
+static void warn_truncated(const char *input, const cm_trunc *trunc)
+{
+    char b[96];
+    cm_trunc_format(trunc, b, sizeof b);
+    fprintf(stderr, "spectro: %s: warning: %s (kept: --allow-truncated)\n", input, b);
+}
+
+/* --samples: the decoded mono samples of the whole clip as .npy. */
+static int write_samples(job *J, size_t i, double *st, cm_err *err)
+{
+    float *x = NULL;
+    size_t n = 0;
+    cm_trunc trunc;
+    sp_read_opts ro = {.start = J->start, .end = J->end, .allow_truncated = J->allow_truncated, .truncation = &trunc};
+    double t0 = cm_now();
+    int rc = sp_decode_audio(J->inputs[i], J->p->sample_rate, &ro, &x, &n, err);
+    if (rc == 0) {
+        if (trunc.truncated)
+            warn_truncated(J->inputs[i], &trunc);
+        double t1 = cm_now();
+        st[0] += t1 - t0;
+        rc = write_npy_f32(J->outputs[i], &n, 1, x, J->sync, err);
+        if (rc == 0)
+            st[3] += cm_now() - t1;
+    }
+    free(x);
+    return rc;
+}
+
 static void process_one(void *ctx, size_t i, int worker)
 {
     job *J = ctx;
     const sp_params *p = J->p;
     cm_err err = {{0}};
-    float *x = NULL, *fixed = J->fixed[worker], *spec = J->spec[worker];
-    size_t n = 0, target = sp_target_samples(p);
-    size_t T = sp_num_frames(p, target), B = sp_num_bins(p);
+    float *fixed = J->fixed[worker], *spec = J->spec[worker];
+    size_t T = sp_num_frames(p, sp_target_samples(p)), B = sp_num_bins(p);
     double *st = J->stage_time[worker];
     int ok = 0;
-    double t0 = cm_now(), t1;
 
-    cm_trunc trunc;
-    sp_read_opts ro = {.start = J->start, .end = J->end, .allow_truncated = J->allow_truncated, .truncation = &trunc,
-                       .keep = J->samples_only ? 0 : target}; /* the spectrogram needs only the segment */
-    if (sp_decode_audio(J->inputs[i], p->sample_rate, &ro, &x, &n, &err) != 0)
-        goto done;
-    if (trunc.truncated) {
-        char b[96];
-        cm_trunc_format(&trunc, b, sizeof b);
-        fprintf(stderr, "spectro: %s: warning: %s (kept: --allow-truncated)\n", J->inputs[i], b);
-    }
-    t1 = cm_now();
-    st[0] += t1 - t0;
-    t0 = t1;
     if (J->samples_only) {
-        if (write_npy_f32(J->outputs[i], &n, 1, x, J->sync, &err) != 0)
-            goto done;
-        st[3] += cm_now() - t0;
-        ok = 1;
+        ok = write_samples(J, i, st, &err) == 0;
         goto done;
     }
-    if (sp_fix_length(x, n, p->sample_rate, 0, -1, fixed, target, &err) != 0) /* x: the segment */
+    cm_trunc trunc;
+    sp_read_opts ro = {.start = J->start, .end = J->end, .allow_truncated = J->allow_truncated, .truncation = &trunc};
+    sp_file_report rep = {0};
+    int rc = sp_file_spectrogram(J->stft, J->inputs[i], &ro, fixed, spec, &rep, &err);
+    if (rep.decoded && trunc.truncated)
+        warn_truncated(J->inputs[i], &trunc);
+    for (int k = 0; k < 3; k++)
+        st[k] += rep.seconds[k];
+    if (rc != 0)
         goto done;
-    t1 = cm_now();
-    st[1] += t1 - t0;
-    t0 = t1;
-    if (sp_stft_compute(J->stft, fixed, target, spec, &err) != 0)
-        goto done;
-    t1 = cm_now();
-    st[2] += t1 - t0;
-    t0 = t1;
+    double t0 = cm_now();
     if (J->h5) {
         if (write_h5(J->outputs[i], spec, B, T, p, J->inputs[i], J->start, J->end, &err) != 0)
             goto done;
@@ -242,7 +255,6 @@ static void process_one(void *ctx, size_t i, int worker)
     st[3] += cm_now() - t0;
     ok = 1;
 done:
-    free(x);
     if (!ok) {
         J->failed[i] = 1;
         /* one line per bad input; write errors also name the output path */

@@ -99,11 +99,26 @@ void sp_stft_destroy(sp_stft *s);
  * Applies log and normalisation per the params. Thread-safe. */
 int sp_stft_compute(const sp_stft *s, const float *x, size_t n, float *out, cm_err *err);
 
-/* The whole pipeline for one file: decode (opts as sp_decode_audio, with keep
- * set to the target length: only the segment's samples, decoding stopped
- * after them; NULL: the whole clip, strict), fix length to p->duration
- * (segment [opts->start, opts->end) first), spectrogram. *spec is malloc'd
- * [*bins, *frames]. */
+/* What sp_file_spectrogram did (optional, for callers that report it). */
+typedef struct sp_file_report {
+    int decoded;           /* 1: the audio was decoded (a truncation kept by opts->allow_truncated
+                            * is then in *opts->truncation, for the caller's warning) */
+    double seconds[3];     /* added, for each stage that completed: decode, fix length, spectrogram */
+} sp_file_report;
+
+/* The one path from a file to its spectrogram, taken by sp_process_file, the
+ * spectro command and ingest: decode (opts as sp_decode_audio, NULL: the whole
+ * clip, strict; keep is set to the target length whatever opts says: only the
+ * segment's samples are kept and decoding stops after them), fix the length
+ * to p->duration (the segment [opts->start, opts->end) tiled or cut), and
+ * the spectrogram of the stft's parameters p into out ([bins, frames] floats:
+ * sp_num_bins(p) x sp_num_frames(p, sp_target_samples(p))). fixed: scratch of
+ * sp_target_samples(p) floats reused across calls (NULL: allocated here).
+ * report: optional. 0 or -1 (err: the reason, without the path). */
+int sp_file_spectrogram(const sp_stft *s, const char *path, const sp_read_opts *opts, float *fixed, float *out,
+                        sp_file_report *report, cm_err *err);
+
+/* sp_file_spectrogram into a malloc'd *spec [*bins, *frames]. */
 int sp_process_file(const sp_stft *s, const char *path, const sp_read_opts *opts,
                     float **spec, size_t *bins, size_t *frames, cm_err *err);
 
