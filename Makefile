@@ -5,10 +5,11 @@
 #   make demo       the main job, end to end, on a small generated dataset
 #   make asan       the same tests on an ASan+UBSan build (build-asan/)
 #   make bench      the CPU benchmarks in bench/ (BENCHES=spectro frames ingest backend-cpu train-cpu)
-#   make ingest DATASET=ave|cremad|vggsound ROOT=DIR [OUT=data/NAME] [JOBS=N]
+#   make ingest DATASET=NAME ROOT=DIR [OUT=data/NAME] [JOBS=N]
+#                   NAME: a preset manifests/NAME.conf (make datasets lists them)
 #   make fuzz       a bounded fuzz campaign (FUZZ_SECONDS per target, default 120)
 #   make deps       install missing Debian packages (prints the command when not root)
-#   make reproduce DATASET=ave|cremad|vggsound DATA=DIR [OUT=runs/reproduce-NAME] [ARGS="--seeds 1 ..."]
+#   make reproduce DATASET=NAME DATA=DIR [OUT=runs/reproduce-NAME] [ARGS="--seeds 1 ..."]
 #                   the seed's tables from ingested shards (tools/reproduce; resumable)
 #
 # Each module has a module.mk that adds its library, binaries and unit tests.
@@ -44,8 +45,14 @@ UNIT_TESTS :=
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(OBJ)/%.cu.o,$(filter %.cu,$(1)))
 
-.PHONY: all test test-unit test-oracle demo asan bench deps clean ingest reproduce fuzz fuzz-targets
+.PHONY: all test test-unit test-oracle demo asan bench deps clean ingest reproduce fuzz fuzz-targets datasets
 all:
+
+# The datasets are the presets manifests/NAME.conf (ingest finds and lists the
+# same files: ingest --help, ingest/ig_datasets.c; tools/reproduce too).
+DATASETS := $(sort $(basename $(notdir $(wildcard manifests/*.conf))))
+datasets:
+	@for d in $(DATASETS); do echo $$d; done
 
 include common/module.mk
 include h5/module.mk

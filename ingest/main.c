@@ -14,6 +14,18 @@
 #include "ingest/ingest.h"
 #include "h5/h5.h"
 
+/* The datasets (presets found) and the readers (ig_readers), for --help. */
+static void usage_datasets(FILE *f)
+{
+    char names[2048];
+    ig_preset_names(names, sizeof names, ", ");
+    fprintf(f, "\nDatasets (--dataset NAME: the presets found, manifests/NAME.conf): %s\n",
+            names[0] ? names : "none found");
+    fprintf(f, "Readers (a preset's `reader`, and what --root holds for it):\n");
+    for (int i = 0; i < ig_n_readers; i++)
+        fprintf(f, "  %-10s %s\n", ig_readers[i].name, ig_readers[i].layout);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -25,7 +37,7 @@ static void usage(FILE *f)
             "rows that cannot be ingested go to OUT/failures.tsv. Re-running the same\n"
             "command keeps complete shards and does the rest (also after a kill).\n"
             "\n"
-            "  --dataset NAME      preset manifests/NAME.conf: ave, cremad, vggsound, demo\n"
+            "  --dataset NAME      preset manifests/NAME.conf (the datasets below)\n"
             "  --root DIR          the dataset in its native layout (see the preset)\n"
             "  --out DIR           output folder (default data/NAME)\n"
             "  --jobs N            worker threads (default: all cores)\n"
@@ -68,36 +80,7 @@ static void usage(FILE *f)
             "Presets are found in $C2KD_MANIFESTS, then manifests/ beside the build folder,\n"
             "then ./manifests. Exit status: 0 all rows ingested, 1 some failed (listed) or a\n"
             "fatal error, 2 usage error.\n");
-}
-
-static int find_preset(char *out, size_t n, const char *name)
-{
-    char cand[3][CM_PATH_MAX];
-    int nc = 0;
-    const char *env = getenv("C2KD_MANIFESTS");
-    if (env && *env)
-        snprintf(cand[nc++], CM_PATH_MAX, "%s/%s.conf", env, name);
-    char exe[CM_PATH_MAX];
-    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (l > 0) {
-        exe[l] = '\0';
-        char *s = strrchr(exe, '/'); /* .../build/bin/ingest -> .../manifests */
-        for (int up = 0; s && up < 2; up++) {
-            *s = '\0';
-            s = strrchr(exe, '/');
-        }
-        if (s) {
-            *s = '\0';
-            snprintf(cand[nc++], CM_PATH_MAX, "%.3000s/manifests/%.200s.conf", exe, name);
-        }
-    }
-    snprintf(cand[nc++], CM_PATH_MAX, "manifests/%.200s.conf", name);
-    for (int i = 0; i < nc; i++)
-        if (cm_is_file(cand[i])) {
-            snprintf(out, n, "%.4000s", cand[i]);
-            return 0;
-        }
-    return -1;
+    usage_datasets(f);
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -267,9 +250,11 @@ static int load_preset(const cli *c, ig_preset *p)
     const char *file = c->preset_file;
     if (file || c->dataset) {
         if (!file) {
-            if (find_preset(path, sizeof path, c->dataset) != 0) {
-                fprintf(stderr, "ingest: no preset manifests/%s.conf (known: ave, cremad, vggsound, demo)\n",
-                        c->dataset);
+            if (ig_preset_find(c->dataset, path, sizeof path) != 0) {
+                char names[2048];
+                ig_preset_names(names, sizeof names, ", ");
+                fprintf(stderr, "ingest: no preset manifests/%s.conf (known: %s)\n", c->dataset,
+                        names[0] ? names : "none found");
                 return 2;
             }
             file = path;

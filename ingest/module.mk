@@ -18,7 +18,7 @@ $(ingest_TESTS): $(TESTBIN)/%: $(OBJ)/tests/unit/%.o $(INGEST_DEPS)
 
 # make ingest DATASET=ave ROOT=/path/to/AVE_Dataset [OUT=data/ave] [JOBS=N]
 ingest: $(BIN)/ingest
-	@test -n "$(DATASET)" || { echo "make ingest: give DATASET=ave|cremad|vggsound|demo and ROOT=DIR"; exit 2; }
+	@test -n "$(DATASET)" || { echo "make ingest: give DATASET=NAME (one of: $(DATASETS)) and ROOT=DIR"; exit 2; }
 	@test -n "$(ROOT)" || { echo "make ingest: give ROOT=DIR (the dataset folder)"; exit 2; }
 	$(BIN)/ingest --dataset $(DATASET) --root $(ROOT) --out $(if $(OUT),$(OUT),data/$(DATASET)) $(if $(JOBS),--jobs $(JOBS))
 
