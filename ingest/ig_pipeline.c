@@ -60,7 +60,7 @@ typedef struct ctx {
     pthread_cond_t cv_ready, cv_space;
     size_t next_task, next_write;
     int stop;
-    size_t target, bins, T;
+    size_t bins, T;          /* one spectrogram: bins x T */
     int allow_truncated;     /* ig_options.allow_truncated */
 } ctx;
 
@@ -556,7 +556,7 @@ static int run_workers(run *r, cm_err *err)
 {
     int jobs = r->o->jobs > 0 ? r->o->jobs : 1, nth = 0, rc = -1;
     ctx c = {.p = r->p, .m = r->m, .tasks = r->tasks, .ntasks = r->ntasks, .W = (size_t)jobs * 2 + 2,
-             .target = r->target, .bins = r->bins, .T = r->T};
+             .bins = r->bins, .T = r->T};
     sp_stft *stft = sp_stft_create(&r->p->sp, r->o->wisdom, err);
     fr_jpeg **jpegs = calloc((size_t)jobs, sizeof *jpegs);
     pthread_t *th = calloc((size_t)jobs, sizeof *th);
