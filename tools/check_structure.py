@@ -23,7 +23,8 @@ RANKS = {
     "common": 0,
     "spectro": 1,
     "frames": 1,
-    "backend": 1,
+    "kernels": 1,
+    "backend": 1.5,  # only the forwarding header backend/backend.h, until the include rename
     "store": 2,
     "dist": 2,
     "ingest": 3,
