@@ -128,7 +128,7 @@ void cpu_bn_bwd(be_ctx *b, int n, int c, int hw, const float *x, const float *dy
     cpu_parallel(ctx, (size_t)c, bn_bwd_task, &J);
 }
 
-/* Batch norm in parts (backend.h, --sync-bn). The same arithmetic as the
+/* Batch norm in parts (kernels/kernels.h, --sync-bn). The same arithmetic as the
  * fused ops, except that the statistics come from unshifted double sums. */
 static void bn_partial_task(void *arg, size_t ch, int worker)
 {

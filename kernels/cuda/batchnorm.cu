@@ -298,7 +298,7 @@ static cudaError_t cu_bn_bwd_launch(cudaStream_t st, int n, int c, int hw, const
     return cudaGetLastError();
 }
 
-/* ---------------- batch norm in parts (--sync-bn; backend.h) ---------------- */
+/* ---------------- batch norm in parts (--sync-bn; kernels/kernels.h) ---------------- */
 
 /* sums[ch] = Σ_p partial[ch, p, 0], sums[C + ch] = Σ_p partial[ch, p, 1] · (invstd ? invstd[ch] : 1);
  * with dgamma: dbeta = sums[ch], dgamma = sums[C + ch] (floats). */
@@ -427,9 +427,9 @@ static cudaError_t cu_bn_bwd_apply_launch(cudaStream_t st, int n, int c, int hw,
 /* ---------------- entries ---------------- */
 
 /* ---------------- batch norm ----------------
- * Default: the project's kernels (backend/cuda/cuda_kernels.cu: per-channel
+ * Default: the project's kernels (above: per-channel
  * partial sums in double over chunks, a fixed-order finalize, an element-wise
- * pass; deterministic; the CPU backend's arithmetic). C2KD_BN=cudnn at
+ * pass; deterministic; the CPU backend's arithmetic). be_options.bn = BE_BN_CUDNN at
  * creation selects cuDNN's spatial batch norm instead. */
 
 static void *bn_scratch(cu_ctx *c, int n, int ch, int hw)
