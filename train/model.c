@@ -105,12 +105,13 @@ void tr_add_conv(tr_reg *r, tr_conv *c, const char *name, int cin, int cout, int
     c->w = reg_add(r, name, TT_PARAM, init, cin * k * k, 4, cout, cin, k, k);
 }
 
-void tr_add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c)
+/* A batch norm whose weight is initialised by ginit (TI_ONE or TI_N1), bias 0. */
+static void add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c, int ginit)
 {
     char nm[64];
     b->c = c;
     snprintf(nm, sizeof nm, "%sweight", prefix);
-    b->g = reg_add(r, nm, TT_PARAM, TI_ONE, 0, 1, c, 0, 0, 0);
+    b->g = reg_add(r, nm, TT_PARAM, ginit, 0, 1, c, 0, 0, 0);
     snprintf(nm, sizeof nm, "%sbias", prefix);
     b->b = reg_add(r, nm, TT_PARAM, TI_ZERO, 0, 1, c, 0, 0, 0);
     snprintf(nm, sizeof nm, "%srunning_mean", prefix);
@@ -121,6 +122,11 @@ void tr_add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c)
     reg_add(r, nm, TT_NBT, TI_NONE, 0, 0, 0, 0, 0, 0);
     b->smean = tr_mem_floats(mem, (size_t)c);
     b->sinv = tr_mem_floats(mem, (size_t)c);
+}
+
+void tr_add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c)
+{
+    add_bn(r, mem, b, prefix, c, TI_ONE);
 }
 
 size_t tr_add_bias(tr_reg *r, const char *name, int n, int fan_in)
@@ -139,8 +145,9 @@ static void add_linear(tr_reg *r, tr_lin *l, const char *prefix, int in, int out
         snprintf(nm, sizeof nm, "%sbias", prefix);
         l->b = reg_add(r, nm, TT_PARAM, TI_TORCH_B, in, 1, out, 0, 0, 0);
     } else {
-        /* a 1x1 convolution on a [B, C, 1, 1] tensor: PyTorch shape [out, in, 1, 1] */
-        l->w = reg_add(r, nm, TT_PARAM, TI_TORCH_W, in, 4, out, in, 1, 1);
+        /* a 1x1 convolution on a [B, C, 1, 1] tensor: PyTorch shape [out, in, 1, 1];
+         * Kaiming normal fan_out, as the authors' proxies (module.py) */
+        l->w = reg_add(r, nm, TT_PARAM, TI_KAIMING_OUT, in, 4, out, in, 1, 1);
         l->b = NO_BIAS;
     }
 }
@@ -199,6 +206,10 @@ void tr_reg_init(tr_reg *r, be_ctx *be, tr_rng *rng)
         case TI_ONE:
             for (size_t j = 0; j < t->count; j++)
                 d[j] = 1.0f;
+            break;
+        case TI_N1:
+            for (size_t j = 0; j < t->count; j++)
+                d[j] = (float)(1.0 + 0.02 * tr_rng_normal(rng));
             break;
         default:
             break;
@@ -382,25 +393,25 @@ static void block_params(tr_reg *r, tr_mem *mem, tr_block *b, const char *pre, i
         snprintf(nm, sizeof nm, "%sconv1.weight", pre);
         tr_add_conv(r, &b->c[0], nm, inplanes, planes, 1, 1, 0, TI_KAIMING_OUT);
         snprintf(nm, sizeof nm, "%sbn1.", pre);
-        tr_add_bn(r, mem, &b->b[0], nm, planes);
+        add_bn(r, mem, &b->b[0], nm, planes, TI_N1);
         snprintf(nm, sizeof nm, "%sconv2.weight", pre);
         tr_add_conv(r, &b->c[1], nm, planes, planes, 3, stride, 1, TI_KAIMING_OUT);
         snprintf(nm, sizeof nm, "%sbn2.", pre);
-        tr_add_bn(r, mem, &b->b[1], nm, planes);
+        add_bn(r, mem, &b->b[1], nm, planes, TI_N1);
         snprintf(nm, sizeof nm, "%sconv3.weight", pre);
         tr_add_conv(r, &b->c[2], nm, planes, planes * 4, 1, 1, 0, TI_KAIMING_OUT);
         snprintf(nm, sizeof nm, "%sbn3.", pre);
-        tr_add_bn(r, mem, &b->b[2], nm, planes * 4);
+        add_bn(r, mem, &b->b[2], nm, planes * 4, TI_N1);
     } else {
         b->nst = 2;
         snprintf(nm, sizeof nm, "%sconv1.weight", pre);
         tr_add_conv(r, &b->c[0], nm, inplanes, planes, 3, stride, 1, TI_KAIMING_OUT);
         snprintf(nm, sizeof nm, "%sbn1.", pre);
-        tr_add_bn(r, mem, &b->b[0], nm, planes);
+        add_bn(r, mem, &b->b[0], nm, planes, TI_N1);
         snprintf(nm, sizeof nm, "%sconv2.weight", pre);
         tr_add_conv(r, &b->c[1], nm, planes, planes, 3, 1, 1, TI_KAIMING_OUT);
         snprintf(nm, sizeof nm, "%sbn2.", pre);
-        tr_add_bn(r, mem, &b->b[1], nm, planes);
+        add_bn(r, mem, &b->b[1], nm, planes, TI_N1);
     }
 }
 
@@ -469,7 +480,7 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
     size_t Bi = (size_t)max_batch * n->F;
 
     tr_add_conv(r, &n->conv1, "conv1.weight", in_c, width, 7, 2, 3, TI_KAIMING_OUT);
-    tr_add_bn(r, mem, &n->bn1, "bn1.", width);
+    add_bn(r, mem, &n->bn1, "bn1.", width, TI_N1);
     n->h1 = tr_conv_out(in_h, &n->conv1);
     n->w1 = tr_conv_out(in_w, &n->conv1);
     n->hp = (n->h1 + 2 - 3) / 2 + 1;
@@ -525,7 +536,7 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
                 snprintf(nm, sizeof nm, "%sdownsample.0.weight", pre);
                 tr_add_conv(r, &b->cd, nm, inplanes, planes * exp, 1, stride, 0, TI_KAIMING_OUT);
                 snprintf(nm, sizeof nm, "%sdownsample.1.", pre);
-                tr_add_bn(r, mem, &b->bd, nm, planes * exp);
+                add_bn(r, mem, &b->bd, nm, planes * exp, TI_N1);
                 track(&s_need, nin);
                 track(&tmp_need, b->cnt[b->nst - 1]);
             }

@@ -21,7 +21,8 @@
 #include "train/rng.h"
 
 enum { TT_PARAM = 0, TT_BUFFER = 1, TT_NBT = 2 };
-enum { TI_NONE = 0, TI_KAIMING_OUT, TI_TORCH_W, TI_TORCH_B, TI_ONE, TI_ZERO, TI_KAIMING_A1 };
+enum { TI_NONE = 0, TI_KAIMING_OUT, TI_TORCH_W, TI_TORCH_B, TI_ONE, TI_ZERO, TI_KAIMING_A1, TI_N1 };
+/* TI_N1: N(1, 0.02) (the authors' ResNet batch-norm weights, backbone.py). */
 /* TI_KAIMING_A1: kaiming_uniform_(a=1): U(-sqrt(3 / fan_in), sqrt(3 / fan_in)) (ReviewKD's ABF convs). */
 
 typedef struct tr_tensor {
@@ -278,9 +279,10 @@ int tr_review_build(tr_review *rv, tr_mem *mem, const tr_resnet *student, const 
                     cm_err *err);
 /* Needs both networks' forward of this batch (train mode for the student). */
 void tr_review_forward(tr_review *rv, be_ctx *be, const tr_resnet *student, const tr_resnet *teacher, int B);
-/* HCL of each level, weight w, into loss[l] (5 values, accumulated), and the
- * backward pass of the modules: parameter gradients and rv->grad. */
-void tr_review_backward(tr_review *rv, be_ctx *be, int B, float w, float *loss);
+/* HCL of each level, weight w, into loss[l] (5 doubles on the device,
+ * accumulated: a teacher's features near FLT_MAX square beyond float32), and
+ * the backward pass of the modules: parameter gradients and rv->grad. */
+void tr_review_backward(tr_review *rv, be_ctx *be, int B, float w, double *loss);
 
 /* Building blocks shared by model.c, shake.c and review.c. */
 size_t tr_add_bias(tr_reg *r, const char *name, int n, int fan_in);

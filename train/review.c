@@ -190,7 +190,7 @@ void tr_review_forward(tr_review *rv, be_ctx *be, const tr_resnet *st, const tr_
 }
 
 /* HCL of level l (reviewkd.py hcl): into loss[0] and the gradient d of its output. */
-static void hcl(tr_review *rv, be_ctx *be, int l, int B, float w, float *loss, float *d)
+static void hcl(tr_review *rv, be_ctx *be, int l, int B, float w, double *loss, float *d)
 {
     const be_ops *o = be->ops;
     const tr_abf *A = &rv->abf[l];
@@ -280,7 +280,7 @@ static void abf_bwd(tr_review *rv, be_ctx *be, int l, int B)
         rv->grad.pooled = dx;
 }
 
-void tr_review_backward(tr_review *rv, be_ctx *be, int B, float w, float *loss)
+void tr_review_backward(tr_review *rv, be_ctx *be, int B, float w, double *loss)
 {
     for (int l = 0; l < TR_REVIEW_N; l++) {
         hcl(rv, be, l, B, w, loss + l, rv->sA);

@@ -239,6 +239,7 @@ tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_
     s->dp_s = tr_mem_floats(&s->mem, BC);
     s->dp_t = tr_mem_floats(&s->mem, BC);
     s->loss = tr_mem_floats(&s->mem, TR_MAX_TERMS);
+    s->loss64 = (double *)tr_mem_floats(&s->mem, 2 * TR_REVIEW_N); /* one allocation each: aligned */
     s->tau = tr_mem_floats(&s->mem, (size_t)c->max_batch);
     s->keep = tr_mem_floats(&s->mem, (size_t)c->max_batch);
     s->pred = (int32_t *)tr_mem_floats(&s->mem, (size_t)c->max_batch);
@@ -497,7 +498,8 @@ static int method_losses(tr_system *s, int B, const int32_t *y, const step_out *
         o->ce(be, B, C, z->zs, y, 1.0f, L + nt++, s->dz_s);
         for (int l = 0; l < TR_REVIEW_N; l++)
             names[nt + l] = hcl_names[l];
-        tr_review_backward(&s->review, be, B, 1.0f, L + nt); /* weight 1: the authors' ImageNet default */
+        s->loss64_at = nt;
+        tr_review_backward(&s->review, be, B, 1.0f, s->loss64); /* weight 1: the authors' ImageNet default */
         nt += TR_REVIEW_N;
     } else {
         nt = c2kd_losses(s, B, y, z, names);
@@ -578,13 +580,13 @@ static void step_sgd(tr_system *s, float lr)
         s->review.reg.nbt++;
 }
 
-static void step_stats(tr_system *s, const tr_batch *b, const step_out *z, const char **names, const float *hl,
+static void step_stats(tr_system *s, const tr_batch *b, const step_out *z, const char **names, const double *hl,
                        int nt, double total, tr_stats *st)
 {
     be_ctx *be = s->be;
     int B = b->B, C = s->cfg.n_classes;
     memset(st, 0, sizeof *st);
-    st->loss = (float)total;
+    st->loss = total;
     st->n_terms = nt;
     for (int i = 0; i < nt; i++) {
         st->term_name[i] = names[i];
@@ -619,6 +621,7 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
     const char *names[TR_MAX_TERMS];
     save_buffers(s, 0);
     o->zero(be, s->loss, TR_MAX_TERMS * sizeof(float));
+    o->zero(be, s->loss64, TR_REVIEW_N * sizeof(double));
     float *grads[4] = {s->dz_s, s->dz_t, s->dp_s, s->dp_t};
     for (int i = 0; i < 4; i++)
         o->zero(be, grads[i], BC * sizeof(float));
@@ -638,8 +641,15 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
         tr_review_forward(&s->review, be, &s->student, &s->teacher, B);
     int nt = method_losses(s, B, b->labels, &z, names);
     step_backward(s, B);
-    float hl[TR_MAX_TERMS];
-    o->to_host(be, hl, s->loss, TR_MAX_TERMS * sizeof(float));
+    float hf[TR_MAX_TERMS];
+    double hl[TR_MAX_TERMS], h64[TR_REVIEW_N];
+    o->to_host(be, hf, s->loss, TR_MAX_TERMS * sizeof(float));
+    for (int i = 0; i < TR_MAX_TERMS; i++)
+        hl[i] = hf[i];
+    if (s->has_review) {
+        o->to_host(be, h64, s->loss64, sizeof h64);
+        memcpy(hl + s->loss64_at, h64, sizeof h64);
+    }
     if (o->status(be, err) < 0 || tr_dist_reduce_step(s, hl, nt, err) != 0) {
         save_buffers(s, 1);
         return cm_err_prefix(err, "step %lld", stepno);

@@ -101,15 +101,25 @@ static int wait_grads(tr_system *s, cm_err *err)
     return failed ? cm_err_set(err, "%s", s->ovl_err.msg) : rc;
 }
 
-int tr_dist_reduce_step(tr_system *s, float *hl, int nt, cm_err *err)
+/* The loss terms' mean over the ranks, in double. */
+static int average_terms(tr_system *s, double *hl, int nt, cm_err *err)
+{
+    if (ds_allreduce_f64(s->comm, hl, (size_t)nt, DS_SUM, err) != 0)
+        return -1;
+    for (int i = 0; i < nt; i++)
+        hl[i] /= ds_size(s->comm);
+    return 0;
+}
+
+int tr_dist_reduce_step(tr_system *s, double *hl, int nt, cm_err *err)
 {
     if (s->bnsync.failed)
         return cm_err_set(err, "--sync-bn: %s", s->bnsync.err.msg);
     if (!multi(s))
         return 0;
     if (s->ovl_started) /* every gradient SGD uses was started by the backward pass */
-        return wait_grads(s, err) != 0 ? -1 : ds_average_f32(s->comm, hl, (size_t)nt, err);
-    if (ds_average_f32(s->comm, hl, (size_t)nt, err) != 0)
+        return wait_grads(s, err) != 0 ? -1 : average_terms(s, hl, nt, err);
+    if (average_terms(s, hl, nt, err) != 0)
         return -1;
     if (on_gpu(s))
         s->be->ops->sync(s->be); /* NCCL runs on its own stream */

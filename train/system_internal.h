@@ -34,6 +34,8 @@ struct tr_system {
     float *scratch;          /* max_act floats: see tr_system_create */
     float *dz_s, *dz_t, *dp_s, *dp_t;
     float *loss, *tau, *keep;
+    double *loss64;    /* review: the HCL terms [TR_REVIEW_N], summed in double */
+    int loss64_at;     /* their first index among the step's terms */
     int32_t *pred;
     int32_t *h_pred, *h_labels;
     float *h_keep;
@@ -58,7 +60,7 @@ int tr_system_regs(tr_system *s, tr_reg *regs[TR_MAX_REGS]);
  * ranks. After the backward pass: averages the nt loss terms in hl (so that a
  * non-finite loss on any rank fails the step on every rank) and the gradients
  * SGD will use. */
-int tr_dist_reduce_step(tr_system *s, float *hl, int nt, cm_err *err);
+int tr_dist_reduce_step(tr_system *s, double *hl, int nt, cm_err *err);
 /* Called by the backward pass as soon as the gradients of r from float `off`
  * on are final: starts their non-blocking average over ranks (ds_iaverage_f32
  * / ds_gpu_iaverage after the work issued so far), which tr_dist_reduce_step

@@ -94,7 +94,7 @@ void cu_adapool_fwd(be_ctx *b, int nc, int h, int w, int k, const float *x, floa
 void cu_adapool_bwd(be_ctx *b, int nc, int h, int w, int k, const float *dy, float *dx);
 void cu_att_fwd(be_ctx *b, int n, int c, int hw, const float *u, const float *v, const float *z, const float *bias, float *a, float *r);
 void cu_att_bwd(be_ctx *b, int n, int c, int hw, const float *u, const float *v, const float *a, const float *dr, float *du, float *dv, float *dz, float *dbias);
-void cu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, float *loss, float *dx);
+void cu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, double *loss, float *dx);
 
 /* sgd.cu: optimiser */
 void cu_sgd(be_ctx *b, size_t n, float *p, const float *g, float *m, float lr, float momentum);

@@ -232,8 +232,8 @@ static cudaError_t cu_att_bwd_launch(cudaStream_t st, int n, int c, int hw, cons
 }
 
 /* One block: the gradient element-wise, the sum of squares reduced in double
- * in a fixed order (deterministic), added to loss[0] by thread 0. */
-__global__ void cu_mse_k(size_t n, const float *x, const float *t, float weight, float *loss, float *dx)
+ * in a fixed order (deterministic), added to the double loss[0] by thread 0. */
+__global__ void cu_mse_k(size_t n, const float *x, const float *t, float weight, double *loss, float *dx)
 {
     __shared__ double sh[1024];
     double g = 2.0 * weight / (double)n, s = 0;
@@ -248,10 +248,10 @@ __global__ void cu_mse_k(size_t n, const float *x, const float *t, float weight,
         if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
         __syncthreads();
     }
-    if (threadIdx.x == 0) loss[0] += (float)(weight * sh[0] / (double)n);
+    if (threadIdx.x == 0) loss[0] += weight * sh[0] / (double)n;
 }
 
-static cudaError_t cu_mse_launch(cudaStream_t st, size_t n, const float *x, const float *t, float weight, float *loss, float *dx)
+static cudaError_t cu_mse_launch(cudaStream_t st, size_t n, const float *x, const float *t, float weight, double *loss, float *dx)
 {
     if (n) cu_mse_k<<<1, 1024, 0, st>>>(n, x, t, weight, loss, dx);
     return cudaGetLastError();
@@ -288,7 +288,7 @@ void cu_att_bwd(be_ctx *b, int n, int ch, int hw, const float *u, const float *v
     LAUNCH(CTX(b), cu_att_bwd_launch(CTX(b)->stream, n, ch, hw, u, v, a, dr, du, dv, dz, dbias), "attention fusion backward",
            "n%d c%d hw%d", n, ch, hw);
 }
-void cu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, float *loss, float *dx)
+void cu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, double *loss, float *dx)
 {
     LAUNCH(CTX(b), cu_mse_launch(CTX(b)->stream, n, x, t, weight, loss, dx), "loss mse", "%zu", n);
 }
