@@ -1,7 +1,7 @@
 # kernels: the table of operations (kernels/kernels.h) and its two
 # implementations, mirrored file by file (one file per op family, the same
 # families in the same order: context, conv, batchnorm, activation, pool,
-# linear, elementwise, loss, selection, review, sgd, input, table), in one
+# linear, elementwise, loss, selection, review, sgd, input, reduce, table), in one
 # library (libkernels.a) that train consumes:
 #   kernels/cpu/   OpenBLAS + the project's loops (always built)
 #   kernels/cuda/  cuDNN, cuBLAS and the project's kernels, built whenever nvcc
