@@ -494,6 +494,8 @@ static void t_sticky(void)
     checks++;
     if (st == 0 || !strstr(e.msg, "outside")) { failures++; printf("FAIL sticky error: status %d '%s'\n", st, e.msg); }
     else printf("ok   sticky error: %s\n", e.msg);
+    g2->ops->free(g2, src);
+    g2->ops->free(g2, out);
     g2->ops->destroy(g2);
 }
 
