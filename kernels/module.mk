@@ -24,9 +24,6 @@ CUDA_LDLIBS       :=
 endif
 kernels_SRCS := $(kernels_cpu_SRCS) $(kernels_cuda_SRCS)
 kernels_LIB  := $(LIB)/libkernels.a
-# The name the other modules' makefiles used before kernels/ (removed with
-# backend/backend.h by the branch's last commit).
-backend_LIB  := $(kernels_LIB)
 $(kernels_LIB): $(call objs,$(kernels_SRCS))
 
 $(OBJ)/%.cu.o: %.cu $(wildcard kernels/cuda/*.h kernels/cuda/*.cuh) kernels/kernels.h

@@ -29,7 +29,6 @@ RANKS = {
     "spectro": 1,
     "frames": 1,
     "kernels": 1,
-    "backend": 1.5,  # only the forwarding header backend/backend.h, until the include rename
     "store": 2,
     "dist": 2,
     "ingest": 3,

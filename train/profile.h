@@ -7,7 +7,7 @@
 
 #include <stdio.h>
 
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 
 /* Writes the report of p to f, times divided by `steps` (per step; 1: totals,
  * < 1 counts as 1), the `top` slowest (op, shape) rows; returns the device time

@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "common/cm_progress.h"
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 #include "train/profile.h"
 #include "train/system.h"
 #include "train/system_internal.h"

@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 
 static uint64_t rng_s;
 static uint64_t next_u64(void)

@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 
 static int have_gpu(void)
 {
