@@ -56,7 +56,7 @@ datasets:
 
 include common/module.mk
 include h5/module.mk
--include backend/module.mk
+-include kernels/module.mk
 -include dist/module.mk
 -include spectro/module.mk
 -include frames/module.mk

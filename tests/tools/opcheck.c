@@ -38,7 +38,7 @@
 
 #include "common/cm_npy.h"
 #include "common/cm_npy_test.h"
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 
 /* Every buffer of this short run, freed at the end. */
 static void *owned[64];
