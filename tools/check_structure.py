@@ -25,7 +25,7 @@ RANKS = {
     "frames": 1,
     "backend": 1,
     "store": 2,
-    "dist": 2,
+    "collective": 2,
     "ingest": 3,
     "train": 3,
 }

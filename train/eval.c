@@ -113,11 +113,11 @@ int ev_pass_add(ev_pass *p, int B, const float *logits, const int32_t *labels, c
     return 0;
 }
 
-int ev_pass_allreduce(ev_pass *p, ds_comm *comm, cm_err *err)
+int ev_pass_allreduce(ev_pass *p, cl_comm *comm, cm_err *err)
 {
     int64_t counts[4] = {p->n, p->top1, p->top5, p->loss_fx};
-    if (ds_allreduce_i64(comm, counts, 4, DS_SUM, err) != 0 ||
-        ds_allreduce_i64(comm, p->confusion, (size_t)p->C * (size_t)p->C, DS_SUM, err) != 0)
+    if (cl_allreduce_i64(comm, counts, 4, CL_SUM, err) != 0 ||
+        cl_allreduce_i64(comm, p->confusion, (size_t)p->C * (size_t)p->C, CL_SUM, err) != 0)
         return -1;
     p->n = counts[0], p->top1 = counts[1], p->top5 = counts[2], p->loss_fx = counts[3];
     return 0;

@@ -45,7 +45,7 @@
 enum { GO_ON = -1, EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 typedef struct tr_run {
-    ds_comm *comm;     /* the ranks (a world of 1 without a launcher) */
+    cl_comm *comm;     /* the ranks (a world of 1 without a launcher) */
     int rank, world;
     int lead;          /* rank 0: the one that writes outputs */
     tr_opts op;        /* from argv, or RUN/options.json with argv's overrides on --resume */
@@ -311,7 +311,7 @@ static int run_backend(tr_run *r)
     if (strcmp(op->device, "cpu") == 0) {
         r->be = be_cpu_create(bo.threads, &err);
     } else {
-        bo.device = ds_local_rank(r->comm);
+        bo.device = cl_local_rank(r->comm);
         r->be = be_cuda_create(&bo, &err);
         if (!r->be && strcmp(op->device, "cuda") == 0)
             return fail("--device cuda", err.msg);
@@ -330,7 +330,7 @@ static int run_world(tr_run *r)
     cm_err err = {{0}};
     if (r->resuming && tr_world_check(r->op.out, r->comm, &err) != 0)
         return fail(r->op.out, err.msg);
-    if (ds_active(r->comm) && strcmp(r->be->ops->name, "cpu") != 0 && ds_gpu_init(r->comm, ds_local_rank(r->comm), 0, &err) != 0)
+    if (cl_active(r->comm) && strcmp(r->be->ops->name, "cpu") != 0 && cl_gpu_init(r->comm, cl_local_rank(r->comm), 0, &err) != 0)
         return fail("NCCL", err.msg);
     return GO_ON;
 }
@@ -929,8 +929,8 @@ static int end_epoch(tr_run *r, int e, mt_epoch *rec)
         r->be->ops->stats(r->be, &bst);
         rec->gpu_peak_bytes = (double)bst.peak_bytes;
     }
-    if (ds_active(r->comm) && strcmp(r->be->ops->name, "cpu") != 0) /* NCCL gradient all-reduce time of this epoch */
-        rec->allreduce_seconds = ds_gpu_take_seconds(r->comm);
+    if (cl_active(r->comm) && strcmp(r->be->ops->name, "cpu") != 0) /* NCCL gradient all-reduce time of this epoch */
+        rec->allreduce_seconds = cl_gpu_take_seconds(r->comm);
     if (!r->lead)
         return GO_ON;
     if (mt_epoch_record(r->mt, rec, &err) != 0)
@@ -1186,9 +1186,9 @@ static int run_finish(tr_run *r)
         return fail(r->result_path, err.msg);
     if (op->profile && r->be->ops->profile_write && write_profile(r->be, op->out, &err) != 0)
         return fail(op->out, err.msg);
-    if (ds_active(r->comm)) /* docs/DISTRIBUTED.md, "Step" */
+    if (cl_active(r->comm)) /* docs/DISTRIBUTED.md, "Step" */
         fprintf(stderr, TOOL ": data parallel: %lld gradient all-reduces overlapped with the backward pass\n",
-                ds_started(r->comm));
+                cl_started(r->comm));
     print_summary(r);
     return EXIT_DONE;
 }
@@ -1309,7 +1309,7 @@ static void run_destroy(tr_run *r)
     free(r->opts_text);
 }
 
-/* The watchdog of dist/dist.h: a collective that does not complete in time
+/* The watchdog of collective/collective.h: a collective that does not complete in time
  * means another rank died or hangs; every rank is ended. */
 static void dist_timeout(void *arg, const char *what, double seconds)
 {
@@ -1317,7 +1317,7 @@ static void dist_timeout(void *arg, const char *what, double seconds)
     fprintf(stderr, TOOL ": rank %d: %s not completed after %.0f s (another rank died or hangs; "
             "C2KD_DIST_TIMEOUT sets the limit); ending every rank\n", r->rank, what, seconds);
     fflush(stderr);
-    ds_abort(r->comm, 1);
+    cl_abort(r->comm, 1);
     _exit(1);
 }
 
@@ -1327,11 +1327,11 @@ int main(int argc, char **argv)
     memset(&run, 0, sizeof run);
     cm_err err = {{0}};
     const char *to = getenv("C2KD_DIST_TIMEOUT");
-    run.comm = ds_create(to ? atof(to) : 600.0, dist_timeout, &run, &err);
+    run.comm = cl_create(to ? atof(to) : 600.0, dist_timeout, &run, &err);
     if (!run.comm)
         return fail("MPI", err.msg);
-    run.rank = ds_rank(run.comm);
-    run.world = ds_size(run.comm);
+    run.rank = cl_rank(run.comm);
+    run.world = cl_size(run.comm);
     run.lead = run.rank == 0;
     int rc = run_options(&run, argc, argv);
     if (rc == GO_ON && run.op.eval)
@@ -1349,8 +1349,8 @@ int main(int argc, char **argv)
         /* The other ranks may wait in a collective: end them (mpirun reports it). */
         fprintf(stderr, TOOL ": rank %d failed; ending every rank\n", run.rank);
         fflush(stderr);
-        ds_abort(run.comm, rc);
+        cl_abort(run.comm, rc);
     }
-    ds_destroy(run.comm);
+    cl_destroy(run.comm);
     return rc;
 }

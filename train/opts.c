@@ -264,7 +264,7 @@ void tr_opts_help(FILE *f)
                "  C2KD_DIST_TIMEOUT=S    end every rank when a collective has not finished after S seconds (600)\n"
                "  C2KD_DIST_OVERLAP=0    average gradients after the whole backward pass (default: overlapped)\n"
                "  C2KD_DIST=0            ignore the launcher (each process trains alone)\n"
-               "  C2KD_DIST_PLUGIN=PATH  the MPI/NCCL plugin (default: ../lib/c2kd_dist.so from the binary)\n");
+               "  C2KD_DIST_PLUGIN=PATH  the MPI/NCCL plugin (default: ../lib/c2kd_collective.so from the binary)\n");
     fprintf(f, "\nexit status: 0 done, 1 failed (bad data, checkpoint, non-finite loss), 2 usage error\n");
 }
 

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "common/cm_err.h"
-#include "dist/dist.h"
+#include "collective/collective.h"
 #include "backend/backend.h"
 
 /* ---- the configuration ---- */
@@ -180,7 +180,7 @@ int64_t tr_system_steps(const tr_system *s);
 void tr_system_set_steps(tr_system *s, int64_t steps);
 
 /* ---- data parallel (train/system_dist.c) ----
- * With a communicator of N > 1 ranks (dist/dist.h), each step runs as in
+ * With a communicator of N > 1 ranks (collective/collective.h), each step runs as in
  * PyTorch's DistributedDataParallel: every rank's forward and backward pass on
  * its own batch (batch norm with that batch's statistics, C²KD's selection and
  * losses per rank), then the gradients of every parameter SGD updates are
@@ -188,7 +188,7 @@ void tr_system_set_steps(tr_system *s, int64_t steps);
  * every rank applies the same SGD step. The loss terms are averaged too (a
  * non-finite one on any rank fails the step everywhere); tr_stats holds the
  * global batch's figures. comm is not owned; NULL: one process. */
-void tr_system_set_comm(tr_system *s, ds_comm *comm);
+void tr_system_set_comm(tr_system *s, cl_comm *comm);
 /* Sends rank 0's parameters, momenta, BN buffers and counters to every rank,
  * then tr_system_check_same. */
 int tr_system_broadcast(tr_system *s, cm_err *err);

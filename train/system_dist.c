@@ -8,7 +8,7 @@
 
 static int multi(const tr_system *s)
 {
-    return s->comm && ds_active(s->comm);
+    return s->comm && cl_active(s->comm);
 }
 
 /* --sync-bn: the sums of every batch norm summed over ranks (a world of 1: as they are). */
@@ -17,7 +17,7 @@ static int bnsync_allreduce(void *arg, double *buf, size_t n)
     tr_system *s = arg;
     if (!multi(s))
         return 0;
-    return ds_allreduce_f64(s->comm, buf, n, DS_SUM, &s->bnsync.err);
+    return cl_allreduce_f64(s->comm, buf, n, CL_SUM, &s->bnsync.err);
 }
 
 /* Scratch for the largest batch norm (the most channels of any buffer), and
@@ -45,7 +45,7 @@ static void bnsync_setup(tr_system *s)
         regs[i]->sync = b;
 }
 
-void tr_system_set_comm(tr_system *s, ds_comm *comm)
+void tr_system_set_comm(tr_system *s, cl_comm *comm)
 {
     const char *ov = getenv("C2KD_DIST_OVERLAP");
     s->comm = comm;
@@ -63,15 +63,15 @@ static int on_gpu(const tr_system *s)
 static int average(tr_system *s, float *p, size_t n, cm_err *err)
 {
     if (!on_gpu(s))
-        return ds_average_f32(s->comm, p, n, err);
-    return ds_gpu_average(s->comm, p, n, err);
+        return cl_average_f32(s->comm, p, n, err);
+    return cl_gpu_average(s->comm, p, n, err);
 }
 
 static int bcast(tr_system *s, void *p, size_t bytes, cm_err *err)
 {
     if (!on_gpu(s))
-        return ds_bcast(s->comm, p, bytes, 0, err);
-    return ds_gpu_bcast(s->comm, p, bytes, 0, err);
+        return cl_bcast(s->comm, p, bytes, 0, err);
+    return cl_gpu_bcast(s->comm, p, bytes, 0, err);
 }
 
 /* The stream NCCL orders its work after (CUDA), or NULL. */
@@ -84,8 +84,8 @@ void tr_dist_grads_ready(tr_system *s, tr_reg *r, size_t off)
 {
     if (!multi(s) || !s->overlap || s->ovl_failed || (on_gpu(s) && !compute_stream(s)))
         return;
-    int rc = on_gpu(s) ? ds_gpu_iaverage(s->comm, r->g + off, r->np - off, compute_stream(s), &s->ovl_err)
-                       : ds_iaverage_f32(s->comm, r->g + off, r->np - off, &s->ovl_err);
+    int rc = on_gpu(s) ? cl_gpu_iaverage(s->comm, r->g + off, r->np - off, compute_stream(s), &s->ovl_err)
+                       : cl_iaverage_f32(s->comm, r->g + off, r->np - off, &s->ovl_err);
     s->ovl_started++;
     if (rc != 0)
         s->ovl_failed = 1;
@@ -97,7 +97,7 @@ static int wait_grads(tr_system *s, cm_err *err)
 {
     int failed = s->ovl_failed;
     s->ovl_started = s->ovl_failed = 0;
-    int rc = ds_wait_all(s->comm, err);
+    int rc = cl_wait_all(s->comm, err);
     return failed ? cm_err_set(err, "%s", s->ovl_err.msg) : rc;
 }
 
@@ -108,8 +108,8 @@ int tr_dist_reduce_step(tr_system *s, float *hl, int nt, cm_err *err)
     if (!multi(s))
         return 0;
     if (s->ovl_started) /* every gradient SGD uses was started by the backward pass */
-        return wait_grads(s, err) != 0 ? -1 : ds_average_f32(s->comm, hl, (size_t)nt, err);
-    if (ds_average_f32(s->comm, hl, (size_t)nt, err) != 0)
+        return wait_grads(s, err) != 0 ? -1 : cl_average_f32(s->comm, hl, (size_t)nt, err);
+    if (cl_average_f32(s->comm, hl, (size_t)nt, err) != 0)
         return -1;
     if (on_gpu(s))
         s->be->ops->sync(s->be); /* NCCL runs on its own stream */
@@ -137,9 +137,9 @@ int tr_dist_reduce_stats(tr_system *s, tr_stats *st, int B, cm_err *err)
     if (!multi(s))
         return 0;
     double v[4] = {st->correct_student, st->correct_teacher, st->kept >= 0 ? st->kept * B : 0, B};
-    if (ds_allreduce_f64(s->comm, v, 4, DS_SUM, err) != 0)
+    if (cl_allreduce_f64(s->comm, v, 4, CL_SUM, err) != 0)
         return -1;
-    int n = ds_size(s->comm);
+    int n = cl_size(s->comm);
     if (st->correct_student >= 0)
         st->correct_student = (int)v[0];
     if (st->correct_teacher >= 0)
@@ -158,16 +158,16 @@ int tr_system_broadcast(tr_system *s, cm_err *err)
     tr_reg *regs[TR_MAX_REGS];
     int nr = tr_system_regs(s, regs);
     s->be->ops->sync(s->be);
-    if (on_gpu(s) && !ds_gpu_ready(s->comm))
+    if (on_gpu(s) && !cl_gpu_ready(s->comm))
         return cm_err_set(err, "NCCL not initialised for a CUDA run");
     for (int i = 0; i < nr; i++) {
         tr_reg *r = regs[i];
         if (bcast(s, r->w, r->np * sizeof(float), err) != 0 || bcast(s, r->m, r->np * sizeof(float), err) != 0 ||
             bcast(s, r->buf, r->nb * sizeof(float), err) != 0 ||
-            ds_bcast(s->comm, &r->nbt, sizeof r->nbt, 0, err) != 0)
+            cl_bcast(s->comm, &r->nbt, sizeof r->nbt, 0, err) != 0)
             return cm_err_prefix(err, "broadcast of %s", r->group);
     }
-    if (ds_bcast(s->comm, &s->step, sizeof s->step, 0, err) != 0)
+    if (cl_bcast(s->comm, &s->step, sizeof s->step, 0, err) != 0)
         return -1;
     return tr_system_check_same(s, err);
 }
@@ -206,13 +206,13 @@ int tr_system_check_same(tr_system *s, cm_err *err)
         /* Running statistics: rank 0's, as DDP's broadcast_buffers (they only
          * matter in evaluation mode, so sending them here equals DDP's send
          * before every forward pass). */
-        if (bcast(s, r->buf, r->nb * sizeof(float), err) != 0 || ds_bcast(s->comm, &r->nbt, sizeof r->nbt, 0, err) != 0)
+        if (bcast(s, r->buf, r->nb * sizeof(float), err) != 0 || cl_bcast(s->comm, &r->nbt, sizeof r->nbt, 0, err) != 0)
             return cm_err_prefix(err, "broadcast of %s statistics", r->group);
         uint64_t h = 1469598103934665603ULL;
         if (hash_dev(s, r->w, r->np, &h, err) != 0)
             return -1;
         int64_t v[2] = {(int64_t)(h >> 1), -(int64_t)(h >> 1)}; /* max and -min in one call */
-        if (ds_allreduce_i64(s->comm, v, 2, DS_MAX, err) != 0)
+        if (cl_allreduce_i64(s->comm, v, 2, CL_MAX, err) != 0)
             return -1;
         if (v[0] != -v[1])
             return cm_err_set(err, "the ranks hold different %s weights", r->group);

@@ -2,7 +2,7 @@
 #ifndef TRAIN_SYSTEM_INTERNAL_H
 #define TRAIN_SYSTEM_INTERNAL_H
 
-#include "dist/dist.h"
+#include "collective/collective.h"
 #include "train/model.h"
 #include "train/system.h"
 
@@ -41,7 +41,7 @@ struct tr_system {
     int last_B;
     tr_index *idx;
     size_t nidx;
-    ds_comm *comm;     /* data parallel: NULL or a world of 1 = one process */
+    cl_comm *comm;     /* data parallel: NULL or a world of 1 = one process */
     tr_bnsync bnsync;  /* --sync-bn (system_dist.c); the networks' tr_reg.sync point here */
     /* gradient averages started during the backward pass (system_dist.c) */
     int overlap;       /* 0: blocking, after the backward pass (C2KD_DIST_OVERLAP=0) */
@@ -60,8 +60,8 @@ int tr_system_regs(tr_system *s, tr_reg *regs[TR_MAX_REGS]);
  * SGD will use. */
 int tr_dist_reduce_step(tr_system *s, float *hl, int nt, cm_err *err);
 /* Called by the backward pass as soon as the gradients of r from float `off`
- * on are final: starts their non-blocking average over ranks (ds_iaverage_f32
- * / ds_gpu_iaverage after the work issued so far), which tr_dist_reduce_step
+ * on are final: starts their non-blocking average over ranks (cl_iaverage_f32
+ * / cl_gpu_iaverage after the work issued so far), which tr_dist_reduce_step
  * waits for. A no-op in one process or without overlap; a failure is kept
  * and reported by tr_dist_reduce_step. */
 void tr_dist_grads_ready(tr_system *s, tr_reg *r, size_t off);

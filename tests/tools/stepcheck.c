@@ -11,7 +11,7 @@
  *   OUT/ckpt_K.h5        checkpoint after step K (weights, running statistics, momenta)
  *   OUT/eval.h5          z_student, z_teacher of an evaluation-mode forward of batch 0 after the steps
  *
- * Under mpirun -np N (N > 1; dist/dist.h) every rank runs the step on its
+ * Under mpirun -np N (N > 1; collective/collective.h) every rank runs the step on its
  * share of each batch, the samples i with i mod N = rank (DistributedSampler),
  * with the data-parallel step of train/system_dist.c (DDP: gradients and loss
  * terms averaged, batch norm per rank). --batch is then the global batch
@@ -54,7 +54,7 @@
 #include <string.h>
 
 #include "common/cm_file.h"
-#include "dist/dist.h"
+#include "collective/collective.h"
 #include "train/rng.h"
 #include "train/model.h"
 #include "train/system.h"
@@ -456,14 +456,14 @@ int main(int argc, char **argv)
     if (!out || B < 1 || steps < 0 || !(band >= 0 && band < 1))
         return usage();
     cm_err err = {{0}};
-    ds_comm *comm = ds_create(0, NULL, NULL, &err);
+    cl_comm *comm = cl_create(0, NULL, NULL, &err);
     if (!comm) {
         fprintf(stderr, "stepcheck: MPI: %s\n", err.msg);
         return 1;
     }
-    const int rank = ds_rank(comm), N = ds_size(comm);
+    const int rank = cl_rank(comm), N = cl_size(comm);
     if (B % N != 0) {
-        ds_destroy(comm);
+        cl_destroy(comm);
         return usage();
     }
     const int Bl = B / N; /* this rank's samples of each batch */
@@ -475,20 +475,20 @@ int main(int argc, char **argv)
         snprintf(rdir, sizeof rdir, "%s", out);
     if (cm_mkdirs(rdir, &err) < 0) {
         fprintf(stderr, "stepcheck: %s: %s\n", rdir, err.msg);
-        ds_destroy(comm);
+        cl_destroy(comm);
         return 1;
     }
     be_ctx *be = be_cpu_create(threads, &err);
     if (!be) {
         fprintf(stderr, "stepcheck: backend: %s\n", err.msg);
-        ds_destroy(comm);
+        cl_destroy(comm);
         return 1;
     }
     tr_system *s = tr_system_create(be, &c, seed, &err);
     if (!s) {
         fprintf(stderr, "stepcheck: %s\n", err.msg);
         be->ops->destroy(be);
-        ds_destroy(comm);
+        cl_destroy(comm);
         return 1;
     }
     kink_rec kink = {0};
@@ -496,7 +496,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "stepcheck: out of memory\n");
         tr_system_destroy(s);
         be->ops->destroy(be);
-        ds_destroy(comm);
+        cl_destroy(comm);
         return 1;
     }
     char path[CM_PATH_MAX + 64];
@@ -515,8 +515,8 @@ int main(int argc, char **argv)
         tr_system_destroy(s);
         kink_destroy(&kink, be);
         be->ops->destroy(be);
-        ds_abort(comm, 1);
-        ds_destroy(comm);
+        cl_abort(comm, 1);
+        cl_destroy(comm);
         return 1;
     }
     /* Random batches (the same global ones on every rank). */
@@ -662,7 +662,7 @@ int main(int argc, char **argv)
     free(lv);
     free(ly);
     if (rc != 0)
-        ds_abort(comm, rc); /* the other ranks may wait in a collective */
-    ds_destroy(comm);
+        cl_abort(comm, rc); /* the other ranks may wait in a collective */
+    cl_destroy(comm);
     return rc;
 }
