@@ -8,6 +8,7 @@
 #include "common/cm_file.h"
 #include "common/cm_version.h"
 #include "train/eval.h"
+#include "train/methods.h"
 #include "train/plot.h"
 
 ev_pass *ev_pass_create(int n_classes, int keep, cm_err *err)
@@ -282,7 +283,9 @@ static int get_enum(const cJSON *j, const char *key, const char *const *names, i
 
 int ev_config_from_json(const char *json, tr_config *c, cm_err *err)
 {
-    static const char *methods[] = {"none", "kd", "nkd", "c2kd", "shake", "review"};
+    const char *methods[TR_METHOD_COUNT]; /* the names of train/methods.c's table */
+    for (int i = 0; i < TR_METHOD_COUNT; i++)
+        methods[i] = tr_methods_name((tr_method)i);
     static const char *mods[] = {"audio", "visual"}, *vmodes[] = {"stack", "fold"};
     static const char *proxies[] = {"fa", "none", "cfa"}, *updates[] = {"full", "top", "frozen"};
     cJSON *j = cJSON_Parse(json);
@@ -291,7 +294,7 @@ int ev_config_from_json(const char *json, tr_config *c, cm_err *err)
         return cm_err_set(err, "config: not a JSON object");
     }
     int m = 0, s = 0, t = 0, v = 0, px = 0, up = 0;
-    int rc = get_int(j, "pretrain", &c->pretrain, err) || get_enum(j, "method", methods, 6, &m, err) ||
+    int rc = get_int(j, "pretrain", &c->pretrain, err) || get_enum(j, "method", methods, TR_METHOD_COUNT, &m, err) ||
              get_enum(j, "student", mods, 2, &s, err) || get_enum(j, "teacher", mods, 2, &t, err) ||
              get_int(j, "student_depth", &c->student_depth, err) ||
              get_int(j, "teacher_depth", &c->teacher_depth, err) || get_int(j, "width", &c->width, err) ||

@@ -16,7 +16,9 @@
 
 /* ---- the configuration ---- */
 
-typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD, TR_SHAKE, TR_REVIEW } tr_method;
+/* The --method choices, in the order of the table of train/methods.c (which
+ * spells their names; --pretrain is a row of its own there). */
+typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD, TR_SHAKE, TR_REVIEW, TR_METHOD_COUNT } tr_method;
 typedef enum tr_modality { TR_AUDIO = 0, TR_VISUAL = 1 } tr_modality;
 typedef enum tr_teacher_update { TR_TEACHER_FULL = 0, TR_TEACHER_TOP, TR_TEACHER_FROZEN } tr_teacher_update;
 typedef enum tr_proxy_kind { TR_PROXY_FA = 0, TR_PROXY_NONE, TR_PROXY_CFA } tr_proxy_kind;
@@ -125,18 +127,10 @@ int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int wi
  * (as saved; NULL when the file has none) of a checkpoint, malloc'd. */
 int tr_checkpoint_read_meta(const char *path, char **config_json, char **recipe_json, cm_err *err);
 
-/* ---- inspection (tests) ---- */
-
-/* Parameters (for tests): number of named tensors and each one's PyTorch
- * name ("student/layer1.0.conv1.weight"), element count, device pointers to
- * its value and gradient (gradient NULL for buffers such as running_mean). */
-size_t tr_system_num_tensors(const tr_system *s);
-int tr_system_tensor(const tr_system *s, size_t i, const char **name, size_t *count, float **value,
-                     float **grad);
-
 /* ---- what each step does ----
  *
- * In train/system.c (train/system.c):
+ * The step is train/system.c; each method's part of it is its own file,
+ * train/method_NAME.c (train/method.h, the table in train/methods.c):
  * - networks: --pretrain: teacher only; none: student only; kd/nkd: student +
  *   teacher; c2kd: + both proxies (on the layer3 output; in fold mode the
  *   proxy pools over frames and space together, like the final pool).
@@ -173,13 +167,11 @@ int tr_system_tensor(const tr_system *s, size_t i, const char **name, size_t *co
  *   statistics, so it changes nothing.
  */
 
-/* Steps completed (set by tr_checkpoint_load with_optimizer from the
- * position, or by tr_system_set_steps); a failed step's message names step
- * steps+1. */
-int64_t tr_system_steps(const tr_system *s);
+/* Sets the steps completed (tr_checkpoint_load with_optimizer sets them from
+ * the position); a failed step's message names step steps+1. */
 void tr_system_set_steps(tr_system *s, int64_t steps);
 
-/* ---- data parallel (train/system_dist.c) ----
+/* ---- data parallel (train/ddp.c) ----
  * With a communicator of N > 1 ranks (collective/collective.h), each step runs as in
  * PyTorch's DistributedDataParallel: every rank's forward and backward pass on
  * its own batch (batch norm with that batch's statistics, C²KD's selection and
@@ -197,16 +189,5 @@ int tr_system_broadcast(tr_system *s, cm_err *err);
  * network whose parameters differ between ranks (a 64-bit hash of their
  * bytes compared with an all-reduce). Before evaluation and checkpoints. */
 int tr_system_check_same(tr_system *s, cm_err *err);
-
-/* Device pointers to the outputs of the last step or eval (for tests): logits
- * [B, classes] of each network and proxy (NULL when absent or not computed),
- * the selection's tau and keep [B] (c2kd steps only). */
-typedef struct tr_outputs {
-    int B;
-    const float *z_student, *z_teacher, *p_student, *p_teacher;
-    const float *tau, *keep;
-    const float *h_shadow;    /* shake: the shadow head's logits (before normalisation) */
-} tr_outputs;
-void tr_system_outputs(const tr_system *s, tr_outputs *out);
 
 #endif

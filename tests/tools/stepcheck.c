@@ -58,7 +58,11 @@
 #include "train/rng.h"
 #include "train/model.h"
 #include "train/system.h"
+#include "train/method_c2kd.h"
+#include "train/method_shake.h"
+#include "train/methods.h"
 #include "train/system_internal.h"
+#include "train/system_test.h"
 
 static int write_arr(hid_t loc, const char *name, hid_t mtype, hid_t ftype, int nd, const size_t *shape,
                      const void *data)
@@ -307,8 +311,8 @@ static int kink_create(kink_rec *k, be_ctx *be, tr_system *s, float band)
         kink_sites_resnet(k, &s->student);
     if (s->has_teacher)
         kink_sites_resnet(k, &s->teacher);
-    if (s->has_proxies) {
-        const tr_proxy *p[2] = {&s->sproxy, &s->tproxy};
+    if (tr_c2kd_proxy(s, 0)) {
+        const tr_proxy *p[2] = {tr_c2kd_proxy(s, 0), tr_c2kd_proxy(s, 1)};
         for (int i = 0; i < 2; i++) {
             if (p[i]->kind == TR_PROXY_FA)
                 kink_add(k, p[i]->a1, p[i]->reg.group, "act", K_LEAKY);
@@ -316,11 +320,12 @@ static int kink_create(kink_rec *k, be_ctx *be, tr_system *s, float band)
                 kink_add(k, p[i]->y2, p[i]->reg.group, "act", K_RELU);
         }
     }
-    if (s->has_shadow)
+    const tr_shadow *sh = tr_shake_shadow(s);
+    if (sh)
         for (int i = 0; i < TR_SHADOW_N; i++) {
             char nm[32];
             snprintf(nm, sizeof nm, "fuse%d.relu", i + 1);
-            kink_add(k, s->shadow.y[i], s->shadow.reg.group, nm, K_RELU);
+            kink_add(k, sh->y[i], sh->reg.group, nm, K_RELU);
         }
     k->inner = be->ops;
     k->ops = *be->ops;
@@ -420,13 +425,11 @@ int main(int argc, char **argv)
         if (OPT("--out")) out = v;
         else if (OPT("--init")) init = v;
         else if (OPT("--method")) {
+            int m = 0; /* train/methods.c's table */
+            while (m < TR_METHOD_COUNT && strcmp(v, tr_methods_name((tr_method)m)) != 0)
+                m++;
             if (!strcmp(v, "pretrain")) c.pretrain = 1;
-            else if (!strcmp(v, "none")) c.method = TR_NONE;
-            else if (!strcmp(v, "kd")) c.method = TR_KD;
-            else if (!strcmp(v, "nkd")) c.method = TR_NKD;
-            else if (!strcmp(v, "c2kd")) c.method = TR_C2KD;
-            else if (!strcmp(v, "shake")) c.method = TR_SHAKE;
-            else if (!strcmp(v, "review")) c.method = TR_REVIEW;
+            else if (m < TR_METHOD_COUNT) c.method = (tr_method)m;
             else return usage();
         } else if (OPT("--student")) {
             c.student = strcmp(v, "audio") == 0 ? TR_AUDIO : TR_VISUAL;

@@ -1,10 +1,12 @@
-/* review: ReviewKD's ABF modules and HCL loss over a student's and a frozen
- * teacher's features (model.h, docs/METHODS.md). Its place in the step lives
- * in system.c. */
+/* method_review: ReviewKD's ABF modules and HCL loss over a student's and a
+ * frozen teacher's features, and its step (method_review.h, docs/METHODS.md). */
+#include "train/method_review.h"
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "train/model.h"
+#include "train/system_internal.h"
 
 /* Level l's feature of a network: layer l+1's output (l < 4), or the pooled
  * vector as a 1x1 map (l = 4). */
@@ -287,3 +289,72 @@ void tr_review_backward(tr_review *rv, be_ctx *be, int B, float w, float *loss)
         abf_bwd(rv, be, l, B);
     }
 }
+
+/* ---------------------------------------------------------------- the method */
+
+static int review_build(tr_system *s, cm_err *err)
+{
+    tr_review *rv = calloc(1, sizeof *rv);
+    if (!rv)
+        return cm_err_set(err, "out of memory");
+    s->ms = rv;
+    if (tr_review_build(rv, &s->mem, &s->student, &s->teacher, s->cfg.max_batch, err) < 0)
+        return -1;
+    return tr_parts_add(&s->parts, &rv->reg, 1, 0, 1, err);
+}
+
+static void review_destroy(tr_system *s)
+{
+    tr_review *rv = s->ms;
+    if (!rv)
+        return;
+    tr_reg_free(&rv->reg);
+    free(rv);
+    s->ms = NULL;
+}
+
+static const char *review_needs_two(const tr_system *s)
+{
+    (void)s;
+    return "review modules'";
+}
+
+static void review_forward(tr_system *s, int B, const tr_step_out *z)
+{
+    (void)z;
+    tr_review_forward(s->ms, s->be, &s->student, &s->teacher, B);
+}
+
+/* "ce_student" and the HCL of each level; the modules' backward pass runs here. */
+static int review_losses(tr_system *s, int B, const int32_t *y, const tr_step_out *z, const char **names)
+{
+    static const char *hcl_names[TR_REVIEW_N] = {"hcl_layer1", "hcl_layer2", "hcl_layer3", "hcl_layer4",
+                                                 "hcl_pool"};
+    names[0] = "ce_student";
+    s->be->ops->ce(s->be, B, s->cfg.n_classes, z->zs, y, 1.0f, s->loss, s->dz_s);
+    for (int l = 0; l < TR_REVIEW_N; l++)
+        names[1 + l] = hcl_names[l];
+    tr_review_backward(s->ms, s->be, B, 1.0f, s->loss + 1); /* weight 1: the authors' ImageNet default */
+    return 1 + TR_REVIEW_N;
+}
+
+/* The modules' gradient into the student's features. */
+static void review_feat_grad(const tr_system *s, const tr_resnet *net, tr_feat_grad *fg)
+{
+    const tr_review *rv = s->ms;
+    if (net == &s->student)
+        *fg = rv->grad;
+}
+
+const tr_method_def tr_method_review = {
+    .help = "ReviewKD: ABF modules and HCL against the frozen teacher's features (docs/METHODS.md)",
+    .student = 1,
+    .teacher = 1,
+    .groups = {"review"},
+    .build = review_build,
+    .destroy = review_destroy,
+    .needs_two = review_needs_two,
+    .forward = review_forward,
+    .losses = review_losses,
+    .feat_grad = review_feat_grad,
+};
