@@ -226,8 +226,10 @@ struct be_ops {
     void (*att_bwd)(be_ctx *b, int n, int c, int hw, const float *u, const float *v, const float *a,
                     const float *dr, float *du, float *dv, float *dz, float *dbias);
     /* Mean squared error over n values, t detached (a loss: accumulates):
-     * loss[0] += weight * mean((x - t)^2), dx += weight * 2 (x - t) / n. */
-    void (*mse)(be_ctx *b, size_t n, const float *x, const float *t, float weight, float *loss, float *dx);
+     * loss[0] += weight * mean((x - t)^2), dx += weight * 2 (x - t) / n.
+     * The squares are summed in double and loss is a double (on the device):
+     * float32 features up to FLT_MAX give a finite value, as in float64. */
+    void (*mse)(be_ctx *b, size_t n, const float *x, const float *t, float weight, double *loss, float *dx);
 
     /* ---- optimiser: PyTorch SGD (dampening 0, no nesterov, no weight decay) ----
      * m = momentum * m + g; p -= lr * m. (m starts at zero, which equals

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -146,45 +147,105 @@ int cm_write_file_atomic(const char *final_path, const void *data, size_t n, cm_
     return cm_atomic_commit(&a, err);
 }
 
-int cm_read_file(const char *path, char **data, size_t *n, cm_err *err)
+/* Opens path for reading without blocking (a FIFO would wait for a writer
+ * forever) and checks it is a regular file; the fd, or -1 with err set. */
+static int open_regular(const char *path, struct stat *st, cm_err *err)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return cm_err_set(err, "%s: %s", path, strerror(errno)), -1;
+    if (fstat(fd, st) != 0) {
+        cm_err_set(err, "%s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        cm_err_set(err, "%s: not a regular file (%s)", path,
+                   S_ISDIR(st->st_mode) ? "a directory" : S_ISFIFO(st->st_mode) ? "a FIFO" :
+                   S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode) ? "a device" : S_ISSOCK(st->st_mode) ? "a socket" :
+                   "not a plain file");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int cm_check_regular(const char *path, cm_err *err)
+{
+    struct stat st;
+    cm_err e;
+    if (lstat(path, &st) != 0 && errno == ENOENT)
+        return cm_err_set(err, "no such file");
+    int fd = open_regular(path, &st, &e);
+    if (fd < 0) { /* the same reason without the path: the caller names the file */
+        size_t n = strlen(path);
+        const char *why = !strncmp(e.msg, path, n) && !strncmp(e.msg + n, ": ", 2) ? e.msg + n + 2 : e.msg;
+        return cm_err_set(err, "%s", why);
+    }
+    close(fd);
+    return 0;
+}
+
+int cm_read_regular(const char *path, size_t max_bytes, char **data, size_t *n, cm_err *err)
 {
     *data = NULL;
     *n = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return cm_err_set(err, "%s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
+    struct stat st;
+    int fd = open_regular(path, &st, err);
+    if (fd < 0)
+        return -1;
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        close(fd);
+        return cm_err_set(err, "%s: %lld bytes, more than the %zu this file may hold", path, (long long)st.st_size,
+                          max_bytes);
+    }
+    /* Read at most max_bytes + 1: a file that grows past its limit while read is refused too. */
+    size_t cap = (size_t)st.st_size + 1, len = 0;
     char *buf = malloc(cap + 1);
     if (!buf) {
-        fclose(fp);
+        close(fd);
         return cm_err_set(err, "%s: out of memory", path);
     }
     for (;;) {
-        size_t got = fread(buf + len, 1, cap - len, fp);
-        len += got;
-        if (len < cap) {
-            if (ferror(fp)) {
-                int e = errno;
-                free(buf);
-                fclose(fp);
-                return cm_err_set(err, "%s: read failed: %s", path, strerror(e));
-            }
-            break;
-        }
-        char *nb = realloc(buf, cap * 2 + 1);
-        if (!nb) {
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
             free(buf);
-            fclose(fp);
-            return cm_err_set(err, "%s: out of memory", path);
+            close(fd);
+            return cm_err_set(err, "%s: read failed: %s", path, strerror(e));
         }
-        buf = nb;
-        cap *= 2;
+        if (r == 0)
+            break;
+        len += (size_t)r;
+        if (len > max_bytes) {
+            free(buf);
+            close(fd);
+            return cm_err_set(err, "%s: grew past the %zu bytes this file may hold while read", path, max_bytes);
+        }
+        if (len == cap) {
+            size_t nc = cap * 2 > max_bytes + 1 ? max_bytes + 1 : cap * 2;
+            char *nb = nc > cap ? realloc(buf, nc + 1) : NULL;
+            if (!nb) {
+                free(buf);
+                close(fd);
+                return cm_err_set(err, "%s: out of memory", path);
+            }
+            buf = nb;
+            cap = nc;
+        }
     }
-    fclose(fp);
+    close(fd);
     buf[len] = '\0';
     *data = buf;
     *n = len;
     return 0;
+}
+
+int cm_read_file(const char *path, char **data, size_t *n, cm_err *err)
+{
+    return cm_read_regular(path, CM_READ_MAX, data, n, err);
 }
 
 int cm_mkdirs(const char *path, cm_err *err)

@@ -45,8 +45,24 @@ void cm_atomic_abort(cm_atomic *a);
 /* Writes `n` bytes to final_path atomically. */
 int cm_write_file_atomic(const char *final_path, const void *data, size_t n, cm_err *err);
 
-/* Reads a whole file into a malloc'd buffer (NUL-terminated; *n excludes the NUL). */
+/* Every file the project reads is first checked to be a regular file
+ * (opened with O_NONBLOCK, then fstat: a FIFO, device, socket or directory
+ * is refused at once instead of blocking or reading without end) and read
+ * with a size limit that fits what it is. */
+#define CM_READ_MAX ((size_t)64 << 20) /* cm_read_file's limit: JSON and text inputs */
+
+/* Reads a whole regular file of at most max_bytes into a malloc'd buffer
+ * (NUL-terminated; *n excludes the NUL). Refused with "PATH: not a regular
+ * file (a FIFO)", "PATH: N bytes, more than the M this file may hold", or the
+ * OS reason. */
+int cm_read_regular(const char *path, size_t max_bytes, char **data, size_t *n, cm_err *err);
+/* cm_read_regular with max_bytes = CM_READ_MAX. */
 int cm_read_file(const char *path, char **data, size_t *n, cm_err *err);
+/* 0 when path is a regular file (checked as cm_read_regular does, without
+ * blocking on a FIFO), else -1 with err "no such file", "not a regular file
+ * (a FIFO)" or the OS reason, WITHOUT the path (the caller names the file).
+ * For inputs opened by a library (FFmpeg, HDF5). */
+int cm_check_regular(const char *path, cm_err *err);
 
 /* mkdir -p. */
 int cm_mkdirs(const char *path, cm_err *err);

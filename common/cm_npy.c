@@ -59,7 +59,7 @@ int cm_npy_read(const char *path, cm_npy *out, cm_err *err)
     memset(out, 0, sizeof *out);
     char *buf;
     size_t n;
-    if (cm_read_file(path, &buf, &n, err) != 0)
+    if (cm_read_regular(path, (size_t)4 << 30, &buf, &n, err) != 0) /* an array: up to 4 GiB */
         return -1;
     if (n < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) {
         free(buf);

@@ -32,6 +32,7 @@
  */
 #include "frames/fr_internal.h"
 
+#include "common/cm_file.h"
 #include "common/cm_media.h"
 
 #include <errno.h>
@@ -136,6 +137,8 @@ static int vid_open(vid *v, cm_err *err)
     v->path = path;
     v->threads = threads;
     v->decoded = decoded;
+    if (cm_check_regular(path, err) != 0) /* a FIFO or device: refused, not waited on */
+        return -1;
     int r = avformat_open_input(&v->fmt, path, NULL, NULL);
     if (r < 0) {
         v->fmt = NULL;

@@ -1,6 +1,8 @@
 /* ig_text: text files walked line by line, every byte accounted for (see ig_text.h). */
 #include "ingest/ig_text.h"
 
+#include "common/cm_file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -52,36 +54,9 @@ char *ig_trim(char *s)
 int ig_lines_open(ig_lines *t, const char *path, size_t max, cm_err *err)
 {
     memset(t, 0, sizeof *t);
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return cm_err_set(err, "%s: %s", path, strerror(errno));
-    struct stat st;
-    int rc = 0;
-    if (fstat(fd, &st) != 0)
-        rc = cm_err_set(err, "%s: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        rc = cm_err_set(err, "%s: not a regular file", path);
-    else if ((size_t)st.st_size > max)
-        rc = cm_err_set(err, "%s: larger than %zu bytes", path, max);
-    else if (!(t->text = malloc((size_t)st.st_size + 1)))
-        rc = cm_err_set(err, "%s: out of memory", path);
     size_t n = 0;
-    while (rc == 0 && n < (size_t)st.st_size) {
-        ssize_t r = pread(fd, t->text + n, (size_t)st.st_size - n, (off_t)n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            rc = cm_err_set(err, "%s: read failed: %s", path, r ? strerror(errno) : "file shrank");
-            free(t->text);
-            t->text = NULL;
-        } else {
-            n += (size_t)r;
-        }
-    }
-    close(fd);
-    if (rc != 0)
+    if (cm_read_regular(path, max, &t->text, &n, err) != 0) /* a FIFO or device refused, size bounded */
         return -1;
-    t->text[n] = '\0';
     t->len = n;
     if (n >= 3 && !memcmp(t->text, "\xef\xbb\xbf", 3))
         t->pos = 3;

@@ -17,12 +17,13 @@ torch.utils.data.Dataset returning tensors; without it, a plain class returning 
 HDF5 files are opened lazily, per process (DataLoader workers each open their own).
 """
 import bisect
-import glob
 import io
 import json
 import math
 import os
 import random
+import stat
+import struct
 import zlib
 
 import h5py
@@ -41,7 +42,7 @@ VERSION = 2  # 2: per-sample CRC-32 checksums, checked on every read as train do
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
-__all__ = ["ShardError", "ShardSplit", "ShardDataset", "recipe_standardized", "prep_spec", "prep_frame",
+__all__ = ["ShardError", "ShardSplit", "ShardDataset", "open_folder", "shard_digest", "folder_digest", "recipe_standardized", "prep_spec", "prep_frame",
            "random_resized_crop", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 
@@ -261,37 +262,255 @@ class _Shard:
         return s
 
 
-def _split_files(root, split):
-    """The shard files of a split, as train's ld_data_open finds them."""
+INDEX_VERSION = 2  # index.json: shard digests, ids, versions and the folder digest
+INDEX_MAX = 64 << 20  # largest index.json read (bytes)
+
+
+def _digest(stream):
+    return f"{zlib.crc32(stream):08x}{zlib.adler32(stream):08x}"
+
+
+def shard_digest(shard):
+    """A shard's digest (docs/FORMAT.md, "index.json"): CRC-32 then Adler-32 over, per sample,
+    its id + NUL and crc32/record + crc32/spec (version 2) or its label (version 1), 4 bytes
+    little endian each."""
+    if shard.version >= 2:
+        tails = (struct.pack("<II", int(a), int(b)) for a, b in zip(shard.crc_record, shard.crc_spec))
+    else:
+        tails = (struct.pack("<i", int(v)) for v in shard.labels)
+    return _digest(b"".join(i.encode("utf-8") + b"\0" + t for i, t in zip(shard.ids, tails)))
+
+
+def folder_digest(index):
+    """index.json's "digest": over each split's name, its shards' files and digests, then the aliases."""
+    parts = []
+    for name, sp in index["splits"].items():
+        parts.append(name)
+        parts += [x for e in sp["shards"] for x in (e["file"], e["digest"])]
+    for k, v in (index.get("aliases") or {}).items():
+        parts += [k, v]
+    return _digest(b"".join(str(p).encode("utf-8") + b"\0" for p in parts))
+
+
+def _not_regular(path, mode):
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "not a plain file")
+    return f"{path}: not a regular file ({kind})"
+
+
+def _read_index(root):
     index = os.path.join(root, "index.json")
     if not os.path.isdir(root):
         raise ShardError(f"{root}: not a folder")
-    if not os.path.isfile(index):
-        files = sorted(glob.glob(os.path.join(glob.escape(root), f"{split}-*.h5")))
-        if not files:
-            raise ShardError(f"{root}: no index.json and no {split}-*.h5 shard")
-        return files, None
+    if not os.path.lexists(index):
+        raise ShardError(f"{root}: no index.json: an unfinished ingest output (finish it: rerun `ingest` with the "
+                         f"same options; a folder written with --part: run the missing parts, or `store index "
+                         f"{root}` once all are done)")
+    try:  # non-blocking open and fstat: a FIFO or a device is refused, not waited on or read without end
+        fd = os.open(index, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise ShardError(f"{index}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ShardError(_not_regular(index, st.st_mode))
+        if st.st_size > INDEX_MAX:
+            raise ShardError(f"{index}: {st.st_size} bytes, more than the {INDEX_MAX} an index may hold")
+        text = f.read(INDEX_MAX + 1)
+    if len(text) > INDEX_MAX:
+        raise ShardError(f"{index}: more than the {INDEX_MAX} bytes an index may hold")
     try:
-        with open(index, encoding="utf-8") as f:
-            idx = json.load(f)
+        idx = json.loads(text.decode("utf-8"))
     except ValueError:
         raise ShardError(f"{index}: not valid JSON") from None
-    splits = idx.get("splits") or {}
-    sp = splits.get(split)
-    if sp is None:
-        alias = (idx.get("aliases") or {}).get(split)
-        sp = splits.get(alias) if isinstance(alias, str) else None
-    if not isinstance(sp, dict) or not isinstance(sp.get("shards"), list):
-        known = ", ".join(sorted(splits)) or "none"
-        raise ShardError(f"{index}: no split \"{split}\" (splits: {known})")
-    files, counts = [], []
-    for e in sp["shards"]:
-        name = e.get("file") if isinstance(e, dict) else None
-        if not isinstance(name, str) or "/" in name or not isinstance(e.get("count"), (int, float)):
-            raise ShardError(f"{index}: bad shard entry in split \"{split}\"")
-        files.append(os.path.join(root, name))
-        counts.append(e["count"])
-    return files, counts
+    if not isinstance(idx, dict):
+        raise ShardError(f"{index}: not valid JSON (an object)")
+    return idx
+
+
+def _is_count(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and v == int(v)
+
+
+def _tiling_problem(sp, M):
+    """An index written from an ingest plan (it states "shard_items" M): shard k of a split of
+    N manifest rows covers rows [k*M, min((k+1)*M, N)), each row a sample or a failure."""
+    if not _is_count(M) or M < 1:
+        return "\"shard_items\" is not a positive integer"
+    N = sp.get("items")
+    if not _is_count(N):
+        return "a split's \"items\" (its manifest rows) is missing or not a count"
+    bad = "the shards do not cover the split's manifest rows in order (an entry missing, moved or edited)"
+    failed = 0
+    for k, e in enumerate(sp["shards"]):
+        lo = k * M
+        hi = min(lo + M, N)
+        it, fl = e.get("items"), e.get("failed")
+        if not isinstance(it, list) or it != [lo, hi] or not _is_count(fl) or lo >= N or e["count"] + fl != hi - lo:
+            return bad
+        failed += fl
+    if len(sp["shards"]) * M < N:
+        return bad
+    if not _is_count(sp.get("failed")) or sp["failed"] != failed:
+        return "a split's \"failed\" is not the sum of its shards'"
+    return None
+
+
+def _index_problem(idx):
+    """The reason the index's own fields are malformed (as store/st_folder.c), None when fine."""
+    if idx["index_version"] != INDEX_VERSION:
+        return "unsupported index_version (this reader: 2)"
+    splits, classes = idx.get("splits"), idx.get("classes")
+    if not isinstance(splits, dict) or not splits:
+        return "no \"splits\" object (or no split in it)"
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return "\"classes\" is not a non-empty array of strings"
+    fps, shape = idx.get("frames_per_sample"), idx.get("spec_shape")
+    if not _is_count(fps) or fps > 64:
+        return "\"frames_per_sample\" is not an integer in [0, 64]"
+    if not isinstance(shape, list) or len(shape) != 2 or not all(_is_count(x) for x in shape):
+        return "\"spec_shape\" is not two integers"
+    if idx.get("spec_dtype") not in ("float16", "float32"):
+        return "\"spec_dtype\" is not float16 or float32"
+    if not isinstance(idx.get("recipe"), dict):
+        return "\"recipe\" is not an object"
+    total = 0
+    for sp in splits.values():
+        if not isinstance(sp, dict) or not isinstance(sp.get("shards"), list):
+            return "a split is not an object with a \"shards\" array"
+        n = 0
+        for e in sp["shards"]:
+            f = e.get("file") if isinstance(e, dict) else None
+            if not isinstance(f, str) or not f or f[0] == "." or "/" in f or not f.lower().endswith(".h5"):
+                return "a shard entry without a plain *.h5 file name"
+            if not _is_count(e.get("count")):
+                return "a shard's count is not a non-negative integer"
+            if e.get("version") not in (1, 2) or isinstance(e.get("version"), bool):
+                return "a shard's format version is not 1 or 2"
+            d = e.get("digest")
+            if not isinstance(d, str) or len(d) != 16 or any(c not in "0123456789abcdef" for c in d):
+                return "a shard's digest is not 16 hex digits"
+            ids = e.get("ids")
+            if not isinstance(ids, list) or len(ids) != (2 if e["count"] > 0 else 0) or \
+                    not all(isinstance(x, str) for x in ids):
+                return "a shard's ids are not [first, last] (or [] when it holds no sample)"
+            n += e["count"]
+        if not _is_count(sp.get("count")) or sp["count"] != n:
+            return "a split's count is not the sum of its shards' counts"
+        why = _tiling_problem(sp, idx["shard_items"]) if "shard_items" in idx else None
+        if why:
+            return why
+        total += n
+    if not _is_count(idx.get("count")) or idx["count"] != total:
+        return "\"count\" is not the sum of the splits' counts"
+    aliases = idx.get("aliases", {})
+    if not isinstance(aliases, dict):
+        return "\"aliases\" is not an object"
+    for k, v in aliases.items():
+        if k != "val" or not isinstance(v, str) or v in ("train", "val") or v not in splits or "val" in splits:
+            return "an alias other than val -> an existing split that is not train (and no split val)"
+    return None
+
+
+def _shard_matches(idx, split, e, s):
+    """The shard against its index entry and the index's metadata (as store/st_folder.c)."""
+    n = s.count
+    if s.split != split:
+        return f"holds split \"{s.split}\", listed under \"{split}\" in index.json"
+    if n != e["count"]:
+        return f"{n} samples, index.json says {e['count']:.0f}"
+    if s.version != e["version"]:
+        return f"format version {s.version}, index.json says {e['version']} (a changed version is refused)"
+    if n and [s.ids[0], s.ids[-1]] != e["ids"]:
+        return (f"holds ids \"{s.ids[0]}\" to \"{s.ids[-1]}\", index.json says \"{e['ids'][0]}\" to "
+                f"\"{e['ids'][1]}\" (another shard's content)")
+    d = shard_digest(s)
+    if d != e["digest"]:
+        return f"content digest {d}, index.json says {e['digest']} (a shard replaced or changed)"
+    if s.classes != idx["classes"]:
+        return "its classes differ from index.json's"
+    if s.F != idx["frames_per_sample"]:
+        return f"{s.F} frames per sample, index.json says {idx['frames_per_sample']}"
+    if list(s.spec_shape) != idx["spec_shape"] or s.spec_dtype.name != idx["spec_dtype"]:
+        return f"spectrogram {list(s.spec_shape)} {s.spec_dtype.name}, index.json says {idx['spec_shape']} " \
+               f"{idx['spec_dtype']}"
+    try:
+        same = json.loads(s.recipe) == idx["recipe"]
+    except ValueError:
+        same = False
+    if not same:
+        return "its recipe differs from index.json's"
+    return None
+
+
+def open_folder(root):
+    """Checks an ingest output folder as one whole, as train does at open (docs/FORMAT.md,
+    "index.json"): every listed shard present, a regular file, listed once, its content
+    unique and as listed (split, count, version, ids, digest, classes, frames, spectrogram,
+    recipe), ids unique across the folder, the totals and the folder digest as stated,
+    aliases only val -> a split that is not train, no unlisted shard. Returns (index,
+    {split: [_Shard, ...]}); anything else raises ShardError with one line."""
+    idx = _read_index(root)
+    if "index_version" not in idx:
+        raise ShardError(f"{os.path.join(root, 'index.json')}: written before index version 2 (no shard digests): "
+                         f"run `store index {root}` to re-index it from its shards")
+    why = _index_problem(idx)
+    if why:
+        raise ShardError(f"{os.path.join(root, 'index.json')}: {why}")
+    files, digests, by_split, owner = {}, {}, {}, {}
+    for split, sp in idx["splits"].items():
+        by_split[split] = []
+        for e in sp["shards"]:
+            name = e["file"]
+            if name in files:
+                raise ShardError(f"index.json: {name} is listed twice (under {files[name]} and {split})")
+            files[name] = split
+            if e["count"] > 0:
+                if e["digest"] in digests:
+                    raise ShardError(f"index.json: {digests[e['digest']]} and {name} have one digest (one content "
+                                     f"listed twice)")
+                digests[e["digest"]] = name
+            p = os.path.join(root, name)
+            if not os.path.lexists(p):
+                raise ShardError(f"{name}: missing (listed in index.json)")
+            try:
+                mode = os.stat(p).st_mode
+            except OSError as e:
+                raise ShardError(f"{name}: {e.strerror} (listed in index.json)") from None
+            if not stat.S_ISREG(mode):
+                raise ShardError(f"index.json lists: {_not_regular(p, mode)}")
+            s = _Shard(p)
+            why = _shard_matches(idx, split, e, s)
+            if why:
+                raise ShardError(f"{name}: {why}")
+            seen = set()
+            for i in s.ids:
+                if i in seen:
+                    raise ShardError(f"{name}: id \"{i}\" is there twice (ids must be unique in the folder)")
+                seen.add(i)
+                if i in owner:
+                    raise ShardError(f"id \"{i}\" is in both {owner[i]} and {name} (ids must be unique in the folder)")
+                owner[i] = name
+            by_split[split].append(s)
+    for name in sorted(os.listdir(root)):
+        if not name.startswith(".") and name.lower().endswith(".h5") and name not in files:
+            raise ShardError(f"{name}: a shard that index.json does not list (another run's? remove it, or rerun "
+                             f"`ingest` / `store index DIR`)")
+    if idx.get("digest") != folder_digest(idx):
+        raise ShardError(f"index.json: \"digest\" is not the digest of its shards (edited by hand? run `store index "
+                         f"{root}` to re-index)")
+    return idx, by_split
+
+
+def _split_shards(root, split):
+    """The shards of a split, after the whole folder is checked (open_folder)."""
+    idx, by_split = open_folder(root)
+    name = split if split in by_split else (idx.get("aliases") or {}).get(split)
+    if name not in by_split:
+        known = ", ".join(sorted(by_split)) or "none"
+        raise ShardError(f"{os.path.join(root, 'index.json')}: no split \"{split}\" (splits: {known})")
+    return by_split[name]
 
 
 class ShardSplit:
@@ -315,14 +534,8 @@ class ShardSplit:
         if image_size < 1:
             raise ValueError("image_size must be >= 1")
         self.root, self.split_name = root, split
-        files, counts = _split_files(root, split)
         self.shards = []
-        for k, p in enumerate(files):
-            if not os.path.isfile(p):
-                raise ShardError(f"{os.path.basename(p)}: missing (listed in index.json)")
-            s = _Shard(p)
-            if counts is not None and s.count != counts[k]:
-                raise ShardError(f"{s.name}: {s.count} samples, index.json says {counts[k]:.0f}")
+        for s in _split_shards(root, split):
             if self.shards:
                 self._check_compatible(self.shards[0], s)
             self.shards.append(s)

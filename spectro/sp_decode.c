@@ -5,6 +5,7 @@
  * Reentrant: every call owns its contexts. */
 #include "spectro/spectro.h"
 
+#include "common/cm_file.h"
 #include "common/cm_media.h"
 
 #include <errno.h>
@@ -200,6 +201,8 @@ static int decode_all(dec_state *d, const char *path, cm_err *err)
         return cm_err_set(err, "%s", errno == ENOENT ? "no such file" : strerror(errno));
     if (S_ISDIR(st.st_mode))
         return cm_err_set(err, "is a directory");
+    if (cm_check_regular(path, err) != 0) /* a FIFO or device: refused, not waited on */
+        return -1;
     if (S_ISREG(st.st_mode) && st.st_size == 0)
         return cm_err_set(err, "empty file");
 

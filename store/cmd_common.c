@@ -6,6 +6,7 @@
 
 #include "common/cm_file.h"
 #include "store/cmd.h"
+#include "store/st_index.h"
 #include "store/store.h"
 
 double st_index_count(const cJSON *o, const char *key)
@@ -88,19 +89,14 @@ static const char *check_index(st_index *ix)
 int st_index_load(st_index *ix, const char *dir)
 {
     memset(ix, 0, sizeof *ix);
-    char path[CM_PATH_MAX], *text;
-    size_t len;
     cm_err err;
-    snprintf(path, sizeof path, "%s/index.json", dir);
-    if (cm_read_file(path, &text, &len, &err) != 0) {
-        fprintf(stderr, "store: %s\n", err.msg);
+    if (!(ix->root = st_index_read(dir, &err))) {
+        fprintf(stderr, "store: %s: %s\n", dir, err.msg);
         return -1;
     }
-    ix->root = cJSON_Parse(text);
-    free(text);
-    const char *why = ix->root ? check_index(ix) : "not valid JSON";
+    const char *why = check_index(ix);
     if (why) {
-        fprintf(stderr, "store: %s: %s\n", path, why);
+        fprintf(stderr, "store: %s/index.json: %s\n", dir, why);
         st_index_free(ix);
         return -1;
     }

@@ -10,6 +10,7 @@
 #include "common/cm_file.h"
 #include "frames/frames.h"
 #include "store/cmd.h"
+#include "store/st_index.h"
 #include "store/store.h"
 
 /* Largest JPEG decoded (width x height): a header declaring more is a fault, not an allocation. */
@@ -97,12 +98,34 @@ static int read_record(verify *v, const char *name, st_shard *s, size_t i, st_re
     return rc;
 }
 
+/* The segment is two finite times, 0 <= start <= end; every frame time is
+ * finite and >= 0. (Not compared with the segment: for a whole clip the
+ * segment is the audio's length and the video may run longer, and the frame
+ * shown at a time may start before the segment.) */
+static void check_times(verify *v, const char *name, size_t i, const st_record *rec)
+{
+    float a = rec->seg_start, b = rec->seg_end;
+    int seg_ok = isfinite(a) && isfinite(b) && a >= 0 && a <= b;
+    if (!seg_ok)
+        fault(v, name, "sample %zu (%s): segment (%g, %g) is not two finite times 0 <= start <= end", i, rec->id,
+              (double)a, (double)b);
+    for (int k = 0; k < rec->frames_per_sample; k++) {
+        float t = rec->frame_time[k];
+        if (!isfinite(t) || t < 0) {
+            fault(v, name, "sample %zu (%s) frame %d: time %g is %s", i, rec->id, k, (double)t,
+                  !isfinite(t) ? "not finite" : "negative");
+            break;
+        }
+    }
+}
+
 static void check_sample(verify *v, const char *name, st_shard *s, size_t i, float *spec)
 {
     st_record rec;
     if (read_record(v, name, s, i, &rec) != 0)
         return;
     check_jpegs(v, name, i, &rec);
+    check_times(v, name, i, &rec);
     cm_err err;
     int rc = st_shard_read_spec(s, i, NULL, spec, &err);
     if (rc != 0)
@@ -177,9 +200,19 @@ int cmd_verify(int argc, char **argv)
     if (argc != 2)
         return 2;
     st_index ix;
+    cm_err err;
+    cJSON *root = st_index_read(argv[1], &err);
+    if (!root) {
+        fprintf(stderr, "store: %s: %s\n", argv[1], err.msg);
+        return 1;
+    }
+    int whole = st_folder_check(argv[1], root, NULL, NULL, NULL, NULL, &err);
+    cJSON_Delete(root);
     if (st_index_load(&ix, argv[1]) != 0)
         return 1;
     verify v = {.ix = &ix, .dir = argv[1], .jd = fr_jpeg_create(NULL)};
+    if (whole != 0) /* the folder as one whole (st_index.h); then every shard and sample as listed */
+        fault(&v, argv[1], "%s", err.msg);
     const cJSON *sp, *e;
     cJSON_ArrayForEach(sp, ix.splits) {
         size_t count = 0;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/cm_file.h"
@@ -47,7 +48,7 @@ static int plan_join(st_lock *l, int alone, const char *plan, cm_err *err)
         return cm_write_file_atomic(path, plan, strlen(plan), err);
     char *text = NULL;
     size_t n = 0;
-    if (cm_read_file(path, &text, &n, err) != 0)
+    if (cm_read_regular(path, ST_INDEX_MAX, &text, &n, err) != 0)
         return -1;
     int same = n == strlen(plan) && !memcmp(text, plan, n);
     free(text);
@@ -63,8 +64,8 @@ static int take(st_lock *l, int part_k, int part_n, const char *plan, cm_err *er
     int part = part_n > 1;
     if (lk(l->fd, F_SETLK, part ? F_RDLCK : F_WRLCK, B_SET) != 0) {
         long pid = holder(l->fd, part ? F_RDLCK : F_WRLCK, B_SET);
-        return cm_err_set(err, "%s: in use by another ingest or store index (pid %ld); wait for it to finish "
-                               "or use another folder", l->dir, pid);
+        return cm_err_set(err, "%s: in use by another ingest, store index or train (pid %ld); wait for it to "
+                               "finish or use another folder", l->dir, pid);
     }
     if (part && lk(l->fd, F_SETLK, F_WRLCK, B_PART + part_k) != 0)
         return cm_err_set(err, "%s: part %d/%d is already being written (pid %ld)", l->dir, part_k, part_n,
@@ -154,6 +155,9 @@ static void put_field(FILE *f, const char *s, int last)
 typedef struct shard_check {
     size_t count, nfailed;
     cJSON *fails; /* [[id, reason], ...] */
+    int version;
+    char digest[ST_DIGEST_LEN + 1];
+    cJSON *ids;   /* [first, last] or [] */
 } shard_check;
 
 /* 0: complete and as planned; 1: missing or not the planned one (err says which). */
@@ -176,12 +180,21 @@ static int check_shard(const char *path, const char *cover, size_t rows, shard_c
     }
     c->nfailed = ok ? (size_t)cJSON_GetArraySize(c->fails) : 0;
     ok = ok && c->count + c->nfailed == rows;
+    c->version = st_shard_version(s);
+    st_shard_digest(s, c->digest);
+    c->ids = cJSON_CreateArray();
+    if (c->count) {
+        cJSON_AddItemToArray(c->ids, cJSON_CreateString(st_shard_id(s, 0)));
+        cJSON_AddItemToArray(c->ids, cJSON_CreateString(st_shard_id(s, c->count - 1)));
+    }
     free(note);
     free(fn);
     st_shard_close(s);
     if (!ok) {
         cJSON_Delete(c->fails);
+        cJSON_Delete(c->ids);
         c->fails = NULL;
+        c->ids = NULL;
         return cm_err_set(err, "%s: not the shard plan.json expects (another run's, or incomplete)", path), 1;
     }
     return 0;
@@ -220,6 +233,9 @@ static int index_split(const char *dir, const cJSON *sp, size_t M, cJSON *index_
         cJSON *it = cJSON_AddArrayToObject(e, "items");
         cJSON_AddItemToArray(it, cJSON_CreateNumber((double)lo));
         cJSON_AddItemToArray(it, cJSON_CreateNumber((double)hi));
+        cJSON_AddNumberToObject(e, "version", c.version);
+        cJSON_AddStringToObject(e, "digest", c.digest);
+        cJSON_AddItemToObject(e, "ids", c.ids);
         cJSON_AddItemToArray(sh, e);
         cJSON_ArrayForEach(fe, c.fails) {
             put_field(f, cJSON_GetArrayItem(fe, 0)->valuestring, 0);
@@ -244,7 +260,7 @@ static cJSON *load_plan(const char *dir, cm_err *err)
     char path[CM_PATH_MAX], *text;
     size_t len;
     snprintf(path, sizeof path, "%.4000s/plan.json", dir);
-    if (cm_read_file(path, &text, &len, err) != 0)
+    if (cm_read_regular(path, ST_INDEX_MAX, &text, &len, err) != 0)
         return NULL;
     cJSON *r = cJSON_Parse(text);
     free(text);
@@ -262,10 +278,17 @@ static cJSON *load_plan(const char *dir, cm_err *err)
     return r;
 }
 
-/* index.json: the plan's static fields, the splits found, the totals. */
-static int write_index(const char *dir, const cJSON *plan, char *tsv, size_t tsv_len, cm_err *err)
+/* index.json: the plan's static fields, the splits found, the totals,
+ * once the folder passes st_folder_check with it (nothing written else). */
+static int write_index(const char *dir, cJSON *plan, char *tsv, size_t tsv_len, cm_err *err)
 {
-    char path[CM_PATH_MAX];
+    char path[CM_PATH_MAX], digest[ST_DIGEST_LEN + 1];
+    st_folder_digest(cJSON_GetObjectItemCaseSensitive(plan, "splits"), cJSON_GetObjectItemCaseSensitive(plan, "aliases"),
+                     digest);
+    cJSON_AddStringToObject(plan, "digest", digest);
+    cJSON_AddNumberToObject(plan, "index_version", ST_INDEX_VERSION);
+    if (st_folder_check(dir, plan, NULL, NULL, NULL, NULL, err) != 0)
+        return 1;
     snprintf(path, sizeof path, "%.4000s/failures.tsv", dir);
     if (cm_write_file_atomic(path, tsv, tsv_len, err) != 0)
         return -1;
@@ -280,8 +303,114 @@ static int write_index(const char *dir, const cJSON *plan, char *tsv, size_t tsv
     return rc;
 }
 
+/* Sets o[key] to v (replacing). */
+static void put(cJSON *o, const char *key, cJSON *v)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(o, key);
+    cJSON_AddItemToObject(o, key, v);
+}
+
+/* The fields the index states about the data, from the first shard where absent. */
+static void fill_meta(cJSON *ix, const st_meta *m)
+{
+    if (!cJSON_GetObjectItemCaseSensitive(ix, "classes")) {
+        cJSON *cl = cJSON_AddArrayToObject(ix, "classes");
+        for (int c = 0; c < m->n_classes; c++)
+            cJSON_AddItemToArray(cl, cJSON_CreateString(m->classes[c]));
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(ix, "frames_per_sample"))
+        cJSON_AddNumberToObject(ix, "frames_per_sample", m->frames_per_sample);
+    if (!cJSON_GetObjectItemCaseSensitive(ix, "spec_shape")) {
+        cJSON *sh = cJSON_AddArrayToObject(ix, "spec_shape");
+        cJSON_AddItemToArray(sh, cJSON_CreateNumber(m->bins));
+        cJSON_AddItemToArray(sh, cJSON_CreateNumber(m->frames));
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(ix, "spec_dtype"))
+        cJSON_AddStringToObject(ix, "spec_dtype", m->spec_float32 ? "float32" : "float16");
+    cJSON *r = cJSON_GetObjectItemCaseSensitive(ix, "recipe") ? NULL : cJSON_Parse(m->recipe_json);
+    if (r)
+        cJSON_AddItemToObject(ix, "recipe", r);
+}
+
+/* One listed shard's entry recomputed from the file: count, version, digest, ids. */
+static int reindex_entry(const char *dir, cJSON *ix, cJSON *e, size_t *count, cm_err *err)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "file");
+    if (!cJSON_IsString(f) || !f->valuestring[0] || f->valuestring[0] == '.' || strchr(f->valuestring, '/'))
+        return cm_err_set(err, "index.json: a shard entry without a plain file name"), 1;
+    char path[CM_PATH_MAX], dg[ST_DIGEST_LEN + 1];
+    snprintf(path, sizeof path, "%.3000s/%s", dir, f->valuestring);
+    cm_err e2;
+    st_shard *s = cm_check_regular(path, &e2) == 0 ? st_shard_open(path, &e2) : NULL;
+    if (!s)
+        return cm_err_set(err, "%s: %s", f->valuestring, e2.msg), 1;
+    size_t n = st_shard_count(s);
+    st_shard_digest(s, dg);
+    fill_meta(ix, st_shard_meta(s));
+    cJSON *ids = cJSON_CreateArray();
+    if (n) {
+        cJSON_AddItemToArray(ids, cJSON_CreateString(st_shard_id(s, 0)));
+        cJSON_AddItemToArray(ids, cJSON_CreateString(st_shard_id(s, n - 1)));
+    }
+    put(e, "count", cJSON_CreateNumber((double)n));
+    put(e, "version", cJSON_CreateNumber(st_shard_version(s)));
+    put(e, "digest", cJSON_CreateString(dg));
+    put(e, "ids", ids);
+    st_shard_close(s);
+    *count += n;
+    return 0;
+}
+
+/* A folder without plan.json (written before parts, or by hand): index.json
+ * recomputed from the shards it lists. 0, 1 (a shard missing or refused) or -1. */
+static int reindex_listed(const char *dir, cm_err *err)
+{
+    cJSON *ix = st_index_read(dir, err);
+    if (!ix)
+        return cm_err_prefix(err, "no plan.json and no index.json to re-index from");
+    cJSON *sps = cJSON_GetObjectItemCaseSensitive(ix, "splits"), *sp, *e;
+    size_t total = 0;
+    int rc = cJSON_IsObject(sps) ? 0 : cm_err_set(err, "index.json: no \"splits\" object");
+    cJSON_ArrayForEach(sp, sps) {
+        cJSON *sh = cJSON_GetObjectItemCaseSensitive(sp, "shards");
+        size_t count = 0;
+        if (rc == 0 && !cJSON_IsArray(sh))
+            rc = cm_err_set(err, "index.json: split %s has no \"shards\" array", sp->string);
+        cJSON_ArrayForEach(e, sh) if (rc == 0) rc = reindex_entry(dir, ix, e, &count, err);
+        if (rc == 0)
+            put(sp, "count", cJSON_CreateNumber((double)count));
+        total += count;
+    }
+    if (rc == 0) {
+        char dg[ST_DIGEST_LEN + 1];
+        put(ix, "count", cJSON_CreateNumber((double)total));
+        put(ix, "index_version", cJSON_CreateNumber(ST_INDEX_VERSION));
+        st_folder_digest(sps, cJSON_GetObjectItemCaseSensitive(ix, "aliases"), dg);
+        put(ix, "digest", cJSON_CreateString(dg));
+        rc = st_folder_check(dir, ix, NULL, NULL, NULL, NULL, err) != 0 ? 1 : 0;
+    }
+    char *text = rc == 0 ? cJSON_Print(ix) : NULL;
+    if (rc == 0 && !text)
+        rc = cm_err_set(err, "out of memory");
+    if (rc == 0) {
+        char path[CM_PATH_MAX];
+        snprintf(path, sizeof path, "%.4000s/index.json", dir);
+        size_t tl = strlen(text);
+        text[tl] = '\n';
+        rc = cm_write_file_atomic(path, text, tl + 1, err);
+    }
+    free(text);
+    cJSON_Delete(ix);
+    return rc;
+}
+
 int st_index_write(const char *dir, cm_err *err)
 {
+    char pp[CM_PATH_MAX];
+    snprintf(pp, sizeof pp, "%.4000s/plan.json", dir);
+    struct stat st;
+    if (lstat(pp, &st) != 0 && errno == ENOENT)
+        return reindex_listed(dir, err);
     cJSON *plan = load_plan(dir, err);
     if (!plan)
         return -1;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common/cm_file.h"
 #include "store/st_internal.h"
@@ -151,8 +152,13 @@ void st_shard_close(st_shard *s)
 
 static int open_file(st_shard *s, const char *path, cm_err *err)
 {
-    if (!cm_is_file(path))
-        return cm_err_set(err, "%s", cm_is_dir(path) ? "is a directory" : "no such file");
+    struct stat st0;
+    if (stat(path, &st0) != 0)
+        return cm_err_set(err, "%s", errno == ENOENT ? "no such file" : strerror(errno));
+    if (S_ISDIR(st0.st_mode))
+        return cm_err_set(err, "is a directory");
+    if (cm_check_regular(path, err) != 0)
+        return -1;
     s->fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (s->fd < 0 || fstat(s->fd, &st) != 0)
@@ -650,4 +656,26 @@ int st_shard_read_spec(st_shard *s, size_t i, void *raw, float *f32, cm_err *err
     }
     free(own);
     return rc;
+}
+
+/* ---- the shard's digest (docs/FORMAT.md, "index.json") ---- */
+
+void st_shard_digest(const st_shard *s, char out[ST_DIGEST_LEN + 1])
+{
+    uLong crc = crc32(0L, Z_NULL, 0), adl = adler32(0L, Z_NULL, 0);
+    for (size_t i = 0; i < s->n; i++) {
+        uint8_t tail[8];
+        uint32_t a = s->crc_record ? s->crc_record[i] : (uint32_t)s->labels[i];
+        uint32_t b = s->crc_spec ? s->crc_spec[i] : 0;
+        size_t nt = s->crc_record ? 8 : 4;
+        memcpy(tail, &a, 4); /* little-endian host (st_internal.h) */
+        memcpy(tail + 4, &b, 4);
+        const Bytef *id = (const Bytef *)s->ids[i];
+        uInt len = (uInt)strlen(s->ids[i]) + 1; /* with its NUL */
+        crc = crc32(crc, id, len);
+        adl = adler32(adl, id, len);
+        crc = crc32(crc, tail, (uInt)nt);
+        adl = adler32(adl, tail, (uInt)nt);
+    }
+    snprintf(out, ST_DIGEST_LEN + 1, "%08lx%08lx", (unsigned long)crc & 0xffffffffUL, (unsigned long)adl & 0xffffffffUL);
 }

@@ -1,18 +1,19 @@
-/* store: one split of an ingested folder, through index.json (or, without
- * one, every <split>-*.h5 in name order). */
+/* store: one split of an ingested folder, through index.json, once the
+ * folder is checked as one whole (st_folder.c). */
 #include <cjson/cJSON.h>
-#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/cm_file.h"
+#include "store/st_index.h"
 #include "store/store.h"
 
 struct st_split {
     size_t nshards;
     st_shard **shards;
     size_t *first; /* global index of each shard's first sample; first[nshards] = total */
+    char digest[ST_DIGEST_LEN + 1]; /* the folder's */
 };
 
 void st_split_close(st_split *d)
@@ -24,23 +25,6 @@ void st_split_close(st_split *d)
     free(d->shards);
     free(d->first);
     free(d);
-}
-
-/* Adds the shard at path (named `name` in messages) to d. */
-static int add_shard(st_split *d, const char *path, const char *name, cm_err *err)
-{
-    st_shard *s = st_shard_open(path, err);
-    if (!s) {
-        cm_err_prefix(err, "%s", name);
-        return -1;
-    }
-    d->shards[d->nshards] = s;
-    d->first[d->nshards + 1] = d->first[d->nshards] + st_shard_count(s);
-    d->nshards++;
-    cm_err e;
-    if (d->nshards > 1 && st_meta_compatible(st_shard_meta(d->shards[0]), st_shard_meta(s), &e) != 0)
-        return cm_err_set(err, "%s: differs from the split's first shard: %s", name, e.msg);
-    return 0;
 }
 
 static st_split *split_alloc(size_t n, cm_err *err)
@@ -58,126 +42,44 @@ static st_split *split_alloc(size_t n, cm_err *err)
     return d;
 }
 
-/* The "shards" array of `split` in index.json (NULL when absent). */
-static cJSON *index_shards(cJSON *root, const char *split)
-{
-    cJSON *splits = cJSON_GetObjectItemCaseSensitive(root, "splits");
-    cJSON *sp = cJSON_GetObjectItemCaseSensitive(splits, split);
-    if (!sp) { /* "aliases": {"val": "test"} (CREMA-D: the test split is also the validation split) */
-        cJSON *al = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "aliases"), split);
-        if (cJSON_IsString(al))
-            sp = cJSON_GetObjectItemCaseSensitive(splits, al->valuestring);
-    }
-    cJSON *shards = cJSON_GetObjectItemCaseSensitive(sp, "shards");
-    return cJSON_IsArray(shards) ? shards : NULL;
-}
-
-static st_split *open_index(const char *dir, const char *split, cm_err *err)
-{
-    char path[CM_PATH_MAX];
-    snprintf(path, sizeof path, "%s/index.json", dir);
-    char *text = NULL;
-    size_t len = 0;
-    if (cm_read_file(path, &text, &len, err) != 0)
-        return NULL;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    if (!root) {
-        cm_err_set(err, "index.json: not valid JSON");
-        return NULL;
-    }
-    cJSON *shards = index_shards(root, split);
-    st_split *d = NULL;
-    if (!shards) {
-        cm_err_set(err, "index.json: no split \"%s\"", split);
-        goto bad;
-    }
-    if (!(d = split_alloc((size_t)cJSON_GetArraySize(shards), err)))
-        goto bad;
-    cJSON *it;
-    cJSON_ArrayForEach(it, shards) {
-        cJSON *file = cJSON_GetObjectItemCaseSensitive(it, "file");
-        cJSON *count = cJSON_GetObjectItemCaseSensitive(it, "count");
-        if (!cJSON_IsString(file) || !cJSON_IsNumber(count) || strchr(file->valuestring, '/')) {
-            cm_err_set(err, "index.json: bad shard entry in split \"%s\"", split);
-            goto bad;
-        }
-        snprintf(path, sizeof path, "%s/%s", dir, file->valuestring);
-        if (add_shard(d, path, file->valuestring, err) != 0)
-            goto bad;
-        size_t got = st_shard_count(d->shards[d->nshards - 1]);
-        if ((double)got != count->valuedouble) {
-            cm_err_set(err, "%s: %zu samples, index.json says %.0f", file->valuestring, got, count->valuedouble);
-            goto bad;
-        }
-    }
-    cJSON_Delete(root);
-    return d;
-bad:
-    cJSON_Delete(root);
-    st_split_close(d);
-    return NULL;
-}
-
-/* No index.json: every DIR/<split>-*.h5 in name order. */
-static st_split *open_glob(const char *dir, const char *split, cm_err *err)
-{
-    char path[CM_PATH_MAX];
-    snprintf(path, sizeof path, "%s/%s-*.h5", dir, split);
-    glob_t g;
-    int rc = glob(path, 0, NULL, &g);
-    if (rc != 0 || g.gl_pathc == 0) {
-        if (rc == 0)
-            globfree(&g);
-        cm_err_set(err, "no index.json and no %s-*.h5 shard", split);
-        return NULL;
-    }
-    st_split *d = split_alloc(g.gl_pathc, err);
-    for (size_t k = 0; d && k < g.gl_pathc; k++) {
-        const char *base = strrchr(g.gl_pathv[k], '/');
-        if (add_shard(d, g.gl_pathv[k], base ? base + 1 : g.gl_pathv[k], err) != 0) {
-            st_split_close(d);
-            d = NULL;
-        }
-    }
-    globfree(&g);
-    return d;
-}
-
 st_split *st_split_open(const char *dir, const char *split, cm_err *err)
 {
     if (!cm_is_dir(dir)) {
         cm_err_set(err, "not a folder");
         return NULL;
     }
-    char path[CM_PATH_MAX];
-    snprintf(path, sizeof path, "%s/index.json", dir);
-    return cm_is_file(path) ? open_index(dir, split, err) : open_glob(dir, split, err);
+    cJSON *ix = st_index_read(dir, err);
+    if (!ix)
+        return NULL;
+    st_shard **sh = NULL;
+    size_t n = 0;
+    char digest[ST_DIGEST_LEN + 1];
+    int rc = st_folder_check(dir, ix, split, &sh, &n, digest, err);
+    cJSON_Delete(ix);
+    if (rc != 0)
+        return NULL;
+    st_split *d = split_alloc(n, err);
+    for (size_t k = 0; k < n; k++) {
+        if (d) {
+            d->shards[k] = sh[k];
+            d->first[k + 1] = d->first[k] + st_shard_count(sh[k]);
+            d->nshards++;
+        } else {
+            st_shard_close(sh[k]);
+        }
+    }
+    free(sh);
+    if (d)
+        snprintf(d->digest, sizeof d->digest, "%s", digest);
+    return d;
 }
 
 int st_split_exists(const char *dir, const char *split)
 {
-    char path[CM_PATH_MAX];
-    snprintf(path, sizeof path, "%s/index.json", dir);
-    if (cm_is_file(path)) {
-        char *text = NULL;
-        size_t n = 0;
-        if (cm_read_file(path, &text, &n, NULL) != 0)
-            return 1; /* let the open report it */
-        cJSON *root = cJSON_Parse(text);
-        free(text);
-        if (!root)
-            return 1;
-        int has = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "splits"), split) != NULL;
-        cJSON_Delete(root);
-        return has;
-    }
-    snprintf(path, sizeof path, "%s/%s-*.h5", dir, split);
-    glob_t g;
-    int rc = glob(path, 0, NULL, &g);
-    int has = rc == 0 && g.gl_pathc > 0;
-    if (rc == 0)
-        globfree(&g);
+    cJSON *ix = st_index_read(dir, NULL);
+    int has = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ix, "splits"), split) != NULL ||
+              cJSON_IsString(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ix, "aliases"), split));
+    cJSON_Delete(ix);
     return has;
 }
 
@@ -214,6 +116,11 @@ size_t st_split_count(const st_split *d)
 size_t st_split_nshards(const st_split *d)
 {
     return d->nshards;
+}
+
+const char *st_split_folder_digest(const st_split *d)
+{
+    return d->digest;
 }
 
 st_shard *st_split_shard(st_split *d, size_t k)

@@ -125,6 +125,13 @@ void st_record_free(st_record *r);
  * NULL, converted to float32 into `f32` when f32 != NULL.
  * 0, -1 or ST_ERR_CHECKSUM (the buffers then hold the bytes as read). */
 int st_shard_read_spec(st_shard *s, size_t i, void *raw, float *f32, cm_err *err);
+/* The shard's digest, ST_DIGEST_LEN hex digits (docs/FORMAT.md, "index.json"):
+ * zlib's CRC-32 then Adler-32 of, per sample in order, its id and a NUL, then
+ * (version 2) crc32/record[i] and crc32/spec[i], or (version 1, no checksums)
+ * label[i], each 4 bytes little endian. Identifies the shard's content
+ * without reading the bulk data (the checksums cover it). */
+#define ST_DIGEST_LEN 16
+void st_shard_digest(const st_shard *s, char out[ST_DIGEST_LEN + 1]);
 /* Checksum checks of the two reads: on (1, the default) or off (0; `store
  * verify` reads a mismatching sample again to report what else is wrong).
  * Set it before sharing the shard between threads. */
@@ -132,16 +139,16 @@ void st_shard_set_checks(st_shard *s, int on);
 
 /* ---- A split: the shards of one split of an ingested folder --------------- */
 
-/* Every shard of `split` listed in DIR/index.json, in order (without
- * index.json: every DIR/<split>-*.h5 in name order), as one sequence of
- * samples. Errors: DIR not a folder, no such split, a shard missing or
- * unreadable, a count that disagrees with index.json, shards that disagree
- * with the first one (st_meta_compatible). A split of zero shards opens
- * (count 0, meta NULL). Same threading rules as st_shard. */
+/* Every shard of `split` listed in DIR/index.json, in order, as one sequence
+ * of samples, after the whole folder is checked as one (st_folder_check in
+ * store/st_index.h: every listed shard of every split present, unique and as
+ * listed, ids unique, no unlisted shard); a folder without a complete index
+ * is refused. A split of zero shards opens (count 0, meta NULL). Same
+ * threading rules as st_shard. */
 typedef struct st_split st_split;
 st_split *st_split_open(const char *dir, const char *split, cm_err *err);
-/* 1 when `split` is listed in DIR/index.json (or, without index.json, when a
- * DIR/<split>-*.h5 file exists), else 0. */
+/* 1 when `split` is listed in DIR/index.json (a split or an alias), else 0
+ * (also when there is no readable index: st_split_open reports it). */
 int st_split_exists(const char *dir, const char *split);
 /* 0 when a and b hold the same classes, frames per sample, spectrogram
  * shape and type, and recipe (compared as JSON), else -1 naming the first
@@ -150,6 +157,9 @@ int st_meta_compatible(const st_meta *a, const st_meta *b, cm_err *err);
 void st_split_close(st_split *d);
 size_t st_split_count(const st_split *d);
 size_t st_split_nshards(const st_split *d);
+/* The folder's digest (index.json "digest", checked at open): identifies the
+ * content of every split of the folder. */
+const char *st_split_folder_digest(const st_split *d);
 st_shard *st_split_shard(st_split *d, size_t k);
 /* Meta of the first shard (all shards of a split share it). NULL when no shard. */
 const st_meta *st_split_meta(const st_split *d);

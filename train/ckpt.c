@@ -1,4 +1,5 @@
 /* ckpt: HDF5 checkpoints with PyTorch state_dict names (docs/FORMAT.md, "Checkpoints"). */
+#include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -93,7 +94,17 @@ static int attr_read(hid_t loc, const char *name, hid_t type, int n, void *v)
     return rc;
 }
 
-static int write_ds(hid_t g, const char *name, const tr_tensor *t, const float *v)
+/* The cause of the first failed write (st_h5_cause, taken right after the
+ * failed call, before any other HDF5 call clears the error stack). */
+#define CAUSE_LEN 256
+static int failed_write(char *cause)
+{
+    if (cause && !cause[0])
+        st_h5_cause(cause, CAUSE_LEN);
+    return -1;
+}
+
+static int write_ds(hid_t g, const char *name, const tr_tensor *t, const float *v, char *cause)
 {
     hsize_t d[4];
     for (int i = 0; i < t->ndim; i++)
@@ -102,18 +113,18 @@ static int write_ds(hid_t g, const char *name, const tr_tensor *t, const float *
     if (sp < 0)
         return -1;
     hid_t ds = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = ds < 0 ? -1 : (H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0 ? -1 : 0);
+    int rc = ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0 ? failed_write(cause) : 0;
     if (ds >= 0)
         H5Dclose(ds);
     H5Sclose(sp);
     return rc;
 }
 
-static int write_nbt(hid_t g, const char *name, int64_t v)
+static int write_nbt(hid_t g, const char *name, int64_t v, char *cause)
 {
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t ds = H5Dcreate2(g, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = ds < 0 ? -1 : (H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v) < 0 ? -1 : 0);
+    int rc = ds < 0 || H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v) < 0 ? failed_write(cause) : 0;
     if (ds >= 0)
         H5Dclose(ds);
     H5Sclose(sp);
@@ -121,7 +132,7 @@ static int write_nbt(hid_t g, const char *name, int64_t v)
 }
 
 /* Writes group `gname` of file f: values (momentum == 0) or momenta. */
-static int write_reg(be_ctx *be, hid_t parent, const char *gname, const tr_reg *r, int momentum)
+static int write_reg(be_ctx *be, hid_t parent, const char *gname, const tr_reg *r, int momentum, char *cause)
 {
     float *hw = malloc((r->np ? r->np : 1) * sizeof(float));
     float *hb = malloc((r->nb ? r->nb : 1) * sizeof(float));
@@ -135,13 +146,13 @@ static int write_reg(be_ctx *be, hid_t parent, const char *gname, const tr_reg *
     for (int i = 0; rc == 0 && i < r->nt; i++) {
         const tr_tensor *t = &r->t[i];
         if (t->kind == TT_PARAM)
-            rc = write_ds(g, t->name, t, hw + t->off);
+            rc = write_ds(g, t->name, t, hw + t->off, cause);
         else if (momentum)
             continue;
         else if (t->kind == TT_BUFFER)
-            rc = write_ds(g, t->name, t, hb + t->off);
+            rc = write_ds(g, t->name, t, hb + t->off, cause);
         else
-            rc = write_nbt(g, t->name, r->nbt);
+            rc = write_nbt(g, t->name, r->nbt, cause);
     }
     if (g >= 0)
         H5Gclose(g);
@@ -159,20 +170,22 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
     st_h5_quiet q;
     st_h5_quiet_begin(&q);
     int rc = 0;
+    char cause[CAUSE_LEN] = "";
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
+        failed_write(cause);
         st_h5_quiet_end(&q);
         unlink(tmp);
-        return cm_err_set(err, "cannot create the HDF5 file");
+        return cm_err_set(err, "cannot create the HDF5 checkpoint: %s", cause);
     }
     const tr_parts *l = &s->parts; /* one group per trained part */
     for (int i = 0; rc == 0 && i < l->n; i++)
-        rc = write_reg(s->be, f, l->p[i].reg->group, l->p[i].reg, 0);
+        rc = write_reg(s->be, f, l->p[i].reg->group, l->p[i].reg, 0, cause);
     hid_t mg = rc == 0 ? H5Gcreate2(f, "momentum", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
     if (mg < 0)
         rc = -1;
     for (int i = 0; rc == 0 && i < l->n; i++)
-        rc = write_reg(s->be, mg, l->p[i].reg->group, l->p[i].reg, 1);
+        rc = write_reg(s->be, mg, l->p[i].reg->group, l->p[i].reg, 1, cause);
     if (mg >= 0)
         H5Gclose(mg);
     if (rc == 0) {
@@ -197,12 +210,17 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
         if (recipe_json)
             rc |= st_attr_str(f, "recipe", recipe_json);
     }
+    if (rc != 0) { /* free the file's blocks first: on a full disk the close must still flush what it holds */
+        int fd = open(tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        if (fd >= 0)
+            close(fd);
+    }
     if (H5Fclose(f) < 0)
-        rc = -1;
+        rc = failed_write(cause);
     st_h5_quiet_end(&q);
     if (rc != 0) {
         unlink(tmp);
-        return cm_err_set(err, "cannot write the HDF5 checkpoint");
+        return cm_err_set(err, "cannot write the HDF5 checkpoint: %s", cause[0] ? cause : "HDF5 error");
     }
     if (s->be->ops->status(s->be, err) < 0) {
         unlink(tmp);
@@ -431,8 +449,8 @@ int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int wi
             snprintf(items[i].src, sizeof items[i].src, "%s", items[i].reg->group);
         }
     }
-    if (!cm_is_file(path))
-        return cm_err_set(err, "no such file");
+    if (cm_check_regular(path, err) != 0) /* a FIFO or device: refused, not opened by HDF5 */
+        return -1;
     st_h5_quiet q;
     st_h5_quiet_begin(&q);
     int rc = 0, nloaded = 0;
@@ -503,8 +521,8 @@ int tr_checkpoint_read_meta(const char *path, char **config, char **recipe, cm_e
         *config = NULL;
     if (recipe)
         *recipe = NULL;
-    if (!cm_is_file(path))
-        return cm_err_set(err, "no such file");
+    if (cm_check_regular(path, err) != 0) /* a FIFO or device: refused, not opened by HDF5 */
+        return -1;
     st_h5_quiet q;
     st_h5_quiet_begin(&q);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);

@@ -110,15 +110,25 @@ static int wait_grads(tr_ddp *d, cm_err *err)
     return failed ? cm_err_set(err, "%s", d->ovl_err.msg) : rc;
 }
 
-int tr_ddp_reduce_step(tr_ddp *d, const tr_parts *l, float *hl, int nt, cm_err *err)
+/* The loss terms' mean over the ranks, in double. */
+static int average_terms(tr_ddp *d, double *hl, int nt, cm_err *err)
+{
+    if (cl_allreduce_f64(d->comm, hl, (size_t)nt, CL_SUM, err) != 0)
+        return -1;
+    for (int i = 0; i < nt; i++)
+        hl[i] /= cl_size(d->comm);
+    return 0;
+}
+
+int tr_ddp_reduce_step(tr_ddp *d, const tr_parts *l, double *hl, int nt, cm_err *err)
 {
     if (d->bnsync.failed)
         return cm_err_set(err, "--sync-bn: %s", d->bnsync.err.msg);
     if (!multi(d))
         return 0;
     if (d->ovl_started) /* every gradient SGD uses was started by the backward pass */
-        return wait_grads(d, err) != 0 ? -1 : cl_average_f32(d->comm, hl, (size_t)nt, err);
-    if (cl_average_f32(d->comm, hl, (size_t)nt, err) != 0)
+        return wait_grads(d, err) != 0 ? -1 : average_terms(d, hl, nt, err);
+    if (average_terms(d, hl, nt, err) != 0)
         return -1;
     if (on_gpu(d))
         d->be->ops->sync(d->be); /* NCCL runs on its own stream */

@@ -34,10 +34,10 @@ void tr_ddp_free(tr_ddp *d);
  * tr_ddp_reduce_step waits for. A no-op without overlap; a failure is kept
  * and reported by tr_ddp_reduce_step. */
 void tr_ddp_grads_ready(tr_ddp *d, tr_reg *r, size_t off);
-/* After the backward pass: averages the nt loss terms in hl (so that a
+/* After the backward pass: averages the nt loss terms in hl, in double (so that a
  * non-finite loss on any rank fails the step on every rank) and the
  * gradients of every part SGD updates. */
-int tr_ddp_reduce_step(tr_ddp *d, const tr_parts *l, float *hl, int nt, cm_err *err);
+int tr_ddp_reduce_step(tr_ddp *d, const tr_parts *l, double *hl, int nt, cm_err *err);
 /* Sums n doubles over ranks in place (a step's counts). */
 int tr_ddp_sum(tr_ddp *d, double *v, int n, cm_err *err);
 /* 1 with a communicator of a launcher (several ranks, or one through MPI). */

@@ -16,7 +16,8 @@
  *   step on the current one. The consumer takes batches in order
  *   (ld_loader_next) and gives each back (ld_loader_release).
  * - ld_device: the device side: copies a host batch to the device and runs
- *   ops->prep_spec (per-clip standardisation unless the recipe did it) and
+ *   ops->prep_spec (per-clip standardisation unless the recipe did it or
+ *   ld_device_keep_spectrograms was called) and
  *   ops->prep_frames (crop, bilinear resize, flip, ImageNet normalisation).
  *   Double-buffered: batch k+1's copy runs while step k computes.
  *
@@ -51,12 +52,17 @@ const char *ld_data_id(const ld_data *d, size_t i);
 /* st_meta_compatible of their metadata. */
 int ld_data_compatible(const ld_data *a, const ld_data *b, cm_err *err);
 /* The identity of the data a model was trained on, as JSON (malloc'd):
- * {"dataset", "classes", "frames_per_sample", "bins", "frames", "recipe"}.
+ * {"dataset", "classes", "frames_per_sample", "bins", "frames", "recipe",
+ * "content"}; content: the folder's digest (index.json "digest").
  * Stored in checkpoints and compared on --resume/--init/--teacher-ckpt. */
 char *ld_data_identity(const ld_data *d);
 /* Compares two identity JSON strings (classes, then recipe, F, shape);
  * 0 when equal, -1 naming the difference. */
 int ld_identity_compare(const char *ours, const char *theirs, cm_err *err);
+/* 0 when both identities name the same content (folder digest), or either
+ * names none (written before it was recorded); else -1 naming both. For
+ * --resume: a run continues only on the data it was trained on. */
+int ld_identity_same_content(const char *ours, const char *theirs, cm_err *err);
 /* The data identity a checkpoint was saved with (its root attribute
  * "recipe", written by tr_checkpoint_save from ld_data_identity), malloc'd
  * into *json, or *json = NULL when it carries none (e.g. converted from
@@ -152,6 +158,10 @@ typedef struct ld_device ld_device;
  * ld_data_meta): BE_STAGE_SLOTS slots of raw inputs, one set of prepared ones. */
 ld_device *ld_device_create(be_ctx *be, const st_meta *m, int max_batch, int image_size,
                             int need_audio, int need_visual, cm_err *err);
+/* Spectrograms are standardised per clip unless the recipe did it (the
+ * default); after ld_device_keep_spectrograms they are used as stored (the
+ * authors' code). */
+void ld_device_keep_spectrograms(ld_device *dv);
 void ld_device_destroy(ld_device *dv);
 
 /* ld_device_next's return when the device side failed (the loader's own

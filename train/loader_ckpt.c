@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/cm_err.h"
+#include "common/cm_file.h"
 
 #include "store/st_h5.h"
 #include "train/loader.h"
@@ -15,6 +16,8 @@
 int ld_ckpt_identity(const char *path, char **json, cm_err *err)
 {
     *json = NULL;
+    if (cm_check_regular(path, err) != 0)
+        return -1;
     st_h5_quiet q;
     st_h5_quiet_begin(&q);
     hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -2;

@@ -77,6 +77,7 @@ char *ld_data_identity(const ld_data *d)
         cJSON_AddItemToObject(o, "recipe", r);
     else
         cJSON_AddStringToObject(o, "recipe", m->recipe_json ? m->recipe_json : "");
+    cJSON_AddStringToObject(o, "content", st_split_folder_digest(d->split));
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -118,6 +119,19 @@ int ld_identity_compare(const char *ours, const char *theirs, cm_err *err)
             goto out;
         }
 out:
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    return rc;
+}
+
+int ld_identity_same_content(const char *ours, const char *theirs, cm_err *err)
+{
+    cJSON *a = cJSON_Parse(ours), *b = cJSON_Parse(theirs);
+    const char *x = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "content"));
+    const char *y = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "content"));
+    int rc = x && y && strcmp(x, y) ? cm_err_set(err, "the run was trained on other data (folder digest %s, this "
+                                                      "folder's %s): resume it on its own data", y, x)
+                                    : 0;
     cJSON_Delete(a);
     cJSON_Delete(b);
     return rc;

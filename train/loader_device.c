@@ -102,6 +102,11 @@ ld_device *ld_device_create(be_ctx *be, const st_meta *m, int max_batch, int ima
     return dv;
 }
 
+void ld_device_keep_spectrograms(ld_device *dv)
+{
+    dv->standardize = 0;
+}
+
 void ld_device_destroy(ld_device *dv)
 {
     if (!dv)

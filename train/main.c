@@ -14,7 +14,7 @@
  *
  * Data parallel (docs/DISTRIBUTED.md): under mpirun/srun every rank runs the
  * same phases on its share of the data (ld_opts rank/world); the step
- * averages gradients over ranks (train/system_dist.c), evaluation counts are
+ * averages gradients over ranks (train/ddp.c), evaluation counts are
  * summed over ranks, and only rank 0 (`lead`) writes under --out. */
 #include <inttypes.h>
 #include <math.h>
@@ -32,6 +32,8 @@
 #include "common/cm_progress.h"
 #include "common/cm_version.h"
 #include "train/eval.h"
+#include "store/st_h5.h"
+#include "store/st_index.h"
 #include "train/loader.h"
 #include "train/metrics.h"
 #include "train/opts.h"
@@ -40,6 +42,7 @@
 #include "train/world.h"
 
 #define TOOL "train"
+#define TR_OPTIONS_MAX ((size_t)1 << 20) /* bytes of RUN/options.json */
 
 /* A phase's answer: go on, or the exit status. */
 enum { GO_ON = -1, EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
@@ -71,6 +74,7 @@ typedef struct tr_run {
     int eval_s, eval_t; /* the student / the teacher is evaluated */
     mt_log *mt;
     cm_progress *prog;
+    st_lock *lock;     /* the run folder's (lead only): one train at a time writes it */
     /* where it stands */
     tr_position pos;
     tr_rng rng;        /* the loader's stream */
@@ -118,7 +122,7 @@ static double lr_at(const tr_opts *o, int epoch)
 {
     if (strcmp(o->schedule, "const") == 0)
         return o->lr;
-    double f = 1.0 - (double)epoch / (double)o->epochs;
+    double f = 1.0 - (double)epoch / (double)(o->lr_horizon > 0 ? o->lr_horizon : o->epochs);
     if (f < 0)
         f = 0;
     return 1e-4 + (o->lr - 1e-4) * pow(f, 0.9);
@@ -138,8 +142,10 @@ static int resume_options(tr_run *r, const tr_opts *cl, char **given)
     char path[CM_PATH_MAX];
     path_in(path, sizeof path, cl->resume, "options.json");
     size_t n = 0;
-    if (cm_read_file(path, &r->opts_text, &n, &err) != 0)
-        return fail(cl->resume, "not a run folder (no readable options.json)");
+    if (cm_read_regular(path, TR_OPTIONS_MAX, &r->opts_text, &n, &err) != 0) {
+        cm_err_prefix(&err, "not a run folder (no readable options.json)");
+        return fail(cl->resume, err.msg);
+    }
     tr_opts_default(&r->op);
     if (tr_opts_from_json(&r->op, r->opts_text, &err) != 0)
         return fail(path, err.msg);
@@ -271,12 +277,13 @@ static int check_checkpoints(tr_run *r)
     for (int k = 0; k < 3; k++) {
         if (!paths[k])
             continue;
-        if (!cm_is_file(paths[k]))
-            return fail(paths[k], "no such checkpoint file");
+        if (cm_check_regular(paths[k], &err) != 0) /* absent, or a FIFO, a device: refused at once */
+            return fail(paths[k], err.msg);
         char *ck_id = NULL;
         if (ld_ckpt_identity(paths[k], &ck_id, &err) != 0)
             return fail(paths[k], err.msg);
-        int bad = ck_id && ld_identity_compare(r->identity, ck_id, &err) != 0;
+        int bad = ck_id && (ld_identity_compare(r->identity, ck_id, &err) != 0 ||
+                            (paths[k] == r->last_path && ld_identity_same_content(r->identity, ck_id, &err) != 0));
         free(ck_id);
         if (bad) {
             char what[2 * CM_PATH_MAX + 32];
@@ -465,6 +472,8 @@ static int create_loaders(tr_run *r)
     r->dv = r->ltest ? ld_device_create(r->be, ld_data_meta(r->train), op->batch_size, op->image_size, uses[0], uses[1], &err) : NULL;
     if (!r->dv)
         return fail("loader", err.msg);
+    if (strcmp(op->spec_standardize, "off") == 0)
+        ld_device_keep_spectrograms(r->dv);
     if (alloc_eval(r, 0) != GO_ON)
         return EXIT_FAILED;
     r->nb = ld_loader_batches(r->ltrain);
@@ -497,6 +506,26 @@ static int write_options(const char *path, const char *json, int epochs, cm_err 
     return rc;
 }
 
+/* RUN/.lock, as ingest locks its output (store/st_index.h): a second train
+ * on the same run folder (--out, --force or --resume) is refused while one
+ * runs. Under the lock, a new run without --force looks again for a run
+ * that finished since the first look. */
+static int lock_run(tr_run *r)
+{
+    cm_err err = {{0}};
+    if (!(r->lock = st_lock_take(r->op.out, 0, 0, NULL, &err)))
+        return fail(NULL, err.msg);
+    char opts_path[CM_PATH_MAX];
+    path_in(opts_path, sizeof opts_path, r->op.out, "options.json");
+    if (!r->resuming && !r->op.force && (cm_is_file(r->last_path) || cm_is_file(opts_path))) {
+        snprintf(err.msg, sizeof err.msg,
+                 "%s already holds a run (continue it with --resume %s, or give --force to replace it)", r->op.out,
+                 r->op.out);
+        return fail(NULL, err.msg);
+    }
+    return GO_ON;
+}
+
 /* RUN/: options.json (a new run), the metrics log (cut back to the
  * checkpoint when resuming), the --dump-batches folder. */
 static int open_outputs(tr_run *r)
@@ -507,6 +536,9 @@ static int open_outputs(tr_run *r)
         return GO_ON;
     if (cm_mkdirs(op->out, &err) != 0)
         return fail(op->out, err.msg);
+    int rc = lock_run(r);
+    if (rc != GO_ON)
+        return rc;
     const char *outs[] = {r->last_path, r->best_path, r->metrics_path, r->svg_path, r->result_path};
     for (size_t k = 0; r->resuming && k < sizeof outs / sizeof *outs; k++) /* left by a kill */
         if (cm_remove_stale_tmp(outs[k], &err) < 0)
@@ -767,7 +799,7 @@ static int run_evaluate(tr_run *r, int e, mt_epoch *rec, int *improved)
     r->last_test_s = ts;
     r->last_test_t = tt;
     double v = r->op.pretrain ? vt : vs, t = r->op.pretrain ? tt : ts;
-    if (v > r->pos.best_val) {
+    if (v > r->pos.best_val || (v == r->pos.best_val && strcmp(r->op.best_tie, "last") == 0)) {
         r->pos.best_val = v;
         r->pos.best_test = t;
         r->pos.best_epoch = e + 1;
@@ -1307,6 +1339,7 @@ static void run_destroy(tr_run *r)
     ev_pass_destroy(r->evt);
     tr_opts_release(&r->op);
     free(r->opts_text);
+    st_lock_release(r->lock);
 }
 
 /* The watchdog of collective/collective.h: a collective that does not complete in time
@@ -1333,6 +1366,7 @@ int main(int argc, char **argv)
     run.rank = cl_rank(run.comm);
     run.world = cl_size(run.comm);
     run.lead = run.rank == 0;
+    st_h5_no_close_at_exit(); /* a checkpoint whose close failed (full disk) must not be closed again at exit */
     int rc = run_options(&run, argc, argv);
     if (rc == GO_ON && run.op.eval)
         rc = run_eval_command(&run);

@@ -60,6 +60,9 @@ typedef struct tr_method_def {
     /* The loss terms into s->loss, their names, and the logit gradients;
      * returns their number. */
     int (*losses)(struct tr_system *s, int B, const int32_t *y, const tr_step_out *z, const char **names);
+    /* Overwrites in hl (host, the step's terms as doubles, read from the
+     * float s->loss) the terms the method sums in double (NULL: none). */
+    void (*terms64)(struct tr_system *s, double *hl);
     /* The backward passes of the method's parts (NULL: none). */
     void (*backward)(struct tr_system *s, int B);
     /* What the method sends into network `net`'s features (NULL: nothing). */

@@ -192,7 +192,7 @@ void tr_review_forward(tr_review *rv, be_ctx *be, const tr_resnet *st, const tr_
 }
 
 /* HCL of level l (reviewkd.py hcl): into loss[0] and the gradient d of its output. */
-static void hcl(tr_review *rv, be_ctx *be, int l, int B, float w, float *loss, float *d)
+static void hcl(tr_review *rv, be_ctx *be, int l, int B, float w, double *loss, float *d)
 {
     const be_ops *o = be->ops;
     const tr_abf *A = &rv->abf[l];
@@ -282,7 +282,7 @@ static void abf_bwd(tr_review *rv, be_ctx *be, int l, int B)
         rv->grad.pooled = dx;
 }
 
-void tr_review_backward(tr_review *rv, be_ctx *be, int B, float w, float *loss)
+void tr_review_backward(tr_review *rv, be_ctx *be, int B, float w, double *loss)
 {
     for (int l = 0; l < TR_REVIEW_N; l++) {
         hcl(rv, be, l, B, w, loss + l, rv->sA);
@@ -292,24 +292,32 @@ void tr_review_backward(tr_review *rv, be_ctx *be, int B, float w, float *loss)
 
 /* ---------------------------------------------------------------- the method */
 
+typedef struct review_state {
+    tr_review rv;
+    double *loss64;    /* the HCL terms [TR_REVIEW_N], summed in double (device) */
+} review_state;
+
 static int review_build(tr_system *s, cm_err *err)
 {
-    tr_review *rv = calloc(1, sizeof *rv);
-    if (!rv)
+    review_state *m = calloc(1, sizeof *m);
+    if (!m)
         return cm_err_set(err, "out of memory");
-    s->ms = rv;
-    if (tr_review_build(rv, &s->mem, &s->student, &s->teacher, s->cfg.max_batch, err) < 0)
+    s->ms = m;
+    if (tr_review_build(&m->rv, &s->mem, &s->student, &s->teacher, s->cfg.max_batch, err) < 0)
         return -1;
-    return tr_parts_add(&s->parts, &rv->reg, 1, 0, 1, err);
+    m->loss64 = (double *)tr_mem_floats(&s->mem, 2 * TR_REVIEW_N); /* one allocation each: aligned */
+    if (!m->loss64)
+        return cm_err_set(err, "out of device memory");
+    return tr_parts_add(&s->parts, &m->rv.reg, 1, 0, 1, err);
 }
 
 static void review_destroy(tr_system *s)
 {
-    tr_review *rv = s->ms;
-    if (!rv)
+    review_state *m = s->ms;
+    if (!m)
         return;
-    tr_reg_free(&rv->reg);
-    free(rv);
+    tr_reg_free(&m->rv.reg);
+    free(m);
     s->ms = NULL;
 }
 
@@ -321,8 +329,10 @@ static const char *review_needs_two(const tr_system *s)
 
 static void review_forward(tr_system *s, int B, const tr_step_out *z)
 {
+    review_state *m = s->ms;
     (void)z;
-    tr_review_forward(s->ms, s->be, &s->student, &s->teacher, B);
+    s->be->ops->zero(s->be, m->loss64, TR_REVIEW_N * sizeof(double));
+    tr_review_forward(&m->rv, s->be, &s->student, &s->teacher, B);
 }
 
 /* "ce_student" and the HCL of each level; the modules' backward pass runs here. */
@@ -334,16 +344,24 @@ static int review_losses(tr_system *s, int B, const int32_t *y, const tr_step_ou
     s->be->ops->ce(s->be, B, s->cfg.n_classes, z->zs, y, 1.0f, s->loss, s->dz_s);
     for (int l = 0; l < TR_REVIEW_N; l++)
         names[1 + l] = hcl_names[l];
-    tr_review_backward(s->ms, s->be, B, 1.0f, s->loss + 1); /* weight 1: the authors' ImageNet default */
+    review_state *m = s->ms;
+    tr_review_backward(&m->rv, s->be, B, 1.0f, m->loss64); /* weight 1: the authors' ImageNet default */
     return 1 + TR_REVIEW_N;
+}
+
+/* The HCL terms, summed in double, in place of the float terms 1..5. */
+static void review_terms64(tr_system *s, double *hl)
+{
+    review_state *m = s->ms;
+    s->be->ops->to_host(s->be, hl + 1, m->loss64, TR_REVIEW_N * sizeof(double));
 }
 
 /* The modules' gradient into the student's features. */
 static void review_feat_grad(const tr_system *s, const tr_resnet *net, tr_feat_grad *fg)
 {
-    const tr_review *rv = s->ms;
+    const review_state *m = s->ms;
     if (net == &s->student)
-        *fg = rv->grad;
+        *fg = m->rv.grad;
 }
 
 const tr_method_def tr_method_review = {
@@ -356,5 +374,6 @@ const tr_method_def tr_method_review = {
     .needs_two = review_needs_two,
     .forward = review_forward,
     .losses = review_losses,
+    .terms64 = review_terms64,
     .feat_grad = review_feat_grad,
 };

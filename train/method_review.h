@@ -50,8 +50,9 @@ int tr_review_build(tr_review *rv, tr_mem *mem, const tr_resnet *student, const 
                     cm_err *err);
 /* Needs both networks' forward of this batch (train mode for the student). */
 void tr_review_forward(tr_review *rv, be_ctx *be, const tr_resnet *student, const tr_resnet *teacher, int B);
-/* HCL of each level, weight w, into loss[l] (5 values, accumulated), and the
- * backward pass of the modules: parameter gradients and rv->grad. */
-void tr_review_backward(tr_review *rv, be_ctx *be, int B, float w, float *loss);
+/* HCL of each level, weight w, into loss[l] (5 doubles on the device,
+ * accumulated: a teacher's features near FLT_MAX square beyond float32), and
+ * the backward pass of the modules: parameter gradients and rv->grad. */
+void tr_review_backward(tr_review *rv, be_ctx *be, int B, float w, double *loss);
 
 #endif

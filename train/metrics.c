@@ -15,7 +15,7 @@ int mt_reader_open(mt_reader *r, const char *path, cm_err *err)
 {
     size_t n = 0;
     r->save = NULL;
-    if (cm_read_file(path, &r->text, &n, err) != 0) {
+    if (cm_read_regular(path, (size_t)1 << 30, &r->text, &n, err) != 0) { /* a long run's log: up to 1 GiB */
         r->cur = NULL;
         return -1;
     }

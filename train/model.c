@@ -105,12 +105,13 @@ void tr_add_conv(tr_reg *r, tr_conv *c, const char *name, int cin, int cout, int
     c->w = reg_add(r, name, TT_PARAM, init, cin * k * k, 4, cout, cin, k, k);
 }
 
-void tr_add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c)
+/* A batch norm whose weight is initialised by ginit (TI_ONE or TI_N1), bias 0. */
+void tr_add_bn_init(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c, int ginit)
 {
     char nm[64];
     b->c = c;
     snprintf(nm, sizeof nm, "%sweight", prefix);
-    b->g = reg_add(r, nm, TT_PARAM, TI_ONE, 0, 1, c, 0, 0, 0);
+    b->g = reg_add(r, nm, TT_PARAM, ginit, 0, 1, c, 0, 0, 0);
     snprintf(nm, sizeof nm, "%sbias", prefix);
     b->b = reg_add(r, nm, TT_PARAM, TI_ZERO, 0, 1, c, 0, 0, 0);
     snprintf(nm, sizeof nm, "%srunning_mean", prefix);
@@ -121,6 +122,11 @@ void tr_add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c)
     reg_add(r, nm, TT_NBT, TI_NONE, 0, 0, 0, 0, 0, 0);
     b->smean = tr_mem_floats(mem, (size_t)c);
     b->sinv = tr_mem_floats(mem, (size_t)c);
+}
+
+void tr_add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c)
+{
+    tr_add_bn_init(r, mem, b, prefix, c, TI_ONE);
 }
 
 size_t tr_add_bias(tr_reg *r, const char *name, int n, int fan_in)
@@ -139,8 +145,9 @@ void tr_add_linear(tr_reg *r, tr_lin *l, const char *prefix, int in, int out, in
         snprintf(nm, sizeof nm, "%sbias", prefix);
         l->b = reg_add(r, nm, TT_PARAM, TI_TORCH_B, in, 1, out, 0, 0, 0);
     } else {
-        /* a 1x1 convolution on a [B, C, 1, 1] tensor: PyTorch shape [out, in, 1, 1] */
-        l->w = reg_add(r, nm, TT_PARAM, TI_TORCH_W, in, 4, out, in, 1, 1);
+        /* a 1x1 convolution on a [B, C, 1, 1] tensor: PyTorch shape [out, in, 1, 1];
+         * Kaiming normal fan_out, as the authors' proxies (module.py) */
+        l->w = reg_add(r, nm, TT_PARAM, TI_KAIMING_OUT, in, 4, out, in, 1, 1);
         l->b = NO_BIAS;
     }
 }
@@ -199,6 +206,10 @@ void tr_reg_init(tr_reg *r, be_ctx *be, tr_rng *rng)
         case TI_ONE:
             for (size_t j = 0; j < t->count; j++)
                 d[j] = 1.0f;
+            break;
+        case TI_N1:
+            for (size_t j = 0; j < t->count; j++)
+                d[j] = (float)(1.0 + 0.02 * tr_rng_normal(rng));
             break;
         default:
             break;

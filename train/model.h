@@ -22,7 +22,8 @@
 #include "train/rng.h"
 
 enum { TT_PARAM = 0, TT_BUFFER = 1, TT_NBT = 2 };
-enum { TI_NONE = 0, TI_KAIMING_OUT, TI_TORCH_W, TI_TORCH_B, TI_ONE, TI_ZERO, TI_KAIMING_A1 };
+enum { TI_NONE = 0, TI_KAIMING_OUT, TI_TORCH_W, TI_TORCH_B, TI_ONE, TI_ZERO, TI_KAIMING_A1, TI_N1 };
+/* TI_N1: N(1, 0.02) (the authors' ResNet batch-norm weights, backbone.py). */
 /* TI_KAIMING_A1: kaiming_uniform_(a=1): U(-sqrt(3 / fan_in), sqrt(3 / fan_in)) (ReviewKD's ABF convs). */
 
 typedef struct tr_tensor {
@@ -52,7 +53,7 @@ void tr_mem_free_all(tr_mem *m);
  * (every rank's samples): the per-channel sums (Σx, Σx², then in the backward
  * pass Σdy, Σdy·x̂, each with the count) are summed over ranks by `allreduce`
  * between the backend's split ops (backend.h: bn_stats_partial ...). One set per
- * tr_system (train/system_dist.c), shared by its networks. */
+ * tr_system (train/ddp.c), shared by its trained parts. */
 typedef struct tr_bnsync {
     int (*allreduce)(void *arg, double *buf, size_t n); /* in place sum over ranks; 0 or -1 (err set) */
     void *arg;
@@ -108,6 +109,8 @@ size_t tr_add_bias(tr_reg *r, const char *name, int n, int fan_in);
 void tr_add_conv(tr_reg *r, tr_conv *c, const char *name, int cin, int cout, int k, int stride, int pad,
                  int init);
 void tr_add_bn(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c);
+/* A batch norm whose weight is initialised by ginit (TI_ONE or TI_N1), bias 0. */
+void tr_add_bn_init(tr_reg *r, tr_mem *mem, tr_bn *b, const char *prefix, int c, int ginit);
 void tr_conv_shape(be_conv_shape *s, const tr_conv *c, int n, int h, int w);
 int tr_conv_out(int x, const tr_conv *c);
 void tr_bn_fwd(const tr_reg *r, be_ctx *be, const tr_bn *bn, int n, int hw, const float *x, float *y,

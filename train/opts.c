@@ -70,6 +70,10 @@ static const opt_def defs[] = {
     {"momentum", O_DBL, OFF(momentum), NULL, "0.9", 1, 0, "X", "SGD momentum", .range = R_UNIT_OPEN, .lo = 0, .hi = 1, CFG(C_FLOAT, momentum)},
     {"seed", O_LL, OFF(seed), NULL, "1", 1, 0, "N", "seed of the initialisation, the shuffle and the augmentation"},
     {"eval-from", O_INT, OFF(eval_from), NULL, "1", 1, 0, "E", "evaluate (and pick the best epoch) only after epochs >= E, counted from 1", AT_LEAST(0)},
+    /* the authors' protocol (docs/METHOD.md, "Protocol"): tools/reproduce sets these */
+    {"lr-horizon", O_INT, OFF(lr_horizon), NULL, "0", 1, 0, "N", "the poly schedule's horizon in epochs: lr = 1e-4 + (lr - 1e-4)(1 - e/N)^0.9, 1e-4 from epoch N on (0: --epochs; the authors' code: 100 whatever the epochs)", AT_LEAST(0)},
+    {"best-tie", O_STR, OFF(best_tie), "first|last", "first", 1, 0, "T", "the best epoch among equal validation accuracies: the first or the last (the authors' distillation runs: last)"},
+    {"spec-standardize", O_STR, OFF(spec_standardize), "auto|off", "auto", 1, 0, "S", "auto: each spectrogram standardised, (X - mean) / (std + 1e-9), unless the ingest recipe did it; off: used as stored (the authors' code)"},
     {"bad-samples", O_STR, OFF(bad_samples), "stop|skip", "stop", 1, 0, "B", "a bad sample (checksum mismatch, JPEG that does not decode): stop: exit 1 naming it; skip: report it once on stderr (each time in metrics.jsonl) and leave it out: in training its place takes the next good sample of the epoch's order (full batches), in evaluation it is dropped (accuracies over the good samples)"},
     {"no-augment", O_FLAG, OFF(no_augment), NULL, NULL, 1, 0, NULL, "training frames use the evaluation transform (resize, no crop or flip)"},
     {"no-shuffle", O_FLAG, OFF(no_shuffle), NULL, NULL, 1, 0, NULL, "training batches in shard order"},

@@ -25,6 +25,9 @@ typedef struct tr_opts {
     const char *bad_samples;
     long long seed;
     double lr, momentum;
+    int lr_horizon;          /* poly's horizon in epochs (0: epochs) */
+    const char *best_tie;    /* "first" | "last": the best epoch among equal validation accuracies */
+    const char *spec_standardize; /* "auto" | "off" */
     /* execution (a run's results do not depend on these) */
     const char *device;
     int steps, threads, loader_threads, force, dump_count, checkpoint_every;

@@ -28,25 +28,25 @@ static void block_params(tr_reg *r, tr_mem *mem, tr_block *b, const char *pre, i
         snprintf(nm, sizeof nm, "%sconv1.weight", pre);
         tr_add_conv(r, &b->c[0], nm, inplanes, planes, 1, 1, 0, TI_KAIMING_OUT);
         snprintf(nm, sizeof nm, "%sbn1.", pre);
-        tr_add_bn(r, mem, &b->b[0], nm, planes);
+        tr_add_bn_init(r, mem, &b->b[0], nm, planes, TI_N1);
         snprintf(nm, sizeof nm, "%sconv2.weight", pre);
         tr_add_conv(r, &b->c[1], nm, planes, planes, 3, stride, 1, TI_KAIMING_OUT);
         snprintf(nm, sizeof nm, "%sbn2.", pre);
-        tr_add_bn(r, mem, &b->b[1], nm, planes);
+        tr_add_bn_init(r, mem, &b->b[1], nm, planes, TI_N1);
         snprintf(nm, sizeof nm, "%sconv3.weight", pre);
         tr_add_conv(r, &b->c[2], nm, planes, planes * 4, 1, 1, 0, TI_KAIMING_OUT);
         snprintf(nm, sizeof nm, "%sbn3.", pre);
-        tr_add_bn(r, mem, &b->b[2], nm, planes * 4);
+        tr_add_bn_init(r, mem, &b->b[2], nm, planes * 4, TI_N1);
     } else {
         b->nst = 2;
         snprintf(nm, sizeof nm, "%sconv1.weight", pre);
         tr_add_conv(r, &b->c[0], nm, inplanes, planes, 3, stride, 1, TI_KAIMING_OUT);
         snprintf(nm, sizeof nm, "%sbn1.", pre);
-        tr_add_bn(r, mem, &b->b[0], nm, planes);
+        tr_add_bn_init(r, mem, &b->b[0], nm, planes, TI_N1);
         snprintf(nm, sizeof nm, "%sconv2.weight", pre);
         tr_add_conv(r, &b->c[1], nm, planes, planes, 3, 1, 1, TI_KAIMING_OUT);
         snprintf(nm, sizeof nm, "%sbn2.", pre);
-        tr_add_bn(r, mem, &b->b[1], nm, planes);
+        tr_add_bn_init(r, mem, &b->b[1], nm, planes, TI_N1);
     }
 }
 
@@ -115,7 +115,7 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
     size_t Bi = (size_t)max_batch * n->F;
 
     tr_add_conv(r, &n->conv1, "conv1.weight", in_c, width, 7, 2, 3, TI_KAIMING_OUT);
-    tr_add_bn(r, mem, &n->bn1, "bn1.", width);
+    tr_add_bn_init(r, mem, &n->bn1, "bn1.", width, TI_N1);
     n->h1 = tr_conv_out(in_h, &n->conv1);
     n->w1 = tr_conv_out(in_w, &n->conv1);
     n->hp = (n->h1 + 2 - 3) / 2 + 1;
@@ -171,7 +171,7 @@ int tr_resnet_build(tr_resnet *n, tr_mem *mem, const char *group, int depth, int
                 snprintf(nm, sizeof nm, "%sdownsample.0.weight", pre);
                 tr_add_conv(r, &b->cd, nm, inplanes, planes * exp, 1, stride, 0, TI_KAIMING_OUT);
                 snprintf(nm, sizeof nm, "%sdownsample.1.", pre);
-                tr_add_bn(r, mem, &b->bd, nm, planes * exp);
+                tr_add_bn_init(r, mem, &b->bd, nm, planes * exp, TI_N1);
                 track(&s_need, nin);
                 track(&tmp_need, b->cnt[b->nst - 1]);
             }

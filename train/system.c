@@ -350,13 +350,13 @@ static void step_backward(tr_system *s, int B)
 }
 
 /* The step's figures; data parallel: those of the global batch. */
-static int step_stats(tr_system *s, const tr_batch *b, const tr_step_out *z, const char **names, const float *hl,
+static int step_stats(tr_system *s, const tr_batch *b, const tr_step_out *z, const char **names, const double *hl,
                       int nt, double total, tr_stats *st, cm_err *err)
 {
     be_ctx *be = s->be;
     int B = b->B, C = s->cfg.n_classes;
     memset(st, 0, sizeof *st);
-    st->loss = (float)total;
+    st->loss = total;
     st->n_terms = nt;
     for (int i = 0; i < nt; i++) {
         st->term_name[i] = names[i];
@@ -395,14 +395,14 @@ static void step_forward(tr_system *s, const tr_batch *b, tr_step_out *z)
 }
 
 /* The loss terms on the host, checked finite (their sum in *total). */
-static int step_check(tr_system *s, const char **names, const float *hl, int nt, long long stepno, double *total,
+static int step_check(tr_system *s, const char **names, const double *hl, int nt, long long stepno, double *total,
                       cm_err *err)
 {
     double sum = 0;
     for (int i = 0; i < nt; i++) {
         if (!isfinite(hl[i]))
             return cm_err_set(err, "step %lld: non-finite loss (%s = %g); no parameter was changed", stepno,
-                              names[i], (double)hl[i]);
+                              names[i], hl[i]);
         sum += hl[i];
     }
     if (!isfinite(sum))
@@ -435,8 +435,13 @@ int tr_system_step(tr_system *s, const tr_batch *b, float lr, tr_stats *st, cm_e
     step_forward(s, b, &z);
     int nt = s->method->losses(s, B, b->labels, &z, names);
     step_backward(s, B);
-    float hl[TR_MAX_TERMS];
-    o->to_host(be, hl, s->loss, TR_MAX_TERMS * sizeof(float));
+    float hf[TR_MAX_TERMS];
+    double hl[TR_MAX_TERMS];
+    o->to_host(be, hf, s->loss, TR_MAX_TERMS * sizeof(float));
+    for (int i = 0; i < TR_MAX_TERMS; i++)
+        hl[i] = hf[i];
+    if (s->method->terms64) /* the terms it sums in double (review's HCL) */
+        s->method->terms64(s, hl);
     if (o->status(be, err) < 0 || tr_ddp_reduce_step(&s->ddp, &s->parts, hl, nt, err) != 0) {
         tr_parts_buffers(&s->parts, be, 1);
         return cm_err_prefix(err, "step %lld", stepno);

@@ -70,10 +70,10 @@ typedef struct tr_batch {
 #define TR_MAX_TERMS 12
 /* Loss terms of one step, on the host, after the step. */
 typedef struct tr_stats {
-    float loss;                       /* total */
+    double loss;                      /* total */
     int n_terms;
     const char *term_name[TR_MAX_TERMS]; /* e.g. "ce_student", "kl_teacher_to_proxy", "nt_proxy_t" */
-    float term[TR_MAX_TERMS];
+    double term[TR_MAX_TERMS];        /* float32 sums, except HCL's (float64: see tr_review_backward) */
     float kept;                       /* fraction of samples kept by the selection (c2kd), else -1 */
     int correct_student, correct_teacher; /* top-1 hits on this batch (training mode) */
     int samples;                      /* samples of the step: B, or B * ranks in a data-parallel run */
@@ -81,8 +81,10 @@ typedef struct tr_stats {
 
 typedef struct tr_system tr_system;
 
-/* Builds the networks and initialises them (Kaiming normal fan_out for
- * convolutions, BN 1/0, PyTorch's default for linear layers) from `seed`. */
+/* Builds the networks and initialises them from `seed` as the authors' code
+ * does: Kaiming normal fan_out for convolutions (the proxies' 1x1 included),
+ * ResNet BN weights N(1, 0.02) and bias 0 (other modules' BN 1/0), PyTorch's
+ * default for linear layers (docs/METHOD.md). */
 tr_system *tr_system_create(be_ctx *be, const tr_config *cfg, uint64_t seed, cm_err *err);
 void tr_system_destroy(tr_system *s);
 

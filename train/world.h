@@ -1,7 +1,7 @@
 /* world: RUN/dist.json, the number of ranks (world size) a data-parallel run
  * was started with, and its check on --resume (the batches, the sampling and
  * the batch-norm statistics depend on it). The step's own data-parallel work
- * is in train/system_dist.c. */
+ * is in train/ddp.c. */
 #ifndef TRAIN_WORLD_H
 #define TRAIN_WORLD_H
 

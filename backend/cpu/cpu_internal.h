@@ -47,6 +47,6 @@ void cpu_att_fwd(be_ctx *b, int n, int c, int hw, const float *u, const float *v
                  float *a, float *r);
 void cpu_att_bwd(be_ctx *b, int n, int c, int hw, const float *u, const float *v, const float *a, const float *dr,
                  float *du, float *dv, float *dz, float *dbias);
-void cpu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, float *loss, float *dx);
+void cpu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, double *loss, float *dx);
 
 #endif

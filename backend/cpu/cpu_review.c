@@ -206,7 +206,7 @@ void cpu_att_bwd(be_ctx *b, int n, int c, int hw, const float *u, const float *v
     }
 }
 
-void cpu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, float *loss, float *dx)
+void cpu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, double *loss, float *dx)
 {
     (void)b;
     if (n == 0)
@@ -217,5 +217,5 @@ void cpu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, 
         s += d * d;
         dx[i] += (float)(g * d);
     }
-    loss[0] += (float)(weight * s / (double)n);
+    loss[0] += weight * s / (double)n;
 }

@@ -840,7 +840,7 @@ void cu_att_bwd(be_ctx *b, int n, int ch, int hw, const float *u, const float *v
     LAUNCH(CTX(b), k_att_bwd(CTX(b)->stream, n, ch, hw, u, v, a, dr, du, dv, dz, dbias), "attention fusion backward",
            "n%d c%d hw%d", n, ch, hw);
 }
-void cu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, float *loss, float *dx)
+void cu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, double *loss, float *dx)
 {
     LAUNCH(CTX(b), k_mse(CTX(b)->stream, n, x, t, weight, loss, dx), "loss mse", "%zu", n);
 }

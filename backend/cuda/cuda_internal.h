@@ -88,6 +88,6 @@ cudaError_t k_att_fwd(cudaStream_t st, int n, int c, int hw, const float *u, con
                       const float *bias, float *a, float *r);
 cudaError_t k_att_bwd(cudaStream_t st, int n, int c, int hw, const float *u, const float *v, const float *a,
                       const float *dr, float *du, float *dv, float *dz, float *dbias);
-cudaError_t k_mse(cudaStream_t st, size_t n, const float *x, const float *t, float weight, float *loss, float *dx);
+cudaError_t k_mse(cudaStream_t st, size_t n, const float *x, const float *t, float weight, double *loss, float *dx);
 
 #endif

@@ -232,8 +232,8 @@ cudaError_t k_att_bwd(cudaStream_t st, int n, int c, int hw, const float *u, con
 }
 
 /* One block: the gradient element-wise, the sum of squares reduced in double
- * in a fixed order (deterministic), added to loss[0] by thread 0. */
-__global__ void mse_k(size_t n, const float *x, const float *t, float weight, float *loss, float *dx)
+ * in a fixed order (deterministic), added to the double loss[0] by thread 0. */
+__global__ void mse_k(size_t n, const float *x, const float *t, float weight, double *loss, float *dx)
 {
     __shared__ double sh[1024];
     double g = 2.0 * weight / (double)n, s = 0;
@@ -248,10 +248,10 @@ __global__ void mse_k(size_t n, const float *x, const float *t, float weight, fl
         if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
         __syncthreads();
     }
-    if (threadIdx.x == 0) loss[0] += (float)(weight * sh[0] / (double)n);
+    if (threadIdx.x == 0) loss[0] += weight * sh[0] / (double)n;
 }
 
-cudaError_t k_mse(cudaStream_t st, size_t n, const float *x, const float *t, float weight, float *loss, float *dx)
+cudaError_t k_mse(cudaStream_t st, size_t n, const float *x, const float *t, float weight, double *loss, float *dx)
 {
     if (n) mse_k<<<1, 1024, 0, st>>>(n, x, t, weight, loss, dx);
     return cudaGetLastError();

@@ -5,10 +5,12 @@
 #                    (first byte: 0 spectro, 1 frames --count 1, 2 frames --count 3; +128: --allow-truncated)
 #   OUT/shard        one real shard written by ingest from a generated dataset
 #   OUT/shard_data   a few patch lists for fuzz_shard_data (5 bytes each: position, XOR)
+#   OUT/folder_seed  a real folder written by ingest (one sample per shard, three splits)
+#   OUT/folder       a few operation lists for fuzz_folder (4 bytes each: kind, a, b, c)
 set -eu
 bin=$1 out=$2
 here=$(dirname "$0")
-mkdir -p "$out/annotations" "$out/media" "$out/shard" "$out/shard_data"
+mkdir -p "$out/annotations" "$out/media" "$out/shard" "$out/shard_data" "$out/folder"
 cp "$here"/seeds/annotations/* "$out/annotations/"
 
 ff() { ffmpeg -nostdin -hide_banner -loglevel error -y "$@"; }
@@ -46,3 +48,21 @@ fi
 printf '\001\000\000\000\001' > "$out/shard_data/one"
 printf '\377\377\000\000\200\007\000\001\000\020' > "$out/shard_data/two"
 printf '\000\100\000\000\377\001\100\000\000\377\002\100\000\000\377\003\100\000\000\377' > "$out/shard_data/burst"
+
+# The folder seed (again whenever ingest was rebuilt: the index must be in the current format).
+if [ ! -s "$out/folder_seed/index.json" ] || [ "$bin/ingest" -nt "$out/folder_seed/index.json" ]; then
+    tmp=$(mktemp -d)
+    /usr/bin/python3 tools/gen_dataset.py --layout ave --out "$tmp/ds" --classes 2 --per-class 3 \
+        --seconds 1 --size 32x24 --fps 5 > /dev/null
+    rm -rf "$out/folder_seed"
+    "$bin/ingest" --dataset ave --root "$tmp/ds" --out "$out/folder_seed" --set duration=1 --jobs 1 \
+        --shard-items 1 > /dev/null 2>&1 || true
+    rm -rf "$tmp"
+fi
+# Operation lists: nothing, a shard copied over another, an entry deleted then resealed, two shards swapped.
+printf '' > "$out/folder/none"
+printf '\000\000\001\000' > "$out/folder/copy"
+printf '\010\001\000\000\013\000\000\000' > "$out/folder/drop-reseal"
+printf '\003\000\002\000\013\000\000\000' > "$out/folder/swap-reseal"
+# a longer list (so that inputs of many operations are tried early): copy, rename, field edits, move, reseal
+printf '\000\001\002\000\002\003\004\000\006\000\001\002\006\002\003\001\011\004\001\000\012\001\002\002\001\005\000\000\013\000\000\000' > "$out/folder/many"

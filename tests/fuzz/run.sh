@@ -9,11 +9,11 @@
 # Crashes are written to build-fuzz/crashes/<target>/ and make the script exit 1.
 set -eu
 cd "$(dirname "$0")/../.."
-targets="annotations shard_data media shard"
+targets="annotations shard_data media folder shard"
 limit="-max_total_time=${1:-120}"
 if [ "${1:-}" = "--runs" ]; then
     limit="-runs=$2 -seed=${4:-1}"
-    targets="annotations shard_data media"
+    targets="annotations shard_data media folder"
 fi
 make --no-print-directory BUILD=build-fuzz CC=clang SANITIZE=1 FUZZ=1 OPT=-O1 \
     fuzz-targets build-fuzz/bin/ingest >/dev/null
@@ -22,6 +22,7 @@ export ASAN_OPTIONS=detect_leaks=1:protect_shadow_gap=0:allocator_may_return_nul
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$PWD/tools/lsan.supp
 export C2KD_FUZZ_SEED_SHARD=$PWD/build-fuzz/corpus/shard/seed.h5
+export C2KD_FUZZ_SEED_FOLDER=$PWD/build-fuzz/corpus/folder_seed
 rc=0
 for t in $targets; do
     work=build-fuzz/work/$t crashes=build-fuzz/crashes/$t

@@ -193,10 +193,10 @@ def test_already_standardised_recipe_is_left_alone(tmp_path):
     assert not cs.recipe_standardized('{"audio": {"normalize": "none"}}') and not cs.recipe_standardized("{bad")
 
 
-def test_float32_shards_without_index(tmp_path):
-    """As train: no index.json -> every <split>-*.h5 in name order; float32 spectrograms."""
+def test_float32_shards(tmp_path):
+    """Shards in index order; float32 spectrograms."""
     root = str(tmp_path / "d")
-    samples = u.make_dataset(root, counts={"train": 9, "test": 2}, F=3, index=False, dtype=np.float32)
+    samples = u.make_dataset(root, counts={"train": 9, "test": 2}, F=3, dtype=np.float32)
     sp = cs.ShardSplit(root, "train", image_size=8)
     assert len(sp) == 9 and len(sp.shards) == 2 and sp.locate(7) == (1, 0)
     np.testing.assert_allclose(sp.sample(8)["audio"][0], u.standardize(samples["train"][8][2]), atol=1e-5)
@@ -207,7 +207,7 @@ def test_bad_inputs(ave, tmp_path):
         cs.ShardSplit(str(tmp_path / "missing"), "train")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(cs.ShardError, match=r"no index.json and no train-\*.h5 shard"):
+    with pytest.raises(cs.ShardError, match=r"no index.json: an unfinished ingest output .*rerun `ingest`"):
         cs.ShardSplit(str(empty), "train")
     with pytest.raises(cs.ShardError, match=r'no split "nope" \(splits: test, train, val\)'):
         cs.ShardSplit(ave, "nope")
@@ -255,11 +255,17 @@ def test_bad_inputs(ave, tmp_path):
         sp.sample(2)
     sp.close()
     with h5py.File(bad / "train-00000.h5", "r+") as h:
-        h.attrs["version"] = 1  # version 1 has no checksums: the JPEG decoder finds it
+        h.attrs["version"] = 1  # a downgrade (checksums no longer checked) is refused
+    with pytest.raises(cs.ShardError, match="train-00000.h5: format version 1, index.json says 2"):
+        cs.ShardSplit(str(bad), "train")
+    with open(bad / "index.json") as f:  # re-indexed as version 1: no checksums, the JPEG decoder finds it
+        idx = json.load(f)
+    os.unlink(bad / "index.json")  # a link to the fixture's: replace it, never write through it
+    u.write_index(str(bad), idx)
     sp = cs.ShardSplit(str(bad), "train")
     with pytest.raises(cs.ShardError, match=f"train-00000.h5: sample {sid}: frame 0: not a readable JPEG"):
         sp.sample(1)
-    os.unlink(bad / "index.json")  # a link to the fixture's: replace it, never write through it
+    os.unlink(bad / "index.json")
     (bad / "index.json").write_text("{")
     with pytest.raises(cs.ShardError, match="index.json: not valid JSON"):
         cs.ShardSplit(str(bad), "train")
@@ -281,5 +287,11 @@ def test_variable_length_string_in_version_2_is_refused(ave, tmp_path):
                                             "in format version 2"):
         cs.ShardSplit(str(bad), "train")
     with h5py.File(bad / "train-00000.h5", "r+") as h:
-        h.attrs["version"] = 1  # version 1: read
+        h.attrs["version"] = 1  # version 1: read, once the index says so (a downgrade is refused)
+    with pytest.raises(cs.ShardError, match="train-00000.h5: format version 1, index.json says 2"):
+        cs.ShardSplit(str(bad), "train")
+    with open(bad / "index.json") as f:
+        idx = json.load(f)
+    os.unlink(bad / "index.json")  # a link to the fixture's: replace it, never write through it
+    u.write_index(str(bad), idx)
     assert len(cs.ShardSplit(str(bad), "train")) > 0

@@ -42,6 +42,15 @@ def copy(ingested, tmp_path, name="copy"):
     return dst
 
 
+def reindex(d):
+    """After a shard's format version was changed on purpose: a downgrade is refused until
+    `store index` records it (the index names each shard's version)."""
+    r = verify(d)
+    assert r.returncode == 1 and "format version 1, index.json says 2" in r.stdout, r.stdout
+    r = run([binary("store"), "index", d])
+    assert r.returncode == 0, r.stderr
+
+
 def ids_of(h):
     return [x.decode() if isinstance(x, bytes) else x for x in h["id"][:]]
 
@@ -133,6 +142,7 @@ def test_version_1_shards_are_read_and_said_to_have_no_checksums(ingested, tmp_p
         del h["crc32"]
         h.attrs["version"] = 1
         sid = ids_of(h)[0]
+    reindex(d)
     r = verify(d)
     assert r.returncode == 0, r.stdout
     assert f"{name}: format version 1: no checksums" in r.stdout
@@ -188,14 +198,22 @@ def test_layouts_the_reader_cannot_take_are_refused(ingested, tmp_path, case):
 
 def test_the_writers_own_float32_layout_is_taken(ingested, tmp_path):
     d = copy(ingested, tmp_path)
+    for name in shards(d):  # every shard: one folder holds one spectrogram type
+        with h5py.File(d / name, "r") as h:
+            shape = h["audio/spec"].shape
+        rewrite(d / name, "audio/spec", dtype="<f4", chunks=(1,) + shape[1:], maxshape=(None,) + shape[1:])
+        with h5py.File(d / name, "r+") as h:   # the float32 bytes have their own checksum
+            del h["crc32"]
+            h.attrs["version"] = 1
     name = shards(d)[0]
     with h5py.File(d / name, "r") as h:
-        shape = h["audio/spec"].shape
-    rewrite(d / name, "audio/spec", dtype="<f4", chunks=(1,) + shape[1:], maxshape=(None,) + shape[1:])
-    with h5py.File(d / name, "r+") as h:   # the float32 bytes have their own checksum
-        del h["crc32"]
-        h.attrs["version"] = 1
         spec, sid = h["audio/spec"][0], ids_of(h)[0]
+    with open(d / "plan.json") as f:
+        plan = json.load(f)
+    plan["index"]["spec_dtype"] = "float32"
+    with open(d / "plan.json", "w") as f:
+        json.dump(plan, f)
+    reindex(d)
     assert verify(d).returncode == 0
     assert run([binary("store"), "export", d, sid, "-o", tmp_path / "x"]).returncode == 0
     np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), spec)
@@ -365,6 +383,7 @@ def test_variable_length_string_in_version_2_is_refused_and_version_1_read(inges
         del h["id"]
         h["id"] = np.array(ids, dtype=h5py.string_dtype())
         h.attrs["version"] = 1
+    reindex(out)
     r = run([binary("store"), "verify", out])
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{name}: format version 1: no checksums" in r.stdout

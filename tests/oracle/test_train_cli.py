@@ -254,7 +254,7 @@ def test_missing_shard(c2kd_run, data, tmp_path):
     out, _ = c2kd_run
     bad = bad_copy(data, tmp_path, "d")
     os.remove(os.path.join(bad, "train-00001.h5"))
-    expect_failure(["--resume", out, "--data", bad], ["train-00001.h5", "no such file"], guard=out)
+    expect_failure(["--resume", out, "--data", bad], ["train-00001.h5", "missing (listed in index.json)"], guard=out)
     expect_failure(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"), "--method", "none"], ["nowhere"])
 
 
@@ -309,7 +309,9 @@ def test_mismatched_splits(tmp_path):
     u.make_dataset(root, counts={"train": 8, "test": 4})
     u.make_dataset(str(tmp_path / "o"), counts={"test": 4}, classes=("a", "b", "c"))
     shutil.copy(str(tmp_path / "o" / "test-00000.h5"), os.path.join(root, "test-00000.h5"))
-    expect_failure([*BASE, "--data", root, "--out", str(tmp_path / "r")], ["split test", "class"])
+    expect_failure([*BASE, "--data", root, "--out", str(tmp_path / "r")], ["test-00000.h5", "content digest"])
+    r = run([binary("store"), "index", root])  # an index made from the shards present refuses it too
+    assert r.returncode == 1 and "test-00000.h5: class 0" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("split", ["train", "test"])

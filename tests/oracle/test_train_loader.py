@@ -134,10 +134,10 @@ def test_recipe_already_standardised_is_left_alone(tmp_path):
         np.testing.assert_array_equal(b["audio"][i, 0], samples["train"][i][2].astype(np.float32))
 
 
-def test_three_frames_float32_shards_no_index(tmp_path):
-    """F = 3 (VGGSound-like: fold mode by default), float32 spectrograms, shards found by glob."""
+def test_three_frames_float32_shards(tmp_path):
+    """F = 3 (VGGSound-like: fold mode by default), float32 spectrograms."""
     root = str(tmp_path / "data")
-    samples = u.make_dataset(root, counts={"train": 9, "test": 4}, F=3, index=False, dtype=np.float32)
+    samples = u.make_dataset(root, counts={"train": 9, "test": 4}, F=3, dtype=np.float32)
     dump = str(tmp_path / "dump")
     r = train("--data", root, "--out", str(tmp_path / "run"), "--epochs", "1", "--no-augment", "--no-shuffle",
               "--dump-batches", dump)

@@ -116,6 +116,57 @@ def write_shard(path, split, ids, labels, specs, jpegs, classes, F, recipe, data
     os.replace(tmp, path)
 
 
+def shard_digest(path):
+    """(digest, ids, version) of a shard as docs/FORMAT.md defines the digest: CRC-32 then
+    Adler-32 (zlib) over, per sample, its id + NUL and crc32/record + crc32/spec (version 2)
+    or the label (version 1), 4 bytes little endian each."""
+    with h5py.File(path, "r") as f:
+        ids = [x.decode() if isinstance(x, bytes) else x for x in f["id"][:]]
+        ver = int(f.attrs["version"])
+        if ver >= 2:
+            tails = [struct.pack("<II", int(a), int(b)) for a, b in zip(f["crc32/record"][:], f["crc32/spec"][:])]
+        else:
+            tails = [struct.pack("<i", int(v)) for v in f["label"][:]]
+    stream = b"".join(i.encode() + b"\0" + t for i, t in zip(ids, tails))
+    return f"{zlib.crc32(stream):08x}{zlib.adler32(stream):08x}", ids, ver
+
+
+def folder_digest(index):
+    """index.json's "digest" (docs/FORMAT.md): over split names, shard files and digests, aliases."""
+    parts = []
+    for name, sp in index["splits"].items():
+        parts.append(name)
+        for e in sp["shards"]:
+            parts += [e["file"], e["digest"]]
+    for k, v in (index.get("aliases") or {}).items():
+        parts += [k, v]
+    stream = b"".join(p.encode() + b"\0" for p in parts)
+    return f"{zlib.crc32(stream):08x}{zlib.adler32(stream):08x}"
+
+
+def write_index(root, index):
+    """Completes index (its "splits" -> {"shards": [{"file"}...]} and static fields) from the
+    shards in root, as `store index` would (index_version 2: counts, versions, digests, ids,
+    totals, folder digest), and writes root/index.json. Returns the index."""
+    total = 0
+    for sp in index["splits"].values():
+        n = 0
+        for e in sp["shards"]:
+            d, ids, ver = shard_digest(os.path.join(root, e["file"]))
+            e.update(count=len(ids), version=ver, digest=d, ids=[ids[0], ids[-1]] if ids else [])
+            n += len(ids)
+        sp["count"] = n
+        total += n
+    index["count"] = total
+    index["index_version"] = 2
+    index["digest"] = folder_digest(index)
+    with open(os.path.join(root, "index.json"), "w") as f:
+        json.dump(index, f, indent=1)
+    if not os.path.exists(os.path.join(root, "failures.tsv")):
+        open(os.path.join(root, "failures.tsv"), "w").close()
+    return index
+
+
 def make_dataset(root, counts=None, classes=("dog", "cat", "car"), F=1, bins=9, T=12, sizes=((40, 30), (33, 47)),
                  recipe=None, seed=0, shard_size=7, index=True, dtype=np.float16, version=1, drop=()):
     """Writes shards for each split in counts ({"train": 20, "val": 6, "test": 6})
@@ -125,7 +176,9 @@ def make_dataset(root, counts=None, classes=("dog", "cat", "car"), F=1, bins=9, 
     recipe = DEFAULT_RECIPE if recipe is None else recipe
     os.makedirs(root, exist_ok=True)
     rng = np.random.default_rng(seed)
-    out, idx = {}, {"format": "c2kd-index", "version": 1, "classes": list(classes), "recipe": recipe, "splits": {}}
+    out, idx = {}, {"format": "c2kd-shard", "version": version, "classes": list(classes), "recipe": recipe,
+                    "frames_per_sample": F, "spec_shape": [bins, T], "spec_dtype": np.dtype(dtype).name,
+                    "splits": {}}
     for split, n in counts.items():
         samples = []
         for i in range(n):
@@ -148,8 +201,7 @@ def make_dataset(root, counts=None, classes=("dog", "cat", "car"), F=1, bins=9, 
             shards.append({"file": name, "count": len(part)})
         idx["splits"][split] = {"count": n, "shards": shards}
     if index:
-        with open(os.path.join(root, "index.json"), "w") as f:
-            json.dump(idx, f, indent=1)
+        write_index(root, idx)
     return out
 
 

@@ -381,9 +381,10 @@ int main(int argc, char **argv)
         float *dz = zeros(x.count);
         if (dz0.data)
             memcpy(dz, F(&dz0, "dz0"), x.count * sizeof(float));
-        float loss = (float)arg_num(&a, "loss0", 0.5);
+        double loss = arg_num(&a, "loss0", 0.5); /* a double: see backend.h */
         o->mse(b, x.count, F(&x, "x"), F(&t, "t"), (float)arg_num(&a, "weight", 1), &loss, dz);
-        savef(&a, "loss", &loss, 1, 0, 0, 0);
+        size_t one = 1;
+        save(&a, "loss", "<f8", &one, 1, &loss);
         save(&a, "dz", "<f4", x.shape, x.ndim, dz);
     } else if (!strcmp(op, "frames")) {
         cm_npy src = load(&a, "src", 1), cr = load(&a, "crops", 1);

@@ -13,7 +13,7 @@
  *
  * Under mpirun -np N (N > 1; collective/collective.h) every rank runs the step on its
  * share of each batch, the samples i with i mod N = rank (DistributedSampler),
- * with the data-parallel step of train/system_dist.c (DDP: gradients and loss
+ * with the data-parallel step of train/ddp.c (DDP: gradients and loss
  * terms averaged, batch norm per rank). --batch is then the global batch
  * (a multiple of N). Rank 0 writes OUT/init.h5 and OUT/batch.h5 (the global
  * batches); each rank r writes its step_K.h5 (its forward outputs and kink

@@ -252,3 +252,34 @@ Test(version, defined)
     cr_assert_str_eq(cm_version(), CM_VERSION);
     cr_assert(cm_git_revision()[0] != 0);
 }
+
+/* Only regular files are read, within their size limit: a FIFO (never opened for
+ * writing here: a reader that waited would hang) and a device are refused at once. */
+Test(file, read_regular_refuses_fifos_devices_and_oversize, .init = mkdir_tmp)
+{
+    char path[512], *buf = NULL;
+    size_t n = 0;
+    cm_err err;
+    snprintf(path, sizeof path, "%s/ok.json", dir);
+    cr_assert_eq(cm_write_file_atomic(path, "{\"a\":1}", 7, &err), 0);
+    cr_assert_eq(cm_read_regular(path, 7, &buf, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 7);
+    cr_assert_str_eq(buf, "{\"a\":1}");
+    free(buf);
+    cr_assert_eq(cm_read_regular(path, 6, &buf, &n, &err), -1);
+    cr_assert(strstr(err.msg, "7 bytes, more than the 6") && strstr(err.msg, "ok.json"), "%s", err.msg);
+    cr_assert_null(buf);
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    cr_assert_eq(mkfifo(path, 0644), 0);
+    cr_assert_eq(cm_read_file(path, &buf, &n, &err), -1);
+    cr_assert(strstr(err.msg, "fifo: not a regular file (a FIFO)"), "%s", err.msg);
+    cr_assert_eq(cm_check_regular(path, &err), -1);
+    cr_assert_str_eq(err.msg, "not a regular file (a FIFO)");
+    cr_assert_eq(cm_read_file("/dev/zero", &buf, &n, &err), -1);
+    cr_assert(strstr(err.msg, "/dev/zero: not a regular file (a device)"), "%s", err.msg);
+    cr_assert_eq(cm_check_regular(dir, &err), -1);
+    cr_assert_str_eq(err.msg, "not a regular file (a directory)");
+    snprintf(path, sizeof path, "%s/none", dir);
+    cr_assert_eq(cm_check_regular(path, &err), -1);
+    cr_assert_str_eq(err.msg, "no such file");
+}

@@ -97,7 +97,7 @@ Test(annotations, lines_count_every_line_and_flag_the_bad_ones)
     ig_lines_close(&t);
     /* a file over the limit is refused, not read in part */
     cr_assert_eq(ig_lines_open(&t, path, 10, &err), -1);
-    cr_assert(strstr(err.msg, "larger than 10 bytes"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "more than the 10 this file may hold"), "%s", err.msg);
 }
 
 Test(annotations, trim_takes_spaces_and_tabs_off_both_ends_only)

@@ -1,5 +1,6 @@
 /* store: float16 conversion, shard write/read round trip, bad inputs. */
 #define _GNU_SOURCE /* memmem */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/cm_file.h"
+#include "store/st_index.h"
 #include "store/store.h"
 
 /* ---- float16: against the compiler's _Float16 (libgcc, round to nearest even) ---- */
@@ -114,6 +116,8 @@ static void fill_spec(float *s, int i)
         s[k] = (float)(i * 100 + k) * 0.37f - 5.0f;
 }
 
+static int id_base; /* first sample id number of write_shard (ids are unique in a folder) */
+
 static int write_shard(const char *path, int n, int f32, cm_err *err)
 {
     st_meta m = {.dataset = "ave", .split = "train", .n_classes = 3, .classes = CLASSES,
@@ -126,7 +130,7 @@ static int write_shard(const char *path, int n, int f32, cm_err *err)
         float spec[BINS * T];
         fill_spec(spec, i);
         char id[32];
-        snprintf(id, sizeof id, "clip_%d", i);
+        snprintf(id, sizeof id, "clip_%d", id_base + i);
         uint8_t j0[3] = {(uint8_t)i, 1, 2}, j1[5] = {9, 8, 7, 6, (uint8_t)i};
         const uint8_t *jp[F] = {j0, j1};
         size_t jl[F] = {3, (size_t)(i % 2 ? 5 : 0)};
@@ -280,6 +284,58 @@ Test(shard, bad_inputs_are_errors)
     rm_tmp();
 }
 
+/* dir/index.json (index_version 2) listing files[0..n) as split "train",
+ * each with count_delta[k] added to its true count (NULL: none). */
+static void write_index(const char *const *files, int n, const int *count_delta, int f32)
+{
+    cJSON *ix = cJSON_CreateObject(), *cl = cJSON_AddArrayToObject(ix, "classes");
+    for (int c = 0; c < 3; c++)
+        cJSON_AddItemToArray(cl, cJSON_CreateString(CLASSES[c]));
+    cJSON_AddNumberToObject(ix, "frames_per_sample", F);
+    cJSON *shape = cJSON_AddArrayToObject(ix, "spec_shape");
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber(BINS));
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber(T));
+    cJSON_AddStringToObject(ix, "spec_dtype", f32 ? "float32" : "float16");
+    cJSON_AddItemToObject(ix, "recipe", cJSON_Parse("{\"sample_rate\":16000}"));
+    cJSON *sp = cJSON_AddObjectToObject(cJSON_AddObjectToObject(ix, "splits"), "train");
+    cJSON *sh = cJSON_AddArrayToObject(sp, "shards");
+    double total = 0;
+    for (int k = 0; k < n; k++) {
+        char path[300], dg[ST_DIGEST_LEN + 1];
+        cm_err err;
+        snprintf(path, sizeof path, "%s/%s", dir, files[k]);
+        st_shard *s = st_shard_open(path, &err);
+        cr_assert_not_null(s, "%s", err.msg);
+        st_shard_digest(s, dg);
+        size_t cnt = st_shard_count(s);
+        cJSON *e = cJSON_CreateObject(), *ids = cJSON_CreateArray();
+        cJSON_AddStringToObject(e, "file", files[k]);
+        cJSON_AddNumberToObject(e, "count", (double)cnt + (count_delta ? count_delta[k] : 0));
+        cJSON_AddNumberToObject(e, "version", st_shard_version(s));
+        cJSON_AddStringToObject(e, "digest", dg);
+        if (cnt) {
+            cJSON_AddItemToArray(ids, cJSON_CreateString(st_shard_id(s, 0)));
+            cJSON_AddItemToArray(ids, cJSON_CreateString(st_shard_id(s, cnt - 1)));
+        }
+        cJSON_AddItemToObject(e, "ids", ids);
+        cJSON_AddItemToArray(sh, e);
+        total += (double)cnt + (count_delta ? count_delta[k] : 0);
+        st_shard_close(s);
+    }
+    cJSON_AddNumberToObject(sp, "count", total);
+    cJSON_AddNumberToObject(ix, "count", total);
+    cJSON_AddNumberToObject(ix, "index_version", ST_INDEX_VERSION);
+    char dg[ST_DIGEST_LEN + 1], path[300];
+    st_folder_digest(cJSON_GetObjectItemCaseSensitive(ix, "splits"), NULL, dg);
+    cJSON_AddStringToObject(ix, "digest", dg);
+    char *text = cJSON_Print(ix);
+    cm_err err;
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    cr_assert_eq(cm_write_file_atomic(path, text, strlen(text), &err), 0);
+    free(text);
+    cJSON_Delete(ix);
+}
+
 Test(split, reads_across_shards_from_index)
 {
     mkdir_tmp();
@@ -290,16 +346,16 @@ Test(split, reads_across_shards_from_index)
     snprintf(path, sizeof path, "%s/train-00001.h5", dir);
     cr_assert_eq(write_shard(path, 0, 0, &err), 0, "%s", err.msg);
     snprintf(path, sizeof path, "%s/train-00002.h5", dir);
+    id_base = 10;
     cr_assert_eq(write_shard(path, 2, 0, &err), 0, "%s", err.msg);
-    const char *idx = "{\"splits\":{\"train\":{\"shards\":[{\"file\":\"train-00000.h5\",\"count\":3},"
-                      "{\"file\":\"train-00001.h5\",\"count\":0},{\"file\":\"train-00002.h5\",\"count\":2}]}}}";
-    snprintf(path, sizeof path, "%s/index.json", dir);
-    cr_assert_eq(cm_write_file_atomic(path, idx, strlen(idx), &err), 0);
+    id_base = 0;
+    const char *files[] = {"train-00000.h5", "train-00001.h5", "train-00002.h5"};
+    write_index(files, 3, NULL, 0);
     st_split *d = st_split_open(dir, "train", &err);
     cr_assert_not_null(d, "%s", err.msg);
     cr_assert_eq(st_split_count(d), 5);
     cr_assert_eq(st_split_nshards(d), 3);
-    const char *want[] = {"clip_0", "clip_1", "clip_2", "clip_0", "clip_1"};
+    const char *want[] = {"clip_0", "clip_1", "clip_2", "clip_10", "clip_11"};
     for (size_t i = 0; i < 5; i++) {
         st_record r;
         cr_assert_eq(st_split_read(d, i, &r, &err), 0, "%s", err.msg);
@@ -314,10 +370,49 @@ Test(split, reads_across_shards_from_index)
     st_split_close(d);
     cr_assert_null(st_split_open(dir, "test", &err));
     /* count mismatch is an error */
-    idx = "{\"splits\":{\"train\":{\"shards\":[{\"file\":\"train-00000.h5\",\"count\":4}]}}}";
-    cr_assert_eq(cm_write_file_atomic(path, idx, strlen(idx), &err), 0);
+    const int delta[] = {1, 0, 0};
+    write_index(files, 3, delta, 0);
     cr_assert_null(st_split_open(dir, "train", &err));
     cr_assert(strstr(err.msg, "index.json says"), "%s", err.msg);
+    rm_tmp();
+}
+
+/* The folder is checked as one whole at open: no index, an id in two shards,
+ * a copy of a shard over another, an unlisted shard are each refused with one
+ * line naming the file (tests/oracle/test_folder.py has every attack). */
+Test(split, the_folder_is_checked_as_one_whole)
+{
+    mkdir_tmp();
+    char path[300], p2[300];
+    cm_err err;
+    const char *files[] = {"train-00000.h5", "train-00001.h5"};
+    snprintf(path, sizeof path, "%s/train-00000.h5", dir);
+    cr_assert_eq(write_shard(path, 3, 0, &err), 0, "%s", err.msg);
+    snprintf(p2, sizeof p2, "%s/train-00001.h5", dir);
+    cr_assert_eq(write_shard(p2, 2, 0, &err), 0, "%s", err.msg); /* clip_0, clip_1 again */
+    cr_assert_null(st_split_open(dir, "train", &err));
+    cr_assert(strstr(err.msg, "no index.json") && strstr(err.msg, "ingest"), "%s", err.msg);
+    write_index(files, 2, NULL, 0);
+    cr_assert_null(st_split_open(dir, "train", &err));
+    cr_assert(strstr(err.msg, "id \"clip_0\" is in both train-00000.h5 and train-00001.h5"), "%s", err.msg);
+    id_base = 10;
+    cr_assert_eq(unlink(p2), 0);
+    cr_assert_eq(write_shard(p2, 2, 0, &err), 0, "%s", err.msg);
+    id_base = 0;
+    write_index(files, 2, NULL, 0);
+    st_split *d = st_split_open(dir, "train", &err);
+    cr_assert_not_null(d, "%s", err.msg);
+    cr_assert_eq(st_split_count(d), 5);
+    cr_assert_eq(strlen(st_split_folder_digest(d)), ST_DIGEST_LEN);
+    st_split_close(d);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, p2); /* a shard copied over another */
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_null(st_split_open(dir, "train", &err));
+    cr_assert(strstr(err.msg, "train-00001.h5: "), "%s", err.msg); /* its count, ids, digest: not as listed */
+    write_index(files, 1, NULL, 0); /* train-00001.h5 no longer listed */
+    cr_assert_null(st_split_open(dir, "train", &err));
+    cr_assert(strstr(err.msg, "train-00001.h5: a shard that index.json does not list"), "%s", err.msg);
     rm_tmp();
 }
 
@@ -401,9 +496,8 @@ Test(checksum, a_flipped_spectrogram_byte_is_reported_and_split_reads_say_so)
     float want[BINS * T];
     fill_spec(want, 2);
     flip_at_pattern(path, &want[3], 2 * sizeof(float), 1); /* sample 2, value 3 */
-    const char *idx = "{\"splits\":{\"train\":{\"shards\":[{\"file\":\"train-00000.h5\",\"count\":4}]}}}";
-    snprintf(path, sizeof path, "%s/index.json", dir);
-    cr_assert_eq(cm_write_file_atomic(path, idx, strlen(idx), &err), 0);
+    const char *files[] = {"train-00000.h5"};
+    write_index(files, 1, NULL, 1);
     st_split *d = st_split_open(dir, "train", &err);
     cr_assert_not_null(d, "%s", err.msg);
     float got[BINS * T];

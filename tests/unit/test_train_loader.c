@@ -1,6 +1,8 @@
 /* Unit tests of the trainer's loader (train/loader*.c) on tiny shards made
  * with the store writer and TurboJPEG. */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/cm_file.h"
+#include "store/st_index.h"
 #include "store/store.h"
 #include "backend/backend.h"
 #include "train/loader.h"
@@ -82,12 +85,55 @@ static void write_shard(const char *name, const char *split, int n, int F, const
     cr_assert_eq(st_writer_close(w, &err), 0, "%s", err.msg);
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Indexes the folder as `store index` does for a folder without plan.json: an
+ * index listing every <split>-*.h5 in name order, completed from the shards
+ * by st_index_write (counts, versions, digests, ids, the folder check).
+ * Returns st_index_write's result (err says why when not 0). */
+static int index_folder(const char *dir, cm_err *err)
+{
+    DIR *d = opendir(dir);
+    cr_assert(d);
+    char *names[64];
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < 64)
+        if (de->d_name[0] != '.' && cm_has_suffix(de->d_name, ".h5"))
+            names[n++] = strdup(de->d_name);
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_name);
+    cJSON *ix = cJSON_CreateObject(), *sps = cJSON_AddObjectToObject(ix, "splits");
+    for (int k = 0; k < n; k++) {
+        char split[64];
+        snprintf(split, sizeof split, "%.*s", (int)(strrchr(names[k], '-') - names[k]), names[k]);
+        cJSON *sp = cJSON_GetObjectItemCaseSensitive(sps, split);
+        if (!sp)
+            cJSON_AddArrayToObject(sp = cJSON_AddObjectToObject(sps, split), "shards");
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "file", names[k]);
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(sp, "shards"), e);
+        free(names[k]);
+    }
+    char *text = cJSON_Print(ix), path[600];
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    cr_assert_eq(cm_write_file_atomic(path, text, strlen(text), err), 0);
+    free(text);
+    cJSON_Delete(ix);
+    return st_index_write(dir, err);
+}
+
 static void setup(void)
 {
     snprintf(g_dir, sizeof g_dir, "/tmp/test_train_loader.XXXXXX");
     cr_assert(mkdtemp(g_dir));
     write_shard("train-00000.h5", "train", 7, 2, classes3, "{\"spectro\":{\"normalize\":\"none\"}}", 0, -1);
     write_shard("train-00001.h5", "train", 6, 2, classes3, "{\"spectro\":{\"normalize\":\"none\"}}", 7, -1);
+    cm_err err;
+    cr_assert_eq(index_folder(g_dir, &err), 0, "%s", err.msg);
 }
 
 static void teardown(void)
@@ -166,7 +212,7 @@ static void assert_same(const pass *a, int a0, const pass *b, int b0, int n)
     }
 }
 
-Test(loader, opens_glob_and_counts)
+Test(loader, opens_and_counts)
 {
     cm_err err = {{0}};
     ld_data *d = ld_data_open(g_dir, "train", &err);
@@ -303,14 +349,25 @@ Test(loader, random_resized_crop_follows_torchvision_rules)
 
 Test(loader, mismatched_shards_are_refused)
 {
+    /* in one folder: the folder is refused as a whole (store/st_index.h) */
     write_shard("val-00000.h5", "val", 3, 2, classes3, "{\"spectro\":{\"normalize\":\"none\"}}", 0, -1);
     write_shard("val-00001.h5", "val", 3, 2, classes3x, "{\"spectro\":{\"normalize\":\"none\"}}", 0, -1);
-    write_shard("test-00000.h5", "test", 3, 2, classes3, "{\"spectro\":{\"normalize\":\"clip\"}}", 0, -1);
     cm_err err = {{0}};
-    cr_assert_null(ld_data_open(g_dir, "val", &err));
+    cr_assert_eq(index_folder(g_dir, &err), 1);
     cr_assert(strstr(err.msg, "val-00001.h5") && strstr(err.msg, "class"), "%s", err.msg);
+    /* two folders (the training data and another recipe's): compared by the loader */
+    char other[300], path[400];
+    snprintf(other, sizeof other, "%s/other", g_dir);
+    cr_assert_eq(cm_mkdirs(other, &err), 0);
+    write_shard("other/test-00000.h5", "test", 3, 2, classes3, "{\"spectro\":{\"normalize\":\"clip\"}}", 0, -1);
+    cr_assert_eq(index_folder(other, &err), 0, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/val-00000.h5", g_dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/val-00001.h5", g_dir);
+    unlink(path);
+    cr_assert_eq(index_folder(g_dir, &err), 0, "%s", err.msg);
     ld_data *tr = ld_data_open(g_dir, "train", &err);
-    ld_data *te = ld_data_open(g_dir, "test", &err);
+    ld_data *te = ld_data_open(other, "test", &err);
     cr_assert(tr && te, "%s", err.msg);
     cr_assert_eq(ld_data_compatible(tr, te, &err), -1);
     cr_assert(strstr(err.msg, "recipe"), "%s", err.msg);
@@ -318,6 +375,9 @@ Test(loader, mismatched_shards_are_refused)
     cr_assert_eq(ld_identity_compare(a, a, &err), 0);
     cr_assert_eq(ld_identity_compare(a, b, &err), -1);
     cr_assert(strstr(err.msg, "recipe"), "%s", err.msg);
+    cr_assert_eq(ld_identity_same_content(a, a, &err), 0);
+    cr_assert_eq(ld_identity_same_content(a, b, &err), -1); /* other folders: other content */
+    cr_assert(strstr(err.msg, "trained on other data"), "%s", err.msg);
     cr_assert_eq(ld_recipe_standardized(ld_data_meta(te)->recipe_json), 1);
     cr_assert_eq(ld_recipe_standardized(ld_data_meta(tr)->recipe_json), 0);
     free(a);
@@ -328,8 +388,9 @@ Test(loader, mismatched_shards_are_refused)
 
 Test(loader, corrupt_jpeg_names_the_sample)
 {
-    write_shard("test-00000.h5", "test", 5, 2, classes3, "{}", 0, 3);
+    write_shard("test-00000.h5", "test", 5, 2, classes3, "{\"spectro\":{\"normalize\":\"none\"}}", 0, 3);
     cm_err err = {{0}};
+    cr_assert_eq(index_folder(g_dir, &err), 0, "%s", err.msg);
     be_ctx *be = be_cpu_create(1, &err);
     ld_data *d = ld_data_open(g_dir, "test", &err);
     cr_assert(d, "%s", err.msg);

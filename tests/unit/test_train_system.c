@@ -243,3 +243,104 @@ Test(train_system, which_maps_groups)
     teardown(&a);
     teardown(&b);
 }
+
+/* Moments of the tensors whose names pass `want` (host copies): count, mean,
+ * standard deviation, fraction within one standard deviation of `centre`. */
+typedef struct moments {
+    size_t n;
+    double mean, sd, within1;
+} moments;
+
+static moments tensor_moments(fixture *f, int (*want)(const char *), double centre, double sd_ref)
+{
+    moments m = {0};
+    double s = 0, s2 = 0;
+    size_t in1 = 0;
+    for (size_t i = 0; i < tr_system_num_tensors(f->s); i++) {
+        const char *name;
+        size_t c;
+        float *v;
+        tr_system_tensor(f->s, i, &name, &c, &v, NULL);
+        if (!want(name))
+            continue;
+        float *h = malloc(c * sizeof(float));
+        f->be->ops->to_host(f->be, h, v, c * sizeof(float));
+        for (size_t j = 0; j < c; j++) {
+            s += h[j];
+            s2 += (double)h[j] * h[j];
+            in1 += fabs(h[j] - centre) <= sd_ref;
+        }
+        free(h);
+        m.n += c;
+    }
+    m.mean = s / (double)m.n;
+    m.sd = sqrt((s2 - s * s / (double)m.n) / (double)(m.n - 1));
+    m.within1 = (double)in1 / (double)m.n;
+    return m;
+}
+
+static int resnet_bn_weight(const char *n)
+{
+    return (!strncmp(n, "student/", 8) || !strncmp(n, "teacher/", 8)) &&
+           (strstr(n, "bn") || strstr(n, "downsample.1.")) && strstr(n, ".weight");
+}
+
+static int resnet_bn_bias(const char *n)
+{
+    return (!strncmp(n, "student/", 8) || !strncmp(n, "teacher/", 8)) &&
+           (strstr(n, "bn") || strstr(n, "downsample.1.")) && strstr(n, ".bias");
+}
+
+static int proxy_conv(const char *n)
+{
+    return strstr(n, "_proxy/conv.weight") != NULL;
+}
+
+static int proxy_bn_weight(const char *n)
+{
+    return strstr(n, "_proxy/bn.weight") != NULL;
+}
+
+/* The authors' initialisation (backbone.py, module.py): ResNet BN weights
+ * N(1, 0.02), biases 0; the proxies' 1x1 convolution Kaiming normal fan_out,
+ * std sqrt(2 / C); their BN 1. Sample mean and standard deviation within 5
+ * standard errors of the formula's, and the share within one standard
+ * deviation that of a normal (0.6827; a uniform law gives 0.577). */
+Test(train_system, initialisation_follows_the_authors)
+{
+    fixture f;
+    cm_err err = {{0}};
+    f.be = be_cpu_create(1, &err);
+    cr_assert(f.be, "%s", err.msg);
+    tr_config_default(&f.c);
+    f.c.method = TR_C2KD;
+    f.c.depth = 50; /* many BN channels; layer3: 16 w channels */
+    f.c.width = 16;
+    f.c.n_classes = 3;
+    f.c.spec_bins = 32;
+    f.c.spec_frames = 40;
+    f.c.image_size = 32;
+    f.c.max_batch = 2;
+    f.s = tr_system_create(f.be, &f.c, 7, &err);
+    cr_assert(f.s, "%s", err.msg);
+    const double p1 = 0.682689492;
+    moments w = tensor_moments(&f, resnet_bn_weight, 1.0, 0.02);
+    double se = 0.02 / sqrt((double)w.n);
+    cr_assert_gt(w.n, 10000, "%zu BN weights", w.n);
+    cr_assert_lt(fabs(w.mean - 1.0), 5 * se, "BN weight mean %g (n %zu)", w.mean, w.n);
+    cr_assert_lt(fabs(w.sd / 0.02 - 1.0), 5 / sqrt(2.0 * (double)w.n), "BN weight sd %g", w.sd);
+    cr_assert_lt(fabs(w.within1 - p1), 5 * sqrt(p1 * (1 - p1) / (double)w.n), "within 1 sd: %g", w.within1);
+    moments b = tensor_moments(&f, resnet_bn_bias, 0.0, 0.0);
+    cr_assert(b.n == w.n && b.mean == 0.0 && b.within1 == 1.0, "BN biases: n %zu mean %g", b.n, b.mean);
+    int C = 16 * f.c.width; /* ResNet-50 layer3 channels: the proxy's width */
+    double sd = sqrt(2.0 / C);
+    moments p = tensor_moments(&f, proxy_conv, 0.0, sd);
+    cr_assert_eq(p.n, (size_t)2 * C * C);
+    cr_assert_lt(fabs(p.mean), 5 * sd / sqrt((double)p.n), "proxy conv mean %g", p.mean);
+    cr_assert_lt(fabs(p.sd / sd - 1.0), 5 / sqrt(2.0 * (double)p.n), "proxy conv sd %g, formula %g", p.sd, sd);
+    cr_assert_lt(fabs(p.within1 - p1), 5 * sqrt(p1 * (1 - p1) / (double)p.n), "within 1 sd: %g", p.within1);
+    moments pb = tensor_moments(&f, proxy_bn_weight, 1.0, 0.0);
+    cr_assert(pb.n == (size_t)2 * C && pb.mean == 1.0 && pb.within1 == 1.0, "proxy BN weight mean %g", pb.mean);
+    tr_system_destroy(f.s);
+    f.be->ops->destroy(f.be);
+}
