@@ -12,6 +12,7 @@
 #include "common/cm_file.h"
 #include "store/st_h5.h"
 #include "train/methods.h"
+#include "train/system.h"
 #include "train/system_internal.h"
 
 /* 2: string attributes fixed-length (1: variable-length, still read). */

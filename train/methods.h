@@ -7,7 +7,7 @@
 #define TRAIN_METHODS_H
 
 #include "train/method.h"
-#include "train/system.h"
+#include "train/config.h"
 
 /* "|none|kd|...": the --method choices after a leading '|' (an array, so
  * that `tr_methods_choices + 1` initialises train/opts.c's option table). */

@@ -9,7 +9,7 @@
 
 #include "train/methods.h"
 #include "train/opts.h"
-#include "train/system.h"
+#include "train/config.h"
 
 typedef enum { O_STR, O_INT, O_LL, O_DBL, O_FLAG } opt_type;
 /* The range a numeric option must lie in. */

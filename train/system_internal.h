@@ -7,13 +7,15 @@
 #include "train/method.h"
 #include "train/parts.h"
 #include "train/resnet.h"
-#include "train/system.h"
+#include "train/config.h"
 
 typedef struct tr_index {
     tr_reg *reg;
     int t;
     char name[112];
 } tr_index;
+
+typedef struct tr_system tr_system; /* as train/system.h, which method files do not include */
 
 struct tr_system {
     be_ctx *be;
