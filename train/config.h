@@ -9,9 +9,11 @@
 
 /* ---- the configuration ---- */
 
-/* The --method choices, in the order of the table of train/methods.c (which
- * spells their names; --pretrain is a row of its own there). */
-typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD, TR_SHAKE, TR_REVIEW, TR_METHOD_COUNT } tr_method;
+/* A --method choice: its row in the table of train/methods.c (which spells
+ * the names; tr_methods_options() rows; --pretrain is a row of its own after
+ * them). The constants name the rows of the methods this file was written
+ * with; a new method needs none (it is its row's index). */
+typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD, TR_SHAKE, TR_REVIEW } tr_method;
 typedef enum tr_modality { TR_AUDIO = 0, TR_VISUAL = 1 } tr_modality;
 typedef enum tr_teacher_update { TR_TEACHER_FULL = 0, TR_TEACHER_TOP, TR_TEACHER_FROZEN } tr_teacher_update;
 typedef enum tr_proxy_kind { TR_PROXY_FA = 0, TR_PROXY_NONE, TR_PROXY_CFA } tr_proxy_kind;

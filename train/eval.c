@@ -283,8 +283,9 @@ static int get_enum(const cJSON *j, const char *key, const char *const *names, i
 
 int ev_config_from_json(const char *json, tr_config *c, cm_err *err)
 {
-    const char *methods[TR_METHOD_COUNT]; /* the names of train/methods.c's table */
-    for (int i = 0; i < TR_METHOD_COUNT; i++)
+    const char *methods[64]; /* the names of train/methods.c's table */
+    int nm = tr_methods_options() < 64 ? tr_methods_options() : 64;
+    for (int i = 0; i < nm; i++)
         methods[i] = tr_methods_name((tr_method)i);
     static const char *mods[] = {"audio", "visual"}, *vmodes[] = {"stack", "fold"};
     static const char *proxies[] = {"fa", "none", "cfa"}, *updates[] = {"full", "top", "frozen"};
@@ -294,7 +295,7 @@ int ev_config_from_json(const char *json, tr_config *c, cm_err *err)
         return cm_err_set(err, "config: not a JSON object");
     }
     int m = 0, s = 0, t = 0, v = 0, px = 0, up = 0;
-    int rc = get_int(j, "pretrain", &c->pretrain, err) || get_enum(j, "method", methods, TR_METHOD_COUNT, &m, err) ||
+    int rc = get_int(j, "pretrain", &c->pretrain, err) || get_enum(j, "method", methods, nm, &m, err) ||
              get_enum(j, "student", mods, 2, &s, err) || get_enum(j, "teacher", mods, 2, &t, err) ||
              get_int(j, "student_depth", &c->student_depth, err) ||
              get_int(j, "teacher_depth", &c->teacher_depth, err) || get_int(j, "width", &c->width, err) ||

@@ -31,7 +31,13 @@ static const row table[] = {
 const char tr_methods_choices[] = METHOD_ROWS(CHOICE);
 
 #define N_ROWS ((int)(sizeof table / sizeof *table))
-_Static_assert(TR_METHOD_COUNT + 1 == sizeof table / sizeof *table, "a row for every tr_method");
+#define N_OPTIONS (N_ROWS - 1) /* pretrain, last, is no --method choice */
+_Static_assert(TR_REVIEW < sizeof table / sizeof *table - 1, "a row for every tr_method constant");
+
+int tr_methods_options(void)
+{
+    return N_OPTIONS;
+}
 
 int tr_methods_count(void)
 {
@@ -57,7 +63,7 @@ const tr_method_def *tr_methods_find(const char *name)
 
 const char *tr_methods_name(tr_method m)
 {
-    return (int)m >= 0 && (int)m < TR_METHOD_COUNT ? table[m].name : NULL;
+    return (int)m >= 0 && (int)m < N_OPTIONS ? table[m].name : NULL;
 }
 
 const char *tr_methods_name_of(const tr_method_def *d)
@@ -72,5 +78,5 @@ const tr_method_def *tr_methods_of(const tr_config *c)
 {
     if (c->pretrain)
         return &tr_method_pretrain;
-    return (int)c->method >= 0 && (int)c->method < TR_METHOD_COUNT ? table[c->method].def : NULL;
+    return (int)c->method >= 0 && (int)c->method < N_OPTIONS ? table[c->method].def : NULL;
 }

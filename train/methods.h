@@ -13,9 +13,11 @@
  * that `tr_methods_choices + 1` initialises train/opts.c's option table). */
 extern const char tr_methods_choices[];
 
-/* Rows: the --method choices first, in the order of tr_method (system.h),
- * then the methods chosen by a flag of their own (pretrain). */
+/* Rows: the --method choices first (tr_method is their index), then the
+ * methods chosen by a flag of their own (pretrain). */
 int tr_methods_count(void);
+/* The number of --method choices. */
+int tr_methods_options(void);
 const tr_method_def *tr_methods_row(int i, const char **name);
 /* The row of a name, or NULL. */
 const tr_method_def *tr_methods_find(const char *name);

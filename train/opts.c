@@ -265,7 +265,7 @@ void tr_opts_help(FILE *f)
         fprintf(f, d->def ? " (default %s)\n" : "\n", d->def);
     }
     fprintf(f, "\nmethods (--method; --pretrain trains the teacher alone):\n");
-    for (int i = 0; i < TR_METHOD_COUNT; i++) {
+    for (int i = 0; i < tr_methods_options(); i++) {
         const char *name = NULL;
         const tr_method_def *m = tr_methods_row(i, &name);
         fprintf(f, "  %-24s %s\n", name, m->help);

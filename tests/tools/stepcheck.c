@@ -426,10 +426,10 @@ int main(int argc, char **argv)
         else if (OPT("--init")) init = v;
         else if (OPT("--method")) {
             int m = 0; /* train/methods.c's table */
-            while (m < TR_METHOD_COUNT && strcmp(v, tr_methods_name((tr_method)m)) != 0)
+            while (m < tr_methods_options() && strcmp(v, tr_methods_name((tr_method)m)) != 0)
                 m++;
             if (!strcmp(v, "pretrain")) c.pretrain = 1;
-            else if (m < TR_METHOD_COUNT) c.method = (tr_method)m;
+            else if (m < tr_methods_options()) c.method = (tr_method)m;
             else return usage();
         } else if (OPT("--student")) {
             c.student = strcmp(v, "audio") == 0 ? TR_AUDIO : TR_VISUAL;
