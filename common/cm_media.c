@@ -48,7 +48,11 @@ static double parse_hms(const char *s)
 double cm_av_declared_duration(const AVFormatContext *fmt, const AVStream *st)
 {
     double d = -1, tb = av_q2d(st->time_base);
-    if (st->duration != AV_NOPTS_VALUE && st->duration > 0)
+    /* When libavformat estimates the duration from the bitrate, no stream
+     * declared one (has_duration() was false) and it has filled every
+     * stream's duration with the same estimate: none of them counts. */
+    int estimated = fmt->duration_estimation_method == AVFMT_DURATION_FROM_BITRATE;
+    if (!estimated && st->duration != AV_NOPTS_VALUE && st->duration > 0)
         d = (double)st->duration * tb;
     if (fmt->iformat && !strcmp(fmt->iformat->name, "avi") && st->nb_frames > 0 && st->nb_frames * tb > d)
         d = (double)st->nb_frames * tb;
@@ -57,7 +61,7 @@ double cm_av_declared_duration(const AVFormatContext *fmt, const AVStream *st)
     if (tag > d)
         d = tag;
     if (d <= 0 && fmt->duration != AV_NOPTS_VALUE && fmt->duration > 0 &&
-        fmt->duration_estimation_method != AVFMT_DURATION_FROM_BITRATE)
+        !estimated)
         d = (double)fmt->duration / AV_TIME_BASE;
     return d > 0 ? d : -1;
 }
@@ -67,4 +71,50 @@ double cm_av_start_offset(const AVStream *st)
     if (st->start_time == AV_NOPTS_VALUE || st->start_time <= 0)
         return 0;
     return (double)st->start_time * av_q2d(st->time_base);
+}
+
+int64_t cm_av_clock_offset(const AVFormatContext *fmt, const AVStream *st)
+{
+    if (fmt->start_time == AV_NOPTS_VALUE)
+        return 0;
+    return av_rescale_q(-fmt->start_time, AV_TIME_BASE_Q, st->time_base);
+}
+
+double cm_av_file_end(const char *path)
+{
+    AVFormatContext *fmt = NULL;
+    if (avformat_open_input(&fmt, path, NULL, NULL) < 0)
+        return -1;
+    double end = -1;
+    AVPacket *pkt = avformat_find_stream_info(fmt, NULL) >= 0 ? av_packet_alloc() : NULL;
+    while (pkt && av_read_frame(fmt, pkt) >= 0) {
+        int64_t t = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
+        if (t != AV_NOPTS_VALUE && !(pkt->flags & AV_PKT_FLAG_CORRUPT)) {
+            const AVStream *st = fmt->streams[pkt->stream_index];
+            double e = (double)(t + pkt->duration + cm_av_clock_offset(fmt, st)) * av_q2d(st->time_base);
+            if (e > end)
+                end = e;
+        }
+        av_packet_unref(pkt);
+    }
+    av_packet_free(&pkt);
+    avformat_close_input(&fmt);
+    return end;
+}
+
+static int short_of(const AVStream *st, double got, double declared)
+{
+    return cm_trunc_check(got, declared, NULL) && cm_trunc_check(got + cm_av_start_offset(st), declared, NULL);
+}
+
+int cm_trunc_stream(const char *path, const AVFormatContext *fmt, const AVStream *st, double got_s, double first_s,
+                    cm_trunc *t)
+{
+    double declared = cm_av_declared_duration(fmt, st);
+    cm_trunc_check(got_s, declared, t);
+    if (t->truncated && !short_of(st, got_s, declared))
+        t->truncated = 0; /* the declared figure is an end time */
+    if (t->truncated && !short_of(st, cm_av_file_end(path) - first_s, declared))
+        t->truncated = 0; /* the stream ends early, the file goes on: not a cut file */
+    return t->truncated;
 }

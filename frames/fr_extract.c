@@ -215,9 +215,7 @@ static int vid_open(vid *v, cm_err *err)
         vid_close(v);
         return cm_err_set(err, "cannot open the %s decoder (%s)", codec->name, averr(r, eb, sizeof eb));
     }
-    v->ts_off = v->fmt->start_time != AV_NOPTS_VALUE
-                    ? av_rescale_q(-v->fmt->start_time, AV_TIME_BASE_Q, v->st->time_base)
-                    : 0;
+    v->ts_off = cm_av_clock_offset(v->fmt, v->st); /* the file's clock, as spectro's */
     v->fresh = 1;
     forget_ahead(v);
     return 0;
@@ -681,10 +679,7 @@ static int check_coverage(vid *v, const fr_request *req, double *clip, double re
     if (first < 0)
         first = 0;
     cm_trunc t;
-    double declared = cm_av_declared_duration(v->fmt, v->st);
-    cm_trunc_check(readable - first, declared, &t);
-    if (t.truncated && !cm_trunc_check(readable - first + cm_av_start_offset(v->st), declared, NULL))
-        t.truncated = 0; /* the declared figure is an end time (cm_av_start_offset) */
+    cm_trunc_stream(v->path, v->fmt, v->st, readable - first, first, &t); /* the rule spectro uses */
     if (!t.truncated && req->n_at <= 0 && req->end > req->start && isfinite(req->end)) {
         cm_trunc seg;
         if (cm_trunc_check(readable, req->end, &seg))

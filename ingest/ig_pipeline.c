@@ -88,8 +88,9 @@ static void process(ctx *c, int wid, const ig_item *it, slot *s)
     }
     float *x = NULL, *fixed = NULL;
     size_t n = 0;
+    double audio_end = 0;
     sp_read_opts ro = {.start = whole ? 0 : it->start, .end = whole ? -1 : it->end,
-                       .allow_truncated = c->allow_truncated};
+                       .allow_truncated = c->allow_truncated, .keep = c->target, .end_s = &audio_end};
     if (sp_decode_audio(it->audio, p->sp.sample_rate, &ro, &x, &n, &err) != 0) {
         snprintf(s->reason, sizeof s->reason, "audio: %s", err.msg);
         return;
@@ -102,8 +103,7 @@ static void process(ctx *c, int wid, const ig_item *it, slot *s)
         snprintf(s->reason, sizeof s->reason, "out of memory");
         return;
     }
-    int rc = sp_fix_length(x, n, p->sp.sample_rate, whole ? 0 : it->start, whole ? -1 : it->end, fixed, c->target,
-                           &err);
+    int rc = sp_fix_length(x, n, p->sp.sample_rate, 0, -1, fixed, c->target, &err); /* x: the segment */
     if (rc == 0)
         rc = sp_stft_compute(c->stft, fixed, c->target, s->spec, &err);
     free(x);
@@ -113,7 +113,7 @@ static void process(ctx *c, int wid, const ig_item *it, slot *s)
         return;
     }
     s->seg[0] = whole ? 0.0f : (float)it->start;
-    s->seg[1] = whole ? (float)((double)n / p->sp.sample_rate) : (float)it->end;
+    s->seg[1] = whole ? (float)audio_end : (float)it->end; /* the whole clip: where its audio ends */
 
     fr_request req = {.count = p->frames, .start = whole ? 0 : it->start, .end = whole ? -1 : it->end,
                       .short_side = p->short_side, .allow_truncated = c->allow_truncated};

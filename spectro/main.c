@@ -31,7 +31,9 @@ static void usage(FILE *f)
 "computes the spectrogram of scipy.signal.spectrogram(x, fs, nperseg=WINDOW,\n"
 "noverlap=OVERLAP) (periodic Tukey(0.25) window, per-segment mean removal,\n"
 "density scaling, one-sided), then log(S + 1e-7). Output: float32 [bins, T]\n"
-"(frequency first), 257 x 1004 for the defaults.\n"
+"(frequency first), 257 x 1004 for the defaults. Times are on the file's clock,\n"
+"from its start time as `ffmpeg -ss` counts them: audio that starts after the\n"
+"file (after its video) is preceded by silence, audio before it is cut.\n"
 "\n"
 "Output:\n"
 "  -o, --output OUT      one INPUT: OUT ending in .npy (NumPy) or .h5 (HDF5, dataset\n"
@@ -216,7 +218,8 @@ static void process_one(void *ctx, size_t i, int worker)
     double t0 = cm_now(), t1;
 
     cm_trunc trunc;
-    sp_read_opts ro = {.start = J->start, .end = J->end, .allow_truncated = J->allow_truncated, .truncation = &trunc};
+    sp_read_opts ro = {.start = J->start, .end = J->end, .allow_truncated = J->allow_truncated, .truncation = &trunc,
+                       .keep = J->samples_only ? 0 : target}; /* the spectrogram needs only the segment */
     if (sp_decode_audio(J->inputs[i], p->sample_rate, &ro, &x, &n, &err) != 0)
         goto done;
     if (trunc.truncated) {
@@ -234,7 +237,7 @@ static void process_one(void *ctx, size_t i, int worker)
         ok = 1;
         goto done;
     }
-    if (sp_fix_length(x, n, p->sample_rate, J->start, J->end, fixed, target, &err) != 0)
+    if (sp_fix_length(x, n, p->sample_rate, 0, -1, fixed, target, &err) != 0) /* x: the segment */
         goto done;
     t1 = cm_now();
     st[1] += t1 - t0;

@@ -2,13 +2,31 @@
  * target rate, with libavformat/libavcodec and one libswresample context made
  * by swr_alloc_set_opts2 with default options (as the ffmpeg program's
  * auto-inserted resampler for `-ac 1 -ar R -f f32le`), flushed at the end.
+ *
+ * The clock (common/cm_media.h, cm_av_clock_offset): sample 0 of the output
+ * is the file's time 0. The first decoded frame's timestamp, shifted to the
+ * file's clock and rescaled to the input rate (P samples, as the ffmpeg
+ * program rescales it for its filters), places the audio: P > 0 (audio that
+ * starts after the file, e.g. after its video) feeds P input samples of
+ * silence to the resampler before the first frame; P < 0 (audio before the
+ * file's start) drops the first -P x rate / in_rate output samples. This is
+ * what `ffmpeg -af aresample=async=1:first_pts=0:min_comp=0` does (its swr
+ * injects the silence or drops the output); later frames follow without
+ * gaps, as the ffmpeg program without -async (a later timestamp jump is not
+ * filled).
+ *
+ * Memory: with opts->keep, only the samples of the segment are kept and
+ * decoding stops once they are all out; the rest of the file is then only
+ * demuxed (no decoding) to measure its length for the truncation check.
  * Reentrant: every call owns its contexts. */
 #include "spectro/spectro.h"
 
 #include "common/cm_file.h"
 #include "common/cm_media.h"
+#include "spectro/sp_internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +39,13 @@
 #include <libavutil/error.h>
 #include <libavutil/log.h>
 #include <libavutil/opt.h>
+#include <libavutil/samplefmt.h>
 #include <libswresample/swresample.h>
 
 void sp_set_ffmpeg_log(int verbose) { av_log_set_level(verbose ? AV_LOG_WARNING : AV_LOG_QUIET); }
 
+/* Farthest first audio timestamp from the file's start accepted (30 days). */
+#define SP_MAX_LEAD_S (30 * 86400)
 /* Longest declared duration reserved before decoding (10 min: 38 MB at 16 kHz). */
 #define SP_RESERVE_MAX_S 600
 
@@ -34,12 +55,24 @@ typedef struct dec_state {
     SwrContext *swr;
     AVPacket *pkt;
     AVFrame *frame;
+    AVStream *st;
+    int64_t clk_off; /* cm_av_clock_offset of st */
     /* input parameters the current swr was made for */
     int in_format, in_rate;
     AVChannelLayout in_layout;
     int rate;    /* output rate */
-    float *buf;  /* output samples */
+    float *buf;  /* kept output samples */
     size_t n, cap;
+    float *tmp;  /* resampler output before it is kept */
+    size_t tmp_cap;
+    /* the clock: output index (file time x rate) of the next resampled sample */
+    int placed;          /* the first frame has set pos */
+    int64_t pos;
+    int64_t first_ts;    /* timestamp of the first frame (stream time base) */
+    double lead_s;       /* file time of the first decoded sample (P / in_rate) */
+    int64_t total;       /* resampled samples, all of them */
+    int64_t keep0, keep1; /* output indices kept: [keep0, keep1) */
+    int done;            /* pos >= keep1: everything kept is out */
     const sp_read_opts *opts;
     char cut_why[160];
 } dec_state;
@@ -51,42 +84,108 @@ static const char *averr(int e, char *b, size_t n)
     return b;
 }
 
-static int reserve(dec_state *d, size_t extra, cm_err *err)
+static int grow(float **buf, size_t *cap, size_t need, cm_err *err)
 {
-    if (d->n + extra <= d->cap)
+    if (need <= *cap)
         return 0;
-    size_t cap = d->cap ? d->cap : 1 << 16;
-    while (cap < d->n + extra)
-        cap *= 2;
-    float *b = realloc(d->buf, cap * sizeof *b);
+    size_t c = *cap ? *cap : 1 << 16;
+    while (c < need)
+        c *= 2;
+    float *b = realloc(*buf, c * sizeof *b);
     if (!b)
-        return cm_err_set(err, "out of memory (%zu samples)", cap);
-    d->buf = b;
-    d->cap = cap;
+        return cm_err_set(err, "out of memory (%zu samples)", c);
+    *buf = b;
+    *cap = c;
     return 0;
 }
 
-/* Drains the resampler's delay into the buffer. */
+/* k resampled samples in d->tmp: the clock advances by k; those whose index
+ * lies in [keep0, keep1) are kept. */
+static int keep_out(dec_state *d, size_t k, cm_err *err)
+{
+    int64_t a = d->pos, b = d->pos + (int64_t)k;
+    d->pos = b;
+    d->total += (int64_t)k;
+    int64_t lo = a > d->keep0 ? a : d->keep0, hi = b < d->keep1 ? b : d->keep1;
+    if (hi > lo) {
+        if (grow(&d->buf, &d->cap, d->n + (size_t)(hi - lo), err) != 0)
+            return -1;
+        memcpy(d->buf + d->n, d->tmp + (lo - a), (size_t)(hi - lo) * sizeof *d->buf);
+        d->n += (size_t)(hi - lo);
+    }
+    if (d->pos >= d->keep1)
+        d->done = 1;
+    return 0;
+}
+
+/* Converts `count` input samples (NULL: drains the resampler's delay) and keeps the output. */
+static int convert(dec_state *d, const uint8_t **in, int count, cm_err *err)
+{
+    char b[128];
+    for (;;) {
+        int need = swr_get_out_samples(d->swr, in ? count : 0);
+        if (need < 0)
+            return cm_err_set(err, "resampler: %s", averr(need, b, sizeof b));
+        if (!in && need == 0)
+            return 0;
+        if (grow(&d->tmp, &d->tmp_cap, (size_t)need + 1, err) != 0)
+            return -1;
+        uint8_t *dst = (uint8_t *)d->tmp;
+        int got = swr_convert(d->swr, &dst, need, in, in ? count : 0);
+        if (got < 0)
+            return cm_err_set(err, "resampler: %s", averr(got, b, sizeof b));
+        if (keep_out(d, (size_t)got, err) != 0)
+            return -1;
+        if (in || got == 0)
+            return 0;
+    }
+}
+
+/* Drains the resampler's delay (the end of the stream, or a change of input parameters). */
 static int swr_flush(dec_state *d, cm_err *err)
 {
-    if (!d->swr)
-        return 0;
-    for (;;) {
-        int need = swr_get_out_samples(d->swr, 0);
-        if (need <= 0)
-            break;
-        if (reserve(d, (size_t)need, err) != 0)
-            return -1;
-        uint8_t *dst = (uint8_t *)(d->buf + d->n);
-        int got = swr_convert(d->swr, &dst, need, NULL, 0);
-        if (got < 0) {
-            char b[128];
-            return cm_err_set(err, "resampler: %s", averr(got, b, sizeof b));
-        }
-        if (got == 0)
-            break;
-        d->n += (size_t)got;
+    return d->swr ? convert(d, NULL, 0, err) : 0;
+}
+
+/* Silence before audio that starts after the file's time 0: `count` input
+ * samples of silence through the resampler (as swr_inject_silence, in
+ * bounded steps, stopping once everything kept is out). */
+static int inject_silence(dec_state *d, int64_t count, const AVFrame *f, cm_err *err)
+{
+    enum { STEP = 16384 };
+    uint8_t **z = NULL;
+    int ls = 0, ch = f->ch_layout.nb_channels;
+    if (av_samples_alloc_array_and_samples(&z, &ls, ch, STEP, (enum AVSampleFormat)f->format, 0) < 0)
+        return cm_err_set(err, "out of memory");
+    av_samples_set_silence(z, 0, STEP, ch, (enum AVSampleFormat)f->format);
+    int rc = 0;
+    while (count > 0 && !d->done && rc == 0) {
+        int k = count > STEP ? STEP : (int)count;
+        rc = convert(d, (const uint8_t **)z, k, err);
+        count -= k;
     }
+    av_freep(&z[0]);
+    av_freep(&z);
+    return rc;
+}
+
+/* The first frame places the audio on the file's clock (see the top). */
+static int place_first(dec_state *d, const AVFrame *f, cm_err *err)
+{
+    d->placed = 1;
+    int64_t ts = f->pts != AV_NOPTS_VALUE ? f->pts : f->best_effort_timestamp;
+    d->first_ts = ts;
+    if (ts == AV_NOPTS_VALUE)
+        return 0;
+    int64_t p = av_rescale_q(ts + d->clk_off, d->st->time_base, (AVRational){1, f->sample_rate});
+    d->lead_s = (double)p / f->sample_rate;
+    if (fabs(d->lead_s) > SP_MAX_LEAD_S) /* a crafted timestamp: no sample index would be meaningful */
+        return cm_err_set(err, "audio starts %.0f s from the file's start (more than %d days)", d->lead_s,
+                          SP_MAX_LEAD_S / 86400);
+    if (p > 0)
+        return inject_silence(d, p, f, err);
+    if (p < 0)
+        d->pos = -(-p * d->rate / f->sample_rate); /* swr_drop_output's count, truncated as there */
     return 0;
 }
 
@@ -133,17 +232,11 @@ static int push_frame(dec_state *d, const AVFrame *f, cm_err *err)
     } else {
         av_channel_layout_uninit(&lay);
     }
-    int need = swr_get_out_samples(d->swr, f->nb_samples);
-    if (need < 0)
-        return cm_err_set(err, "resampler: %s", averr(need, b, sizeof b));
-    if (reserve(d, (size_t)need, err) != 0)
+    if (!d->placed && place_first(d, f, err) != 0)
         return -1;
-    uint8_t *dst = (uint8_t *)(d->buf + d->n);
-    int got = swr_convert(d->swr, &dst, need, (const uint8_t **)f->extended_data, f->nb_samples);
-    if (got < 0)
-        return cm_err_set(err, "resampler: %s", averr(got, b, sizeof b));
-    d->n += (size_t)got;
-    return 0;
+    if (d->done)
+        return 0;
+    return convert(d, (const uint8_t **)f->extended_data, f->nb_samples, err);
 }
 
 /* Receives every frame the decoder has ready. */
@@ -163,29 +256,31 @@ static int drain(dec_state *d, cm_err *err)
     }
 }
 
-/* Truncation (common/cm_media.h): the decoded audio against the duration the
- * file declares for the audio stream and against the end of the requested
- * segment. A file whose reading stopped early (a cut packet, a read error)
- * but whose audio is not short by the margin still fails, with that reason,
- * unless truncation is allowed. */
-static int check_coverage(dec_state *d, const AVStream *stream, const char *cut, cm_err *err)
+/* Truncation (common/cm_media.h): the audio's length (from its first decoded
+ * sample: got_s) against the duration the file declares for the audio
+ * stream, and the audio's end on the file's clock (end_s) against the end of
+ * the requested segment. A file whose reading stopped early (a cut packet, a
+ * read error) but whose audio is not short by the margin still fails, with
+ * that reason, unless truncation is allowed. When decoding stopped after the
+ * kept samples, got_s comes from the packets' timestamps (scan_rest) and the
+ * segment is covered. */
+static int check_coverage(dec_state *d, const char *path, double got, double end_s, const char *cut, cm_err *err)
 {
     const sp_read_opts *o = d->opts;
-    double got = (double)d->n / d->rate;
     cm_trunc t;
-    double declared = cm_av_declared_duration(d->fmt, stream);
-    cm_trunc_check(got, declared, &t);
-    if (t.truncated && !cm_trunc_check(got + cm_av_start_offset(stream), declared, NULL))
-        t.truncated = 0; /* the declared figure is an end time (cm_av_start_offset) */
-    if (!t.truncated && o->end > o->start && o->start >= got) /* nothing of the segment: not a cut file */
-        return cm_err_set(err, "empty segment [%g, %g) s of %.3f s of audio", o->start, o->end, got);
-    if (!t.truncated && o->end > o->start && o->end >= 0) {
+    cm_trunc_stream(path, d->fmt, d->st, got, d->lead_s, &t);
+    int empty = o->keep ? d->n == 0 : o->end > o->start && o->start >= end_s;
+    if (!t.truncated && empty) /* nothing of the segment: not a cut file */
+        return cm_err_set(err, "empty segment [%g, %g) s of %.3f s of audio", o->start, o->end, end_s);
+    if (!t.truncated && !d->done && o->end > o->start && o->end >= 0) {
         cm_trunc seg;
-        if (cm_trunc_check(got, o->end, &seg))
+        if (cm_trunc_check(end_s, o->end, &seg))
             t = seg;
     }
     if (o->truncation)
         *o->truncation = t;
+    if (empty && o->allow_truncated) /* kept although truncated, but nothing of the segment is there */
+        return cm_err_set(err, "empty segment [%g, %g) s of %.3f s of audio", o->start, o->end, end_s);
     if (o->allow_truncated)
         return 0;
     if (t.truncated)
@@ -193,7 +288,7 @@ static int check_coverage(dec_state *d, const AVStream *stream, const char *cut,
     return cut ? cm_err_set(err, "%s", cut) : 0;
 }
 
-static int decode_all(dec_state *d, const char *path, cm_err *err)
+static int open_stream(dec_state *d, const char *path, int *si_out, cm_err *err)
 {
     char b[128];
     struct stat st;
@@ -227,32 +322,80 @@ static int decode_all(dec_state *d, const char *path, cm_err *err)
     for (unsigned i = 0; i < d->fmt->nb_streams; i++)
         if ((int)i != si)
             d->fmt->streams[i]->discard = AVDISCARD_ALL;
-    AVStream *stream = d->fmt->streams[si];
+    d->st = d->fmt->streams[si];
+    d->clk_off = cm_av_clock_offset(d->fmt, d->st);
 
     d->cc = avcodec_alloc_context3(dec);
     d->pkt = av_packet_alloc();
     d->frame = av_frame_alloc();
     if (!d->cc || !d->pkt || !d->frame)
         return cm_err_set(err, "out of memory");
-    e = avcodec_parameters_to_context(d->cc, stream->codecpar);
+    e = avcodec_parameters_to_context(d->cc, d->st->codecpar);
     if (e < 0)
         return cm_err_set(err, "bad audio codec parameters: %s", averr(e, b, sizeof b));
-    d->cc->pkt_timebase = stream->time_base;
+    d->cc->pkt_timebase = d->st->time_base;
     e = avcodec_open2(d->cc, dec, NULL);
     if (e < 0)
         return cm_err_set(err, "cannot open the %s decoder: %s", dec->name, averr(e, b, sizeof b));
+    *si_out = si;
+    return 0;
+}
 
-    /* room for the declared duration up front: no reallocation on the way
-     * (a header's claim decides at most SP_RESERVE_MAX_S; beyond, the buffer
-     * grows with the samples actually decoded) */
-    double dur = stream->duration != AV_NOPTS_VALUE && stream->duration > 0
-                     ? (double)stream->duration * av_q2d(stream->time_base)
-                     : d->fmt->duration > 0 ? (double)d->fmt->duration / AV_TIME_BASE : 0;
-    if (dur > 0 && dur < SP_RESERVE_MAX_S && reserve(d, (size_t)(dur * d->rate * 1.01) + 16384, err) != 0)
+/* After decoding stopped at the last kept sample: reads (without decoding)
+ * the remaining packets of the stream; the end of the last complete one,
+ * in seconds from the first decoded frame's timestamp, into *got. */
+static void scan_rest(dec_state *d, int si, double *got, const char **cut)
+{
+    char b[128];
+    int64_t end = AV_NOPTS_VALUE;
+    for (;;) {
+        int e = av_read_frame(d->fmt, d->pkt);
+        if (e == AVERROR_EOF)
+            break;
+        if (e < 0) {
+            snprintf(d->cut_why, sizeof d->cut_why, "truncated or unreadable file: %s", averr(e, b, sizeof b));
+            *cut = d->cut_why;
+            break;
+        }
+        if (d->pkt->stream_index == si) {
+            if (d->pkt->flags & AV_PKT_FLAG_CORRUPT) {
+                av_packet_unref(d->pkt);
+                *cut = "truncated or corrupt audio packet";
+                break;
+            }
+            int64_t t = d->pkt->pts != AV_NOPTS_VALUE ? d->pkt->pts : d->pkt->dts;
+            if (t != AV_NOPTS_VALUE && (end == AV_NOPTS_VALUE || t + d->pkt->duration > end))
+                end = t + d->pkt->duration;
+        }
+        av_packet_unref(d->pkt);
+    }
+    if (end != AV_NOPTS_VALUE && d->first_ts != AV_NOPTS_VALUE) {
+        double g = (double)(end - d->first_ts) * av_q2d(d->st->time_base);
+        if (g > *got)
+            *got = g;
+    }
+}
+
+static int decode_all(dec_state *d, const char *path, cm_err *err)
+{
+    char b[128];
+    int si = -1, e;
+    if (open_stream(d, path, &si, err) != 0)
         return -1;
+    /* room for the declared duration up front: no reallocation on the way
+     * (a header's claim decides at most SP_RESERVE_MAX_S and never more than
+     * is kept; beyond, the buffer grows with the samples actually decoded) */
+    double dur = cm_av_declared_duration(d->fmt, d->st);
+    if (dur > 0 && dur < SP_RESERVE_MAX_S) {
+        size_t want = (size_t)(dur * d->rate * 1.01) + 16384;
+        if (d->opts->keep && want > d->opts->keep)
+            want = d->opts->keep;
+        if (grow(&d->buf, &d->cap, want, err) != 0)
+            return -1;
+    }
 
     const char *cut = NULL; /* why reading stopped before the end of the file */
-    for (;;) {
+    while (!d->done) {
         e = av_read_frame(d->fmt, d->pkt);
         if (e == AVERROR_EOF)
             break;
@@ -277,14 +420,26 @@ static int decode_all(dec_state *d, const char *path, cm_err *err)
         if (drain(d, err) != 0)
             return -1;
     }
-    e = avcodec_send_packet(d->cc, NULL);
-    if (e < 0 && e != AVERROR_EOF)
-        return cm_err_set(err, "corrupt audio data: %s", averr(e, b, sizeof b));
-    if (drain(d, err) != 0 || swr_flush(d, err) != 0)
-        return -1;
-    if (d->n == 0)
+    double got;
+    if (!d->done) {
+        e = avcodec_send_packet(d->cc, NULL);
+        if (e < 0 && e != AVERROR_EOF)
+            return cm_err_set(err, "corrupt audio data: %s", averr(e, b, sizeof b));
+        if (drain(d, err) != 0 || swr_flush(d, err) != 0)
+            return -1;
+        got = (double)d->pos / d->rate - d->lead_s;
+    } else {
+        got = (double)d->pos / d->rate - d->lead_s;
+        if (!cut)
+            scan_rest(d, si, &got, &cut);
+    }
+    if (d->total == 0)
         return cut ? cm_err_set(err, "%s", cut) : cm_err_set(err, "zero-length audio (no samples decoded)");
-    return check_coverage(d, stream, cut, err);
+    if (!d->opts->keep && d->n == 0) /* everything before the file's start (an edit list cutting it all) */
+        return cm_err_set(err, "zero-length audio (none after the file's start)");
+    if (d->opts->end_s)
+        *d->opts->end_s = d->done ? got + d->lead_s : (double)d->pos / d->rate;
+    return check_coverage(d, path, got, (double)d->pos / d->rate, cut, err);
 }
 
 int sp_decode_audio(const char *path, int sample_rate, const sp_read_opts *opts, float **samples, size_t *n,
@@ -299,7 +454,15 @@ int sp_decode_audio(const char *path, int sample_rate, const sp_read_opts *opts,
         memset(opts->truncation, 0, sizeof *opts->truncation);
     if (sample_rate <= 0)
         return cm_err_set(err, "bad sample rate %d", sample_rate);
-    dec_state d = {.rate = sample_rate, .opts = opts};
+    dec_state d = {.rate = sample_rate, .opts = opts, .first_ts = AV_NOPTS_VALUE, .keep1 = INT64_MAX};
+    if (opts->keep) {
+        double a, b;
+        sp_segment_bounds(sample_rate, opts->start, opts->end, &a, &b);
+        if (a > 9e18 || !(a >= 0))
+            return cm_err_set(err, "segment start %g s out of range", opts->start);
+        d.keep0 = (int64_t)a;
+        d.keep1 = b < (double)(d.keep0 + (int64_t)opts->keep) ? (int64_t)b : d.keep0 + (int64_t)opts->keep;
+    }
     int rc = decode_all(&d, path, err);
     swr_free(&d.swr);
     av_channel_layout_uninit(&d.in_layout);
@@ -307,6 +470,7 @@ int sp_decode_audio(const char *path, int sample_rate, const sp_read_opts *opts,
     av_packet_free(&d.pkt);
     avcodec_free_context(&d.cc);
     avformat_close_input(&d.fmt);
+    free(d.tmp);
     if (rc != 0) {
         free(d.buf);
         return -1;

@@ -6,6 +6,10 @@
 
 #include "spectro/spectro.h"
 
+/* The sample indices [*a, *b) of the segment [start, end) s at sample_rate
+ * (round half up; *b = INFINITY: to the end of the signal), as
+ * sp_fix_length takes them; the decoder keeps the same samples. */
+void sp_segment_bounds(int sample_rate, double start, double end, double *a, double *b);
 /* Periodic window of length n (scipy.signal.get_window(kind, n)), in double. */
 void sp_make_window(sp_window kind, int n, double *w);
 /* x[i] = log(x[i] + eps), vectorised (max error ~2 float ulps). */

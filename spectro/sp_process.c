@@ -7,7 +7,6 @@
 int sp_process_file(const sp_stft *s, const char *path, const sp_read_opts *opts,
                     float **spec, size_t *bins, size_t *frames, cm_err *err)
 {
-    double start = opts ? opts->start : 0, end = opts ? opts->end : -1;
     const sp_params *p = sp_stft_params(s);
     *spec = NULL;
     float *x = NULL, *fixed = NULL, *out = NULL;
@@ -15,7 +14,9 @@ int sp_process_file(const sp_stft *s, const char *path, const sp_read_opts *opts
     size_t T = sp_num_frames(p, target), B = sp_num_bins(p);
     if (T == 0)
         return cm_err_set(err, "duration %g s is shorter than one window", p->duration);
-    if (sp_decode_audio(path, p->sample_rate, opts, &x, &n, err) != 0)
+    sp_read_opts ro = opts ? *opts : (sp_read_opts){.end = -1};
+    ro.keep = target; /* only the segment's first `target` samples are needed */
+    if (sp_decode_audio(path, p->sample_rate, &ro, &x, &n, err) != 0)
         return -1;
     fixed = malloc(target * sizeof *fixed);
     out = malloc(T * B * sizeof *out);
@@ -23,7 +24,7 @@ int sp_process_file(const sp_stft *s, const char *path, const sp_read_opts *opts
         cm_err_set(err, "out of memory");
         goto fail;
     }
-    if (sp_fix_length(x, n, p->sample_rate, start, end, fixed, target, err) != 0)
+    if (sp_fix_length(x, n, p->sample_rate, 0, -1, fixed, target, err) != 0)
         goto fail;
     if (sp_stft_compute(s, fixed, target, out, err) != 0)
         goto fail;

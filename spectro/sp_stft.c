@@ -109,20 +109,25 @@ void sp_make_window(sp_window kind, int n, double *w)
     }
 }
 
+void sp_segment_bounds(int sample_rate, double start, double end, double *a, double *b)
+{
+    *a = 0;
+    *b = INFINITY;
+    if (end > start && end >= 0) {
+        *a = floor((start > 0 ? start : 0) * sample_rate + 0.5);
+        *b = floor(end * sample_rate + 0.5);
+    } else if (start > 0) {
+        /* start without end: from start to the end of the signal */
+        *a = floor(start * sample_rate + 0.5);
+    }
+}
+
 int sp_fix_length(const float *x, size_t n, int sample_rate, double start, double end,
                   float *out, size_t target, cm_err *err)
 {
-    size_t i0 = 0, i1 = n;
-    if (end > start && end >= 0) {
-        double s = start > 0 ? start : 0;
-        double a = floor(s * sample_rate + 0.5), b = floor(end * sample_rate + 0.5);
-        i0 = a >= (double)n ? n : (size_t)a;
-        i1 = b >= (double)n ? n : (size_t)b;
-    } else if (start > 0) {
-        /* start without end: from start to the end of the signal */
-        double a = floor(start * sample_rate + 0.5);
-        i0 = a >= (double)n ? n : (size_t)a;
-    }
+    double a, b;
+    sp_segment_bounds(sample_rate, start, end, &a, &b);
+    size_t i0 = a >= (double)n ? n : (size_t)a, i1 = b >= (double)n ? n : (size_t)b;
     if (i1 <= i0)
         return cm_err_set(err, "empty segment [%g, %g) s of %.3f s of audio", start, end,
                           (double)n / sample_rate);

@@ -50,10 +50,22 @@ typedef struct sp_read_opts {
     double start, end;     /* the segment the audio must cover (end <= start or end < 0: the whole clip) */
     int allow_truncated;   /* 1: audio that ends early is kept (the caller warns from *truncation) */
     cm_trunc *truncation;  /* out, optional: the audio's coverage */
+    double *end_s;         /* out, optional: where the audio ends on the file's clock, seconds (when
+                            * decoding stopped after the kept samples: from the packets' timestamps) */
+    size_t keep;           /* 0: *samples is the whole audio from the file's time 0; > 0: only
+                            * the segment's samples, at most `keep` of them (*samples[0] is the
+                            * segment's first sample, as sp_fix_length would take it): decoding
+                            * stops after them, memory is bounded by `keep` whatever the file's
+                            * length (pass the target length: tiling a shorter segment needs all
+                            * of it, a longer one is cut to the target) */
 } sp_read_opts;
 
 /* Decodes the first audio stream of `path`, downmixes to mono and resamples to
- * `sample_rate` with libswresample (flushed). *samples is malloc'd (free()),
+ * `sample_rate` with libswresample (flushed). Samples are on the file's clock
+ * (common/cm_media.h, cm_av_clock_offset): sample i is at file time
+ * i / sample_rate; audio that starts after the file's time 0 is preceded by
+ * silence, audio before it is cut (sp_decode.c says exactly how, as the
+ * ffmpeg program). *samples is malloc'd (free()),
  * *n > 0 on success. Errors: missing file, not media, no audio stream,
  * corrupt data, zero-length audio, truncated: the decoded audio ends more
  * than max(CM_TRUNC_MIN_S, CM_TRUNC_FRAC x expected) before the duration the
@@ -87,9 +99,11 @@ void sp_stft_destroy(sp_stft *s);
  * Applies log and normalisation per the params. Thread-safe. */
 int sp_stft_compute(const sp_stft *s, const float *x, size_t n, float *out, cm_err *err);
 
-/* The whole pipeline for one file: decode (opts as sp_decode_audio; NULL: the
- * whole clip, strict), fix length to p->duration (segment [opts->start,
- * opts->end) first), spectrogram. *spec is malloc'd [*bins, *frames]. */
+/* The whole pipeline for one file: decode (opts as sp_decode_audio, with keep
+ * set to the target length: only the segment's samples, decoding stopped
+ * after them; NULL: the whole clip, strict), fix length to p->duration
+ * (segment [opts->start, opts->end) first), spectrogram. *spec is malloc'd
+ * [*bins, *frames]. */
 int sp_process_file(const sp_stft *s, const char *path, const sp_read_opts *opts,
                     float **spec, size_t *bins, size_t *frames, cm_err *err);
 

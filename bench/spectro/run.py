@@ -10,8 +10,13 @@
 2. Two cores: `spectro -j 2` vs `spectro -j 1` throughput on 2N clips.
 3. The spectrogram maths alone (build/bin/bench_stft: sp_stft_compute on a
    signal in memory, 10 s at 16 kHz -> 257 x 1004).
+4. Memory against the input's length (issue 16, item 8): peak RSS and wall
+   time of `spectro` (10 s output) on a 10 s clip and on long files made
+   here (--hours of FLAC silence as in the issue, and of 44.1 kHz MP3), the
+   head of the file and a segment at its end.
 
 usage: bench/spectro/run.py [--clips 20] [--rounds 5] [--core N] [--no-results]
+                            [--hours 3] [--memory-only]
 Run from the repository root after `make build/bin/spectro build/bin/bench_stft`
 (bench/spectro/run.sh does both).
 """
@@ -102,6 +107,54 @@ def time_reference(clips, work, save):
     return dt
 
 
+# A child's ru_maxrss includes the RSS of the process it was forked from (Linux keeps the high-water
+# mark across exec): spectro is started from a bare Python (about 10 MB), not from this one (numpy,
+# scipy: about 80 MB), which would hide it.
+_SPAWN = ("import os, resource, subprocess, sys, time\n"
+          "t = time.perf_counter()\n"
+          "r = subprocess.run(sys.argv[1:], stderr=subprocess.PIPE, text=True)\n"
+          "dt = time.perf_counter() - t\n"
+          "sys.stderr.write(r.stderr)\n"
+          "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, dt)\n")
+
+
+def run_measured(args):
+    """(peak RSS in MB, wall seconds) of one spectro run."""
+    r = subprocess.run([sys.executable, "-S", "-c", _SPAWN, os.path.join(BIN, "spectro"), "-q", *map(str, args)],
+                       capture_output=True, text=True)
+    rc, kb, dt = r.stdout.split()
+    if rc != "0":
+        sys.exit(f"spectro {args} failed: {r.stderr}")
+    return int(kb) / 1024.0, float(dt)
+
+
+def memory(work, hours):
+    """Peak RSS of spectro (10 s output) against the input's length."""
+    secs = int(hours * 3600)
+    files = {"10 s AAC clip (mp4)": make_clips(work, 1)[0]}
+    flac, mp3 = os.path.join(work, "silence.flac"), os.path.join(work, "tone.mp3")
+    print(f"generating {hours:g} h of FLAC silence and of 44.1 kHz MP3 ...", flush=True)
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"anullsrc=r=16000:cl=mono:d={secs}", "-c:a", "flac", flac], check=True)
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"sine=f=440:r=44100:d={secs}", "-ac", "2", "-c:a", "libmp3lame", "-b:a", "96k", mp3],
+                   check=True)
+    files[f"{hours:g} h FLAC silence, 16 kHz ({os.path.getsize(flac) / 1e6:.0f} MB)"] = flac
+    files[f"{hours:g} h MP3, 44.1 kHz stereo ({os.path.getsize(mp3) / 1e6:.0f} MB)"] = mp3
+    out = os.path.join(work, "m.npy")
+    rows = []
+    for name, path in files.items():
+        cases = [("head (no segment)", [])]
+        if path in (flac, mp3):
+            cases.append((f"segment [{secs - 20}, {secs - 10}) s", ["--start", secs - 20, "--end", secs - 10]))
+        for what, extra in cases:
+            rss, dt = run_measured([path, "-o", out, "--no-wisdom", *extra])
+            rows.append(f"| {name} | {what} | {rss:.0f} MB | {dt:.2f} s |")
+            print(f"  {name}, {what}: peak RSS {rss:.0f} MB, {dt:.2f} s", flush=True)
+    return ["", f"Memory (10 s output, 257 x 1004 float32 = 1.0 MB; one spectro process each):", "",
+            "| input | part | peak RSS | wall |", "|---|---|---|---|", *rows]
+
+
 def cpu_model():
     model, cores = "?", os.cpu_count()
     try:
@@ -119,14 +172,23 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--core", type=int, default=None, help="core for the one-core part (default: the last)")
     ap.add_argument("--no-results", action="store_true", help="do not write bench/spectro/RESULTS.md")
+    ap.add_argument("--hours", type=float, default=3, help="length of the long files of the memory part")
+    ap.add_argument("--memory-only", action="store_true", help="only the memory part (4.)")
     a = ap.parse_args()
-    for b in ["spectro", "bench_stft"]:
+    for b in ["spectro"] + ([] if a.memory_only else ["bench_stft"]):
         if not os.path.exists(os.path.join(BIN, b)):
             sys.exit(f"{BIN}/{b} missing: run make build/bin/spectro build/bin/bench_stft")
     cpus = sorted(os.sched_getaffinity(0))
     core = a.core if a.core is not None else cpus[-1]
     model, ncores = cpu_model()
     work = tempfile.mkdtemp(prefix="bench_spectro.")
+    if a.memory_only:
+        try:
+            mem = memory(work, a.hours)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print("\n".join([f"CPU: {model}, {ncores} cores visible"] + mem))
+        return
     try:
         print(f"generating {a.clips} ten-second clips (44.1 kHz stereo AAC + 640x360 H.264, mp4) ...", flush=True)
         clips = make_clips(work, a.clips)
@@ -179,6 +241,7 @@ def main():
                            check=True)
         maths = r.stdout.strip()
         os.sched_setaffinity(0, set(cpus))
+        mem = memory(work, a.hours)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -206,6 +269,7 @@ def main():
         lines.append(f"| CPU time (user + sys) per clip, -j 1 / -j 2 (no contention inside spectro when ≈ 1) | "
                      f"{cpu1 * 1e3:.2f} / {cpu2 * 1e3:.2f} ms (ratio {cpu1 / cpu2:.2f}) |")
     lines.append(f"| spectrogram maths alone (bench_stft; target < 1 ms) | {maths} |")
+    lines += mem
     text = "\n".join(lines)
     print()
     print(text)

@@ -2,7 +2,9 @@
 # Seed corpora for the fuzz targets: tests/fuzz/make_corpus.sh BIN_DIR OUT_DIR
 #   OUT/annotations  the seeds in tests/fuzz/seeds/annotations (first byte: the reader)
 #   OUT/media        1-3 s clips of each container and codec the oracle tests cover
-#                    (first byte: 0 spectro, 1 frames --count 1, 2 frames --count 3; +128: --allow-truncated)
+#                    (first byte: 0 spectro, 1 frames --count 1, 2 frames --count 3, 3 the clock
+#                    check; +128: --allow-truncated), and clips whose audio starts after or before
+#                    the video (-itsoffset), an MP4 edit list cutting audio before 0
 #   OUT/shard        one real shard written by ingest from a generated dataset
 #   OUT/shard_data   a few patch lists for fuzz_shard_data (5 bytes each: position, XOR)
 #   OUT/folder_seed  a real folder written by ingest (one sample per shard, three splits)
@@ -19,7 +21,7 @@ clip() { # name, seconds, output options...
     [ -s "$out/media/130-$name" ] && return 0
     ff -f lavfi -i "testsrc2=size=64x48:rate=10" -f lavfi -i "sine=frequency=440:sample_rate=22050" \
        -t "$secs" -g 5 "$@" "$out/tmp-$name"
-    for k in 0 1 2 128 129 130; do
+    for k in 0 1 2 3 128 129 130; do
         { printf "\\$(printf %03o $k)"; cat "$out/tmp-$name"; } > "$out/media/$k-$name"
     done
     rm -f "$out/tmp-$name"
@@ -31,6 +33,23 @@ clip vp8-vorbis.webm 2 -c:v libvpx -c:a libvorbis
 clip mpeg4-pcm.avi 2 -c:v mpeg4 -c:a pcm_s16le
 clip mjpeg-flac.mkv 1 -c:v mjpeg -c:a flac
 clip pcm.wav 1 -vn -c:a pcm_s16le
+offclip() { # name, audio offset (s), output options...: audio shifted against the video
+    name=$1 off=$2; shift 2
+    [ -s "$out/media/3-$name" ] && return 0
+    ff -f lavfi -i "testsrc2=size=64x48:rate=10:duration=2" -itsoffset "$off" -f lavfi \
+       -i "sine=frequency=440:sample_rate=22050:duration=1.5" -map 0:v -map 1:a -g 5 "$@" "$out/tmp-$name"
+    for k in 0 1 3 131; do
+        { printf "\\$(printf %03o $k)"; cat "$out/tmp-$name"; } > "$out/media/$k-$name"
+    done
+    rm -f "$out/tmp-$name"
+}
+# inputs that once failed fuzz_media's clock check (a truncated FLV whose kept segment was empty)
+cp "$here"/regressions/media/* "$out/media/"
+offclip late-h264-aac.mp4 0.6 -c:v libx264 -pix_fmt yuv420p -c:a aac
+offclip early-editlist.mp4 -0.4 -c:v libx264 -pix_fmt yuv420p -c:a aac
+offclip late-vorbis.mkv 0.05 -c:v mjpeg -c:a libvorbis
+offclip early-mp3.flv -0.3 -c:v flv1 -c:a libmp3lame
+offclip late-pcm.mov 0.7 -c:v mpeg4 -c:a pcm_s16le
 
 # (again whenever ingest was rebuilt: the seed must be in the current format)
 if [ ! -s "$out/shard/seed.h5" ] || [ "$bin/ingest" -nt "$out/shard/seed.h5" ]; then

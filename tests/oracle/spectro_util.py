@@ -7,10 +7,22 @@ import numpy as np
 import scipy.signal
 
 
-def ffmpeg_decode(path, rate=16000):
-    """Mono float32 samples as the ffmpeg program decodes them."""
-    r = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path),
-                        "-vn", "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"], capture_output=True)
+# The file's clock (docs/ARCHITECTURE.md, common/): sample 0 is the file's start time (ffmpeg's -ss origin).
+# ffmpeg shifts every timestamp by -start_time; aresample with first_pts=0 then pads audio that starts
+# later with silence (injected at the input rate, before resampling) or drops output before 0, and
+# min_comp=0 does so for any offset (the default ignores offsets under 1 ms). For audio whose first
+# decoded sample is at the file's start this is bit for bit `ffmpeg -i IN -vn -ac 1 -ar R -f f32le`.
+FILE_CLOCK = "aresample=async=1:first_pts=0:min_comp=0"
+
+
+def ffmpeg_decode(path, rate=16000, start=None, duration=None, file_clock=True):
+    """Mono float32 samples on the file's clock as the ffmpeg program decodes them; with start (and
+    duration): the output-side `-ss start -t duration` of that (ffmpeg's trim, after resampling).
+    file_clock=False: the plain decoding (no leading silence, and no gap filled later either)."""
+    seg = [] if start is None else ["-ss", repr(start)] + ([] if duration is None else ["-t", repr(duration)])
+    r = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), *seg,
+                        "-vn", *(["-af", FILE_CLOCK] if file_clock else []), "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"],
+                       capture_output=True)
     if r.returncode != 0:
         raise RuntimeError(f"ffmpeg could not decode {path}: {r.stderr.decode()}")
     return np.frombuffer(r.stdout, dtype="<f4")

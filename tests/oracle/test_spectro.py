@@ -109,7 +109,8 @@ def test_generated_clips_are_what_they_claim(clips):
 
 @pytest.mark.parametrize("name", list(CLIPS))
 def test_decode_bit_exact_vs_ffmpeg(clips, tmp_path, name):
-    """Decoded mono 16 kHz samples equal `ffmpeg -ac 1 -ar 16000 -f f32le` bit for bit."""
+    """Decoded mono 16 kHz samples equal `ffmpeg -af aresample=async=1:first_pts=0:min_comp=0 -ac 1 -ar 16000
+    -f f32le` (the file's clock, spectro_util.FILE_CLOCK) bit for bit."""
     out = tmp_path / "s.npy"
     r = run([binary("spectro"), "--samples", "--no-wisdom", clips[name], "-o", out])
     assert r.returncode == 0, r.stderr

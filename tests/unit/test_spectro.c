@@ -495,6 +495,50 @@ Test(decode, wav_16k_mono_is_exact, .init = mk_tmpdir, .fini = rm_tmpdir)
     free(x);
 }
 
+/* opts.keep (issue 16): only the segment's samples, decoding stopped after
+ * them; they are exactly the whole decoding's samples at the same indices
+ * (sp_fix_length's rounding), resampled or not. */
+Test(decode, keep_is_the_slice_of_the_whole, .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+    char path[512];
+    tpath(path, sizeof path, "k.wav");
+    enum { N = 48000 };
+    static int16_t s[N];
+    for (int i = 0; i < N; i++)
+        s[i] = (int16_t)(12000 * sin(0.011 * i + 0.00003 * i * (double)i / 7));
+    write_wav(path, s, N, 2 * N, 16000);
+    const struct {
+        double start, end;
+        size_t keep;
+    } seg[] = {{0, -1, 1000}, {0, -1, 100000}, {0.5, 1.25, 100000}, {0.5, 1.25, 300},
+               {1.0, -1, 5000}, {2.9, 4.0, 100000}, {0.10003, 0.2, 7}};
+    for (int rate = 8000; rate <= 16000; rate += 8000) {
+        float *x, *y;
+        size_t n, m;
+        cm_err err;
+        cr_assert_eq(sp_decode_audio(path, rate, NULL, &x, &n, &err), 0, "%s", err.msg);
+        for (size_t k = 0; k < sizeof seg / sizeof seg[0]; k++) {
+            sp_read_opts o = {.start = seg[k].start, .end = seg[k].end, .keep = seg[k].keep,
+                              .allow_truncated = 1};
+            cr_assert_eq(sp_decode_audio(path, rate, &o, &y, &m, &err), 0, "%s", err.msg);
+            size_t i0 = (size_t)floor(seg[k].start * rate + 0.5);
+            size_t i1 = seg[k].end > 0 ? (size_t)floor(seg[k].end * rate + 0.5) : n;
+            if (i1 > n)
+                i1 = n;
+            if (i1 - i0 > seg[k].keep)
+                i1 = i0 + seg[k].keep;
+            cr_assert_eq(m, i1 - i0, "rate %d segment %zu: %zu samples, expected %zu", rate, k, m, i1 - i0);
+            cr_assert(memcmp(y, x + i0, m * sizeof *y) == 0, "rate %d segment %zu differs", rate, k);
+            free(y);
+        }
+        /* past the end: empty, kept or not */
+        sp_read_opts o = {.start = 3.5, .end = 4, .keep = 1000, .allow_truncated = 1};
+        cr_expect_eq(sp_decode_audio(path, rate, &o, &y, &m, &err), -1);
+        cr_expect(strstr(err.msg, "empty segment") != NULL, "%s", err.msg);
+        free(x);
+    }
+}
+
 static void expect_decode_error(const char *path, const char *what)
 {
     float *x = (float *)1;
