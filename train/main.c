@@ -35,6 +35,7 @@
 #include "store/st_h5.h"
 #include "store/st_index.h"
 #include "train/loader.h"
+#include "train/methods.h"
 #include "train/metrics.h"
 #include "train/opts.h"
 #include "train/plot.h"
@@ -164,7 +165,8 @@ static int resume_options(tr_run *r, const tr_opts *cl, char **given)
 /* A distillation method: the student learns from a teacher. */
 static int needs_teacher(const tr_opts *o)
 {
-    return !o->pretrain && strcmp(o->method, "none") != 0;
+    const tr_method_def *m = tr_methods_find(o->method);
+    return !o->pretrain && m && m->teacher;
 }
 
 static int run_options(tr_run *r, int argc, char **argv)
@@ -373,7 +375,7 @@ static int build_system(tr_run *r)
     if (!r->sys)
         return fail("model", err.msg);
     r->eval_s = !op->pretrain;
-    r->eval_t = op->pretrain || cfg->method != TR_NONE;
+    r->eval_t = tr_methods_of(cfg)->teacher;
     return GO_ON;
 }
 
@@ -418,8 +420,8 @@ static int load_checkpoints(tr_run *r)
         tr_checkpoint_load(r->sys, paths[1], "teacher", 0, NULL, &err) != 0) /* the teacher comes from --init */
         return fail(paths[1], "--init without a teacher/ group: give --teacher-ckpt FILE for the teacher, or "
                               "--teacher-init random");
-    if (paths[2] && r->cfg.method == TR_NONE)
-        fprintf(stderr, TOOL ": notice: --method none trains no teacher; --teacher-ckpt is not used\n");
+    if (paths[2] && !tr_methods_of(&r->cfg)->teacher)
+        fprintf(stderr, TOOL ": notice: --method %s trains no teacher; --teacher-ckpt is not used\n", r->op.method);
     else if (paths[2] && tr_checkpoint_load(r->sys, paths[2], "teacher", 0, NULL, &err) != 0)
         return fail(paths[2], err.msg);
     if (r->from_last)
@@ -455,7 +457,7 @@ static int create_loaders(tr_run *r)
         uses[r->cfg.teacher] = 1;
     } else {
         uses[r->cfg.student] = 1;
-        if (r->cfg.method != TR_NONE)
+        if (tr_methods_of(&r->cfg)->teacher)
             uses[r->cfg.teacher] = 1;
     }
     int lthreads = op->loader_threads > 0 ? op->loader_threads : r->be->ops->input_threads(r->be, cm_ncpu());
@@ -587,7 +589,7 @@ static void announce(const tr_run *r)
         fprintf(stderr, TOOL ": resuming %s at epoch %d, step %lld%s\n", op->out, r->pos.epoch + 1,
                 (long long)r->pos.step, r->from_last ? "" : " (no checkpoint yet: from the start)");
     fprintf(stderr, TOOL ": %s, %s%s -> %s, %zu/%zu/%zu samples (train/val/test%s), %zu steps per epoch, backend %s\n",
-            op->pretrain ? "pretrain" : op->method, op->pretrain ? "" : op->teacher, op->pretrain ? op->teacher : "",
+            tr_methods_name_of(tr_methods_of(&r->cfg)), op->pretrain ? "" : op->teacher, op->pretrain ? op->teacher : "",
             op->pretrain ? "" : op->student, ld_data_count(r->train), ld_data_count(r->val), ld_data_count(r->test),
             r->has_val ? "" : "; test serves as val", r->nb, r->be->ops->name);
     if (r->world > 1)
@@ -1047,7 +1049,7 @@ static cJSON *result_json(const tr_run *r)
     if (!res)
         return NULL;
     cJSON_AddStringToObject(res, "network", op->pretrain ? "teacher" : "student");
-    cJSON_AddStringToObject(res, "method", op->pretrain ? "pretrain" : op->method);
+    cJSON_AddStringToObject(res, "method", tr_methods_name_of(tr_methods_of(&r->cfg)));
     cJSON_AddStringToObject(res, "teacher", op->teacher);
     if (!op->pretrain)
         cJSON_AddStringToObject(res, "student", op->student);
@@ -1104,7 +1106,7 @@ static void print_summary(const tr_run *r)
 {
     const tr_opts *op = &r->op;
     const tr_position *p = &r->pos;
-    const char *method = op->pretrain ? "pretrain" : op->method, *which = op->pretrain ? "teacher" : "student";
+    const char *method = tr_methods_name_of(tr_methods_of(&r->cfg)), *which = op->pretrain ? "teacher" : "student";
     if (p->best_epoch > 0)
         printf("%s: %s %s: best validation epoch %d (val %.2f%%), test top-1 %.2f%%%s; plot %s\n", op->out, method,
                which, p->best_epoch, 100 * p->best_val, 100 * p->best_test,
@@ -1253,7 +1255,7 @@ static int eval_system(tr_run *r, int *teacher)
         snprintf(what, sizeof what, "%s: does not match %s", op->eval, op->data);
         return fail(what, err.msg);
     }
-    int has_teacher = c->pretrain || c->method != TR_NONE;
+    int has_teacher = tr_methods_of(c) && tr_methods_of(c)->teacher;
     *teacher = strcmp(op->network, "auto") == 0 ? c->pretrain : strcmp(op->network, "teacher") == 0;
     if (*teacher && !has_teacher)
         return fail(op->eval, "--network teacher: the checkpoint's run (method none) has no teacher");
