@@ -57,7 +57,7 @@ static int build_resnet(tr_system *s, tr_resnet *n, const char *group, tr_modali
                            c->max_batch, err);
 }
 
-/* The backward passes of a step and the scratch of each (model.h, "memory
+/* The backward passes of a step and the scratch of each (resnet.h, "memory
  * plan"). The networks trained by backpropagation go in ascending order of
  * their activation arenas; each borrows, as its scratch, the arena of a
  * network that is done (its backward pass finished, or a frozen teacher with
