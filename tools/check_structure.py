@@ -8,14 +8,18 @@
    include headers of its own module or of modules of lower rank. A module's
    command (`MODULE/main.c`) sits on top of every library, so it may include any
    of them. tests/, bench/ and tools/ sit above everything.
-
-3. A method is one unit: every train/method_NAME.c (with its header) is a row
+3. Every entry of the op table (struct be_ops in kernels/kernels.h) is filled
+   by name in both backends' tables (kernels/cpu/table.c, kernels/cuda/table.c;
+   the CPU may leave out the entries of the header's "optional" section) and
+   has a row in tests/gpu/opcompare.c's table (OP(entry, test)), so that no op
+   can be missing from a backend or from the GPU comparison.
+4. A method is one unit: every train/method_NAME.c (with its header) is a row
    of the table in train/methods.c, and every row has its file and header.
-4. No circle inside a module (NO_CIRCLE): no two .c files of a module (main.c aside)
+5. No circle inside a module (NO_CIRCLE): no two .c files of a module (main.c aside)
    use each other's functions or objects, directly or through others (e.g.
    train/system.c calls train/ddp.c and reaches the method files through the
    table, none of which calls back into system.c).
-5. Test-only headers (NAME_test.h) are included only by tests/, bench/ and
+6. Test-only headers (NAME_test.h) are included only by tests/, bench/ and
    the module's own NAME.c / NAME_*.c that implement them.
 
 Usage: check_structure.py [ROOT]   (exit 1 and one line per violation)
@@ -32,7 +36,7 @@ RANKS = {
     "common": 0,
     "spectro": 1,
     "frames": 1,
-    "backend": 1,
+    "kernels": 1,
     "store": 2,
     "collective": 2,
     "ingest": 3,
@@ -97,7 +101,7 @@ METHOD_REF = re.compile(r"&tr_method_([a-z0-9_]+)")
 
 
 def method_problems(root):
-    """Rule 3: method files against the rows of train/methods.c."""
+    """Rule 4: method files against the rows of train/methods.c."""
     table = os.path.join(root, "train", "methods.c")
     if not os.path.exists(table):
         return []
@@ -123,13 +127,13 @@ DEFINITION = re.compile(r"^(?!static\b|typedef\b|extern\b|return\b)[A-Za-z_][\w 
 COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"\\])*\"", re.S)
 
 
-# The modules rule 4 holds for (backend/'s CPU files and collective/'s two
-# plugin halves still call each other: issue 18 items 2-3 reshape them).
+# The modules rule 5 holds for (collective/'s two plugin halves still call
+# each other; kernels/ is checked by its own op-table rule).
 NO_CIRCLE = ("train",)
 
 
 def cycle_problems(root, texts):
-    """Rule 4: a circle among the .c files of one module (main.c aside): file A
+    """Rule 5: a circle among the .c files of one module (main.c aside): file A
     uses file B when it names a function or object B defines (not static)."""
     out = []
     for mod in NO_CIRCLE:
@@ -168,7 +172,7 @@ def cycle_problems(root, texts):
 
 
 def test_header_problems(rel, text):
-    """Rule 5: NAME_test.h only in tests/, bench/ and the module's NAME*.c."""
+    """Rule 6: NAME_test.h only in tests/, bench/ and the module's NAME*.c."""
     top = rel.split(os.sep)[0]
     if top in ("tests", "bench"):
         return []
@@ -183,6 +187,49 @@ def test_header_problems(rel, text):
         if not own:
             out.append("%s:%d: %s/%s_test.h is for tests/ and bench/ (and %s/%s*.c, which implement it)"
                        % (rel, i, mod, name, mod, name))
+    return out
+
+
+OPS_HEADER = os.path.join("kernels", "kernels.h")
+OP_TABLES = {  # file: (how an entry is written, may it omit the optional entries)
+    os.path.join("kernels", "cpu", "table.c"): (r"^\s*\.(\w+)\s*=", True),
+    os.path.join("kernels", "cuda", "table.c"): (r"^\s*\.(\w+)\s*=", False),
+    os.path.join("tests", "gpu", "opcompare.c"): (r"\bOP\((\w+),", False),
+}
+
+
+def op_fields(header_text):
+    """(every function entry of struct be_ops, the ones in its optional section)."""
+    body = re.search(r"^struct be_ops \{(.*?)^\};", header_text, re.S | re.M).group(1)
+    fields, optional, in_optional = [], set(), False
+    for line in body.splitlines():
+        if re.match(r"\s*/\* ---- ", line):
+            in_optional = "---- optional" in line
+        m = re.match(r"\s*[A-Za-z_][\w\s\*]*\(\*(\w+)\)\(", line)
+        if m:
+            fields.append(m.group(1))
+            if in_optional:
+                optional.add(m.group(1))
+    return fields, optional
+
+
+def op_table_violations(root):
+    path = os.path.join(root, OPS_HEADER)
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        fields, optional = op_fields(f.read())
+    out = []
+    for rel, (pattern, may_omit_optional) in OP_TABLES.items():
+        full = os.path.join(root, rel)
+        if not os.path.exists(full):
+            out.append("%s: missing (the op table %s needs it)" % (rel, OPS_HEADER))
+            continue
+        with open(full, encoding="utf-8") as f:
+            named = set(re.findall(pattern, f.read(), re.M))
+        for field in fields:
+            if field not in named and not (may_omit_optional and field in optional):
+                out.append("%s: no entry for be_ops.%s (%s)" % (rel, field, OPS_HEADER))
     return out
 
 
@@ -202,6 +249,7 @@ def main():
             problems.append("%s:%d: %s" % (rel, line, why))
     problems.extend(method_problems(root))
     problems.extend(cycle_problems(root, texts))
+    problems += op_table_violations(root)
     for p in problems:
         print("check_structure: " + p)
     return 1 if problems else 0

@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 #include "common/cm_err.h"
 #include "train/model.h"
 
