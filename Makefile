@@ -57,7 +57,7 @@ datasets:
 include common/module.mk
 include h5/module.mk
 -include kernels/module.mk
--include dist/module.mk
+-include collective/module.mk
 -include spectro/module.mk
 -include frames/module.mk
 -include store/module.mk

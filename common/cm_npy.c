@@ -1,4 +1,5 @@
 #include "common/cm_npy.h"
+#include "common/cm_npy_test.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -6,7 +7,6 @@
 #include <string.h>
 
 #include "common/cm_file.h"
-#include "common/cm_npy_test.h"
 
 size_t cm_npy_elem_size(const char *descr)
 {

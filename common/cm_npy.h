@@ -13,7 +13,17 @@
 int cm_npy_write(const char *path, const char *descr, const size_t *shape, int ndim,
                  const void *data, cm_err *err);
 
-/* The reader (cm_npy_read) is used only by the tests: common/cm_npy_test.h. */
+typedef struct cm_npy {
+    char descr[16];
+    int ndim;
+    size_t shape[CM_NPY_MAXDIM];
+    size_t elem_size;
+    size_t count; /* product of shape */
+    void *data;   /* malloc'd, count * elem_size bytes */
+} cm_npy;
+
+/* Frees what cm_npy_read (common/cm_npy_test.h) filled. */
+void cm_npy_free(cm_npy *a);
 
 /* Size in bytes of one element of descr, or 0 when unknown. */
 size_t cm_npy_elem_size(const char *descr);

@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/methods.h"
 #include "train/opts.h"
-#include "train/system.h"
+#include "train/config.h"
 
 typedef enum { O_STR, O_INT, O_LL, O_DBL, O_FLAG } opt_type;
 /* The range a numeric option must lie in. */
@@ -42,7 +43,7 @@ typedef struct opt_def {
 static const opt_def defs[] = {
     {"data", O_STR, OFF(data), NULL, NULL, 1, 1, "DIR", "ingested folder (index.json + shards) with train, test and optionally val splits (required)"},
     {"out", O_STR, OFF(out), NULL, NULL, 1, 0, "RUN", "output folder: metrics.jsonl, curves.svg, last.h5, best.h5, result.json, options.json, eval/ (best.h5 evaluated on test); with --eval: eval.json, predictions.tsv, confusion.svg (required)"},
-    {"method", O_STR, OFF(method), "none|kd|nkd|c2kd|shake|review", "c2kd", 1, 0, "M", "distillation method (shake, review: docs/METHODS.md)", CFG(C_ENUM, method)},
+    {"method", O_STR, OFF(method), tr_methods_choices + 1, "c2kd", 1, 0, "M", "distillation method (each one below; shake, review: docs/METHODS.md)", CFG(C_ENUM, method)},
     {"pretrain", O_FLAG, OFF(pretrain), NULL, NULL, 1, 0, NULL, "train the teacher network alone with CE (its best-validation checkpoint is RUN/best.h5)", CFG(C_INT, pretrain)},
     {"teacher-ckpt", O_STR, OFF(teacher_ckpt), NULL, NULL, 1, 0, "FILE", "load the teacher's weights (teacher/ group) from FILE, e.g. a --pretrain run's best.h5"},
     {"teacher-update", O_STR, OFF(teacher_update), "full|top|frozen", "full", 1, 0, "U", "what of the teacher is trained (top: layer4 + fc; frozen: nothing, eval mode)", CFG(C_ENUM, teacher_update)},
@@ -92,7 +93,7 @@ static const opt_def defs[] = {
     {"loader-threads", O_INT, OFF(loader_threads), NULL, "0", 0, 1, "N", "loader threads (JPEG decoding; 0: as the backend suggests: 2 on the CPU, 12 with a GPU, at most the cores)", AT_LEAST(0)},
     {"dump-batches", O_STR, OFF(dump_batches), NULL, NULL, 0, 1, "DIR", "write the first --dump-count prepared training batches as .npy into DIR (a test aid)"},
     {"dump-count", O_INT, OFF(dump_count), NULL, "-1", 0, 1, "N", "batches written by --dump-batches (-1: all)", AT_LEAST(-1)},
-    {"teacher-init", O_STR, OFF(teacher_init), "checkpoint|random", "checkpoint", 1, 0, "I", "the teacher of a distillation method (kd, nkd, c2kd, shake, review): checkpoint: from --teacher-ckpt (required); random: the random initialisation of --seed (for tests; distilling from it teaches nothing)"},
+    {"teacher-init", O_STR, OFF(teacher_init), "checkpoint|random", "checkpoint", 1, 0, "I", "the teacher of a distillation method (every --method but none): checkpoint: from --teacher-ckpt (required); random: the random initialisation of --seed (for tests; distilling from it teaches nothing)"},
     {"eval", O_STR, OFF(eval), NULL, NULL, 0, 0, "CKPT", "evaluate the checkpoint CKPT (e.g. RUN/best.h5) on --split of --data instead of training; writes eval.json (top-1, top-5, per-class accuracy, confusion matrix), predictions.tsv and confusion.svg into --out"},
     {"split", O_STR, OFF(split), NULL, "test", 0, 0, "S", "with --eval: the split evaluated"},
     {"network", O_STR, OFF(network), "auto|student|teacher", "auto", 0, 0, "N", "with --eval: the network evaluated (auto: the one the checkpoint's run trained: the teacher of a --pretrain run, else the student)"},
@@ -263,12 +264,18 @@ void tr_opts_help(FILE *f)
             fprintf(f, "  %-24s %s", left, d->help);
         fprintf(f, d->def ? " (default %s)\n" : "\n", d->def);
     }
+    fprintf(f, "\nmethods (--method; --pretrain trains the teacher alone):\n");
+    for (int i = 0; i < tr_methods_options(); i++) {
+        const char *name = NULL;
+        const tr_method_def *m = tr_methods_row(i, &name);
+        fprintf(f, "  %-24s %s\n", name, m->help);
+    }
     fprintf(f, "\ndata parallel: `mpirun -np N train ...` or `srun train ...` runs N ranks (docs/DISTRIBUTED.md);\n"
                "a plain run loads no MPI. Launcher-level settings, read from the environment by every rank:\n"
                "  C2KD_DIST_TIMEOUT=S    end every rank when a collective has not finished after S seconds (600)\n"
                "  C2KD_DIST_OVERLAP=0    average gradients after the whole backward pass (default: overlapped)\n"
                "  C2KD_DIST=0            ignore the launcher (each process trains alone)\n"
-               "  C2KD_DIST_PLUGIN=PATH  the MPI/NCCL plugin (default: ../lib/c2kd_dist.so from the binary)\n");
+               "  C2KD_DIST_PLUGIN=PATH  the MPI/NCCL plugin (default: ../lib/c2kd_collective.so from the binary)\n");
     fprintf(f, "\nexit status: 0 done, 1 failed (bad data, checkpoint, non-finite loss), 2 usage error\n");
 }
 

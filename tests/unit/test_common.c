@@ -8,7 +8,6 @@
 
 #include "common/cm_err.h"
 #include "common/cm_file.h"
-#include "common/cm_npy.h"
 #include "common/cm_npy_test.h"
 #include "common/cm_pool.h"
 
