@@ -21,7 +21,7 @@ NVCC     ?= /usr/local/cuda/bin/nvcc
 PYTHON   ?= /usr/bin/python3
 JOBS     ?=
 
-PKGS     := libavformat libavcodec libswresample libswscale libavutil fftw3f libturbojpeg hdf5 libcjson openblas zlib
+PKGS     := libavformat libavfilter libavcodec libswresample libswscale libavutil fftw3f libturbojpeg hdf5 libcjson openblas zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
