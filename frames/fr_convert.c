@@ -206,11 +206,32 @@ static int to_rgb(const AVFrame *f, int ow, int oh, uint8_t *dst, int dls, cm_er
     return 0;
 }
 
+/* As to_rgb into dst packed (ow*oh*3). libswscale writes whole SIMD blocks,
+ * past the end of a short row (a 2-pixel-wide picture: 8 bytes past a
+ * 12-byte buffer, heap corruption): it writes into a frame padded as
+ * libavutil pads frames (as the scale filter's output is), and the rows are
+ * copied out. */
+static int to_rgb_packed(const AVFrame *f, int ow, int oh, uint8_t *dst, cm_err *err)
+{
+    AVFrame *t = av_frame_alloc();
+    if (!t)
+        return cm_err_set(err, "out of memory");
+    t->format = AV_PIX_FMT_RGB24;
+    t->width = ow;
+    t->height = oh;
+    int rc = av_frame_get_buffer(t, 0) < 0 ? cm_err_set(err, "out of memory")
+                                           : to_rgb(f, ow, oh, t->data[0], t->linesize[0], err);
+    if (rc == 0)
+        av_image_copy_plane(dst, ow * 3, t->data[0], t->linesize[0], ow * 3, oh);
+    av_frame_free(&t);
+    return rc;
+}
+
 /* img->rgb = a new ow x oh RGB24 buffer holding f scaled (NULL when it fails). */
 static int to_new_rgb(const AVFrame *f, int ow, int oh, fr_image *img, cm_err *err)
 {
     img->rgb = malloc((size_t)ow * oh * 3);
-    int rc = img->rgb ? to_rgb(f, ow, oh, img->rgb, ow * 3, err) : cm_err_set(err, "out of memory");
+    int rc = img->rgb ? to_rgb_packed(f, ow, oh, img->rgb, err) : cm_err_set(err, "out of memory");
     if (rc != 0) {
         free(img->rgb);
         img->rgb = NULL;
@@ -366,7 +387,7 @@ int fr_frame_to_image(const AVFrame *f, fr_orient o, fr_rotator *rot, int short_
         free(b);
         return cm_err_set(err, "out of memory");
     }
-    if (to_rgb(f, w, h, a, w * 3, err) != 0) {
+    if (to_rgb_packed(f, w, h, a, err) != 0) {
         free(a);
         free(b);
         return -1;

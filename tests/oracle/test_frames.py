@@ -345,6 +345,23 @@ def test_ingest_rows_with_odd_rotations(vids, tmp_path):
                 assert psnr(ref, got) > psnr(plain, got) + 6  # not the unturned picture
 
 
+@pytest.mark.parametrize("pix_fmt", ["yuvj420p", "yuvj422p"])
+def test_tiny_pictures_turned_or_not(tmp_path, pix_fmt):
+    """Pictures of a few pixels: libswscale writes whole SIMD blocks past a short row (a 2x2
+    picture corrupted the heap: 'free(): invalid next size'); now exact, turned or not."""
+    for size in ("1x1", "2x2", "3x3", "5x1", "1x5", "17x3"):
+        src = tmp_path / f"s{size}.avi"
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x64:rate=10:duration=0.5", "-vf", f"scale={size}",
+               "-c:v", "mjpeg", "-pix_fmt", pix_fmt, "-strict", "-1", src)
+        for rot in ("0", "45"):
+            path = str(tmp_path / f"s{size}_{rot}.mov")
+            ffmpeg("-i", src, "-c", "copy", "-metadata:s:v", f"rotate={rot}", path)
+            arr, _, printed = extract(path, tmp_path / "t.npy", "--count", "3")
+            w, h = map(int, size.split("x"))
+            assert arr.shape == (3, h, w, 3)
+            compare_with_ffmpeg(path, arr, printed, exact=True)
+
+
 def unescape(name):
     """The escaping of `frames --help` (--print-timestamps) undone."""
     plain = {"\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
