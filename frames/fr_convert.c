@@ -135,6 +135,8 @@ static AVFrame *rotate_frame(const AVFrame *in, fr_orient o, cm_err *err)
         cm_err_set(err, "out of memory");
         return NULL;
     }
+    for (int i = 0; i < AV_NUM_DATA_POINTERS && out->buf[i]; i++) /* the padding libswscale reads */
+        memset(out->buf[i]->data, 0, out->buf[i]->size);
     int nplanes = av_pix_fmt_count_planes(in->format);
     for (int p = 0; p < nplanes; p++) {
         int chroma = (p == 1 || p == 2) && !(d->flags & AV_PIX_FMT_FLAG_RGB);
@@ -148,9 +150,9 @@ static AVFrame *rotate_frame(const AVFrame *in, fr_orient o, cm_err *err)
     return out;
 }
 
-static void rgb_orient(const uint8_t *src, int w, int h, uint8_t *dst, fr_orient o)
+static void rgb_orient(const uint8_t *src, int w, int h, uint8_t *dst, int dls, fr_orient o)
 {
-    xform_plane(src, w * 3, w, h, dst, (o.transpose ? h : w) * 3, 3, o);
+    xform_plane(src, w * 3, w, h, dst, dls, 3, o);
 }
 
 void fr_out_size(int w, int h, int short_side, int *ow, int *oh)
@@ -206,21 +208,33 @@ static int to_rgb(const AVFrame *f, int ow, int oh, uint8_t *dst, int dls, cm_er
     return 0;
 }
 
-/* As to_rgb into dst packed (ow*oh*3). libswscale writes whole SIMD blocks,
- * past the end of a short row (a 2-pixel-wide picture: 8 bytes past a
- * 12-byte buffer, heap corruption): it writes into a frame padded as
- * libavutil pads frames (as the scale filter's output is), and the rows are
- * copied out. */
-static int to_rgb_packed(const AVFrame *f, int ow, int oh, uint8_t *dst, cm_err *err)
+/* A new RGB24 frame, padded as libavutil pads frames (libswscale reads and
+ * writes whole SIMD blocks past the end of a short row: a packed buffer of a
+ * 2-pixel-wide picture was overrun by 8 bytes, heap corruption), zeroed. */
+static AVFrame *new_rgb_frame(int w, int h, cm_err *err)
 {
     AVFrame *t = av_frame_alloc();
+    if (t) {
+        t->format = AV_PIX_FMT_RGB24;
+        t->width = w;
+        t->height = h;
+        if (av_frame_get_buffer(t, 0) < 0)
+            av_frame_free(&t);
+        else /* the padding too: what libswscale reads there is defined */
+            memset(t->buf[0]->data, 0, t->buf[0]->size);
+    }
     if (!t)
-        return cm_err_set(err, "out of memory");
-    t->format = AV_PIX_FMT_RGB24;
-    t->width = ow;
-    t->height = oh;
-    int rc = av_frame_get_buffer(t, 0) < 0 ? cm_err_set(err, "out of memory")
-                                           : to_rgb(f, ow, oh, t->data[0], t->linesize[0], err);
+        cm_err_set(err, "out of memory");
+    return t;
+}
+
+/* As to_rgb into dst packed (ow*oh*3), through a padded frame. */
+static int to_rgb_packed(const AVFrame *f, int ow, int oh, uint8_t *dst, cm_err *err)
+{
+    AVFrame *t = new_rgb_frame(ow, oh, err);
+    if (!t)
+        return -1;
+    int rc = to_rgb(f, ow, oh, t->data[0], t->linesize[0], err);
     if (rc == 0)
         av_image_copy_plane(dst, ow * 3, t->data[0], t->linesize[0], ow * 3, oh);
     av_frame_free(&t);
@@ -249,26 +263,28 @@ int fr_check_size(long long w, long long h, cm_err *err)
     return 0;
 }
 
-/* img = the packed RGB24 picture b (rw x rh; taken over), resized as asked. */
-static int rgb_finish(uint8_t *b, int rw, int rh, int short_side, fr_image *img, cm_err *err)
+/* img = the RGB24 frame c (padded: libswscale reads past short rows),
+ * resized as asked. */
+static int rgb_finish(const AVFrame *c, int short_side, fr_image *img, cm_err *err)
 {
     int ow, oh;
-    fr_out_size(rw, rh, short_side, &ow, &oh);
-    if (ow == rw && oh == rh) {
-        img->rgb = b;
+    fr_out_size(c->width, c->height, short_side, &ow, &oh);
+    if (ow == c->width && oh == c->height) {
+        img->rgb = malloc((size_t)ow * oh * 3);
+        if (!img->rgb)
+            return cm_err_set(err, "out of memory");
+        av_image_copy_plane(img->rgb, ow * 3, c->data[0], c->linesize[0], ow * 3, oh);
     } else {
         AVFrame tmp;
         memset(&tmp, 0, sizeof tmp);
         tmp.format = AV_PIX_FMT_RGB24;
-        tmp.width = rw;
-        tmp.height = rh;
-        tmp.data[0] = b;
-        tmp.linesize[0] = rw * 3;
+        tmp.width = c->width;
+        tmp.height = c->height;
+        tmp.data[0] = c->data[0];
+        tmp.linesize[0] = c->linesize[0];
         tmp.colorspace = AVCOL_SPC_UNSPECIFIED;
         tmp.color_range = AVCOL_RANGE_UNSPECIFIED;
-        int rc = to_new_rgb(&tmp, ow, oh, img, err);
-        free(b);
-        if (rc != 0)
+        if (to_new_rgb(&tmp, ow, oh, img, err) != 0)
             return -1;
     }
     img->width = ow;
@@ -279,15 +295,10 @@ static int rgb_finish(uint8_t *b, int rw, int rh, int short_side, fr_image *img,
 /* f converted to RGB24 at its size, in a new frame with f's properties. */
 static AVFrame *rgb_frame(const AVFrame *f, cm_err *err)
 {
-    AVFrame *c = av_frame_alloc();
-    if (!c) {
-        cm_err_set(err, "out of memory");
+    AVFrame *c = new_rgb_frame(f->width, f->height, err);
+    if (!c)
         return NULL;
-    }
-    c->format = AV_PIX_FMT_RGB24;
-    c->width = f->width;
-    c->height = f->height;
-    if (av_frame_get_buffer(c, 0) < 0 || av_frame_copy_props(c, f) < 0) {
+    if (av_frame_copy_props(c, f) < 0) {
         av_frame_free(&c);
         cm_err_set(err, "out of memory");
         return NULL;
@@ -330,16 +341,9 @@ static int rotated_image(const AVFrame *f, double theta, fr_rotator *rot, int sh
         return rc < 0 ? -1
                       : cm_err_set(err, "the rotate filter takes neither %s nor rgb24",
                                    av_get_pix_fmt_name(f->format) ? av_get_pix_fmt_name(f->format) : "?");
-    int w = r->width, h = r->height;
-    uint8_t *b = malloc((size_t)w * h * 3);
-    if (!b) {
-        av_frame_free(&r);
-        return cm_err_set(err, "out of memory");
-    }
-    for (int y = 0; y < h; y++)
-        memcpy(b + (size_t)y * w * 3, r->data[0] + (ptrdiff_t)y * r->linesize[0], (size_t)w * 3);
+    rc = rgb_finish(r, short_side, img, err);
     av_frame_free(&r);
-    return rgb_finish(b, w, h, short_side, img, err);
+    return rc;
 }
 
 int fr_frame_to_image(const AVFrame *f, fr_orient o, fr_rotator *rot, int short_side, fr_image *img,
@@ -381,20 +385,23 @@ int fr_frame_to_image(const AVFrame *f, fr_orient o, fr_rotator *rot, int short_
     }
     /* Convert at full size, orient in RGB, then resize if asked. */
     int w = f->width, h = f->height;
-    uint8_t *a = malloc((size_t)w * h * 3), *b = malloc((size_t)w * h * 3);
+    uint8_t *a = malloc((size_t)w * h * 3);
+    AVFrame *b = new_rgb_frame(o.transpose ? h : w, o.transpose ? w : h, err);
     if (!a || !b) {
         free(a);
-        free(b);
+        av_frame_free(&b);
         return cm_err_set(err, "out of memory");
     }
     if (to_rgb_packed(f, w, h, a, err) != 0) {
         free(a);
-        free(b);
+        av_frame_free(&b);
         return -1;
     }
-    rgb_orient(a, w, h, b, o);
+    rgb_orient(a, w, h, b->data[0], b->linesize[0], o);
     free(a);
-    return rgb_finish(b, o.transpose ? h : w, o.transpose ? w : h, short_side, img, err);
+    int rc = rgb_finish(b, short_side, img, err);
+    av_frame_free(&b);
+    return rc;
 }
 
 void fr_image_free(fr_image *img)
