@@ -210,8 +210,9 @@ static int to_rgb(const AVFrame *f, int ow, int oh, uint8_t *dst, int dls, cm_er
 
 /* A new RGB24 frame, padded as libavutil pads frames (libswscale reads and
  * writes whole SIMD blocks past the end of a short row: a packed buffer of a
- * 2-pixel-wide picture was overrun by 8 bytes, heap corruption), zeroed. */
-static AVFrame *new_rgb_frame(int w, int h, cm_err *err)
+ * 2-pixel-wide picture was overrun by 8 bytes, heap corruption); zeroed
+ * when libswscale will read it (what it reads in the padding is defined). */
+static AVFrame *new_rgb_frame(int w, int h, int zero, cm_err *err)
 {
     AVFrame *t = av_frame_alloc();
     if (t) {
@@ -220,7 +221,7 @@ static AVFrame *new_rgb_frame(int w, int h, cm_err *err)
         t->height = h;
         if (av_frame_get_buffer(t, 0) < 0)
             av_frame_free(&t);
-        else /* the padding too: what libswscale reads there is defined */
+        else if (zero)
             memset(t->buf[0]->data, 0, t->buf[0]->size);
     }
     if (!t)
@@ -231,7 +232,7 @@ static AVFrame *new_rgb_frame(int w, int h, cm_err *err)
 /* As to_rgb into dst packed (ow*oh*3), through a padded frame. */
 static int to_rgb_packed(const AVFrame *f, int ow, int oh, uint8_t *dst, cm_err *err)
 {
-    AVFrame *t = new_rgb_frame(ow, oh, err);
+    AVFrame *t = new_rgb_frame(ow, oh, 0, err);
     if (!t)
         return -1;
     int rc = to_rgb(f, ow, oh, t->data[0], t->linesize[0], err);
@@ -295,7 +296,7 @@ static int rgb_finish(const AVFrame *c, int short_side, fr_image *img, cm_err *e
 /* f converted to RGB24 at its size, in a new frame with f's properties. */
 static AVFrame *rgb_frame(const AVFrame *f, cm_err *err)
 {
-    AVFrame *c = new_rgb_frame(f->width, f->height, err);
+    AVFrame *c = new_rgb_frame(f->width, f->height, 1, err);
     if (!c)
         return NULL;
     if (av_frame_copy_props(c, f) < 0) {
@@ -386,7 +387,7 @@ int fr_frame_to_image(const AVFrame *f, fr_orient o, fr_rotator *rot, int short_
     /* Convert at full size, orient in RGB, then resize if asked. */
     int w = f->width, h = f->height;
     uint8_t *a = malloc((size_t)w * h * 3);
-    AVFrame *b = new_rgb_frame(o.transpose ? h : w, o.transpose ? w : h, err);
+    AVFrame *b = new_rgb_frame(o.transpose ? h : w, o.transpose ? w : h, 1, err);
     if (!a || !b) {
         free(a);
         av_frame_free(&b);
