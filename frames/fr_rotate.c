@@ -12,9 +12,8 @@
  * against the program's -loglevel debug: yuvj422p is converted to rgb24
  * before the rotation, yuv420p is rotated as it is). We run the very same
  * filter with the very same argument, in a graph of our own (buffer ->
- * rotate -> buffersink) per decoder, without automatic conversion: the
- * caller is told when the format is not supported and converts to rgb24
- * itself, as the program's graph does.
+ * rotate -> buffersink) per decoder: the caller is told when the format is
+ * not supported and converts to rgb24 itself, as the program's graph does.
  *
  * The graph is kept while the frames keep their size, format and angle, and
  * rebuilt when one of them changes. One thread: the callers parallelise over
@@ -46,7 +45,6 @@ typedef struct lavfi {
     void *so;
     const AVFilter *(*get_by_name)(const char *name);
     AVFilterGraph *(*graph_alloc)(void);
-    void (*set_auto_convert)(AVFilterGraph *g, unsigned flags);
     int (*create_filter)(AVFilterContext **ctx, const AVFilter *f, const char *name, const char *args, void *opaque,
                          AVFilterGraph *g);
     int (*link)(AVFilterContext *src, unsigned srcpad, AVFilterContext *dst, unsigned dstpad);
@@ -70,7 +68,6 @@ static int lavfi_open(lavfi *l, cm_err *err)
     } syms[] = {
         {(void **)&l->get_by_name, "avfilter_get_by_name"},
         {(void **)&l->graph_alloc, "avfilter_graph_alloc"},
-        {(void **)&l->set_auto_convert, "avfilter_graph_set_auto_convert"},
         {(void **)&l->create_filter, "avfilter_graph_create_filter"},
         {(void **)&l->link, "avfilter_link"},
         {(void **)&l->config, "avfilter_graph_config"},
@@ -136,7 +133,6 @@ static int build(fr_rotator *r, const AVFrame *f, double theta, cm_err *err)
     if (!r->graph)
         return cm_err_set(err, "out of memory");
     r->graph->nb_threads = 1;
-    r->av.set_auto_convert(r->graph, AVFILTER_AUTO_CONVERT_NONE);
     AVRational sar = f->sample_aspect_ratio;
     if (sar.num <= 0 || sar.den <= 0)
         sar = (AVRational){0, 1};
@@ -163,9 +159,17 @@ static int build(fr_rotator *r, const AVFrame *f, double theta, cm_err *err)
     r->fmt = f->format;
     r->theta = theta;
     r->built = 1;
-    /* Without automatic conversion, the only way this fails on a well-formed
-     * graph is a pixel format the filter does not take. */
-    r->unsupported = r->av.config(r->graph, NULL) < 0;
+    rc = r->av.config(r->graph, NULL);
+    if (rc < 0) {
+        r->av.graph_free(&r->graph);
+        r->built = 0;
+        return cm_err_set(err, "cannot set up the rotate filter (%s)", av_err2str(rc));
+    }
+    /* A pixel format the filter does not take: libavfilter inserted a
+     * conversion before it (a fourth filter); the caller converts instead.
+     * (Told apart this way, not by refusing conversions, which would make
+     * libavfilter log an error line.) */
+    r->unsupported = r->graph->nb_filters != 3;
     if (r->unsupported) {
         r->av.graph_free(&r->graph);
         return 1;
