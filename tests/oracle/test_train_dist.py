@@ -18,7 +18,7 @@
   every step both ranks hold bitwise identical parameters and momenta, and
   c2kd_ref.compare(world=2) (each rank's half through the networks with its
   own batch-norm statistics, gradients and loss terms averaged, one SGD step)
-  matches within the tolerances of test_train_step (TOL_* in c2kd_ref.py).
+  matches under the tolerance rule of test_train_step (tests/oracle/tolerance.py).
 Skipped (with the reason) when mpirun is absent."""
 import json
 import os
