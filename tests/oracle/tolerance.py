@@ -26,8 +26,9 @@ blocked one like log2(n) eps: for the longest reductions of the test networks
 (n ~ 1e4: a batch-norm weight gradient over batch x plane) the ratio is
 sqrt(n) / log2(n) ~ 8; the maximum over a small tensor (4 channels) of such
 errors varies by another factor ~2 between two orders. K = 16. Measured on an
-AVX-512 machine under 3 OpenBLAS kernel sets: ours is at most ~6x the control
-(the gradient of a batch-norm weight in the first stage of a ResNet-50). A real
+AVX-512 machine (OpenBLAS's Cooperlake kernels, every step-proof case): ours is
+at most ~6x the control (the gradient of a batch-norm weight in the first stage
+of a ResNet-50), typically 2-3x. A real
 bug (a wrong term, a missing scale, a lost gradient path, a wrong ReLU side)
 shows as err(ours) ~ 1e-2..1 where the control is <= ~2e-5: still caught by
 a factor > 30.
