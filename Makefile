@@ -81,7 +81,7 @@ deps:
 
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
-	@$(MAKE) --no-print-directory test-unit test-oracle test-coretypes
+	@$(MAKE) --no-print-directory -k test-unit test-oracle test-coretypes
 
 test-unit: $(UNIT_TESTS)
 	@rc=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t --jobs=1 || rc=1; done; exit $$rc
