@@ -68,6 +68,8 @@ static void usage(FILE *f)
 "                        $C2KD_FFTW_WISDOM, else $XDG_CACHE_HOME/c2kd/fftw-wisdom-f32,\n"
 "                        else ~/.cache/c2kd/fftw-wisdom-f32)\n"
 "      --no-wisdom       neither read nor write wisdom\n"
+"      --fftw-planner P  measure (default), estimate, patient or exhaustive: FFTW's\n"
+"                        planning effort (the result differs by float32 rounding only)\n"
 "Debugging:\n"
 "      --samples         write the decoded mono samples at --sample-rate (before the\n"
 "                        segment and length are applied) as float32 [n] instead of\n"
@@ -85,7 +87,7 @@ static void usage(FILE *f)
 }
 
 enum { O_SR = 256, O_DUR, O_START, O_END, O_WIN, O_OVL, O_WFN, O_SCALE, O_NODET, O_NOLOG,
-       O_EPS, O_NORM, O_WISDOM, O_NOWISDOM, O_TIMING, O_SAMPLES, O_FSYNC, O_TRUNC };
+       O_EPS, O_NORM, O_WISDOM, O_NOWISDOM, O_TIMING, O_SAMPLES, O_FSYNC, O_TRUNC, O_PLANNER };
 
 #define NSTAGE 4
 static const char *stage_names[NSTAGE] = {"decode", "length", "spectrogram", "write"};
@@ -272,6 +274,7 @@ done:
 typedef struct cli {
     sp_params p;
     const char *out, *wisdom;
+    sp_planner planner;
     int jobs, no_wisdom, timing, quiet, verbose, samples_only, sync, allow_truncated;
     double start, end;
     int nin;
@@ -290,6 +293,7 @@ static int parse_args(int argc, char **argv, cli *c)
         {"no-detrend", no_argument, 0, O_NODET}, {"no-log", no_argument, 0, O_NOLOG},
         {"log-eps", required_argument, 0, O_EPS}, {"normalize", required_argument, 0, O_NORM},
         {"wisdom", required_argument, 0, O_WISDOM}, {"no-wisdom", no_argument, 0, O_NOWISDOM},
+        {"fftw-planner", required_argument, 0, O_PLANNER},
         {"timing", no_argument, 0, O_TIMING}, {"samples", no_argument, 0, O_SAMPLES},
         {"fsync", no_argument, 0, O_FSYNC}, {"allow-truncated", no_argument, 0, O_TRUNC},
         {"quiet", no_argument, 0, 'q'},
@@ -315,6 +319,7 @@ static int parse_args(int argc, char **argv, cli *c)
         case O_NORM: if (sp_norm_parse(optarg, &p->normalize)) bad = "--normalize is none or clip"; break;
         case O_WISDOM: c->wisdom = optarg; break;
         case O_NOWISDOM: c->no_wisdom = 1; break;
+        case O_PLANNER: if (sp_planner_parse(optarg, &c->planner)) bad = "--fftw-planner is measure, estimate, patient or exhaustive"; break;
         case O_TIMING: c->timing = 1; break;
         case O_SAMPLES: c->samples_only = 1; break;
         case O_FSYNC: c->sync = 1; break;
@@ -434,7 +439,7 @@ static sp_stft *make_stft(const cli *c, double *tplan)
             wp = wpath;
     }
     double t0 = cm_now();
-    sp_stft *stft = sp_stft_create(&c->p, wp, &err);
+    sp_stft *stft = sp_stft_create_planned(&c->p, wp, c->planner, &err);
     *tplan = cm_now() - t0;
     if (!stft)
         fprintf(stderr, "spectro: %s\n", err.msg);

@@ -177,7 +177,23 @@ static void write_wisdom(const char *path)
     cm_rename_commit(tmp, path, NULL); /* removes tmp on failure */
 }
 
+int sp_planner_parse(const char *s, sp_planner *out)
+{
+    static const char *names[] = {"measure", "estimate", "patient", "exhaustive"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i])) {
+            *out = (sp_planner)i;
+            return 0;
+        }
+    return -1;
+}
+
 sp_stft *sp_stft_create(const sp_params *p, const char *wisdom_path, cm_err *err)
+{
+    return sp_stft_create_planned(p, wisdom_path, SP_PLAN_MEASURE, err);
+}
+
+sp_stft *sp_stft_create_planned(const sp_params *p, const char *wisdom_path, sp_planner planner, cm_err *err)
 {
     if (sp_params_check(p, err) != 0)
         return NULL;
@@ -224,8 +240,9 @@ sp_stft *sp_stft_create(const sp_params *p, const char *wisdom_path, cm_err *err
         before = fftwf_export_wisdom_to_string();
     }
     int n = s->nfft;
+    static const unsigned flags[] = {FFTW_MEASURE, FFTW_ESTIMATE, FFTW_PATIENT, FFTW_EXHAUSTIVE};
     s->plan = fftwf_plan_many_dft_r2c(1, &n, SP_BLOCK, in, NULL, 1, s->nfft, out, NULL, 1, s->odist,
-                                      FFTW_MEASURE);
+                                      flags[planner]);
     if (s->plan && wisdom_path) {
         char *after = fftwf_export_wisdom_to_string();
         if (after && (!before || strcmp(before, after) != 0))

@@ -93,6 +93,14 @@ typedef struct sp_stft sp_stft;
 /* Plans the transform for p (FFTW float, wisdom read from and saved to
  * wisdom_path when not NULL). */
 sp_stft *sp_stft_create(const sp_params *p, const char *wisdom_path, cm_err *err);
+/* FFTW's planner effort: measure (the default: FFTW times candidate algorithms
+ * and keeps the fastest, so the plan can differ between runs and machines),
+ * estimate (no timing), patient, exhaustive. The spectrogram must not depend on
+ * it beyond float32 rounding (tests/oracle/test_spectro.py::test_fftw_plans). */
+typedef enum { SP_PLAN_MEASURE, SP_PLAN_ESTIMATE, SP_PLAN_PATIENT, SP_PLAN_EXHAUSTIVE } sp_planner;
+int sp_planner_parse(const char *s, sp_planner *out);
+/* sp_stft_create with the planner effort given. */
+sp_stft *sp_stft_create_planned(const sp_params *p, const char *wisdom_path, sp_planner planner, cm_err *err);
 void sp_stft_destroy(sp_stft *s);
 
 /* out: [bins, T] row-major (frequency first, as scipy), T = sp_num_frames(n).
