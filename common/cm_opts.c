@@ -442,6 +442,14 @@ void cm_args_free(cm_args *a)
     a->given = NULL;
 }
 
+int cm_args_given(const cm_args *a, const char *name)
+{
+    for (int i = 0; i < a->ngiven; i++)
+        if (!strcmp(a->given[i], name))
+            return 1;
+    return 0;
+}
+
 /* The count of positional arguments against the command's limits. */
 static int check_positionals(const cm_cli *c, const cm_args *a, cm_err *err)
 {
@@ -556,11 +564,37 @@ static void help_row(FILE *f, const cm_opt *o, const char *help_override)
     wrap(f, text, HELP_COL, HELP_COL, HELP_WIDTH);
 }
 
+int cm_cli_sub(const cm_cli *c, const char *name, cm_err *err)
+{
+    size_t best = 0;
+    int bd = 1000;
+    for (size_t i = 0; i < c->nsubs; i++) {
+        if (!strcmp(name, c->subs[i].name))
+            return (int)i;
+        int d = cm_edit_distance(name, c->subs[i].name);
+        if (d < bd)
+            bd = d, best = i;
+    }
+    if (c->nsubs && bd <= 2 && (size_t)bd * 2 < strlen(name) + 1)
+        return cm_err_set(err, "%.60s: unknown command; did you mean %s?", name, c->subs[best].name);
+    return cm_err_set(err, "%.60s: unknown command (see --help)", name);
+}
+
 void cm_cli_help(const cm_cli *c, FILE *f)
 {
     fprintf(f, "%s\n", c->usage);
-    if (c->about)
+    if (c->about && strchr(c->about, '\n'))
         fprintf(f, "\n%s\n", c->about);
+    else if (c->about) { /* one paragraph: wrapped */
+        fputc('\n', f);
+        wrap(f, c->about, 0, 0, 80);
+    }
+    if (c->nsubs)
+        fprintf(f, "\ncommands:\n");
+    for (size_t i = 0; i < c->nsubs; i++) {
+        fprintf(f, "  %s %s\n%*s", c->subs[i].name, c->subs[i].args, 6, "");
+        wrap(f, c->subs[i].help, 6, 6, 80);
+    }
     for (size_t g = 0; g < c->ngroups; g++) {
         fprintf(f, "\n%s:\n", c->groups[g].title ? c->groups[g].title : "options");
         for (size_t i = 0; i < c->groups[g].n; i++)

@@ -76,6 +76,11 @@ typedef struct cm_opt_group {
 /* Standard options a command asks for. -h/--help and --version are always there. */
 enum { CM_STD_QUIET = 1, CM_STD_VERBOSE = 2, CM_STD_JOBS = 4 };
 
+/* A sub-command (store info, store verify, ...): its name, arguments and help. */
+typedef struct cm_sub {
+    const char *name, *args, *help;
+} cm_sub;
+
 typedef struct cm_cli {
     const char *prog;      /* the name in messages: "spectro", "store verify" */
     const char *usage;     /* "usage: ..." lines, without the final newline */
@@ -89,6 +94,8 @@ typedef struct cm_cli {
     int stop_at_pos;       /* 1: the first positional ends the options (a sub-command follows) */
     const cm_opt_group *groups;
     size_t ngroups;
+    const cm_sub *subs;    /* sub-commands listed in --help (with stop_at_pos) */
+    size_t nsubs;
 } cm_cli;
 
 typedef struct cm_args {
@@ -105,9 +112,15 @@ typedef struct cm_args {
  * name: cm_cli_usage_error prints it). */
 int cm_cli_parse(const cm_cli *c, int argc, char **argv, cm_args *a, cm_err *err);
 void cm_args_free(cm_args *a);
+/* 1 when the option `name` (its canonical name) was given. */
+int cm_args_given(const cm_args *a, const char *name);
 
 /* Sets every row that has a default. */
 void cm_opts_default(const cm_opt *opts, size_t n, void *base);
+
+/* The index of sub-command `name` in c->subs, or -1 with the reason ("verfy:
+ * unknown command; did you mean verify?"). */
+int cm_cli_sub(const cm_cli *c, const char *name, cm_err *err);
 
 /* The help generated from the table. */
 void cm_cli_help(const cm_cli *c, FILE *f);

@@ -13,7 +13,6 @@
 #error "store reads and writes little-endian raw bytes: a little-endian host is required"
 #endif
 
-#define ST_TOOL_VERSION "c2kd 0.1"
 
 /* The IEEE binary16 HDF5 type (little endian), h5py reads it as float16. */
 hid_t st_half_type(void);

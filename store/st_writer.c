@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/cm_file.h"
+#include "common/cm_version.h"
 #include "store/st_internal.h"
 #include "store/store.h"
 
@@ -453,7 +454,7 @@ static int write_attrs(st_writer *w, cm_err *err)
              st_attr_str(f, "dataset", w->dataset) == 0 && st_attr_str(f, "split", w->split) == 0 &&
              st_attr_strs(f, "classes", w->classes, w->n_classes) == 0 &&
              attr_int(f, "frames_per_sample", w->F) == 0 && st_attr_str(f, "recipe", w->recipe) == 0 &&
-             st_attr_str(f, "tool_version", ST_TOOL_VERSION) == 0 &&
+             st_attr_str(f, "tool_version", cm_tool_version()) == 0 &&
              st_attr_str(f, "spec_dtype", w->f32 ? "float32" : "float16") == 0 &&
              st_attr_str(f, "checksum", "crc32") == 0;
     for (int i = 0; ok && i < w->n_notes; i++)
