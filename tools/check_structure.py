@@ -8,6 +8,9 @@
    include headers of its own module or of modules of lower rank. A module's
    command (`MODULE/main.c`) sits on top of every library, so it may include any
    of them. tests/, bench/ and tools/ sit above everything.
+3. One command-line grammar: no getopt outside common/. Every command reads
+   its options through the option tables of common/cm_opts.h (the same -h,
+   --version, -q, -v, -j, error shape and generated --help everywhere).
 
 Usage: check_structure.py [ROOT]   (exit 1 and one line per violation)
 """
@@ -32,6 +35,7 @@ RANKS = {
 TOP = {"tests", "bench", "tools"}
 SOURCES = (".c", ".h", ".cu", ".cuh")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([A-Za-z0-9_]+)/')
+GETOPT = re.compile(r'<getopt\.h>|\bgetopt(?:_long(?:_only)?)?\s*\(')
 
 
 def source_files(root):
@@ -83,6 +87,14 @@ def layer_violations(rel, text):
     return out
 
 
+def getopt_uses(rel, text):
+    """Lines that parse a command line by getopt outside common/."""
+    if rel.split(os.sep)[0] == "common":
+        return []
+    return [(i, "getopt outside common/: read options through common/cm_opts.h")
+            for i, line in enumerate(text.splitlines(), 1) if GETOPT.search(line)]
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "."
     problems = []
@@ -93,6 +105,8 @@ def main():
             for line, n in long_functions(text):
                 problems.append("%s:%d: function of %d lines (at most %d)" % (rel, line, n, MAX_LINES))
         for line, _dep, why in layer_violations(rel, text):
+            problems.append("%s:%d: %s" % (rel, line, why))
+        for line, why in getopt_uses(rel, text):
             problems.append("%s:%d: %s" % (rel, line, why))
     for p in problems:
         print("check_structure: " + p)
