@@ -48,7 +48,7 @@ objs = $(patsubst %.c,$(OBJ)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(OBJ)/%.cu
 all:
 
 include common/module.mk
--include backend/module.mk
+-include kernels/module.mk
 -include dist/module.mk
 -include spectro/module.mk
 -include frames/module.mk

@@ -8,9 +8,14 @@
    include headers of its own module or of modules of lower rank. A module's
    command (`MODULE/main.c`) sits on top of every library, so it may include any
    of them. tests/, bench/ and tools/ sit above everything.
-3. One command-line grammar: no getopt outside common/. Every command reads
+4. One command-line grammar: no getopt outside common/. Every command reads
    its options through the option tables of common/cm_opts.h (the same -h,
    --version, -q, -v, -j, error shape and generated --help everywhere).
+3. Every entry of the op table (struct be_ops in kernels/kernels.h) is filled
+   by name in both backends' tables (kernels/cpu/table.c, kernels/cuda/table.c;
+   the CPU may leave out the entries of the header's "optional" section) and
+   has a row in tests/gpu/opcompare.c's table (OP(entry, test)), so that no op
+   can be missing from a backend or from the GPU comparison.
 
 Usage: check_structure.py [ROOT]   (exit 1 and one line per violation)
 """
@@ -26,7 +31,7 @@ RANKS = {
     "common": 0,
     "spectro": 1,
     "frames": 1,
-    "backend": 1,
+    "kernels": 1,
     "store": 2,
     "dist": 2,
     "ingest": 3,
@@ -95,6 +100,49 @@ def getopt_uses(rel, text):
             for i, line in enumerate(text.splitlines(), 1) if GETOPT.search(line)]
 
 
+OPS_HEADER = os.path.join("kernels", "kernels.h")
+OP_TABLES = {  # file: (how an entry is written, may it omit the optional entries)
+    os.path.join("kernels", "cpu", "table.c"): (r"^\s*\.(\w+)\s*=", True),
+    os.path.join("kernels", "cuda", "table.c"): (r"^\s*\.(\w+)\s*=", False),
+    os.path.join("tests", "gpu", "opcompare.c"): (r"\bOP\((\w+),", False),
+}
+
+
+def op_fields(header_text):
+    """(every function entry of struct be_ops, the ones in its optional section)."""
+    body = re.search(r"^struct be_ops \{(.*?)^\};", header_text, re.S | re.M).group(1)
+    fields, optional, in_optional = [], set(), False
+    for line in body.splitlines():
+        if re.match(r"\s*/\* ---- ", line):
+            in_optional = "---- optional" in line
+        m = re.match(r"\s*[A-Za-z_][\w\s\*]*\(\*(\w+)\)\(", line)
+        if m:
+            fields.append(m.group(1))
+            if in_optional:
+                optional.add(m.group(1))
+    return fields, optional
+
+
+def op_table_violations(root):
+    path = os.path.join(root, OPS_HEADER)
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        fields, optional = op_fields(f.read())
+    out = []
+    for rel, (pattern, may_omit_optional) in OP_TABLES.items():
+        full = os.path.join(root, rel)
+        if not os.path.exists(full):
+            out.append("%s: missing (the op table %s needs it)" % (rel, OPS_HEADER))
+            continue
+        with open(full, encoding="utf-8") as f:
+            named = set(re.findall(pattern, f.read(), re.M))
+        for field in fields:
+            if field not in named and not (may_omit_optional and field in optional):
+                out.append("%s: no entry for be_ops.%s (%s)" % (rel, field, OPS_HEADER))
+    return out
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "."
     problems = []
@@ -108,6 +156,7 @@ def main():
             problems.append("%s:%d: %s" % (rel, line, why))
         for line, why in getopt_uses(rel, text):
             problems.append("%s:%d: %s" % (rel, line, why))
+    problems += op_table_violations(root)
     for p in problems:
         print("check_structure: " + p)
     return 1 if problems else 0

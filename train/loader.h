@@ -33,7 +33,7 @@
 
 #include "common/cm_err.h"
 #include "store/store.h"
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 #include "train/rng.h"
 #include "train/system.h"
 

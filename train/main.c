@@ -38,6 +38,7 @@
 #include "train/metrics.h"
 #include "train/opts.h"
 #include "train/plot.h"
+#include "train/profile.h"
 #include "train/system.h"
 #include "train/world.h"
 
@@ -1099,7 +1100,7 @@ static int write_profile(be_ctx *be, const char *out, cm_err *err)
     if (!f)
         return cm_err_set(err, "out of memory");
     fprintf(f, "# train --profile: totals of the run on %s\n\n", be->ops->device_name ? be->ops->device_name(be) : "");
-    be->ops->profile_write(be, f, 1, 40);
+    tr_profile_write(be, f, 1, 40);
     fclose(f);
     snprintf(path, sizeof path, "%s/profile.md", out);
     int rc = cm_write_file_atomic(path, text, n, err);
@@ -1223,7 +1224,7 @@ static int run_finish(tr_run *r)
     cJSON_Delete(res);
     if (wr != 0)
         return fail(r->result_path, err.msg);
-    if (op->profile && r->be->ops->profile_write && write_profile(r->be, op->out, &err) != 0)
+    if (op->profile && r->be->ops->profile_data && write_profile(r->be, op->out, &err) != 0)
         return fail(op->out, err.msg);
     if (ds_active(r->comm)) /* docs/DISTRIBUTED.md, "Step" */
         fprintf(stderr, TOOL ": data parallel: %lld gradient all-reduces overlapped with the backward pass\n",

@@ -1,4 +1,4 @@
-/* model: the networks of train/system.c on the backend of backend/backend.h.
+/* model: the networks of train/system.c on the backend of kernels/kernels.h.
  *
  * - tr_reg: the named tensors of one network (PyTorch state_dict names and
  *   shapes), its parameters in ONE contiguous device allocation each for
@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "common/cm_err.h"
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 #include "train/rng.h"
 
 enum { TT_PARAM = 0, TT_BUFFER = 1, TT_NBT = 2 };

@@ -2,7 +2,7 @@
  * their parameters, the loss of one step for each method, the optimiser, and
  * checkpoints. The trainer's loop (train/main.c, train/loader.c) drives it.
  *
- * Everything runs on a backend (backend/backend.h); batches are device tensors.
+ * Everything runs on a backend (kernels/kernels.h); batches are device tensors.
  */
 #ifndef TRAIN_SYSTEM_H
 #define TRAIN_SYSTEM_H
@@ -12,7 +12,7 @@
 
 #include "common/cm_err.h"
 #include "dist/dist.h"
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 
 /* ---- the configuration ---- */
 

@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "common/cm_progress.h"
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 
 static int cmp(const void *a, const void *b)
 {

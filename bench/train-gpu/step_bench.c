@@ -24,7 +24,8 @@
 #include <string.h>
 
 #include "common/cm_progress.h"
-#include "backend/backend.h"
+#include "kernels/kernels.h"
+#include "train/profile.h"
 #include "train/system.h"
 #include "train/system_internal.h"
 
@@ -102,7 +103,7 @@ static int write_report(const char *path, tr_system *s, be_ctx *be, const char *
     fprintf(f, "## step_bench profile: %s, %s, batch %d, %d classes, width %d, tf32 %d\n\n", be->ops->device_name(be), method,
             B, cfg->n_classes, cfg->width, tf32);
     write_memory(f, s, be, batch_bytes);
-    double gpu_ms = be->ops->profile_write(be, f, steps, 40);
+    double gpu_ms = tr_profile_write(be, f, steps, 40);
     if (gpu_ms >= 0)
         fprintf(f, "\n- wall time per step (mean of %d profiled steps, events resolved in batches): %.3f ms; GPU time "
                    "inside the ops: %.3f ms (%.0f %%); the rest is the GPU waiting for the host (launch overhead, "

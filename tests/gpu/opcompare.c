@@ -1,7 +1,13 @@
-/* opcompare: every operation of backend/backend.h, forward and backward, run
+/* opcompare: every operation of kernels/kernels.h, forward and backward, run
  * through the CPU backend and the CUDA backend on the same random inputs;
  * prints the error of each output against its tolerance and exits 1 when one
  * fails (2 when the CUDA backend cannot be created).
+ *
+ * Driven by the table COVER below: every entry of be_ops names the test that
+ * runs it, and the program refuses to run (exit 2) when an entry of be_ops has
+ * no row (tools/check_structure.py checks the same by name), so no op can be
+ * skipped. C2KD_GPUTEST_ON_CPU=1 runs the harness with the CPU backend in the
+ * GPU's place (a self-check on a machine without a GPU).
  *
  *   opcompare [--tf32 0|1] [--small] [--seed N]
  *
@@ -14,12 +20,13 @@
  * selection) must be equal.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 
 static uint64_t rng_s;
 static uint64_t next_u64(void)
@@ -487,7 +494,338 @@ static void t_sticky(void)
     checks++;
     if (st == 0 || !strstr(e.msg, "outside")) { failures++; printf("FAIL sticky error: status %d '%s'\n", st, e.msg); }
     else printf("ok   sticky error: %s\n", e.msg);
+    g2->ops->free(g2, src);
+    g2->ops->free(g2, out);
     g2->ops->destroy(g2);
+}
+
+/* double outputs (the split batch norm's sums) */
+static void check_f64(const char *op, const char *what, const double *ref, const void *dev_ptr, size_t n, double tol)
+{
+    double *g = malloc(n * sizeof *g + 1);
+    gpu->ops->to_host(gpu, g, dev_ptr, n * sizeof *g);
+    float *gf = malloc(n * sizeof *gf + 1), *rf = malloc(n * sizeof *rf + 1);
+    for (size_t i = 0; i < n; i++) {
+        gf[i] = (float)g[i];
+        rf[i] = (float)ref[i];
+    }
+    float *d = up(gf, n * sizeof *gf);
+    check(op, what, rf, d, n, tol);
+    gpu->ops->free(gpu, d);
+    free(g); free(gf); free(rf);
+}
+
+/* Batch norm in parts (--sync-bn): the five split ops, each from the same inputs on both. */
+static void t_bn_split(int n, int c, int hw)
+{
+    size_t nx = (size_t)n * c * hw, c2 = 2 * (size_t)c;
+    double count = (double)n * hw;
+    float *x = hrand(nx, 2), *dy = hrand(nx, 1), *gamma = hrand(c, 1), *beta = hrand(c, 1);
+    for (size_t i = 0; i < nx; i++) x[i] += 0.5f;
+    float *rm = hrand(c, 0.1f), *rv = malloc(c * 4);
+    for (int i = 0; i < c; i++) rv[i] = 0.5f + unif();
+    float *rm0 = hcopy(rm, c), *rv0 = hcopy(rv, c);
+    double *sums = calloc(c2, sizeof *sums), *bsums = calloc(c2, sizeof *bsums);
+    float *sm = malloc(c * 4), *si = malloc(c * 4), *y = malloc(nx * 4), *dg = malloc(c * 4), *db = malloc(c * 4),
+          *dx = malloc(nx * 4);
+    cpu->ops->bn_stats_partial(cpu, n, c, hw, x, sums);
+    cpu->ops->bn_stats_finalize(cpu, c, sums, count, rm, rv, 0.1f, 1e-5f, sm, si);
+    cpu->ops->bn_fwd_apply(cpu, n, c, hw, x, gamma, beta, sm, si, y);
+    cpu->ops->bn_bwd_partial(cpu, n, c, hw, x, dy, sm, si, bsums, dg, db);
+    cpu->ops->bn_bwd_apply(cpu, n, c, hw, x, dy, gamma, sm, si, bsums, count, dx);
+    float *gx = up(x, nx * 4), *gdy = up(dy, nx * 4), *gg = up(gamma, c * 4), *gb = up(beta, c * 4);
+    float *grm = up(rm0, c * 4), *grv = up(rv0, c * 4), *gsm = up(sm, c * 4), *gsi = up(si, c * 4);
+    double *gsums = gpu->ops->alloc(gpu, c2 * 8), *gbsums = gpu->ops->alloc(gpu, c2 * 8), *gsums_in = up(sums, c2 * 8),
+           *gbsums_in = up(bsums, c2 * 8);
+    float *gsm2 = poisoned(c), *gsi2 = poisoned(c), *gy = poisoned(nx), *gdg = poisoned(c), *gdb = poisoned(c),
+          *gdx = poisoned(nx);
+    gpu->ops->bn_stats_partial(gpu, n, c, hw, gx, gsums);
+    gpu->ops->bn_stats_finalize(gpu, c, gsums_in, count, grm, grv, 0.1f, 1e-5f, gsm2, gsi2);
+    gpu->ops->bn_fwd_apply(gpu, n, c, hw, gx, gg, gb, gsm, gsi, gy);
+    gpu->ops->bn_bwd_partial(gpu, n, c, hw, gx, gdy, gsm, gsi, gbsums, gdg, gdb);
+    gpu->ops->bn_bwd_apply(gpu, n, c, hw, gx, gdy, gg, gsm, gsi, gbsums_in, count, gdx);
+    check_status("bn in parts");
+    char name[64];
+    snprintf(name, sizeof name, "bn parts n%d c%d hw%d", n, c, hw);
+    check_f64(name, "stats sums", sums, gsums, c2, TOL_RED);
+    check(name, "run_mean", rm, grm, c, TOL_RED);
+    check(name, "run_var", rv, grv, c, TOL_RED);
+    check(name, "mean", sm, gsm2, c, TOL_RED);
+    check(name, "invstd", si, gsi2, c, TOL_RED);
+    check(name, "y(apply)", y, gy, nx, TOL_RED);
+    check_f64(name, "bwd sums", bsums, gbsums, c2, TOL_RED);
+    check(name, "dgamma", dg, gdg, c, TOL_RED);
+    check(name, "dbeta", db, gdb, c, TOL_RED);
+    check(name, "dx(apply)", dx, gdx, nx, TOL_RED);
+    free(x); free(dy); free(gamma); free(beta); free(rm); free(rv); free(rm0); free(rv0); free(sums); free(bsums);
+    free(sm); free(si); free(y); free(dg); free(db); free(dx);
+    void *ds[] = {gx, gdy, gg, gb, grm, grv, gsm, gsi, gsums, gbsums, gsums_in, gbsums_in, gsm2, gsi2, gy, gdg, gdb, gdx};
+    for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) gpu->ops->free(gpu, ds[i]);
+}
+
+/* ReviewKD's ops: bilinear resize (down and up), adaptive pooling, attention fusion, MSE. */
+static void t_review(int n, int c, int h, int w)
+{
+    int nc = n * c, hw = h * w;
+    size_t nx = (size_t)nc * hw;
+    float *x = hrand(nx, 1);
+    const int sizes[][2] = {{h / 2 + 1, w / 3 + 1}, {2 * h + 1, w + 3}};
+    for (int s = 0; s < 2; s++) {
+        int oh = sizes[s][0], ow = sizes[s][1];
+        size_t ny = (size_t)nc * oh * ow;
+        float *dy = hrand(ny, 1), *y = malloc(ny * 4), *dx = malloc(nx * 4);
+        cpu->ops->resize_fwd(cpu, nc, h, w, oh, ow, x, y);
+        cpu->ops->resize_bwd(cpu, nc, h, w, oh, ow, dy, dx);
+        float *gx = up(x, nx * 4), *gdy = up(dy, ny * 4), *gy = poisoned(ny), *gdx = poisoned(nx);
+        gpu->ops->resize_fwd(gpu, nc, h, w, oh, ow, gx, gy);
+        gpu->ops->resize_bwd(gpu, nc, h, w, oh, ow, gdy, gdx);
+        check_status("resize");
+        char name[64];
+        snprintf(name, sizeof name, "resize %dx%d>%dx%d", h, w, oh, ow);
+        check(name, "y", y, gy, ny, TOL_EW);
+        check(name, "dx", dx, gdx, nx, TOL_EW);
+        free(dy); free(y); free(dx);
+        void *ds[] = {gx, gdy, gy, gdx};
+        for (size_t i = 0; i < 4; i++) gpu->ops->free(gpu, ds[i]);
+    }
+    for (int k = 1; k <= 4; k++) { /* k = 3: windows overlap */
+        size_t ny = (size_t)nc * k * k;
+        float *dy = hrand(ny, 1), *y = malloc(ny * 4), *dx = malloc(nx * 4);
+        cpu->ops->adapool_fwd(cpu, nc, h, w, k, x, y);
+        cpu->ops->adapool_bwd(cpu, nc, h, w, k, dy, dx);
+        float *gx = up(x, nx * 4), *gdy = up(dy, ny * 4), *gy = poisoned(ny), *gdx = poisoned(nx);
+        gpu->ops->adapool_fwd(gpu, nc, h, w, k, gx, gy);
+        gpu->ops->adapool_bwd(gpu, nc, h, w, k, gdy, gdx);
+        check_status("adaptive pool");
+        char name[64];
+        snprintf(name, sizeof name, "adapool %dx%d>%d", h, w, k);
+        check(name, "y", y, gy, ny, TOL_EW);
+        check(name, "dx", dx, gdx, nx, TOL_EW);
+        free(dy); free(y); free(dx);
+        void *ds[] = {gx, gdy, gy, gdx};
+        for (size_t i = 0; i < 4; i++) gpu->ops->free(gpu, ds[i]);
+    }
+    /* attention fusion of u = x and v over [n, c, hw], logits z [n, 2, hw] */
+    size_t nz = (size_t)n * 2 * hw;
+    float *v = hrand(nx, 1), *z = hrand(nz, 2), *bias = hrand(2, 1), *dr = hrand(nx, 1);
+    float *a = malloc(nz * 4), *r = malloc(nx * 4), *du = malloc(nx * 4), *dv = malloc(nx * 4), *dz = malloc(nz * 4),
+          *dbias = malloc(2 * 4);
+    cpu->ops->att_fwd(cpu, n, c, hw, x, v, z, bias, a, r);
+    cpu->ops->att_bwd(cpu, n, c, hw, x, v, a, dr, du, dv, dz, dbias);
+    float *gu = up(x, nx * 4), *gv = up(v, nx * 4), *gz = up(z, nz * 4), *gbias = up(bias, 8), *gdr = up(dr, nx * 4);
+    float *ga = poisoned(nz), *gr = poisoned(nx), *gdu = poisoned(nx), *gdv = poisoned(nx), *gdz = poisoned(nz),
+          *gdbias = poisoned(2), *ga_cpu = up(a, nz * 4);
+    gpu->ops->att_fwd(gpu, n, c, hw, gu, gv, gz, gbias, ga, gr);
+    gpu->ops->att_bwd(gpu, n, c, hw, gu, gv, ga_cpu, gdr, gdu, gdv, gdz, gdbias);
+    check_status("attention fusion");
+    check("attention fusion", "a", a, ga, nz, TOL_EW);
+    check("attention fusion", "r", r, gr, nx, TOL_EW);
+    check("attention fusion", "du", du, gdu, nx, TOL_EW);
+    check("attention fusion", "dv", dv, gdv, nx, TOL_EW);
+    check("attention fusion", "dz", dz, gdz, nz, TOL_EW);
+    check("attention fusion", "dbias", dbias, gdbias, 2, TOL_RED);
+    /* MSE (a loss: accumulates into loss[0] and dx) */
+    double loss = 0.25; /* a double (the HCL terms of features near FLT_MAX stay finite) */
+    float *t = hrand(nx, 1), *d0 = hrand(nx, 0.01f), *mdx = hcopy(d0, nx);
+    double *gloss = up(&loss, sizeof loss);
+    float *gt = up(t, nx * 4), *gmdx = up(d0, nx * 4);
+    cpu->ops->mse(cpu, nx, x, t, 0.7f, &loss, mdx);
+    gpu->ops->mse(gpu, nx, gu, gt, 0.7f, gloss, gmdx);
+    check_status("mse");
+    check_f64("mse", "loss", &loss, gloss, 1, TOL_EW);
+    check("mse", "dx", mdx, gmdx, nx, TOL_EW);
+    free(x); free(v); free(z); free(bias); free(dr); free(a); free(r); free(du); free(dv); free(dz); free(dbias);
+    free(t); free(d0); free(mdx);
+    void *ds[] = {gu, gv, gz, gbias, gdr, ga, gr, gdu, gdv, gdz, gdbias, ga_cpu, gloss, gt, gmdx};
+    for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) gpu->ops->free(gpu, ds[i]);
+}
+
+static void ok_if(int cond, const char *what)
+{
+    checks++;
+    if (!cond) failures++;
+    printf("%-4s %s\n", cond ? "ok" : "FAIL", what);
+}
+
+/* The context entries no other test needs: input_threads, native_stream and the
+ * optional queries (device name, statistics, profile); absent on the CPU. */
+static void t_context(void)
+{
+    int th = gpu->ops->input_threads(gpu, 16);
+    ok_if(th >= 1 && th <= 16, "input_threads in [1, cores]");
+    if (!gpu->ops->device_name) {
+        ok_if(!gpu->ops->stats && !gpu->ops->reset_peak && !gpu->ops->profile_reset && !gpu->ops->profile_data &&
+                  !gpu->ops->native_stream,
+              "optional entries absent together (harness on the CPU)");
+        return;
+    }
+    const char *nm = gpu->ops->device_name(gpu);
+    ok_if(nm && nm[0], "device_name");
+    ok_if(gpu->ops->native_stream(gpu) != NULL, "native_stream");
+    be_stats st;
+    void *p = gpu->ops->alloc(gpu, 1 << 20);
+    gpu->ops->stats(gpu, &st);
+    ok_if(st.current_bytes >= (1u << 20) && st.peak_bytes >= st.current_bytes, "stats: current and peak bytes");
+    gpu->ops->free(gpu, p);
+    gpu->ops->reset_peak(gpu);
+    gpu->ops->stats(gpu, &st);
+    ok_if(st.peak_bytes == st.current_bytes, "reset_peak");
+    be_profile pr;
+    ok_if(gpu->ops->profile_data(gpu, &pr) == -1 && pr.n_rows == 0, "profile_data without profiling: -1");
+    cm_err e = {{0}};
+    be_options po = bopt;
+    po.profile = 1;
+    be_ctx *g2 = be_cuda_create(&po, &e);
+    if (!g2) { ok_if(0, "profiling context"); return; }
+    float *d = g2->ops->alloc(g2, 1024 * 4);
+    g2->ops->relu_fwd(g2, 1024, d, d);
+    g2->ops->profile_reset(g2);
+    g2->ops->relu_fwd(g2, 1024, d, d);
+    g2->ops->scale(g2, 1024, 2.f, d);
+    int rc = g2->ops->profile_data(g2, &pr);
+    ok_if(rc == 0 && pr.n_rows == 2 && !strcmp(pr.rows[0].op, "relu") && pr.rows[0].calls == 1 && pr.n_ops == 2,
+          "profile_reset, profile_data: two ops since the reset");
+    g2->ops->free(g2, d);
+    g2->ops->destroy(g2);
+}
+
+/* ---------------- the table: every op of be_ops and the test that runs it ---------------- */
+
+enum { T_HARNESS, T_CONTEXT, T_STAGE, T_CONV, T_BN, T_BN_SPLIT, T_ACT, T_POOL, T_LINEAR, T_ELEMENTWISE, T_LOSSES,
+       T_KENDALL, T_REVIEW, T_PREP, T_STICKY, T_COUNT };
+static const char *const TEST_NAMES[T_COUNT] = {"harness (every test)", "context", "stage", "conv", "bn", "bn in parts",
+                                                "activations", "pool", "linear", "element-wise and sgd", "losses and argmax",
+                                                "kendall", "review", "input preparation", "sticky errors"};
+
+typedef struct op_cover {
+    const char *op;
+    size_t off;
+    int test;
+} op_cover;
+#define OP(f, t) {#f, offsetof(be_ops, f), t}
+static const op_cover COVER[] = {
+    /* context */
+    OP(destroy, T_HARNESS), OP(status, T_HARNESS), OP(sync, T_HARNESS), OP(alloc, T_HARNESS), OP(free, T_HARNESS),
+    OP(to_device, T_HARNESS), OP(to_host, T_HARNESS), OP(zero, T_LOSSES), OP(copy, T_STAGE), OP(host_alloc, T_STAGE),
+    OP(host_free, T_STAGE), OP(stage_copy, T_STAGE), OP(stage_wait, T_STAGE), OP(stage_release, T_STAGE),
+    OP(input_threads, T_CONTEXT), OP(native_stream, T_CONTEXT), OP(device_name, T_CONTEXT), OP(stats, T_CONTEXT),
+    OP(reset_peak, T_CONTEXT), OP(profile_reset, T_CONTEXT), OP(profile_data, T_CONTEXT),
+    /* conv */
+    OP(conv_fwd, T_CONV), OP(conv_bwd_data, T_CONV), OP(conv_bwd_filter, T_CONV),
+    /* batchnorm */
+    OP(bn_fwd_train, T_BN), OP(bn_fwd_eval, T_BN), OP(bn_bwd, T_BN), OP(bn_stats_partial, T_BN_SPLIT),
+    OP(bn_stats_finalize, T_BN_SPLIT), OP(bn_fwd_apply, T_BN_SPLIT), OP(bn_bwd_partial, T_BN_SPLIT),
+    OP(bn_bwd_apply, T_BN_SPLIT),
+    /* activation */
+    OP(relu_fwd, T_ACT), OP(relu_bwd, T_ACT), OP(leaky_fwd, T_ACT), OP(leaky_bwd, T_ACT),
+    /* pool */
+    OP(maxpool_fwd, T_POOL), OP(maxpool_bwd, T_POOL), OP(avgpool_fwd, T_POOL), OP(avgpool_bwd, T_POOL),
+    /* linear */
+    OP(linear_fwd, T_LINEAR), OP(linear_bwd, T_LINEAR),
+    /* elementwise */
+    OP(add, T_ELEMENTWISE), OP(axpy, T_ELEMENTWISE), OP(scale, T_ELEMENTWISE),
+    /* loss */
+    OP(ce, T_LOSSES), OP(kl, T_LOSSES), OP(nt_kl, T_LOSSES), OP(nkd, T_LOSSES),
+    /* selection */
+    OP(kendall_select, T_KENDALL), OP(argmax, T_LOSSES),
+    /* review */
+    OP(resize_fwd, T_REVIEW), OP(resize_bwd, T_REVIEW), OP(adapool_fwd, T_REVIEW), OP(adapool_bwd, T_REVIEW),
+    OP(att_fwd, T_REVIEW), OP(att_bwd, T_REVIEW), OP(mse, T_REVIEW),
+    /* sgd */
+    OP(sgd, T_ELEMENTWISE),
+    /* input */
+    OP(prep_spec, T_PREP), OP(prep_frames, T_PREP),
+};
+
+/* Every function slot of be_ops (all of it after `name`) has exactly one row. */
+static int table_complete(void)
+{
+    int bad = 0;
+    size_t ncov = sizeof COVER / sizeof *COVER;
+    for (size_t off = offsetof(be_ops, name) + sizeof(const char *); off < sizeof(be_ops); off += sizeof(void (*)(void))) {
+        int rows = 0;
+        for (size_t i = 0; i < ncov; i++) rows += COVER[i].off == off;
+        if (rows != 1) {
+            fprintf(stderr, "opcompare: the entry of be_ops at byte %zu has %d rows in COVER (one expected)\n", off, rows);
+            bad = 1;
+        }
+    }
+    return bad ? -1 : 0;
+}
+
+static void run_test(int t, int small)
+{
+    switch (t) {
+    case T_CONTEXT: t_context(); break;
+    case T_STAGE: t_stage(small ? 1000 : 1 << 22); break;
+    case T_CONV:
+        if (small) {
+            t_conv(2, 3, 12, 14, 8, 3, 2, 1);
+            t_conv(2, 4, 8, 8, 8, 1, 1, 0);
+            break;
+        }
+        t_conv(4, 3, 64, 72, 16, 7, 2, 3);   /* visual conv1-like */
+        t_conv(2, 1, 129, 200, 16, 7, 2, 3); /* audio conv1-like */
+        t_conv(4, 16, 32, 30, 16, 3, 1, 1);
+        t_conv(4, 16, 32, 30, 32, 3, 2, 1);
+        t_conv(4, 16, 32, 30, 32, 1, 2, 0);  /* downsample */
+        t_conv(8, 64, 8, 8, 64, 3, 1, 1);
+        t_conv(8, 256, 1, 1, 256, 1, 1, 0);  /* proxy 1x1 */
+        break;
+    case T_BN:
+        if (small) {
+            t_bn(4, 8, 10);
+            break;
+        }
+        t_bn(8, 16, 300);
+        t_bn(64, 256, 1);
+        t_bn(3, 5, 1000);
+        t_bn(16, 8, 4096);  /* own kernels: float4 path, 16 chunks per channel */
+        t_bn(4, 3, 30001);  /* own kernels: scalar path, ~118 chunks per channel */
+        t_bn(64, 512, 49);  /* ResNet-18 layer4 at 224x224 */
+        break;
+    case T_BN_SPLIT:
+        t_bn_split(4, 8, 10);
+        if (!small) {
+            t_bn_split(16, 8, 4096);
+            t_bn_split(4, 3, 30001);
+        }
+        break;
+    case T_ACT: t_act(small ? 1000 : 100003); break;
+    case T_POOL: small ? t_pool(2, 3, 9, 11) : t_pool(4, 16, 37, 50); break;
+    case T_LINEAR:
+        if (small) {
+            t_linear(4, 16, 10);
+            break;
+        }
+        t_linear(64, 512, 50);
+        t_linear(7, 33, 5);
+        break;
+    case T_ELEMENTWISE: t_elementwise(small ? 1001 : 100003); break;
+    case T_LOSSES:
+        if (small) {
+            t_losses(8, 10);
+            break;
+        }
+        t_losses(64, 50);
+        t_losses(5, 309);
+        break;
+    case T_KENDALL:
+        if (small) {
+            t_kendall(10, 12);
+            break;
+        }
+        t_kendall(64, 50);
+        t_kendall(7, 309);
+        break;
+    case T_REVIEW:
+        t_review(2, 3, 7, 9);
+        if (!small) t_review(4, 16, 28, 28);
+        break;
+    case T_PREP: small ? t_prep(2, 500) : t_prep(3, 257 * 301); break;
+    case T_STICKY: t_sticky(); break;
+    default: break; /* T_HARNESS: used by every test */
+    }
 }
 
 int main(int argc, char **argv)
@@ -507,6 +845,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (table_complete() != 0) return 2;
     bopt.tf32 = tf32;
     rng_s = seed;
     TOL_MM = tf32 ? 5e-3 : 1e-4;
@@ -522,45 +861,10 @@ int main(int argc, char **argv)
            small ? "small" : "full", (unsigned long long)seed);
     printf("# tolerances on rel = ||gpu-cpu||/||cpu||: element-wise/losses %.0e, reductions %.0e, conv/linear %.0e\n",
            TOL_EW, TOL_RED, TOL_MM);
-    if (small) {
-        t_conv(2, 3, 12, 14, 8, 3, 2, 1);
-        t_conv(2, 4, 8, 8, 8, 1, 1, 0);
-        t_bn(4, 8, 10);
-        t_act(1000);
-        t_pool(2, 3, 9, 11);
-        t_linear(4, 16, 10);
-        t_elementwise(1001);
-        t_losses(8, 10);
-        t_kendall(10, 12);
-        t_prep(2, 500);
-        t_stage(1000);
-    } else {
-        t_conv(4, 3, 64, 72, 16, 7, 2, 3);   /* visual conv1-like */
-        t_conv(2, 1, 129, 200, 16, 7, 2, 3); /* audio conv1-like */
-        t_conv(4, 16, 32, 30, 16, 3, 1, 1);
-        t_conv(4, 16, 32, 30, 32, 3, 2, 1);
-        t_conv(4, 16, 32, 30, 32, 1, 2, 0);  /* downsample */
-        t_conv(8, 64, 8, 8, 64, 3, 1, 1);
-        t_conv(8, 256, 1, 1, 256, 1, 1, 0);  /* proxy 1x1 */
-        t_bn(8, 16, 300);
-        t_bn(64, 256, 1);
-        t_bn(3, 5, 1000);
-        t_bn(16, 8, 4096);  /* own kernels: float4 path, 16 chunks per channel */
-        t_bn(4, 3, 30001);  /* own kernels: scalar path, ~118 chunks per channel */
-        t_bn(64, 512, 49);  /* ResNet-18 layer4 at 224x224 */
-        t_act(100003);
-        t_pool(4, 16, 37, 50);
-        t_linear(64, 512, 50);
-        t_linear(7, 33, 5);
-        t_elementwise(100003);
-        t_losses(64, 50);
-        t_losses(5, 309);
-        t_kendall(64, 50);
-        t_kendall(7, 309);
-        t_prep(3, 257 * 301);
-        t_stage(1 << 22);
+    for (int k = 0; k < T_COUNT; k++) {
+        printf("# %s\n", TEST_NAMES[k]);
+        run_test(k, small);
     }
-    t_sticky();
     be_stats bst = {0};
     if (gpu->ops->stats) gpu->ops->stats(gpu, &bst);
     size_t peak = bst.peak_bytes;

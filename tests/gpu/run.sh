@@ -6,9 +6,10 @@
 # .carry/lib); it does not build (the GPU machine lacks our -dev packages).
 # Falls back to build/gpu when .carry/bin is absent.
 #
-#   1. opcompare: every op, CPU backend vs CUDA backend, float32 (TF32 off) and TF32, with the
-#      own batch-norm kernels (default); float32 again with cuDNN's batch norm (--bn cudnn);
-#      the staged (double-buffered) input copies exactly
+#   1. opcompare: every op of kernels/kernels.h (its table has a row per entry of be_ops),
+#      CPU backend vs CUDA backend (kernels/cpu/ vs kernels/cuda/), float32 (TF32 off) and TF32,
+#      with the own batch-norm kernels (default); float32 again with cuDNN's batch norm
+#      (--bn cudnn); the staged (double-buffered) input copies exactly
 #   2. steps: 5 steps of pretrain/none/kd/nkd/c2kd/shake/review through tr_system on both backends, each from
 #      the same state (CPU state copied into the CUDA system before every step), TF32 off and on,
 #      with the control (CPU on 1-ulp perturbed batches) bounding the backward differences

@@ -62,7 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 #include "train/system.h"
 #include "train/system_internal.h"
 

@@ -1,4 +1,4 @@
-"""CPU backend ops (backend/cpu/cpu_backend.c, backend/cpu/cpu_conv.c) against PyTorch float64 / scipy / numpy.
+"""CPU backend ops (kernels/cpu/*.c) against PyTorch float64 / scipy / numpy.
 
 Each op runs in build/bin/opcheck on float32 inputs; the reference computes in
 float64 from the same float32 values. Tolerances: float32 ops with short sums
@@ -123,7 +123,7 @@ BN_OUT = ["y", "rm", "rv", "mean", "invstd", "dx", "dgamma", "dbeta"]
 @pytest.mark.parametrize("shape,parts", [((4, 3, 5, 6), 1), ((4, 3, 5, 6), 2), ((7, 8), 3), ((16, 8), 4),
                                          ((2, 5, 1, 1), 2)])
 def test_bn_split_matches_fused_and_torch(shape, parts):
-    """The split ops of --sync-bn (backend.h: bn_stats_partial ... bn_bwd_apply) with the batch cut
+    """The split ops of --sync-bn (kernels/kernels.h: bn_stats_partial ... bn_bwd_apply) with the batch cut
     into `parts` pieces (as ranks; (7, 8) in 3 uneven pieces) and their sums added: equal to the
     fused ops on the whole batch within float32 rounding (the fused forward sums x - x0, the split
     one x: the statistics may differ in the last bits; the backward is the same arithmetic), and to

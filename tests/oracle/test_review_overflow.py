@@ -2,7 +2,7 @@
 squares are not (|x| ~ 1e20, x^2 ~ 1e40 > FLT_MAX ~ 3.4e38).
 
 The backend's MSE sums the squared differences in double into a double loss
-(backend/backend.h, mse), so train gives the float64 value where a float32
+(kernels/kernels.h, mse), so train gives the float64 value where a float32
 sum would overflow; only a truly non-finite feature stops a run. Checked
 against PyTorch float64 (tests/torch_ref/c2kd_ref.py) on the op and on a
 whole training step.

@@ -78,15 +78,41 @@ def test_project_follows_the_rules():
     assert r.returncode == 0, r.stdout
 
 
-def test_cuda_table_follows_the_header():
-    """CUDA_OPS (C++) is filled by position: its entries must come in the order of the
-    be_ops fields in backend/backend.h, each named cu_<field>, or a GPU run would call
-    the wrong op with no compiler to say so."""
-    import re
-    with open(os.path.join(ROOT, "backend", "backend.h")) as f:
-        fields = re.findall(r"^\s+[A-Za-z_][\w\s\*]*\(\*(\w+)\)\(", f.read(), re.M)
-    with open(os.path.join(ROOT, "backend", "cuda", "cuda_backend.cu")) as f:
-        body = re.search(r"const be_ops CUDA_OPS = \{(.*?)\n\};", f.read(), re.S).group(1)
-    entries = re.findall(r"^\s+(cu_\w+),?\s*$", body, re.M)
-    alias = {"kendall_select": "kendall"}
-    assert len(fields) > 40 and entries == ["cu_" + alias.get(n, n) for n in fields]
+HEADER = """struct be_ops {
+    const char *name;
+    void (*destroy)(be_ctx *b);
+    /* ---- convolution ---- */
+    void (*conv_fwd)(be_ctx *b, const be_conv_shape *s, const float *x,
+                     const float *w, float *y);
+    /* ---- optional (NULL when the backend lacks them) ---- */
+    const char *(*device_name)(be_ctx *b);
+};
+"""
+
+
+def write_tables(root, cpu, cuda, cover):
+    write(root, "kernels/kernels.h", HEADER)
+    write(root, "kernels/cpu/table.c", "const be_ops t = {\n" + "".join("    .%s = cpu_%s,\n" % (f, f) for f in cpu) + "};\n")
+    write(root, "kernels/cuda/table.c", "const be_ops t = {\n" + "".join("    .%s = cu_%s,\n" % (f, f) for f in cuda) + "};\n")
+    write(root, "tests/gpu/opcompare.c", "static const op_cover COVER[] = {\n" + "".join("    OP(%s, T_X),\n" % f for f in cover) + "};\n")
+
+
+def test_op_tables_complete_pass(tmp_path):
+    """Both tables and opcompare name every entry; the CPU may omit the optional ones."""
+    write_tables(tmp_path, ["destroy", "conv_fwd"], ["destroy", "conv_fwd", "device_name"],
+                 ["destroy", "conv_fwd", "device_name"])
+    r = run_check(tmp_path)
+    assert r.returncode == 0, r.stdout
+
+
+def test_op_missing_from_a_table_or_opcompare_fails(tmp_path):
+    """An op of kernels/kernels.h missing from a backend's table or from opcompare's
+    table is named (the entry is found by name, wherever it sits in the file)."""
+    write_tables(tmp_path, ["conv_fwd"], ["conv_fwd", "destroy"], ["device_name", "destroy"])
+    r = run_check(tmp_path)
+    assert r.returncode == 1
+    assert "kernels/cpu/table.c: no entry for be_ops.destroy (kernels/kernels.h)" in r.stdout
+    assert "kernels/cuda/table.c: no entry for be_ops.device_name" in r.stdout
+    assert "tests/gpu/opcompare.c: no entry for be_ops.conv_fwd" in r.stdout
+    assert "cpu/table.c: no entry for be_ops.device_name" not in r.stdout  # optional on the CPU
+    assert r.stdout.count("no entry") == 3

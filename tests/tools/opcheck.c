@@ -37,7 +37,7 @@
 #include <string.h>
 
 #include "common/cm_npy.h"
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 
 /* Every buffer of this short run, freed at the end. */
 static void *owned[64];

@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 
 static int have_gpu(void)
 {
@@ -45,7 +45,7 @@ Test(kernels, queries_on_non_cuda_context_are_absent)
     cr_assert_null(b->ops->stats);
     cr_assert_null(b->ops->reset_peak);
     cr_assert_null(b->ops->profile_reset);
-    cr_assert_null(b->ops->profile_write);
+    cr_assert_null(b->ops->profile_data);
     b->ops->destroy(b);
 }
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 
 static be_ctx *B;
 static const be_ops *O;

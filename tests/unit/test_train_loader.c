@@ -13,7 +13,7 @@
 #include "common/cm_file.h"
 #include "store/st_index.h"
 #include "store/store.h"
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 #include "train/loader.h"
 
 #define BINS 5

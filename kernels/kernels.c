@@ -1,7 +1,7 @@
 /* backend: what every backend shares (the defaults of be_options). */
 #include <string.h>
 
-#include "backend/backend.h"
+#include "kernels/kernels.h"
 
 void be_options_default(be_options *o)
 {

@@ -1,4 +1,4 @@
-/* cpu_conv: convolution forward and both backward passes on the CPU.
+/* conv (CPU): convolution forward and both backward passes. Mirrors kernels/cuda/conv.cu.
  *
  * im2col + OpenBLAS sgemm (single-threaded; the parallelism is ours). The
  * batch is cut into units: one sample when a sample's output plane is large
@@ -21,7 +21,7 @@
 #include <cblas.h>
 #include <string.h>
 
-#include "backend/cpu/cpu_internal.h"
+#include "kernels/cpu/cpu_internal.h"
 
 /* Group samples until one gemm has at least this many columns. */
 #ifndef CONV_TARGET_COLS

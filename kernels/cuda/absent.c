@@ -1,5 +1,5 @@
-/* Built instead of the CUDA backend when nvcc or cuDNN is missing. */
-#include "backend/backend.h"
+/* absent (CUDA): built instead of the CUDA backend (kernels/cuda/*.cu) when nvcc or cuDNN is missing. */
+#include "kernels/kernels.h"
 
 be_ctx *be_cuda_create(const be_options *o, cm_err *err)
 {

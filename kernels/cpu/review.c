@@ -1,11 +1,11 @@
-/* cpu_review: the CPU backend's ops for ReviewKD (backend/backend.h, "ReviewKD"):
+/* review (CPU): the CPU backend's ops for ReviewKD (kernels/kernels.h, "ReviewKD"):
  * bilinear resize (align_corners=False) and its backward, adaptive average
  * pooling to k x k and its backward, the attention fusion of two maps, MSE.
  * Each plane (or sample) is one task; sums run in double. */
 #include <math.h>
 #include <string.h>
 
-#include "backend/cpu/cpu_internal.h"
+#include "kernels/cpu/cpu_internal.h"
 
 /* PyTorch's source index for align_corners=False: clamp((dst + 0.5) * in / out - 0.5, 0). */
 static void src_index(int dst, int in, int out, int *i0, int *i1, double *l1)

@@ -1,10 +1,12 @@
-/* backend: the table of operations the model, losses and optimiser call.
+/* kernels: the table of operations the model, losses and optimiser call.
  *
- * The CPU backend (backend/cpu/cpu_backend.c, OpenBLAS) and the CUDA backend
- * (backend/cuda/, cuDNN + cuBLAS + the project's kernels) implement the same
- * table, and tests run one against the other. The model code never touches
- * memory directly: every tensor pointer below is a *device* pointer made by
- * ops->alloc (plain host memory on the CPU backend).
+ * Two backends implement the same table, mirrored file by file, one file per
+ * op family in the order of the sections below: kernels/cpu/<family>.c
+ * (OpenBLAS and the project's loops) and kernels/cuda/<family>.cu (cuDNN,
+ * cuBLAS and the project's kernels); each side's table.c fills be_ops by name.
+ * tests/gpu/opcompare runs every op on both against each other. The model code
+ * never touches memory directly: every tensor pointer below is a *device*
+ * pointer made by ops->alloc (plain host memory on the CPU backend).
  *
  * Layout: activations NCHW float32, contiguous. Convolution weights
  * [k, c, kh, kw] (PyTorch's). Linear weights [out, in] (PyTorch's).
@@ -22,8 +24,8 @@
  * - The entries under "optional" are NULL when a backend lacks them (the CPU
  *   backend has none of them); every other entry is always set.
  */
-#ifndef BACKEND_BACKEND_H
-#define BACKEND_BACKEND_H
+#ifndef KERNELS_KERNELS_H
+#define KERNELS_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -65,6 +67,33 @@ typedef struct be_stats {
     size_t workspace_limit; /* its cap (be_options.workspace_mb) */
     double setup_seconds;   /* host seconds spent choosing convolution algorithms so far */
 } be_stats;
+
+/* The raw profile of a backend made with be_options.profile (optional entry
+ * profile_data). The arrays belong to the backend and stay valid until its next
+ * profile_data, profile_reset or destroy. */
+typedef struct be_prof_row {
+    const char *op, *shape; /* op kind ("relu backward") and shape ("n8 c64 hw49") */
+    double ms;              /* device time of all its calls since profile_reset */
+    long calls;
+} be_prof_row;
+
+typedef struct be_prof_span {
+    double t0, t1; /* ms since the profile started (creation or profile_reset) */
+} be_prof_span;
+
+typedef struct be_profile {
+    const be_prof_row *rows;     /* one per (op, shape), ordered by "op|shape" (bytes) */
+    size_t n_rows;
+    const be_prof_span *ops;     /* the ops on the compute stream, in issue order */
+    size_t n_ops;
+    const be_prof_span *copies;  /* the staged input copies on the copy stream */
+    size_t n_copies;
+    size_t workspace_bytes, workspace_limit; /* convolution workspace now, its cap */
+    double setup_seconds;        /* host seconds spent choosing convolution algorithms */
+    int search_fallbacks;        /* algorithm searches that fell back to heuristics */
+    size_t current_bytes, peak_bytes; /* allocated by the backend now, high-water mark */
+    size_t allocations;          /* allocations now */
+} be_profile;
 
 /* Input buffers are staged in BE_STAGE_SLOTS slots (double buffering): the
  * copy of the next batch into one slot runs while the step on the other
@@ -159,6 +188,30 @@ struct be_ops {
                    const float *gamma, const float *save_mean, const float *save_invstd,
                    float *dx, float *dgamma, float *dbeta);
 
+    /* Batch norm in parts, for statistics over several processes (`train --sync-bn`,
+     * PyTorch's SyncBatchNorm); always set. bn_fwd_train = bn_stats_partial, (sum over
+     * processes), bn_stats_finalize, bn_fwd_apply; bn_bwd = bn_bwd_partial, (sum over
+     * processes), bn_bwd_apply. `sums` are DOUBLE device arrays [2c].
+     * bn_stats_partial: sums[ch] = Σ x, sums[c + ch] = Σ x² over (n, hw) of channel ch. */
+    void (*bn_stats_partial)(be_ctx *b, int n, int c, int hw, const float *x, double *sums);
+    /* From sums over count values per channel (count > 0): mean = Σx / count, biased
+     * var = Σx² / count - mean²; save_mean = mean, save_invstd = 1/sqrt(var + eps);
+     * run_mean/var updated as in bn_fwd_train (unbiased var over count) unless run_mean is NULL. */
+    void (*bn_stats_finalize)(be_ctx *b, int c, const double *sums, double count, float *run_mean,
+                              float *run_var, float momentum, float eps, float *save_mean, float *save_invstd);
+    /* y = (x - mean) * invstd * gamma + beta with the given per-channel mean and invstd. */
+    void (*bn_fwd_apply)(be_ctx *b, int n, int c, int hw, const float *x, const float *gamma,
+                         const float *beta, const float *mean, const float *invstd, float *y);
+    /* sums[ch] = Σ dy, sums[c + ch] = Σ dy·x̂ (x̂ = (x - mean)·invstd); dbeta and dgamma get
+     * the same sums of this process's values (as bn_bwd; data parallel averages them). */
+    void (*bn_bwd_partial)(be_ctx *b, int n, int c, int hw, const float *x, const float *dy,
+                           const float *mean, const float *invstd, double *sums, float *dgamma,
+                           float *dbeta);
+    /* dx = gamma·invstd·(dy - Σdy / count - x̂ · Σdy·x̂ / count) from sums over count values. */
+    void (*bn_bwd_apply)(be_ctx *b, int n, int c, int hw, const float *x, const float *dy,
+                         const float *gamma, const float *mean, const float *invstd, const double *sums,
+                         double count, float *dx);
+
     /* ---- activations (y may equal x; dx may equal dy) ---- */
     void (*relu_fwd)(be_ctx *b, size_t n, const float *x, float *y);
     void (*relu_bwd)(be_ctx *b, size_t n, const float *y, const float *dy, float *dx); /* from the output y */
@@ -200,6 +253,7 @@ struct be_ops {
      * N = softmax over the non-target logits; t detached, gradient to s. */
     void (*nkd)(be_ctx *b, int B, int C, const float *t, const float *s, const int32_t *y,
                 float temp, float gamma, float weight, float *loss, float *ds);
+    /* ---- selection ---- */
     /* Kendall tau-b between rows a[i,:] and c[i,:] (ties handled as scipy.stats.kendalltau);
      * tau[i] (NaN when a row is constant), keep[i] = tau[i] > omega ? 1 : 0. */
     void (*kendall_select)(be_ctx *b, int B, int C, const float *a, const float *c, float omega,
@@ -253,42 +307,14 @@ struct be_ops {
     void (*stats)(be_ctx *b, be_stats *st);
     void (*reset_peak)(be_ctx *b);
     /* Profiling (be_options.profile): every op timed on the device, by op kind and
-     * shape. profile_reset clears the table (after a warm-up); profile_write
-     * prints it in Markdown divided by `steps` (per step; 1: totals), the `top`
-     * shapes, and the memory plan, and returns the total device time of the
-     * profiled ops in ms; -1 (nothing written) when the backend was made
-     * without profiling. */
+     * shape. profile_reset clears the table (after a warm-up); profile_data gives
+     * the raw table, the timelines and the memory plan (be_profile; the report is
+     * written by the caller: train/profile.h) and returns 0, or -1 (p zeroed)
+     * when the backend was made without profiling. */
     void (*profile_reset)(be_ctx *b);
-    double (*profile_write)(be_ctx *b, FILE *f, int steps, int top);
-
-    /* ---- batch norm in parts, for statistics over several processes (`train --sync-bn`,
-     * PyTorch's SyncBatchNorm); always set. bn_fwd_train = bn_stats_partial, (sum over
-     * processes), bn_stats_finalize, bn_fwd_apply; bn_bwd = bn_bwd_partial, (sum over
-     * processes), bn_bwd_apply. `sums` are DOUBLE device arrays [2c]. ----
-     * bn_stats_partial: sums[ch] = Σ x, sums[c + ch] = Σ x² over (n, hw) of channel ch. */
-    void (*bn_stats_partial)(be_ctx *b, int n, int c, int hw, const float *x, double *sums);
-    /* From sums over count values per channel (count > 0): mean = Σx / count, biased
-     * var = Σx² / count - mean²; save_mean = mean, save_invstd = 1/sqrt(var + eps);
-     * run_mean/var updated as in bn_fwd_train (unbiased var over count) unless run_mean is NULL. */
-    void (*bn_stats_finalize)(be_ctx *b, int c, const double *sums, double count, float *run_mean,
-                              float *run_var, float momentum, float eps, float *save_mean, float *save_invstd);
-    /* y = (x - mean) * invstd * gamma + beta with the given per-channel mean and invstd. */
-    void (*bn_fwd_apply)(be_ctx *b, int n, int c, int hw, const float *x, const float *gamma,
-                         const float *beta, const float *mean, const float *invstd, float *y);
-    /* sums[ch] = Σ dy, sums[c + ch] = Σ dy·x̂ (x̂ = (x - mean)·invstd); dbeta and dgamma get
-     * the same sums of this process's values (as bn_bwd; data parallel averages them). */
-    void (*bn_bwd_partial)(be_ctx *b, int n, int c, int hw, const float *x, const float *dy,
-                           const float *mean, const float *invstd, double *sums, float *dgamma,
-                           float *dbeta);
-    /* dx = gamma·invstd·(dy - Σdy / count - x̂ · Σdy·x̂ / count) from sums over count values. */
-    void (*bn_bwd_apply)(be_ctx *b, int n, int c, int hw, const float *x, const float *dy,
-                         const float *gamma, const float *mean, const float *invstd, const double *sums,
-                         double count, float *dx);
-
-    /* ---- interop ----
-     * The native stream the ops are issued on (a cudaStream_t), so that another library
-     * (NCCL, `train` data parallel) can order its work after them without a sync; unset
-     * (NULL) on the CPU. */
+    int (*profile_data)(be_ctx *b, be_profile *p);
+    /* The native stream the ops are issued on (a cudaStream_t), so that another library
+     * (NCCL, `train` data parallel) can order its work after them without a sync. */
     void *(*native_stream)(be_ctx *b);
 };
 

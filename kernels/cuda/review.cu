@@ -1,10 +1,10 @@
-/* cuda_review: the project's kernels for ReviewKD's ops (backend/backend.h,
- * "ReviewKD"; the CPU backend's backend/cpu/cpu_review.c gives the same
- * results). Backward passes gather (one thread per input element), so they
+/* review (CUDA): the project's kernels for ReviewKD's ops (kernels/kernels.h,
+ * "ReviewKD": resize, adaptive pool, attention fusion, MSE; the CPU's
+ * kernels/cpu/review.c gives the same results). Backward passes gather (one thread per input element), so they
  * are deterministic, without atomics. */
 #include <math.h>
 
-#include "backend/cuda/cuda_internal.h"
+#include "kernels/cuda/cuda_internal.h"
 
 #define NT 256
 
@@ -51,7 +51,7 @@ __device__ __forceinline__ void readers(int s, int in, int out, int *lo, int *hi
     *hi = b > out - 1 ? out - 1 : b;
 }
 
-__global__ void resize_fwd_k(size_t total, int h, int w, int oh, int ow, const float *x, float *y)
+__global__ void cu_resize_fwd_k(size_t total, int h, int w, int oh, int ow, const float *x, float *y)
 {
     GSTRIDE(i, total) {
         int j = (int)(i % ow), r = (int)((i / ow) % oh);
@@ -67,7 +67,7 @@ __global__ void resize_fwd_k(size_t total, int h, int w, int oh, int ow, const f
     }
 }
 
-__global__ void resize_bwd_k(size_t total, int h, int w, int oh, int ow, const float *dy, float *dx)
+__global__ void cu_resize_bwd_k(size_t total, int h, int w, int oh, int ow, const float *dy, float *dx)
 {
     GSTRIDE(i, total) {
         int c = (int)(i % w), r = (int)((i / w) % h);
@@ -89,17 +89,17 @@ __global__ void resize_bwd_k(size_t total, int h, int w, int oh, int ow, const f
     }
 }
 
-cudaError_t k_resize_fwd(cudaStream_t st, int nc, int h, int w, int oh, int ow, const float *x, float *y)
+static cudaError_t cu_resize_fwd_launch(cudaStream_t st, int nc, int h, int w, int oh, int ow, const float *x, float *y)
 {
     size_t total = (size_t)nc * oh * ow;
-    if (total) resize_fwd_k<<<grid_of(total), NT, 0, st>>>(total, h, w, oh, ow, x, y);
+    if (total) cu_resize_fwd_k<<<grid_of(total), NT, 0, st>>>(total, h, w, oh, ow, x, y);
     return cudaGetLastError();
 }
 
-cudaError_t k_resize_bwd(cudaStream_t st, int nc, int h, int w, int oh, int ow, const float *dy, float *dx)
+static cudaError_t cu_resize_bwd_launch(cudaStream_t st, int nc, int h, int w, int oh, int ow, const float *dy, float *dx)
 {
     size_t total = (size_t)nc * h * w;
-    if (total) resize_bwd_k<<<grid_of(total), NT, 0, st>>>(total, h, w, oh, ow, dy, dx);
+    if (total) cu_resize_bwd_k<<<grid_of(total), NT, 0, st>>>(total, h, w, oh, ow, dy, dx);
     return cudaGetLastError();
 }
 
@@ -109,7 +109,7 @@ __device__ __forceinline__ void window(int i, int n, int k, int *lo, int *hi)
     *hi = (int)(((long long)(i + 1) * n + k - 1) / k);
 }
 
-__global__ void adapool_fwd_k(size_t total, int h, int w, int k, const float *x, float *y)
+__global__ void cu_adapool_fwd_k(size_t total, int h, int w, int k, const float *x, float *y)
 {
     GSTRIDE(i, total) {
         int j = (int)(i % k), r = (int)((i / k) % k);
@@ -125,7 +125,7 @@ __global__ void adapool_fwd_k(size_t total, int h, int w, int k, const float *x,
     }
 }
 
-__global__ void adapool_bwd_k(size_t total, int h, int w, int k, const float *dy, float *dx)
+__global__ void cu_adapool_bwd_k(size_t total, int h, int w, int k, const float *dy, float *dx)
 {
     GSTRIDE(i, total) {
         int c = (int)(i % w), r = (int)((i / w) % h);
@@ -146,22 +146,22 @@ __global__ void adapool_bwd_k(size_t total, int h, int w, int k, const float *dy
     }
 }
 
-cudaError_t k_adapool_fwd(cudaStream_t st, int nc, int h, int w, int k, const float *x, float *y)
+static cudaError_t cu_adapool_fwd_launch(cudaStream_t st, int nc, int h, int w, int k, const float *x, float *y)
 {
     size_t total = (size_t)nc * k * k;
-    if (total) adapool_fwd_k<<<grid_of(total), NT, 0, st>>>(total, h, w, k, x, y);
+    if (total) cu_adapool_fwd_k<<<grid_of(total), NT, 0, st>>>(total, h, w, k, x, y);
     return cudaGetLastError();
 }
 
-cudaError_t k_adapool_bwd(cudaStream_t st, int nc, int h, int w, int k, const float *dy, float *dx)
+static cudaError_t cu_adapool_bwd_launch(cudaStream_t st, int nc, int h, int w, int k, const float *dy, float *dx)
 {
     size_t total = (size_t)nc * h * w;
-    if (total) adapool_bwd_k<<<grid_of(total), NT, 0, st>>>(total, h, w, k, dy, dx);
+    if (total) cu_adapool_bwd_k<<<grid_of(total), NT, 0, st>>>(total, h, w, k, dy, dx);
     return cudaGetLastError();
 }
 
 /* One thread per (sample, position): the two attention values, then the c channels. */
-__global__ void att_fwd_k(size_t total, int c, int hw, const float *u, const float *v, const float *z,
+__global__ void cu_att_fwd_k(size_t total, int c, int hw, const float *u, const float *v, const float *z,
                           const float *bias, float *a, float *r)
 {
     GSTRIDE(i, total) {
@@ -177,7 +177,7 @@ __global__ void att_fwd_k(size_t total, int c, int hw, const float *u, const flo
     }
 }
 
-__global__ void att_bwd_k(size_t total, int c, int hw, const float *u, const float *v, const float *a,
+__global__ void cu_att_bwd_k(size_t total, int c, int hw, const float *u, const float *v, const float *a,
                           const float *dr, float *du, float *dv, float *dz)
 {
     GSTRIDE(i, total) {
@@ -197,7 +197,7 @@ __global__ void att_bwd_k(size_t total, int c, int hw, const float *u, const flo
 }
 
 /* dbias[j] = sum over samples and positions of dz[:, j, :]; one block per j. */
-__global__ void att_dbias_k(int n, int hw, const float *dz, float *dbias)
+__global__ void cu_att_bwd_dbias_k(int n, int hw, const float *dz, float *dbias)
 {
     __shared__ double sh[NT];
     int j = blockIdx.x;
@@ -213,27 +213,27 @@ __global__ void att_dbias_k(int n, int hw, const float *dz, float *dbias)
     if (threadIdx.x == 0) dbias[j] = (float)sh[0];
 }
 
-cudaError_t k_att_fwd(cudaStream_t st, int n, int c, int hw, const float *u, const float *v, const float *z,
+static cudaError_t cu_att_fwd_launch(cudaStream_t st, int n, int c, int hw, const float *u, const float *v, const float *z,
                       const float *bias, float *a, float *r)
 {
     size_t total = (size_t)n * hw;
-    if (total) att_fwd_k<<<grid_of(total), NT, 0, st>>>(total, c, hw, u, v, z, bias, a, r);
+    if (total) cu_att_fwd_k<<<grid_of(total), NT, 0, st>>>(total, c, hw, u, v, z, bias, a, r);
     return cudaGetLastError();
 }
 
-cudaError_t k_att_bwd(cudaStream_t st, int n, int c, int hw, const float *u, const float *v, const float *a,
+static cudaError_t cu_att_bwd_launch(cudaStream_t st, int n, int c, int hw, const float *u, const float *v, const float *a,
                       const float *dr, float *du, float *dv, float *dz, float *dbias)
 {
     size_t total = (size_t)n * hw;
     if (!total) return cudaSuccess;
-    att_bwd_k<<<grid_of(total), NT, 0, st>>>(total, c, hw, u, v, a, dr, du, dv, dz);
-    att_dbias_k<<<2, NT, 0, st>>>(n, hw, dz, dbias);
+    cu_att_bwd_k<<<grid_of(total), NT, 0, st>>>(total, c, hw, u, v, a, dr, du, dv, dz);
+    cu_att_bwd_dbias_k<<<2, NT, 0, st>>>(n, hw, dz, dbias);
     return cudaGetLastError();
 }
 
 /* One block: the gradient element-wise, the sum of squares reduced in double
  * in a fixed order (deterministic), added to the double loss[0] by thread 0. */
-__global__ void mse_k(size_t n, const float *x, const float *t, float weight, double *loss, float *dx)
+__global__ void cu_mse_k(size_t n, const float *x, const float *t, float weight, double *loss, float *dx)
 {
     __shared__ double sh[1024];
     double g = 2.0 * weight / (double)n, s = 0;
@@ -251,8 +251,44 @@ __global__ void mse_k(size_t n, const float *x, const float *t, float weight, do
     if (threadIdx.x == 0) loss[0] += weight * sh[0] / (double)n;
 }
 
-cudaError_t k_mse(cudaStream_t st, size_t n, const float *x, const float *t, float weight, double *loss, float *dx)
+static cudaError_t cu_mse_launch(cudaStream_t st, size_t n, const float *x, const float *t, float weight, double *loss, float *dx)
 {
-    if (n) mse_k<<<1, 1024, 0, st>>>(n, x, t, weight, loss, dx);
+    if (n) cu_mse_k<<<1, 1024, 0, st>>>(n, x, t, weight, loss, dx);
     return cudaGetLastError();
+}
+
+/* ---------------- entries ---------------- */
+
+void cu_resize_fwd(be_ctx *b, int nc, int h, int w, int oh, int ow, const float *x, float *y)
+{
+    LAUNCH(CTX(b), cu_resize_fwd_launch(CTX(b)->stream, nc, h, w, oh, ow, x, y), "resize", "nc%d %dx%d->%dx%d", nc, h, w, oh, ow);
+}
+void cu_resize_bwd(be_ctx *b, int nc, int h, int w, int oh, int ow, const float *dy, float *dx)
+{
+    LAUNCH(CTX(b), cu_resize_bwd_launch(CTX(b)->stream, nc, h, w, oh, ow, dy, dx), "resize backward", "nc%d %dx%d->%dx%d", nc, h,
+           w, oh, ow);
+}
+void cu_adapool_fwd(be_ctx *b, int nc, int h, int w, int k, const float *x, float *y)
+{
+    LAUNCH(CTX(b), cu_adapool_fwd_launch(CTX(b)->stream, nc, h, w, k, x, y), "adaptive pool", "nc%d %dx%d->%d", nc, h, w, k);
+}
+void cu_adapool_bwd(be_ctx *b, int nc, int h, int w, int k, const float *dy, float *dx)
+{
+    LAUNCH(CTX(b), cu_adapool_bwd_launch(CTX(b)->stream, nc, h, w, k, dy, dx), "adaptive pool backward", "nc%d %dx%d->%d", nc, h,
+           w, k);
+}
+void cu_att_fwd(be_ctx *b, int n, int ch, int hw, const float *u, const float *v, const float *z, const float *bias,
+                float *a, float *r)
+{
+    LAUNCH(CTX(b), cu_att_fwd_launch(CTX(b)->stream, n, ch, hw, u, v, z, bias, a, r), "attention fusion", "n%d c%d hw%d", n, ch, hw);
+}
+void cu_att_bwd(be_ctx *b, int n, int ch, int hw, const float *u, const float *v, const float *a, const float *dr,
+                float *du, float *dv, float *dz, float *dbias)
+{
+    LAUNCH(CTX(b), cu_att_bwd_launch(CTX(b)->stream, n, ch, hw, u, v, a, dr, du, dv, dz, dbias), "attention fusion backward",
+           "n%d c%d hw%d", n, ch, hw);
+}
+void cu_mse(be_ctx *b, size_t n, const float *x, const float *t, float weight, double *loss, float *dx)
+{
+    LAUNCH(CTX(b), cu_mse_launch(CTX(b)->stream, n, x, t, weight, loss, dx), "loss mse", "%zu", n);
 }
