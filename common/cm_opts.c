@@ -229,26 +229,23 @@ double cm_opt_number(const cm_opt *o, const void *base)
     }
 }
 
-const char *cm_opt_text(const cm_opt *o, const void *base)
+const char *cm_opt_text(const cm_opt *o, const void *base, char *buf, size_t n)
 {
     const void *field = (const char *)base + o->off;
     if (o->type == CM_STR)
         return *(const char *const *)field;
     if (o->type != CM_CHOICE)
         return NULL;
-    /* the k-th choice, in a static copy per row would need state: tables are
-     * small, so the caller gets a pointer into a per-call buffer of choices */
-    static _Thread_local char buf[64];
     int k = *(const int *)field;
-    const char *p = o->choices;
+    const char *p = k < 0 ? NULL : o->choices;
     for (; k > 0 && p; k--) {
         p = strchr(p, '|');
         p = p ? p + 1 : NULL;
     }
-    if (!p || k < 0)
+    if (!p)
         return NULL;
     const char *e = strchr(p, '|');
-    snprintf(buf, sizeof buf, "%.*s", (int)(e ? (size_t)(e - p) : strlen(p)), p);
+    snprintf(buf, n, "%.*s", (int)(e ? (size_t)(e - p) : strlen(p)), p);
     return buf;
 }
 

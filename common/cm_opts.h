@@ -144,8 +144,10 @@ int cm_opt_set(const cm_opt *o, void *base, const char *v, int how, cm_err *err)
 int cm_opt_check(const cm_opt *o, const void *base, int how, cm_err *err);
 /* The field as a number (FLAG, BOOL, INT, LL, DBL, CHOICE); 0 for others. */
 double cm_opt_number(const cm_opt *o, const void *base);
-/* The field of a CHOICE or STR row as text (the canonical choice), NULL. */
-const char *cm_opt_text(const cm_opt *o, const void *base);
+/* The field of a CHOICE row as text (the canonical choice, written into buf
+ * of n bytes) or of a STR row (the pointer it holds); NULL for other rows or a
+ * CHOICE index out of its list. */
+const char *cm_opt_text(const cm_opt *o, const void *base, char *buf, size_t n);
 /* Index of v in "a|b|c", or -1. */
 int cm_choice_index(const char *choices, const char *v);
 /* The row's name in files. */

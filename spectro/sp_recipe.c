@@ -66,7 +66,8 @@ int sp_params_check(const sp_params *p, cm_err *err)
         const cm_opt *o = &settings[i];
         if (cm_opt_check(o, p, 1, err) != 0)
             return -1;
-        if (o->type == CM_CHOICE && !cm_opt_text(o, p))
+        char buf[64];
+        if (o->type == CM_CHOICE && !cm_opt_text(o, p, buf, sizeof buf))
             return cm_err_set(err, "%s: not one of %s", cm_opt_key(o), o->choices);
     }
     if (p->overlap >= p->window)
@@ -80,7 +81,8 @@ int sp_params_each(const sp_params *p, sp_setting_fn fn, void *ctx)
 {
     for (size_t i = 0; i < NSET; i++) {
         const cm_opt *o = &settings[i];
-        const char *text = o->type == CM_CHOICE ? cm_opt_text(o, p) : NULL;
+        char buf[64];
+        const char *text = o->type == CM_CHOICE ? cm_opt_text(o, p, buf, sizeof buf) : NULL;
         int is_int = o->type == CM_INT || o->type == CM_BOOL;
         if (fn(ctx, cm_opt_key(o), text, cm_opt_number(o, p), is_int) != 0)
             return -1;

@@ -375,7 +375,9 @@ Test(opts, errors_have_one_shape)
         {1, "-z", NULL, "-z: unknown option (see --help)"},
         {1, "--flag=1", NULL, "--flag takes no value"},
         {1, "--count", NULL, "--count needs a value (N)"},
-        {1, "--no-flag", NULL, "--no-flag: unknown option; did you mean --flag?"},
+        {1, "--no-flag", NULL, "--no-flag: unknown option (see --help)"}, /* a FLAG has no --no- form */
+        {1, "--flg", NULL, "--flg: unknown option; did you mean --flag?"},
+        {2, "--detrend", "1", "unexpected argument \"1\""}, /* a BOOL on the command line takes no value */
         {2, "-j", "0", "--jobs: 0 is not in [1, 1024]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -393,7 +395,8 @@ Test(opts, rows_check_file_values)
     const cm_opt *k = cm_opt_find(o_rows, sizeof o_rows / sizeof *o_rows, "window_fn"); /* an alias, '_' for '-' */
     cr_assert(k && !strcmp(cm_opt_key(k), "window_kind"));
     cr_assert_eq(cm_opt_set(k, &c, "hann", 1, &err), 0);
-    cr_assert_str_eq(cm_opt_text(k, &c), "hann");
+    char tb[16];
+    cr_assert_str_eq(cm_opt_text(k, &c, tb, sizeof tb), "hann");
     cr_assert_eq(cm_opt_set(k, &c, "box", 1, &err), -1);
     cr_assert_str_eq(err.msg, "window_kind: \"box\" is not one of tukey25|hann"); /* a file names the key */
     const cm_opt *n = cm_opt_find(o_rows, sizeof o_rows / sizeof *o_rows, "count");
