@@ -154,10 +154,17 @@ def test_grammar_forms(tmp_path):
     outs = []
     for i, f in enumerate(forms):
         out = tmp_path / f"o{i}.npy"
-        r = run([binary("spectro"), "--no-wisdom", "-qvj1", "--duration", "1", *f, "--", wav, "-o", out])
+        r = run([binary("spectro"), "--no-wisdom", "-qvj1", "--duration", "1", *f, f"-o{out}", "--", wav])
         assert r.returncode == 0, r.stderr
         outs.append(np.load(out))
     np.testing.assert_array_equal(outs[0], outs[1])
+    # after "--" an argument that starts with '-' is an input
+    dash = tmp_path / "-a.wav"
+    os.link(wav, dash)
+    r = run([binary("spectro"), "--no-wisdom", "--duration", "1", "--window", "256", "--overlap", "128",
+             "--window-kind", "hann", "-o", tmp_path / "d.npy", "--", "-a.wav"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(outs[0], np.load(tmp_path / "d.npy"))
     assert not np.array_equal(outs[0], outs[2])  # hann vs tukey25
     r = run([binary("spectro"), "--no-wisdom", "--duration", "1", "--window", "256", "--overlap", "128",
              "--window-kind", "tukey25", wav, "-o", tmp_path / "t.npy"])
