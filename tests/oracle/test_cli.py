@@ -151,24 +151,26 @@ def test_grammar_forms(tmp_path):
     forms = [["--window", "256", "--overlap", "128", "--window-kind", "hann"],
              ["--window=256", "--overlap=128", "--window-fn=hann"],      # the older name of the option
              ["--window", "256", "--overlap", "128", "--window-kind", "tukey"]]  # an older value (tukey25)
+    # each run plans FFTW anew (FFTW_MEASURE may pick another algorithm: rounding differs, test_spectro.py)
+    same = lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4)  # noqa: E731
     outs = []
     for i, f in enumerate(forms):
         out = tmp_path / f"o{i}.npy"
         r = run([binary("spectro"), "--no-wisdom", "-qvj1", "--duration", "1", *f, f"-o{out}", "--", wav])
         assert r.returncode == 0, r.stderr
         outs.append(np.load(out))
-    np.testing.assert_array_equal(outs[0], outs[1])
+    same(outs[0], outs[1])
     # after "--" an argument that starts with '-' is an input
     dash = tmp_path / "-a.wav"
     os.link(wav, dash)
     r = run([binary("spectro"), "--no-wisdom", "--duration", "1", "--window", "256", "--overlap", "128",
              "--window-kind", "hann", "-o", tmp_path / "d.npy", "--", "-a.wav"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    np.testing.assert_array_equal(outs[0], np.load(tmp_path / "d.npy"))
-    assert not np.array_equal(outs[0], outs[2])  # hann vs tukey25
+    same(outs[0], np.load(tmp_path / "d.npy"))
+    assert np.abs(outs[0] - outs[2]).max() > 0.1  # hann vs tukey25
     r = run([binary("spectro"), "--no-wisdom", "--duration", "1", "--window", "256", "--overlap", "128",
              "--window-kind", "tukey25", wav, "-o", tmp_path / "t.npy"])
-    np.testing.assert_array_equal(outs[2], np.load(tmp_path / "t.npy"))
+    same(outs[2], np.load(tmp_path / "t.npy"))
     # --no-X of a boolean setting; --log-eps without log is not used
     r = run([binary("spectro"), "--no-wisdom", "--duration", "1", "--no-log", "--no-detrend", wav, "-o",
              tmp_path / "nolog.npy"])
@@ -183,8 +185,8 @@ def test_spectro_quiet_verbose_jobs_and_h5_version(tmp_path):
     flags = run([binary("spectro"), "--no-wisdom", "--duration", "1", "-q", "-v", "--jobs", "2", a, b,
                  "-o", tmp_path / "f"])
     assert plain.returncode == 0 and flags.returncode == 0, plain.stderr + flags.stderr
-    for n in ("a.npy", "b.npy"):
-        np.testing.assert_array_equal(np.load(tmp_path / "p" / n), np.load(tmp_path / "f" / n))
+    for n in ("a.npy", "b.npy"):  # FFTW planned per run: rounding may differ (test_spectro.py)
+        np.testing.assert_allclose(np.load(tmp_path / "p" / n), np.load(tmp_path / "f" / n), atol=1e-4)
     v, rev = version_of("spectro")
     r = run([binary("spectro"), "--no-wisdom", "--duration", "1", "--window-kind", "hann", a, "-o", tmp_path / "x.h5"])
     assert r.returncode == 0, r.stderr
@@ -245,7 +247,10 @@ def test_ingest_and_store_quiet_verbose_jobs_and_revision(media, tmp_path):
     for sp in ("train", "test"):
         f = idx["splits"][sp]["shards"][0]["file"]
         with h5py.File(tmp_path / "quiet" / f) as a, h5py.File(tmp_path / "loud" / f) as b:
-            np.testing.assert_array_equal(a["audio/spec"][()], b["audio/spec"][()])
+            # float16 of float32 values that FFTW may round differently per plan: one float16 step at most
+            np.testing.assert_allclose(a["audio/spec"][()].astype(np.float32), b["audio/spec"][()].astype(np.float32),
+                                       rtol=2 ** -10, atol=1e-6)
+            assert (a["video/jpeg"][()] == b["video/jpeg"][()]).all()
     # store: -q prints no summary of a clean folder, -v names each shard checked
     out = tmp_path / "quiet"
     plain = run([binary("store"), "verify", out])
