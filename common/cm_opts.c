@@ -1,10 +1,12 @@
 /* cm_opts: see cm_opts.h. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/cm_opts.h"
+#include "common/cm_parse.h"
 #include "common/cm_version.h"
 
 #define JOBS_MAX 1024
@@ -148,19 +150,27 @@ int cm_opt_check(const cm_opt *o, const void *base, int how, cm_err *err)
     return range_error(o, shown, how, err);
 }
 
-/* A number of the row's type from text (the range checked by the caller). */
+/* A number of the row's type from text (the range checked by the caller):
+ * cm_parse's whole-string rules for int and double. */
 static int parse_number(const cm_opt *o, const char *v, double *x, long long *ll, const char *l, cm_err *err)
 {
-    char *end = NULL;
-    errno = 0;
     if (o->type == CM_DBL) {
-        *x = strtod(v, &end);
-        if (!*v || *end || errno || !isfinite(*x))
+        if (cm_parse_double(v, -INFINITY, INFINITY, x) != 0 || !isfinite(*x))
             return cm_err_set(err, "%s: \"%s\" is not a finite number", l, v);
         return 0;
     }
+    if (o->type == CM_INT) {
+        int i;
+        if (cm_parse_int(v, INT_MIN, INT_MAX, &i) != 0)
+            return cm_err_set(err, "%s: \"%s\" is not an integer", l, v);
+        *ll = i;
+        *x = i;
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
     *ll = strtoll(v, &end, 10);
-    if (!*v || *end || errno || (o->type == CM_INT && (*ll < -2000000000LL || *ll > 2000000000LL)))
+    if (!*v || *end || errno)
         return cm_err_set(err, "%s: \"%s\" is not an integer", l, v);
     *x = (double)*ll;
     return 0;
