@@ -49,7 +49,7 @@ all:
 
 include common/module.mk
 -include kernels/module.mk
--include dist/module.mk
+-include collective/module.mk
 -include spectro/module.mk
 -include frames/module.mk
 -include store/module.mk

@@ -1,4 +1,5 @@
 #include "common/cm_npy.h"
+#include "common/cm_npy_test.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -22,8 +22,7 @@ typedef struct cm_npy {
     void *data;   /* malloc'd, count * elem_size bytes */
 } cm_npy;
 
-/* Reads a C-order .npy file. Free with cm_npy_free(). */
-int cm_npy_read(const char *path, cm_npy *out, cm_err *err);
+/* Frees what cm_npy_read (common/cm_npy_test.h) filled. */
 void cm_npy_free(cm_npy *a);
 
 /* Size in bytes of one element of descr, or 0 when unknown. */

@@ -8,14 +8,22 @@
    include headers of its own module or of modules of lower rank. A module's
    command (`MODULE/main.c`) sits on top of every library, so it may include any
    of them. tests/, bench/ and tools/ sit above everything.
-4. One command-line grammar: no getopt outside common/. Every command reads
-   its options through the option tables of common/cm_opts.h (the same -h,
-   --version, -q, -v, -j, error shape and generated --help everywhere).
 3. Every entry of the op table (struct be_ops in kernels/kernels.h) is filled
    by name in both backends' tables (kernels/cpu/table.c, kernels/cuda/table.c;
    the CPU may leave out the entries of the header's "optional" section) and
    has a row in tests/gpu/opcompare.c's table (OP(entry, test)), so that no op
    can be missing from a backend or from the GPU comparison.
+4. A method is one unit: every train/method_NAME.c (with its header) is a row
+   of the table in train/methods.c, and every row has its file and header.
+5. No circle inside a module (NO_CIRCLE): no two .c files of a module (main.c aside)
+   use each other's functions or objects, directly or through others (e.g.
+   train/system.c calls train/ddp.c and reaches the method files through the
+   table, none of which calls back into system.c).
+6. Test-only headers (NAME_test.h) are included only by tests/, bench/ and
+   the module's own NAME.c / NAME_*.c that implement them.
+7. One command-line grammar: no getopt outside common/. Every command reads
+   its options through the option tables of common/cm_opts.h (the same -h,
+   --version, -q, -v, -j, error shape and generated --help everywhere).
 
 Usage: check_structure.py [ROOT]   (exit 1 and one line per violation)
 """
@@ -33,7 +41,7 @@ RANKS = {
     "frames": 1,
     "kernels": 1,
     "store": 2,
-    "dist": 2,
+    "collective": 2,
     "ingest": 3,
     "train": 3,
 }
@@ -92,6 +100,100 @@ def layer_violations(rel, text):
     return out
 
 
+METHOD_ROWS = re.compile(r"#define\s+METHOD_ROWS\(X\)(.*)")
+METHOD_REF = re.compile(r"&tr_method_([a-z0-9_]+)")
+
+
+def method_problems(root):
+    """Rule 4: method files against the rows of train/methods.c."""
+    table = os.path.join(root, "train", "methods.c")
+    if not os.path.exists(table):
+        return []
+    text = open(table, encoding="utf-8").read()
+    rows = set()
+    m = METHOD_ROWS.search(text)
+    if m:
+        rows.update(re.findall(r"X\((\w+)\)", m.group(1)))
+    rows.update(n for n in METHOD_REF.findall(text) if n != "def")
+    files = {f[len("method_"):-2] for f in os.listdir(os.path.join(root, "train"))
+             if f.startswith("method_") and f.endswith(".c")}
+    out = []
+    for n in sorted(files - rows):
+        out.append("train/method_%s.c: a method file that is no row of train/methods.c" % n)
+    for n in sorted(rows):
+        for ext in (".c", ".h"):
+            if not os.path.exists(os.path.join(root, "train", "method_" + n + ext)):
+                out.append("train/methods.c: the row %s has no train/method_%s%s" % (n, n, ext))
+    return out
+
+
+DEFINITION = re.compile(r"^(?!static\b|typedef\b|extern\b|return\b)[A-Za-z_][\w \*]*?\b([a-z][a-z0-9]*_\w+)\s*(\(|=|\[)")
+COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"\\])*\"", re.S)
+
+
+# The modules rule 5 holds for (collective/'s two plugin halves still call
+# each other; kernels/ is checked by its own op-table rule).
+NO_CIRCLE = ("train",)
+
+
+def cycle_problems(root, texts):
+    """Rule 5: a circle among the .c files of one module (main.c aside): file A
+    uses file B when it names a function or object B defines (not static)."""
+    out = []
+    for mod in NO_CIRCLE:
+        files = {rel: COMMENT.sub(" ", text) for rel, text in texts.items()
+                 if rel.split(os.sep)[0] == mod and rel.endswith(".c") and os.path.basename(rel) != "main.c"}
+        owner = {}
+        for rel, text in files.items():
+            for line in text.splitlines():
+                m = DEFINITION.match(line)
+                if m and not line.rstrip().endswith(";"):
+                    owner.setdefault(m.group(1), rel)
+        edges = {rel: set() for rel in files}
+        for rel, text in files.items():
+            for name in set(re.findall(r"\b[a-z][a-z0-9]*_\w+\b", text)):
+                o = owner.get(name)
+                if o and o != rel:
+                    edges[rel].add(o)
+        state, stack = {}, []
+
+        def visit(u):
+            state[u] = 1
+            stack.append(u)
+            for v in sorted(edges[u]):
+                if state.get(v) == 1:
+                    cyc = stack[stack.index(v):] + [v]
+                    out.append("%s/: a circle of files that use one another: %s" % (mod, " -> ".join(cyc)))
+                elif v not in state:
+                    visit(v)
+            stack.pop()
+            state[u] = 2
+
+        for u in sorted(edges):
+            if u not in state:
+                visit(u)
+    return out
+
+
+def test_header_problems(rel, text):
+    """Rule 6: NAME_test.h only in tests/, bench/ and the module's NAME*.c."""
+    top = rel.split(os.sep)[0]
+    if top in ("tests", "bench"):
+        return []
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        m = re.match(r'^\s*#\s*include\s+"([A-Za-z0-9_]+)/([A-Za-z0-9_]+)_test\.h"', line)
+        if not m:
+            continue
+        mod, name = m.group(1), m.group(2)
+        base = os.path.basename(rel)
+        own = top == mod and base.endswith(".c") and (base == name + ".c" or base.startswith(name + "_"))
+        if not own:
+            out.append("%s:%d: %s/%s_test.h is for tests/ and bench/ (and %s/%s*.c, which implement it)"
+                       % (rel, i, mod, name, mod, name))
+    return out
+
+
 def getopt_uses(rel, text):
     """Lines that parse a command line by getopt outside common/."""
     if rel.split(os.sep)[0] == "common":
@@ -146,9 +248,12 @@ def op_table_violations(root):
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "."
     problems = []
+    texts = {}
     for rel in source_files(root):
         with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as f:
             text = f.read()
+        texts[rel] = text
+        problems.extend(test_header_problems(rel, text))
         if rel.split(os.sep)[0] != "tests":
             for line, n in long_functions(text):
                 problems.append("%s:%d: function of %d lines (at most %d)" % (rel, line, n, MAX_LINES))
@@ -156,6 +261,8 @@ def main():
             problems.append("%s:%d: %s" % (rel, line, why))
         for line, why in getopt_uses(rel, text):
             problems.append("%s:%d: %s" % (rel, line, why))
+    problems.extend(method_problems(root))
+    problems.extend(cycle_problems(root, texts))
     problems += op_table_violations(root)
     for p in problems:
         print("check_structure: " + p)

@@ -11,6 +11,8 @@
 
 #include "common/cm_file.h"
 #include "store/st_h5.h"
+#include "train/methods.h"
+#include "train/system.h"
 #include "train/system_internal.h"
 
 /* 2: string attributes fixed-length (1: variable-length, still read). */
@@ -23,15 +25,13 @@ static const char *mod_name(tr_modality m)
 
 static char *config_json(const tr_config *c)
 {
-    static const char *methods[] = {"none", "kd", "nkd", "c2kd", "shake", "review"};
-    _Static_assert(sizeof methods / sizeof *methods == TR_REVIEW + 1, "a name for every tr_method");
     static const char *updates[] = {"full", "top", "frozen"};
     static const char *proxies[] = {"fa", "none", "cfa"};
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
     cJSON_AddNumberToObject(o, "pretrain", c->pretrain);
-    cJSON_AddStringToObject(o, "method", methods[c->method]);
+    cJSON_AddStringToObject(o, "method", tr_methods_name(c->method));
     cJSON_AddStringToObject(o, "student", mod_name(c->student));
     cJSON_AddStringToObject(o, "teacher", mod_name(c->teacher));
     cJSON_AddNumberToObject(o, "student_depth", c->student_depth);
@@ -179,15 +179,14 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
         unlink(tmp);
         return cm_err_set(err, "cannot create the HDF5 checkpoint: %s", cause);
     }
-    tr_reg *regs[TR_MAX_REGS];
-    int nr = tr_system_regs(s, regs);
-    for (int i = 0; rc == 0 && i < nr; i++)
-        rc = write_reg(s->be, f, regs[i]->group, regs[i], 0, cause);
+    const tr_parts *l = &s->parts; /* one group per trained part */
+    for (int i = 0; rc == 0 && i < l->n; i++)
+        rc = write_reg(s->be, f, l->p[i].reg->group, l->p[i].reg, 0, cause);
     hid_t mg = rc == 0 ? H5Gcreate2(f, "momentum", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
     if (mg < 0)
         rc = -1;
-    for (int i = 0; rc == 0 && i < nr; i++)
-        rc = write_reg(s->be, mg, regs[i]->group, regs[i], 1, cause);
+    for (int i = 0; rc == 0 && i < l->n; i++)
+        rc = write_reg(s->be, mg, l->p[i].reg->group, l->p[i].reg, 1, cause);
     if (mg >= 0)
         H5Gclose(mg);
     if (rc == 0) {
@@ -381,16 +380,6 @@ static int read_group(hid_t f, load_item *it, int with_optimizer, cm_err *err)
     return rc;
 }
 
-static tr_reg *reg_by_name(tr_system *s, const char *name)
-{
-    tr_reg *regs[TR_MAX_REGS];
-    int nr = tr_system_regs(s, regs);
-    for (int i = 0; i < nr; i++)
-        if (strcmp(regs[i]->group, name) == 0)
-            return regs[i];
-    return NULL;
-}
-
 static int accuracy_ok(double v)
 {
     return v == -1 || (v >= 0 && v <= 1);
@@ -437,7 +426,7 @@ static int read_position(hid_t f, tr_position *p, cm_err *err)
 int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int with_optimizer,
                        tr_position *pos, cm_err *err)
 {
-    load_item items[TR_MAX_REGS];
+    load_item items[TR_MAX_PARTS];
     int ni = 0;
     memset(items, 0, sizeof items);
     if (which) {
@@ -449,17 +438,16 @@ int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int wi
         memcpy(dst, which, ld);
         dst[ld] = 0;
         snprintf(src, sizeof src, "%s", eq ? eq + 1 : dst);
-        items[0].reg = reg_by_name(s, dst);
+        items[0].reg = tr_parts_find(&s->parts, dst);
         if (!items[0].reg)
             return cm_err_set(err, "'%s': this run has no network '%s'", which, dst);
         snprintf(items[0].src, sizeof items[0].src, "%s", src);
         ni = 1;
     } else {
-        tr_reg *regs[TR_MAX_REGS];
-        ni = tr_system_regs(s, regs);
+        ni = s->parts.n;
         for (int i = 0; i < ni; i++) {
-            items[i].reg = regs[i];
-            snprintf(items[i].src, sizeof items[i].src, "%s", regs[i]->group);
+            items[i].reg = s->parts.p[i].reg;
+            snprintf(items[i].src, sizeof items[i].src, "%s", items[i].reg->group);
         }
     }
     if (cm_check_regular(path, err) != 0) /* a FIFO or device: refused, not opened by HDF5 */

@@ -8,6 +8,7 @@
 #include "common/cm_file.h"
 #include "common/cm_version.h"
 #include "train/eval.h"
+#include "train/methods.h"
 #include "train/plot.h"
 
 ev_pass *ev_pass_create(int n_classes, int keep, cm_err *err)
@@ -113,11 +114,11 @@ int ev_pass_add(ev_pass *p, int B, const float *logits, const int32_t *labels, c
     return 0;
 }
 
-int ev_pass_allreduce(ev_pass *p, ds_comm *comm, cm_err *err)
+int ev_pass_allreduce(ev_pass *p, cl_comm *comm, cm_err *err)
 {
     int64_t counts[4] = {p->n, p->top1, p->top5, p->loss_fx};
-    if (ds_allreduce_i64(comm, counts, 4, DS_SUM, err) != 0 ||
-        ds_allreduce_i64(comm, p->confusion, (size_t)p->C * (size_t)p->C, DS_SUM, err) != 0)
+    if (cl_allreduce_i64(comm, counts, 4, CL_SUM, err) != 0 ||
+        cl_allreduce_i64(comm, p->confusion, (size_t)p->C * (size_t)p->C, CL_SUM, err) != 0)
         return -1;
     p->n = counts[0], p->top1 = counts[1], p->top5 = counts[2], p->loss_fx = counts[3];
     return 0;
@@ -282,7 +283,10 @@ static int get_enum(const cJSON *j, const char *key, const char *const *names, i
 
 int ev_config_from_json(const char *json, tr_config *c, cm_err *err)
 {
-    static const char *methods[] = {"none", "kd", "nkd", "c2kd", "shake", "review"};
+    const char *methods[64]; /* the names of train/methods.c's table */
+    int nm = tr_methods_options() < 64 ? tr_methods_options() : 64;
+    for (int i = 0; i < nm; i++)
+        methods[i] = tr_methods_name((tr_method)i);
     static const char *mods[] = {"audio", "visual"}, *vmodes[] = {"stack", "fold"};
     static const char *proxies[] = {"fa", "none", "cfa"}, *updates[] = {"full", "top", "frozen"};
     cJSON *j = cJSON_Parse(json);
@@ -291,7 +295,7 @@ int ev_config_from_json(const char *json, tr_config *c, cm_err *err)
         return cm_err_set(err, "config: not a JSON object");
     }
     int m = 0, s = 0, t = 0, v = 0, px = 0, up = 0;
-    int rc = get_int(j, "pretrain", &c->pretrain, err) || get_enum(j, "method", methods, 6, &m, err) ||
+    int rc = get_int(j, "pretrain", &c->pretrain, err) || get_enum(j, "method", methods, nm, &m, err) ||
              get_enum(j, "student", mods, 2, &s, err) || get_enum(j, "teacher", mods, 2, &t, err) ||
              get_int(j, "student_depth", &c->student_depth, err) ||
              get_int(j, "teacher_depth", &c->teacher_depth, err) || get_int(j, "width", &c->width, err) ||

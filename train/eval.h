@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "common/cm_err.h"
-#include "dist/dist.h"
+#include "collective/collective.h"
 #include "train/system.h"
 
 typedef struct ev_pass {
@@ -44,7 +44,7 @@ void ev_pass_reset(ev_pass *p);
 int ev_pass_add(ev_pass *p, int B, const float *logits, const int32_t *labels, const int64_t *index, cm_err *err);
 /* Sums the counts, the loss and the confusion matrix over the ranks (the
  * kept samples stay each rank's own). */
-int ev_pass_allreduce(ev_pass *p, ds_comm *comm, cm_err *err);
+int ev_pass_allreduce(ev_pass *p, cl_comm *comm, cm_err *err);
 /* top-1 accuracy (-1 without samples), mean loss, class c's accuracy (-1: no sample of c). */
 double ev_top1(const ev_pass *p);
 double ev_mean_loss(const ev_pass *p);

@@ -186,7 +186,6 @@ void ld_device_drop(ld_device *dv);
  * untouched until the next sync. */
 int ld_device_stage(ld_device *dv, ld_host_batch *hb, cm_err *err);
 int ld_device_prepare(ld_device *dv, const ld_host_batch *hb, tr_batch *out, cm_err *err);
-/* Both at once (no overlap). */
-int ld_device_upload(ld_device *dv, ld_host_batch *hb, tr_batch *out, cm_err *err);
+/* Both at once: ld_device_upload, train/loader_test.h (benchmarks, tests). */
 
 #endif

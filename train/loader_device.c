@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "train/loader.h"
+#include "train/loader_test.h"
 
 static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
 static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};

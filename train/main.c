@@ -14,7 +14,7 @@
  *
  * Data parallel (docs/DISTRIBUTED.md): under mpirun/srun every rank runs the
  * same phases on its share of the data (ld_opts rank/world); the step
- * averages gradients over ranks (train/system_dist.c), evaluation counts are
+ * averages gradients over ranks (train/ddp.c), evaluation counts are
  * summed over ranks, and only rank 0 (`lead`) writes under --out. */
 #include <inttypes.h>
 #include <math.h>
@@ -35,6 +35,7 @@
 #include "store/st_h5.h"
 #include "store/st_index.h"
 #include "train/loader.h"
+#include "train/methods.h"
 #include "train/metrics.h"
 #include "train/opts.h"
 #include "train/plot.h"
@@ -49,7 +50,7 @@
 enum { GO_ON = -1, EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 typedef struct tr_run {
-    ds_comm *comm;     /* the ranks (a world of 1 without a launcher) */
+    cl_comm *comm;     /* the ranks (a world of 1 without a launcher) */
     int rank, world;
     int lead;          /* rank 0: the one that writes outputs */
     tr_opts op;        /* from argv, or RUN/options.json with argv's overrides on --resume */
@@ -165,7 +166,8 @@ static int resume_options(tr_run *r, const tr_opts *cl, char **given)
 /* A distillation method: the student learns from a teacher. */
 static int needs_teacher(const tr_opts *o)
 {
-    return !o->pretrain && strcmp(o->method, "none") != 0;
+    const tr_method_def *m = tr_methods_find(o->method);
+    return !o->pretrain && m && m->teacher;
 }
 
 static int run_options(tr_run *r, int argc, char **argv)
@@ -321,7 +323,7 @@ static int run_backend(tr_run *r)
     if (strcmp(op->device, "cpu") == 0) {
         r->be = be_cpu_create(bo.threads, &err);
     } else {
-        bo.device = ds_local_rank(r->comm);
+        bo.device = cl_local_rank(r->comm);
         r->be = be_cuda_create(&bo, &err);
         if (!r->be && strcmp(op->device, "cuda") == 0)
             return fail("--device cuda", err.msg);
@@ -340,7 +342,7 @@ static int run_world(tr_run *r)
     cm_err err = {{0}};
     if (r->resuming && tr_world_check(r->op.out, r->comm, &err) != 0)
         return fail(r->op.out, err.msg);
-    if (ds_active(r->comm) && strcmp(r->be->ops->name, "cpu") != 0 && ds_gpu_init(r->comm, ds_local_rank(r->comm), 0, &err) != 0)
+    if (cl_active(r->comm) && strcmp(r->be->ops->name, "cpu") != 0 && cl_gpu_init(r->comm, cl_local_rank(r->comm), 0, &err) != 0)
         return fail("NCCL", err.msg);
     return GO_ON;
 }
@@ -376,7 +378,7 @@ static int build_system(tr_run *r)
     if (!r->sys)
         return fail("model", err.msg);
     r->eval_s = !op->pretrain;
-    r->eval_t = op->pretrain || cfg->method != TR_NONE;
+    r->eval_t = tr_methods_of(cfg)->teacher;
     return GO_ON;
 }
 
@@ -421,8 +423,8 @@ static int load_checkpoints(tr_run *r)
         tr_checkpoint_load(r->sys, paths[1], "teacher", 0, NULL, &err) != 0) /* the teacher comes from --init */
         return fail(paths[1], "--init without a teacher/ group: give --teacher-ckpt FILE for the teacher, or "
                               "--teacher-init random");
-    if (paths[2] && r->cfg.method == TR_NONE)
-        fprintf(stderr, TOOL ": notice: --method none trains no teacher; --teacher-ckpt is not used\n");
+    if (paths[2] && !tr_methods_of(&r->cfg)->teacher)
+        fprintf(stderr, TOOL ": notice: --method %s trains no teacher; --teacher-ckpt is not used\n", r->op.method);
     else if (paths[2] && tr_checkpoint_load(r->sys, paths[2], "teacher", 0, NULL, &err) != 0)
         return fail(paths[2], err.msg);
     if (r->from_last)
@@ -458,7 +460,7 @@ static int create_loaders(tr_run *r)
         uses[r->cfg.teacher] = 1;
     } else {
         uses[r->cfg.student] = 1;
-        if (r->cfg.method != TR_NONE)
+        if (tr_methods_of(&r->cfg)->teacher)
             uses[r->cfg.teacher] = 1;
     }
     int lthreads = op->loader_threads > 0 ? op->loader_threads : r->be->ops->input_threads(r->be, cm_ncpu());
@@ -595,7 +597,7 @@ static void announce(const tr_run *r)
         fprintf(stderr, TOOL ": resuming %s at epoch %d, step %lld%s\n", op->out, r->pos.epoch + 1,
                 (long long)r->pos.step, r->from_last ? "" : " (no checkpoint yet: from the start)");
     fprintf(stderr, TOOL ": %s, %s%s -> %s, %zu/%zu/%zu samples (train/val/test%s), %zu steps per epoch, backend %s\n",
-            op->pretrain ? "pretrain" : op->method, op->pretrain ? "" : op->teacher, op->pretrain ? op->teacher : "",
+            tr_methods_name_of(tr_methods_of(&r->cfg)), op->pretrain ? "" : op->teacher, op->pretrain ? op->teacher : "",
             op->pretrain ? "" : op->student, ld_data_count(r->train), ld_data_count(r->val), ld_data_count(r->test),
             r->has_val ? "" : "; test serves as val", r->nb, r->be->ops->name);
     if (r->world > 1)
@@ -969,8 +971,8 @@ static int end_epoch(tr_run *r, int e, mt_epoch *rec)
         r->be->ops->stats(r->be, &bst);
         rec->gpu_peak_bytes = (double)bst.peak_bytes;
     }
-    if (ds_active(r->comm) && strcmp(r->be->ops->name, "cpu") != 0) /* NCCL gradient all-reduce time of this epoch */
-        rec->allreduce_seconds = ds_gpu_take_seconds(r->comm);
+    if (cl_active(r->comm) && strcmp(r->be->ops->name, "cpu") != 0) /* NCCL gradient all-reduce time of this epoch */
+        rec->allreduce_seconds = cl_gpu_take_seconds(r->comm);
     if (!r->lead)
         return GO_ON;
     if (mt_epoch_record(r->mt, rec, &err) != 0)
@@ -1055,7 +1057,7 @@ static cJSON *result_json(const tr_run *r)
     if (!res)
         return NULL;
     cJSON_AddStringToObject(res, "network", op->pretrain ? "teacher" : "student");
-    cJSON_AddStringToObject(res, "method", op->pretrain ? "pretrain" : op->method);
+    cJSON_AddStringToObject(res, "method", tr_methods_name_of(tr_methods_of(&r->cfg)));
     cJSON_AddStringToObject(res, "teacher", op->teacher);
     if (!op->pretrain)
         cJSON_AddStringToObject(res, "student", op->student);
@@ -1112,7 +1114,7 @@ static void print_summary(const tr_run *r)
 {
     const tr_opts *op = &r->op;
     const tr_position *p = &r->pos;
-    const char *method = op->pretrain ? "pretrain" : op->method, *which = op->pretrain ? "teacher" : "student";
+    const char *method = tr_methods_name_of(tr_methods_of(&r->cfg)), *which = op->pretrain ? "teacher" : "student";
     if (p->best_epoch > 0)
         printf("%s: %s %s: best validation epoch %d (val %.2f%%), test top-1 %.2f%%%s; plot %s\n", op->out, method,
                which, p->best_epoch, 100 * p->best_val, 100 * p->best_test,
@@ -1226,9 +1228,9 @@ static int run_finish(tr_run *r)
         return fail(r->result_path, err.msg);
     if (op->profile && r->be->ops->profile_data && write_profile(r->be, op->out, &err) != 0)
         return fail(op->out, err.msg);
-    if (ds_active(r->comm)) /* docs/DISTRIBUTED.md, "Step" */
+    if (cl_active(r->comm)) /* docs/DISTRIBUTED.md, "Step" */
         fprintf(stderr, TOOL ": data parallel: %lld gradient all-reduces overlapped with the backward pass\n",
-                ds_started(r->comm));
+                cl_started(r->comm));
     print_summary(r);
     return EXIT_DONE;
 }
@@ -1261,7 +1263,7 @@ static int eval_system(tr_run *r, int *teacher)
         snprintf(what, sizeof what, "%s: does not match %s", op->eval, op->data);
         return fail(what, err.msg);
     }
-    int has_teacher = c->pretrain || c->method != TR_NONE;
+    int has_teacher = tr_methods_of(c) && tr_methods_of(c)->teacher;
     *teacher = strcmp(op->network, "auto") == 0 ? c->pretrain : strcmp(op->network, "teacher") == 0;
     if (*teacher && !has_teacher)
         return fail(op->eval, "--network teacher: the checkpoint's run (method none) has no teacher");
@@ -1350,7 +1352,7 @@ static void run_destroy(tr_run *r)
     st_lock_release(r->lock);
 }
 
-/* The watchdog of dist/dist.h: a collective that does not complete in time
+/* The watchdog of collective/collective.h: a collective that does not complete in time
  * means another rank died or hangs; every rank is ended. */
 static void dist_timeout(void *arg, const char *what, double seconds)
 {
@@ -1358,7 +1360,7 @@ static void dist_timeout(void *arg, const char *what, double seconds)
     fprintf(stderr, TOOL ": rank %d: %s not completed after %.0f s (another rank died or hangs; "
             "C2KD_DIST_TIMEOUT sets the limit); ending every rank\n", r->rank, what, seconds);
     fflush(stderr);
-    ds_abort(r->comm, 1);
+    cl_abort(r->comm, 1);
     _exit(1);
 }
 
@@ -1368,11 +1370,11 @@ int main(int argc, char **argv)
     memset(&run, 0, sizeof run);
     cm_err err = {{0}};
     const char *to = getenv("C2KD_DIST_TIMEOUT");
-    run.comm = ds_create(to ? atof(to) : 600.0, dist_timeout, &run, &err);
+    run.comm = cl_create(to ? atof(to) : 600.0, dist_timeout, &run, &err);
     if (!run.comm)
         return fail("MPI", err.msg);
-    run.rank = ds_rank(run.comm);
-    run.world = ds_size(run.comm);
+    run.rank = cl_rank(run.comm);
+    run.world = cl_size(run.comm);
     run.lead = run.rank == 0;
     st_h5_no_close_at_exit(); /* a checkpoint whose close failed (full disk) must not be closed again at exit */
     int rc = run_options(&run, argc, argv);
@@ -1391,8 +1393,8 @@ int main(int argc, char **argv)
         /* The other ranks may wait in a collective: end them (mpirun reports it). */
         fprintf(stderr, TOOL ": rank %d failed; ending every rank\n", run.rank);
         fflush(stderr);
-        ds_abort(run.comm, rc);
+        cl_abort(run.comm, rc);
     }
-    ds_destroy(run.comm);
+    cl_destroy(run.comm);
     return rc;
 }

@@ -8,8 +8,9 @@
 #include <string.h>
 
 #include "common/cm_opts.h"
+#include "train/methods.h"
 #include "train/opts.h"
-#include "train/system.h"
+#include "train/config.h"
 
 /* The tr_config field an option sets (cm_opt.ext, at cm_opt.ext_off): int,
  * float, index in `choices`, modality. */
@@ -28,7 +29,7 @@ enum { SAVED = CM_OPT_USER1, RESUME = CM_OPT_USER2 };
 static const cm_opt defs[] = {
     {"data", 0, CM_STR, OFF(data), NULL, NULL, "DIR", "ingested folder (index.json + shards) with train, test and optionally val splits (required)", .flags = SAVED | RESUME},
     {"out", 0, CM_STR, OFF(out), NULL, NULL, "RUN", "output folder: metrics.jsonl, curves.svg, last.h5, best.h5, result.json, options.json, eval/ (best.h5 evaluated on test); with --eval: eval.json, predictions.tsv, confusion.svg (required)", .flags = SAVED},
-    {"method", 0, CM_STR, OFF(method), "none|kd|nkd|c2kd|shake|review", "c2kd", "M", "distillation method (shake, review: docs/METHODS.md)", .flags = SAVED, CFG(C_ENUM, method)},
+    {"method", 0, CM_STR, OFF(method), tr_methods_choices + 1, "c2kd", "M", "distillation method (each one below; shake, review: docs/METHODS.md)", .flags = SAVED, CFG(C_ENUM, method)},
     {"pretrain", 0, CM_FLAG, OFF(pretrain), NULL, NULL, NULL, "train the teacher network alone with CE (its best-validation checkpoint is RUN/best.h5)", .flags = SAVED, CFG(C_INT, pretrain)},
     {"teacher-ckpt", 0, CM_STR, OFF(teacher_ckpt), NULL, NULL, "FILE", "load the teacher's weights (teacher/ group) from FILE, e.g. a --pretrain run's best.h5", .flags = SAVED},
     {"teacher-update", 0, CM_STR, OFF(teacher_update), "full|top|frozen", "full", "U", "what of the teacher is trained (top: layer4 + fc; frozen: nothing, eval mode)", .flags = SAVED, CFG(C_ENUM, teacher_update)},
@@ -78,7 +79,7 @@ static const cm_opt defs[] = {
     {"loader-threads", 0, CM_INT, OFF(loader_threads), NULL, "0", "N", "loader threads (JPEG decoding; 0: as the backend suggests: 2 on the CPU, 12 with a GPU, at most the cores)", .flags = RESUME, AT_LEAST(0)},
     {"dump-batches", 0, CM_STR, OFF(dump_batches), NULL, NULL, "DIR", "write the first --dump-count prepared training batches as .npy into DIR (a test aid)", .flags = RESUME},
     {"dump-count", 0, CM_INT, OFF(dump_count), NULL, "-1", "N", "batches written by --dump-batches (-1: all)", .flags = RESUME, AT_LEAST(-1)},
-    {"teacher-init", 0, CM_STR, OFF(teacher_init), "checkpoint|random", "checkpoint", "I", "the teacher of a distillation method (kd, nkd, c2kd, shake, review): checkpoint: from --teacher-ckpt (required); random: the random initialisation of --seed (for tests; distilling from it teaches nothing)", .flags = SAVED},
+    {"teacher-init", 0, CM_STR, OFF(teacher_init), "checkpoint|random", "checkpoint", "I", "the teacher of a distillation method (every --method but none): checkpoint: from --teacher-ckpt (required); random: the random initialisation of --seed (for tests; distilling from it teaches nothing)", .flags = SAVED},
     {"eval", 0, CM_STR, OFF(eval), NULL, NULL, "CKPT", "evaluate the checkpoint CKPT (e.g. RUN/best.h5) on --split of --data instead of training; writes eval.json (top-1, top-5, per-class accuracy, confusion matrix), predictions.tsv and confusion.svg into --out", .flags = 0},
     {"split", 0, CM_STR, OFF(split), NULL, "test", "S", "with --eval: the split evaluated", .flags = 0},
     {"network", 0, CM_STR, OFF(network), "auto|student|teacher", "auto", "N", "with --eval: the network evaluated (auto: the one the checkpoint's run trained: the teacher of a --pretrain run, else the student)", .flags = 0},
@@ -126,7 +127,7 @@ static const char epilog[] =
     "  C2KD_DIST_TIMEOUT=S    end every rank when a collective has not finished after S seconds (600)\n"
     "  C2KD_DIST_OVERLAP=0    average gradients after the whole backward pass (default: overlapped)\n"
     "  C2KD_DIST=0            ignore the launcher (each process trains alone)\n"
-    "  C2KD_DIST_PLUGIN=PATH  the MPI/NCCL plugin (default: ../lib/c2kd_dist.so from the binary)\n"
+    "  C2KD_DIST_PLUGIN=PATH  the MPI/NCCL plugin (default: ../lib/c2kd_collective.so from the binary)\n"
     "\n"
     "exit status: 0 done, 1 failed (bad data, checkpoint, non-finite loss), 2 usage error";
 
@@ -172,7 +173,15 @@ void tr_opts_help(FILE *f)
 {
     const cm_opt_group g = {NULL, defs, NDEFS, NULL};
     cm_cli cl = the_cli(&g);
+    cl.epilog = NULL; /* after the methods */
     cm_cli_help(&cl, f);
+    fprintf(f, "\nmethods (--method; --pretrain trains the teacher alone):\n");
+    for (int i = 0; i < tr_methods_options(); i++) {
+        const char *name = NULL;
+        const tr_method_def *m = tr_methods_row(i, &name);
+        fprintf(f, "  %-24s %s\n", name, m->help);
+    }
+    fprintf(f, "\n%s\n", epilog);
 }
 
 void tr_opts_version(FILE *f)

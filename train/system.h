@@ -11,71 +11,13 @@
 #include <stdint.h>
 
 #include "common/cm_err.h"
-#include "dist/dist.h"
+#include "collective/collective.h"
 #include "kernels/kernels.h"
 
-/* ---- the configuration ---- */
-
-typedef enum tr_method { TR_NONE = 0, TR_KD, TR_NKD, TR_C2KD, TR_SHAKE, TR_REVIEW } tr_method;
-typedef enum tr_modality { TR_AUDIO = 0, TR_VISUAL = 1 } tr_modality;
-typedef enum tr_teacher_update { TR_TEACHER_FULL = 0, TR_TEACHER_TOP, TR_TEACHER_FROZEN } tr_teacher_update;
-typedef enum tr_proxy_kind { TR_PROXY_FA = 0, TR_PROXY_NONE, TR_PROXY_CFA } tr_proxy_kind;
-typedef enum tr_visual_mode { TR_VISUAL_STACK = 0, TR_VISUAL_FOLD = 1 } tr_visual_mode;
-
-/* What a run trains. The defaults of the fields an option decides live in
- * the option table of train/opts.c (one place for --help, options.json and
- * this struct). */
-typedef struct tr_config {
-    int pretrain;          /* 1: teacher network alone, CE only (the method is ignored) */
-    tr_method method;
-    tr_modality student, teacher;
-    int depth;             /* 18 or 50: both networks, unless ... */
-    int student_depth;     /* ... 18 or 50 here (0: depth) */
-    int teacher_depth;     /* ... 18 or 50 here (0: depth) */
-    int width;             /* base channels */
-    int n_classes;
-    int frames;            /* F frames per sample */
-    tr_visual_mode visual_mode;
-    int image_size;        /* side of the input frames */
-    int spec_bins, spec_frames; /* 257, T */
-    tr_proxy_kind proxy;
-    tr_teacher_update teacher_update;
-    float lambda1, lambda2, lambda3; /* c2kd weights */
-    float omega;           /* selection threshold: keep when tau > omega */
-    float kd_temp;         /* KD's and SHAKE's temperature */
-    float nkd_gamma, nkd_temp;
-    float momentum;
-    int max_batch;         /* activations are allocated once for this batch size */
-    int sync_bn;           /* 1: batch norm with the global batch's statistics over ranks (SyncBatchNorm;
-                            * takes effect with tr_system_set_comm, also for one process) */
-} tr_config;
+#include "train/config.h"
 
 /* The options' defaults (train/opts.c); AVE's spectrogram shape, one frame. */
 void tr_config_default(tr_config *c);
-
-/* ---- batches and steps ---- */
-
-/* A batch on the device. audio: [B, 1, bins, T]; visual: [B, 3F, S, S] in
- * stack mode or [B*F, 3, S, S] in fold mode (frames of a sample adjacent);
- * labels: int32 [B]. A modality no network uses may be NULL. */
-typedef struct tr_batch {
-    int B;
-    const float *audio;
-    const float *visual;
-    const int32_t *labels;
-} tr_batch;
-
-#define TR_MAX_TERMS 12
-/* Loss terms of one step, on the host, after the step. */
-typedef struct tr_stats {
-    double loss;                      /* total */
-    int n_terms;
-    const char *term_name[TR_MAX_TERMS]; /* e.g. "ce_student", "kl_teacher_to_proxy", "nt_proxy_t" */
-    double term[TR_MAX_TERMS];        /* float32 sums, except HCL's (float64: see tr_review_backward) */
-    float kept;                       /* fraction of samples kept by the selection (c2kd), else -1 */
-    int correct_student, correct_teacher; /* top-1 hits on this batch (training mode) */
-    int samples;                      /* samples of the step: B, or B * ranks in a data-parallel run */
-} tr_stats;
 
 typedef struct tr_system tr_system;
 
@@ -127,18 +69,10 @@ int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int wi
  * (as saved; NULL when the file has none) of a checkpoint, malloc'd. */
 int tr_checkpoint_read_meta(const char *path, char **config_json, char **recipe_json, cm_err *err);
 
-/* ---- inspection (tests) ---- */
-
-/* Parameters (for tests): number of named tensors and each one's PyTorch
- * name ("student/layer1.0.conv1.weight"), element count, device pointers to
- * its value and gradient (gradient NULL for buffers such as running_mean). */
-size_t tr_system_num_tensors(const tr_system *s);
-int tr_system_tensor(const tr_system *s, size_t i, const char **name, size_t *count, float **value,
-                     float **grad);
-
 /* ---- what each step does ----
  *
- * In train/system.c (train/system.c):
+ * The step is train/system.c; each method's part of it is its own file,
+ * train/method_NAME.c (train/method.h, the table in train/methods.c):
  * - networks: --pretrain: teacher only; none: student only; kd/nkd: student +
  *   teacher; c2kd: + both proxies (on the layer3 output; in fold mode the
  *   proxy pools over frames and space together, like the final pool).
@@ -175,14 +109,12 @@ int tr_system_tensor(const tr_system *s, size_t i, const char **name, size_t *co
  *   statistics, so it changes nothing.
  */
 
-/* Steps completed (set by tr_checkpoint_load with_optimizer from the
- * position, or by tr_system_set_steps); a failed step's message names step
- * steps+1. */
-int64_t tr_system_steps(const tr_system *s);
+/* Sets the steps completed (tr_checkpoint_load with_optimizer sets them from
+ * the position); a failed step's message names step steps+1. */
 void tr_system_set_steps(tr_system *s, int64_t steps);
 
-/* ---- data parallel (train/system_dist.c) ----
- * With a communicator of N > 1 ranks (dist/dist.h), each step runs as in
+/* ---- data parallel (train/ddp.c) ----
+ * With a communicator of N > 1 ranks (collective/collective.h), each step runs as in
  * PyTorch's DistributedDataParallel: every rank's forward and backward pass on
  * its own batch (batch norm with that batch's statistics, C²KD's selection and
  * losses per rank), then the gradients of every parameter SGD updates are
@@ -190,7 +122,7 @@ void tr_system_set_steps(tr_system *s, int64_t steps);
  * every rank applies the same SGD step. The loss terms are averaged too (a
  * non-finite one on any rank fails the step everywhere); tr_stats holds the
  * global batch's figures. comm is not owned; NULL: one process. */
-void tr_system_set_comm(tr_system *s, ds_comm *comm);
+void tr_system_set_comm(tr_system *s, cl_comm *comm);
 /* Sends rank 0's parameters, momenta, BN buffers and counters to every rank,
  * then tr_system_check_same. */
 int tr_system_broadcast(tr_system *s, cm_err *err);
@@ -199,16 +131,5 @@ int tr_system_broadcast(tr_system *s, cm_err *err);
  * network whose parameters differ between ranks (a 64-bit hash of their
  * bytes compared with an all-reduce). Before evaluation and checkpoints. */
 int tr_system_check_same(tr_system *s, cm_err *err);
-
-/* Device pointers to the outputs of the last step or eval (for tests): logits
- * [B, classes] of each network and proxy (NULL when absent or not computed),
- * the selection's tau and keep [B] (c2kd steps only). */
-typedef struct tr_outputs {
-    int B;
-    const float *z_student, *z_teacher, *p_student, *p_teacher;
-    const float *tau, *keep;
-    const float *h_shadow;    /* shake: the shadow head's logits (before normalisation) */
-} tr_outputs;
-void tr_system_outputs(const tr_system *s, tr_outputs *out);
 
 #endif

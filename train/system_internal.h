@@ -1,10 +1,13 @@
-/* The tr_system struct, shared by system.c and ckpt.c (internal). */
+/* The tr_system struct, shared by system.c, ckpt.c and the method files
+ * (internal to train/). */
 #ifndef TRAIN_SYSTEM_INTERNAL_H
 #define TRAIN_SYSTEM_INTERNAL_H
 
-#include "dist/dist.h"
-#include "train/model.h"
-#include "train/system.h"
+#include "train/ddp.h"
+#include "train/method.h"
+#include "train/parts.h"
+#include "train/resnet.h"
+#include "train/config.h"
 
 typedef struct tr_index {
     tr_reg *reg;
@@ -12,63 +15,32 @@ typedef struct tr_index {
     char name[112];
 } tr_index;
 
+typedef struct tr_system tr_system; /* as train/system.h, which method files do not include */
+
 struct tr_system {
     be_ctx *be;
     tr_config cfg;
+    const tr_method_def *method; /* train/methods.c's row of cfg (pretrain: its own) */
+    void *ms;          /* the method's state (the struct of its file), or NULL */
     tr_mem mem;
-    int has_student, has_teacher, has_proxies, has_shadow, has_review;
+    int has_student, has_teacher;
     int teacher_train; /* teacher forward in train mode (batch statistics) */
     int teacher_full;  /* gradients through the whole teacher (else layer4 + fc only) */
     int teacher_sgd;   /* teacher parameters updated */
     tr_resnet student, teacher;
-    tr_proxy sproxy, tproxy;
-    tr_shadow shadow;      /* shake */
-    tr_review review;      /* review */
-    /* shake's logit normalisation 3.1415 * layer_norm over the classes, done
-     * by the BN ops on [1, B, C] (gamma 3.1415, beta 0, eps 1e-7): */
-    float *ln_gamma, *ln_beta, *ln_rm, *ln_rv, *ln_dg, *ln_db; /* [max_batch] each */
-    float *ln_mean[3], *ln_inv[3];                             /* student, teacher, shadow */
-    float *ln_z[3], *ln_dz[3];                                 /* normalised logits, gradients [B, C] */
-    float *h_tmp;                                              /* host [2 * B * C] */
+    tr_parts parts;    /* every trained part: the networks, then the method's */
+    int n_net_parts;   /* the networks' entries at the head of parts */
     size_t max_act;
-    float *scratch;          /* max_act floats: see tr_system_create */
-    float *dz_s, *dz_t, *dp_s, *dp_t;
-    float *loss, *tau, *keep;
-    double *loss64;    /* review: the HCL terms [TR_REVIEW_N], summed in double */
-    int loss64_at;     /* their first index among the step's terms */
+    float *scratch;    /* max_act floats: see tr_system_create */
+    float *dz_s, *dz_t; /* gradients of the student's and teacher's logits [max_batch, classes] */
+    float *loss;       /* TR_MAX_TERMS loss terms (device) */
     int32_t *pred;
     int32_t *h_pred, *h_labels;
-    float *h_keep;
     int64_t step;
     int last_B;
     tr_index *idx;
     size_t nidx;
-    ds_comm *comm;     /* data parallel: NULL or a world of 1 = one process */
-    tr_bnsync bnsync;  /* --sync-bn (system_dist.c); the networks' tr_reg.sync point here */
-    /* gradient averages started during the backward pass (system_dist.c) */
-    int overlap;       /* 0: blocking, after the backward pass (C2KD_DIST_OVERLAP=0) */
-    int ovl_started, ovl_failed;
-    cm_err ovl_err;
+    tr_ddp ddp;        /* data parallel (train/ddp.c) */
 };
-
-#define TR_MAX_REGS 5
-/* The registries of the networks present, in the order student, teacher,
- * student_proxy, teacher_proxy, shadow, review. Returns their number. */
-int tr_system_regs(tr_system *s, tr_reg *regs[TR_MAX_REGS]);
-
-/* Data parallel (system_dist.c), no-ops without a communicator of several
- * ranks. After the backward pass: averages the nt loss terms in hl (so that a
- * non-finite loss on any rank fails the step on every rank) and the gradients
- * SGD will use. */
-int tr_dist_reduce_step(tr_system *s, double *hl, int nt, cm_err *err);
-/* Called by the backward pass as soon as the gradients of r from float `off`
- * on are final: starts their non-blocking average over ranks (ds_iaverage_f32
- * / ds_gpu_iaverage after the work issued so far), which tr_dist_reduce_step
- * waits for. A no-op in one process or without overlap; a failure is kept
- * and reported by tr_dist_reduce_step. */
-void tr_dist_grads_ready(tr_system *s, tr_reg *r, size_t off);
-/* Sums the correct counts and the kept fraction over ranks (stats of the
- * global batch; st->samples = B * ranks). */
-int tr_dist_reduce_stats(tr_system *s, tr_stats *st, int B, cm_err *err);
 
 #endif

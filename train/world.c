@@ -12,21 +12,21 @@ static void world_path(char *path, size_t n, const char *run_dir)
     snprintf(path, n, "%s/dist.json", run_dir);
 }
 
-int tr_world_save(const char *run_dir, ds_comm *comm, cm_err *err)
+int tr_world_save(const char *run_dir, cl_comm *comm, cm_err *err)
 {
-    if (ds_rank(comm) != 0)
+    if (cl_rank(comm) != 0)
         return 0;
     char path[CM_PATH_MAX], text[64];
     world_path(path, sizeof path, run_dir);
-    int len = snprintf(text, sizeof text, "{\"world_size\": %d}\n", ds_size(comm));
+    int len = snprintf(text, sizeof text, "{\"world_size\": %d}\n", cl_size(comm));
     return cm_write_file_atomic(path, text, (size_t)len, err);
 }
 
-int tr_world_check(const char *run_dir, ds_comm *comm, cm_err *err)
+int tr_world_check(const char *run_dir, cl_comm *comm, cm_err *err)
 {
     char path[CM_PATH_MAX];
     world_path(path, sizeof path, run_dir);
-    int n = ds_size(comm), was = 1;
+    int n = cl_size(comm), was = 1;
     if (cm_is_file(path)) {
         char *text = NULL;
         size_t len = 0;

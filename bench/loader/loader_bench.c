@@ -15,6 +15,7 @@
 
 #include "common/cm_progress.h"
 #include "train/loader.h"
+#include "train/loader_test.h"
 
 typedef struct bench_opts {
     const char *dir, *split;

@@ -27,6 +27,7 @@
 #include "kernels/kernels.h"
 #include "train/profile.h"
 #include "train/system.h"
+#include "train/method_c2kd.h"
 #include "train/system_internal.h"
 
 static uint64_t rs = 99;
@@ -67,8 +68,8 @@ static void write_memory(FILE *f, tr_system *s, be_ctx *be, size_t batch_bytes)
     b = s->max_act * sizeof(float);
     sum += b;
     fprintf(f, "| system scratch (transient downsample BN output; backward scratch of a network that borrows no dead arena) | %.1f |\n", mib(b));
-    if (s->has_proxies) {
-        tr_proxy *p[2] = {&s->sproxy, &s->tproxy};
+    if (tr_c2kd_proxy(s, 0)) {
+        tr_proxy *p[2] = {tr_c2kd_proxy(s, 0), tr_c2kd_proxy(s, 1)};
         b = 0;
         for (int i = 0; i < 2; i++)
             b += reg_bytes(&p[i]->reg) + (size_t)p[i]->max_batch * p[i]->C * p[i]->F * p[i]->hw * sizeof(float);

@@ -137,7 +137,7 @@ BENCH_DEADLINE=$(( 150 - $(el) )) step bench 170 bench/train-gpu/run.sh "$OUT/be
 #    after the backward pass: the buckets start during it); the count of overlapped all-reduces
 NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
 TRAIN=$BIN/train; [ -x "$TRAIN" ] || TRAIN=build/bin/train
-if command -v mpirun >/dev/null && [ -x "$TRAIN" ] && [ -e "$(dirname "$TRAIN")/../lib/c2kd_dist.so" ]; then
+if command -v mpirun >/dev/null && [ -x "$TRAIN" ] && [ -e "$(dirname "$TRAIN")/../lib/c2kd_collective.so" ]; then
     "$PY" -c "import sys; sys.path.insert(0, 'tests/oracle'); import train_util as u; u.make_dataset('$OUT/ddp-data', counts={'train': 512, 'val': 8, 'test': 8}, bins=257, T=200, sizes=((256, 224),))"
     for n in 1 2; do
         [ "$n" -le "$NGPU" ] || continue
@@ -147,7 +147,7 @@ if command -v mpirun >/dev/null && [ -x "$TRAIN" ] && [ -e "$(dirname "$TRAIN")/
         "$PY" -c "import json; [print('ddp $n ranks: %d steps, %.1f ms/step, all-reduce wait %.2f ms/step' % (j['step'], 1e3 * j['seconds'] / j['step'], 1e3 * j.get('allreduce_seconds', 0) / j['step'])) for j in map(json.loads, open('$OUT/ddp-$n/metrics.jsonl')) if j['type'] == 'epoch']" 2>&1 | tee -a "$SUMMARY"
     done
 else
-    echo "ddp rc=skipped (mpirun, build/bin/train or build/lib/c2kd_dist.so absent on this machine)" >> "$SUMMARY"
+    echo "ddp rc=skipped (mpirun, build/bin/train or build/lib/c2kd_collective.so absent on this machine)" >> "$SUMMARY"
 fi
 cp "$OUT/bench/RESULTS.md" "$OUT/RESULTS.md" 2>/dev/null
 

@@ -63,8 +63,10 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "train/methods.h"
 #include "train/system.h"
 #include "train/system_internal.h"
+#include "train/system_test.h"
 
 static uint64_t rng_s = 12345;
 static uint64_t next_u64(void)
@@ -146,7 +148,7 @@ static double rel_update(be_ctx *cpu, be_ctx *gpu, const float *pc, const float 
 /* Copies the whole training state of sc (cpu) into sg (gpu). */
 static int copy_state(tr_system *sc, tr_system *sg, be_ctx *cpu, be_ctx *gpu)
 {
-    tr_reg *rc[TR_MAX_REGS], *rg[TR_MAX_REGS];
+    tr_reg *rc[TR_MAX_PARTS], *rg[TR_MAX_PARTS];
     int nc = tr_system_regs(sc, rc), ng = tr_system_regs(sg, rg);
     if (nc != ng) return -1;
     for (int i = 0; i < nc; i++) {
@@ -173,7 +175,7 @@ static int copy_state(tr_system *sc, tr_system *sg, be_ctx *cpu, be_ctx *gpu)
 
 static const char *mname(int pre, tr_method m)
 {
-    return pre ? "pretrain" : m == TR_NONE ? "none" : m == TR_KD ? "kd" : m == TR_NKD ? "nkd" : m == TR_SHAKE ? "shake" : m == TR_REVIEW ? "review" : "c2kd";
+    return pre ? "pretrain" : tr_methods_name(m);
 }
 
 
@@ -245,7 +247,7 @@ static void measure(be_ctx *cpu, tr_system *sc, const tr_stats *stc, be_ctx *bx,
         double te = fabs((double)stx->term[t] - stc->term[t]) / (fabs(stc->term[t]) > 1e-3 ? fabs(stc->term[t]) : 1e-3);
         add_tv(r, C_LOSS, te, stc->term_name[t]);
     }
-    tr_reg *rc[TR_MAX_REGS], *rx[TR_MAX_REGS];
+    tr_reg *rc[TR_MAX_PARTS], *rx[TR_MAX_PARTS];
     int nr = tr_system_regs(sc, rc);
     if (tr_system_regs(sx, rx) != nr) { r->layout_bad++; return; }
     for (int k = 0; k < nr; k++) {
@@ -542,8 +544,8 @@ static int one_step(run_ctx *r, method_run *m, int s)
         m->mfail++;
         return -1;
     }
-    float *before[TR_MAX_REGS] = {NULL};
-    tr_reg *rb[TR_MAX_REGS];
+    float *before[TR_MAX_PARTS] = {NULL};
+    tr_reg *rb[TR_MAX_PARTS];
     int nrb = tr_system_regs(m->sc, rb);
     for (int k = 0; k < nrb; k++) {
         before[k] = malloc(rb[k]->np * 4 + 4);
@@ -561,7 +563,7 @@ static int one_step(run_ctx *r, method_run *m, int s)
         measure(cpu, m->sc, &stc, gpu, m->sg, &stg, before, r->B, r->classes, &r->G);
         rc = run_control(r, m, s, &stc, &stp, before, &ctl_loss);
     }
-    for (int k = 0; k < TR_MAX_REGS; k++) free(before[k]);
+    for (int k = 0; k < TR_MAX_PARTS; k++) free(before[k]);
     if (rc != 0) {
         m->mfail++;
         return -1;

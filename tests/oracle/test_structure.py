@@ -71,6 +71,52 @@ def test_unknown_module_fails(tmp_path):
 
 
 
+def test_method_files_and_table_rows_match(tmp_path):
+    """Rule 4: a method file that is no row, and a row without its file, are named."""
+    write(tmp_path, "train/methods.c", '#define METHOD_ROWS(X) X(none) X(kd)\nstatic const row t[] = {METHOD_ROWS(ROW)\n'
+                                        '    {"pretrain", &tr_method_pretrain}};\n')
+    for n in ("none", "pretrain", "extra"):
+        write(tmp_path, "train/method_%s.c" % n, "int x_%s;\n" % n)
+        write(tmp_path, "train/method_%s.h" % n, "\n")
+    r = run_check(tmp_path)
+    assert r.returncode == 1
+    assert "train/method_extra.c: a method file that is no row of train/methods.c" in r.stdout
+    assert "train/methods.c: the row kd has no train/method_kd.c" in r.stdout
+    assert "the row kd has no train/method_kd.h" in r.stdout
+    assert "none" not in r.stdout and "pretrain" not in r.stdout
+
+
+def test_circle_between_train_files_fails(tmp_path):
+    """Rule 5: two train/ files that call each other (through a third) are a circle;
+    a static function of the same name or a use in a comment is not a use."""
+    write(tmp_path, "train/a.c", "int tr_a(void)\n{\n    return tr_b();\n}\n")
+    write(tmp_path, "train/b.c", "int tr_b(void)\n{\n    return tr_c();\n}\n")
+    write(tmp_path, "train/c.c", "int tr_c(void)\n{\n    return tr_a();\n}\n")
+    write(tmp_path, "train/d.c", "static int tr_d(void)\n{\n    return tr_a(); /* tr_e() */\n}\n")
+    write(tmp_path, "train/e.c", "int tr_e(void)\n{\n    return 0; /* tr_d() */\n}\nstatic int tr_d(void);\n")
+    r = run_check(tmp_path)
+    assert r.returncode == 1
+    assert "train/: a circle of files that use one another: train/a.c -> train/b.c -> train/c.c -> train/a.c" in r.stdout
+    assert "train/d.c" not in r.stdout and "train/e.c" not in r.stdout
+    os.remove(tmp_path / "train" / "c.c")
+    assert run_check(tmp_path).returncode == 0
+
+
+def test_test_headers_stay_with_tests(tmp_path):
+    """Rule 6: NAME_test.h is for tests/, bench/ and the module's NAME*.c."""
+    write(tmp_path, "train/system_test.h", "int tr_t(void);\n")
+    write(tmp_path, "train/system.c", '#include "train/system_test.h"\n')
+    write(tmp_path, "train/system_extra.c", '#include "train/system_test.h"\n')
+    write(tmp_path, "tests/unit/u.c", '#include "train/system_test.h"\n')
+    write(tmp_path, "bench/b/b.c", '#include "train/system_test.h"\n')
+    write(tmp_path, "train/ckpt.c", '#include "train/system_test.h"\n')
+    write(tmp_path, "train/main.c", '#include "train/system_test.h"\n')
+    r = run_check(tmp_path)
+    assert r.returncode == 1
+    bad = sorted(line.split(":")[1].strip() for line in r.stdout.splitlines())
+    assert bad == ["train/ckpt.c", "train/main.c"], r.stdout
+
+
 def test_project_follows_the_rules():
     """No function outside tests/ over 150 lines; every include goes down the layers
     of docs/ARCHITECTURE.md."""

@@ -27,6 +27,18 @@ def records(out, kind):
     return [r for r in recs if r["type"] == kind] if kind else recs
 
 
+def assert_same_epochs(a, b):
+    """The epoch records of two runs are the same training. Mean evaluation losses: the same
+    samples in other batches (a skipped sample shifts the rest), whose float32 logits come from
+    GEMMs blocked for another batch size, so they agree to float32 rounding only."""
+    ea, eb = records(a, "epoch"), records(b, "epoch")
+    assert len(ea) == len(eb)
+    for x, y in zip(ea, eb):
+        for k in [k for k in x if "_loss_" in k]:
+            assert x.pop(k) == pytest.approx(y.pop(k), rel=1e-5), k
+    assert ea == eb
+
+
 def weights(path):
     out = {}
     with h5py.File(path, "r") as f:
@@ -76,11 +88,7 @@ def test_skip_in_evaluation_equals_shards_without_them(tmp_path):
     assert sorted((b["id"], b["epoch"]) for b in bad) == [("test0001", 1), ("test0001", 2), ("test0003", 1),
                                                         ("test0003", 2)]
     assert all(b["split"] == "test" and "step" not in b for b in bad)
-    ea, eb = records(str(tmp_path / "a"), "epoch"), records(str(tmp_path / "b"), "epoch")
-    for x, y in zip(ea, eb):  # mean losses: the same samples in other batches (float32 sums in another order)
-        for k in [k for k in x if "_loss_" in k]:
-            assert x.pop(k) == pytest.approx(y.pop(k), rel=1e-5), k
-    assert ea == eb  # the same training, and test accuracies over the 4 good samples
+    assert_same_epochs(str(tmp_path / "a"), str(tmp_path / "b"))  # test accuracies over the 4 good samples
     assert_same_weights(str(tmp_path / "a" / "last.h5"), str(tmp_path / "b" / "last.h5"))
 
 
@@ -182,5 +190,5 @@ def test_skip_leaves_out_exactly_the_bad_jpeg_header(tmp_path, how):
     assert sorted({b["id"] for b in records(str(tmp_path / "a"), "bad_sample")}) == ["test0001", "train0002"]
     assert {b["id"] for b in records(str(tmp_path / "b"), "bad_sample")} == {"train0002"}
     assert len(records(str(tmp_path / "a"), "step")) == 2 * (12 // 4)
-    assert records(str(tmp_path / "a"), "epoch") == records(str(tmp_path / "b"), "epoch")
+    assert_same_epochs(str(tmp_path / "a"), str(tmp_path / "b"))
     assert_same_weights(str(tmp_path / "a" / "last.h5"), str(tmp_path / "b" / "last.h5"))

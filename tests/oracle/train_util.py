@@ -299,5 +299,22 @@ def break_jpeg_header(root, split, sid, how):
             if "crc32/record" in f:
                 seg, ft = f["segment"][i], f["frame_time"][i]
                 f["crc32/record"][i] = record_crc(sid, int(f["label"][i]), seg, ft, frames)
-            return name
+        redigest(root, name)
+        return name
     raise KeyError(sid)
+
+
+def redigest(root, name):
+    """Rewrites index.json's digest of shard `name` (and the folder digest) from the shard
+    as it is now: the folder then says this shard was written so (a bad sample whose
+    checksums match, as a writer with a fault would leave it), and only the sample is bad."""
+    path = os.path.join(root, "index.json")
+    with open(path) as f:
+        index = json.load(f)
+    for sp in index["splits"].values():
+        for e in sp["shards"]:
+            if e["file"] == name:
+                e["digest"] = shard_digest(os.path.join(root, name))[0]
+    index["digest"] = folder_digest(index)
+    with open(path, "w") as f:
+        json.dump(index, f, indent=1)

@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/cm_npy.h"
+#include "common/cm_npy_test.h"
 #include "kernels/kernels.h"
 
 /* Every buffer of this short run, freed at the end. */

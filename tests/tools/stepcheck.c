@@ -11,9 +11,9 @@
  *   OUT/ckpt_K.h5        checkpoint after step K (weights, running statistics, momenta)
  *   OUT/eval.h5          z_student, z_teacher of an evaluation-mode forward of batch 0 after the steps
  *
- * Under mpirun -np N (N > 1; dist/dist.h) every rank runs the step on its
+ * Under mpirun -np N (N > 1; collective/collective.h) every rank runs the step on its
  * share of each batch, the samples i with i mod N = rank (DistributedSampler),
- * with the data-parallel step of train/system_dist.c (DDP: gradients and loss
+ * with the data-parallel step of train/ddp.c (DDP: gradients and loss
  * terms averaged, batch norm per rank). --batch is then the global batch
  * (a multiple of N). Rank 0 writes OUT/init.h5 and OUT/batch.h5 (the global
  * batches); each rank r writes its step_K.h5 (its forward outputs and kink
@@ -54,11 +54,15 @@
 #include <string.h>
 
 #include "common/cm_file.h"
-#include "dist/dist.h"
+#include "collective/collective.h"
 #include "train/rng.h"
 #include "train/model.h"
 #include "train/system.h"
+#include "train/method_c2kd.h"
+#include "train/method_shake.h"
+#include "train/methods.h"
 #include "train/system_internal.h"
+#include "train/system_test.h"
 
 static int write_arr(hid_t loc, const char *name, hid_t mtype, hid_t ftype, int nd, const size_t *shape,
                      const void *data)
@@ -307,8 +311,8 @@ static int kink_create(kink_rec *k, be_ctx *be, tr_system *s, float band)
         kink_sites_resnet(k, &s->student);
     if (s->has_teacher)
         kink_sites_resnet(k, &s->teacher);
-    if (s->has_proxies) {
-        const tr_proxy *p[2] = {&s->sproxy, &s->tproxy};
+    if (tr_c2kd_proxy(s, 0)) {
+        const tr_proxy *p[2] = {tr_c2kd_proxy(s, 0), tr_c2kd_proxy(s, 1)};
         for (int i = 0; i < 2; i++) {
             if (p[i]->kind == TR_PROXY_FA)
                 kink_add(k, p[i]->a1, p[i]->reg.group, "act", K_LEAKY);
@@ -316,11 +320,12 @@ static int kink_create(kink_rec *k, be_ctx *be, tr_system *s, float band)
                 kink_add(k, p[i]->y2, p[i]->reg.group, "act", K_RELU);
         }
     }
-    if (s->has_shadow)
+    const tr_shadow *sh = tr_shake_shadow(s);
+    if (sh)
         for (int i = 0; i < TR_SHADOW_N; i++) {
             char nm[32];
             snprintf(nm, sizeof nm, "fuse%d.relu", i + 1);
-            kink_add(k, s->shadow.y[i], s->shadow.reg.group, nm, K_RELU);
+            kink_add(k, sh->y[i], sh->reg.group, nm, K_RELU);
         }
     k->inner = be->ops;
     k->ops = *be->ops;
@@ -420,13 +425,11 @@ int main(int argc, char **argv)
         if (OPT("--out")) out = v;
         else if (OPT("--init")) init = v;
         else if (OPT("--method")) {
+            int m = 0; /* train/methods.c's table */
+            while (m < tr_methods_options() && strcmp(v, tr_methods_name((tr_method)m)) != 0)
+                m++;
             if (!strcmp(v, "pretrain")) c.pretrain = 1;
-            else if (!strcmp(v, "none")) c.method = TR_NONE;
-            else if (!strcmp(v, "kd")) c.method = TR_KD;
-            else if (!strcmp(v, "nkd")) c.method = TR_NKD;
-            else if (!strcmp(v, "c2kd")) c.method = TR_C2KD;
-            else if (!strcmp(v, "shake")) c.method = TR_SHAKE;
-            else if (!strcmp(v, "review")) c.method = TR_REVIEW;
+            else if (m < tr_methods_options()) c.method = (tr_method)m;
             else return usage();
         } else if (OPT("--student")) {
             c.student = strcmp(v, "audio") == 0 ? TR_AUDIO : TR_VISUAL;
@@ -456,14 +459,14 @@ int main(int argc, char **argv)
     if (!out || B < 1 || steps < 0 || !(band >= 0 && band < 1))
         return usage();
     cm_err err = {{0}};
-    ds_comm *comm = ds_create(0, NULL, NULL, &err);
+    cl_comm *comm = cl_create(0, NULL, NULL, &err);
     if (!comm) {
         fprintf(stderr, "stepcheck: MPI: %s\n", err.msg);
         return 1;
     }
-    const int rank = ds_rank(comm), N = ds_size(comm);
+    const int rank = cl_rank(comm), N = cl_size(comm);
     if (B % N != 0) {
-        ds_destroy(comm);
+        cl_destroy(comm);
         return usage();
     }
     const int Bl = B / N; /* this rank's samples of each batch */
@@ -475,20 +478,20 @@ int main(int argc, char **argv)
         snprintf(rdir, sizeof rdir, "%s", out);
     if (cm_mkdirs(rdir, &err) < 0) {
         fprintf(stderr, "stepcheck: %s: %s\n", rdir, err.msg);
-        ds_destroy(comm);
+        cl_destroy(comm);
         return 1;
     }
     be_ctx *be = be_cpu_create(threads, &err);
     if (!be) {
         fprintf(stderr, "stepcheck: backend: %s\n", err.msg);
-        ds_destroy(comm);
+        cl_destroy(comm);
         return 1;
     }
     tr_system *s = tr_system_create(be, &c, seed, &err);
     if (!s) {
         fprintf(stderr, "stepcheck: %s\n", err.msg);
         be->ops->destroy(be);
-        ds_destroy(comm);
+        cl_destroy(comm);
         return 1;
     }
     kink_rec kink = {0};
@@ -496,7 +499,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "stepcheck: out of memory\n");
         tr_system_destroy(s);
         be->ops->destroy(be);
-        ds_destroy(comm);
+        cl_destroy(comm);
         return 1;
     }
     char path[CM_PATH_MAX + 64];
@@ -515,8 +518,8 @@ int main(int argc, char **argv)
         tr_system_destroy(s);
         kink_destroy(&kink, be);
         be->ops->destroy(be);
-        ds_abort(comm, 1);
-        ds_destroy(comm);
+        cl_abort(comm, 1);
+        cl_destroy(comm);
         return 1;
     }
     /* Random batches (the same global ones on every rank). */
@@ -662,7 +665,7 @@ int main(int argc, char **argv)
     free(lv);
     free(ly);
     if (rc != 0)
-        ds_abort(comm, rc); /* the other ranks may wait in a collective */
-    ds_destroy(comm);
+        cl_abort(comm, rc); /* the other ranks may wait in a collective */
+    cl_destroy(comm);
     return rc;
 }

@@ -10,7 +10,7 @@
 
 #include "common/cm_err.h"
 #include "common/cm_file.h"
-#include "common/cm_npy.h"
+#include "common/cm_npy_test.h"
 #include "common/cm_opts.h"
 #include "common/cm_pool.h"
 

@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "dist/dist.h"
+#include "collective/collective.h"
 #include "train/eval.h"
 
 Test(eval, counts_of_a_pass)

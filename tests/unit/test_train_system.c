@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "train/system.h"
+#include "train/system_test.h"
 
 typedef struct fixture {
     be_ctx *be;

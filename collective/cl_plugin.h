@@ -1,20 +1,20 @@
-/* ds_plugin: the table the dist plugin (build/lib/c2kd_dist.so: dist/ds_mpi.c
- * and dist/ds_nccl.c, linked with libmpi and, when present, NCCL) gives to
- * dist/dist.c, which loads it with dlopen only when the process was started
- * by a launcher. Internal to dist/. Every function that can fail returns 0,
- * or -1 with one line in msg (size DS_MSG). */
+/* cl_plugin: the table the collective plugin (build/lib/c2kd_collective.so: collective/cl_mpi.c
+ * and collective/cl_nccl.c, linked with libmpi and, when present, NCCL) gives to
+ * collective/collective.c, which loads it with dlopen only when the process was started
+ * by a launcher. Internal to collective/. Every function that can fail returns 0,
+ * or -1 with one line in msg (size CL_MSG). */
 #ifndef DIST_DS_PLUGIN_H
 #define DIST_DS_PLUGIN_H
 
 #include <stddef.h>
 
-#define DS_MSG 256
-#define DS_PLUGIN_VERSION 2
+#define CL_MSG 256
+#define CL_PLUGIN_VERSION 3
 
-enum { DS_T_F32 = 0, DS_T_F64 = 1, DS_T_I64 = 2 };
-enum { DS_P_SUM = 0, DS_P_MAX = 1, DS_P_MIN = 2 };
+enum { CL_T_F32 = 0, CL_T_F64 = 1, CL_T_I64 = 2 };
+enum { CL_P_SUM = 0, CL_P_MAX = 1, CL_P_MIN = 2 };
 
-typedef struct ds_plugin {
+typedef struct cl_plugin {
     int version;
     /* MPI_Init_thread; rank, size, rank within the node; errors return. */
     int (*init)(int *rank, int *size, int *local_rank, char *msg);
@@ -22,7 +22,6 @@ typedef struct ds_plugin {
     /* Host buffers. */
     int (*allreduce)(void *buf, size_t count, int type, int op, char *msg);
     int (*bcast)(void *buf, size_t bytes, int root, char *msg);
-    int (*barrier)(char *msg);
     void (*abort)(int code);
     /* NCCL on device memory: a communicator over all ranks on CUDA device
      * `device` (its unique id sent with MPI_Bcast), NULL with msg when the
@@ -46,9 +45,9 @@ typedef struct ds_plugin {
      * and gives the wall time of the wait. */
     int (*gpu_iallreduce)(void *g, float *dev, size_t count, int average, void *stream, char *msg);
     int (*gpu_wait)(void *g, double *seconds, char *msg);
-} ds_plugin;
+} cl_plugin;
 
 /* The plugin's one exported symbol. */
-const ds_plugin *c2kd_dist_plugin(void);
+const cl_plugin *c2kd_collective_plugin(void);
 
 #endif

@@ -1,18 +1,18 @@
-/* ds_mpi: the MPI half of the dist plugin (see ds_plugin.h). Errors return
+/* cl_mpi: the MPI half of the collective plugin (see cl_plugin.h). Errors return
  * (MPI_ERRORS_RETURN on MPI_COMM_WORLD) as one line of text. */
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "dist/ds_plugin.h"
+#include "collective/cl_plugin.h"
 
-void *ds_nccl_create(int device, size_t bucket_bytes, char *msg);
-void ds_nccl_destroy(void *g);
-int ds_nccl_allreduce(void *g, float *dev, size_t count, int average, double *seconds, char *msg);
-int ds_nccl_bcast(void *g, void *dev, size_t bytes, int root, char *msg);
-int ds_nccl_iallreduce(void *g, float *dev, size_t count, int average, void *stream, char *msg);
-int ds_nccl_wait(void *g, double *seconds, char *msg);
+void *cl_nccl_create(int device, size_t bucket_bytes, char *msg);
+void cl_nccl_destroy(void *g);
+int cl_nccl_allreduce(void *g, float *dev, size_t count, int average, double *seconds, char *msg);
+int cl_nccl_bcast(void *g, void *dev, size_t bytes, int root, char *msg);
+int cl_nccl_iallreduce(void *g, float *dev, size_t count, int average, void *stream, char *msg);
+int cl_nccl_wait(void *g, double *seconds, char *msg);
 
 static int mpi_fail(int rc, const char *what, char *msg)
 {
@@ -20,7 +20,7 @@ static int mpi_fail(int rc, const char *what, char *msg)
     int len = 0;
     if (MPI_Error_string(rc, s, &len) != MPI_SUCCESS)
         snprintf(s, sizeof s, "error %d", rc);
-    snprintf(msg, DS_MSG, "%.80s: %.160s", what, s);
+    snprintf(msg, CL_MSG, "%.80s: %.160s", what, s);
     return -1;
 }
 
@@ -47,19 +47,19 @@ static void p_finalize(void)
 
 static MPI_Datatype mpi_type(int type)
 {
-    return type == DS_T_F32 ? MPI_FLOAT : type == DS_T_F64 ? MPI_DOUBLE : MPI_INT64_T;
+    return type == CL_T_F32 ? MPI_FLOAT : type == CL_T_F64 ? MPI_DOUBLE : MPI_INT64_T;
 }
 
 static MPI_Op mpi_op(int op)
 {
-    return op == DS_P_SUM ? MPI_SUM : op == DS_P_MAX ? MPI_MAX : MPI_MIN;
+    return op == CL_P_SUM ? MPI_SUM : op == CL_P_MAX ? MPI_MAX : MPI_MIN;
 }
 
 static int p_allreduce(void *buf, size_t count, int type, int op, char *msg)
 {
     MPI_Datatype t = mpi_type(type);
     MPI_Op o = mpi_op(op);
-    size_t esz = type == DS_T_F32 ? 4 : 8;
+    size_t esz = type == CL_T_F32 ? 4 : 8;
     for (size_t done = 0; done < count;) { /* counts are int */
         size_t n = count - done < (size_t)1 << 30 ? count - done : (size_t)1 << 30;
         int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + done * esz, (int)n, t, o, MPI_COMM_WORLD);
@@ -81,11 +81,11 @@ typedef struct ireq {
 
 static int p_iallreduce(void *buf, size_t count, int type, int op, void **req, char *msg)
 {
-    size_t esz = type == DS_T_F32 ? 4 : 8, np = (count + PIECE - 1) / PIECE;
+    size_t esz = type == CL_T_F32 ? 4 : 8, np = (count + PIECE - 1) / PIECE;
     ireq *q = malloc(sizeof *q + (np ? np : 1) * sizeof(MPI_Request));
     *req = q;
     if (!q) {
-        snprintf(msg, DS_MSG, "out of memory");
+        snprintf(msg, CL_MSG, "out of memory");
         return -1;
     }
     q->n = 0;
@@ -122,56 +122,49 @@ static int p_bcast(void *buf, size_t bytes, int root, char *msg)
     return 0;
 }
 
-static int p_barrier(char *msg)
-{
-    int rc = MPI_Barrier(MPI_COMM_WORLD);
-    return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Barrier", msg);
-}
-
 static void p_abort(int code)
 {
     MPI_Abort(MPI_COMM_WORLD, code);
 }
 
-/* Used by ds_nccl.c for the unique id. */
-int ds_mpi_bcast(void *buf, size_t bytes, int root, char *msg)
+/* Used by cl_nccl.c for the unique id. */
+int cl_mpi_bcast(void *buf, size_t bytes, int root, char *msg)
 {
     return p_bcast(buf, bytes, root, msg);
 }
 
-int ds_mpi_size(void)
+int cl_mpi_size(void)
 {
     int n = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &n);
     return n;
 }
 
-int ds_mpi_rank(void)
+int cl_mpi_rank(void)
 {
     int r = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &r);
     return r;
 }
 
-static const ds_plugin table = {
-    .version = DS_PLUGIN_VERSION,
+static const cl_plugin table = {
+    .version = CL_PLUGIN_VERSION,
     .init = p_init,
     .finalize = p_finalize,
     .allreduce = p_allreduce,
     .bcast = p_bcast,
-    .barrier = p_barrier,
     .abort = p_abort,
-    .gpu_create = ds_nccl_create,
-    .gpu_destroy = ds_nccl_destroy,
-    .gpu_allreduce = ds_nccl_allreduce,
-    .gpu_bcast = ds_nccl_bcast,
+    .gpu_create = cl_nccl_create,
+    .gpu_destroy = cl_nccl_destroy,
+    .gpu_allreduce = cl_nccl_allreduce,
+    .gpu_bcast = cl_nccl_bcast,
     .iallreduce = p_iallreduce,
     .wait = p_wait,
-    .gpu_iallreduce = ds_nccl_iallreduce,
-    .gpu_wait = ds_nccl_wait,
+    .gpu_iallreduce = cl_nccl_iallreduce,
+    .gpu_wait = cl_nccl_wait,
 };
 
-const ds_plugin *c2kd_dist_plugin(void)
+const cl_plugin *c2kd_collective_plugin(void)
 {
     return &table;
 }

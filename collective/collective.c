@@ -1,6 +1,6 @@
-/* dist: launcher detection, plugin loading, collectives with a watchdog.
- * See dist.h. */
-#include "dist/dist.h"
+/* collective: launcher detection, plugin loading, collectives with a watchdog.
+ * See collective.h. */
+#include "collective/collective.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -11,25 +11,25 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dist/ds_plugin.h"
+#include "collective/cl_plugin.h"
 
-struct ds_comm {
+struct cl_comm {
     int rank, size, local_rank;
     void *dl;
-    const ds_plugin *p;
+    const cl_plugin *p;
     void *gpu;
     double gpu_seconds;
-    /* non-blocking averages started, waited for by ds_wait_all */
+    /* non-blocking averages started, waited for by cl_wait_all */
     struct {
         float *buf;  /* host averages: scaled by 1/size after the wait */
         size_t n;
         void *req;
-    } pend[DS_MAX_PENDING];
+    } pend[CL_MAX_PENDING];
     int npend, gpu_pend;
     long long started;
     /* watchdog */
     double timeout;
-    ds_timeout_fn on_timeout;
+    cl_timeout_fn on_timeout;
     void *arg;
     pthread_t th;
     int th_started;
@@ -47,7 +47,7 @@ static double mono(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-int ds_launched(void)
+int cl_launched(void)
 {
     const char *off = getenv("C2KD_DIST");
     if (off && strcmp(off, "0") == 0)
@@ -61,7 +61,7 @@ int ds_launched(void)
     return st && atoi(st) > 1;
 }
 
-/* build/lib/c2kd_dist.so beside the program's folder, or $C2KD_DIST_PLUGIN. */
+/* build/lib/c2kd_collective.so beside the program's folder, or $C2KD_DIST_PLUGIN. */
 static void plugin_path(char *out, size_t n)
 {
     const char *env = getenv("C2KD_DIST_PLUGIN");
@@ -72,19 +72,19 @@ static void plugin_path(char *out, size_t n)
     char exe[PATH_MAX];
     ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (k <= 0) {
-        snprintf(out, n, "c2kd_dist.so");
+        snprintf(out, n, "c2kd_collective.so");
         return;
     }
     exe[k] = 0;
     char *slash = strrchr(exe, '/');
     if (slash)
         *slash = 0;
-    snprintf(out, n, "%s/../lib/c2kd_dist.so", exe);
+    snprintf(out, n, "%s/../lib/c2kd_collective.so", exe);
 }
 
 static void *watchdog(void *a)
 {
-    ds_comm *c = a;
+    cl_comm *c = a;
     pthread_mutex_lock(&c->mu);
     while (!c->quit) {
         struct timespec t;
@@ -104,7 +104,7 @@ static void *watchdog(void *a)
     return NULL;
 }
 
-static void watch(ds_comm *c, const char *what)
+static void watch(cl_comm *c, const char *what)
 {
     if (!c->th_started)
         return;
@@ -114,17 +114,17 @@ static void watch(ds_comm *c, const char *what)
     pthread_mutex_unlock(&c->mu);
 }
 
-static int load_plugin(ds_comm *c, cm_err *err)
+static int load_plugin(cl_comm *c, cm_err *err)
 {
     char path[PATH_MAX + 32];
     plugin_path(path, sizeof path);
     c->dl = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
     if (!c->dl)
         return cm_err_set(err, "launched as one of several ranks, but the MPI plugin cannot be loaded: %s", dlerror());
-    const ds_plugin *(*get)(void) = (const ds_plugin *(*)(void))dlsym(c->dl, "c2kd_dist_plugin");
-    if (!get || !(c->p = get()) || c->p->version != DS_PLUGIN_VERSION)
-        return cm_err_set(err, "%s: not a c2kd dist plugin of this version", path);
-    char msg[DS_MSG];
+    const cl_plugin *(*get)(void) = (const cl_plugin *(*)(void))dlsym(c->dl, "c2kd_collective_plugin");
+    if (!get || !(c->p = get()) || c->p->version != CL_PLUGIN_VERSION)
+        return cm_err_set(err, "%s: not a c2kd collective plugin of this version", path);
+    char msg[CL_MSG];
     if (c->p->init(&c->rank, &c->size, &c->local_rank, msg) != 0) {
         c->p = NULL;
         return cm_err_set(err, "%s", msg);
@@ -132,9 +132,9 @@ static int load_plugin(ds_comm *c, cm_err *err)
     return 0;
 }
 
-ds_comm *ds_create(double timeout_s, ds_timeout_fn on_timeout, void *arg, cm_err *err)
+cl_comm *cl_create(double timeout_s, cl_timeout_fn on_timeout, void *arg, cm_err *err)
 {
-    ds_comm *c = calloc(1, sizeof *c);
+    cl_comm *c = calloc(1, sizeof *c);
     if (!c) {
         cm_err_set(err, "out of memory");
         return NULL;
@@ -142,10 +142,10 @@ ds_comm *ds_create(double timeout_s, ds_timeout_fn on_timeout, void *arg, cm_err
     c->size = 1;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
-    if (!ds_launched())
+    if (!cl_launched())
         return c;
     if (load_plugin(c, err) != 0) {
-        ds_destroy(c);
+        cl_destroy(c);
         return NULL;
     }
     if (timeout_s > 0 && on_timeout) {
@@ -158,7 +158,7 @@ ds_comm *ds_create(double timeout_s, ds_timeout_fn on_timeout, void *arg, cm_err
     return c;
 }
 
-void ds_destroy(ds_comm *c)
+void cl_destroy(cl_comm *c)
 {
     if (!c)
         return;
@@ -180,59 +180,54 @@ void ds_destroy(ds_comm *c)
     free(c);
 }
 
-int ds_rank(const ds_comm *c)
+int cl_rank(const cl_comm *c)
 {
     return c->rank;
 }
 
-int ds_size(const ds_comm *c)
+int cl_size(const cl_comm *c)
 {
     return c->size;
 }
 
-int ds_active(const ds_comm *c)
+int cl_active(const cl_comm *c)
 {
     return c->p != NULL;
 }
 
-int ds_local_rank(const ds_comm *c)
+int cl_local_rank(const cl_comm *c)
 {
     return c->local_rank;
 }
 
-static int done(ds_comm *c, int rc, const char *msg, cm_err *err)
+static int done(cl_comm *c, int rc, const char *msg, cm_err *err)
 {
     watch(c, NULL);
     return rc == 0 ? 0 : cm_err_set(err, "rank %d: %s", c->rank, msg);
 }
 
-static int allreduce(ds_comm *c, void *buf, size_t n, int type, ds_op op, cm_err *err)
+static int allreduce(cl_comm *c, void *buf, size_t n, int type, cl_op op, cm_err *err)
 {
     if (!c->p || n == 0)
         return 0;
-    char msg[DS_MSG] = "";
+    char msg[CL_MSG] = "";
     watch(c, "all-reduce");
     return done(c, c->p->allreduce(buf, n, type, (int)op, msg), msg, err);
 }
 
-int ds_allreduce_f32(ds_comm *c, float *buf, size_t n, ds_op op, cm_err *err)
+int cl_allreduce_f64(cl_comm *c, double *buf, size_t n, cl_op op, cm_err *err)
 {
-    return allreduce(c, buf, n, DS_T_F32, op, err);
+    return allreduce(c, buf, n, CL_T_F64, op, err);
 }
 
-int ds_allreduce_f64(ds_comm *c, double *buf, size_t n, ds_op op, cm_err *err)
+int cl_allreduce_i64(cl_comm *c, int64_t *buf, size_t n, cl_op op, cm_err *err)
 {
-    return allreduce(c, buf, n, DS_T_F64, op, err);
+    return allreduce(c, buf, n, CL_T_I64, op, err);
 }
 
-int ds_allreduce_i64(ds_comm *c, int64_t *buf, size_t n, ds_op op, cm_err *err)
+int cl_average_f32(cl_comm *c, float *buf, size_t n, cm_err *err)
 {
-    return allreduce(c, buf, n, DS_T_I64, op, err);
-}
-
-int ds_average_f32(ds_comm *c, float *buf, size_t n, cm_err *err)
-{
-    if (allreduce(c, buf, n, DS_T_F32, DS_SUM, err) != 0)
+    if (allreduce(c, buf, n, CL_T_F32, CL_SUM, err) != 0)
         return -1;
     if (c->size > 1) {
         float inv = 1.0f / (float)c->size;
@@ -242,52 +237,43 @@ int ds_average_f32(ds_comm *c, float *buf, size_t n, cm_err *err)
     return 0;
 }
 
-int ds_bcast(ds_comm *c, void *buf, size_t bytes, int root, cm_err *err)
+int cl_bcast(cl_comm *c, void *buf, size_t bytes, int root, cm_err *err)
 {
     if (!c->p || bytes == 0)
         return 0;
-    char msg[DS_MSG] = "";
+    char msg[CL_MSG] = "";
     watch(c, "broadcast");
     return done(c, c->p->bcast(buf, bytes, root, msg), msg, err);
 }
 
-int ds_barrier(ds_comm *c, cm_err *err)
-{
-    if (!c->p)
-        return 0;
-    char msg[DS_MSG] = "";
-    watch(c, "barrier");
-    return done(c, c->p->barrier(msg), msg, err);
-}
-
-void ds_abort(ds_comm *c, int code)
+void cl_abort(cl_comm *c, int code)
 {
     if (c && c->p)
         c->p->abort(code);
 }
 
-int ds_gpu_init(ds_comm *c, int device, size_t bucket_bytes, cm_err *err)
+int cl_gpu_init(cl_comm *c, int device, size_t bucket_bytes, cm_err *err)
 {
     if (!c->p || c->gpu)
         return 0;
-    char msg[DS_MSG] = "";
+    char msg[CL_MSG] = "";
     watch(c, "NCCL set-up");
     c->gpu = c->p->gpu_create(device, bucket_bytes ? bucket_bytes : (size_t)25 << 20, msg);
     return done(c, c->gpu ? 0 : -1, msg, err);
 }
 
-int ds_gpu_ready(const ds_comm *c)
+int cl_gpu_ready(const cl_comm *c)
 {
     return c->gpu != NULL;
 }
 
-int ds_gpu_average(ds_comm *c, float *dev, size_t n, cm_err *err)
+int cl_gpu_average(cl_comm *c, float *dev, size_t n, cm_err *err)
 {
     if (!c->p || n == 0)
         return 0;
     if (!c->gpu)
         return cm_err_set(err, "rank %d: NCCL not initialised", c->rank);
-    char msg[DS_MSG] = "";
+    char msg[CL_MSG] = "";
     double s = 0;
     watch(c, "NCCL all-reduce");
     int rc = c->p->gpu_allreduce(c->gpu, dev, n, 1, &s, msg);
@@ -295,50 +281,50 @@ int ds_gpu_average(ds_comm *c, float *dev, size_t n, cm_err *err)
     return done(c, rc, msg, err);
 }
 
-int ds_gpu_bcast(ds_comm *c, void *dev, size_t bytes, int root, cm_err *err)
+int cl_gpu_bcast(cl_comm *c, void *dev, size_t bytes, int root, cm_err *err)
 {
     if (!c->p || bytes == 0)
         return 0;
     if (!c->gpu)
         return cm_err_set(err, "rank %d: NCCL not initialised", c->rank);
-    char msg[DS_MSG] = "";
+    char msg[CL_MSG] = "";
     watch(c, "NCCL broadcast");
     return done(c, c->p->gpu_bcast(c->gpu, dev, bytes, root, msg), msg, err);
 }
 
-int ds_iaverage_f32(ds_comm *c, float *buf, size_t n, cm_err *err)
+int cl_iaverage_f32(cl_comm *c, float *buf, size_t n, cm_err *err)
 {
     if (!c->p || n == 0)
         return 0;
-    if (c->npend == DS_MAX_PENDING)
-        return cm_err_set(err, "rank %d: more than %d non-blocking all-reduces", c->rank, DS_MAX_PENDING);
-    char msg[DS_MSG] = "";
+    if (c->npend == CL_MAX_PENDING)
+        return cm_err_set(err, "rank %d: more than %d non-blocking all-reduces", c->rank, CL_MAX_PENDING);
+    char msg[CL_MSG] = "";
     watch(c, "all-reduce (start)");
     int k = c->npend++;
     c->pend[k].buf = buf;
     c->pend[k].n = n;
     c->pend[k].req = NULL;
-    int rc = c->p->iallreduce(buf, n, DS_T_F32, DS_P_SUM, &c->pend[k].req, msg);
+    int rc = c->p->iallreduce(buf, n, CL_T_F32, CL_P_SUM, &c->pend[k].req, msg);
     c->started++;
     return done(c, rc, msg, err);
 }
 
-int ds_gpu_iaverage(ds_comm *c, float *dev, size_t n, void *stream, cm_err *err)
+int cl_gpu_iaverage(cl_comm *c, float *dev, size_t n, void *stream, cm_err *err)
 {
     if (!c->p || n == 0)
         return 0;
     if (!c->gpu)
         return cm_err_set(err, "rank %d: NCCL not initialised", c->rank);
-    char msg[DS_MSG] = "";
+    char msg[CL_MSG] = "";
     watch(c, "NCCL all-reduce (start)");
     c->gpu_pend = 1;
     c->started++;
     return done(c, c->p->gpu_iallreduce(c->gpu, dev, n, 1, stream, msg), msg, err);
 }
 
-int ds_wait_all(ds_comm *c, cm_err *err)
+int cl_wait_all(cl_comm *c, cm_err *err)
 {
-    char msg[DS_MSG] = "", more[DS_MSG];
+    char msg[CL_MSG] = "", more[CL_MSG];
     int rc = 0;
     watch(c, "all-reduce");
     for (int k = 0; k < c->npend; k++) { /* every request waited for and freed; the first failure told */
@@ -361,12 +347,12 @@ int ds_wait_all(ds_comm *c, cm_err *err)
     return done(c, rc, msg, err);
 }
 
-long long ds_started(const ds_comm *c)
+long long cl_started(const cl_comm *c)
 {
     return c->started;
 }
 
-double ds_gpu_take_seconds(ds_comm *c)
+double cl_gpu_take_seconds(cl_comm *c)
 {
     double s = c->gpu_seconds;
     c->gpu_seconds = 0;

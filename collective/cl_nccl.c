@@ -1,29 +1,29 @@
-/* ds_nccl: the NCCL half of the dist plugin (see ds_plugin.h): one NCCL
+/* cl_nccl: the NCCL half of the collective plugin (see cl_plugin.h): one NCCL
  * communicator over all ranks, its unique id made by rank 0 and sent with
  * MPI_Bcast; gradients summed in buckets launched as one NCCL group on the
- * plugin's own stream. Compiled to stubs without NCCL (DS_HAVE_NCCL unset). */
+ * plugin's own stream. Compiled to stubs without NCCL (CL_HAVE_NCCL unset). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "dist/ds_plugin.h"
+#include "collective/cl_plugin.h"
 
-int ds_mpi_bcast(void *buf, size_t bytes, int root, char *msg);
-int ds_mpi_size(void);
-int ds_mpi_rank(void);
+int cl_mpi_bcast(void *buf, size_t bytes, int root, char *msg);
+int cl_mpi_size(void);
+int cl_mpi_rank(void);
 
-#ifdef DS_HAVE_NCCL
+#ifdef CL_HAVE_NCCL
 #include <cuda_runtime.h>
 #include <nccl.h>
 
-typedef struct ds_nccl {
+typedef struct cl_nccl {
     ncclComm_t comm;
     cudaStream_t stream;
     cudaEvent_t ready;  /* recorded on the compute stream before each non-blocking all-reduce */
     size_t bucket;   /* floats per bucket */
     int size;
-} ds_nccl;
+} cl_nccl;
 
 static double now(void)
 {
@@ -34,33 +34,33 @@ static double now(void)
 
 static int nccl_fail(ncclResult_t r, const char *what, char *msg)
 {
-    snprintf(msg, DS_MSG, "%s: %s", what, ncclGetErrorString(r));
+    snprintf(msg, CL_MSG, "%s: %s", what, ncclGetErrorString(r));
     return -1;
 }
 
 static int cuda_fail(cudaError_t r, const char *what, char *msg)
 {
-    snprintf(msg, DS_MSG, "%s: %s", what, cudaGetErrorString(r));
+    snprintf(msg, CL_MSG, "%s: %s", what, cudaGetErrorString(r));
     return -1;
 }
 
-void *ds_nccl_create(int device, size_t bucket_bytes, char *msg)
+void *cl_nccl_create(int device, size_t bucket_bytes, char *msg)
 {
-    ds_nccl *g = calloc(1, sizeof *g);
+    cl_nccl *g = calloc(1, sizeof *g);
     if (!g) {
-        snprintf(msg, DS_MSG, "out of memory");
+        snprintf(msg, CL_MSG, "out of memory");
         return NULL;
     }
-    g->size = ds_mpi_size();
+    g->size = cl_mpi_size();
     g->bucket = bucket_bytes / sizeof(float) ? bucket_bytes / sizeof(float) : 1;
     ncclUniqueId id;
     ncclResult_t r;
     cudaError_t ce;
-    if (ds_mpi_rank() == 0 && (r = ncclGetUniqueId(&id)) != ncclSuccess) {
+    if (cl_mpi_rank() == 0 && (r = ncclGetUniqueId(&id)) != ncclSuccess) {
         nccl_fail(r, "ncclGetUniqueId", msg);
         goto fail;
     }
-    if (ds_mpi_bcast(&id, sizeof id, 0, msg) != 0)
+    if (cl_mpi_bcast(&id, sizeof id, 0, msg) != 0)
         goto fail;
     if ((ce = cudaSetDevice(device)) != cudaSuccess ||
         (ce = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) != cudaSuccess) {
@@ -72,7 +72,7 @@ void *ds_nccl_create(int device, size_t bucket_bytes, char *msg)
         cuda_fail(ce, "CUDA event for NCCL", msg);
         goto fail;
     }
-    if ((r = ncclCommInitRank(&g->comm, g->size, id, ds_mpi_rank())) != ncclSuccess) {
+    if ((r = ncclCommInitRank(&g->comm, g->size, id, cl_mpi_rank())) != ncclSuccess) {
         cudaEventDestroy(g->ready);
         cudaStreamDestroy(g->stream);
         nccl_fail(r, "ncclCommInitRank", msg);
@@ -84,9 +84,9 @@ fail:
     return NULL;
 }
 
-void ds_nccl_destroy(void *gp)
+void cl_nccl_destroy(void *gp)
 {
-    ds_nccl *g = gp;
+    cl_nccl *g = gp;
     if (!g)
         return;
     ncclCommDestroy(g->comm);
@@ -96,7 +96,7 @@ void ds_nccl_destroy(void *gp)
 }
 
 /* The buckets of count floats as one NCCL group on the plugin's stream. */
-static int launch(ds_nccl *g, float *dev, size_t count, int average, char *msg)
+static int launch(cl_nccl *g, float *dev, size_t count, int average, char *msg)
 {
     ncclResult_t r;
     if ((r = ncclGroupStart()) != ncclSuccess)
@@ -114,9 +114,9 @@ static int launch(ds_nccl *g, float *dev, size_t count, int average, char *msg)
     return 0;
 }
 
-int ds_nccl_allreduce(void *gp, float *dev, size_t count, int average, double *seconds, char *msg)
+int cl_nccl_allreduce(void *gp, float *dev, size_t count, int average, double *seconds, char *msg)
 {
-    ds_nccl *g = gp;
+    cl_nccl *g = gp;
     double t0 = now();
     if (launch(g, dev, count, average, msg) != 0)
         return -1;
@@ -128,9 +128,9 @@ int ds_nccl_allreduce(void *gp, float *dev, size_t count, int average, double *s
     return 0;
 }
 
-int ds_nccl_iallreduce(void *gp, float *dev, size_t count, int average, void *stream, char *msg)
+int cl_nccl_iallreduce(void *gp, float *dev, size_t count, int average, void *stream, char *msg)
 {
-    ds_nccl *g = gp;
+    cl_nccl *g = gp;
     cudaError_t ce;
     if ((ce = cudaEventRecord(g->ready, (cudaStream_t)stream)) != cudaSuccess ||
         (ce = cudaStreamWaitEvent(g->stream, g->ready, 0)) != cudaSuccess)
@@ -138,9 +138,9 @@ int ds_nccl_iallreduce(void *gp, float *dev, size_t count, int average, void *st
     return launch(g, dev, count, average, msg);
 }
 
-int ds_nccl_wait(void *gp, double *seconds, char *msg)
+int cl_nccl_wait(void *gp, double *seconds, char *msg)
 {
-    ds_nccl *g = gp;
+    cl_nccl *g = gp;
     double t0 = now();
     cudaError_t ce = cudaStreamSynchronize(g->stream);
     if (ce != cudaSuccess)
@@ -150,9 +150,9 @@ int ds_nccl_wait(void *gp, double *seconds, char *msg)
     return 0;
 }
 
-int ds_nccl_bcast(void *gp, void *dev, size_t bytes, int root, char *msg)
+int cl_nccl_bcast(void *gp, void *dev, size_t bytes, int root, char *msg)
 {
-    ds_nccl *g = gp;
+    cl_nccl *g = gp;
     ncclResult_t r = ncclBroadcast(dev, dev, bytes, ncclUint8, root, g->comm, g->stream);
     if (r != ncclSuccess)
         return nccl_fail(r, "ncclBroadcast", msg);
@@ -162,44 +162,44 @@ int ds_nccl_bcast(void *gp, void *dev, size_t bytes, int root, char *msg)
 
 #else
 
-void *ds_nccl_create(int device, size_t bucket_bytes, char *msg)
+void *cl_nccl_create(int device, size_t bucket_bytes, char *msg)
 {
     (void)device;
     (void)bucket_bytes;
-    snprintf(msg, DS_MSG, "this build has no NCCL (nccl.h was not found at build time)");
+    snprintf(msg, CL_MSG, "this build has no NCCL (nccl.h was not found at build time)");
     return NULL;
 }
 
-void ds_nccl_destroy(void *g)
+void cl_nccl_destroy(void *g)
 {
     (void)g;
 }
 
-int ds_nccl_allreduce(void *g, float *dev, size_t count, int average, double *seconds, char *msg)
+int cl_nccl_allreduce(void *g, float *dev, size_t count, int average, double *seconds, char *msg)
 {
     (void)g, (void)dev, (void)count, (void)average, (void)seconds;
-    snprintf(msg, DS_MSG, "this build has no NCCL");
+    snprintf(msg, CL_MSG, "this build has no NCCL");
     return -1;
 }
 
-int ds_nccl_iallreduce(void *g, float *dev, size_t count, int average, void *stream, char *msg)
+int cl_nccl_iallreduce(void *g, float *dev, size_t count, int average, void *stream, char *msg)
 {
     (void)g, (void)dev, (void)count, (void)average, (void)stream;
-    snprintf(msg, DS_MSG, "this build has no NCCL");
+    snprintf(msg, CL_MSG, "this build has no NCCL");
     return -1;
 }
 
-int ds_nccl_wait(void *g, double *seconds, char *msg)
+int cl_nccl_wait(void *g, double *seconds, char *msg)
 {
     (void)g, (void)seconds;
-    snprintf(msg, DS_MSG, "this build has no NCCL");
+    snprintf(msg, CL_MSG, "this build has no NCCL");
     return -1;
 }
 
-int ds_nccl_bcast(void *g, void *dev, size_t bytes, int root, char *msg)
+int cl_nccl_bcast(void *g, void *dev, size_t bytes, int root, char *msg)
 {
     (void)g, (void)dev, (void)bytes, (void)root;
-    snprintf(msg, DS_MSG, "this build has no NCCL");
+    snprintf(msg, CL_MSG, "this build has no NCCL");
     return -1;
 }
 #endif

@@ -1,10 +1,12 @@
-/* review: ReviewKD's ABF modules and HCL loss over a student's and a frozen
- * teacher's features (model.h, docs/METHODS.md). Its place in the step lives
- * in system.c. */
+/* method_review: ReviewKD's ABF modules and HCL loss over a student's and a
+ * frozen teacher's features, and its step (method_review.h, docs/METHODS.md). */
+#include "train/method_review.h"
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "train/model.h"
+#include "train/system_internal.h"
 
 /* Level l's feature of a network: layer l+1's output (l < 4), or the pooled
  * vector as a 1x1 map (l = 4). */
@@ -287,3 +289,91 @@ void tr_review_backward(tr_review *rv, be_ctx *be, int B, float w, double *loss)
         abf_bwd(rv, be, l, B);
     }
 }
+
+/* ---------------------------------------------------------------- the method */
+
+typedef struct review_state {
+    tr_review rv;
+    double *loss64;    /* the HCL terms [TR_REVIEW_N], summed in double (device) */
+} review_state;
+
+static int review_build(tr_system *s, cm_err *err)
+{
+    review_state *m = calloc(1, sizeof *m);
+    if (!m)
+        return cm_err_set(err, "out of memory");
+    s->ms = m;
+    if (tr_review_build(&m->rv, &s->mem, &s->student, &s->teacher, s->cfg.max_batch, err) < 0)
+        return -1;
+    m->loss64 = (double *)tr_mem_floats(&s->mem, 2 * TR_REVIEW_N); /* one allocation each: aligned */
+    if (!m->loss64)
+        return cm_err_set(err, "out of device memory");
+    return tr_parts_add(&s->parts, &m->rv.reg, 1, 0, 1, err);
+}
+
+static void review_destroy(tr_system *s)
+{
+    review_state *m = s->ms;
+    if (!m)
+        return;
+    tr_reg_free(&m->rv.reg);
+    free(m);
+    s->ms = NULL;
+}
+
+static const char *review_needs_two(const tr_system *s)
+{
+    (void)s;
+    return "review modules'";
+}
+
+static void review_forward(tr_system *s, int B, const tr_step_out *z)
+{
+    review_state *m = s->ms;
+    (void)z;
+    s->be->ops->zero(s->be, m->loss64, TR_REVIEW_N * sizeof(double));
+    tr_review_forward(&m->rv, s->be, &s->student, &s->teacher, B);
+}
+
+/* "ce_student" and the HCL of each level; the modules' backward pass runs here. */
+static int review_losses(tr_system *s, int B, const int32_t *y, const tr_step_out *z, const char **names)
+{
+    static const char *hcl_names[TR_REVIEW_N] = {"hcl_layer1", "hcl_layer2", "hcl_layer3", "hcl_layer4",
+                                                 "hcl_pool"};
+    names[0] = "ce_student";
+    s->be->ops->ce(s->be, B, s->cfg.n_classes, z->zs, y, 1.0f, s->loss, s->dz_s);
+    for (int l = 0; l < TR_REVIEW_N; l++)
+        names[1 + l] = hcl_names[l];
+    review_state *m = s->ms;
+    tr_review_backward(&m->rv, s->be, B, 1.0f, m->loss64); /* weight 1: the authors' ImageNet default */
+    return 1 + TR_REVIEW_N;
+}
+
+/* The HCL terms, summed in double, in place of the float terms 1..5. */
+static void review_terms64(tr_system *s, double *hl)
+{
+    review_state *m = s->ms;
+    s->be->ops->to_host(s->be, hl + 1, m->loss64, TR_REVIEW_N * sizeof(double));
+}
+
+/* The modules' gradient into the student's features. */
+static void review_feat_grad(const tr_system *s, const tr_resnet *net, tr_feat_grad *fg)
+{
+    const review_state *m = s->ms;
+    if (net == &s->student)
+        *fg = m->rv.grad;
+}
+
+const tr_method_def tr_method_review = {
+    .help = "ReviewKD: ABF modules and HCL against the frozen teacher's features (docs/METHODS.md)",
+    .student = 1,
+    .teacher = 1,
+    .groups = {"review"},
+    .build = review_build,
+    .destroy = review_destroy,
+    .needs_two = review_needs_two,
+    .forward = review_forward,
+    .losses = review_losses,
+    .terms64 = review_terms64,
+    .feat_grad = review_feat_grad,
+};
