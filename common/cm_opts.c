@@ -562,6 +562,11 @@ static void help_row(FILE *f, const cm_opt *o, const char *help_override)
     help_extra(o, extra, sizeof extra);
     snprintf(text, sizeof text, "%s%s%s%s", help_override ? help_override : o->help ? o->help : "",
              extra[0] ? " (" : "", extra, extra[0] ? ")" : "");
+    cm_help_item(f, left, text);
+}
+
+void cm_help_item(FILE *f, const char *left, const char *text)
+{
     int col = (int)strlen(left);
     fputs(left, f);
     if (col + 1 >= HELP_COL)

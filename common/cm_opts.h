@@ -124,6 +124,9 @@ int cm_cli_sub(const cm_cli *c, const char *name, cm_err *err);
 
 /* The help generated from the table. */
 void cm_cli_help(const cm_cli *c, FILE *f);
+/* One item of a help text as the options are printed: `left` ("  --name X"),
+ * then `text` from column 26, wrapped at 100 columns. */
+void cm_help_item(FILE *f, const char *left, const char *text);
 /* "PROG (c2kd) 0.1, git revision abc123" */
 void cm_cli_version(const cm_cli *c, FILE *f);
 /* Prints "PROG: MSG" on f; returns 2 (the exit status of a usage error). */

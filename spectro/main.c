@@ -231,7 +231,7 @@ static const cm_opt output_opts[] = {
 };
 static const cm_opt segment_opts[] = {
     {"start", 0, CM_DBL, OFF(start), NULL, "0", "S", "segment start, seconds", CM_MIN(0)},
-    {"end", 0, CM_DBL, OFF(end), NULL, NULL, "S", "segment end, seconds (default: the end of the audio)", CM_MIN(0)},
+    {"end", 0, CM_DBL, OFF(end), NULL, NULL, "S", "segment end, seconds; without it: the end of the audio", CM_MIN(0)},
     {"allow-truncated", 0, CM_FLAG, OFF(allow_truncated), NULL, NULL, NULL,
      "keep an input whose decoded audio ends more than max(0.5 s, 5%) before the duration the file declares or "
      "before --end (a warning on stderr); without it such an input fails with 'truncated: decoded A s of B s'"},

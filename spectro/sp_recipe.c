@@ -21,9 +21,9 @@ static const cm_opt settings[] = {
     {"sample-rate", 0, CM_INT, OFF(sample_rate), NULL, "16000", "HZ", "target sample rate", CM_IN(1000, 384000),
      .key = "sample_rate"},
     {"duration", 0, CM_DBL, OFF(duration), NULL, "10", "S",
-     "length after tiling/cutting, seconds (at most 1e9 samples)", CM_ABOVE(0)},
+     "length after tiling/cutting, seconds; at most 1e9 samples", CM_ABOVE(0)},
     {"window", 0, CM_INT, OFF(window), NULL, "512", "N", "FFT/segment length, nperseg", CM_IN(8, 65536)},
-    {"overlap", 0, CM_INT, OFF(overlap), NULL, "353", "N", "overlap between segments, noverlap (< --window)",
+    {"overlap", 0, CM_INT, OFF(overlap), NULL, "353", "N", "overlap between segments, noverlap; less than --window",
      CM_IN(0, 65535)},
     {"window-kind", 0, CM_CHOICE, OFF(window_kind), "tukey25|hann", "tukey25", NULL,
      "tukey25: periodic Tukey(0.25), scipy's default; hann: periodic Hann ('tukey' and 'tukey0.25' are older "

@@ -179,7 +179,9 @@ void tr_opts_help(FILE *f)
     for (int i = 0; i < tr_methods_options(); i++) {
         const char *name = NULL;
         const tr_method_def *m = tr_methods_row(i, &name);
-        fprintf(f, "  %-24s %s\n", name, m->help);
+        char left[64];
+        snprintf(left, sizeof left, "  %s", name);
+        cm_help_item(f, left, m->help);
     }
     fprintf(f, "\n%s\n", epilog);
 }
