@@ -22,12 +22,14 @@ PYTHON   ?= /usr/bin/python3
 JOBS     ?=
 
 PKGS     := libavformat libavcodec libswresample libswscale libavutil fftw3f libturbojpeg hdf5 libcjson openblas zlib
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# Headers only: opened with dlopen when a picture needs it (frames/fr_rotate.c).
+DLPKGS   := libavfilter
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(DLPKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS   := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -pthread -I. $(PKG_CFLAGS)
 LDFLAGS  := -pthread
-LDLIBS   := $(PKG_LIBS) -lm
+LDLIBS   := $(PKG_LIBS) -lm -ldl
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined

@@ -7,7 +7,9 @@
  * so the result is identical bit for bit when the pixel format allows the
  * rotation in place (planar formats with equal horizontal and vertical
  * chroma subsampling, and packed formats without subsampling). Other formats
- * are converted first and rotated in RGB.
+ * are converted first and rotated in RGB. A turn that is not a multiple of
+ * 90 degrees is libavfilter's own `rotate` filter (fr_rotate.c), placed as
+ * the program places it.
  */
 #include "frames/fr_internal.h"
 
@@ -36,6 +38,9 @@ fr_orient fr_orient_from_matrix(const int32_t *dm)
     fr_orient o = {.transpose = 0};
     if (!dm)
         return o;
+    /* The ffmpeg program's tests, in its order. theta is a whole number of
+     * degrees in [0, 360): 89 and 91 are turned by the rotate filter, and 1
+     * (not above 1, not below 1) is not turned at all, as the program does. */
     double theta = rotation_of(dm);
     if (fabs(theta - 90) < 1.0) {
         o.transpose = 1;
@@ -46,30 +51,18 @@ fr_orient fr_orient_from_matrix(const int32_t *dm)
     } else if (fabs(theta - 270) < 1.0) {
         o.transpose = 1;
         o.dir = dm[3] < 0 ? 3 /* clock_flip */ : 2 /* cclock */;
+    } else if (fabs(theta) > 1.0) {
+        o.rotate = 1;
+        o.theta = theta;
     } else if (fabs(theta) < 1.0) {
         o.vflip = dm[4] < 0;
-    } else {
-        /* ffmpeg 5.1 rotates by theta with its `rotate` filter (same size,
-         * bilinear, black fill): refused, never ignored (fr_orient_check). */
-        o.unsupported = 1;
-        o.matrix_deg = (int)lround(av_display_rotation_get(dm));
     }
     return o;
 }
 
-int fr_orient_check(fr_orient o, cm_err *err)
-{
-    if (!o.unsupported)
-        return 0;
-    return cm_err_set(err,
-                      "display matrix rotation of %d degrees is not a multiple of 90: not supported (the "
-                      "ffmpeg program would rotate the picture by it and fill the corners)",
-                      o.matrix_deg);
-}
-
 int fr_orient_is_identity(fr_orient o)
 {
-    return !o.transpose && !o.hflip && !o.vflip;
+    return !o.transpose && !o.hflip && !o.vflip && !o.rotate;
 }
 
 /* One plane: element size esz bytes, source w x h. */
@@ -142,6 +135,8 @@ static AVFrame *rotate_frame(const AVFrame *in, fr_orient o, cm_err *err)
         cm_err_set(err, "out of memory");
         return NULL;
     }
+    for (int i = 0; i < AV_NUM_DATA_POINTERS && out->buf[i]; i++) /* the padding libswscale reads */
+        memset(out->buf[i]->data, 0, out->buf[i]->size);
     int nplanes = av_pix_fmt_count_planes(in->format);
     for (int p = 0; p < nplanes; p++) {
         int chroma = (p == 1 || p == 2) && !(d->flags & AV_PIX_FMT_FLAG_RGB);
@@ -155,9 +150,9 @@ static AVFrame *rotate_frame(const AVFrame *in, fr_orient o, cm_err *err)
     return out;
 }
 
-static void rgb_orient(const uint8_t *src, int w, int h, uint8_t *dst, fr_orient o)
+static void rgb_orient(const uint8_t *src, int w, int h, uint8_t *dst, int dls, fr_orient o)
 {
-    xform_plane(src, w * 3, w, h, dst, (o.transpose ? h : w) * 3, 3, o);
+    xform_plane(src, w * 3, w, h, dst, dls, 3, o);
 }
 
 void fr_out_size(int w, int h, int short_side, int *ow, int *oh)
@@ -181,8 +176,8 @@ void fr_out_size(int w, int h, int short_side, int *ow, int *oh)
         *oh = 1;
 }
 
-/* Converts (w x h, any format) to RGB24 at ow x oh into dst (ow*oh*3). */
-static int to_rgb(const AVFrame *f, int ow, int oh, uint8_t *dst, cm_err *err)
+/* Converts (w x h, any format) to RGB24 at ow x oh into dst (rows of dls bytes). */
+static int to_rgb(const AVFrame *f, int ow, int oh, uint8_t *dst, int dls, cm_err *err)
 {
     int flags = SWS_BICUBIC;
     if (ow != f->width || oh != f->height)
@@ -205,7 +200,7 @@ static int to_rgb(const AVFrame *f, int ow, int oh, uint8_t *dst, cm_err *err)
         sws_setColorspaceDetails(sws, it, in_full, table, out_full, bri, con, sat);
     }
     uint8_t *dd[4] = {dst, NULL, NULL, NULL};
-    int dl[4] = {ow * 3, 0, 0, 0};
+    int dl[4] = {dls, 0, 0, 0};
     int r = sws_scale(sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dd, dl);
     sws_freeContext(sws);
     if (r <= 0)
@@ -213,11 +208,45 @@ static int to_rgb(const AVFrame *f, int ow, int oh, uint8_t *dst, cm_err *err)
     return 0;
 }
 
+/* A new RGB24 frame, padded as libavutil pads frames (libswscale reads and
+ * writes whole SIMD blocks past the end of a short row: a packed buffer of a
+ * 2-pixel-wide picture was overrun by 8 bytes, heap corruption); zeroed
+ * when libswscale will read it (what it reads in the padding is defined). */
+static AVFrame *new_rgb_frame(int w, int h, int zero, cm_err *err)
+{
+    AVFrame *t = av_frame_alloc();
+    if (t) {
+        t->format = AV_PIX_FMT_RGB24;
+        t->width = w;
+        t->height = h;
+        if (av_frame_get_buffer(t, 0) < 0)
+            av_frame_free(&t);
+        else if (zero)
+            memset(t->buf[0]->data, 0, t->buf[0]->size);
+    }
+    if (!t)
+        cm_err_set(err, "out of memory");
+    return t;
+}
+
+/* As to_rgb into dst packed (ow*oh*3), through a padded frame. */
+static int to_rgb_packed(const AVFrame *f, int ow, int oh, uint8_t *dst, cm_err *err)
+{
+    AVFrame *t = new_rgb_frame(ow, oh, 0, err);
+    if (!t)
+        return -1;
+    int rc = to_rgb(f, ow, oh, t->data[0], t->linesize[0], err);
+    if (rc == 0)
+        av_image_copy_plane(dst, ow * 3, t->data[0], t->linesize[0], ow * 3, oh);
+    av_frame_free(&t);
+    return rc;
+}
+
 /* img->rgb = a new ow x oh RGB24 buffer holding f scaled (NULL when it fails). */
 static int to_new_rgb(const AVFrame *f, int ow, int oh, fr_image *img, cm_err *err)
 {
     img->rgb = malloc((size_t)ow * oh * 3);
-    int rc = img->rgb ? to_rgb(f, ow, oh, img->rgb, err) : cm_err_set(err, "out of memory");
+    int rc = img->rgb ? to_rgb_packed(f, ow, oh, img->rgb, err) : cm_err_set(err, "out of memory");
     if (rc != 0) {
         free(img->rgb);
         img->rgb = NULL;
@@ -235,14 +264,96 @@ int fr_check_size(long long w, long long h, cm_err *err)
     return 0;
 }
 
-int fr_frame_to_image(const AVFrame *f, fr_orient o, int short_side, fr_image *img, cm_err *err)
+/* img = the RGB24 frame c (padded: libswscale reads past short rows),
+ * resized as asked. */
+static int rgb_finish(const AVFrame *c, int short_side, fr_image *img, cm_err *err)
+{
+    int ow, oh;
+    fr_out_size(c->width, c->height, short_side, &ow, &oh);
+    if (ow == c->width && oh == c->height) {
+        img->rgb = malloc((size_t)ow * oh * 3);
+        if (!img->rgb)
+            return cm_err_set(err, "out of memory");
+        av_image_copy_plane(img->rgb, ow * 3, c->data[0], c->linesize[0], ow * 3, oh);
+    } else {
+        AVFrame tmp;
+        memset(&tmp, 0, sizeof tmp);
+        tmp.format = AV_PIX_FMT_RGB24;
+        tmp.width = c->width;
+        tmp.height = c->height;
+        tmp.data[0] = c->data[0];
+        tmp.linesize[0] = c->linesize[0];
+        tmp.colorspace = AVCOL_SPC_UNSPECIFIED;
+        tmp.color_range = AVCOL_RANGE_UNSPECIFIED;
+        if (to_new_rgb(&tmp, ow, oh, img, err) != 0)
+            return -1;
+    }
+    img->width = ow;
+    img->height = oh;
+    return 0;
+}
+
+/* f converted to RGB24 at its size, in a new frame with f's properties. */
+static AVFrame *rgb_frame(const AVFrame *f, cm_err *err)
+{
+    AVFrame *c = new_rgb_frame(f->width, f->height, 1, err);
+    if (!c)
+        return NULL;
+    if (av_frame_copy_props(c, f) < 0) {
+        av_frame_free(&c);
+        cm_err_set(err, "out of memory");
+        return NULL;
+    }
+    if (to_rgb(f, f->width, f->height, c->data[0], c->linesize[0], err) != 0)
+        av_frame_free(&c);
+    return c;
+}
+
+/* A turn that is not a multiple of 90 degrees: libavfilter's rotate filter in
+ * the decoder's pixel format, then the conversion (and resize) as for any
+ * frame; where the filter does not take that format, the program's graph
+ * converts to rgb24 first, rotates in rgb24, then resizes: so do we. */
+static int rotated_image(const AVFrame *f, double theta, fr_rotator *rot, int short_side, fr_image *img,
+                         cm_err *err)
+{
+    if (!rot)
+        return cm_err_set(err, "internal error: a rotation without a rotator");
+    AVFrame *r = NULL;
+    int rc = fr_rotator_run(rot, f, theta, &r, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        int ow, oh;
+        fr_out_size(r->width, r->height, short_side, &ow, &oh);
+        rc = to_new_rgb(r, ow, oh, img, err);
+        av_frame_free(&r);
+        if (rc != 0)
+            return -1;
+        img->width = ow;
+        img->height = oh;
+        return 0;
+    }
+    AVFrame *c = rgb_frame(f, err);
+    if (!c)
+        return -1;
+    rc = fr_rotator_run(rot, c, theta, &r, err);
+    av_frame_free(&c);
+    if (rc != 0)
+        return rc < 0 ? -1
+                      : cm_err_set(err, "the rotate filter takes neither %s nor rgb24",
+                                   av_get_pix_fmt_name(f->format) ? av_get_pix_fmt_name(f->format) : "?");
+    rc = rgb_finish(r, short_side, img, err);
+    av_frame_free(&r);
+    return rc;
+}
+
+int fr_frame_to_image(const AVFrame *f, fr_orient o, fr_rotator *rot, int short_side, fr_image *img,
+                      cm_err *err)
 {
     memset(img, 0, sizeof *img);
     const AVPixFmtDescriptor *d = av_pix_fmt_desc_get(f->format);
     if (!d || f->width <= 0 || f->height <= 0)
         return cm_err_set(err, "decoded frame has no usable picture");
-    if (fr_orient_check(o, err) != 0)
-        return -1;
     if (fr_check_size(f->width, f->height, err) != 0)
         return -1;
     {
@@ -251,6 +362,8 @@ int fr_frame_to_image(const AVFrame *f, fr_orient o, int short_side, fr_image *i
         if (fr_check_size(ow, oh, err) != 0)
             return cm_err_prefix(err, "--short-side %d", short_side);
     }
+    if (o.rotate)
+        return rotated_image(f, o.theta, rot, short_side, img, err);
     int identity = fr_orient_is_identity(o);
     if (identity || rotatable(d)) {
         AVFrame *r = NULL;
@@ -273,41 +386,23 @@ int fr_frame_to_image(const AVFrame *f, fr_orient o, int short_side, fr_image *i
     }
     /* Convert at full size, orient in RGB, then resize if asked. */
     int w = f->width, h = f->height;
-    uint8_t *a = malloc((size_t)w * h * 3), *b = malloc((size_t)w * h * 3);
+    uint8_t *a = malloc((size_t)w * h * 3);
+    AVFrame *b = new_rgb_frame(o.transpose ? h : w, o.transpose ? w : h, 1, err);
     if (!a || !b) {
         free(a);
-        free(b);
+        av_frame_free(&b);
         return cm_err_set(err, "out of memory");
     }
-    if (to_rgb(f, w, h, a, err) != 0) {
+    if (to_rgb_packed(f, w, h, a, err) != 0) {
         free(a);
-        free(b);
+        av_frame_free(&b);
         return -1;
     }
-    rgb_orient(a, w, h, b, o);
+    rgb_orient(a, w, h, b->data[0], b->linesize[0], o);
     free(a);
-    int rw = o.transpose ? h : w, rh = o.transpose ? w : h, ow, oh;
-    fr_out_size(rw, rh, short_side, &ow, &oh);
-    if (ow == rw && oh == rh) {
-        img->rgb = b;
-    } else {
-        AVFrame tmp;
-        memset(&tmp, 0, sizeof tmp);
-        tmp.format = AV_PIX_FMT_RGB24;
-        tmp.width = rw;
-        tmp.height = rh;
-        tmp.data[0] = b;
-        tmp.linesize[0] = rw * 3;
-        tmp.colorspace = AVCOL_SPC_UNSPECIFIED;
-        tmp.color_range = AVCOL_RANGE_UNSPECIFIED;
-        int rc = to_new_rgb(&tmp, ow, oh, img, err);
-        free(b);
-        if (rc != 0)
-            return -1;
-    }
-    img->width = ow;
-    img->height = oh;
-    return 0;
+    int rc = rgb_finish(b, short_side, img, err);
+    av_frame_free(&b);
+    return rc;
 }
 
 void fr_image_free(fr_image *img)

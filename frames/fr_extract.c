@@ -81,6 +81,7 @@ typedef struct vid {
     int64_t peeked;    /* the candidate the last look-ahead was made for */
     int n_out;         /* frames output since open */
     int last_err;      /* last libav error seen while decoding */
+    fr_rotator *rot;   /* the rotate filter, made when a frame needs it (a turn not a multiple of 90) */
 } vid;
 
 static void forget_ahead(vid *v)
@@ -119,6 +120,8 @@ static void vid_close(vid *v)
     av_frame_free(&v->frm);
     av_frame_free(&v->prev);
     fr_image_free(&v->prev_img);
+    fr_rotator_destroy(v->rot);
+    v->rot = NULL;
     v->have_prev = v->prev_img_ok = 0;
 }
 
@@ -176,13 +179,6 @@ static int vid_open(vid *v, cm_err *err)
     }
     v->vidx = best;
     v->st = v->fmt->streams[best];
-    /* A rotation this library cannot reproduce is refused before decoding. */
-    size_t dmn = 0;
-    const uint8_t *dm = av_stream_get_side_data(v->st, AV_PKT_DATA_DISPLAYMATRIX, &dmn);
-    if (dm && dmn >= 9 * sizeof(int32_t) && fr_orient_check(fr_orient_from_matrix((const int32_t *)dm), err) != 0) {
-        vid_close(v);
-        return -1;
-    }
     for (unsigned i = 0; i < v->fmt->nb_streams; i++)
         if ((int)i != best)
             v->fmt->streams[i]->discard = AVDISCARD_ALL;
@@ -462,8 +458,10 @@ static int keep_prev(vid *v, int64_t ts)
 static int prev_image(vid *v, int short_side, fr_image *out, cm_err *err)
 {
     if (!v->prev_img_ok) {
-        if (fr_frame_to_image(v->prev, fr_orient_from_matrix(display_matrix(v, v->prev)), short_side,
-                              &v->prev_img, err) != 0)
+        fr_orient o = fr_orient_from_matrix(display_matrix(v, v->prev));
+        if (o.rotate && !v->rot && !(v->rot = fr_rotator_create(err)))
+            return -1;
+        if (fr_frame_to_image(v->prev, o, v->rot, short_side, &v->prev_img, err) != 0)
             return -1;
         v->prev_img_ok = 1;
     }

@@ -48,7 +48,8 @@ typedef struct fr_request {
  * first frame in display order whose timestamp (best-effort, start time
  * removed) is >= T rounded to the stream time base; past the last frame, the
  * last frame. The clip for --count is [0, end of the video stream). Rotation
- * (display matrix) is applied as ffmpeg's autorotate; conversion to RGB24 is
+ * (display matrix) is applied as ffmpeg's autorotate (transpose and flips; other angles with
+ * libavfilter's rotate filter, as the program inserts it); conversion to RGB24 is
  * libswscale bicubic with the frame's colour matrix and range: identical to
  * `ffmpeg -pix_fmt rgb24` bit for bit (checked by tests/oracle/test_frames.py).
  * Only frames no other frame references are skipped on the way, and a

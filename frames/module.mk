@@ -1,4 +1,4 @@
-frames_SRCS := frames/fr_extract.c frames/fr_convert.c frames/fr_jpeg.c
+frames_SRCS := frames/fr_extract.c frames/fr_convert.c frames/fr_rotate.c frames/fr_jpeg.c
 frames_LIB  := $(LIB)/libframes.a
 $(frames_LIB): $(call objs,$(frames_SRCS))
 

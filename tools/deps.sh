@@ -4,7 +4,7 @@
 # Does nothing (and prints nothing) when everything is present.
 set -eu
 PKGS="build-essential pkg-config
-libavformat-dev libavcodec-dev libswresample-dev libswscale-dev libavutil-dev
+libavformat-dev libavfilter-dev libavcodec-dev libswresample-dev libswscale-dev libavutil-dev
 libfftw3-dev libturbojpeg0-dev libhdf5-dev libopenblas-dev libcriterion-dev libcjson-dev zlib1g-dev
 python3-numpy python3-scipy python3-h5py python3-pil python3-pytest python3-torch python3-soundfile
 python3-torchvision python3-onnx python3-protobuf python3-venv python3-pip python3-setuptools

@@ -12,6 +12,7 @@ from PIL import Image
 from conftest import binary, ffmpeg, run
 from frames_util import (compare_with_ffmpeg, extract, ffmpeg_frame, ffprobe_duration, frame_pts_list, make_video,
                          psnr)
+from ingest_util import decode_jpeg, read_out
 
 SRC = "testsrc2=size=176x144:rate=25"
 X264 = ["-c:v", "libx264", "-g", "12", "-bf", "3", "-pix_fmt", "yuv420p"]
@@ -219,9 +220,14 @@ def test_usage(vids, tmp_path):
 
 
 # Issue 16 (smaller items). A display matrix rotation that is not a multiple
-# of 90 degrees: the ffmpeg program inserts its `rotate` filter (bilinear,
-# black corners), which frames does not reproduce: refused, never ignored.
-ODD_ANGLES = ("45", "30", "-30", "135", "91")
+# of 90 degrees: the ffmpeg program (5.1) inserts its `rotate` filter (same
+# size, bilinear, black corners) before the conversion to rgb24; frames runs
+# libavfilter's own filter with the program's argument: the same pixels.
+# The program's turn (clockwise) is a whole number of degrees, the matrix's
+# angle rounded: `rotate=270.5` is a transpose, 89 and 91 are turned by the
+# filter, and a turn of exactly 1 degree (`rotate=-1`) is not turned at all
+# (neither above nor below 1) while 359 (`rotate=1`) is.
+ODD_ANGLES = ("45", "30", "-30", "135", "91", "270.5", "89", "-1", "1")
 
 
 def ffmpeg_rotate_turn(path):
@@ -232,24 +238,136 @@ def ffmpeg_rotate_turn(path):
     return round(float(m.group(1)) * 180) if m else None
 
 
-@pytest.mark.parametrize("rot", ODD_ANGLES)
-def test_rotation_not_a_multiple_of_90_is_refused(vids, tmp_path, rot):
-    path = str(tmp_path / f"rot{rot}.mp4")
-    ffmpeg("-i", vids["h264.mp4"], "-c", "copy", "-metadata:s:v", f"rotate={rot}", path)
+@pytest.fixture(scope="module")
+def odd_sources(vids, tmp_path_factory):
+    """Pictures of several pixel formats, codecs and sizes, in containers that keep a display matrix."""
+    d = tmp_path_factory.mktemp("odd_rot")
+    out = {"h264 yuv420p": vids["h264.mp4"], "h264 yuv420p 321x241": vids["odd_h264.mkv"],
+           "h264 yuv444p": vids["yuv444.mkv"], "mjpeg yuvj420p": vids["mjpeg.avi"]}
+    # yuvj422p: a format the rotate filter does not take (the program converts to rgb24 first); odd size
+    out["mjpeg yuvj422p 175x143"] = make_video(d / "m422.avi", "testsrc2=size=175x143:rate=25",
+                                               ["-c:v", "mjpeg", "-pix_fmt", "yuvj422p"])
+    return out
+
+
+def rotated_copy(src, rot, folder):
+    ext = ".mov" if "mjpeg" in os.path.basename(src) or src.endswith("m422.avi") else ".mp4"
+    path = os.path.join(folder, f"rot{rot}_{os.path.basename(src)}{ext}")
+    if not os.path.exists(path):
+        ffmpeg("-i", src, "-map", "0", "-c", "copy", "-metadata:s:v:0", f"rotate={rot}", path)
+    return path
+
+
+ODD_CASES = [("h264 yuv420p", a) for a in ODD_ANGLES] + [
+    (src, a) for src in ("h264 yuv420p 321x241", "h264 yuv444p", "mjpeg yuvj420p", "mjpeg yuvj422p 175x143")
+    for a in ("45", "-30", "91", "270.5")]
+
+
+@pytest.mark.parametrize("src,rot", ODD_CASES)
+def test_rotation_not_a_multiple_of_90_equals_ffmpeg(odd_sources, tmp_path, src, rot):
+    plain = odd_sources[src]
+    path = rotated_copy(plain, rot, str(tmp_path))
     turn = ffmpeg_rotate_turn(path)
-    assert turn is not None and turn % 90 != 0  # the ffmpeg program rotates it ...
-    assert ffmpeg_frame(path, 1.0) != ffmpeg_frame(vids["h264.mp4"], 1.0)  # ... and its pixels change
-    angle = -turn % 360
-    angle = angle - 360 if angle > 180 else angle  # the matrix's own angle, counter-clockwise
+    if rot in ("270.5", "-1"):
+        assert turn is None  # a transpose, or nothing at all
+    else:
+        assert turn is not None and turn % 90 != 0  # the program turns it with its filter
+    for count in ("1", "3"):
+        arr, times, printed = extract(path, tmp_path / f"f{count}.npy", "--count", count)
+        assert arr.shape[0] == int(count)
+        compare_with_ffmpeg(path, arr, printed, exact=True)
+        ref, _, _ = extract(plain, tmp_path / "plain.npy", "--count", count)
+        if rot == "-1":
+            assert np.array_equal(arr, ref)
+        elif rot != "270.5":
+            assert arr.shape == ref.shape and not np.array_equal(arr, ref)
+            if rot in ("45", "30", "-30", "135"):
+                assert (arr[:, 0, 0] == 0).all() and (arr[:, -1, -1] == 0).all()  # black corners
+    # the decoded size stays; --short-side resizes the turned picture
+    small, _, printed = extract(path, tmp_path / "s.npy", "--count", "2", "--short-side", "72")
+    for i, pts in enumerate(printed):
+        h, w = small.shape[1:3]
+        r = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-ss", pts, "-frames:v", "1",
+                            "-vf", f"scale={w}:{h}:flags=area", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                           capture_output=True)
+        ref = np.frombuffer(r.stdout, np.uint8).reshape(h, w, 3)
+        assert min(h, w) == 72 and psnr(ref, small[i]) >= 35
+
+
+def test_rotations_of_several_inputs_in_parallel(odd_sources, tmp_path):
+    """One rotate filter per decoder: inputs of different turns, sizes and formats side by side (-j 2)."""
+    paths = [rotated_copy(odd_sources[s], a, str(tmp_path)) for s, a in
+             [("h264 yuv420p", "45"), ("mjpeg yuvj422p 175x143", "-30"), ("h264 yuv420p 321x241", "135"),
+              ("h264 yuv420p", "0"), ("mjpeg yuvj420p", "30"), ("h264 yuv444p", "359")]]
     out = tmp_path / "o"
-    r = run([binary("frames"), path, vids["h264.mp4"], "-o", out, "--npy", "--count", "2"])
-    assert r.returncode == 1, r.stderr
-    assert r.stderr.splitlines() == [f"frames: {path}: display matrix rotation of {angle} degrees is not a multiple "
-                                     "of 90: not supported (the ffmpeg program would rotate the picture by it and "
-                                     "fill the corners)"]
-    assert sorted(os.listdir(out)) == ["h264.npy"]  # the other input goes on
-    r = run([binary("frames"), path, "-o", tmp_path / "x.npy"])
-    assert r.returncode == 1 and not os.path.exists(tmp_path / "x.npy")
+    r = run([binary("frames"), *paths, "-o", out, "--npy", "--count", "3", "-j", "2", "--print-timestamps"])
+    assert r.returncode == 0, r.stderr
+    printed = {}
+    for line in r.stdout.splitlines():
+        name, _, _, pts = line.rsplit(" ", 3)
+        printed.setdefault(name, []).append(pts)
+    for p in paths:
+        arr = np.load(out / (os.path.splitext(os.path.basename(p))[0] + ".npy"))
+        compare_with_ffmpeg(p, arr, printed[p], exact=True)
+
+
+def test_ingest_rows_with_odd_rotations(vids, tmp_path):
+    """An ingest row's frames are those of `frames` (the same JPEG pixels), and so ffmpeg's rotated picture."""
+    rows = []
+    for rot in ("45", "-30", "91", "270.5"):
+        path = rotated_copy(vids["av.mp4"], rot, str(tmp_path))
+        rows.append((f"r{rot}", path))
+    m = tmp_path / "m.tsv"
+    m.write_text("".join(f"{i}\t{p}\t{p}\tdog\ttrain\t-\t-\n" for i, p in rows))
+    out = tmp_path / "out"
+    r = run([binary("ingest"), "--manifest", m, "--out", out, "--jobs", "2", "--quiet", "--set", "duration=3",
+             "--set", "frames=3", "--set", "short_side=0", "--set", "jpeg_quality=90"])
+    assert r.returncode == 0, r.stderr
+    _, samples, failures = read_out(out)
+    assert failures == [] and sorted(samples) == sorted(i for i, _ in rows)
+    for sid, path in rows:
+        s = samples[sid]
+        fdir = tmp_path / f"f_{sid}"
+        r = run([binary("frames"), path, "--count", "3", "--quality", "90", "--print-timestamps", "-o", fdir])
+        assert r.returncode == 0, r.stderr
+        pts = [line.split()[-1] for line in r.stdout.splitlines()]
+        np.testing.assert_allclose(s["frame_time"], [float(x) for x in pts], atol=1e-5)
+        for k in range(3):
+            got = decode_jpeg(s["jpegs"][k])
+            np.testing.assert_array_equal(got, decode_jpeg(open(fdir / f"frame_{k:02d}.jpg", "rb").read()))
+            ref = np.frombuffer(ffmpeg_frame(path, pts[k]), np.uint8).reshape(got.shape)
+            # ffmpeg's turned picture through JPEG: as close as PIL's JPEG of it at the same quality
+            buf = io.BytesIO()
+            Image.fromarray(ref).save(buf, "JPEG", quality=90, subsampling=2)
+            assert psnr(ref, got) >= psnr(ref, decode_jpeg(buf.getvalue())) - 1.0
+            if sid != "r270.5":
+                plain = np.frombuffer(ffmpeg_frame(vids["av.mp4"], pts[k]), np.uint8).reshape(got.shape)
+                assert psnr(ref, got) > psnr(plain, got) + 6  # not the unturned picture
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuvj420p", "yuvj422p"])
+def test_tiny_pictures_turned_or_not(tmp_path, pix_fmt):
+    """Pictures of a few pixels: libswscale writes whole SIMD blocks past a short row (a 2x2
+    picture corrupted the heap: 'free(): invalid next size'); now exact, turned or not."""
+    for size in ("1x1", "2x2", "3x3", "5x1", "1x5", "17x3"):
+        src = tmp_path / f"s{size}.avi"
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x64:rate=10:duration=0.5", "-vf", f"scale={size}",
+               "-c:v", "mjpeg", "-pix_fmt", pix_fmt, "-strict", "-1", src)
+        for rot in ("0", "45"):
+            path = str(tmp_path / f"s{size}_{rot}.mov")
+            ffmpeg("-i", src, "-c", "copy", "-metadata:s:v", f"rotate={rot}", path)
+            arr, _, printed = extract(path, tmp_path / "t.npy", "--count", "3")
+            w, h = map(int, size.split("x"))
+            assert arr.shape == (3, h, w, 3)
+            compare_with_ffmpeg(path, arr, printed, exact=True)
+            if shutil.which("valgrind") and size in ("2x2", "17x3"):
+                # no byte read or written outside a buffer, nothing read uninitialised (resize paths too)
+                for rot_path in (path, str(tmp_path / f"s{size}_90.mov")):
+                    if not os.path.exists(rot_path):
+                        ffmpeg("-i", src, "-c", "copy", "-metadata:s:v", "rotate=90", rot_path)
+                    r = run(["valgrind", "-q", "--error-exitcode=9", binary("frames"), rot_path, "--count", "2",
+                             "--short-side", "5", "-o", tmp_path / "v.npy"])
+                    assert r.returncode == 0, r.stderr
 
 
 def unescape(name):

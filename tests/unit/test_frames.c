@@ -67,7 +67,7 @@ static void oriented(double angle, int hflip, int vflip, const uint8_t *in, int 
         memcpy(f->data[0] + y * f->linesize[0], in + y * w, w);
     fr_image img;
     cm_err err;
-    cr_assert(fr_frame_to_image(f, o, 0, &img, &err) == 0, "%s", err.msg);
+    cr_assert(fr_frame_to_image(f, o, NULL, 0, &img, &err) == 0, "%s", err.msg);
     *ow = img.width;
     *oh = img.height;
     for (int i = 0; i < img.width * img.height; i++)
@@ -186,7 +186,7 @@ Test(frames, picture_size_bound)
     cr_assert_eq(av_frame_get_buffer(f, 0), 0);
     fr_image img;
     fr_orient id = {0};
-    cr_expect_eq(fr_frame_to_image(f, id, 65536, &img, &err), -1);
+    cr_expect_eq(fr_frame_to_image(f, id, NULL, 65536, &img, &err), -1);
     cr_expect(strstr(err.msg, "over the limit") != NULL, "%s", err.msg);
     av_frame_free(&f);
 }
@@ -340,30 +340,80 @@ Test(frames, jpeg_bad_then_good_on_one_handle)
     fr_jpeg_destroy(j);
 }
 
-/* Rotations that are not multiples of 90 degrees are flagged, naming the
- * matrix's angle; multiples of 90 are not (issue 16). */
-Test(frames, odd_rotation_is_flagged)
+/* The ffmpeg program's choice for a display matrix (fftools/ffmpeg_filter.c
+ * of 5.1): theta, the clockwise turn in whole degrees; within 1 of 90, 180,
+ * 270: transpose / flips; above 1: the rotate filter by theta; below 1: at
+ * most a flip; exactly 1: nothing at all (issue 16). */
+Test(frames, odd_rotation_uses_the_rotate_filter)
 {
     int32_t m[9];
-    cm_err err;
-    int odd[] = {45, 30, -30, 135, 91, -179, 2};
+    /* av_display_rotation_set's angle -> the program's clockwise turn */
+    int odd[][2] = {{45, 45}, {30, 30}, {-30, 330}, {135, 135}, {91, 91}, {89, 89}, {179, 179}, {-1, 359},
+                    {2, 2}, {-89, 271}};
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
-        av_display_rotation_set(m, odd[i]);
-        /* the angle as ffprobe shows it (av_display_rotation_get: the sign is the matrix's convention) */
-        int shown = (int)lround(av_display_rotation_get(m));
-        cr_assert(abs(shown) == abs(odd[i]));
+        av_display_rotation_set(m, odd[i][0]);
         fr_orient o = fr_orient_from_matrix(m);
-        cr_expect(o.unsupported && o.matrix_deg == shown, "%d: %d %d", odd[i], o.unsupported, o.matrix_deg);
-        cr_expect_eq(fr_orient_check(o, &err), -1);
-        char want[64];
-        snprintf(want, sizeof want, "rotation of %d degrees is not a multiple of 90", shown);
-        cr_expect(strstr(err.msg, want) != NULL, "%s", err.msg);
+        cr_expect(o.rotate && o.theta == odd[i][1] && !o.transpose && !o.hflip && !o.vflip, "%d: %d %g",
+                  odd[i][0], o.rotate, o.theta);
+        cr_expect(!fr_orient_is_identity(o));
     }
-    int right[] = {0, 90, 180, -90, 270, -180};
+    double right[] = {0, 90, 180, -90, 270, -180, 1, 89.6, 270.4, 0.4};
     for (size_t i = 0; i < sizeof right / sizeof right[0]; i++) {
         av_display_rotation_set(m, right[i]);
         fr_orient o = fr_orient_from_matrix(m);
-        cr_expect(!o.unsupported, "%d", right[i]);
-        cr_expect_eq(fr_orient_check(o, &err), 0);
+        cr_expect(!o.rotate, "%g", right[i]);
     }
+    av_display_rotation_set(m, 1); /* turn of exactly 1 degree: the program leaves it */
+    cr_expect(fr_orient_is_identity(fr_orient_from_matrix(m)));
+}
+
+static AVFrame *flat_frame(int fmt, int w, int h, int value)
+{
+    AVFrame *f = av_frame_alloc();
+    f->format = fmt;
+    f->width = w;
+    f->height = h;
+    cr_assert(av_frame_get_buffer(f, 0) == 0);
+    for (int p = 0; p < 4 && f->data[p]; p++)
+        memset(f->data[p], p == 0 ? value : 128, (size_t)f->linesize[p] * h);
+    return f;
+}
+
+/* The rotator: same size, the middle kept, the corners black; a format the
+ * filter does not take is said so (1), and the rotator is rebuilt when the
+ * frames change; a rotation without a rotator is an error, not a crash. */
+Test(frames, rotator)
+{
+    cm_err err;
+    fr_rotator *r = fr_rotator_create(&err);
+    cr_assert(r != NULL);
+    for (int k = 0; k < 3; k++) {
+        int w = k == 1 ? 33 : 64, h = k == 1 ? 21 : 48;
+        AVFrame *f = flat_frame(AV_PIX_FMT_GRAY8, w, h, 200), *o = NULL;
+        cr_assert_eq(fr_rotator_run(r, f, 45, &o, &err), 0, "%s", err.msg);
+        cr_expect(o->width == w && o->height == h && o->format == AV_PIX_FMT_GRAY8);
+        cr_expect_eq(o->data[0][(h / 2) * o->linesize[0] + w / 2], 200);
+        cr_expect_eq(o->data[0][0], 16, "%d", o->data[0][0]); /* black, gray8 as limited range */
+        cr_expect_eq(o->data[0][(h - 1) * o->linesize[0] + w - 1], 16);
+        av_frame_free(&o);
+        av_frame_free(&f);
+    }
+    AVFrame *f = flat_frame(AV_PIX_FMT_YUV422P, 32, 32, 100), *o = NULL;
+    cr_expect_eq(fr_rotator_run(r, f, 30, &o, &err), 1);
+    cr_expect(o == NULL);
+    cr_expect_eq(fr_rotator_run(r, f, 30, &o, &err), 1);
+    /* through fr_frame_to_image: converted to rgb24, then turned */
+    int32_t m[9];
+    av_display_rotation_set(m, -30);
+    fr_orient rot = fr_orient_from_matrix(m);
+    fr_image img;
+    cr_assert_eq(fr_frame_to_image(f, rot, r, 0, &img, &err), 0, "%s", err.msg);
+    cr_expect(img.width == 32 && img.height == 32 && img.rgb[0] == 0 && img.rgb[1] == 0 && img.rgb[2] == 0);
+    uint8_t *mid = img.rgb + (16 * 32 + 16) * 3;
+    cr_expect(mid[0] > 60 && mid[0] == mid[1] && mid[1] == mid[2], "%d %d %d", mid[0], mid[1], mid[2]);
+    fr_image_free(&img);
+    cr_expect_eq(fr_frame_to_image(f, rot, NULL, 0, &img, &err), -1);
+    av_frame_free(&f);
+    fr_rotator_destroy(r);
+    fr_rotator_destroy(NULL);
 }
