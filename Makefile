@@ -1,14 +1,18 @@
 # c2kd: data pipeline and trainer for cross-modal knowledge distillation.
 #
 #   make            build every binary into build/bin/
-#   make test       install missing Debian packages, build, run C unit tests + oracle tests
+#   make test       install missing Debian packages, build, run C unit tests + oracle tests, then
+#                   the numeric oracles' representative subset under 2 other OpenBLAS kernel sets
+#   make test-cpus  the numeric oracle tests under every OpenBLAS kernel set this CPU can run
+#                   (Prescott Sandybridge Haswell SkylakeX Cooperlake Zen; docs/TESTING.md)
 #   make demo       the main job, end to end, on a small generated dataset
 #   make asan       the same tests on an ASan+UBSan build (build-asan/)
 #   make bench      the CPU benchmarks in bench/ (BENCHES=spectro frames ingest backend-cpu train-cpu)
-#   make ingest DATASET=ave|cremad|vggsound ROOT=DIR [OUT=data/NAME] [JOBS=N]
+#   make ingest DATASET=NAME ROOT=DIR [OUT=data/NAME] [JOBS=N]
+#                   NAME: a preset manifests/NAME.conf (make datasets lists them)
 #   make fuzz       a bounded fuzz campaign (FUZZ_SECONDS per target, default 120)
 #   make deps       install missing Debian packages (prints the command when not root)
-#   make reproduce DATASET=ave|cremad|vggsound DATA=DIR [OUT=runs/reproduce-NAME] [ARGS="--seeds 1 ..."]
+#   make reproduce DATASET=NAME DATA=DIR [OUT=runs/reproduce-NAME] [ARGS="--seeds 1 ..."]
 #                   the seed's tables from ingested shards (tools/reproduce; resumable)
 #
 # Each module has a module.mk that adds its library, binaries and unit tests.
@@ -46,10 +50,17 @@ UNIT_TESTS :=
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(OBJ)/%.cu.o,$(filter %.cu,$(1)))
 
-.PHONY: all test test-unit test-oracle demo asan bench deps clean ingest reproduce fuzz fuzz-targets
+.PHONY: all test test-unit test-oracle test-coretypes test-cpus demo asan bench deps clean ingest reproduce fuzz fuzz-targets datasets
 all:
 
+# The datasets are the presets manifests/NAME.conf (ingest finds and lists the
+# same files: ingest --help, ingest/ig_datasets.c; tools/reproduce too).
+DATASETS := $(sort $(basename $(notdir $(wildcard manifests/*.conf))))
+datasets:
+	@for d in $(DATASETS); do echo $$d; done
+
 include common/module.mk
+include h5/module.mk
 -include kernels/module.mk
 -include collective/module.mk
 -include spectro/module.mk
@@ -80,13 +91,34 @@ deps:
 
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
-	@$(MAKE) --no-print-directory test-unit test-oracle
+	@$(MAKE) --no-print-directory -k test-unit test-oracle test-coretypes
 
 test-unit: $(UNIT_TESTS)
 	@rc=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t --jobs=1 || rc=1; done; exit $$rc
 
 test-oracle: all
 	C2KD_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/oracle
+
+# Other machines on this one: OpenBLAS's kernel set (chosen at run time from the CPU) is what
+# differs between x86-64 machines, so the numeric oracles run again under OPENBLAS_CORETYPE=...
+# (tools/coretypes.py keeps the sets this CPU can run and OpenBLAS really takes).
+# test-coretypes (part of make test): 2 sets other than the machine's own, on the representative
+# subset (--coretype-subset, tests/oracle/conftest.py); test-cpus: every set, every numeric test.
+CORETYPES      := Prescott Sandybridge Haswell SkylakeX Cooperlake Zen
+NUMERIC_TESTS  := tests/oracle/test_train_step.py tests/oracle/test_backend_ops.py \
+                  tests/oracle/test_train_dist.py tests/oracle/test_reproduce.py
+coretype_runs = rc=0; for c in $$($(PYTHON) tools/coretypes.py $(1)); do \
+	    echo "== OPENBLAS_CORETYPE=$$c"; \
+	    OPENBLAS_CORETYPE=$$c C2KD_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider \
+	        $(2) $(NUMERIC_TESTS) || rc=1; \
+	done; exit $$rc
+
+test-coretypes: all
+	@$(call coretype_runs,--pick 2 Prescott Haswell Sandybridge Zen,--coretype-subset)
+
+test-cpus: deps
+	@$(MAKE) --no-print-directory all
+	@$(call coretype_runs,$(CORETYPES),)
 
 # Sanitizer reports make a command exit 86, so an oracle test that expects 0 or 1
 # fails; Criterion runs each test in a child whose exit report it ignores, so

@@ -61,7 +61,7 @@ typedef struct ctx {
     pthread_cond_t cv_ready, cv_space;
     size_t next_task, next_write;
     int stop;
-    size_t target, bins, T;
+    size_t bins, T;          /* one spectrogram: bins x T */
     int allow_truncated;     /* ig_options.allow_truncated */
 } ctx;
 
@@ -87,29 +87,15 @@ static void process(ctx *c, int wid, const ig_item *it, slot *s)
         snprintf(s->reason, sizeof s->reason, "empty segment [%g, %g)", it->start, it->end);
         return;
     }
-    float *x = NULL, *fixed = NULL;
-    size_t n = 0;
     double audio_end = 0;
     sp_read_opts ro = {.start = whole ? 0 : it->start, .end = whole ? -1 : it->end,
-                       .allow_truncated = c->allow_truncated, .keep = c->target, .end_s = &audio_end};
-    if (sp_decode_audio(it->audio, p->sp.sample_rate, &ro, &x, &n, &err) != 0) {
-        snprintf(s->reason, sizeof s->reason, "audio: %s", err.msg);
-        return;
-    }
-    fixed = malloc(c->target * sizeof *fixed);
+                       .allow_truncated = c->allow_truncated, .end_s = &audio_end};
     s->spec = malloc(c->bins * c->T * sizeof *s->spec);
-    if (!fixed || !s->spec) {
-        free(x);
-        free(fixed);
+    if (!s->spec) {
         snprintf(s->reason, sizeof s->reason, "out of memory");
         return;
     }
-    int rc = sp_fix_length(x, n, p->sp.sample_rate, 0, -1, fixed, c->target, &err); /* x: the segment */
-    if (rc == 0)
-        rc = sp_stft_compute(c->stft, fixed, c->target, s->spec, &err);
-    free(x);
-    free(fixed);
-    if (rc != 0) {
+    if (sp_file_spectrogram(c->stft, it->audio, &ro, NULL, s->spec, NULL, &err) != 0) {
         snprintf(s->reason, sizeof s->reason, "audio: %s", err.msg);
         return;
     }
@@ -125,7 +111,7 @@ static void process(ctx *c, int wid, const ig_item *it, slot *s)
         snprintf(s->reason, sizeof s->reason, "video: %s", err.msg);
         return;
     }
-    rc = 0;
+    int rc = 0;
     if (nout != p->frames) {
         snprintf(s->reason, sizeof s->reason, "video: %d of %d frames decoded", nout, p->frames);
         rc = -1;
@@ -571,7 +557,7 @@ static int run_workers(run *r, cm_err *err)
 {
     int jobs = r->o->jobs > 0 ? r->o->jobs : 1, nth = 0, rc = -1;
     ctx c = {.p = r->p, .m = r->m, .tasks = r->tasks, .ntasks = r->ntasks, .W = (size_t)jobs * 2 + 2,
-             .target = r->target, .bins = r->bins, .T = r->T};
+             .bins = r->bins, .T = r->T};
     sp_stft *stft = sp_stft_create(&r->p->sp, r->o->wisdom, err);
     fr_jpeg **jpegs = calloc((size_t)jobs, sizeof *jpegs);
     pthread_t *th = calloc((size_t)jobs, sizeof *th);

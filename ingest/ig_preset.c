@@ -108,9 +108,11 @@ int ig_preset_set(ig_preset *p, const char *key, const char *v, cm_err *err)
     if (!strcmp(key, "dataset"))
         return copy_str(key, v, p->dataset, sizeof p->dataset, err);
     if (!strcmp(key, "reader")) {
-        static const char *const o[] = {"ave", "cremad", "vggsound", "manifest"};
-        if (one_of(key, v, o, 4, err) < 0)
-            return -1;
+        if (!ig_reader_find(v)) {
+            char names[256];
+            ig_reader_names(names, sizeof names, ", ");
+            return cm_err_set(err, "%s: unknown value \"%s\" (readers: %s)", key, v, names);
+        }
         return copy_str(key, v, p->reader, sizeof p->reader, err);
     }
     if (!strcmp(key, "frames"))

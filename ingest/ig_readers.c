@@ -6,6 +6,7 @@
 
 #include "common/cm_file.h"
 #include "common/cm_parse.h"
+#include "common/cm_rand.h"
 #include "ingest/ig_strmap.h"
 #include "ingest/ig_text.h"
 #include "ingest/ingest.h"
@@ -182,14 +183,6 @@ int ig_read_ave(ig_manifest *m, const ig_preset *p, const char *root, cm_err *er
 
 /* ---- CREMA-D ---- */
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static int cremad_add(ig_manifest *m, const char *root, const char *clip, const char *label, const char *split)
 {
     char video[CM_PATH_MAX], audio[CM_PATH_MAX], rel[600];
@@ -276,7 +269,7 @@ int ig_read_cremad(ig_manifest *m, const ig_preset *p, const char *root, cm_err 
             qsort(names, n, sizeof *names, cmp_str);
         uint64_t st = p->seed;
         for (size_t i = n; i > 1; i--) {
-            size_t j = (size_t)(splitmix64(&st) % i);
+            size_t j = (size_t)(cm_splitmix64(&st) % i);
             char *t = names[i - 1];
             names[i - 1] = names[j];
             names[j] = t;
@@ -539,13 +532,35 @@ int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char
     return rc;
 }
 
+const ig_reader ig_readers[] = {
+    {"ave", ig_read_ave, "trainSet.txt valSet.txt testSet.txt ('&'-separated), AVE/<VideoID>.mp4"},
+    {"cremad", ig_read_cremad, "train.csv test.csv (or a seeded split), VideoFlash/<clip>.flv, AudioWAV/<clip>.wav"},
+    {"vggsound", ig_read_vggsound, "train_tiny.csv test_tiny.csv (train.csv test.csv: --full), <YouTubeID>_<start>.mp4"},
+    {"manifest", NULL, "a normalized manifest (--manifest FILE: id audio video label split start end)"},
+};
+const int ig_n_readers = (int)(sizeof ig_readers / sizeof ig_readers[0]);
+
+const ig_reader *ig_reader_find(const char *name)
+{
+    for (int i = 0; i < ig_n_readers; i++)
+        if (!strcmp(ig_readers[i].name, name))
+            return &ig_readers[i];
+    return NULL;
+}
+
+void ig_reader_names(char *out, size_t n, const char *sep)
+{
+    size_t w = 0;
+    if (n)
+        out[0] = '\0';
+    for (int i = 0; i < ig_n_readers && w < n; i++)
+        w += (size_t)snprintf(out + w, n - w, "%s%s", i ? sep : "", ig_readers[i].name);
+}
+
 int ig_read(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err)
 {
-    if (!strcmp(p->reader, "ave"))
-        return ig_read_ave(m, p, root, err);
-    if (!strcmp(p->reader, "cremad"))
-        return ig_read_cremad(m, p, root, err);
-    if (!strcmp(p->reader, "vggsound"))
-        return ig_read_vggsound(m, p, root, err);
+    const ig_reader *r = ig_reader_find(p->reader);
+    if (r && r->read)
+        return r->read(m, p, root, err);
     return cm_err_set(err, "reader \"%s\" needs --manifest FILE", p->reader);
 }

@@ -21,7 +21,7 @@
 
 typedef struct ig_preset {
     char dataset[64];       /* name written in the shards */
-    char reader[32];        /* ave | cremad | vggsound | manifest */
+    char reader[32];        /* a name of ig_readers (ig_reader_find) */
     sp_params sp;           /* spectrogram recipe */
     int frames;             /* F */
     int use_segment;        /* 1: audio and frames from the annotated segment; 0: whole clip */
@@ -114,8 +114,35 @@ int ig_read_vggsound(ig_manifest *m, const ig_preset *p, const char *root, cm_er
  * (NULL: the manifest's folder). classes_file: one class per line (NULL: sorted labels). */
 int ig_read_tsv(ig_manifest *m, const ig_preset *p, const char *path, const char *root,
                 const char *classes_file, cm_err *err);
-/* Dispatch on p->reader. */
+/* Dispatch on p->reader (ig_readers). */
 int ig_read(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err);
+
+/* The readers, one row each: every list of reader names (the preset key
+ * `reader`, the dispatch, --help) reads this table. A new dataset layout is
+ * one reader function, one row here and one manifests/NAME.conf preset. */
+typedef struct ig_reader {
+    const char *name;       /* the preset's `reader = NAME` */
+    int (*read)(ig_manifest *m, const ig_preset *p, const char *root, cm_err *err); /* NULL: --manifest */
+    const char *layout;     /* one line: what --root holds (or what --manifest reads) */
+} ig_reader;
+extern const ig_reader ig_readers[];
+extern const int ig_n_readers;
+/* The row named name, or NULL. */
+const ig_reader *ig_reader_find(const char *name);
+/* The names of the readers, joined by sep, into out (size n). */
+void ig_reader_names(char *out, size_t n, const char *sep);
+
+/* ---- the datasets: the presets manifests/NAME.conf ----
+ * A dataset is its preset file; the folders searched, in order: $C2KD_MANIFESTS,
+ * manifests/ beside the build folder of the running program
+ * (.../build/bin/ingest -> .../manifests), ./manifests. The Makefile
+ * (DATASETS) and tools/reproduce list the same files. */
+/* The preset file of dataset `name` (the first folder that has NAME.conf) into
+ * out. 0, or -1 when none has it. */
+int ig_preset_find(const char *name, char *out, size_t n);
+/* The names of every preset found (NAME of NAME.conf, sorted, each once),
+ * joined by sep, into out (size n; "" when none). */
+void ig_preset_names(char *out, size_t n, const char *sep);
 
 typedef struct ig_options {
     const char *out;        /* output folder */

@@ -12,36 +12,18 @@
 #include "common/cm_opts.h"
 #include "common/cm_pool.h"
 #include "ingest/ingest.h"
-#include "store/st_h5.h"
+#include "h5/h5.h"
 
-static int find_preset(char *out, size_t n, const char *name)
+/* The datasets (presets found) and the readers (ig_readers), for --help. */
+static void usage_datasets(FILE *f)
 {
-    char cand[3][CM_PATH_MAX];
-    int nc = 0;
-    const char *env = getenv("C2KD_MANIFESTS");
-    if (env && *env)
-        snprintf(cand[nc++], CM_PATH_MAX, "%s/%s.conf", env, name);
-    char exe[CM_PATH_MAX];
-    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (l > 0) {
-        exe[l] = '\0';
-        char *s = strrchr(exe, '/'); /* .../build/bin/ingest -> .../manifests */
-        for (int up = 0; s && up < 2; up++) {
-            *s = '\0';
-            s = strrchr(exe, '/');
-        }
-        if (s) {
-            *s = '\0';
-            snprintf(cand[nc++], CM_PATH_MAX, "%.3000s/manifests/%.200s.conf", exe, name);
-        }
-    }
-    snprintf(cand[nc++], CM_PATH_MAX, "manifests/%.200s.conf", name);
-    for (int i = 0; i < nc; i++)
-        if (cm_is_file(cand[i])) {
-            snprintf(out, n, "%.4000s", cand[i]);
-            return 0;
-        }
-    return -1;
+    char names[2048];
+    ig_preset_names(names, sizeof names, ", ");
+    fprintf(f, "\nDatasets (--dataset NAME: the presets found, manifests/NAME.conf): %s\n",
+            names[0] ? names : "none found");
+    fprintf(f, "Readers (a preset's `reader`, and what --root holds for it):\n");
+    for (int i = 0; i < ig_n_readers; i++)
+        fprintf(f, "  %-10s %s\n", ig_readers[i].name, ig_readers[i].layout);
 }
 
 static int parse_size(const char *s, void *field, cm_err *err)
@@ -148,7 +130,7 @@ static int parse_part(const char *v, void *field, cm_err *err)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const cm_opt opts[] = {
-    {"dataset", 'd', CM_STR, OFF(dataset), NULL, NULL, "NAME", "preset manifests/NAME.conf: ave, cremad, vggsound, demo"},
+    {"dataset", 'd', CM_STR, OFF(dataset), NULL, NULL, "NAME", "preset manifests/NAME.conf (the datasets below)"},
     {"root", 'r', CM_STR, OFF(root), NULL, NULL, "DIR", "the dataset in its native layout (see the preset)"},
     {"out", 'o', CM_STR, OFF(out), NULL, NULL, "DIR", "output folder (default data/NAME)"},
     {"preset", 0, CM_STR, OFF(preset_file), NULL, NULL, "FILE", "a preset file instead of manifests/NAME.conf"},
@@ -215,7 +197,20 @@ static int parse_args(int argc, char **argv, cli *c)
                                        "once per row, in failures.tsv)",
                        .max_pos = 0, .groups = groups, .ngroups = 1};
     cm_args a;
-    int rc = cm_cli_run(&cl, argc, argv, &a);
+    cm_err err = {{0}};
+    int rc = -1;
+    if (cm_cli_parse(&cl, argc, argv, &a, &err) != 0) {
+        cm_args_free(&a);
+        return cm_cli_usage_error(&cl, stderr, err.msg);
+    }
+    if (a.help) {
+        cm_cli_help(&cl, stdout);
+        usage_datasets(stdout); /* after the generated help: the preset files and the reader table */
+        rc = 0;
+    } else if (a.version) {
+        cm_cli_version(&cl, stdout);
+        rc = 0;
+    }
     int part_given = cm_args_given(&a, "part");
     c->quiet = a.quiet;
     c->verbose = a.verbose;
@@ -246,9 +241,11 @@ static int load_preset(const cli *c, ig_preset *p)
     const char *file = c->preset_file;
     if (file || c->dataset) {
         if (!file) {
-            if (find_preset(path, sizeof path, c->dataset) != 0) {
-                fprintf(stderr, "ingest: no preset manifests/%s.conf (known: ave, cremad, vggsound, demo)\n",
-                        c->dataset);
+            if (ig_preset_find(c->dataset, path, sizeof path) != 0) {
+                char names[2048];
+                ig_preset_names(names, sizeof names, ", ");
+                fprintf(stderr, "ingest: no preset manifests/%s.conf (known: %s)\n", c->dataset,
+                        names[0] ? names : "none found");
                 return 2;
             }
             file = path;
@@ -374,7 +371,7 @@ static int ingest(const cli *c, const ig_preset *p, const ig_manifest *m, const 
 
 int main(int argc, char **argv)
 {
-    st_h5_no_close_at_exit();
+    h5_no_close_at_exit();
     cli c = {.shard_bytes = (size_t)1 << 30};
     int rc = parse_args(argc, argv, &c);
     if (rc >= 0)

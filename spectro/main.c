@@ -18,7 +18,7 @@
 #include "common/cm_progress.h"
 #include "common/cm_version.h"
 #include "spectro/spectro.h"
-#include "store/st_h5.h"
+#include "h5/h5.h"
 
 #define NSTAGE 4
 static const char *stage_names[NSTAGE] = {"decode", "length", "spectrogram", "write"};
@@ -42,32 +42,15 @@ typedef struct job {
 } job;
 
 
-/* One scalar attribute of `type`, written from `buf` (memory type = file type). */
-static int h5_attr_scalar(hid_t obj, const char *name, hid_t type, const void *buf)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a >= 0 && H5Awrite(a, type, buf) >= 0 ? 0 : -1;
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
-}
-
-static int h5_attr_double(hid_t obj, const char *name, double v)
-{
-    return h5_attr_scalar(obj, name, H5T_NATIVE_DOUBLE, &v);
-}
-
-static int h5_attr_int(hid_t obj, const char *name, int v) { return h5_attr_scalar(obj, name, H5T_NATIVE_INT, &v); }
-
-/* One spectrogram setting as an attribute of the dataset, under the table's key. */
+/* One spectrogram setting as an attribute of the dataset, under the table's key
+ * (a CHOICE as its text, an INT or BOOL as a native int, the others as a double). */
 static int h5_setting(void *ctx, const char *key, const char *text, double num, int is_int)
 {
     hid_t d = *(hid_t *)ctx;
     if (text)
-        return st_attr_str(d, key, text);
-    return is_int ? h5_attr_int(d, key, (int)num) : h5_attr_double(d, key, num);
+        return h5_attr_str(d, key, text);
+    int i = (int)num;
+    return is_int ? h5_attr_write(d, key, H5T_NATIVE_INT, 0, &i) : h5_attr_write(d, key, H5T_NATIVE_DOUBLE, 0, &num);
 }
 
 static int write_h5(const char *path, const float *spec, size_t B, size_t T, const sp_params *p,
@@ -84,10 +67,10 @@ static int write_h5(const char *path, const float *spec, size_t B, size_t T, con
         hid_t d = H5Dcreate2(f, "spectrogram", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, spec) >= 0;
         if (ok)
-            ok = sp_params_each(p, h5_setting, &d) == 0 && h5_attr_double(d, "start", start) == 0 &&
-                 h5_attr_double(d, "end", end) == 0 && st_attr_str(d, "source", source) == 0 &&
-                 st_attr_str(d, "version", cm_version()) == 0 &&
-                 st_attr_str(d, "git_revision", cm_git_revision()) == 0;
+            ok = sp_params_each(p, h5_setting, &d) == 0 && h5_attr_write(d, "start", H5T_NATIVE_DOUBLE, 0, &start) == 0 &&
+                 h5_attr_write(d, "end", H5T_NATIVE_DOUBLE, 0, &end) == 0 && h5_attr_str(d, "source", source) == 0 &&
+                 h5_attr_str(d, "version", cm_version()) == 0 &&
+                 h5_attr_str(d, "git_revision", cm_git_revision()) == 0;
         if (d >= 0)
             H5Dclose(d);
         H5Sclose(sp);
@@ -141,48 +124,61 @@ static int write_npy_f32(const char *path, const size_t *shape, int ndim, const 
     return 0;
 }
 
+/* The truncation warning of a kept (--allow-truncated) input. */
+static void warn_truncated(const char *input, const cm_trunc *trunc)
+{
+    char b[96];
+    cm_trunc_format(trunc, b, sizeof b);
+    fprintf(stderr, "spectro: %s: warning: %s (kept: --allow-truncated)\n", input, b);
+}
+
+/* --samples: the decoded mono samples of the whole clip as .npy. */
+static int write_samples(job *J, size_t i, double *st, cm_err *err)
+{
+    float *x = NULL;
+    size_t n = 0;
+    cm_trunc trunc;
+    sp_read_opts ro = {.start = J->start, .end = J->end, .allow_truncated = J->allow_truncated, .truncation = &trunc};
+    double t0 = cm_now();
+    int rc = sp_decode_audio(J->inputs[i], J->p->sample_rate, &ro, &x, &n, err);
+    if (rc == 0) {
+        if (trunc.truncated)
+            warn_truncated(J->inputs[i], &trunc);
+        double t1 = cm_now();
+        st[0] += t1 - t0;
+        rc = write_npy_f32(J->outputs[i], &n, 1, x, J->sync, err);
+        if (rc == 0)
+            st[3] += cm_now() - t1;
+    }
+    free(x);
+    return rc;
+}
+
 static void process_one(void *ctx, size_t i, int worker)
 {
     job *J = ctx;
     const sp_params *p = J->p;
     cm_err err = {{0}};
-    float *x = NULL, *fixed = J->fixed[worker], *spec = J->spec[worker];
-    size_t n = 0, target = sp_target_samples(p);
-    size_t T = sp_num_frames(p, target), B = sp_num_bins(p);
+    float *fixed = J->fixed[worker], *spec = J->spec[worker];
+    size_t T = sp_num_frames(p, sp_target_samples(p)), B = sp_num_bins(p);
     double *st = J->stage_time[worker];
     int ok = 0;
-    double t0 = cm_now(), t1;
 
-    cm_trunc trunc;
-    sp_read_opts ro = {.start = J->start, .end = J->end, .allow_truncated = J->allow_truncated, .truncation = &trunc,
-                       .keep = J->samples_only ? 0 : target}; /* the spectrogram needs only the segment */
-    if (sp_decode_audio(J->inputs[i], p->sample_rate, &ro, &x, &n, &err) != 0)
-        goto done;
-    if (trunc.truncated) {
-        char b[96];
-        cm_trunc_format(&trunc, b, sizeof b);
-        fprintf(stderr, "spectro: %s: warning: %s (kept: --allow-truncated)\n", J->inputs[i], b);
-    }
-    t1 = cm_now();
-    st[0] += t1 - t0;
-    t0 = t1;
     if (J->samples_only) {
-        if (write_npy_f32(J->outputs[i], &n, 1, x, J->sync, &err) != 0)
-            goto done;
-        st[3] += cm_now() - t0;
-        ok = 1;
+        ok = write_samples(J, i, st, &err) == 0;
         goto done;
     }
-    if (sp_fix_length(x, n, p->sample_rate, 0, -1, fixed, target, &err) != 0) /* x: the segment */
+    cm_trunc trunc;
+    sp_read_opts ro = {.start = J->start, .end = J->end, .allow_truncated = J->allow_truncated, .truncation = &trunc};
+    sp_file_report rep = {0};
+    int rc = sp_file_spectrogram(J->stft, J->inputs[i], &ro, fixed, spec, &rep, &err);
+    if (rep.decoded && trunc.truncated)
+        warn_truncated(J->inputs[i], &trunc);
+    for (int k = 0; k < 3; k++)
+        st[k] += rep.seconds[k];
+    if (rc != 0)
         goto done;
-    t1 = cm_now();
-    st[1] += t1 - t0;
-    t0 = t1;
-    if (sp_stft_compute(J->stft, fixed, target, spec, &err) != 0)
-        goto done;
-    t1 = cm_now();
-    st[2] += t1 - t0;
-    t0 = t1;
+    double t0 = cm_now();
     if (J->h5) {
         if (write_h5(J->outputs[i], spec, B, T, p, J->inputs[i], J->start, J->end, &err) != 0)
             goto done;
@@ -194,7 +190,6 @@ static void process_one(void *ctx, size_t i, int worker)
     st[3] += cm_now() - t0;
     ok = 1;
 done:
-    free(x);
     if (!ok) {
         J->failed[i] = 1;
         /* one line per bad input; write errors also name the output path */
@@ -212,11 +207,13 @@ done:
 typedef struct cli {
     sp_params p;
     const char *out, *wisdom;
+    sp_planner planner;
     int jobs, no_wisdom, timing, quiet, verbose, samples_only, sync, allow_truncated;
     double start, end;
     int nin;
     char **inputs;
 } cli;
+_Static_assert(sizeof(sp_planner) == sizeof(int), "a CHOICE row writes an int");
 
 #define OFF(f) offsetof(cli, f)
 #pragma GCC diagnostic push
@@ -241,6 +238,8 @@ static const cm_opt fft_opts[] = {
      "FFTW wisdom file read and updated (default: $C2KD_FFTW_WISDOM, else $XDG_CACHE_HOME/c2kd/fftw-wisdom-f32, "
      "else ~/.cache/c2kd/fftw-wisdom-f32)"},
     {"no-wisdom", 0, CM_FLAG, OFF(no_wisdom), NULL, NULL, NULL, "neither read nor write wisdom"},
+    {"fftw-planner", 0, CM_CHOICE, OFF(planner), SP_PLANNER_CHOICES, "measure", NULL,
+     "FFTW's planning effort (the result differs by float32 rounding only)"},
 };
 static const cm_opt report_opts[] = {
     {"samples", 0, CM_FLAG, OFF(samples_only), NULL, NULL, NULL,
@@ -400,7 +399,7 @@ static sp_stft *make_stft(const cli *c, double *tplan)
             wp = wpath;
     }
     double t0 = cm_now();
-    sp_stft *stft = sp_stft_create(&c->p, wp, &err);
+    sp_stft *stft = sp_stft_create_planned(&c->p, wp, c->planner, &err);
     *tplan = cm_now() - t0;
     if (!stft)
         fprintf(stderr, "spectro: %s\n", err.msg);
@@ -499,7 +498,7 @@ int main(int argc, char **argv)
         return rc;
     }
     sp_set_ffmpeg_log(c.verbose);
-    st_h5_quiet_begin(&(st_h5_quiet){0}); /* for the whole run: the command reports HDF5 failures */
+    h5_quiet_begin(&(h5_quiet){0}); /* for the whole run: the command reports HDF5 failures */
     double tplan = 0;
     sp_stft *stft = make_stft(&c, &tplan);
     rc = stft ? run_inputs(&c, stft, outputs, tplan) : 1;

@@ -10,8 +10,8 @@ $(OBJ)/spectro/sp_stft.o: CFLAGS += -ftree-vectorize -fno-math-errno
 spectro_LDLIBS := $(shell pkg-config --libs libavformat libavcodec libswresample libavutil fftw3f hdf5 2>/dev/null) -lm
 
 BINS += $(BIN)/spectro
-# The command writes its .h5 string attributes with store's helper (store/st_h5.h).
-$(BIN)/spectro: $(OBJ)/spectro/main.o $(spectro_LIB) $(LIB)/libstore.a $(common_LIB)
+# The command writes its .h5 attributes with the HDF5 helpers (h5/h5.h).
+$(BIN)/spectro: $(OBJ)/spectro/main.o $(spectro_LIB) $(h5_LIB) $(common_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(spectro_LDLIBS)
 

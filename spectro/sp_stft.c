@@ -144,6 +144,11 @@ static void write_wisdom(const char *path)
 
 sp_stft *sp_stft_create(const sp_params *p, const char *wisdom_path, cm_err *err)
 {
+    return sp_stft_create_planned(p, wisdom_path, SP_PLAN_MEASURE, err);
+}
+
+sp_stft *sp_stft_create_planned(const sp_params *p, const char *wisdom_path, sp_planner planner, cm_err *err)
+{
     if (sp_params_check(p, err) != 0)
         return NULL;
     sp_stft *s = calloc(1, sizeof *s);
@@ -189,8 +194,9 @@ sp_stft *sp_stft_create(const sp_params *p, const char *wisdom_path, cm_err *err
         before = fftwf_export_wisdom_to_string();
     }
     int n = s->nfft;
+    static const unsigned flags[] = {FFTW_MEASURE, FFTW_ESTIMATE, FFTW_PATIENT, FFTW_EXHAUSTIVE};
     s->plan = fftwf_plan_many_dft_r2c(1, &n, SP_BLOCK, in, NULL, 1, s->nfft, out, NULL, 1, s->odist,
-                                      FFTW_MEASURE);
+                                      flags[planner]);
     if (s->plan && wisdom_path) {
         char *after = fftwf_export_wisdom_to_string();
         if (after && (!before || strcmp(before, after) != 0))

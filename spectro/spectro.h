@@ -101,17 +101,41 @@ typedef struct sp_stft sp_stft;
 /* Plans the transform for p (FFTW float, wisdom read from and saved to
  * wisdom_path when not NULL). */
 sp_stft *sp_stft_create(const sp_params *p, const char *wisdom_path, cm_err *err);
+/* FFTW's planner effort: measure (the default: FFTW times candidate algorithms
+ * and keeps the fastest, so the plan can differ between runs and machines),
+ * estimate (no timing), patient, exhaustive. The spectrogram must not depend on
+ * it beyond float32 rounding (tests/oracle/test_spectro.py::test_fftw_plans). */
+typedef enum { SP_PLAN_MEASURE, SP_PLAN_ESTIMATE, SP_PLAN_PATIENT, SP_PLAN_EXHAUSTIVE } sp_planner;
+/* Their names in the enum's order: the choices of spectro's --fftw-planner row. */
+#define SP_PLANNER_CHOICES "measure|estimate|patient|exhaustive"
+/* sp_stft_create with the planner effort given. */
+sp_stft *sp_stft_create_planned(const sp_params *p, const char *wisdom_path, sp_planner planner, cm_err *err);
 void sp_stft_destroy(sp_stft *s);
 
 /* out: [bins, T] row-major (frequency first, as scipy), T = sp_num_frames(n).
  * Applies log and normalisation per the params. Thread-safe. */
 int sp_stft_compute(const sp_stft *s, const float *x, size_t n, float *out, cm_err *err);
 
-/* The whole pipeline for one file: decode (opts as sp_decode_audio, with keep
- * set to the target length: only the segment's samples, decoding stopped
- * after them; NULL: the whole clip, strict), fix length to p->duration
- * (segment [opts->start, opts->end) first), spectrogram. *spec is malloc'd
- * [*bins, *frames]. */
+/* What sp_file_spectrogram did (optional, for callers that report it). */
+typedef struct sp_file_report {
+    int decoded;           /* 1: the audio was decoded (a truncation kept by opts->allow_truncated
+                            * is then in *opts->truncation, for the caller's warning) */
+    double seconds[3];     /* added, for each stage that completed: decode, fix length, spectrogram */
+} sp_file_report;
+
+/* The one path from a file to its spectrogram, taken by sp_process_file, the
+ * spectro command and ingest: decode (opts as sp_decode_audio, NULL: the whole
+ * clip, strict; keep is set to the target length whatever opts says: only the
+ * segment's samples are kept and decoding stops after them), fix the length
+ * to p->duration (the segment [opts->start, opts->end) tiled or cut), and
+ * the spectrogram of the stft's parameters p into out ([bins, frames] floats:
+ * sp_num_bins(p) x sp_num_frames(p, sp_target_samples(p))). fixed: scratch of
+ * sp_target_samples(p) floats reused across calls (NULL: allocated here).
+ * report: optional. 0 or -1 (err: the reason, without the path). */
+int sp_file_spectrogram(const sp_stft *s, const char *path, const sp_read_opts *opts, float *fixed, float *out,
+                        sp_file_report *report, cm_err *err);
+
+/* sp_file_spectrogram into a malloc'd *spec [*bins, *frames]. */
 int sp_process_file(const sp_stft *s, const char *path, const sp_read_opts *opts,
                     float **spec, size_t *bins, size_t *frames, cm_err *err);
 

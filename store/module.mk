@@ -7,13 +7,13 @@ $(store_LIB): $(call objs,$(store_SRCS))
 
 ifneq ($(wildcard store/main.c),)
 BINS += $(BIN)/store
-$(BIN)/store: $(call objs,$(store_CMD_SRCS)) $(store_LIB) $(LIB)/libframes.a $(common_LIB)
+$(BIN)/store: $(call objs,$(store_CMD_SRCS)) $(store_LIB) $(LIB)/libframes.a $(h5_LIB) $(common_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 endif
 
 store_TESTS := $(patsubst tests/unit/%.c,$(TESTBIN)/%,$(wildcard tests/unit/test_store*.c))
 UNIT_TESTS += $(store_TESTS)
-$(store_TESTS): $(TESTBIN)/%: $(OBJ)/tests/unit/%.o $(store_LIB) $(common_LIB)
+$(store_TESTS): $(TESTBIN)/%: $(OBJ)/tests/unit/%.o $(store_LIB) $(h5_LIB) $(common_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcriterion $(LDLIBS)

@@ -7,19 +7,12 @@
 
 #include <hdf5.h>
 
-#include "store/st_h5.h"
+#include "h5/h5.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "store reads and writes little-endian raw bytes: a little-endian host is required"
 #endif
 
-
-/* The IEEE binary16 HDF5 type (little endian), h5py reads it as float16. */
-hid_t st_half_type(void);
-/* Variable-length UTF-8 string type. */
-hid_t st_vlen_utf8(void);
-/* Memory type that reads the string file type ft (see st_h5.c). */
-hid_t st_str_memtype(hid_t ft);
 
 /* ---- Checksums (docs/FORMAT.md, "Checksums"): zlib's CRC-32 ---- */
 

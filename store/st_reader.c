@@ -38,81 +38,11 @@ struct st_shard {
 
 /* ---- attributes ---- */
 
-/* Reads the cnt (> 0) strings, variable or fixed length, of the attribute
- * (is_attr) or dataset obj of file type ft into v[0..cnt) as malloc'd copies.
- * Entries already copied stay in v when it fails. */
-static int read_strings(hid_t obj, int is_attr, hid_t ft, size_t cnt, char **v)
-{
-    hid_t mt = st_str_memtype(ft);
-    if (mt < 0)
-        return -1;
-    int ok;
-    if (H5Tis_variable_str(ft) > 0) {
-        char **tmp = calloc(cnt, sizeof *tmp);
-        ok = tmp && (is_attr ? H5Aread(obj, mt, tmp) : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp)) >= 0;
-        for (size_t i = 0; ok && i < cnt; i++)
-            ok = (v[i] = strdup(tmp[i] ? tmp[i] : "")) != NULL;
-        for (size_t i = 0; tmp && i < cnt; i++)
-            if (tmp[i])
-                H5free_memory(tmp[i]);
-        free(tmp);
-    } else {
-        size_t sz = H5Tget_size(ft);
-        char *buf = calloc(cnt, sz + 1);
-        ok = buf && (is_attr ? H5Aread(obj, mt, buf) : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf)) >= 0;
-        for (size_t i = 0; ok && i < cnt; i++)
-            ok = (v[i] = strndup(buf + i * (sz + 1), sz)) != NULL;
-        free(buf);
-    }
-    H5Tclose(mt);
-    return ok ? 0 : -1;
-}
-
 /* The words that refuse a variable-length string in this shard (NULL: accepted,
  * version 1). */
 static const char *vlen_refusal(int version)
 {
     return version == 1 ? NULL : version == 2 ? "in format version 2" : "in this format version";
-}
-
-/* Reads a 1-D string attribute into a malloc'd array of malloc'd strings. */
-static int attr_get_strs(hid_t loc, const char *name, const char *refuse_vlen, char ***out, int *n, cm_err *err)
-{
-    *out = NULL;
-    *n = 0;
-    if (H5Aexists(loc, name) <= 0)
-        return cm_err_set(err, "missing attribute %s", name);
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0)
-        return cm_err_set(err, "attribute %s cannot be opened", name);
-    char what[300];
-    snprintf(what, sizeof what, "attribute %s", name);
-    hid_t sp = H5Aget_space(a), ft = H5Aget_type(a);
-    hssize_t cnt = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    int ok = cnt >= 0 && cnt < (1 << 20);
-    if (!ok)
-        cm_err_set(err, "bad attribute %s (not 0 to 2^20 strings)", name);
-    else if (st_str_type_check(ft, what, refuse_vlen, ST_STR_MAX / ((size_t)cnt + 1), err) != 0)
-        ok = 0;
-    char **v = ok ? calloc((size_t)cnt + 1, sizeof *v) : NULL;
-    if (ok && !v)
-        ok = cm_err_set(err, "out of memory") == 0;
-    if (ok && cnt > 0 && read_strings(a, 1, ft, (size_t)cnt, v) != 0)
-        ok = cm_err_set(err, "attribute %s cannot be read", name) == 0;
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (sp >= 0)
-        H5Sclose(sp);
-    H5Aclose(a);
-    if (!ok) {
-        for (hssize_t i = 0; v && i < cnt; i++)
-            free(v[i]);
-        free(v);
-        return -1;
-    }
-    *out = v;
-    *n = (int)cnt;
-    return 0;
 }
 
 /* ---- close ---- */
@@ -122,10 +52,10 @@ void st_shard_close(st_shard *s)
     if (!s)
         return;
     if (s->file >= 0) {
-        st_h5_quiet q;
-        st_h5_quiet_begin(&q);
+        h5_quiet q;
+        h5_quiet_begin(&q);
         H5Fclose(s->file);
-        st_h5_quiet_end(&q);
+        h5_quiet_end(&q);
     }
     if (s->fd >= 0)
         close(s->fd);
@@ -178,10 +108,10 @@ static int open_file(st_shard *s, const char *path, cm_err *err)
 static int read_root_attrs(st_shard *s, cm_err *err)
 {
     int64_t ver = 0, F = 0;
-    int have_ver = st_attr_get_int(s->file, "version", &ver) == 0;
+    int have_ver = h5_attr_get_int(s->file, "version", &ver) == 0;
     int ver_ok = have_ver && ver >= 1 && ver <= ST_VERSION;
     char *fmt = NULL;
-    int rc = st_attr_read_str(s->file, "format", ver_ok ? vlen_refusal((int)ver) : "", &fmt, err);
+    int rc = h5_attr_read_str(s->file, "format", ver_ok ? vlen_refusal((int)ver) : "", &fmt, err);
     int fmt_ok = rc == 0 && !strcmp(fmt, ST_FORMAT);
     free(fmt);
     if (rc == -2 && ver_ok)
@@ -191,16 +121,16 @@ static int read_root_attrs(st_shard *s, cm_err *err)
     if (!ver_ok)
         return cm_err_set(err, "unsupported format version %lld (this reader: 1 to %d)", (long long)ver, ST_VERSION);
     s->version = (int)ver;
-    if (st_attr_get_int(s->file, "frames_per_sample", &F) != 0 || F < 0 || F > ST_MAX_FRAMES)
+    if (h5_attr_get_int(s->file, "frames_per_sample", &F) != 0 || F < 0 || F > ST_MAX_FRAMES)
         return cm_err_set(err, "bad or missing attribute frames_per_sample (0 to %d)", ST_MAX_FRAMES);
     s->meta.frames_per_sample = (int)F;
     const char *rv = vlen_refusal(s->version);
-    if (st_attr_read_str(s->file, "dataset", rv, &s->dataset, err) != 0 ||
-        st_attr_read_str(s->file, "split", rv, &s->split, err) != 0 ||
-        st_attr_read_str(s->file, "recipe", rv, &s->recipe, err) != 0)
+    if (h5_attr_read_str(s->file, "dataset", rv, &s->dataset, err) != 0 ||
+        h5_attr_read_str(s->file, "split", rv, &s->split, err) != 0 ||
+        h5_attr_read_str(s->file, "recipe", rv, &s->recipe, err) != 0)
         return -1;
     int nc = 0;
-    if (attr_get_strs(s->file, "classes", rv, &s->classes, &nc, err) != 0)
+    if (h5_attr_read_strs(s->file, "classes", rv, &s->classes, &nc, err) != 0)
         return -1;
     s->meta.n_classes = nc;
     return 0;
@@ -382,9 +312,9 @@ static int read_ids(st_shard *s, cm_err *err)
     int ok = ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING && H5Sget_simple_extent_ndims(sp) == 1 &&
              H5Sget_simple_extent_dims(sp, &n, NULL) == 1 && n == s->n;
     int rc = ok ? 0 : cm_err_set(err, "dataset id is not [N] strings");
-    if (rc == 0 && st_str_type_check(ft, "dataset id", vlen_refusal(s->version), ST_ID_MAX, err) != 0)
+    if (rc == 0 && h5_str_type_check(ft, "dataset id", vlen_refusal(s->version), ST_ID_MAX, err) != 0)
         rc = -1;
-    if (rc == 0 && s->n > 0 && read_strings(d, 0, ft, s->n, s->ids) != 0)
+    if (rc == 0 && s->n > 0 && h5_read_strings(d, 0, ft, s->n, s->ids) != 0)
         rc = cm_err_set(err, "dataset id cannot be read");
     for (size_t i = 0; rc == 0 && i < s->n; i++)
         if (!s->ids[i][0] || strlen(s->ids[i]) > ST_ID_MAX)
@@ -473,21 +403,21 @@ static int open_jpeg(st_shard *s, cm_err *err)
     return 0;
 }
 
-static st_shard *open_fail(st_shard *s, const st_h5_quiet *q)
+static st_shard *open_fail(st_shard *s, const h5_quiet *q)
 {
     st_shard_close(s);
-    st_h5_quiet_end(q);
+    h5_quiet_end(q);
     return NULL;
 }
 
 st_shard *st_shard_open(const char *path, cm_err *err)
 {
-    st_h5_quiet q;
-    st_h5_quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     st_shard *s = calloc(1, sizeof *s);
     if (!s) {
         cm_err_set(err, "out of memory");
-        st_h5_quiet_end(&q);
+        h5_quiet_end(&q);
         return NULL;
     }
     s->file = -1;
@@ -503,7 +433,7 @@ st_shard *st_shard_open(const char *path, cm_err *err)
     s->meta.split = s->split;
     s->meta.classes = (const char *const *)s->classes;
     s->meta.recipe_json = s->recipe;
-    st_h5_quiet_end(&q);
+    h5_quiet_end(&q);
     return s;
 }
 
@@ -551,11 +481,11 @@ int32_t st_shard_label(const st_shard *s, size_t i)
 
 char *st_shard_note(const st_shard *s, const char *name)
 {
-    st_h5_quiet q;
-    st_h5_quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     char *v = NULL;
-    st_attr_read_str(s->file, name, vlen_refusal(s->version), &v, NULL);
-    st_h5_quiet_end(&q);
+    h5_attr_read_str(s->file, name, vlen_refusal(s->version), &v, NULL);
+    h5_quiet_end(&q);
     return v;
 }
 

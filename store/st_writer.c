@@ -51,10 +51,10 @@ static char *dupstr(const char *s)
 }
 
 /* Right after a failed HDF5 call: "PATH: cannot WHAT: CAUSE". Returns -1. */
-static int h5_fail(const st_writer *w, cm_err *err, const char *what)
+static int write_fail(const st_writer *w, cm_err *err, const char *what)
 {
     char cause[256];
-    st_h5_cause(cause, sizeof cause);
+    h5_cause(cause, sizeof cause);
     return cm_err_set(err, "%s: cannot %s: %s", w->path, what, cause);
 }
 
@@ -92,12 +92,12 @@ static int writer_close_h5(st_writer *w, cm_err *err, int failed)
 {
     int rc = 0;
     if (w->spec >= 0 && H5Dclose(w->spec) < 0)
-        rc = failed ? -1 : h5_fail(w, err, "close audio/spec");
+        rc = failed ? -1 : write_fail(w, err, "close audio/spec");
     if (w->spec_type >= 0)
         H5Tclose(w->spec_type);
     w->spec = w->spec_type = -1;
     if (w->file >= 0 && H5Fclose(w->file) < 0)
-        rc = (failed || rc) ? -1 : h5_fail(w, err, "close the HDF5 file");
+        rc = (failed || rc) ? -1 : write_fail(w, err, "close the HDF5 file");
     w->file = -1;
     return rc;
 }
@@ -148,24 +148,24 @@ static int create_spec(st_writer *w, cm_err *err)
 {
     hid_t g = H5Gcreate2(w->file, "audio", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0)
-        return h5_fail(w, err, "create the group audio");
+        return write_fail(w, err, "create the group audio");
     hsize_t dims[3] = {0, (hsize_t)w->bins, (hsize_t)w->frames};
     hsize_t maxd[3] = {H5S_UNLIMITED, (hsize_t)w->bins, (hsize_t)w->frames};
     hsize_t chunk[3] = {1, (hsize_t)w->bins, (hsize_t)w->frames};
     hid_t sp = H5Screate_simple(3, dims, maxd);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    w->spec_type = w->f32 ? H5Tcopy(H5T_IEEE_F32LE) : st_half_type();
+    w->spec_type = w->f32 ? H5Tcopy(H5T_IEEE_F32LE) : h5_half_type();
     int ok = sp >= 0 && dcpl >= 0 && w->spec_type >= 0 && H5Pset_chunk(dcpl, 3, chunk) >= 0 &&
              H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) >= 0 && H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_INCR) >= 0;
     if (ok)
         w->spec = H5Dcreate2(g, "spec", w->spec_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    int rc = (!ok || w->spec < 0) ? h5_fail(w, err, "create the dataset audio/spec") : 0;
+    int rc = (!ok || w->spec < 0) ? write_fail(w, err, "create the dataset audio/spec") : 0;
     if (dcpl >= 0)
         H5Pclose(dcpl);
     if (sp >= 0)
         H5Sclose(sp);
     if (H5Gclose(g) < 0 && rc == 0)
-        rc = h5_fail(w, err, "close the group audio");
+        rc = write_fail(w, err, "close the group audio");
     return rc;
 }
 
@@ -202,15 +202,15 @@ st_writer *st_writer_create(const char *path, const st_meta *meta, cm_err *err)
         writer_free(w);
         return NULL;
     }
-    st_h5_quiet q;
-    st_h5_quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     w->file = create_file(w->tmp);
-    int rc = w->file < 0 ? h5_fail(w, err, "create the HDF5 file") : create_spec(w, err);
+    int rc = w->file < 0 ? write_fail(w, err, "create the HDF5 file") : create_spec(w, err);
     if (rc != 0) {
         writer_discard(w);
         w = NULL;
     }
-    st_h5_quiet_end(&q);
+    h5_quiet_end(&q);
     return w;
 }
 
@@ -269,12 +269,12 @@ static int write_spec_row(st_writer *w, const void *buf, const char *id, cm_err 
     char what[300];
     snprintf(what, sizeof what, "write the spectrogram of sample %s", id);
     if (H5Dset_extent(w->spec, dims) < 0)
-        return h5_fail(w, err, what);
+        return write_fail(w, err, what);
     hid_t fs = H5Dget_space(w->spec);
     hid_t ms = H5Screate_simple(3, count, NULL);
     int ok = fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
              H5Dwrite(w->spec, w->spec_type, ms, fs, H5P_DEFAULT, buf) >= 0;
-    int rc = ok ? 0 : h5_fail(w, err, what);
+    int rc = ok ? 0 : write_fail(w, err, what);
     if (ms >= 0)
         H5Sclose(ms);
     if (fs >= 0)
@@ -306,10 +306,10 @@ int st_writer_add(st_writer *w, const st_sample *s, cm_err *err)
         st_f32_to_f16_n(s->spec, w->half, cnt);
         buf = w->half;
     }
-    st_h5_quiet q;
-    st_h5_quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     int rc = write_spec_row(w, buf, s->id, err);
-    st_h5_quiet_end(&q);
+    h5_quiet_end(&q);
     if (rc != 0) {
         free(id);
         return rc;
@@ -375,7 +375,7 @@ static int write_ds(st_writer *w, const char *name, hid_t ftype, hid_t mtype, in
     snprintf(what, sizeof what, "write the dataset %s", name);
     hid_t sp = H5Screate_simple(rank, dims, NULL);
     if (sp < 0)
-        return h5_fail(w, err, what);
+        return write_fail(w, err, what);
     hid_t d = H5Dcreate2(w->file, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int ok = d >= 0;
     hsize_t total = 1;
@@ -383,23 +383,11 @@ static int write_ds(st_writer *w, const char *name, hid_t ftype, hid_t mtype, in
         total *= dims[i];
     if (ok && total > 0)
         ok = H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-    int rc = ok ? 0 : h5_fail(w, err, what);
+    int rc = ok ? 0 : write_fail(w, err, what);
     if (d >= 0 && H5Dclose(d) < 0 && rc == 0)
-        rc = h5_fail(w, err, what);
+        rc = write_fail(w, err, what);
     H5Sclose(sp);
     return rc;
-}
-
-static int attr_int(hid_t loc, const char *name, int64_t v)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = sp >= 0 ? H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0;
-    if (a >= 0 && H5Aclose(a) < 0)
-        ok = 0;
-    if (sp >= 0)
-        H5Sclose(sp);
-    return ok ? 0 : -1;
 }
 
 /* id: fixed-length UTF-8 strings of the longest id's length (at least 1), NUL-padded. */
@@ -410,10 +398,10 @@ static int write_ids(st_writer *w, cm_err *err)
         if (strlen(w->ids[i]) > len)
             len = strlen(w->ids[i]);
     char *buf = calloc(w->n ? w->n : 1, len);
-    hid_t st = buf ? st_fixed_utf8(len) : -1;
+    hid_t st = buf ? h5_fixed_utf8(len) : -1;
     if (st < 0) {
         free(buf);
-        return h5_fail(w, err, "make the string type of id");
+        return write_fail(w, err, "make the string type of id");
     }
     for (size_t i = 0; i < w->n; i++)
         memcpy(buf + i * len, w->ids[i], strlen(w->ids[i]));
@@ -431,7 +419,7 @@ static int write_datasets(st_writer *w, cm_err *err)
     hid_t g1 = -1, g2 = -1;
     if (rc == 0 && ((g1 = H5Gcreate2(w->file, "video", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
                     (g2 = H5Gcreate2(w->file, "crc32", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0))
-        rc = h5_fail(w, err, "create the groups video and crc32");
+        rc = write_fail(w, err, "create the groups video and crc32");
     if (g1 >= 0)
         H5Gclose(g1);
     if (g2 >= 0)
@@ -450,37 +438,38 @@ static int write_datasets(st_writer *w, cm_err *err)
 static int write_attrs(st_writer *w, cm_err *err)
 {
     hid_t f = w->file;
-    int ok = st_attr_str(f, "format", ST_FORMAT) == 0 && attr_int(f, "version", ST_VERSION) == 0 &&
-             st_attr_str(f, "dataset", w->dataset) == 0 && st_attr_str(f, "split", w->split) == 0 &&
-             st_attr_strs(f, "classes", w->classes, w->n_classes) == 0 &&
-             attr_int(f, "frames_per_sample", w->F) == 0 && st_attr_str(f, "recipe", w->recipe) == 0 &&
-             st_attr_str(f, "tool_version", cm_tool_version()) == 0 &&
-             st_attr_str(f, "spec_dtype", w->f32 ? "float32" : "float16") == 0 &&
-             st_attr_str(f, "checksum", "crc32") == 0;
+    int64_t version = ST_VERSION, F = w->F;
+    int ok = h5_attr_str(f, "format", ST_FORMAT) == 0 && h5_attr_write(f, "version", H5T_STD_I64LE, 0, &version) == 0 &&
+             h5_attr_str(f, "dataset", w->dataset) == 0 && h5_attr_str(f, "split", w->split) == 0 &&
+             h5_attr_strs(f, "classes", w->classes, w->n_classes) == 0 &&
+             h5_attr_write(f, "frames_per_sample", H5T_STD_I64LE, 0, &F) == 0 && h5_attr_str(f, "recipe", w->recipe) == 0 &&
+             h5_attr_str(f, "tool_version", cm_tool_version()) == 0 &&
+             h5_attr_str(f, "spec_dtype", w->f32 ? "float32" : "float16") == 0 &&
+             h5_attr_str(f, "checksum", "crc32") == 0;
     for (int i = 0; ok && i < w->n_notes; i++)
-        ok = st_attr_str(f, w->notes[i].name, w->notes[i].value) == 0;
-    return ok ? 0 : h5_fail(w, err, "write the root attributes");
+        ok = h5_attr_str(f, w->notes[i].name, w->notes[i].value) == 0;
+    return ok ? 0 : write_fail(w, err, "write the root attributes");
 }
 
 int st_writer_close(st_writer *w, cm_err *err)
 {
     if (!w)
         return cm_err_set(err, "no writer");
-    st_h5_quiet q;
-    st_h5_quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     int rc = write_datasets(w, err);
     if (rc == 0)
         rc = write_attrs(w, err);
     if (rc == 0 && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
-        rc = h5_fail(w, err, "flush the HDF5 file");
+        rc = write_fail(w, err, "flush the HDF5 file");
     if (rc == 0)
         rc = writer_close_h5(w, err, 0);
     if (rc != 0) {
         writer_discard(w);
-        st_h5_quiet_end(&q);
+        h5_quiet_end(&q);
         return -1;
     }
-    st_h5_quiet_end(&q);
+    h5_quiet_end(&q);
     rc = cm_rename_commit(w->tmp, w->path, err);
     writer_free(w);
     return rc;
@@ -490,8 +479,8 @@ void st_writer_abort(st_writer *w)
 {
     if (!w)
         return;
-    st_h5_quiet q;
-    st_h5_quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     writer_discard(w);
-    st_h5_quiet_end(&q);
+    h5_quiet_end(&q);
 }

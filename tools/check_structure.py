@@ -21,7 +21,10 @@
    table, none of which calls back into system.c).
 6. Test-only headers (NAME_test.h) are included only by tests/, bench/ and
    the module's own NAME.c / NAME_*.c that implement them.
-7. One command-line grammar: no getopt outside common/. Every command reads
+7. One home for HDF5's attribute and error calls: outside tests/, only h5/
+   creates, writes or reads an attribute or touches libhdf5's error printing
+   (H5_ONLY below); every other module calls h5/h5.h.
+8. One command-line grammar: no getopt outside common/. Every command reads
    its options through the option tables of common/cm_opts.h (the same -h,
    --version, -q, -v, -j, error shape and generated --help everywhere).
 
@@ -35,8 +38,11 @@ MAX_LINES = 150
 
 # The layer order of docs/ARCHITECTURE.md ("Layers"): lower ranks know nothing
 # of higher ones. Equal ranks are siblings and may not include each other.
+# h5/ sits between common/ and the media modules (rank 0.5: spectro's command
+# and store use it, it uses only common/).
 RANKS = {
     "common": 0,
+    "h5": 0.5,
     "spectro": 1,
     "frames": 1,
     "kernels": 1,
@@ -49,6 +55,8 @@ TOP = {"tests", "bench", "tools"}
 SOURCES = (".c", ".h", ".cu", ".cuh")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([A-Za-z0-9_]+)/')
 GETOPT = re.compile(r'<getopt\.h>|\bgetopt(?:_long(?:_only)?)?\s*\(')
+# The HDF5 calls whose one home is h5/ (attributes, error printing, close at exit).
+H5_ONLY = re.compile(r'\b(H5Acreate\w*|H5Awrite|H5Aread|H5Eset_auto\w*|H5Eget_auto\w*|H5Ewalk\w*|H5dont_atexit)\s*\(')
 
 
 def source_files(root):
@@ -95,8 +103,20 @@ def layer_violations(rel, text):
         elif own is None:
             out.append((i, dep, "module " + module + "/ has no rank (add it to RANKS and docs)"))
         elif not is_command and RANKS[dep] >= own:
-            out.append((i, dep, "%s/ (rank %d) may not include %s/ (rank %d)"
+            out.append((i, dep, "%s/ (rank %g) may not include %s/ (rank %g)"
                         % (module, own, dep, RANKS[dep])))
+    return out
+
+
+def home_violations(rel, text):
+    """Rule 7: HDF5 attribute/error calls outside h5/ (and tests/)."""
+    module = rel.split(os.sep)[0]
+    if module in ("tests", "h5"):
+        return []
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        for m in H5_ONLY.finditer(line):
+            out.append((i, m.group(1) + " outside h5/ (use h5/h5.h: one home for HDF5 attributes)"))
     return out
 
 
@@ -260,6 +280,8 @@ def main():
         for line, _dep, why in layer_violations(rel, text):
             problems.append("%s:%d: %s" % (rel, line, why))
         for line, why in getopt_uses(rel, text):
+            problems.append("%s:%d: %s" % (rel, line, why))
+        for line, why in home_violations(rel, text):
             problems.append("%s:%d: %s" % (rel, line, why))
     problems.extend(method_problems(root))
     problems.extend(cycle_problems(root, texts))

@@ -10,7 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/cm_file.h"
-#include "store/st_h5.h"
+#include "h5/h5.h"
 #include "train/methods.h"
 #include "train/system.h"
 #include "train/system_internal.h"
@@ -58,50 +58,13 @@ static char *config_json(const tr_config *c)
     return s;
 }
 
-static int attr_write(hid_t loc, const char *name, hid_t type, int n, const void *v)
-{
-    hsize_t d = (hsize_t)n;
-    hid_t sp = n == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &d, NULL);
-    if (sp < 0)
-        return -1;
-    hid_t a = H5Acreate2(loc, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a < 0 ? -1 : (H5Awrite(a, type, v) < 0 ? -1 : 0);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
-}
-
-/* Reads attribute `name` of exactly n values (n == 1: a scalar or one
- * value) of the class of `type`; -1 when absent, -2 when of another size or
- * class (a value this trainer did not write). */
-static int attr_read(hid_t loc, const char *name, hid_t type, int n, void *v)
-{
-    if (H5Aexists(loc, name) <= 0)
-        return -1;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0)
-        return -1;
-    hid_t sp = H5Aget_space(a), ft = H5Aget_type(a);
-    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    int rc = -2;
-    if (np == n && ft >= 0 && H5Tget_class(ft) == H5Tget_class(type))
-        rc = H5Aread(a, type, v) < 0 ? -2 : 0;
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (sp >= 0)
-        H5Sclose(sp);
-    H5Aclose(a);
-    return rc;
-}
-
-/* The cause of the first failed write (st_h5_cause, taken right after the
+/* The cause of the first failed write (h5_cause, taken right after the
  * failed call, before any other HDF5 call clears the error stack). */
 #define CAUSE_LEN 256
 static int failed_write(char *cause)
 {
     if (cause && !cause[0])
-        st_h5_cause(cause, CAUSE_LEN);
+        h5_cause(cause, CAUSE_LEN);
     return -1;
 }
 
@@ -168,14 +131,14 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
     char tmp[CM_PATH_MAX];
     if (cm_tmp_path(tmp, sizeof tmp, path, err) < 0)
         return -1;
-    st_h5_quiet q;
-    st_h5_quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     int rc = 0;
     char cause[CAUSE_LEN] = "";
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
         failed_write(cause);
-        st_h5_quiet_end(&q);
+        h5_quiet_end(&q);
         unlink(tmp);
         return cm_err_set(err, "cannot create the HDF5 checkpoint: %s", cause);
     }
@@ -197,19 +160,19 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
         int64_t st = pos->step;
         uint64_t seed = pos->seed;
         int32_t fmt = CKPT_FORMAT_VERSION;
-        rc |= attr_write(f, "format_version", H5T_NATIVE_INT32, 0, &fmt);
-        rc |= attr_write(f, "epoch", H5T_NATIVE_INT32, 0, &ep);
-        rc |= attr_write(f, "step", H5T_NATIVE_INT64, 0, &st);
-        rc |= attr_write(f, "seed", H5T_NATIVE_UINT64, 0, &seed);
-        rc |= attr_write(f, "rng_state", H5T_NATIVE_UINT64, 4, pos->rng_state);
-        rc |= attr_write(f, "best_val", H5T_NATIVE_DOUBLE, 0, &pos->best_val);
-        rc |= attr_write(f, "best_epoch", H5T_NATIVE_INT32, 0, &be_);
-        rc |= attr_write(f, "best_test", H5T_NATIVE_DOUBLE, 0, &pos->best_test);
+        rc |= h5_attr_write(f, "format_version", H5T_NATIVE_INT32, 0, &fmt);
+        rc |= h5_attr_write(f, "epoch", H5T_NATIVE_INT32, 0, &ep);
+        rc |= h5_attr_write(f, "step", H5T_NATIVE_INT64, 0, &st);
+        rc |= h5_attr_write(f, "seed", H5T_NATIVE_UINT64, 0, &seed);
+        rc |= h5_attr_write(f, "rng_state", H5T_NATIVE_UINT64, 4, pos->rng_state);
+        rc |= h5_attr_write(f, "best_val", H5T_NATIVE_DOUBLE, 0, &pos->best_val);
+        rc |= h5_attr_write(f, "best_epoch", H5T_NATIVE_INT32, 0, &be_);
+        rc |= h5_attr_write(f, "best_test", H5T_NATIVE_DOUBLE, 0, &pos->best_test);
         char *cj = config_json(&s->cfg);
-        rc |= cj ? st_attr_str(f, "config", cj) : -1;
+        rc |= cj ? h5_attr_str(f, "config", cj) : -1;
         free(cj);
         if (recipe_json)
-            rc |= st_attr_str(f, "recipe", recipe_json);
+            rc |= h5_attr_str(f, "recipe", recipe_json);
     }
     if (rc != 0) { /* free the file's blocks first: on a full disk the close must still flush what it holds */
         int fd = open(tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
@@ -218,7 +181,7 @@ int tr_checkpoint_save(tr_system *s, const char *path, const tr_position *pos, c
     }
     if (H5Fclose(f) < 0)
         rc = failed_write(cause);
-    st_h5_quiet_end(&q);
+    h5_quiet_end(&q);
     if (rc != 0) {
         unlink(tmp);
         return cm_err_set(err, "cannot write the HDF5 checkpoint: %s", cause[0] ? cause : "HDF5 error");
@@ -394,24 +357,24 @@ static int read_position(hid_t f, tr_position *p, cm_err *err)
     int64_t st = 0;
     memset(p, 0, sizeof *p);
     p->best_val = p->best_test = -1;
-    if (attr_read(f, "epoch", H5T_NATIVE_INT32, 1, &ep) < 0 || attr_read(f, "step", H5T_NATIVE_INT64, 1, &st) < 0)
+    if (h5_attr_read(f, "epoch", H5T_NATIVE_INT32, 1, &ep) < 0 || h5_attr_read(f, "step", H5T_NATIVE_INT64, 1, &st) < 0)
         return cm_err_set(err, "no position (epoch, step): not a checkpoint of this trainer");
-    if (attr_read(f, "format_version", H5T_NATIVE_INT32, 1, &fmt) == -2 || fmt < 1 || fmt > CKPT_FORMAT_VERSION)
+    if (h5_attr_read(f, "format_version", H5T_NATIVE_INT32, 1, &fmt) == -2 || fmt < 1 || fmt > CKPT_FORMAT_VERSION)
         return cm_err_set(err, "format_version %d: this trainer reads versions 1 to %d", (int)fmt,
                           CKPT_FORMAT_VERSION);
     if (ep < 0 || ep > 1000000000)
         return cm_err_set(err, "epoch %d out of range (0 to 1e9)", (int)ep);
     if (st < 0 || st > ((int64_t)1 << 53))
         return cm_err_set(err, "step %lld out of range (0 to 2^53)", (long long)st);
-    if (attr_read(f, "seed", H5T_NATIVE_UINT64, 1, &p->seed) != 0)
+    if (h5_attr_read(f, "seed", H5T_NATIVE_UINT64, 1, &p->seed) != 0)
         return cm_err_set(err, "seed: missing or not one integer");
-    if (attr_read(f, "rng_state", H5T_NATIVE_UINT64, 4, p->rng_state) != 0)
+    if (h5_attr_read(f, "rng_state", H5T_NATIVE_UINT64, 4, p->rng_state) != 0)
         return cm_err_set(err, "rng_state: missing or not 4 integers");
     if ((p->rng_state[0] | p->rng_state[1] | p->rng_state[2] | p->rng_state[3]) == 0)
         return cm_err_set(err, "rng_state: all zero (not a generator state)");
-    if (attr_read(f, "best_val", H5T_NATIVE_DOUBLE, 1, &p->best_val) == -2 ||
-        attr_read(f, "best_test", H5T_NATIVE_DOUBLE, 1, &p->best_test) == -2 ||
-        attr_read(f, "best_epoch", H5T_NATIVE_INT32, 1, &be_) == -2)
+    if (h5_attr_read(f, "best_val", H5T_NATIVE_DOUBLE, 1, &p->best_val) == -2 ||
+        h5_attr_read(f, "best_test", H5T_NATIVE_DOUBLE, 1, &p->best_test) == -2 ||
+        h5_attr_read(f, "best_epoch", H5T_NATIVE_INT32, 1, &be_) == -2)
         return cm_err_set(err, "best_val, best_test or best_epoch: not one number");
     if (!accuracy_ok(p->best_val) || !accuracy_ok(p->best_test))
         return cm_err_set(err, "best_val %g or best_test %g is not an accuracy", p->best_val, p->best_test);
@@ -452,12 +415,12 @@ int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int wi
     }
     if (cm_check_regular(path, err) != 0) /* a FIFO or device: refused, not opened by HDF5 */
         return -1;
-    st_h5_quiet q;
-    st_h5_quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     int rc = 0, nloaded = 0;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        st_h5_quiet_end(&q);
+        h5_quiet_end(&q);
         return cm_err_set(err, "not an HDF5 file (or unreadable)");
     }
     tr_position p;
@@ -484,7 +447,7 @@ int tr_checkpoint_load(tr_system *s, const char *path, const char *which, int wi
     if (rc == 0 && nloaded == 0)
         rc = cm_err_set(err, "none of this run's networks is in the file");
     H5Fclose(f);
-    st_h5_quiet_end(&q);
+    h5_quiet_end(&q);
     if (rc == 0) {
         be_ctx *be = s->be;
         for (int i = 0; i < ni; i++) {
@@ -524,22 +487,22 @@ int tr_checkpoint_read_meta(const char *path, char **config, char **recipe, cm_e
         *recipe = NULL;
     if (cm_check_regular(path, err) != 0) /* a FIFO or device: refused, not opened by HDF5 */
         return -1;
-    st_h5_quiet q;
-    st_h5_quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        st_h5_quiet_end(&q);
+        h5_quiet_end(&q);
         return cm_err_set(err, "not an HDF5 file (or unreadable)");
     }
     char buf[64];
-    const char *rv = st_vlen_refusal(f, "format_version", 2, buf, sizeof buf);
+    const char *rv = h5_vlen_refusal(f, "format_version", 2, buf, sizeof buf);
     int rc = 0;
-    if (config && st_attr_read_str(f, "config", rv, config, err) == -2)
+    if (config && h5_attr_read_str(f, "config", rv, config, err) == -2)
         rc = -1;
-    if (recipe && rc == 0 && st_attr_read_str(f, "recipe", rv, recipe, err) == -2)
+    if (recipe && rc == 0 && h5_attr_read_str(f, "recipe", rv, recipe, err) == -2)
         rc = -1;
     H5Fclose(f);
-    st_h5_quiet_end(&q);
+    h5_quiet_end(&q);
     if (rc != 0 && config) {
         free(*config);
         *config = NULL;

@@ -8,7 +8,7 @@
 #include "common/cm_err.h"
 #include "common/cm_file.h"
 
-#include "store/st_h5.h"
+#include "h5/h5.h"
 #include "train/loader.h"
 
 /* *json: the identity JSON (malloc'd), or NULL when the file carries none
@@ -18,22 +18,22 @@ int ld_ckpt_identity(const char *path, char **json, cm_err *err)
     *json = NULL;
     if (cm_check_regular(path, err) != 0)
         return -1;
-    st_h5_quiet q;
-    st_h5_quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -2;
     if (f < 0) {
-        st_h5_quiet_end(&q);
+        h5_quiet_end(&q);
         return cm_err_set(err, f == -2 ? "not an HDF5 checkpoint" : "cannot open the checkpoint (corrupt HDF5)");
     }
     static const char *const names[] = {"data_identity", "recipe", "recipe_json", "data"};
     char buf[64];
-    const char *rv = st_vlen_refusal(f, "format_version", 2, buf, sizeof buf);
+    const char *rv = h5_vlen_refusal(f, "format_version", 2, buf, sizeof buf);
     for (size_t k = 0; k < sizeof names / sizeof *names && !*json; k++) {
         char *v = NULL;
-        int rc = st_attr_read_str(f, names[k], rv, &v, err);
+        int rc = h5_attr_read_str(f, names[k], rv, &v, err);
         if (rc == -2) { /* present but refused (a variable-length string in a new checkpoint): not skipped */
             H5Fclose(f);
-            st_h5_quiet_end(&q);
+            h5_quiet_end(&q);
             return -1;
         }
         if (rc != 0)
@@ -46,6 +46,6 @@ int ld_ckpt_identity(const char *path, char **json, cm_err *err)
         cJSON_Delete(j);
     }
     H5Fclose(f);
-    st_h5_quiet_end(&q);
+    h5_quiet_end(&q);
     return 0;
 }

@@ -32,7 +32,7 @@
 #include "common/cm_progress.h"
 #include "common/cm_version.h"
 #include "train/eval.h"
-#include "store/st_h5.h"
+#include "h5/h5.h"
 #include "store/st_index.h"
 #include "train/loader.h"
 #include "train/methods.h"
@@ -1376,7 +1376,7 @@ int main(int argc, char **argv)
     run.rank = cl_rank(run.comm);
     run.world = cl_size(run.comm);
     run.lead = run.rank == 0;
-    st_h5_no_close_at_exit(); /* a checkpoint whose close failed (full disk) must not be closed again at exit */
+    h5_no_close_at_exit(); /* a checkpoint whose close failed (full disk) must not be closed again at exit */
     int rc = run_options(&run, argc, argv);
     if (rc == GO_ON && run.op.eval)
         rc = run_eval_command(&run);

@@ -4,7 +4,7 @@ train_SRCS := $(filter-out train/main.c,$(wildcard train/*.c))
 train_LIB  := $(LIB)/libtrain.a
 $(train_LIB): $(call objs,$(train_SRCS))
 
-TRAIN_DEPS := $(train_LIB) $(collective_LIB) $(kernels_LIB) $(store_LIB) $(frames_LIB) $(spectro_LIB) $(common_LIB)
+TRAIN_DEPS := $(train_LIB) $(collective_LIB) $(kernels_LIB) $(store_LIB) $(frames_LIB) $(spectro_LIB) $(h5_LIB) $(common_LIB)
 
 ifneq ($(wildcard train/main.c),)
 BINS += $(BIN)/train

@@ -61,7 +61,7 @@ int main(int argc, char **argv)
     ld_opts lo = {.batch = o.batch, .augment = o.augment, .shuffle = 1, .drop_last = 1, .threads = o.threads,
                   .need_audio = !o.visual_only, .need_visual = 1};
     ld_loader *l = be ? ld_loader_create(d, be, &lo, &err) : NULL;
-    ld_device *dv = l && o.prep ? ld_device_create(be, d, o.batch, o.image_size, lo.need_audio, 1, &err) : NULL;
+    ld_device *dv = l && o.prep ? ld_device_create(be, ld_data_meta(d), o.batch, o.image_size, lo.need_audio, 1, &err) : NULL;
     if (!l || (o.prep && !dv)) {
         fprintf(stderr, "loader_bench: %s: %s\n", o.dir, err.msg);
         goto out;

@@ -10,9 +10,9 @@ FUZZ_TARGETS := $(FUZZ_BIN)/fuzz_annotations $(FUZZ_BIN)/fuzz_shard $(FUZZ_BIN)/
                 $(FUZZ_BIN)/fuzz_folder
 
 $(FUZZ_BIN)/fuzz_annotations: $(OBJ)/tests/fuzz/fuzz_annotations.o $(FUZZ_UTIL) $(INGEST_DEPS)
-$(FUZZ_BIN)/fuzz_shard: $(OBJ)/tests/fuzz/fuzz_shard.o $(FUZZ_UTIL) $(store_LIB) $(frames_LIB) $(common_LIB)
-$(FUZZ_BIN)/fuzz_shard_data: $(OBJ)/tests/fuzz/fuzz_shard_data.o $(FUZZ_UTIL) $(store_LIB) $(common_LIB)
-$(FUZZ_BIN)/fuzz_folder: $(OBJ)/tests/fuzz/fuzz_folder.o $(FUZZ_UTIL) $(store_LIB) $(common_LIB)
+$(FUZZ_BIN)/fuzz_shard: $(OBJ)/tests/fuzz/fuzz_shard.o $(FUZZ_UTIL) $(store_LIB) $(frames_LIB) $(h5_LIB) $(common_LIB)
+$(FUZZ_BIN)/fuzz_shard_data: $(OBJ)/tests/fuzz/fuzz_shard_data.o $(FUZZ_UTIL) $(store_LIB) $(h5_LIB) $(common_LIB)
+$(FUZZ_BIN)/fuzz_folder: $(OBJ)/tests/fuzz/fuzz_folder.o $(FUZZ_UTIL) $(store_LIB) $(h5_LIB) $(common_LIB)
 $(FUZZ_BIN)/fuzz_media: $(OBJ)/tests/fuzz/fuzz_media.o $(FUZZ_UTIL) $(frames_LIB) $(spectro_LIB) $(common_LIB)
 $(FUZZ_TARGETS):
 	@mkdir -p $(dir $@)

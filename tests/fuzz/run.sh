@@ -33,9 +33,9 @@ for t in $targets; do
             -artifact_prefix="$crashes/" -print_final_stats=1 "$work" "build-fuzz/corpus/$t" \
             > "build-fuzz/fuzz_$t.log" 2>&1; then
         echo "fuzz: $t FAILED (see build-fuzz/fuzz_$t.log and $crashes/)"
-        grep -E "ERROR|SUMMARY|fuzz_shard_data:|#[0-9]+ .* in (st_|ig_|sp_|fr_|cm_|LLVM)" "build-fuzz/fuzz_$t.log" | head -30
+        grep -aE "ERROR|SUMMARY|fuzz_shard_data:|#[0-9]+ .* in (st_|ig_|sp_|fr_|cm_|LLVM)" "build-fuzz/fuzz_$t.log" | head -30
         rc=1
     fi
-    grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "build-fuzz/fuzz_$t.log" | sed "s/^/fuzz: $t /"
+    grep -aE "^stat::number_of_executed_units|^stat::peak_rss_mb" "build-fuzz/fuzz_$t.log" | sed "s/^/fuzz: $t /"
 done
 exit $rc

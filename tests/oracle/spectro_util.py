@@ -6,6 +6,8 @@ import subprocess
 import numpy as np
 import scipy.signal
 
+import tolerance as TOL
+
 
 # The file's clock (docs/ARCHITECTURE.md, common/): sample 0 is the file's start time (ffmpeg's -ss origin).
 # ffmpeg shifts every timestamp by -start_time; aresample with first_pts=0 then pads audio that starts
@@ -39,18 +41,21 @@ def fix_length(x, rate, duration, start=None, end=None):
     return np.clip(np.tile(x.astype(np.float64), reps)[:target], -1.0, 1.0)
 
 
-def reference(path, rate=16000, duration=10.0, start=None, end=None, normalize=False):
-    """Returns (S, log S) of scipy's recipe, float64 [257, T]."""
-    x = fix_length(ffmpeg_decode(path, rate), rate, duration, start, end)
+def reference(path, rate=16000, duration=10.0, start=None, end=None, normalize=False, dtype=np.float64):
+    """Returns (S, log S) of scipy's recipe, [257, T] in dtype: float64 is the
+    reference, float32 the control of the tolerance rule (scipy then transforms
+    in single precision, numpy sums in float32)."""
+    x = fix_length(ffmpeg_decode(path, rate), rate, duration, start, end).astype(dtype)
     _, _, S = scipy.signal.spectrogram(x, fs=rate, nperseg=512, noverlap=353)
-    L = np.log(S + 1e-7)
+    L = np.log(S + dtype(1e-7))
     if normalize:
-        L = (L - L.mean()) / (L.std() + 1e-9)
+        L = (L - L.mean()) / (L.std() + dtype(1e-9))
     return S, L
 
 
 def log_error_stats(ours, S, L):
-    """|ours - L| statistics: over bins with S > 1e-6 (p99.9, median) and over all bins (max)."""
+    """|ours - L| statistics: over bins with S > 1e-6 (p99.9, median) and over all bins (max).
+    |delta log| is the relative error of the power."""
     d = np.abs(ours.astype(np.float64) - L)
     m = S > 1e-6
     return {"p999": float(np.percentile(d[m], 99.9)) if m.any() else 0.0,
@@ -59,17 +64,17 @@ def log_error_stats(ours, S, L):
             "n_loud": int(m.sum())}
 
 
-def assert_matches(ours, S, L, what=""):
-    """The tolerance of the oracle tests (the issue's, and a tighter one we meet):
-    on bins with power above 1e-6: 99.9th percentile of |delta log| <= 1e-4
-    (issue: 1e-2) and median <= 1e-5 (issue: 1e-3); on every bin, including
-    those near the 1e-7 floor: max |delta log| <= 1e-3. Measured here (AVX2
-    FFTW): p99.9 <= 3.2e-6, median <= 3.9e-7, max 1.8e-5."""
+def assert_matches(ours, S, L, what="", control=None):
+    """The tolerance rule (tests/oracle/tolerance.py) on each statistic of
+    |ours - L| (log_error_stats): at most K x the same statistic of the float32
+    control (scipy's recipe in float32 on the same samples: control = its log S)
+    + FLOOR (absolute in log units, i.e. relative in power). Measured here
+    (AVX-512 FFTW): ours p99.9 ~3e-6, median ~4e-7."""
     assert ours.shape == L.shape, f"{what}: shape {ours.shape} != {L.shape}"
     assert ours.dtype == np.float32, f"{what}: dtype {ours.dtype}"
     st = log_error_stats(ours, S, L)
+    ct = log_error_stats(control, S, L)
     assert st["n_loud"] > 0.05 * L.size, f"{what}: test signal too quiet ({st})"
-    assert st["p999"] <= 1e-4, f"{what}: {st}"
-    assert st["median"] <= 1e-5, f"{what}: {st}"
-    assert st["max_all"] <= 1e-3, f"{what}: {st}"
+    for k in ("p999", "median", "max_all"):
+        assert st[k] <= TOL.bound(ct[k]), f"{what}: {k} {st[k]:.3g} > bound {TOL.bound(ct[k]):.3g} (control {ct})"
     return st

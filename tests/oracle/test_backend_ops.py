@@ -1,10 +1,11 @@
 """CPU backend ops (kernels/cpu/*.c) against PyTorch float64 / scipy / numpy.
 
 Each op runs in build/bin/opcheck on float32 inputs; the reference computes in
-float64 from the same float32 values. Tolerances: float32 ops with short sums
-1e-5 relative (plus a small absolute term scaled by the output's magnitude);
-convolutions and gemm-based ops 1e-4 of the output's scale (float32 sums of up
-to ~1000 terms).
+float64 from the same float32 values, and the same reference computed in
+float32 (PyTorch / numpy on the same inputs) is the control: per output tensor,
+max |ours - f64| / scale <= K x the control's + FLOOR (tests/oracle/tolerance.py,
+docs/TESTING.md). Discrete results (ReLU, max-pool choices, argmax, keep masks)
+and Kendall's tau (a ratio of pair counts) are compared exactly.
 """
 import os
 import tempfile
@@ -15,7 +16,10 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
+import tolerance as TOL
 from conftest import binary, run
+
+TOL.torch_float32_safe()
 
 RNG = np.random.default_rng(1234)
 
@@ -37,10 +41,24 @@ def t64(a):
     return torch.from_numpy(np.asarray(a, dtype=np.float64)).requires_grad_(True)
 
 
-def close(got, want, rtol=1e-5, scale_atol=1e-5):
-    want = np.asarray(want, dtype=np.float64)
-    atol = scale_atol * max(1e-30, float(np.max(np.abs(want)))) if want.size else 0
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+def tt(a, dt, grad=True):
+    """A fresh tensor of dtype dt from a (copied: in-place updates stay in the tensor)."""
+    t = torch.tensor(np.asarray(a), dtype=dt)
+    return t.requires_grad_(True) if grad else t
+
+
+def agree(out, ref, scale=None):
+    """ref(dtype) -> {name: tensor or array}: run in float64 (the reference) and in
+    float32 (the control); each output of opcheck judged by the tolerance rule.
+    scale: name -> the tensor's scale where it is not its largest |f64| value."""
+    r64, r32 = ({k: np.asarray(v.detach().numpy() if isinstance(v, torch.Tensor) else v, dtype=np.float64)
+                 for k, v in ref(dt).items()} for dt in (torch.float64, torch.float32))
+    for k in r64:
+        TOL.check(k, out[k], r32[k], r64[k], (scale or {}).get(k))
+
+
+def exact(got, want):
+    np.testing.assert_array_equal(np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64))
 
 
 # ---------------------------------------------------------------- convolution
@@ -67,24 +85,29 @@ CONV_CASES = [
 @pytest.mark.parametrize("n,c,h,w,k,kh,stride,pad", CONV_CASES)
 def test_conv(n, c, h, w, k, kh, stride, pad):
     x, wt = f32(n, c, h, w), f32(k, c, kh, kh, scale=0.2)
-    X, W = t64(x), t64(wt)
-    Y = F.conv2d(X, W, stride=stride, padding=pad)
-    dy = f32(*Y.shape)
-    Y.backward(torch.from_numpy(dy.astype(np.float64)))
+    dy = f32(n, k, (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kh) // stride + 1)
+
+    def ref(dt):
+        X, W = tt(x, dt), tt(wt, dt)
+        Y = F.conv2d(X, W, stride=stride, padding=pad)
+        Y.backward(tt(dy, dt, False))
+        return {"y": Y, "dx": X.grad, "dw": W.grad}
     out = opcheck("conv", {"x": x, "w": wt, "dy": dy}, ["y", "dx", "dw"], stride=stride, pad=pad)
-    close(out["y"], Y.detach(), 1e-4, 1e-4)
-    close(out["dx"], X.grad, 1e-4, 1e-4)
-    close(out["dw"], W.grad, 1e-4, 1e-4)
+    agree(out, ref)
 
 
 def test_conv_threads_agree():
-    """One thread and three threads give the same result (no races in im2col/col2im)."""
+    """One thread and three threads both give the reference's result (no races in im2col/col2im)."""
     x, wt = f32(5, 6, 15, 17), f32(7, 6, 3, 3)
     dy = f32(5, 7, 8, 9)
-    a = opcheck("conv", {"x": x, "w": wt, "dy": dy}, ["y", "dx", "dw"], stride=2, pad=1, threads=1)
-    b = opcheck("conv", {"x": x, "w": wt, "dy": dy}, ["y", "dx", "dw"], stride=2, pad=1, threads=3)
-    for k in a:
-        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-5)
+
+    def ref(dt):
+        X, W = tt(x, dt), tt(wt, dt)
+        Y = F.conv2d(X, W, stride=2, padding=1)
+        Y.backward(tt(dy, dt, False))
+        return {"y": Y, "dx": X.grad, "dw": W.grad}
+    for threads in (1, 3):
+        agree(opcheck("conv", {"x": x, "w": wt, "dy": dy}, ["y", "dx", "dw"], stride=2, pad=1, threads=threads), ref)
 
 
 # ---------------------------------------------------------------- batch norm
@@ -96,25 +119,30 @@ def test_bn_train(shape):
     g, b = f32(c) + 1, f32(c)
     rm, rv = f32(c), np.abs(f32(c)) + 0.5
     dy = f32(*shape)
-    X, G, Bt = t64(x), t64(g), t64(b)
-    RM, RV = torch.tensor(rm, dtype=torch.float64), torch.tensor(rv, dtype=torch.float64)
-    Y = F.batch_norm(X, RM, RV, G, Bt, training=True, momentum=0.1, eps=1e-5)
-    Y.backward(torch.from_numpy(dy.astype(np.float64)))
     out = opcheck("bn", {"x": x, "gamma": g, "beta": b, "rm": rm, "rv": rv, "dy": dy},
                   ["y", "rm", "rv", "mean", "invstd", "dx", "dgamma", "dbeta"], momentum=0.1, eps=1e-5)
-    close(out["y"], Y.detach())
-    close(out["rm"], RM)
-    close(out["rv"], RV)
-    dims = [0] + list(range(2, len(shape)))
-    xd = x.astype(np.float64)
-    close(out["mean"], xd.mean(axis=tuple(dims)))
-    close(out["invstd"], 1 / np.sqrt(xd.var(axis=tuple(dims)) + 1e-5))
-    # dx is a difference of terms of size |gamma*invstd*dy|: tolerance relative to that scale
-    # (with 2 values per channel the exact dx is ~0 and only the rounding is left).
-    dx_scale = float(np.max(np.abs(dy)) * np.max(np.abs(g) * out["invstd"]))
-    np.testing.assert_allclose(out["dx"], X.grad.numpy(), rtol=1e-4, atol=1e-5 * dx_scale)
-    close(out["dgamma"], G.grad, 1e-5, 1e-5)
-    close(out["dbeta"], Bt.grad, 1e-5, 1e-5)
+    agree(out, bn_ref(x, g, b, rm, rv, dy), {"dx": bn_dx_scale(dy, g, out)})
+
+
+def bn_ref(x, g, b, rm, rv, dy):
+    """F.batch_norm in train mode, its statistics and gradients, in a dtype."""
+    def ref(dt):
+        X, G, Bt = tt(x, dt), tt(g, dt), tt(b, dt)
+        RM, RV = tt(rm, dt, False), tt(rv, dt, False)
+        Y = F.batch_norm(X, RM, RV, G, Bt, training=True, momentum=0.1, eps=1e-5)
+        Y.backward(tt(dy, dt, False))
+        dims = [0] + list(range(2, x.ndim))
+        xd = X.detach()
+        return {"y": Y, "rm": RM, "rv": RV, "mean": xd.mean(dim=dims),
+                "invstd": 1 / torch.sqrt(xd.var(dim=dims, unbiased=False) + 1e-5),
+                "dx": X.grad, "dgamma": G.grad, "dbeta": Bt.grad}
+    return ref
+
+
+def bn_dx_scale(dy, g, out):
+    """dx is a difference of terms of size |gamma*invstd*dy|: its scale (with 2 values
+    per channel the exact dx is ~0 and only the rounding is left)."""
+    return float(np.max(np.abs(dy)) * np.max(np.abs(g) * out["invstd"]))
 
 
 BN_OUT = ["y", "rm", "rv", "mean", "invstd", "dx", "dgamma", "dbeta"]
@@ -136,20 +164,9 @@ def test_bn_split_matches_fused_and_torch(shape, parts):
     ins = {"x": x, "gamma": g, "beta": b, "rm": rm, "rv": rv, "dy": dy}
     fused = opcheck("bn", ins, BN_OUT, momentum=0.1, eps=1e-5)
     split = opcheck("bn_split", ins, BN_OUT, momentum=0.1, eps=1e-5, parts=parts)
-    dx_scale = float(np.max(np.abs(dy)) * np.max(np.abs(g) * fused["invstd"]))
-    for k in BN_OUT:
-        scale = dx_scale if k == "dx" else float(np.max(np.abs(fused[k])))
-        np.testing.assert_allclose(split[k], fused[k], rtol=1e-5, atol=2e-6 * scale, err_msg=k)
-    X, G, Bt = t64(x), t64(g), t64(b)
-    RM, RV = torch.tensor(rm, dtype=torch.float64), torch.tensor(rv, dtype=torch.float64)
-    Y = F.batch_norm(X, RM, RV, G, Bt, training=True, momentum=0.1, eps=1e-5)
-    Y.backward(torch.from_numpy(dy.astype(np.float64)))
-    close(split["y"], Y.detach())
-    close(split["rm"], RM)
-    close(split["rv"], RV)
-    np.testing.assert_allclose(split["dx"], X.grad.numpy(), rtol=1e-4, atol=1e-5 * dx_scale)
-    close(split["dgamma"], G.grad, 1e-5, 1e-5)
-    close(split["dbeta"], Bt.grad, 1e-5, 1e-5)
+    ref = bn_ref(x, g, b, rm, rv, dy)
+    for out in (fused, split):
+        agree(out, ref, {"dx": bn_dx_scale(dy, g, fused)})
 
 
 def test_bn_split_bad_parts_fails():
@@ -165,10 +182,9 @@ def test_bn_split_bad_parts_fails():
 def test_bn_eval():
     x = f32(3, 4, 5, 5)
     g, b, rm, rv = f32(4) + 1, f32(4), f32(4), np.abs(f32(4)) + 0.1
-    Y = F.batch_norm(t64(x), torch.tensor(rm, dtype=torch.float64), torch.tensor(rv, dtype=torch.float64),
-                     t64(g), t64(b), training=False, eps=1e-5)
     out = opcheck("bn_eval", {"x": x, "gamma": g, "beta": b, "rm": rm, "rv": rv}, ["y"], eps=1e-5)
-    close(out["y"], Y.detach())
+    agree(out, lambda dt: {"y": F.batch_norm(tt(x, dt), tt(rm, dt, False), tt(rv, dt, False), tt(g, dt), tt(b, dt),
+                                             training=False, eps=1e-5)})
 
 
 # ---------------------------------------------------------------- activations, pools, linear, element-wise
@@ -181,14 +197,15 @@ def test_relu_and_leaky():
     Y = torch.relu(X)
     Y.backward(torch.from_numpy(dy.astype(np.float64)))
     out = opcheck("relu", {"x": x, "dy": dy}, ["y", "dx"])
-    close(out["y"], Y.detach(), 0, 0)
-    close(out["dx"], X.grad, 0, 0)
-    X = t64(x)
-    Y = F.leaky_relu(X, 0.1)
-    Y.backward(torch.from_numpy(dy.astype(np.float64)))
-    out = opcheck("leaky", {"x": x, "dy": dy}, ["y", "dx"], slope=0.1)
-    close(out["y"], Y.detach())
-    close(out["dx"], X.grad)
+    exact(out["y"], Y.detach())
+    exact(out["dx"], X.grad)
+
+    def ref(dt):
+        X = tt(x, dt)
+        Y = F.leaky_relu(X, 0.1)
+        Y.backward(tt(dy, dt, False))
+        return {"y": Y, "dx": X.grad}
+    agree(opcheck("leaky", {"x": x, "dy": dy}, ["y", "dx"], slope=0.1), ref)
 
 
 def test_relu_large_threaded():
@@ -204,13 +221,16 @@ def test_maxpool(shape, k, stride, pad):
     x = f32(*shape)
     x[:, :, 2:5, 2:5] = 0.25   # ties: the gradient goes to the first maximum, as in PyTorch
     x[0, 0] = -1.0             # a whole plane of ties
-    X = torch.from_numpy(x).requires_grad_(True)  # float32 in torch: same tie-breaking kernel
-    Y = F.max_pool2d(X, k, stride, pad)
-    dy = f32(*Y.shape)
-    Y.backward(torch.from_numpy(dy))
+    dy = f32(*F.max_pool2d(torch.from_numpy(x), k, stride, pad).shape)
+
+    def ref(dt):  # the tied values are exact in both dtypes: the same first maximum wins
+        X = tt(x, dt)
+        Y = F.max_pool2d(X, k, stride, pad)
+        Y.backward(tt(dy, dt, False))
+        return {"y": Y, "dx": X.grad}
     out = opcheck("maxpool", {"x": x, "dy": dy}, ["y", "dx"], k=k, stride=stride, pad=pad)
-    close(out["y"], Y.detach(), 0, 0)
-    close(out["dx"], X.grad, 1e-6, 1e-6)
+    exact(out["y"], ref(torch.float64)["y"].detach())
+    agree(out, ref)
 
 
 def test_maxpool_nan():
@@ -224,44 +244,45 @@ def test_maxpool_nan():
     Y.backward(torch.from_numpy(dy))
     out = opcheck("maxpool", {"x": x, "dy": dy}, ["y", "dx"], k=3, stride=2, pad=1)
     np.testing.assert_array_equal(np.isnan(out["y"]), np.isnan(Y.detach().numpy()))
-    close(out["y"][~np.isnan(out["y"])], Y.detach().numpy()[~np.isnan(out["y"])], 0, 0)
-    close(out["dx"], X.grad, 1e-6, 1e-6)
+    exact(out["y"][~np.isnan(out["y"])], Y.detach().numpy()[~np.isnan(out["y"])])
+    # the gradient: sums of up to 4 dy per element, float32 in both (torch is the reference here)
+    X64 = tt(x, torch.float64)
+    F.max_pool2d(X64, 3, 2, 1).backward(tt(dy, torch.float64, False))
+    TOL.check("dx", out["dx"], X.grad.numpy(), X64.grad.numpy())
 
 
 def test_avgpool():
     x = f32(3, 5, 4, 6)
-    X = t64(x)
-    Y = X.mean(dim=(2, 3))
     dy = f32(3, 5)
-    Y.backward(torch.from_numpy(dy.astype(np.float64)))
-    out = opcheck("avgpool", {"x": x, "dy": dy}, ["y", "dx"])
-    close(out["y"], Y.detach())
-    close(out["dx"], X.grad)
+
+    def ref(dt):
+        X = tt(x, dt)
+        Y = X.mean(dim=(2, 3))
+        Y.backward(tt(dy, dt, False))
+        return {"y": Y, "dx": X.grad}
+    agree(opcheck("avgpool", {"x": x, "dy": dy}, ["y", "dx"]), ref)
 
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear(bias):
     x, w, bb, dy = f32(7, 33), f32(10, 33), f32(10), f32(7, 10)
-    X, W, Bb = t64(x), t64(w), t64(bb)
-    Y = F.linear(X, W, Bb if bias else None)
-    Y.backward(torch.from_numpy(dy.astype(np.float64)))
+
+    def ref(dt):
+        X, W, Bb = tt(x, dt), tt(w, dt), tt(bb, dt)
+        Y = F.linear(X, W, Bb if bias else None)
+        Y.backward(tt(dy, dt, False))
+        return {"y": Y, "dx": X.grad, "dw": W.grad, **({"db": Bb.grad} if bias else {})}
     inp = {"x": x, "w": w, "dy": dy}
     if bias:
         inp["bias"] = bb
-    out = opcheck("linear", inp, ["y", "dx", "dw"] + (["db"] if bias else []))
-    close(out["y"], Y.detach(), 1e-4, 1e-5)
-    close(out["dx"], X.grad, 1e-4, 1e-5)
-    close(out["dw"], W.grad, 1e-4, 1e-5)
-    if bias:
-        close(out["db"], Bb.grad, 1e-5, 1e-6)
+    agree(opcheck("linear", inp, ["y", "dx", "dw"] + (["db"] if bias else [])), ref)
 
 
 def test_elementwise():
     a, c = f32(100001), f32(100001)
     out = opcheck("ew", {"a": a, "c": c}, ["add", "axpy", "scale"], alpha=-0.75)
     np.testing.assert_array_equal(out["add"], a + c)
-    close(out["axpy"], c.astype(np.float64) - 0.75 * a, 1e-6, 1e-7)
-    close(out["scale"], -0.75 * a.astype(np.float64), 1e-6, 0)
+    agree(out, lambda dt: {"axpy": tt(c, dt, False) - 0.75 * tt(a, dt, False), "scale": -0.75 * tt(a, dt, False)})
 
 
 # ---------------------------------------------------------------- ReviewKD's ops
@@ -276,63 +297,63 @@ RESIZE_CASES = [
 @pytest.mark.parametrize("h,w,oh,ow", RESIZE_CASES)
 def test_resize_bilinear(h, w, oh, ow):
     x, dy = f32(2, 3, h, w), f32(2, 3, oh, ow)
-    X = t64(x)
-    Y = F.interpolate(X, size=(oh, ow), mode="bilinear", align_corners=False)
-    Y.backward(torch.from_numpy(dy.astype(np.float64)))
-    out = opcheck("resize", {"x": x, "dy": dy}, ["y", "dx"])
-    close(out["y"], Y.detach(), 1e-5, 1e-6)
-    close(out["dx"], X.grad, 1e-5, 1e-6)
+
+    def ref(dt):
+        X = tt(x, dt)
+        Y = F.interpolate(X, size=(oh, ow), mode="bilinear", align_corners=False)
+        Y.backward(tt(dy, dt, False))
+        return {"y": Y, "dx": X.grad}
+    agree(opcheck("resize", {"x": x, "dy": dy}, ["y", "dx"]), ref)
 
 
 @pytest.mark.parametrize("h,w,k", [(7, 7, 4), (9, 17, 4), (9, 17, 2), (5, 3, 1), (14, 14, 2), (6, 10, 4), (4, 4, 4)])
 def test_adaptive_avgpool(h, w, k):
     x, dy = f32(2, 3, h, w), f32(2, 3, k, k)
-    X = t64(x)
-    Y = F.adaptive_avg_pool2d(X, (k, k))
-    Y.backward(torch.from_numpy(dy.astype(np.float64)))
-    out = opcheck("adapool", {"x": x, "dy": dy}, ["y", "dx"])
-    close(out["y"], Y.detach(), 1e-5, 1e-6)
-    close(out["dx"], X.grad, 1e-5, 1e-6)
+
+    def ref(dt):
+        X = tt(x, dt)
+        Y = F.adaptive_avg_pool2d(X, (k, k))
+        Y.backward(tt(dy, dt, False))
+        return {"y": Y, "dx": X.grad}
+    agree(opcheck("adapool", {"x": x, "dy": dy}, ["y", "dx"]), ref)
 
 
 def test_attention_fusion():
     """ReviewKD's ABF fusion: a = sigmoid(z + bias), r = u a0 + v a1 (reviewkd.py 33-38)."""
     n, c, h, w = 3, 5, 4, 6
     u, v, z, bias, dr = f32(n, c, h, w), f32(n, c, h, w), f32(n, 2, h, w), f32(2), f32(n, c, h, w)
-    U, V, Z, Bb = t64(u), t64(v), t64(z), t64(bias)
-    A = torch.sigmoid(Z + Bb.view(1, 2, 1, 1))
-    R = U * A[:, 0:1] + V * A[:, 1:2]
-    A.retain_grad()
-    R.backward(torch.from_numpy(dr.astype(np.float64)))
-    out = opcheck("att", {"u": u, "v": v, "z": z, "bias": bias, "dr": dr}, ["a", "r", "du", "dv", "dz", "dbias"])
-    close(out["a"], A.detach())
-    close(out["r"], R.detach())
-    close(out["du"], U.grad)
-    close(out["dv"], V.grad)
-    close(out["dz"], Z.grad)
-    close(out["dbias"], Bb.grad)
+
+    def ref(dt):
+        U, V, Z, Bb = tt(u, dt), tt(v, dt), tt(z, dt), tt(bias, dt)
+        A = torch.sigmoid(Z + Bb.view(1, 2, 1, 1))
+        R = U * A[:, 0:1] + V * A[:, 1:2]
+        R.backward(tt(dr, dt, False))
+        return {"a": A, "r": R, "du": U.grad, "dv": V.grad, "dz": Z.grad, "dbias": Bb.grad}
+    agree(opcheck("att", {"u": u, "v": v, "z": z, "bias": bias, "dr": dr}, ["a", "r", "du", "dv", "dz", "dbias"]), ref)
 
 
 def test_mse_accumulates():
     x, t, dz0 = f32(4, 7, 3), f32(4, 7, 3), f32(4, 7, 3)
-    X = t64(x)
-    L = 0.75 * F.mse_loss(X, torch.from_numpy(t.astype(np.float64)))
-    L.backward()
-    out = opcheck("mse", {"x": x, "t": t, "dz0": dz0}, ["loss", "dz"], weight=0.75, loss0=0.25)
-    close(out["loss"], [0.25 + float(L)])
-    close(out["dz"], dz0.astype(np.float64) + X.grad.numpy())
+
+    def ref(dt):
+        X = tt(x, dt)
+        L = 0.75 * F.mse_loss(X, tt(t, dt, False))
+        L.backward()
+        return {"loss": (0.25 + L).reshape(1), "dz": tt(dz0, dt, False) + X.grad}
+    agree(opcheck("mse", {"x": x, "t": t, "dz0": dz0}, ["loss", "dz"], weight=0.75, loss0=0.25), ref)
 
 
 def test_sgd():
     p, g, m = f32(5000), f32(5000), f32(5000)
-    P, M = torch.tensor(p, dtype=torch.float64, requires_grad=True), torch.tensor(m, dtype=torch.float64)
-    opt = torch.optim.SGD([P], lr=0.05, momentum=0.9)
-    P.grad = torch.tensor(g, dtype=torch.float64)
-    opt.state[P]["momentum_buffer"] = M.clone()
-    opt.step()
-    out = opcheck("sgd", {"p": p, "g": g, "m": m}, ["p", "m"], lr=0.05, momentum=0.9)
-    close(out["m"], opt.state[P]["momentum_buffer"], 1e-6, 1e-7)
-    close(out["p"], P.detach(), 1e-6, 1e-7)
+
+    def ref(dt):
+        P = tt(p, dt)
+        opt = torch.optim.SGD([P], lr=0.05, momentum=0.9)
+        P.grad = tt(g, dt, False)
+        opt.state[P]["momentum_buffer"] = tt(m, dt, False)
+        opt.step()
+        return {"m": opt.state[P]["momentum_buffer"], "p": P}
+    agree(opcheck("sgd", {"p": p, "g": g, "m": m}, ["p", "m"], lr=0.05, momentum=0.9), ref)
 
 
 def test_argmax_first_max():
@@ -356,28 +377,35 @@ def loss_case(weight):
     return z, y, dz0, weight
 
 
-def check_loss(out, L, S, weight, dz0):
-    L.backward()
-    close(out["loss"], [LOSS0 + weight * L.item()], 1e-5, 0)
-    close(out["dz"], dz0 + weight * S.grad.numpy(), 1e-5, 1e-6)
+def check_loss(out, loss, weight, dz0):
+    """loss(dt) -> (L, S): the loss and the leaf whose gradient opcheck adds to dz0."""
+    def ref(dt):
+        L, S = loss(dt)
+        L.backward()
+        return {"loss": (LOSS0 + weight * L).reshape(1), "dz": tt(dz0, dt, False) + weight * S.grad}
+    agree(out, ref)
 
 
 def test_ce():
     z, y, dz0, wgt = loss_case(0.7)
-    Z = t64(z)
-    L = F.cross_entropy(Z, torch.from_numpy(y).long())
+
+    def loss(dt):
+        Z = tt(z, dt)
+        return F.cross_entropy(Z, torch.from_numpy(y).long()), Z
     out = opcheck("ce", {"z": z, "y": y, "dz0": dz0}, ["loss", "dz"], weight=wgt, loss0=LOSS0)
-    check_loss(out, L, Z, wgt, dz0)
+    check_loss(out, loss, wgt, dz0)
 
 
 @pytest.mark.parametrize("temp", [1.0, 4.0])
 def test_kl(temp):
     t, s, dz0 = f32(B, C, scale=3), f32(B, C, scale=3), f32(B, C)
-    T, S = t64(t), t64(s)
-    L = F.kl_div(F.log_softmax(S / temp, 1), F.softmax(T.detach() / temp, 1), reduction="batchmean")
+
+    def loss(dt):
+        T, S = tt(t, dt), tt(s, dt)
+        L = F.kl_div(F.log_softmax(S / temp, 1), F.softmax(T.detach() / temp, 1), reduction="batchmean")
+        return L, S
     out = opcheck("kl", {"t": t, "s": s, "dz0": dz0}, ["loss", "dz"], temp=temp, weight=2.0, loss0=LOSS0)
-    check_loss(out, L, S, 2.0, dz0)
-    assert T.grad is None
+    check_loss(out, loss, 2.0, dz0)
 
 
 @pytest.mark.parametrize("keep_mode", ["some", "none", "all"])
@@ -386,36 +414,40 @@ def test_nt_kl(keep_mode):
     y = RNG.integers(0, C, B).astype(np.int32)
     keep = {"some": (RNG.random(B) > 0.5), "none": np.zeros(B, bool), "all": np.ones(B, bool)}[keep_mode]
     keep = keep.astype(np.float32)
-    T, S = t64(t), t64(s)
-    # As c2kd-method.md: target logit multiplied by 0, softmax over all C, kept rows summed, / full B.
-    m = 1 - F.one_hot(torch.from_numpy(y).long(), C).double()
-    a = F.softmax(T.detach() * m, 1)
-    q = F.log_softmax(S * m, 1)
-    per = (a * (torch.log(a) - q)).sum(1)
-    L = (per * torch.from_numpy(keep).double()).sum() / B
+
+    def loss(dt):
+        T, S = tt(t, dt), tt(s, dt)
+        # As c2kd-method.md: target logit multiplied by 0, softmax over all C, kept rows summed, / full B.
+        m = 1 - F.one_hot(torch.from_numpy(y).long(), C).to(dt)
+        a = F.softmax(T.detach() * m, 1)
+        q = F.log_softmax(S * m, 1)
+        per = (a * (torch.log(a) - q)).sum(1)
+        return (per * tt(keep, dt, False)).sum() / B, S
     out = opcheck("nt_kl", {"t": t, "s": s, "y": y, "keep": keep, "dz0": dz0}, ["loss", "dz"], weight=1.5,
                   loss0=LOSS0)
-    check_loss(out, L, S, 1.5, dz0)
+    check_loss(out, loss, 1.5, dz0)
 
 
 @pytest.mark.parametrize("temp,gamma", [(1.0, 1.5), (2.0, 1.0)])
 def test_nkd(temp, gamma):
     t, s, dz0 = f32(B, C, scale=3), f32(B, C, scale=3), f32(B, C)
     y = RNG.integers(0, C, B).astype(np.int32)
-    T, S = t64(t), t64(s)
     Y = torch.from_numpy(y).long()
-    # NKD (Yang et al.): -sg(T_y) log S_y - gamma temp^2 sum_{i != y} N(T_i/temp) log N(S_i/temp), batch mean.
-    ty = F.softmax(T.detach(), 1).gather(1, Y[:, None])[:, 0]
-    ls_y = F.log_softmax(S, 1).gather(1, Y[:, None])[:, 0]
-    mask = torch.ones(B, C, dtype=torch.bool)
-    mask[torch.arange(B), Y] = False
-    tn = T.detach()[mask].reshape(B, C - 1)
-    sn = S[mask].reshape(B, C - 1)
-    non = (F.softmax(tn / temp, 1) * F.log_softmax(sn / temp, 1)).sum(1)
-    L = (-ty * ls_y).mean() - gamma * temp ** 2 * non.mean()
+
+    def loss(dt):
+        T, S = tt(t, dt), tt(s, dt)
+        # NKD (Yang et al.): -sg(T_y) log S_y - gamma temp^2 sum_{i != y} N(T_i/temp) log N(S_i/temp), batch mean.
+        ty = F.softmax(T.detach(), 1).gather(1, Y[:, None])[:, 0]
+        ls_y = F.log_softmax(S, 1).gather(1, Y[:, None])[:, 0]
+        mask = torch.ones(B, C, dtype=torch.bool)
+        mask[torch.arange(B), Y] = False
+        tn = T.detach()[mask].reshape(B, C - 1)
+        sn = S[mask].reshape(B, C - 1)
+        non = (F.softmax(tn / temp, 1) * F.log_softmax(sn / temp, 1)).sum(1)
+        return (-ty * ls_y).mean() - gamma * temp ** 2 * non.mean(), S
     out = opcheck("nkd", {"t": t, "s": s, "y": y, "dz0": dz0}, ["loss", "dz"], temp=temp, gamma=gamma, weight=0.8,
                   loss0=LOSS0)
-    check_loss(out, L, S, 0.8, dz0)
+    check_loss(out, loss, 0.8, dz0)
 
 
 def test_loss_bad_label_fails():
@@ -463,9 +495,11 @@ def test_prep_spec():
     out = opcheck("spec", {"half": x}, ["out"], standardize=0)
     np.testing.assert_array_equal(out["out"], x.astype(np.float32))
     out = opcheck("spec", {"half": x[1:]}, ["out"], standardize=1)
-    xd = x[1:].astype(np.float64)
-    want = (xd - xd.mean(1, keepdims=True)) / (xd.std(1, keepdims=True) + 1e-9)
-    close(out["out"], want, 1e-5, 1e-6)
+
+    def ref(dt):
+        xd = tt(x[1:].astype(np.float32), dt, False)
+        return {"out": (xd - xd.mean(1, keepdim=True)) / (xd.std(1, unbiased=False, keepdim=True) + 1e-9)}
+    agree(out, ref)
 
 
 def test_prep_frames():
@@ -479,16 +513,20 @@ def test_prep_frames():
                       [off1, 41, 60, 0, 0, 41, 60, 0]], np.int64)
     oh, ow = 24, 20
     out = opcheck("frames", {"src": src, "crops": crops}, ["out"], oh=oh, ow=ow)
-    mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64)[:, None, None]
-    std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64)[:, None, None]
-    for i, (off, sw, sh, x, y, w, h, flip) in enumerate(crops):
-        img = imgs[0] if off == 0 else imgs[1]
-        crop = torch.from_numpy(img[y:y + h, x:x + w].astype(np.float64)).permute(2, 0, 1)[None]
-        r = F.interpolate(crop, size=(oh, ow), mode="bilinear", align_corners=False, antialias=False)[0]
-        if flip:
-            r = r.flip(2)
-        want = (r / 255 - mean) / std
-        close(out["out"][i], want, 1e-5, 1e-5)
+
+    def ref(dt):
+        mean = torch.tensor([0.485, 0.456, 0.406], dtype=dt)[:, None, None]
+        std = torch.tensor([0.229, 0.224, 0.225], dtype=dt)[:, None, None]
+        res = {}
+        for i, (off, sw, sh, x, y, w, h, flip) in enumerate(crops):
+            img = imgs[0] if off == 0 else imgs[1]
+            crop = tt(img[y:y + h, x:x + w], dt, False).permute(2, 0, 1)[None]
+            r = F.interpolate(crop, size=(oh, ow), mode="bilinear", align_corners=False, antialias=False)[0]
+            if flip:
+                r = r.flip(2)
+            res[i] = (r / 255 - mean) / std
+        return res
+    agree({i: out["out"][i] for i in range(len(crops))}, ref)
 
 
 def test_prep_frames_bad_crop_fails():

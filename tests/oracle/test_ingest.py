@@ -254,20 +254,24 @@ def test_kill_and_resume_gives_the_same_samples(tmp_path):
     want = snapshot(ref)
     out = tmp_path / "out"
     kills = 0
+    shards = len([f for f in os.listdir(ref) if f.endswith(".h5")])
     for delay_shards in (1, 3):     # kill after the 1st, then after the 3rd finished shard
         p = subprocess.Popen([binary("ingest"), *map(str, args), "--out", str(out)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        t0 = time.time()
-        while p.poll() is None and time.time() - t0 < 60:
-            done = [f for f in os.listdir(out) if f.endswith(".h5") and not f.startswith(".")] \
-                if os.path.isdir(out) else []
-            if len(done) >= delay_shards:
+        # holding the lock's mutex once the run holds the folder: it cannot write
+        # index.json (and end) until the test lets it, so the kill always lands
+        fd = mutex_once_running(out, p)
+        while True:
+            done = [f for f in os.listdir(out) if f.endswith(".h5") and not f.startswith(".")]
+            if len(done) >= min(delay_shards, shards):
                 p.send_signal(signal.SIGKILL)
                 kills += 1
                 break
+            assert p.poll() is None, "ingest ended while the test held the lock's mutex"
             time.sleep(0.005)
         p.wait()
-    assert kills >= 1
+        os.close(fd)
+    assert kills == 2
     assert not os.path.exists(out / "index.json") or kills == 0
     r = run([binary("ingest"), *args, "--out", out])
     assert r.returncode == 1
@@ -355,6 +359,28 @@ def test_mpirun_two_ranks_equal_one_process(parts_src):
     same_as_reference(out, parts_src["ref"])
 
 
+def mutex_once_running(out, proc):
+    """Waits until the ingest proc holds OUT's folder (byte 1 of OUT/.lock) and returns
+    an fd through which the test then holds the lock's mutex (byte 0): an ingest
+    needs the mutex to write index.json, so proc cannot end (but by dying) until
+    the test closes the fd. Each check is made with the mutex held, so proc is
+    never between taking the mutex and taking the folder when it is looked at."""
+    import errno
+    import fcntl
+    while True:
+        assert proc.poll() is None, "ingest ended before it held the folder"
+        if os.path.exists(out / ".lock"):
+            fd = os.open(out / ".lock", os.O_RDWR)
+            fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0, os.SEEK_SET)      # the mutex (waits)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 1, os.SEEK_SET)
+            except OSError as e:
+                assert e.errno in (errno.EACCES, errno.EAGAIN), e
+                return fd                                           # the folder is proc's
+            os.close(fd)                                            # releases both
+        time.sleep(0.005)
+
+
 def hold(path, byte, exclusive):
     """A POSIX record lock on one byte of OUT/.lock, as a running ingest holds it."""
     import fcntl
@@ -378,18 +404,17 @@ def test_a_second_ingest_into_one_folder_is_refused(parts_src, tmp_path):
     r = run([binary("ingest"), *parts_src["args"], "--out", out, "--part", "1/2"])
     os.close(fd)
     assert r.returncode == 1 and "plan.json differs" in r.stderr, r.stderr
-    # two real runs at once: the second one, started while the first holds the folder, is refused
+    # two real runs at once: the second one, started while the first holds the folder, is refused.
+    # The first is stopped (SIGSTOP) while it holds the folder, so the order does not depend on speed.
     a = subprocess.Popen([binary("ingest"), *map(str, parts_src["args"]), "--out", str(out)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    t0 = time.time()
-    while not (out / "plan.json").exists() or (out / "plan.json").read_text() == "{}":
-        time.sleep(0.01)
-        assert time.time() - t0 < 60
+    fd = mutex_once_running(out, a)
+    os.kill(a.pid, signal.SIGSTOP)
+    os.close(fd)
     b = run([binary("ingest"), *parts_src["args"], "--out", out, "--set", "frames=1"])
-    first_running = a.poll() is None
+    os.kill(a.pid, signal.SIGCONT)
     a.communicate()
-    if first_running:
-        assert b.returncode == 1 and "in use by another ingest" in b.stderr, b.stderr
+    assert b.returncode == 1 and "in use by another ingest" in b.stderr and f"pid {a.pid}" in b.stderr, b.stderr
     assert a.returncode == 1
     same_as_reference(out, parts_src["ref"])
 

@@ -71,6 +71,35 @@ def test_unknown_module_fails(tmp_path):
 
 
 
+def test_hdf5_attribute_calls_only_in_h5(tmp_path):
+    """One home for HDF5 attributes and error printing: h5/ may call H5Acreate2,
+    H5Awrite, H5Aread, H5Eset_auto2, H5dont_atexit; a library or a command elsewhere
+    may not (tests may, to write damaged or legacy files)."""
+    write(tmp_path, "h5/h5.c", '#include "common/a.h"\nint f(void) { return H5Acreate2(0, "a", 0, 0, 0, 0); }\n')
+    write(tmp_path, "train/ckpt.c", '#include "h5/h5.h"\nint g(void) { return H5Awrite(0, 0, 0); }\n')
+    write(tmp_path, "spectro/main.c", "int m(void) { H5Eset_auto2(0, 0, 0); return H5Aread (0, 0, 0); }\n")
+    write(tmp_path, "tests/unit/t.c", "int t(void) { return H5Acreate2(0, 0, 0, 0, 0, 0); }\n")
+    r = run_check(tmp_path)
+    assert r.returncode == 1
+    assert "train/ckpt.c:2: H5Awrite outside h5/" in r.stdout
+    assert "spectro/main.c:1: H5Eset_auto2 outside h5/" in r.stdout
+    assert "spectro/main.c:1: H5Aread outside h5/" in r.stdout
+    assert "h5/h5.c" not in r.stdout and "tests/unit" not in r.stdout
+    assert "h5/ (rank 0.5)" not in r.stdout  # h5 -> common goes down
+
+
+def test_h5_sits_between_common_and_the_media_modules(tmp_path):
+    write(tmp_path, "h5/h5.c", '#include "store/store.h"\n')
+    write(tmp_path, "spectro/sp.c", '#include "h5/h5.h"\n')
+    write(tmp_path, "common/c.c", '#include "h5/h5.h"\n')
+    r = run_check(tmp_path)
+    assert r.returncode == 1
+    assert "h5/h5.c:1: h5/ (rank 0.5) may not include store/ (rank 2)" in r.stdout
+    assert "common/c.c:1: common/ (rank 0) may not include h5/ (rank 0.5)" in r.stdout
+    assert "spectro/sp.c" not in r.stdout
+
+
+
 def test_method_files_and_table_rows_match(tmp_path):
     """Rule 4: a method file that is no row, and a row without its file, are named."""
     write(tmp_path, "train/methods.c", '#define METHOD_ROWS(X) X(none) X(kd)\nstatic const row t[] = {METHOD_ROWS(ROW)\n'

@@ -1,6 +1,6 @@
 """A full disk under `train --out` (the checkpoint write): exit 1 with the operating
 system's cause named and the file, no crash at exit (libhdf5 must not close the half-closed
-file again: st_h5_no_close_at_exit, as ingest), no temporary or half checkpoint left, and
+file again: h5_no_close_at_exit, as ingest), no temporary or half checkpoint left, and
 `--resume` once space is freed ends with the weights of an uninterrupted run. The disk is
 really full: a tmpfs mounted in the test at several sizes (full while writing the first
 best.h5, the first last.h5, or a later one); skipped where mounting is not permitted."""

@@ -17,6 +17,8 @@ linear piece and differ from C by a whole gradient term instead of by rounding.
 """
 import argparse
 import math
+import os
+import sys
 
 import h5py
 import numpy as np
@@ -24,6 +26,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from scipy.stats import kendalltau
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
+import tolerance as T  # noqa: E402
 
 
 class Kinks:
@@ -49,10 +54,12 @@ class Kinks:
         self.dec = {}
         self.active = False
 
-    def load(self, step_file):
-        """Takes the decisions of step_file (an open h5py.File) until clear()."""
+    def load(self, step_file, check=True):
+        """Takes the decisions of step_file (an open h5py.File) until clear().
+        check=False: only takes them (the float32 control), without the checks."""
         self.dec = {}
         self.active = True
+        self.check = check
         self.used = set()
         self.stats = {"recorded": 0, "overridden": 0, "relu": 0, "maxpool": 0, "dev": 0.0,
                       "uncovered": 0, "missing": []}
@@ -99,6 +106,9 @@ class Kinks:
         self.stats["overridden"] += n
         self.stats["relu"] += n
         scale = d["scale"]
+        if not self.check:
+            flat[idx] = cpos
+            return flat.view_as(pos)
         if len(idx):
             dev = float((xf[idx] - torch.from_numpy(d["value"].astype(np.float64))).abs().max())
             self.stats["dev"] = max(self.stats["dev"], dev / max(scale * d["band"], 1e-300))
@@ -120,6 +130,8 @@ class Kinks:
         self.stats["overridden"] += n
         self.stats["maxpool"] += n
         flat[out] = arg
+        if not self.check:
+            return flat.view_as(ind)
         tol = d["band"] * d["scale"]
         xd = x.detach()
         # the float64 windows (padding -inf, as in MaxPool2d): top two values of each
@@ -418,8 +430,9 @@ def kendall_keep(a, b, omega):
 # ---------------------------------------------------------------- the system
 
 class System:
-    def __init__(self, cfg):
+    def __init__(self, cfg, dtype=torch.float64):
         self.cfg = cfg
+        self.dtype = dtype
         c = cfg
         fold = c["fold"]
         frames = c["frames"]
@@ -453,7 +466,7 @@ class System:
                 ct = [t.l3_channels // 4, t.l3_channels // 2, t.l3_channels, t.l3_channels * 2, t.l3_channels * 2]
                 self.nets["review"] = Review(cs, ct, min(8 * c["width"], cs[-1]))
         for g, m in self.nets.items():
-            m.double()
+            m.to(dtype)
             set_tags(m, g)
 
     def load(self, path):
@@ -476,8 +489,10 @@ class System:
                 out.append((g + "/" + k, p))
         return out
 
-    def step_losses(self, xa, xv, y):
-        """Forward in train mode; returns (terms dict, outputs dict)."""
+    def step_losses(self, xa, xv, y, keep=None):
+        """Forward in train mode; returns (terms dict, outputs dict). keep: c2kd's
+        selection mask to use instead of the one from this forward's own tau (the
+        float32 control takes float64's, a discrete decision like the kinks)."""
         c = self.cfg
         x = {"audio": xa, "visual": xv}
         method = c["method"]
@@ -535,9 +550,10 @@ class System:
             pt = self.nets["teacher_proxy"](feat_t)
             ps = self.nets["student_proxy"](l3s)
             outs["p_teacher"], outs["p_student"] = pt, ps
-            tau, keep = kendall_keep(pt, ps, c["omega"])
+            tau, own = kendall_keep(pt, ps, c["omega"])
+            keep = own if keep is None else keep
             outs["tau"], outs["keep"] = tau, keep
-            kp = torch.from_numpy(keep.astype(np.float64))
+            kp = torch.from_numpy(keep.astype(np.float64)).to(pt.dtype)
             l1, l2, l3 = c["lambda1"], c["lambda2"], c["lambda3"]
             terms["ce_teacher"] = F.cross_entropy(zt, y)
             terms["kl_teacher_to_proxy"] = l1 * kl(zt, pt)
@@ -594,14 +610,20 @@ def relerr(c, r, floor=1e-12):
     return float(np.max(np.abs(c - r))) / scale if r.size else 0.0
 
 
-# Tolerances (relative to the largest magnitude of the reference tensor).
-TOL_TERM = 1e-4     # each loss term (relative to max(|term|, 1e-2))
-TOL_LOGIT = 1e-4
-TOL_GRAD = 1e-3    # gradients, momenta and SGD updates (relative to max(max |ref|, floor))
-GRAD_FLOOR = 1e-4  # ... floor = this x the largest gradient of the same network
+def maxabs(a):
+    a = np.asarray(a)
+    return float(np.max(np.abs(a))) if a.size else 0.0
+
+
+# Tolerances: the rule of tests/oracle/tolerance.py (docs/TESTING.md): C's error
+# against float64 at most K x the error of PyTorch float32 (the same networks,
+# the same recorded kink decisions and selection mask) + FLOOR, per tensor,
+# relative to the tensor's scale. The scale floors below only say what "the
+# tensor's scale" is for tensors that are ~0 in exact arithmetic.
+TERM_FLOOR = 1e-2   # a loss term's scale: max(|term|, this)
+GRAD_FLOOR = 1e-4   # gradients, momenta, updates: max(max |ref|, this x the network's largest)
+VALUE_FLOOR = 1e-2  # parameters and running statistics: max(max |ref|, this)
 KINK_BAND = 1e-4    # stepcheck records decisions within this x max |x| of a kink (Kinks)
-TOL_VALUE = 1e-4    # parameters and running statistics after each step
-VALUE_FLOOR = 1e-2  # ... relative to max(max |ref|, this) (a running mean of ~0 is compared absolutely)
 
 
 def load_state(sysm, opt, params, path):
@@ -611,7 +633,7 @@ def load_state(sysm, opt, params, path):
             sd = {k: torch.from_numpy(np.asarray(f[g][k])) for k in f[g].keys()}
             m.load_state_dict(sd, strict=True)
         for n, p in params:
-            opt.state[p]["momentum_buffer"] = torch.from_numpy(np.asarray(f["momentum/" + n], dtype=np.float64)).clone()
+            opt.state[p]["momentum_buffer"] = torch.from_numpy(np.asarray(f["momentum/" + n])).to(sysm.dtype).clone()
 
 
 def rank_dirs(run_dir, world):
@@ -627,8 +649,87 @@ def share(t, r, world, frames=1):
     return v.reshape(-1, *t.shape[1:])
 
 
+def _np(v):
+    return v.detach().numpy().copy() if isinstance(v, torch.Tensor) else v
+
+
+def replay(run_dir, cfg, world, dtype, keeps=None):
+    """The reference's steps of run_dir in dtype (see compare). Returns (steps, evals):
+    steps[k] = dict(terms, total, outs[rank], grads, start, st[rank], mom, nbt, kinks[rank]),
+    evals[rank] = {group: eval-mode logits}. keeps[k][rank]: c2kd's selection masks to use."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    sysm = System(cfg, dtype)
+    params = sysm.trained_params()
+    pnames = {n for n, _ in params}
+    opt = torch.optim.SGD([p for _, p in params], lr=cfg["lr"], momentum=cfg["momentum"])
+    dirs = rank_dirs(run_dir, world)
+    vf = cfg["frames"] if cfg["fold"] else 1
+    with h5py.File(f"{run_dir}/batch.h5", "r") as fb:
+        A = np.asarray(fb["audio"])
+        V = np.asarray(fb["visual"])
+        Y = np.asarray(fb["labels"]).astype(np.int64)
+    steps = []
+    for k in range(cfg["steps"]):
+        tag = f"step {k + 1}"
+        terms_r, outs_r, grads_r, bufs_r, kinks_r = [], [], [], [], []
+        for r, d in enumerate(dirs):
+            load_state(sysm, opt, params, f"{run_dir}/init.h5" if k == 0 else f"{d}/ckpt_{k}.h5")
+            xa = torch.from_numpy(share(A[k], r, world)).to(dtype)
+            xv = torch.from_numpy(share(V[k], r, world, vf)).to(dtype)
+            y = torch.from_numpy(share(Y[k], r, world))
+            rtag = tag if world == 1 else f"{tag} rank {r}"
+            with h5py.File(f"{d}/step_{k + 1}.h5", "r") as f:
+                KINKS.load(f, check=keeps is None)
+            try:
+                terms, outs = sysm.step_losses(xa, xv, y, None if keeps is None else keeps[k][r])
+            finally:
+                KINKS.clear()
+            opt.zero_grad(set_to_none=False)
+            sum(terms.values()).backward()
+            grads_r.append({n: (p.grad.detach().numpy().astype(np.float64) if p.grad is not None
+                                else np.zeros(p.shape)) for n, p in params})
+            terms_r.append({n: float(v) for n, v in terms.items()})
+            outs_r.append({n: _np(v) for n, v in outs.items()})
+            bufs_r.append({n: v for n, v in sysm.state().items() if n not in pnames})
+            kinks_r.append(kink_rows(rtag))
+        # DDP: the gradients and the loss terms averaged over ranks
+        grads = {n: sum(g[n] for g in grads_r) / world for n in grads_r[0]}
+        terms = {n: sum(t[n] for t in terms_r) / world for n in terms_r[0]}
+        for n, p in params:
+            p.grad = torch.from_numpy(grads[n].copy()).to(dtype)
+        start = {n: p.detach().numpy().astype(np.float64) for n, p in params}  # = the C state (loaded)
+        opt.step()
+        st = sysm.state()
+        sts = []
+        for r in range(len(dirs)):
+            st_r = dict(st)
+            st_r.update(bufs_r[r])
+            sts.append({n: v.astype(np.float64) for n, v in st_r.items()})
+        mom = {n: opt.state[p]["momentum_buffer"].numpy().astype(np.float64) for n, p in params}
+        nbt = {g: sorted({int(v) for kk, v in m.state_dict().items() if kk.endswith("num_batches_tracked")})
+               for g, m in sysm.nets.items()}
+        steps.append(dict(terms=terms, total=sum(terms.values()), outs=outs_r, grads=grads, start=start,
+                          st=sts, mom=mom, nbt=nbt, kinks=kinks_r))
+    # Evaluation-mode forward of batch 0 (each rank's share) from the final state.
+    evals = []
+    for r, d in enumerate(dirs):
+        load_state(sysm, opt, params, f"{d}/ckpt_{cfg['steps']}.h5")
+        ev = {}
+        with torch.no_grad():
+            x = {"audio": torch.from_numpy(share(A[0], r, world)).to(dtype),
+                 "visual": torch.from_numpy(share(V[0], r, world, vf)).to(dtype)}
+            for g in ("student", "teacher"):
+                if g in sysm.nets:
+                    m = sysm.nets[g]
+                    m.eval()
+                    ev[g] = m(x[cfg[g]])[0].numpy().astype(np.float64)
+        evals.append(ev)
+    return steps, evals
+
+
 def compare(run_dir, cfg, world=1):
-    """Replays run_dir in float64 and returns rows (what, error, tolerance).
+    """Replays run_dir in float64 and in float32 and returns rows (what, error, tolerance).
 
     Every step starts from the state the C side saved after the previous step
     (ckpt_{K-1}.h5, momenta included; init.h5 for step 1): free-running float32
@@ -641,6 +742,12 @@ def compare(run_dir, cfg, world=1):
     have taken otherwise, and fail if an activation lacks its record or a
     float64 near-kink element was not recorded.
 
+    The float32 replay (PyTorch float32, oneDNN off: tolerance.torch_float32_safe)
+    takes the same kink decisions and float64's selection mask, so it differs
+    from float64 by rounding only: each tensor's tolerance is K x its error +
+    FLOOR (tests/oracle/tolerance.py). Selection mask, kept fraction and tau are
+    exact comparisons (discrete, or rational in the ranks).
+
     world > 1: a stepcheck run under mpirun -np world, replayed with
     DistributedDataParallel's semantics: each rank's share of the batch
     (samples i mod world == r) through the networks in train mode with its
@@ -649,70 +756,24 @@ def compare(run_dir, cfg, world=1):
     averaged over ranks; one SGD step. Every rank's files are compared: its
     forward outputs, the averaged terms and gradients, the parameters and
     momenta after the step, its running statistics."""
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    sysm = System(cfg)
-    params = sysm.trained_params()
-    pnames = {n for n, _ in params}
-    opt = torch.optim.SGD([p for _, p in params], lr=cfg["lr"], momentum=cfg["momentum"])
+    T.torch_float32_safe()
+    s64, e64 = replay(run_dir, cfg, world, torch.float64)
+    keeps = [[o.get("keep") for o in st["outs"]] for st in s64]
+    s32, e32 = replay(run_dir, cfg, world, torch.float32, keeps)
     rows = []
     dirs = rank_dirs(run_dir, world)
-    vf = cfg["frames"] if cfg["fold"] else 1
-    with h5py.File(f"{run_dir}/batch.h5", "r") as fb:
-        A = np.asarray(fb["audio"], dtype=np.float64)
-        V = np.asarray(fb["visual"], dtype=np.float64)
-        Y = np.asarray(fb["labels"]).astype(np.int64)
     for k in range(cfg["steps"]):
-        tag = f"step {k + 1}"
-        terms_r, outs_r, grads_r, bufs_r = [], [], [], []
         for r, d in enumerate(dirs):
-            load_state(sysm, opt, params, f"{run_dir}/init.h5" if k == 0 else f"{d}/ckpt_{k}.h5")
-            xa = torch.from_numpy(share(A[k], r, world))
-            xv = torch.from_numpy(share(V[k], r, world, vf))
-            y = torch.from_numpy(share(Y[k], r, world))
-            rtag = tag if world == 1 else f"{tag} rank {r}"
-            with h5py.File(f"{d}/step_{k + 1}.h5", "r") as f:
-                KINKS.load(f)
-            try:
-                terms, outs = sysm.step_losses(xa, xv, y)
-            finally:
-                KINKS.clear()
-            opt.zero_grad(set_to_none=False)
-            sum(terms.values()).backward()
-            grads_r.append({n: (p.grad.detach().numpy().copy() if p.grad is not None else np.zeros(p.shape))
-                            for n, p in params})
-            terms_r.append({n: float(v) for n, v in terms.items()})
-            outs_r.append(outs)
-            bufs_r.append({n: v for n, v in sysm.state().items() if n not in pnames})
-            rows += kink_rows(rtag)
-        # DDP: the gradients and the loss terms averaged over ranks
-        grads = {n: sum(g[n] for g in grads_r) / world for n in grads_r[0]}
-        terms = {n: sum(t[n] for t in terms_r) / world for n in terms_r[0]}
-        total = sum(terms.values())
-        for n, p in params:
-            p.grad = torch.from_numpy(grads[n].copy())
-        start = {n: p.detach().numpy().copy() for n, p in params}  # = the C state (loaded)
-        opt.step()
-        st = sysm.state()
-        mom = {n: opt.state[p]["momentum_buffer"].numpy().copy() for n, p in params}
-        for r, d in enumerate(dirs):
-            rtag = tag if world == 1 else f"{tag} rank {r}"
-            rows += step_rows(f"{d}/step_{k + 1}.h5", rtag, terms, total, outs_r[r], grads, outs_r)
-            st_r = dict(st)
-            st_r.update(bufs_r[r])
-            rows += state_rows(f"{d}/ckpt_{k + 1}.h5", rtag, st_r, start, mom, sysm)
-    # Evaluation-mode forward of batch 0 (each rank's share) from the final state.
+            rtag = f"step {k + 1}" if world == 1 else f"step {k + 1} rank {r}"
+            rows += s64[k]["kinks"][r]
+            rows += step_rows(f"{d}/step_{k + 1}.h5", rtag, s64[k], s32[k], r)
+            rows += state_rows(f"{d}/ckpt_{k + 1}.h5", rtag, s64[k], s32[k], r)
     for r, d in enumerate(dirs):
-        load_state(sysm, opt, params, f"{d}/ckpt_{cfg['steps']}.h5")
-        with torch.no_grad(), h5py.File(f"{d}/eval.h5", "r") as f:
-            x = {"audio": torch.from_numpy(share(A[0], r, world)), "visual": torch.from_numpy(share(V[0], r, world, vf))}
+        with h5py.File(f"{d}/eval.h5", "r") as f:
             for g in ("student", "teacher"):
-                if g in sysm.nets and f"z_{g}" in f:
-                    m = sysm.nets[g]
-                    m.eval()
-                    z, _ = m(x[cfg[g]])
-                    rows.append((f"eval z_{g}" + ("" if world == 1 else f" rank {r}"), relerr(f[f"z_{g}"][()], z.numpy()),
-                                 TOL_LOGIT))
+                if g in e64[r] and f"z_{g}" in f:
+                    rows.append(T.row(f"eval z_{g}" + ("" if world == 1 else f" rank {r}"), f[f"z_{g}"][()],
+                                      e32[r][g], e64[r][g]))
     return rows
 
 
@@ -722,7 +783,7 @@ def gfloor(gr):
     top = {}
     for n, g in gr.items():
         grp = n.split("/")[0]
-        top[grp] = max(top.get(grp, 0.0), float(np.max(np.abs(g))) if g.size else 0.0)
+        top[grp] = max(top.get(grp, 0.0), maxabs(g))
     return {n: max(GRAD_FLOOR * top[n.split("/")[0]], 1e-30) for n in gr}
 
 
@@ -740,63 +801,60 @@ def kink_rows(tag):
     ]
 
 
-def step_rows(path, tag, terms, total, outs, grads, all_outs):
-    """C's step_K.h5 (terms, this rank's outputs, gradients) against the reference.
-    all_outs: every rank's outputs (the kept fraction is over the global batch)."""
+def step_rows(path, tag, a, b, r):
+    """C's step_K.h5 (terms, rank r's outputs, gradients) against the float64
+    replay a, each tolerance from the float32 replay b (tolerance.row)."""
     rows = []
     with h5py.File(path, "r") as f:
         cterms = dict(f["terms"].attrs)
-        if set(cterms) != set(terms):
-            rows.append((f"{tag} term names {sorted(cterms)} vs {sorted(terms)}", 1.0, 0.0))
-        for n, rv in terms.items():
-            cv = float(cterms.get(n, math.nan))
-            rows.append((f"{tag} term {n}", abs(cv - rv) / max(abs(rv), 1e-2), TOL_TERM))
-        rows.append((f"{tag} total loss", abs(float(f.attrs["loss"]) - float(total)) / max(abs(float(total)), 1e-2),
-                     TOL_TERM))
-        for n in ("z_student", "z_teacher", "p_student", "p_teacher", "h_shadow"):
-            if n in outs:
-                rows.append((f"{tag} {n}", relerr(f[n][()], outs[n].detach().numpy()), TOL_LOGIT))
+        if set(cterms) != set(a["terms"]):
+            rows.append((f"{tag} term names {sorted(cterms)} vs {sorted(a['terms'])}", 1.0, 0.0))
+        outs, outs32 = a["outs"][r], b["outs"][r]
+        heads = [n for n in ("z_student", "z_teacher", "p_student", "p_teacher", "h_shadow") if n in outs]
+        # the loss terms are smooth functions of every rank's forward outputs (and, for
+        # review, of the features upstream of them): their control error bounds the terms'
+        e_in = max(T.err(o32[n], o[n]) for o, o32 in zip(a["outs"], b["outs"]) for n in heads)
+        for n, rv in a["terms"].items():
+            rows.append(T.row(f"{tag} term {n}", float(cterms.get(n, math.nan)), b["terms"][n], rv,
+                              max(abs(rv), TERM_FLOOR), e_in))
+        rows.append(T.row(f"{tag} total loss", float(f.attrs["loss"]), b["total"], a["total"],
+                          max(abs(a["total"]), TERM_FLOOR), e_in))
+        for n in heads:
+            rows.append(T.row(f"{tag} {n}", f[n][()], outs32[n], outs[n]))
         if "keep" in outs:
             ck = np.asarray(f["keep"]) > 0.5
             rows.append((f"{tag} selection mask {ck.astype(int).tolist()} vs {outs['keep'].astype(int).tolist()}",
                          float(np.sum(ck != outs["keep"])), 0.0))
-            kept = float(np.mean(np.concatenate([o["keep"] for o in all_outs])))
+            kept = float(np.mean(np.concatenate([o["keep"] for o in a["outs"]])))
             rows.append((f"{tag} kept fraction", abs(float(f.attrs["kept"]) - kept), 1e-6))
             t_ref = np.nan_to_num(outs["tau"], nan=-9)
             t_c = np.nan_to_num(np.asarray(f["tau"], dtype=np.float64), nan=-9)
             rows.append((f"{tag} tau", float(np.max(np.abs(t_c - t_ref))), 1e-5))
-        fl = gfloor(grads)
-        for n, g in grads.items():
-            rows.append((f"{tag} grad {n}", relerr(f["grad/" + n][()], g, fl[n]), TOL_GRAD))
+        fl = gfloor(a["grads"])
+        for n, g in a["grads"].items():
+            rows.append(T.row(f"{tag} grad {n}", f["grad/" + n][()], b["grads"][n], g, max(maxabs(g), fl[n])))
     return rows
 
 
-def state_rows(path, tag, st, start, mom, sysm):
-    """C's ckpt_K.h5 (parameters, SGD updates, momenta, running statistics) against the reference."""
+def state_rows(path, tag, a, b, r):
+    """C's ckpt_K.h5 (parameters, SGD updates, momenta, running statistics of rank r)
+    against the float64 replay a, each tolerance from the float32 replay b."""
     rows = []
+    st, st32 = a["st"][r], b["st"][r]
     with h5py.File(path, "r") as f:
-        trained = set(start)
-        upd = {n: st[n] - start[n] for n in trained}
+        upd = {n: st[n] - a["start"][n] for n in a["start"]}
         ufl = gfloor(upd)
-        mfl = gfloor(mom)
+        mfl = gfloor(a["mom"])
         for n, v in st.items():
-            tol = TOL_VALUE
-            if n in trained:  # the SGD update, C's (after - before) against the reference's
-                rows.append((f"{tag} update {n}", relerr(np.asarray(f[n], dtype=np.float64) - start[n], upd[n], ufl[n]),
-                             TOL_GRAD))
-                # value = start (the same on both sides) + update: the update's own
-                # tolerance carries over (it dominates for parameters still near 0,
-                # like BN biases after a step or two)
-                vscale = max(float(np.max(np.abs(v))) if v.size else 0.0, VALUE_FLOOR)
-                uscale = max(float(np.max(np.abs(upd[n]))) if v.size else 0.0, ufl[n])
-                tol = TOL_VALUE + TOL_GRAD * uscale / vscale
-            rows.append((f"{tag} value {n}", relerr(f[n][()], v, VALUE_FLOOR), tol))
-        for n, v in mom.items():
-            rows.append((f"{tag} momentum {n}", relerr(f["momentum/" + n][()], v, mfl[n]), TOL_GRAD))
-        for g, m in sysm.nets.items():
-            nbt = {int(f[g][k][()]) for k in f[g].keys() if k.endswith("num_batches_tracked")}
-            ref = {int(v) for kk, v in m.state_dict().items() if kk.endswith("num_batches_tracked")}
-            rows.append((f"{tag} {g} num_batches_tracked {sorted(nbt)} vs {sorted(ref)}", float(nbt != ref), 0.0))
+            if n in upd:  # the SGD update, C's (after - before) against the reference's
+                rows.append(T.row(f"{tag} update {n}", np.asarray(f[n], dtype=np.float64) - a["start"][n],
+                                  st32[n] - b["start"][n], upd[n], max(maxabs(upd[n]), ufl[n])))
+            rows.append(T.row(f"{tag} value {n}", f[n][()], st32[n], v, max(maxabs(v), VALUE_FLOOR)))
+        for n, v in a["mom"].items():
+            rows.append(T.row(f"{tag} momentum {n}", f["momentum/" + n][()], b["mom"][n], v, max(maxabs(v), mfl[n])))
+        for g, ref in a["nbt"].items():
+            nbt = sorted({int(f[g][k][()]) for k in f[g].keys() if k.endswith("num_batches_tracked")})
+            rows.append((f"{tag} {g} num_batches_tracked {nbt} vs {ref}", float(nbt != ref), 0.0))
     return rows
 
 

@@ -426,3 +426,17 @@ Test(opts, help_is_generated_from_the_rows)
     cr_expect_null(strstr(buf, "--quiet"), "not asked for");
     free(buf);
 }
+
+#include "common/cm_rand.h"
+
+/* cm_splitmix64: the published SplitMix64 outputs from state 0 (the reference
+ * values of Vigna's splitmix64.c, as quoted by every port), and the state
+ * advancing by the golden-ratio increment. */
+Test(rand, splitmix64_reference_values)
+{
+    uint64_t s = 0;
+    cr_assert_eq(cm_splitmix64(&s), 0xe220a8397b1dcdafULL);
+    cr_assert_eq(cm_splitmix64(&s), 0x6e789e6aa1b965f4ULL);
+    cr_assert_eq(cm_splitmix64(&s), 0x06c45d188009454fULL);
+    cr_assert_eq(s, 3 * 0x9e3779b97f4a7c15ULL);
+}

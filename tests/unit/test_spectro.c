@@ -656,3 +656,58 @@ Test(settings, one_table_for_cli_presets_recipe_attrs)
     for (size_t i = 0; i < n; i++)
         cr_expect_str_eq(cm_opt_key(&t[i]), keys[i]);
 }
+
+/* sp_file_spectrogram, the one path of sp_process_file, spectro and ingest:
+ * with the caller's scratch and output it computes what decode -> fix length
+ * -> STFT computes step by step (the same floats), reports that the audio was
+ * decoded and the truncation it kept, and a failed decode is reported as such. */
+Test(process, file_spectrogram_is_the_three_steps, .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+    char path[512];
+    tpath(path, sizeof path, "c.wav");
+    int16_t s[4000];
+    for (int i = 0; i < 4000; i++)
+        s[i] = (int16_t)(6000 * sin(0.03 * i) + 2000 * cos(0.21 * i));
+    write_wav(path, s, 4000, 8000, 16000);
+    sp_params p;
+    sp_params_default(&p);
+    p.duration = 1;
+    cm_err err;
+    sp_stft *st = sp_stft_create(&p, NULL, &err);
+    cr_assert_not_null(st, "%s", err.msg);
+    size_t target = sp_target_samples(&p), BT = sp_num_bins(&p) * sp_num_frames(&p, target);
+    float *fixed = malloc(target * sizeof *fixed), *a = malloc(BT * sizeof *a), *b = malloc(BT * sizeof *b);
+    float *x = NULL;
+    size_t n = 0;
+    cm_trunc tr;
+    sp_read_opts ro = {.start = 0.05, .end = 0.3, .truncation = &tr}, dec = ro;
+    dec.keep = target;
+    cr_assert_eq(sp_decode_audio(path, 16000, &dec, &x, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(sp_fix_length(x, n, 16000, 0, -1, fixed, target, &err), 0, "%s", err.msg);
+    cr_assert_eq(sp_stft_compute(st, fixed, target, a, &err), 0, "%s", err.msg);
+    free(x);
+    sp_file_report rep = {0};
+    cr_assert_eq(sp_file_spectrogram(st, path, &ro, fixed, b, &rep, &err), 0, "%s", err.msg);
+    cr_expect(rep.decoded);
+    cr_expect_not(tr.truncated);
+    cr_expect(rep.seconds[0] >= 0 && rep.seconds[1] >= 0 && rep.seconds[2] >= 0);
+    cr_expect_eq(memcmp(a, b, BT * sizeof *a), 0, "the one path differs from its three steps");
+    memset(b, 0, BT * sizeof *b);
+    cr_assert_eq(sp_file_spectrogram(st, path, &ro, NULL, b, NULL, &err), 0, "%s", err.msg);
+    cr_expect_eq(memcmp(a, b, BT * sizeof *a), 0, "own scratch: another result");
+    /* kept truncated: decoded, the truncation reported for the caller's warning */
+    ro = (sp_read_opts){.start = 0.1, .end = 6, .allow_truncated = 1, .truncation = &tr};
+    rep = (sp_file_report){0};
+    cr_assert_eq(sp_file_spectrogram(st, path, &ro, fixed, b, &rep, &err), 0, "%s", err.msg);
+    cr_expect(rep.decoded && tr.truncated);
+    /* not kept: the decode fails, nothing decoded */
+    ro.allow_truncated = 0;
+    rep = (sp_file_report){0};
+    cr_expect_eq(sp_file_spectrogram(st, path, &ro, fixed, b, &rep, &err), -1);
+    cr_expect_not(rep.decoded);
+    cr_expect(strstr(err.msg, "truncated: decoded") != NULL, "%s", err.msg);
+    free(fixed);
+    free(a);
+    free(b);
+    sp_stft_destroy(st);
+}

@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "common/cm_file.h"
-#include "store/st_internal.h"
+#include "h5/h5.h"
+#include "h5/h5_test.h"
 #include "store/store.h"
 
 static char dir[256];
@@ -66,7 +67,7 @@ static void set_vlen_attr(hid_t f, const char *name, const char *const *v, int n
 {
     if (H5Aexists(f, name) > 0)
         cr_assert_geq(H5Adelete(f, name), 0);
-    hid_t t = st_vlen_utf8();
+    hid_t t = h5_vlen_utf8();
     hsize_t d = (hsize_t)n;
     hid_t sp = n > 0 ? H5Screate_simple(1, &d, NULL) : H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
@@ -159,7 +160,7 @@ Test(strings, variable_length_strings_in_version_2_are_refused_before_reading)
     expect_refused(path, "attribute classes: variable-length string not accepted in format version 2");
     write_shard(path);
     f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    hid_t t = st_vlen_utf8();
+    hid_t t = h5_vlen_utf8();
     set_id_dataset(f, t, IDS);
     H5Tclose(t);
     H5Fclose(f);
@@ -188,7 +189,7 @@ Test(strings, a_fixed_length_id_over_255_bytes_is_refused)
     char buf[3 * 300] = {0};
     for (int i = 0; i < 3; i++)
         memcpy(buf + i * 300, IDS[i], strlen(IDS[i]));
-    hid_t t = st_fixed_utf8(300);
+    hid_t t = h5_fixed_utf8(300);
     set_id_dataset(f, t, buf);
     H5Tclose(t);
     H5Fclose(f);
@@ -211,7 +212,7 @@ Test(strings, version_1_variable_length_strings_are_still_read)
     set_vlen_attr(f, "recipe", rec, 0);
     set_vlen_attr(f, "ingest_cover", cov, 0);
     set_vlen_attr(f, "classes", (const char *const *)CLASSES, 3);
-    hid_t t = st_vlen_utf8();
+    hid_t t = h5_vlen_utf8();
     set_id_dataset(f, t, IDS);
     H5Tclose(t);
     set_version(f, 1);
@@ -252,17 +253,17 @@ Test(strings, checkpoint_policy_follows_format_version)
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     const char *v[] = {"{\"a\":1}"};
     set_vlen_attr(f, "config", v, 0);
-    cr_assert_eq(st_attr_str(f, "recipe", "{\"b\":2}"), 0);
-    cr_assert_null(st_vlen_refusal(f, "format_version", 2, buf, sizeof buf), "no marker: an old file");
+    cr_assert_eq(h5_attr_str(f, "recipe", "{\"b\":2}"), 0);
+    cr_assert_null(h5_vlen_refusal(f, "format_version", 2, buf, sizeof buf), "no marker: an old file");
     char *s = NULL;
     cm_err err = {{0}};
-    cr_assert_eq(st_attr_read_str(f, "config", NULL, &s, &err), 0, "%s", err.msg);
+    cr_assert_eq(h5_attr_read_str(f, "config", NULL, &s, &err), 0, "%s", err.msg);
     cr_assert_str_eq(s, v[0]);
     free(s);
-    cr_assert_eq(st_attr_read_str(f, "recipe", NULL, &s, &err), 0, "%s", err.msg);
+    cr_assert_eq(h5_attr_read_str(f, "recipe", NULL, &s, &err), 0, "%s", err.msg);
     cr_assert_str_eq(s, "{\"b\":2}");
     free(s);
-    cr_assert_eq(st_attr_read_str(f, "nope", NULL, &s, &err), -1);
+    cr_assert_eq(h5_attr_read_str(f, "nope", NULL, &s, &err), -1);
     cr_assert_str_eq(err.msg, "attribute nope: missing");
     int32_t fv = 2;
     hid_t sp = H5Screate(H5S_SCALAR);
@@ -270,12 +271,12 @@ Test(strings, checkpoint_policy_follows_format_version)
     H5Awrite(a, H5T_NATIVE_INT32, &fv);
     H5Aclose(a);
     H5Sclose(sp);
-    const char *rv = st_vlen_refusal(f, "format_version", 2, buf, sizeof buf);
+    const char *rv = h5_vlen_refusal(f, "format_version", 2, buf, sizeof buf);
     cr_assert_str_eq(rv, "in format_version 2");
-    cr_assert_eq(st_attr_read_str(f, "config", rv, &s, &err), -2);
+    cr_assert_eq(h5_attr_read_str(f, "config", rv, &s, &err), -2);
     cr_assert_null(s);
     cr_assert_str_eq(err.msg, "attribute config: variable-length string not accepted in format_version 2");
-    cr_assert_eq(st_attr_read_str(f, "recipe", rv, &s, &err), 0, "%s", err.msg);
+    cr_assert_eq(h5_attr_read_str(f, "recipe", rv, &s, &err), 0, "%s", err.msg);
     free(s);
     H5Fclose(f);
     rm_tmp();
