@@ -124,6 +124,8 @@ BAD = [
     ("spectro", ["--window-fn", "box", "x.wav", "-o", "o.npy"],
      'spectro: --window-kind: "box" is not one of tukey25|hann'),
     ("spectro", ["--duration", "abc", "x.wav", "-o", "o.npy"], 'spectro: --duration: "abc" is not a finite number'),
+    ("spectro", ["--fftw-planner", "fast", "x.wav", "-o", "o.npy"],
+     'spectro: --fftw-planner: "fast" is not one of measure|estimate|patient|exhaustive'),
     ("frames", ["--at", "1,x", "x.mp4"], 'frames: --at: "1,x" is not a list of times in seconds (T1,T2,...)'),
     ("frames", ["--count", "3.5", "x.mp4"], 'frames: --count: "3.5" is not an integer'),
     ("ingest", ["--manifest", "m.tsv", "--part", "2/2"], 'ingest: --part: expected K/N with 0 <= K < N <= 65536, got "2/2"'),
@@ -198,6 +200,10 @@ def test_spectro_quiet_verbose_jobs_and_h5_version(tmp_path):
     keys = ["sample_rate", "duration", "window", "overlap", "window_kind", "scale", "detrend", "log", "log_eps",
             "normalize"]
     assert set(keys) <= set(at), at
+    # numbers as numbers (h5_attr_write): an INT or BOOL row as int32, a number as float64
+    assert at["window"] == 512 and at["window"].dtype == np.int32 and at["detrend"] == 1, at
+    assert at["duration"] == 1.0 and at["duration"].dtype == np.float64 and at["log_eps"] == 1e-7, at
+    assert at["start"] == 0.0 and at["start"].dtype == np.float64 and at["scale"] == "density", at
 
 
 @pytest.fixture(scope="module")
