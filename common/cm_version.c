@@ -14,3 +14,8 @@ const char *cm_git_revision(void)
 {
     return C2KD_GIT_REV[0] ? C2KD_GIT_REV : "unknown";
 }
+
+const char *cm_tool_version(void)
+{
+    return "c2kd " CM_VERSION " (git " C2KD_GIT_REV ")";
+}

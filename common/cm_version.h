@@ -14,5 +14,8 @@
 const char *cm_version(void);
 /* The git revision at build time, e.g. "cf2e149-dirty", or "unknown". */
 const char *cm_git_revision(void);
+/* "c2kd 0.1 (git cf2e149-dirty)": what a file records as its writer
+ * (the shards' tool_version attribute, index.json's tool_version). */
+const char *cm_tool_version(void);
 
 #endif

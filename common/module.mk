@@ -1,4 +1,4 @@
-common_SRCS := common/cm_err.c common/cm_media.c common/cm_parse.c common/cm_file.c common/cm_npy.c common/cm_pool.c common/cm_progress.c common/cm_version.c common/cm_rand.c
+common_SRCS := common/cm_err.c common/cm_opts.c common/cm_media.c common/cm_parse.c common/cm_file.c common/cm_npy.c common/cm_pool.c common/cm_progress.c common/cm_version.c common/cm_rand.c
 common_LIB  := $(LIB)/libcommon.a
 $(common_LIB): $(call objs,$(common_SRCS))
 

@@ -1,10 +1,9 @@
 /* frames: sample frames of videos by timestamp, write JPEG folders or .npy. */
 #define _GNU_SOURCE
-#define TOOL_NAME "frames"
 #include <dirent.h>
 #include <errno.h>
 #include <float.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -18,57 +17,9 @@
 
 #include "common/cm_file.h"
 #include "common/cm_npy.h"
-#include "common/cm_parse.h"
+#include "common/cm_opts.h"
 #include "common/cm_pool.h"
 #include "frames/frames.h"
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: frames [options] INPUT...\n"
-            "\n"
-            "Picks frames of each video by timestamp, decodes exactly those frames (seek to the\n"
-            "keyframe before each, decode forward) and writes them as JPEG or as a .npy array.\n"
-            "The frame at time T is the one `ffmpeg -i INPUT -ss T -frames:v 1` gives: the first\n"
-            "frame whose timestamp is >= T, times counted in seconds from the start of the file\n"
-            "(its start time subtracted, as ffmpeg does); past the last frame: the last frame.\n"
-            "Rotation metadata is applied (as ffmpeg's autorotate).\n"
-            "\n"
-            "options:\n"
-            "  -o PATH             output. A folder: frame_00.jpg, frame_01.jpg, ... (with several\n"
-            "                      inputs: one subfolder per input, named after the input file\n"
-            "                      without its extension). FILE.npy (one input): RGB uint8 array of\n"
-            "                      shape [F, H, W, 3]. Without -o nothing is written.\n"
-            "  --npy               with several inputs and -o DIR: write DIR/<name>.npy per input\n"
-            "  --count F           F frames at the centres of F equal parts of the clip or of the\n"
-            "                      segment --start/--end (default 1, at most %d)\n"
-            "  --start S, --end E  segment in seconds (E <= S: the whole clip; --start alone: to the end)\n"
-            "  --at T1,T2,...      explicit times in seconds (overrides --count/--start/--end)\n"
-            "  --short-side N      resize so that the shorter side is N pixels, aspect kept\n"
-            "                      (libswscale: area when shrinking, bicubic when enlarging)\n"
-            "  --quality Q         JPEG quality 1..100 (default 90; 4:2:0 TurboJPEG)\n"
-            "  -j N                process N inputs in parallel (default 1)\n"
-            "  --threads N         decoder threads per input (default 1)\n"
-            "  --no-skip           decode every frame on the way to a target (by default frames\n"
-            "                      that no other frame references are skipped; same pixels)\n"
-            "  --print-timestamps  one line per frame on stdout: INPUT INDEX ASKED PTS (seconds,\n"
-            "                      6 decimals; PTS is the presentation time of the returned frame).\n"
-            "                      In INPUT (here and on stderr) a backslash, newline, tab and\n"
-            "                      carriage return are written \\\\, \\n, \\t, \\r, other control\n"
-            "                      bytes \\xHH; spaces are kept (read the last three fields from\n"
-            "                      the right)\n"
-            "  --allow-truncated   keep a truncated input (its readable video ends more than\n"
-            "                      max(%.1f s, %.0f%%) before the duration the file declares, or before\n"
-            "                      --end): frames from the readable part, a warning on stderr.\n"
-            "                      Without it such an input fails (\"truncated: decoded A s of B s\")\n"
-            "  --verbose           show FFmpeg's warnings (decoding errors of damaged files), and\n"
-            "                      per input on stderr: \"frames: INPUT: N frames decoded\"\n"
-            "  -h, --help          this help\n"
-            "\n"
-            "Exit status: 0 all inputs done, 1 some inputs failed (one line each on stderr:\n"
-            "\"frames: INPUT: reason\"; the others are processed; no partial outputs), 2 usage error.\n",
-            FR_MAX_FRAMES, CM_TRUNC_MIN_S, CM_TRUNC_FRAC * 100);
-}
 
 typedef struct job {
     char **inputs;
@@ -79,30 +30,39 @@ typedef struct job {
     double at[FR_MAX_FRAMES];
     int quality;
     int print_ts;
-    int verbose;
+    int verbose, quiet;
     fr_jpeg **jpeg; /* one per worker */
     pthread_mutex_t lock;
     int failed;
 } job;
 
-static int parse_times(const char *s, double *out, int *n)
+/* --at T1,T2,...: at most FR_MAX_FRAMES finite times. */
+typedef struct times {
+    double t[FR_MAX_FRAMES];
+    int n;
+} times;
+
+static int parse_times(const char *s, void *field, cm_err *err)
 {
-    *n = 0;
+    times *tm = field;
+    tm->n = 0;
     const char *p = s;
     while (*p) {
         char *end;
         errno = 0;
         double t = strtod(p, &end);
-        if (end == p || errno || !isfinite(t) || *n >= FR_MAX_FRAMES)
-            return -1;
-        out[(*n)++] = t;
+        if (end == p || errno || !isfinite(t))
+            return cm_err_set(err, "\"%s\" is not a list of times in seconds (T1,T2,...)", s);
+        if (tm->n >= FR_MAX_FRAMES)
+            return cm_err_set(err, "more than %d times", FR_MAX_FRAMES);
+        tm->t[tm->n++] = t;
         if (*end == ',')
             end++;
         else if (*end)
-            return -1;
+            return cm_err_set(err, "\"%s\" is not a list of times in seconds (T1,T2,...)", s);
         p = end;
     }
-    return *n > 0 ? 0 : -1;
+    return tm->n > 0 ? 0 : cm_err_set(err, "no time given");
 }
 
 /* Is `dir` a folder this command wrote (only frame_*.jpg inside)? */
@@ -287,7 +247,7 @@ static void do_input(void *ctx, size_t index, int worker)
     if (rc != 0) {
         fprintf(stderr, "frames: %s: %s\n", shown, err.msg);
         jb->failed++;
-    } else if (trunc.truncated) {
+    } else if (trunc.truncated && !jb->quiet) {
         char b[96];
         cm_trunc_format(&trunc, b, sizeof b);
         fprintf(stderr, "frames: %s: warning: %s (kept: --allow-truncated)\n", shown, b);
@@ -305,87 +265,110 @@ static void do_input(void *ctx, size_t index, int worker)
         fr_image_free(&imgs[i]);
 }
 
-enum { OPT_NPY = 256, OPT_COUNT, OPT_START, OPT_END, OPT_AT, OPT_SHORT, OPT_QUALITY, OPT_THREADS, OPT_NOSKIP,
-       OPT_PRINT, OPT_VERBOSE, OPT_TRUNC };
+/* The command line, parsed. */
+typedef struct cli {
+    const char *out;
+    int npy, count, short_side, quality, threads, no_skip, print_ts, allow_truncated;
+    double start, end;
+    times at;
+} cli;
+
+#define OFF(f) offsetof(cli, f)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+static const cm_opt opts[] = {
+    {"output", 'o', CM_STR, OFF(out), NULL, NULL, "PATH",
+     "output. A folder: frame_00.jpg, frame_01.jpg, ... (with several inputs: one subfolder per input, named after "
+     "the input file without its extension). FILE.npy (one input): RGB uint8 array of shape [F, H, W, 3]. Without "
+     "-o nothing is written."},
+    {"npy", 0, CM_FLAG, OFF(npy), NULL, NULL, NULL, "with several inputs and -o DIR: write DIR/<name>.npy per input"},
+    {"count", 0, CM_INT, OFF(count), NULL, "1", "F",
+     "F frames at the centres of F equal parts of the clip or of the segment --start/--end",
+     CM_IN(1, FR_MAX_FRAMES)},
+    {"start", 0, CM_DBL, OFF(start), NULL, NULL, "S", "segment start in seconds (--start alone: to the end)"},
+    {"end", 0, CM_DBL, OFF(end), NULL, NULL, "E", "segment end in seconds (E <= S: the whole clip)"},
+    {"at", 0, CM_FN, OFF(at), NULL, NULL, "T1,T2,...", "explicit times in seconds (overrides --count/--start/--end)",
+     .parse = parse_times},
+    {"short-side", 0, CM_INT, OFF(short_side), NULL, NULL, "N",
+     "resize so that the shorter side is N pixels, aspect kept (libswscale: area when shrinking, bicubic when "
+     "enlarging)", CM_IN(1, 65536)},
+    {"quality", 0, CM_INT, OFF(quality), NULL, "90", "Q", "JPEG quality (4:2:0 TurboJPEG)", CM_IN(1, 100)},
+    {"threads", 0, CM_INT, OFF(threads), NULL, "1", "N", "decoder threads per input", CM_IN(1, 64)},
+    {"no-skip", 0, CM_FLAG, OFF(no_skip), NULL, NULL, NULL,
+     "decode every frame on the way to a target (by default frames that no other frame references are skipped; "
+     "same pixels)"},
+    {"print-timestamps", 0, CM_FLAG, OFF(print_ts), NULL, NULL, NULL,
+     "one line per frame on stdout: INPUT INDEX ASKED PTS (seconds, 6 decimals; PTS is the presentation time of "
+     "the returned frame). In INPUT (here and on stderr) a backslash, newline, tab and carriage return are written "
+     "\\\\, \\n, \\t, \\r, other control bytes \\xHH; spaces are kept (read the last three fields from the right)"},
+    {"allow-truncated", 0, CM_FLAG, OFF(allow_truncated), NULL, NULL, NULL,
+     "keep a truncated input (its readable video ends more than max(0.5 s, 5%) before the duration the file "
+     "declares, or before --end): frames from the readable part, a warning on stderr. Without it such an input "
+     "fails (\"truncated: decoded A s of B s\")"},
+};
+#pragma GCC diagnostic pop
+
+static const char about[] =
+    "Picks frames of each video by timestamp, decodes exactly those frames (seek to the\n"
+    "keyframe before each, decode forward) and writes them as JPEG or as a .npy array.\n"
+    "The frame at time T is the one `ffmpeg -i INPUT -ss T -frames:v 1` gives: the first\n"
+    "frame whose timestamp is >= T, times counted in seconds from the start of the file\n"
+    "(its start time subtracted, as ffmpeg does); past the last frame: the last frame.\n"
+    "Rotation metadata is applied (as ffmpeg's autorotate).";
+
+static const char epilog[] =
+    "Exit status: 0 all inputs done, 1 some inputs failed (one line each on stderr:\n"
+    "\"frames: INPUT: reason\"; the others are processed; no partial outputs), 2 usage error.";
 
 /* Parses the options into jb; -1: go on, else the exit status. */
 static int parse_args(int argc, char **argv, job *jb, int *jobs, int *npy)
 {
-    static const struct option longopts[] = {
-        {"npy", no_argument, NULL, OPT_NPY},
-        {"count", required_argument, NULL, OPT_COUNT},
-        {"start", required_argument, NULL, OPT_START},
-        {"end", required_argument, NULL, OPT_END},
-        {"at", required_argument, NULL, OPT_AT},
-        {"short-side", required_argument, NULL, OPT_SHORT},
-        {"quality", required_argument, NULL, OPT_QUALITY},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"no-skip", no_argument, NULL, OPT_NOSKIP},
-        {"print-timestamps", no_argument, NULL, OPT_PRINT},
-        {"verbose", no_argument, NULL, OPT_VERBOSE},
-        {"allow-truncated", no_argument, NULL, OPT_TRUNC},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int have_start = 0, have_end = 0, c;
-    double start = 0, end = 0;
-    while ((c = getopt_long(argc, argv, "o:j:h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'o': jb->out = optarg; break;
-        case 'j':
-            if (cm_parse_int(optarg, 1, 1024, jobs)) goto bad;
-            break;
-        case OPT_NPY: *npy = 1; break;
-        case OPT_COUNT:
-            if (cm_parse_int(optarg, 1, FR_MAX_FRAMES, &jb->req.count)) goto bad;
-            break;
-        case OPT_START:
-            if (cm_parse_double(optarg, -DBL_MAX, DBL_MAX, &start)) goto bad;
-            have_start = 1;
-            break;
-        case OPT_END:
-            if (cm_parse_double(optarg, -DBL_MAX, DBL_MAX, &end)) goto bad;
-            have_end = 1;
-            break;
-        case OPT_AT:
-            if (parse_times(optarg, jb->at, &jb->req.n_at)) goto bad;
+    cli c = {0};
+    cm_opts_default(opts, sizeof opts / sizeof *opts, &c);
+    const cm_opt_group groups[] = {{NULL, opts, sizeof opts / sizeof *opts, &c}};
+    const cm_cli cl = {.prog = "frames", .usage = "usage: frames [options] INPUT...", .about = about,
+                       .epilog = epilog, .std = CM_STD_QUIET | CM_STD_VERBOSE | CM_STD_JOBS,
+                       .jobs_help = "inputs processed in parallel (default 1)",
+                       .quiet_help = "no warnings (a kept truncated input); errors are still printed",
+                       .verbose_help = "show FFmpeg's warnings (decoding errors of damaged files), and per input on "
+                                       "stderr: \"frames: INPUT: N frames decoded\"",
+                       .min_pos = 1, .max_pos = -1, .pos_name = "INPUT", .groups = groups, .ngroups = 1};
+    cm_args a;
+    int rc = cm_cli_run(&cl, argc, argv, &a);
+    if (rc < 0) {
+        jb->out = c.out;
+        *npy = c.npy;
+        *jobs = a.jobs ? a.jobs : 1;
+        jb->req.count = c.count;
+        jb->req.short_side = c.short_side;
+        jb->req.threads = c.threads;
+        jb->quality = c.quality;
+        jb->req.flags |= c.no_skip ? FR_NO_SKIP : 0;
+        jb->print_ts = c.print_ts;
+        jb->req.allow_truncated = c.allow_truncated;
+        jb->verbose = a.verbose;
+        jb->quiet = a.quiet;
+        if (a.verbose)
+            av_log_set_level(AV_LOG_WARNING);
+        if (c.at.n) {
+            memcpy(jb->at, c.at.t, sizeof jb->at);
+            jb->req.n_at = c.at.n;
             jb->req.at = jb->at;
-            break;
-        case OPT_SHORT:
-            if (cm_parse_int(optarg, 1, 65536, &jb->req.short_side)) goto bad;
-            break;
-        case OPT_QUALITY:
-            if (cm_parse_int(optarg, 1, 100, &jb->quality)) goto bad;
-            break;
-        case OPT_THREADS:
-            if (cm_parse_int(optarg, 1, 64, &jb->req.threads)) goto bad;
-            break;
-        case OPT_NOSKIP: jb->req.flags |= FR_NO_SKIP; break;
-        case OPT_PRINT: jb->print_ts = 1; break;
-        case OPT_VERBOSE: av_log_set_level(AV_LOG_WARNING); jb->verbose = 1; break;
-        case OPT_TRUNC: jb->req.allow_truncated = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;
         }
-        continue;
-    bad:
-        fprintf(stderr, "frames: bad value for option %s: %s\n", argv[optind - 1], optarg);
-        return 2;
+        int have_start = cm_args_given(&a, "start"), have_end = cm_args_given(&a, "end");
+        jb->inputs = a.pos; /* kept for the run (freed at exit) */
+        a.pos = NULL;
+        jb->n_inputs = a.npos;
+        jb->req.start = c.start;
+        jb->req.end = have_end ? c.end : (have_start ? INFINITY : 0);
     }
-    jb->inputs = argv + optind;
-    jb->n_inputs = argc - optind;
-    jb->req.start = start;
-    jb->req.end = have_end ? end : (have_start ? INFINITY : 0);
-    return -1;
+    cm_args_free(&a);
+    return rc;
 }
 
 /* The output kind (-o FILE.npy, -o DIR --npy, JPEG folders); -1: go on, else the exit status. */
 static int check_outputs(job *jb, int npy)
 {
-    if (jb->n_inputs < 1) {
-        fprintf(stderr, "frames: no input (see frames --help)\n");
-        return 2;
-    }
     if (jb->out && cm_has_suffix(jb->out, ".npy")) {
         if (jb->n_inputs > 1) {
             fprintf(stderr, "frames: -o FILE.npy takes one input (use -o DIR --npy for several)\n");
@@ -479,8 +462,6 @@ int main(int argc, char **argv)
 {
     job jb;
     memset(&jb, 0, sizeof jb);
-    jb.req.count = 1;
-    jb.quality = 90;
     /* Decoder warnings would drown the one line per bad input. */
     av_log_set_level(AV_LOG_QUIET);
     int jobs = 1, npy = 0, rc = parse_args(argc, argv, &jb, &jobs, &npy);
@@ -490,5 +471,6 @@ int main(int argc, char **argv)
         rc = make_out_folder(&jb);
     if (rc == 0)
         rc = run_inputs(&jb, jobs);
+    free(jb.inputs);
     return rc;
 }

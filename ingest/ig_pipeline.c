@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/cm_file.h"
+#include "common/cm_version.h"
 #include "common/cm_progress.h"
 #include "frames/frames.h"
 #include "ingest/ingest.h"
@@ -381,7 +382,7 @@ static char *plan_json(const run *r)
     cJSON_AddStringToObject(ix, "format", ST_FORMAT);
     cJSON_AddNumberToObject(ix, "version", ST_VERSION);
     cJSON_AddStringToObject(ix, "dataset", p->dataset);
-    cJSON_AddStringToObject(ix, "tool_version", "c2kd ingest 0.1");
+    cJSON_AddStringToObject(ix, "tool_version", cm_tool_version());
     cJSON *cl = cJSON_AddArrayToObject(ix, "classes");
     for (int i = 0; i < m->n_classes; i++)
         cJSON_AddItemToArray(cl, cJSON_CreateString(m->classes[i]));

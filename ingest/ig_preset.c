@@ -102,7 +102,9 @@ static int set_classes(ig_preset *p, const char *v, cm_err *err)
 
 int ig_preset_set(ig_preset *p, const char *key, const char *v, cm_err *err)
 {
-    int i;
+    int i = sp_params_set(&p->sp, key, v, err); /* the spectrogram settings: spectro's table */
+    if (i <= 0)
+        return i;
     if (!strcmp(key, "dataset"))
         return copy_str(key, v, p->dataset, sizeof p->dataset, err);
     if (!strcmp(key, "reader")) {
@@ -113,38 +115,6 @@ int ig_preset_set(ig_preset *p, const char *key, const char *v, cm_err *err)
         }
         return copy_str(key, v, p->reader, sizeof p->reader, err);
     }
-    if (!strcmp(key, "sample_rate"))
-        return parse_int(key, v, 1000, 384000, &p->sp.sample_rate, err);
-    if (!strcmp(key, "duration"))
-        return parse_double(key, v, 0.01, 3600, &p->sp.duration, err);
-    if (!strcmp(key, "window"))
-        return parse_int(key, v, 16, 65536, &p->sp.window, err);
-    if (!strcmp(key, "overlap"))
-        return parse_int(key, v, 0, 65535, &p->sp.overlap, err);
-    if (!strcmp(key, "window_kind"))
-        return sp_window_parse(v, &p->sp.window_kind) == 0
-                   ? 0
-                   : cm_err_set(err, "%s: expected one of tukey25, hann, got \"%s\"", key, v);
-    if (!strcmp(key, "scale")) {
-        static const char *const o[] = {"density", "magnitude"};
-        if ((i = one_of(key, v, o, 2, err)) < 0)
-            return -1;
-        p->sp.scale = (sp_scale)i;
-        return 0;
-    }
-    if (!strcmp(key, "normalize")) {
-        static const char *const o[] = {"none", "clip"};
-        if ((i = one_of(key, v, o, 2, err)) < 0)
-            return -1;
-        p->sp.normalize = (sp_norm)i;
-        return 0;
-    }
-    if (!strcmp(key, "detrend"))
-        return parse_int(key, v, 0, 1, &p->sp.detrend, err);
-    if (!strcmp(key, "log"))
-        return parse_int(key, v, 0, 1, &p->sp.log, err);
-    if (!strcmp(key, "log_eps"))
-        return parse_double(key, v, 0, 1, &p->sp.log_eps, err);
     if (!strcmp(key, "frames"))
         return parse_int(key, v, 1, 64, &p->frames, err);
     if (!strcmp(key, "use_segment"))
@@ -230,24 +200,23 @@ int ig_preset_load(ig_preset *p, const char *path, cm_err *err)
             rc = cm_err_prefix(err, "line %d", t.lineno);
     }
     ig_lines_close(&t);
-    if (rc == 0 && p->sp.overlap >= p->sp.window)
-        rc = cm_err_set(err, "overlap must be smaller than window");
+    if (rc == 0)
+        rc = sp_params_check(&p->sp, err);
     return rc;
+}
+
+/* One spectrogram setting into the recipe's "audio" object. */
+static int add_setting(void *ctx, const char *key, const char *text, double num, int is_int)
+{
+    (void)is_int;
+    cJSON *a = ctx;
+    return (text ? cJSON_AddStringToObject(a, key, text) : cJSON_AddNumberToObject(a, key, num)) ? 0 : -1;
 }
 
 char *ig_preset_recipe_json(const ig_preset *p)
 {
     cJSON *r = cJSON_CreateObject(), *a = cJSON_CreateObject(), *v = cJSON_CreateObject();
-    cJSON_AddNumberToObject(a, "sample_rate", p->sp.sample_rate);
-    cJSON_AddNumberToObject(a, "duration", p->sp.duration);
-    cJSON_AddNumberToObject(a, "window", p->sp.window);
-    cJSON_AddNumberToObject(a, "overlap", p->sp.overlap);
-    cJSON_AddStringToObject(a, "window_kind", sp_window_name(p->sp.window_kind));
-    cJSON_AddStringToObject(a, "scale", sp_scale_name(p->sp.scale));
-    cJSON_AddNumberToObject(a, "detrend", p->sp.detrend);
-    cJSON_AddNumberToObject(a, "log", p->sp.log);
-    cJSON_AddNumberToObject(a, "log_eps", p->sp.log_eps);
-    cJSON_AddStringToObject(a, "normalize", sp_norm_name(p->sp.normalize));
+    sp_params_each(&p->sp, add_setting, a); /* spectro's table, in its order */
     cJSON_AddStringToObject(a, "fix_length", "tile then cut, clip to [-1, 1]");
     cJSON_AddNumberToObject(a, "bins", (double)sp_num_bins(&p->sp));
     cJSON_AddNumberToObject(a, "frames",

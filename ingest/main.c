@@ -1,7 +1,6 @@
 /* ingest: a dataset (native layout or normalized manifest) -> HDF5 shards. */
-#define TOOL_NAME "ingest"
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include <libavutil/log.h>
 
 #include "common/cm_file.h"
+#include "common/cm_opts.h"
 #include "common/cm_pool.h"
 #include "ingest/ingest.h"
 #include "h5/h5.h"
@@ -26,70 +26,14 @@ static void usage_datasets(FILE *f)
         fprintf(f, "  %-10s %s\n", ig_readers[i].name, ig_readers[i].layout);
 }
 
-static void usage(FILE *f)
+static int parse_size(const char *s, void *field, cm_err *err)
 {
-    fprintf(f,
-            "usage: ingest --dataset NAME --root DIR [--out DIR] [--jobs N] [options]\n"
-            "       ingest --manifest FILE [--dataset NAME] [--out DIR] [options]\n"
-            "\n"
-            "Turns a dataset into HDF5 shards (docs/FORMAT.md): for every row, the log\n"
-            "spectrogram of its audio segment and F JPEG frames of its video, in parallel;\n"
-            "rows that cannot be ingested go to OUT/failures.tsv. Re-running the same\n"
-            "command keeps complete shards and does the rest (also after a kill).\n"
-            "\n"
-            "  --dataset NAME      preset manifests/NAME.conf (the datasets below)\n"
-            "  --root DIR          the dataset in its native layout (see the preset)\n"
-            "  --out DIR           output folder (default data/NAME)\n"
-            "  --jobs N            worker threads (default: all cores)\n"
-            "  --preset FILE       a preset file instead of manifests/NAME.conf\n"
-            "  --manifest FILE     a normalized manifest (TSV: id audio video label split start end;\n"
-            "                      paths relative to --root or to the manifest's folder; start/end '-'\n"
-            "                      for the whole clip) instead of a native layout\n"
-            "  --classes FILE      with --manifest: class names in index order, one per line\n"
-            "                      (default: sorted labels)\n"
-            "  --set KEY=VALUE     override one preset key (repeatable), e.g. --set frames=3\n"
-            "  --full              VGGSound: the full lists (train.csv/test.csv), not the tiny ones\n"
-            "  --shard-items N     rows covered by one shard (default: from --shard-size)\n"
-            "  --shard-size BYTES  approximate shard size, suffix K/M/G (default 1G)\n"
-            "  --float32           store spectrograms as float32 (default float16)\n"
-            "  --write-manifest F  write the normalized manifest to F ('-': stdout), then stop\n"
-            "  --part K/N          only the plan's shards i with i mod N = K (shards numbered\n"
-            "                      across splits in manifest order; the plan depends only on\n"
-            "                      the manifest and the options), so N processes (Slurm array\n"
-            "                      tasks: --part $SLURM_ARRAY_TASK_ID/N) fill one --out together;\n"
-            "                      the last part to finish writes index.json (or `store index\n"
-            "                      OUT`). Under mpirun or srun K/N default to the rank and size\n"
-            "                      (OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE, or SLURM_PROCID/\n"
-            "                      SLURM_STEP_NUM_TASKS); no MPI library is needed\n"
-            "  --wisdom FILE       FFTW wisdom file (default: the spectro cache)\n"
-            "  --allow-truncated   keep media whose decoded audio or video ends clearly before the\n"
-            "                      duration the file declares or the row's segment (default: the\n"
-            "                      row goes to failures.tsv, \"truncated: decoded A s of B s\")\n"
-            "  --quiet             no progress output\n"
-            "  --help              this text\n"
-            "\n"
-            "The output folder is locked (OUT/.lock): a second ingest into it is refused at\n"
-            "once, naming the holder's pid; parts of one set run together only with the same\n"
-            "manifest and options (OUT/plan.json). Annotation ids, splits and paths are\n"
-            "checked (no '/', '..' or control characters; splits [A-Za-z0-9_-]; ids of at\n"
-            "most 255 bytes); times are plain decimals (\"3\", \"2.5\"); a row that is not\n"
-            "UTF-8 text (a NUL byte, a control character) or fails a check is one line of\n"
-            "failures.tsv and the rows after it are read. Labels are trimmed; labels that\n"
-            "differ only in case are noted (stderr, '#note' lines of failures.tsv).\n"
-            "\n"
-            "Presets are found in $C2KD_MANIFESTS, then manifests/ beside the build folder,\n"
-            "then ./manifests. Exit status: 0 all rows ingested, 1 some failed (listed) or a\n"
-            "fatal error, 2 usage error.\n");
-    usage_datasets(f);
-}
-
-static int parse_size(const char *s, size_t *out)
-{
+    size_t *out = field;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || v <= 0)
-        return -1;
+    if (errno || end == s || !(v > 0) || v > 1e15)
+        return cm_err_set(err, "\"%s\" is not a size like 512M", s);
     double mul = 1;
     if (*end == 'K' || *end == 'k')
         mul = 1024.0, end++;
@@ -98,23 +42,46 @@ static int parse_size(const char *s, size_t *out)
     else if (*end == 'G' || *end == 'g')
         mul = 1024.0 * 1024 * 1024, end++;
     if (*end)
-        return -1;
+        return cm_err_set(err, "\"%s\" is not a size like 512M", s);
     *out = (size_t)(v * mul);
     return 0;
 }
 
 /* ---- the command line ---- */
 
+/* --set KEY=VALUE, repeatable. */
+typedef struct sets {
+    const char *kv[64];
+    int n;
+} sets;
+
+/* --part K/N. */
+typedef struct part {
+    int k, n;
+} part;
+
 typedef struct cli {
     const char *dataset, *root, *out, *preset_file, *manifest, *classes, *write_manifest, *wisdom;
-    int jobs, quiet, full, f32, part_k, part_n, allow_truncated;
-    size_t shard_items, shard_bytes;
-    char *sets[64];
-    int nsets;
+    int jobs, quiet, verbose, full, f32, allow_truncated;
+    part part;
+    long long shard_items;
+    size_t shard_bytes;
+    sets set;
 } cli;
 
+static int parse_set(const char *v, void *field, cm_err *err)
+{
+    sets *s = field;
+    if (!strchr(v, '=') || v[0] == '=')
+        return cm_err_set(err, "expected KEY=VALUE, got \"%s\"", v);
+    if (s->n == 64)
+        return cm_err_set(err, "more than 64 given");
+    s->kv[s->n++] = v;
+    return 0;
+}
+
 /* "K/N" with 0 <= K < N <= 65536. */
-static int parse_part(const char *s, int *k, int *n)
+static int parse_part_text(const char *s, int *k, int *n)
 {
     char *end;
     long a = strtol(s, &end, 10);
@@ -142,7 +109,7 @@ static int part_from_env(cli *c)
             continue;
         char buf[64];
         snprintf(buf, sizeof buf, "%.20s/%.20s", r, n);
-        if (parse_part(buf, &c->part_k, &c->part_n) != 0) {
+        if (parse_part_text(buf, &c->part.k, &c->part.n) != 0) {
             fprintf(stderr, "ingest: %s=%s, %s=%s: not a rank and a size\n", vars[i][0], r, vars[i][1], n);
             return 2;
         }
@@ -151,82 +118,106 @@ static int part_from_env(cli *c)
     return 0;
 }
 
+static int parse_part(const char *v, void *field, cm_err *err)
+{
+    part *p = field;
+    if (parse_part_text(v, &p->k, &p->n) != 0)
+        return cm_err_set(err, "expected K/N with 0 <= K < N <= 65536, got \"%s\"", v);
+    return 0;
+}
+
+#define OFF(f) offsetof(cli, f)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+static const cm_opt opts[] = {
+    {"dataset", 'd', CM_STR, OFF(dataset), NULL, NULL, "NAME", "preset manifests/NAME.conf (the datasets below)"},
+    {"root", 'r', CM_STR, OFF(root), NULL, NULL, "DIR", "the dataset in its native layout (see the preset)"},
+    {"out", 'o', CM_STR, OFF(out), NULL, NULL, "DIR", "output folder (default data/NAME)"},
+    {"preset", 0, CM_STR, OFF(preset_file), NULL, NULL, "FILE", "a preset file instead of manifests/NAME.conf"},
+    {"manifest", 0, CM_STR, OFF(manifest), NULL, NULL, "FILE",
+     "a normalized manifest (TSV: id audio video label split start end; paths relative to --root or to the "
+     "manifest's folder; start/end '-' for the whole clip) instead of a native layout"},
+    {"classes", 0, CM_STR, OFF(classes), NULL, NULL, "FILE",
+     "with --manifest: class names in index order, one per line (default: sorted labels)"},
+    {"set", 0, CM_FN, OFF(set), NULL, NULL, "KEY=VALUE",
+     "override one preset key (repeatable), e.g. --set frames=3; the spectrogram keys are spectro's settings "
+     "(spectro --help)", .parse = parse_set},
+    {"full", 0, CM_FLAG, OFF(full), NULL, NULL, NULL, "VGGSound: the full lists (train.csv/test.csv), not the tiny ones"},
+    {"shard-items", 0, CM_LL, OFF(shard_items), NULL, NULL, "N", "rows covered by one shard (default: from --shard-size)",
+     CM_MIN(1)},
+    {"shard-size", 0, CM_FN, OFF(shard_bytes), NULL, "1G", "BYTES", "approximate shard size, suffix K/M/G",
+     .parse = parse_size},
+    {"float32", 0, CM_FLAG, OFF(f32), NULL, NULL, NULL, "store spectrograms as float32 (default float16)"},
+    {"write-manifest", 0, CM_STR, OFF(write_manifest), NULL, NULL, "F",
+     "write the normalized manifest to F ('-': stdout), then stop"},
+    {"part", 0, CM_FN, OFF(part), NULL, NULL, "K/N",
+     "only the plan's shards i with i mod N = K (shards numbered across splits in manifest order; the plan depends "
+     "only on the manifest and the options), so N processes (Slurm array tasks: --part $SLURM_ARRAY_TASK_ID/N) "
+     "fill one --out together; the last part to finish writes index.json (or `store index OUT`). Under mpirun or "
+     "srun K/N default to the rank and size (OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE, or SLURM_PROCID/"
+     "SLURM_STEP_NUM_TASKS); no MPI library is needed", .parse = parse_part},
+    {"wisdom", 0, CM_STR, OFF(wisdom), NULL, NULL, "FILE", "FFTW wisdom file (default: the spectro cache)"},
+    {"allow-truncated", 0, CM_FLAG, OFF(allow_truncated), NULL, NULL, NULL,
+     "keep media whose decoded audio or video ends clearly before the duration the file declares or the row's "
+     "segment (default: the row goes to failures.tsv, \"truncated: decoded A s of B s\")"},
+};
+#pragma GCC diagnostic pop
+
+static const char about[] =
+    "Turns a dataset into HDF5 shards (docs/FORMAT.md): for every row, the log\n"
+    "spectrogram of its audio segment and F JPEG frames of its video, in parallel;\n"
+    "rows that cannot be ingested go to OUT/failures.tsv. Re-running the same\n"
+    "command keeps complete shards and does the rest (also after a kill).";
+
+static const char epilog[] =
+    "The output folder is locked (OUT/.lock): a second ingest into it is refused at\n"
+    "once, naming the holder's pid; parts of one set run together only with the same\n"
+    "manifest and options (OUT/plan.json). Annotation ids, splits and paths are\n"
+    "checked (no '/', '..' or control characters; splits [A-Za-z0-9_-]; ids of at\n"
+    "most 255 bytes); times are plain decimals (\"3\", \"2.5\"); a row that is not\n"
+    "UTF-8 text (a NUL byte, a control character) or fails a check is one line of\n"
+    "failures.tsv and the rows after it are read. Labels are trimmed; labels that\n"
+    "differ only in case are noted (stderr, '#note' lines of failures.tsv).\n"
+    "\n"
+    "Presets are found in $C2KD_MANIFESTS, then manifests/ beside the build folder,\n"
+    "then ./manifests. Exit status: 0 all rows ingested, 1 some failed (listed) or a\n"
+    "fatal error, 2 usage error.";
+
 /* -1: go on; else the exit status. */
 static int parse_args(int argc, char **argv, cli *c)
 {
-    enum { O_PRESET = 256, O_MANIFEST, O_CLASSES, O_SET, O_FULL, O_ITEMS, O_SIZE, O_F32, O_WM, O_WISDOM, O_QUIET,
-           O_PART, O_TRUNC };
-    static const struct option opts[] = {
-        {"dataset", required_argument, NULL, 'd'}, {"root", required_argument, NULL, 'r'},
-        {"out", required_argument, NULL, 'o'}, {"jobs", required_argument, NULL, 'j'},
-        {"preset", required_argument, NULL, O_PRESET}, {"manifest", required_argument, NULL, O_MANIFEST},
-        {"classes", required_argument, NULL, O_CLASSES}, {"set", required_argument, NULL, O_SET},
-        {"full", no_argument, NULL, O_FULL}, {"shard-items", required_argument, NULL, O_ITEMS},
-        {"shard-size", required_argument, NULL, O_SIZE}, {"float32", no_argument, NULL, O_F32},
-        {"write-manifest", required_argument, NULL, O_WM}, {"wisdom", required_argument, NULL, O_WISDOM},
-        {"quiet", no_argument, NULL, O_QUIET}, {"part", required_argument, NULL, O_PART},
-        {"allow-truncated", no_argument, NULL, O_TRUNC},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    int o, part_given = 0;
-    while ((o = getopt_long(argc, argv, "d:r:o:j:h", opts, NULL)) != -1) {
-        char *end;
-        switch (o) {
-        case 'd': c->dataset = optarg; break;
-        case 'r': c->root = optarg; break;
-        case 'o': c->out = optarg; break;
-        case 'j':
-            c->jobs = (int)strtol(optarg, &end, 10);
-            if (*end || c->jobs < 1 || c->jobs > 1024) {
-                fprintf(stderr, "ingest: --jobs: expected 1..1024, got \"%s\"\n", optarg);
-                return 2;
-            }
-            break;
-        case O_PRESET: c->preset_file = optarg; break;
-        case O_MANIFEST: c->manifest = optarg; break;
-        case O_CLASSES: c->classes = optarg; break;
-        case O_SET:
-            if (c->nsets == 64 || !strchr(optarg, '=')) {
-                fprintf(stderr, "ingest: --set: expected KEY=VALUE, got \"%s\"\n", optarg);
-                return 2;
-            }
-            c->sets[c->nsets++] = optarg;
-            break;
-        case O_FULL: c->full = 1; break;
-        case O_ITEMS: {
-            long long v = strtoll(optarg, &end, 10);
-            if (*end || v < 1) {
-                fprintf(stderr, "ingest: --shard-items: expected a positive integer, got \"%s\"\n", optarg);
-                return 2;
-            }
-            c->shard_items = (size_t)v;
-            break;
-        }
-        case O_SIZE:
-            if (parse_size(optarg, &c->shard_bytes) != 0) {
-                fprintf(stderr, "ingest: --shard-size: expected a size like 512M, got \"%s\"\n", optarg);
-                return 2;
-            }
-            break;
-        case O_F32: c->f32 = 1; break;
-        case O_WM: c->write_manifest = optarg; break;
-        case O_WISDOM: c->wisdom = optarg; break;
-        case O_QUIET: c->quiet = 1; break;
-        case O_TRUNC: c->allow_truncated = 1; break;
-        case O_PART:
-            if (parse_part(optarg, &c->part_k, &c->part_n) != 0) {
-                fprintf(stderr, "ingest: --part: expected K/N with 0 <= K < N, got \"%s\"\n", optarg);
-                return 2;
-            }
-            part_given = 1;
-            break;
-        case 'h': usage(stdout); return 0;
-        default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;
-        }
+    const cm_opt_group groups[] = {{NULL, opts, sizeof opts / sizeof *opts, c}};
+    const cm_cli cl = {.prog = "ingest",
+                       .usage = "usage: ingest --dataset NAME --root DIR [--out DIR] [--jobs N] [options]\n"
+                                "       ingest --manifest FILE [--dataset NAME] [--out DIR] [options]",
+                       .about = about, .epilog = epilog, .std = CM_STD_QUIET | CM_STD_VERBOSE | CM_STD_JOBS,
+                       .jobs_help = "worker threads (default: all cores)",
+                       .quiet_help = "no progress output",
+                       .verbose_help = "let FFmpeg print its warnings (decoding problems are otherwise reported "
+                                       "once per row, in failures.tsv)",
+                       .max_pos = 0, .groups = groups, .ngroups = 1};
+    cm_args a;
+    cm_err err = {{0}};
+    int rc = -1;
+    if (cm_cli_parse(&cl, argc, argv, &a, &err) != 0) {
+        cm_args_free(&a);
+        return cm_cli_usage_error(&cl, stderr, err.msg);
     }
-    if (optind < argc) {
-        fprintf(stderr, "ingest: unexpected argument \"%s\"\n", argv[optind]);
-        return 2;
+    if (a.help) {
+        cm_cli_help(&cl, stdout);
+        usage_datasets(stdout); /* after the generated help: the preset files and the reader table */
+        rc = 0;
+    } else if (a.version) {
+        cm_cli_version(&cl, stdout);
+        rc = 0;
     }
+    int part_given = cm_args_given(&a, "part");
+    c->quiet = a.quiet;
+    c->verbose = a.verbose;
+    c->jobs = a.jobs;
+    cm_args_free(&a);
+    if (rc >= 0)
+        return rc;
     if (!c->dataset && !c->manifest && !c->preset_file) {
         fprintf(stderr, "ingest: give --dataset NAME (or --manifest FILE); see --help\n");
         return 2;
@@ -266,13 +257,13 @@ static int load_preset(const cli *c, ig_preset *p)
     }
     if (c->dataset)
         snprintf(p->dataset, sizeof p->dataset, "%s", c->dataset);
-    for (int i = 0; i < c->nsets; i++) {
+    for (int i = 0; i < c->set.n; i++) {
         char kv[512];
-        snprintf(kv, sizeof kv, "%s", c->sets[i]);
+        snprintf(kv, sizeof kv, "%s", c->set.kv[i]);
         char *eq = strchr(kv, '=');
         *eq = '\0';
         if (ig_preset_set(p, kv, eq + 1, &err) != 0) {
-            fprintf(stderr, "ingest: --set %s: %s\n", c->sets[i], err.msg);
+            fprintf(stderr, "ingest: --set %s: %s\n", c->set.kv[i], err.msg);
             return 2;
         }
     }
@@ -280,8 +271,8 @@ static int load_preset(const cli *c, ig_preset *p)
         snprintf(p->subset, sizeof p->subset, "full");
     if (c->f32)
         p->spec_float32 = 1;
-    if (p->sp.overlap >= p->sp.window) {
-        fprintf(stderr, "ingest: overlap must be smaller than window\n");
+    if (sp_params_check(&p->sp, &err) != 0) {
+        fprintf(stderr, "ingest: %s\n", err.msg);
         return 2;
     }
     return 0;
@@ -385,7 +376,7 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &c);
     if (rc >= 0)
         return rc;
-    av_log_set_level(AV_LOG_FATAL); /* decoding problems are reported per row, once */
+    av_log_set_level(c.verbose ? AV_LOG_WARNING : AV_LOG_FATAL); /* decoding problems are reported per row, once */
     ig_preset p;
     ig_preset_init(&p);
     if ((rc = load_preset(&c, &p)) != 0) {
@@ -413,8 +404,8 @@ int main(int argc, char **argv)
         if (!c.wisdom && sp_default_wisdom_path(wis, sizeof wis) == 0)
             c.wisdom = wis;
         ig_options o = {.out = c.out ? c.out : outbuf, .jobs = c.jobs > 0 ? c.jobs : cm_ncpu(),
-                        .shard_items = c.shard_items, .shard_bytes = c.shard_bytes, .wisdom = c.wisdom,
-                        .log = c.quiet ? NULL : stderr, .part_k = c.part_k, .part_n = c.part_n,
+                        .shard_items = (size_t)c.shard_items, .shard_bytes = c.shard_bytes, .wisdom = c.wisdom,
+                        .log = c.quiet ? NULL : stderr, .part_k = c.part.k, .part_n = c.part.n,
                         .allow_truncated = c.allow_truncated};
         rc = ingest(&c, &p, &m, &o);
     }

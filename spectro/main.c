@@ -1,7 +1,6 @@
 /* spectro: media files -> log spectrograms (.npy / .h5). See --help. */
-#define TOOL_NAME "spectro"
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <limits.h>
 #include <math.h>
 #include <hdf5.h>
@@ -14,80 +13,12 @@
 #include "common/cm_err.h"
 #include "common/cm_file.h"
 #include "common/cm_npy.h"
-#include "common/cm_parse.h"
+#include "common/cm_opts.h"
 #include "common/cm_pool.h"
 #include "common/cm_progress.h"
+#include "common/cm_version.h"
 #include "spectro/spectro.h"
 #include "h5/h5.h"
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-"usage: spectro [options] INPUT... -o OUT\n"
-"\n"
-"Decodes the audio of each INPUT (any file FFmpeg opens), downmixes to mono,\n"
-"resamples to --sample-rate, takes the segment [--start, --end) if given, tiles\n"
-"it (repeats it) to --duration seconds or cuts it, clips samples to [-1, 1], and\n"
-"computes the spectrogram of scipy.signal.spectrogram(x, fs, nperseg=WINDOW,\n"
-"noverlap=OVERLAP) (periodic Tukey(0.25) window, per-segment mean removal,\n"
-"density scaling, one-sided), then log(S + 1e-7). Output: float32 [bins, T]\n"
-"(frequency first), 257 x 1004 for the defaults. Times are on the file's clock,\n"
-"from its start time as `ffmpeg -ss` counts them: audio that starts after the\n"
-"file (after its video) is preceded by silence, audio before it is cut.\n"
-"\n"
-"Output:\n"
-"  -o, --output OUT      one INPUT: OUT ending in .npy (NumPy) or .h5 (HDF5, dataset\n"
-"                        'spectrogram' with the parameters as attributes);\n"
-"                        otherwise OUT is a folder (created) that receives\n"
-"                        <input name without extension>.npy for each INPUT\n"
-"      --fsync           flush each output to disk before renaming it into place\n"
-"                        (survives power loss; costs several ms per file)\n"
-"Processing:\n"
-"  -j, --jobs N          inputs processed in parallel (default: all cores)\n"
-"      --sample-rate HZ  target sample rate (default 16000)\n"
-"      --duration S      length after tiling/cutting, seconds (default 10)\n"
-"      --start S         segment start, seconds (default 0)\n"
-"      --end S           segment end, seconds (default: end of the audio)\n"
-"      --window N        FFT/segment length, nperseg (default 512)\n"
-"      --overlap N       overlap between segments, noverlap (default 353)\n"
-"      --window-fn F     tukey25 (periodic Tukey 0.25, scipy's default; default;\n"
-"                        'tukey' and 'tukey0.25' are accepted spellings)\n"
-"                        or hann (periodic Hann)\n"
-"      --scale S         density: |FFT|^2 / (fs * sum(w^2)), one-sided (default);\n"
-"                        magnitude: |FFT| unscaled (librosa's |STFT|)\n"
-"      --no-detrend      keep each segment's mean (scipy detrend=False)\n"
-"      --no-log          write S itself instead of log(S + eps)\n"
-"      --log-eps E       epsilon inside the log (default 1e-7)\n"
-"      --normalize M     none (default) or clip: (X - mean) / (std + 1e-9) per clip\n"
-"      --allow-truncated keep an input whose decoded audio ends more than max(0.5 s, 5%%)\n"
-"                        before the duration the file declares or before --end (a warning\n"
-"                        on stderr); without it such an input fails with\n"
-"                        'truncated: decoded A s of B s'\n"
-"FFT planning:\n"
-"      --wisdom FILE     FFTW wisdom file read and updated (default:\n"
-"                        $C2KD_FFTW_WISDOM, else $XDG_CACHE_HOME/c2kd/fftw-wisdom-f32,\n"
-"                        else ~/.cache/c2kd/fftw-wisdom-f32)\n"
-"      --no-wisdom       neither read nor write wisdom\n"
-"      --fftw-planner P  measure (default), estimate, patient or exhaustive: FFTW's\n"
-"                        planning effort (the result differs by float32 rounding only)\n"
-"Debugging:\n"
-"      --samples         write the decoded mono samples at --sample-rate (before the\n"
-"                        segment and length are applied) as float32 [n] instead of\n"
-"                        the spectrogram (.npy only)\n"
-"Reporting:\n"
-"      --timing          print time per stage (decode, length, spectrogram, write) on stderr\n"
-"  -q, --quiet           no progress display\n"
-"  -v, --verbose         let FFmpeg print its warnings\n"
-"  -h, --help            this help\n"
-"\n"
-"A bad input (missing, not media, truncated/corrupt, no audio stream, zero-length\n"
-"audio) gets one line 'spectro: INPUT: reason' on stderr and no output file; the\n"
-"other inputs are still processed. Exit status: 0 all done, 1 some inputs failed,\n"
-"2 usage error. Outputs are written under a temporary name and renamed when complete.\n");
-}
-
-enum { O_SR = 256, O_DUR, O_START, O_END, O_WIN, O_OVL, O_WFN, O_SCALE, O_NODET, O_NOLOG,
-       O_EPS, O_NORM, O_WISDOM, O_NOWISDOM, O_TIMING, O_SAMPLES, O_FSYNC, O_TRUNC, O_PLANNER };
 
 #define NSTAGE 4
 static const char *stage_names[NSTAGE] = {"decode", "length", "spectrogram", "write"};
@@ -111,6 +42,17 @@ typedef struct job {
 } job;
 
 
+/* One spectrogram setting as an attribute of the dataset, under the table's key
+ * (a CHOICE as its text, an INT or BOOL as a native int, the others as a double). */
+static int h5_setting(void *ctx, const char *key, const char *text, double num, int is_int)
+{
+    hid_t d = *(hid_t *)ctx;
+    if (text)
+        return h5_attr_str(d, key, text);
+    int i = (int)num;
+    return is_int ? h5_attr_write(d, key, H5T_NATIVE_INT, 0, &i) : h5_attr_write(d, key, H5T_NATIVE_DOUBLE, 0, &num);
+}
+
 static int write_h5(const char *path, const float *spec, size_t B, size_t T, const sp_params *p,
                     const char *source, double start, double end, cm_err *err)
 {
@@ -125,19 +67,10 @@ static int write_h5(const char *path, const float *spec, size_t B, size_t T, con
         hid_t d = H5Dcreate2(f, "spectrogram", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, spec) >= 0;
         if (ok)
-            ok = h5_attr_write(d, "sample_rate", H5T_NATIVE_INT, 0, &p->sample_rate) == 0 &&
-                 h5_attr_write(d, "duration", H5T_NATIVE_DOUBLE, 0, &p->duration) == 0 &&
-                 h5_attr_write(d, "window", H5T_NATIVE_INT, 0, &p->window) == 0 &&
-                 h5_attr_write(d, "overlap", H5T_NATIVE_INT, 0, &p->overlap) == 0 &&
-                 h5_attr_str(d, "window_fn", sp_window_name(p->window_kind)) == 0 &&
-                 h5_attr_str(d, "scale", sp_scale_name(p->scale)) == 0 &&
-                 h5_attr_write(d, "detrend", H5T_NATIVE_INT, 0, &p->detrend) == 0 &&
-                 h5_attr_write(d, "log", H5T_NATIVE_INT, 0, &p->log) == 0 &&
-                 h5_attr_write(d, "log_eps", H5T_NATIVE_DOUBLE, 0, &p->log_eps) == 0 &&
-                 h5_attr_str(d, "normalize", sp_norm_name(p->normalize)) == 0 &&
-                 h5_attr_write(d, "start", H5T_NATIVE_DOUBLE, 0, &start) == 0 &&
-                 h5_attr_write(d, "end", H5T_NATIVE_DOUBLE, 0, &end) == 0 &&
-                 h5_attr_str(d, "source", source) == 0;
+            ok = sp_params_each(p, h5_setting, &d) == 0 && h5_attr_write(d, "start", H5T_NATIVE_DOUBLE, 0, &start) == 0 &&
+                 h5_attr_write(d, "end", H5T_NATIVE_DOUBLE, 0, &end) == 0 && h5_attr_str(d, "source", source) == 0 &&
+                 h5_attr_str(d, "version", cm_version()) == 0 &&
+                 h5_attr_str(d, "git_revision", cm_git_revision()) == 0;
         if (d >= 0)
             H5Dclose(d);
         H5Sclose(sp);
@@ -280,71 +213,98 @@ typedef struct cli {
     int nin;
     char **inputs;
 } cli;
+_Static_assert(sizeof(sp_planner) == sizeof(int), "a CHOICE row writes an int");
 
-/* Options into c: 0, 1 for --help (printed), 2 for a usage error (printed). */
+#define OFF(f) offsetof(cli, f)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+static const cm_opt output_opts[] = {
+    {"output", 'o', CM_STR, OFF(out), NULL, NULL, "OUT",
+     "one INPUT: OUT ending in .npy (NumPy) or .h5 (HDF5, dataset 'spectrogram' with the settings, the source, "
+     "the segment and the version as attributes); otherwise OUT is a folder (created) that receives <input name "
+     "without extension>.npy for each INPUT (required)"},
+    {"fsync", 0, CM_FLAG, OFF(sync), NULL, NULL, NULL,
+     "flush each output to disk before renaming it into place (survives power loss; costs several ms per file)"},
+};
+static const cm_opt segment_opts[] = {
+    {"start", 0, CM_DBL, OFF(start), NULL, "0", "S", "segment start, seconds", CM_MIN(0)},
+    {"end", 0, CM_DBL, OFF(end), NULL, NULL, "S", "segment end, seconds; without it: the end of the audio", CM_MIN(0)},
+    {"allow-truncated", 0, CM_FLAG, OFF(allow_truncated), NULL, NULL, NULL,
+     "keep an input whose decoded audio ends more than max(0.5 s, 5%) before the duration the file declares or "
+     "before --end (a warning on stderr); without it such an input fails with 'truncated: decoded A s of B s'"},
+};
+static const cm_opt fft_opts[] = {
+    {"wisdom", 0, CM_STR, OFF(wisdom), NULL, NULL, "FILE",
+     "FFTW wisdom file read and updated (default: $C2KD_FFTW_WISDOM, else $XDG_CACHE_HOME/c2kd/fftw-wisdom-f32, "
+     "else ~/.cache/c2kd/fftw-wisdom-f32)"},
+    {"no-wisdom", 0, CM_FLAG, OFF(no_wisdom), NULL, NULL, NULL, "neither read nor write wisdom"},
+    {"fftw-planner", 0, CM_CHOICE, OFF(planner), SP_PLANNER_CHOICES, "measure", NULL,
+     "FFTW's planning effort (the result differs by float32 rounding only)"},
+};
+static const cm_opt report_opts[] = {
+    {"samples", 0, CM_FLAG, OFF(samples_only), NULL, NULL, NULL,
+     "write the decoded mono samples at --sample-rate (before the segment and length are applied) as float32 [n] "
+     "instead of the spectrogram (.npy only)"},
+    {"timing", 0, CM_FLAG, OFF(timing), NULL, NULL, NULL,
+     "print time per stage (decode, length, spectrogram, write) on stderr"},
+};
+#pragma GCC diagnostic pop
+#define N(t) (sizeof t / sizeof *t)
+
+static const char about[] =
+    "Decodes the audio of each INPUT (any file FFmpeg opens), downmixes to mono,\n"
+    "resamples to --sample-rate, takes the segment [--start, --end) if given, tiles\n"
+    "it (repeats it) to --duration seconds or cuts it, clips samples to [-1, 1], and\n"
+    "computes the spectrogram of scipy.signal.spectrogram(x, fs, nperseg=WINDOW,\n"
+    "noverlap=OVERLAP) (periodic Tukey(0.25) window, per-segment mean removal,\n"
+    "density scaling, one-sided), then log(S + 1e-7). Output: float32 [bins, T]\n"
+    "(frequency first), 257 x 1004 for the defaults. Times are on the file's clock,\n"
+    "from its start time as `ffmpeg -ss` counts them: audio that starts after the\n"
+    "file (after its video) is preceded by silence, audio before it is cut.";
+
+static const char epilog[] =
+    "The spectrogram settings are the keys of the presets (manifests/*.conf) and of\n"
+    "the shards' recipe, with '_' for '-' (docs/FORMAT.md).\n"
+    "A bad input (missing, not media, truncated/corrupt, no audio stream, zero-length\n"
+    "audio) gets one line 'spectro: INPUT: reason' on stderr and no output file; the\n"
+    "other inputs are still processed. Exit status: 0 all done, 1 some inputs failed,\n"
+    "2 usage error. Outputs are written under a temporary name and renamed when complete.";
+
+/* Options into c: -1 go on, else the exit status (help, version, usage error: printed). */
 static int parse_args(int argc, char **argv, cli *c)
 {
-    static const struct option opts[] = {
-        {"output", required_argument, 0, 'o'}, {"jobs", required_argument, 0, 'j'},
-        {"sample-rate", required_argument, 0, O_SR}, {"duration", required_argument, 0, O_DUR},
-        {"start", required_argument, 0, O_START}, {"end", required_argument, 0, O_END},
-        {"window", required_argument, 0, O_WIN}, {"overlap", required_argument, 0, O_OVL},
-        {"window-fn", required_argument, 0, O_WFN}, {"scale", required_argument, 0, O_SCALE},
-        {"no-detrend", no_argument, 0, O_NODET}, {"no-log", no_argument, 0, O_NOLOG},
-        {"log-eps", required_argument, 0, O_EPS}, {"normalize", required_argument, 0, O_NORM},
-        {"wisdom", required_argument, 0, O_WISDOM}, {"no-wisdom", no_argument, 0, O_NOWISDOM},
-        {"fftw-planner", required_argument, 0, O_PLANNER},
-        {"timing", no_argument, 0, O_TIMING}, {"samples", no_argument, 0, O_SAMPLES},
-        {"fsync", no_argument, 0, O_FSYNC}, {"allow-truncated", no_argument, 0, O_TRUNC},
-        {"quiet", no_argument, 0, 'q'},
-        {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    sp_params *p = &c->p;
-    int o;
-    const char *bad = NULL;
-    while ((o = getopt_long(argc, argv, "o:j:qvh", opts, NULL)) != -1) {
-        switch (o) {
-        case 'o': c->out = optarg; break;
-        case 'j': if (cm_parse_int(optarg, 1, INT_MAX, &c->jobs)) bad = "-j needs a positive integer"; break;
-        case O_SR: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p->sample_rate)) bad = "--sample-rate needs an integer"; break;
-        case O_DUR: if (cm_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &p->duration)) bad = "--duration needs a number"; break;
-        case O_START: if (cm_parse_double(optarg, 0, HUGE_VAL, &c->start)) bad = "--start needs a number >= 0"; break;
-        case O_END: if (cm_parse_double(optarg, 0, HUGE_VAL, &c->end)) bad = "--end needs a number >= 0"; break;
-        case O_WIN: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p->window)) bad = "--window needs an integer"; break;
-        case O_OVL: if (cm_parse_int(optarg, INT_MIN, INT_MAX, &p->overlap)) bad = "--overlap needs an integer"; break;
-        case O_WFN: if (sp_window_parse(optarg, &p->window_kind)) bad = "--window-fn is tukey25 or hann"; break;
-        case O_SCALE: if (sp_scale_parse(optarg, &p->scale)) bad = "--scale is density or magnitude"; break;
-        case O_NODET: p->detrend = 0; break;
-        case O_NOLOG: p->log = 0; break;
-        case O_EPS: if (cm_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &p->log_eps)) bad = "--log-eps needs a number"; break;
-        case O_NORM: if (sp_norm_parse(optarg, &p->normalize)) bad = "--normalize is none or clip"; break;
-        case O_WISDOM: c->wisdom = optarg; break;
-        case O_NOWISDOM: c->no_wisdom = 1; break;
-        case O_PLANNER: if (sp_planner_parse(optarg, &c->planner)) bad = "--fftw-planner is measure, estimate, patient or exhaustive"; break;
-        case O_TIMING: c->timing = 1; break;
-        case O_SAMPLES: c->samples_only = 1; break;
-        case O_FSYNC: c->sync = 1; break;
-        case O_TRUNC: c->allow_truncated = 1; break;
-        case 'q': c->quiet = 1; break;
-        case 'v': c->verbose = 1; break;
-        case 'h': usage(stdout); return 1;
-        default: fprintf(stderr, "Try '%s --help' for the options.\n", TOOL_NAME); return 2;
-        }
-        if (bad) {
-            fprintf(stderr, "spectro: %s\n", bad);
-            return 2;
-        }
+    size_t nset;
+    const cm_opt *set = sp_settings(&nset);
+    const cm_opt_group groups[] = {{"output", output_opts, N(output_opts), c},
+                                   {"segment", segment_opts, N(segment_opts), c},
+                                   {"spectrogram (preset and recipe keys: the names with '_')", set, nset, &c->p},
+                                   {"FFT planning", fft_opts, N(fft_opts), c},
+                                   {"debugging and reporting", report_opts, N(report_opts), c}};
+    const cm_cli cl = {.prog = "spectro", .usage = "usage: spectro [options] INPUT... -o OUT", .about = about,
+                       .epilog = epilog, .std = CM_STD_QUIET | CM_STD_VERBOSE | CM_STD_JOBS,
+                       .jobs_help = "inputs processed in parallel (default: all cores)",
+                       .verbose_help = "let FFmpeg print its warnings", .min_pos = 1, .max_pos = -1,
+                       .pos_name = "INPUT", .groups = groups, .ngroups = N(groups)};
+    cm_args a;
+    int rc = cm_cli_run(&cl, argc, argv, &a);
+    if (rc < 0) {
+        c->quiet = a.quiet;
+        c->verbose = a.verbose;
+        c->jobs = a.jobs;
+        c->nin = a.npos;
+        c->inputs = a.pos; /* kept for the run (freed at exit) */
+        a.pos = NULL;
     }
-    c->nin = argc - optind;
-    c->inputs = argv + optind;
-    return 0;
+    cm_args_free(&a);
+    return rc;
 }
 
 /* Usage errors of a parsed command line: 0, or 2 (printed). */
 static int check_args(const cli *c)
 {
     cm_err err = {{0}};
-    if (c->nin < 1 || !c->out) {
-        fprintf(stderr, "spectro: %s\nTry 'spectro --help'.\n", c->nin < 1 ? "no input" : "no output (-o OUT)");
+    if (!c->out) {
+        fprintf(stderr, "spectro: no output (-o OUT; see --help)\n");
         return 2;
     }
     if (c->end >= 0 && c->end <= c->start) {
@@ -527,16 +487,16 @@ static int run_inputs(const cli *c, const sp_stft *stft, char **outputs, double 
 
 int main(int argc, char **argv)
 {
+    char **outputs;
     cli c = {.end = -1};
     sp_params_default(&c.p);
     int rc = parse_args(argc, argv, &c);
-    if (rc != 0)
-        return rc == 1 ? 0 : rc;
-    if ((rc = check_args(&c)) != 0)
+    if (rc >= 0)
         return rc;
-    char **outputs = plan_outputs(&c, &rc);
-    if (!outputs)
+    if ((rc = check_args(&c)) != 0 || !(outputs = plan_outputs(&c, &rc))) {
+        free(c.inputs);
         return rc;
+    }
     sp_set_ffmpeg_log(c.verbose);
     h5_quiet_begin(&(h5_quiet){0}); /* for the whole run: the command reports HDF5 failures */
     double tplan = 0;
@@ -544,5 +504,6 @@ int main(int argc, char **argv)
     rc = stft ? run_inputs(&c, stft, outputs, tplan) : 1;
     sp_stft_destroy(stft);
     free_outputs(outputs, c.nin);
+    free(c.inputs);
     return rc;
 }

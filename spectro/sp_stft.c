@@ -39,41 +39,6 @@ struct sp_stft {
     fftwf_plan plan; /* batched r2c, SP_BLOCK transforms */
 };
 
-void sp_params_default(sp_params *p)
-{
-    p->sample_rate = 16000;
-    p->duration = 10.0;
-    p->window = 512;
-    p->overlap = 353;
-    p->window_kind = SP_WINDOW_TUKEY25;
-    p->scale = SP_SCALE_DENSITY;
-    p->detrend = 1;
-    p->log = 1;
-    p->log_eps = 1e-7;
-    p->normalize = SP_NORM_NONE;
-}
-
-int sp_params_check(const sp_params *p, cm_err *err)
-{
-    if (p->sample_rate < 1000 || p->sample_rate > 384000)
-        return cm_err_set(err, "sample rate %d out of range [1000, 384000]", p->sample_rate);
-    if (!(p->duration > 0) || p->duration * p->sample_rate > 1e9)
-        return cm_err_set(err, "duration %g out of range", p->duration);
-    if (p->window < 8 || p->window > 65536)
-        return cm_err_set(err, "window %d out of range [8, 65536]", p->window);
-    if (p->overlap < 0 || p->overlap >= p->window)
-        return cm_err_set(err, "overlap %d must be in [0, window)", p->overlap);
-    if (p->window_kind != SP_WINDOW_TUKEY25 && p->window_kind != SP_WINDOW_HANN)
-        return cm_err_set(err, "unknown window kind");
-    if (p->scale != SP_SCALE_DENSITY && p->scale != SP_SCALE_MAGNITUDE)
-        return cm_err_set(err, "unknown scale");
-    if (p->normalize != SP_NORM_NONE && p->normalize != SP_NORM_CLIP)
-        return cm_err_set(err, "unknown normalisation");
-    if (p->log && !(p->log_eps > 0))
-        return cm_err_set(err, "log epsilon must be > 0");
-    return 0;
-}
-
 size_t sp_num_frames(const sp_params *p, size_t n)
 {
     size_t w = (size_t)p->window, hop = (size_t)(p->window - p->overlap);
@@ -175,17 +140,6 @@ static void write_wisdom(const char *path)
         return;
     }
     cm_rename_commit(tmp, path, NULL); /* removes tmp on failure */
-}
-
-int sp_planner_parse(const char *s, sp_planner *out)
-{
-    static const char *names[] = {"measure", "estimate", "patient", "exhaustive"};
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(s, names[i])) {
-            *out = (sp_planner)i;
-            return 0;
-        }
-    return -1;
 }
 
 sp_stft *sp_stft_create(const sp_params *p, const char *wisdom_path, cm_err *err)

@@ -12,6 +12,7 @@
 
 #include "common/cm_err.h"
 #include "common/cm_media.h"
+#include "common/cm_opts.h"
 
 typedef enum sp_window { SP_WINDOW_TUKEY25 = 0, SP_WINDOW_HANN = 1 } sp_window;
 typedef enum sp_scale { SP_SCALE_DENSITY = 0, SP_SCALE_MAGNITUDE = 1 } sp_scale;
@@ -30,20 +31,27 @@ typedef struct sp_params {
     sp_norm normalize; /* per-clip standardisation (x-mean)/(std+1e-9) */
 } sp_params;
 
-/* The recipe's vocabulary: one canonical name per choice, written in presets,
- * the shards' recipe JSON and spectro's .h5 attributes: window "tukey25" |
- * "hann", scale "density" | "magnitude", normalize "none" | "clip". The parsers
- * also accept the older spellings "tukey" and "tukey0.25" (only here). */
-const char *sp_window_name(sp_window w);
-const char *sp_scale_name(sp_scale s);
-const char *sp_norm_name(sp_norm n);
-/* 0 and *out set, or -1 for an unknown name. */
-int sp_window_parse(const char *s, sp_window *out);
-int sp_scale_parse(const char *s, sp_scale *out);
-int sp_norm_parse(const char *s, sp_norm *out);
-
+/* The settings: one table (spectro/sp_recipe.c), one row per field of
+ * sp_params with its name, type, default, bounds and help. The spectro
+ * command's options (--sample-rate ... --normalize), the presets' keys
+ * (manifests/NAME.conf), the recipe JSON of the shards and spectro's .h5
+ * attributes all use it, under one name per setting: the key (sample_rate,
+ * duration, window, overlap, window_kind, scale, detrend, log, log_eps,
+ * normalize; the option is the key with '-' for '_'). Older names are read
+ * too: window_fn (--window-fn, the .h5 attribute before), and the values
+ * "tukey" and "tukey0.25" of window_kind. */
+const cm_opt *sp_settings(size_t *n);
 /* The published recipe: 16 kHz, 10 s, 512/353, Tukey(0.25), density, detrend, log, no norm. */
 void sp_params_default(sp_params *p);
+/* Sets the setting named key (its key, option name or an older name) from
+ * text, checked against the table: 0, -1 (bad value, err names the key), or 1
+ * when key is not a spectrogram setting. */
+int sp_params_set(sp_params *p, const char *key, const char *v, cm_err *err);
+/* Calls fn for each setting in the table's order: its key, and its value as
+ * text (a choice) or as a number (is_int: an integer). Stops at the first
+ * non-zero return (-1). */
+typedef int (*sp_setting_fn)(void *ctx, const char *key, const char *text, double num, int is_int);
+int sp_params_each(const sp_params *p, sp_setting_fn fn, void *ctx);
 
 /* How one file is read. {.end = -1} (or a NULL pointer) are the defaults. */
 typedef struct sp_read_opts {
@@ -98,7 +106,8 @@ sp_stft *sp_stft_create(const sp_params *p, const char *wisdom_path, cm_err *err
  * estimate (no timing), patient, exhaustive. The spectrogram must not depend on
  * it beyond float32 rounding (tests/oracle/test_spectro.py::test_fftw_plans). */
 typedef enum { SP_PLAN_MEASURE, SP_PLAN_ESTIMATE, SP_PLAN_PATIENT, SP_PLAN_EXHAUSTIVE } sp_planner;
-int sp_planner_parse(const char *s, sp_planner *out);
+/* Their names in the enum's order: the choices of spectro's --fftw-planner row. */
+#define SP_PLANNER_CHOICES "measure|estimate|patient|exhaustive"
 /* sp_stft_create with the planner effort given. */
 sp_stft *sp_stft_create_planned(const sp_params *p, const char *wisdom_path, sp_planner planner, cm_err *err);
 void sp_stft_destroy(sp_stft *s);
@@ -132,7 +141,9 @@ int sp_process_file(const sp_stft *s, const char *path, const sp_read_opts *opts
 
 /* ---- additions (spectro owner) ---- */
 
-/* 0 when p is usable, else -1 with the reason (sp_stft_create checks it too). */
+/* 0 when p is usable (every setting within the table's bounds, overlap <
+ * window, at most 1e9 samples), else -1 with the reason (sp_stft_create
+ * checks it too). */
 int sp_params_check(const sp_params *p, cm_err *err);
 /* Samples after fixing the length: round(duration * sample_rate). */
 size_t sp_target_samples(const sp_params *p);

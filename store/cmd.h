@@ -1,15 +1,24 @@
 /* store command: its subcommands (store/cmd_*.c) and the index.json they read.
- * Not part of libstore. A subcommand is int NAME(int argc, char **argv) with
- * argv[0] the subcommand's name; it returns the exit status (0, 1, 2). */
+ * Not part of libstore. A subcommand is int NAME(const st_cmd_args *a), its
+ * arguments parsed by store/main.c from its row of the sub-command table; it
+ * returns the exit status (0, 1, 2). */
 #ifndef STORE_CMD_H
 #define STORE_CMD_H
 
 #include <cjson/cJSON.h>
 
-int cmd_info(int argc, char **argv);
-int cmd_verify(int argc, char **argv);
-int cmd_export(int argc, char **argv);
-int cmd_index(int argc, char **argv);
+/* A sub-command's command line, parsed. */
+typedef struct st_cmd_args {
+    const char *dir; /* the ingest output folder (every sub-command) */
+    const char *id;  /* export: the sample */
+    const char *out; /* export: -o PREFIX */
+    int quiet, verbose;
+} st_cmd_args;
+
+int cmd_info(const st_cmd_args *a);
+int cmd_verify(const st_cmd_args *a);
+int cmd_export(const st_cmd_args *a);
+int cmd_index(const st_cmd_args *a);
 
 /* index.json of an ingest output folder, every field checked for its type
  * and range when present (splits and classes must be). */

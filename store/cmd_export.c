@@ -83,11 +83,9 @@ static int export_from_split(const char *dir, const char *split, const char *id,
     return rc;
 }
 
-int cmd_export(int argc, char **argv)
+int cmd_export(const st_cmd_args *a)
 {
-    if (argc != 5 || strcmp(argv[3], "-o"))
-        return 2;
-    const char *dir = argv[1], *id = argv[2], *prefix = argv[4];
+    const char *dir = a->dir, *id = a->id, *prefix = a->out;
     st_index ix;
     if (st_index_load(&ix, dir) != 0)
         return 1;

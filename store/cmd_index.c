@@ -6,11 +6,9 @@
 #include "store/cmd.h"
 #include "store/st_index.h"
 
-int cmd_index(int argc, char **argv)
+int cmd_index(const st_cmd_args *a)
 {
-    if (argc != 2)
-        return 2;
-    const char *dir = argv[1];
+    const char *dir = a->dir;
     cm_err err;
     st_lock *l = st_lock_take(dir, 0, 0, NULL, &err);
     int rc = l ? st_index_write(dir, &err) : -1;
@@ -19,5 +17,7 @@ int cmd_index(int argc, char **argv)
         fprintf(stderr, "store: %s: %s\n", dir, err.msg);
         return 1;
     }
+    if (a->verbose)
+        printf("store: %s: index.json and failures.tsv written\n", dir);
     return 0;
 }

@@ -32,12 +32,10 @@ static int print_split(const st_index *ix, const char *dir, const cJSON *sp)
     return hist ? 0 : 1;
 }
 
-int cmd_info(int argc, char **argv)
+int cmd_info(const st_cmd_args *a)
 {
-    if (argc != 2)
-        return 2;
     st_index ix;
-    if (st_index_load(&ix, argv[1]) != 0)
+    if (st_index_load(&ix, a->dir) != 0)
         return 1;
     const cJSON *r = ix.root, *ds = cJSON_GetObjectItemCaseSensitive(r, "dataset");
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(r, "spec_dtype");
@@ -50,7 +48,7 @@ int cmd_info(int argc, char **argv)
     int rc = 0;
     const cJSON *sp, *al;
     cJSON_ArrayForEach(sp, ix.splits)
-        rc |= print_split(&ix, argv[1], sp);
+        rc |= print_split(&ix, a->dir, sp);
     cJSON_ArrayForEach(al, cJSON_GetObjectItemCaseSensitive(r, "aliases"))
         if (cJSON_IsString(al))
             printf("split %s: the same samples as split %s\n", al->string, al->valuestring);

@@ -195,29 +195,32 @@ static void check_folder(verify *v)
         fault(v, "failures.tsv", "missing");
 }
 
-int cmd_verify(int argc, char **argv)
+int cmd_verify(const st_cmd_args *a)
 {
-    if (argc != 2)
-        return 2;
+    const char *dir = a->dir;
     st_index ix;
     cm_err err;
-    cJSON *root = st_index_read(argv[1], &err);
+    cJSON *root = st_index_read(dir, &err);
     if (!root) {
-        fprintf(stderr, "store: %s: %s\n", argv[1], err.msg);
+        fprintf(stderr, "store: %s: %s\n", dir, err.msg);
         return 1;
     }
-    int whole = st_folder_check(argv[1], root, NULL, NULL, NULL, NULL, &err);
+    int whole = st_folder_check(dir, root, NULL, NULL, NULL, NULL, &err);
     cJSON_Delete(root);
-    if (st_index_load(&ix, argv[1]) != 0)
+    if (st_index_load(&ix, dir) != 0)
         return 1;
-    verify v = {.ix = &ix, .dir = argv[1], .jd = fr_jpeg_create(NULL)};
+    verify v = {.ix = &ix, .dir = dir, .jd = fr_jpeg_create(NULL)};
     if (whole != 0) /* the folder as one whole (st_index.h); then every shard and sample as listed */
-        fault(&v, argv[1], "%s", err.msg);
+        fault(&v, dir, "%s", err.msg);
     const cJSON *sp, *e;
     cJSON_ArrayForEach(sp, ix.splits) {
         size_t count = 0;
-        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(sp, "shards"))
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(sp, "shards")) {
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "file");
+            if (a->verbose && cJSON_IsString(f))
+                printf("store: %s: split %s: checking %s\n", dir, sp->string, f->valuestring);
             count += check_shard(&v, sp->string, e);
+        }
         if ((double)count != st_index_count(sp, "count"))
             fault(&v, "index.json", "split %s: shards hold %zu samples, index says %.0f", sp->string, count,
                   st_index_count(sp, "count"));
@@ -225,7 +228,8 @@ int cmd_verify(int argc, char **argv)
     check_folder(&v);
     fr_jpeg_destroy(v.jd);
     free(v.px);
-    printf("store: %s: %zu samples, %zu JPEG frames checked; %zu shard(s) without checksums; %zu fault(s)\n",
+    if (!a->quiet || v.faults)
+        printf("store: %s: %zu samples, %zu JPEG frames checked; %zu shard(s) without checksums; %zu fault(s)\n",
            v.dir, v.samples, v.jpegs, v.unchecked, v.faults);
     st_index_free(&ix);
     return v.faults ? 1 : 0;

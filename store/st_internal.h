@@ -13,7 +13,6 @@
 #error "store reads and writes little-endian raw bytes: a little-endian host is required"
 #endif
 
-#define ST_TOOL_VERSION "c2kd 0.1"
 
 /* ---- Checksums (docs/FORMAT.md, "Checksums"): zlib's CRC-32 ---- */
 

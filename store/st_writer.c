@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/cm_file.h"
+#include "common/cm_version.h"
 #include "store/st_internal.h"
 #include "store/store.h"
 
@@ -442,7 +443,7 @@ static int write_attrs(st_writer *w, cm_err *err)
              h5_attr_str(f, "dataset", w->dataset) == 0 && h5_attr_str(f, "split", w->split) == 0 &&
              h5_attr_strs(f, "classes", w->classes, w->n_classes) == 0 &&
              h5_attr_write(f, "frames_per_sample", H5T_STD_I64LE, 0, &F) == 0 && h5_attr_str(f, "recipe", w->recipe) == 0 &&
-             h5_attr_str(f, "tool_version", ST_TOOL_VERSION) == 0 &&
+             h5_attr_str(f, "tool_version", cm_tool_version()) == 0 &&
              h5_attr_str(f, "spec_dtype", w->f32 ? "float32" : "float16") == 0 &&
              h5_attr_str(f, "checksum", "crc32") == 0;
     for (int i = 0; ok && i < w->n_notes; i++)

@@ -24,6 +24,9 @@
 7. One home for HDF5's attribute and error calls: outside tests/, only h5/
    creates, writes or reads an attribute or touches libhdf5's error printing
    (H5_ONLY below); every other module calls h5/h5.h.
+8. One command-line grammar: no getopt outside common/. Every command reads
+   its options through the option tables of common/cm_opts.h (the same -h,
+   --version, -q, -v, -j, error shape and generated --help everywhere).
 
 Usage: check_structure.py [ROOT]   (exit 1 and one line per violation)
 """
@@ -51,6 +54,7 @@ RANKS = {
 TOP = {"tests", "bench", "tools"}
 SOURCES = (".c", ".h", ".cu", ".cuh")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([A-Za-z0-9_]+)/')
+GETOPT = re.compile(r'<getopt\.h>|\bgetopt(?:_long(?:_only)?)?\s*\(')
 # The HDF5 calls whose one home is h5/ (attributes, error printing, close at exit).
 H5_ONLY = re.compile(r'\b(H5Acreate\w*|H5Awrite|H5Aread|H5Eset_auto\w*|H5Eget_auto\w*|H5Ewalk\w*|H5dont_atexit)\s*\(')
 
@@ -210,6 +214,14 @@ def test_header_problems(rel, text):
     return out
 
 
+def getopt_uses(rel, text):
+    """Lines that parse a command line by getopt outside common/."""
+    if rel.split(os.sep)[0] == "common":
+        return []
+    return [(i, "getopt outside common/: read options through common/cm_opts.h")
+            for i, line in enumerate(text.splitlines(), 1) if GETOPT.search(line)]
+
+
 OPS_HEADER = os.path.join("kernels", "kernels.h")
 OP_TABLES = {  # file: (how an entry is written, may it omit the optional entries)
     os.path.join("kernels", "cpu", "table.c"): (r"^\s*\.(\w+)\s*=", True),
@@ -266,6 +278,8 @@ def main():
             for line, n in long_functions(text):
                 problems.append("%s:%d: function of %d lines (at most %d)" % (rel, line, n, MAX_LINES))
         for line, _dep, why in layer_violations(rel, text):
+            problems.append("%s:%d: %s" % (rel, line, why))
+        for line, why in getopt_uses(rel, text):
             problems.append("%s:%d: %s" % (rel, line, why))
         for line, why in home_violations(rel, text):
             problems.append("%s:%d: %s" % (rel, line, why))

@@ -94,7 +94,7 @@ typedef struct tr_run {
 
 static int usage_error(const char *msg)
 {
-    fprintf(stderr, TOOL ": %s (see --help)\n", msg);
+    fprintf(stderr, TOOL ": %s\n", msg); /* the shape of every command's usage errors (common/cm_opts.h) */
     return EXIT_USAGE;
 }
 
@@ -186,7 +186,7 @@ static int run_options(tr_run *r, int argc, char **argv)
         rc = EXIT_DONE;
     } else if (cl.version) {
         if (r->lead)
-            printf(TOOL " (c2kd) %s, git revision %s\n", cm_version(), cm_git_revision());
+            tr_opts_version(stdout);
         rc = EXIT_DONE;
     } else if (r->resuming) {
         rc = resume_options(r, &cl, given);
@@ -203,6 +203,8 @@ static int run_options(tr_run *r, int argc, char **argv)
         }
     }
     free(given);
+    r->op.quiet = cl.quiet; /* this invocation's console, also on --resume */
+    r->op.verbose = cl.verbose;
     if (rc != GO_ON)
         return rc;
     const tr_opts *op = &r->op;
@@ -584,8 +586,13 @@ static int open_outputs(tr_run *r)
 static void announce(const tr_run *r)
 {
     const tr_opts *op = &r->op;
-    if (!r->lead)
+    if (!r->lead || op->quiet)
         return;
+    if (op->verbose) {
+        char *oj = tr_opts_to_json(op);
+        fprintf(stderr, TOOL ": options: %s\n", oj ? oj : "(out of memory)");
+        free(oj);
+    }
     if (r->resuming)
         fprintf(stderr, TOOL ": resuming %s at epoch %d, step %lld%s\n", op->out, r->pos.epoch + 1,
                 (long long)r->pos.step, r->from_last ? "" : " (no checkpoint yet: from the start)");
@@ -618,7 +625,7 @@ static int run_configure(tr_run *r)
     if (rc != GO_ON)
         return rc;
     announce(r);
-    if (r->lead) {
+    if (r->lead && !r->op.quiet) {
         r->prog = cm_progress_create(stderr, TOOL, (size_t)r->nb * (size_t)r->op.epochs, 5.0);
         cm_progress_set_units(r->prog, "steps", 0, (size_t)r->pos.step);
     }
@@ -933,7 +940,7 @@ static void epoch_line(const tr_run *r, const mt_epoch *rec)
              sps);
     if (r->prog)
         cm_progress_line(r->prog, text);
-    else
+    else if (!r->op.quiet)
         fprintf(stderr, "%s\n", text);
 }
 

@@ -1,4 +1,5 @@
-/* opts: the options of the `train` command. One table (train/opts.c) holds
+/* opts: the options of the `train` command. One table (train/opts.c, rows of
+ * common/cm_opts.h: the grammar, --help and the checks every command shares) holds
  * each option's name, type, default, allowed values or range, whether it is
  * saved in RUN/options.json (restored by --resume), and the field of the
  * method configuration (tr_config) it sets; parsing, --help, options.json,
@@ -40,6 +41,7 @@ typedef struct tr_opts {
     /* user-facing additions: evaluation (--eval), the teacher's start, --version */
     const char *eval, *split, *network, *teacher_init;
     int version;
+    int quiet, verbose; /* -q, -v: this invocation's console, never saved */
     char *owned[64]; /* strings restored by tr_opts_from_json */
     int n_owned;
 } tr_opts;
@@ -52,6 +54,8 @@ void tr_opts_default(tr_opts *o);
  * receives a malloc'd NUL-terminated list of the option names given. */
 int tr_opts_parse(tr_opts *o, int argc, char **argv, char ***given, cm_err *err);
 void tr_opts_help(FILE *f);
+/* "train (c2kd) 0.1, git revision abc123" (common/cm_opts.h). */
+void tr_opts_version(FILE *f);
 /* The range of each numeric option and the combinations that exclude each
  * other; -1 with a usage message naming the option. */
 int tr_opts_check(const tr_opts *o, cm_err *err);

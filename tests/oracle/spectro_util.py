@@ -41,22 +41,22 @@ def fix_length(x, rate, duration, start=None, end=None):
     return np.clip(np.tile(x.astype(np.float64), reps)[:target], -1.0, 1.0)
 
 
+def log_spectrogram(x, rate=16000, dtype=np.float64):
+    """(S, log S) of scipy's recipe on the samples x (already fixed in length), in dtype: float64 is
+    the reference, float32 the control of the tolerance rule."""
+    x = np.asarray(x).astype(dtype)
+    _, _, S = scipy.signal.spectrogram(x, fs=rate, nperseg=512, noverlap=353)
+    return S, np.log(S + dtype(1e-7))
+
+
 def reference(path, rate=16000, duration=10.0, start=None, end=None, normalize=False, dtype=np.float64):
     """Returns (S, log S) of scipy's recipe, [257, T] in dtype: float64 is the
     reference, float32 the control of the tolerance rule (scipy then transforms
     in single precision, numpy sums in float32)."""
-    x = fix_length(ffmpeg_decode(path, rate), rate, duration, start, end)
-    S, L = of_samples(x, rate, dtype)
+    S, L = log_spectrogram(fix_length(ffmpeg_decode(path, rate), rate, duration, start, end), rate, dtype)
     if normalize:
         L = (L - L.mean()) / (L.std() + dtype(1e-9))
     return S, L
-
-
-def of_samples(x, rate=16000, dtype=np.float64):
-    """(S, log S) of scipy's recipe on samples x, in dtype (float32: the control)."""
-    x = np.asarray(x).astype(dtype)
-    _, _, S = scipy.signal.spectrogram(x, fs=rate, nperseg=512, noverlap=353)
-    return S, np.log(S + dtype(1e-7))
 
 
 def log_error_stats(ours, S, L):
@@ -70,7 +70,7 @@ def log_error_stats(ours, S, L):
             "n_loud": int(m.sum())}
 
 
-def assert_matches(ours, S, L, what, control):
+def assert_matches(ours, S, L, what="", control=None):
     """The tolerance rule (tests/oracle/tolerance.py) on each statistic of
     |ours - L| (log_error_stats): at most K x the same statistic of the float32
     control (scipy's recipe in float32 on the same samples: control = its log S)

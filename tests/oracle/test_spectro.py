@@ -243,7 +243,7 @@ def test_hdf5_output(clips, folder_run, tmp_path):
         assert a["sample_rate"] == 16000 and a["window"] == 512 and a["overlap"] == 353
         assert a["duration"] == 10.0 and a["log"] == 1 and a["detrend"] == 1
         assert abs(a["log_eps"] - 1e-7) < 1e-20
-        assert a["window_fn"] in (b"tukey25", "tukey25") and a["normalize"] in (b"none", "none")
+        assert a["window_kind"] in (b"tukey25", "tukey25") and a["normalize"] in (b"none", "none")
     assert sorted(os.listdir(tmp_path)) == ["x.h5"]
 
 

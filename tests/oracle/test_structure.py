@@ -50,6 +50,19 @@ def test_upward_and_sibling_includes_fail(tmp_path):
     assert "train/x.c:1: a library or command may not include tests/" in r.stdout
 
 
+def test_getopt_outside_common_fails(tmp_path):
+    write(tmp_path, "common/cm_opts.c", "#include <getopt.h>\nint f(void) { return getopt_long(0, 0, 0, 0, 0); }\n")
+    write(tmp_path, "spectro/main.c", "#include <getopt.h>\n")
+    write(tmp_path, "frames/main.c", "int main(int c, char **v)\n{\n    while (getopt (c, v, \"o:\") != -1)\n        ;\n}\n")
+    write(tmp_path, "store/main.c", "/* cm_opts replaced the getopt loop */\nint my_getopt_like(void);\n")
+    r = run_check(tmp_path)
+    assert r.returncode == 1
+    assert "spectro/main.c:1: getopt outside common/" in r.stdout
+    assert "frames/main.c:3: getopt outside common/" in r.stdout
+    assert "common/cm_opts.c" not in r.stdout
+    assert "store/main.c" not in r.stdout
+
+
 def test_unknown_module_fails(tmp_path):
     write(tmp_path, "newmod/n.c", '#include "common/a.h"\n')
     r = run_check(tmp_path)

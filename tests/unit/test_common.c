@@ -1,4 +1,6 @@
 #include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 #include "common/cm_err.h"
 #include "common/cm_file.h"
 #include "common/cm_npy_test.h"
+#include "common/cm_opts.h"
 #include "common/cm_pool.h"
 
 static char dir[256];
@@ -282,6 +285,146 @@ Test(file, read_regular_refuses_fifos_devices_and_oversize, .init = mkdir_tmp)
     snprintf(path, sizeof path, "%s/none", dir);
     cr_assert_eq(cm_check_regular(path, &err), -1);
     cr_assert_str_eq(err.msg, "no such file");
+}
+
+
+/* ---- cm_opts: the command-line grammar ---- */
+
+typedef struct o_cli {
+    const char *out, *mode;
+    int count, flag, on, kind;
+    double x;
+    long long big;
+} o_cli;
+
+#define OO(f) offsetof(o_cli, f)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+static const cm_opt o_rows[] = {
+    {"output", 'o', CM_STR, OO(out), NULL, NULL, "OUT", "out"},
+    {"count", 'c', CM_INT, OO(count), NULL, "1", "N", "count", CM_IN(1, 64)},
+    {"flag", 'f', CM_FLAG, OO(flag), NULL, NULL, NULL, "flag"},
+    {"detrend", 0, CM_BOOL, OO(on), NULL, "1", NULL, "bool"},
+    {"window-kind", 0, CM_CHOICE, OO(kind), "tukey25|hann", "tukey25", NULL, "kind", .aliases = "window-fn",
+     .value_aliases = "tukey=tukey25", .key = "window_kind"},
+    {"mode", 0, CM_STR, OO(mode), "fast|slow", "fast", NULL, "mode"},
+    {"x", 0, CM_DBL, OO(x), NULL, "0.5", "X", "x", .range = CM_LO | CM_HI_OPEN, .lo = 0, .hi = 1},
+    {"big", 0, CM_LL, OO(big), NULL, "0", "N", "big"},
+};
+#pragma GCC diagnostic pop
+
+static int o_parse(o_cli *c, cm_args *a, cm_err *err, int n, ...)
+{
+    char *argv[32] = {"prog"};
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++)
+        argv[i + 1] = va_arg(ap, char *);
+    va_end(ap);
+    memset(c, 0, sizeof *c);
+    cm_opts_default(o_rows, sizeof o_rows / sizeof *o_rows, c);
+    static cm_opt_group g;
+    g = (cm_opt_group){NULL, o_rows, sizeof o_rows / sizeof *o_rows, c};
+    cm_cli cl = {.prog = "prog", .usage = "usage: prog", .std = CM_STD_QUIET | CM_STD_VERBOSE | CM_STD_JOBS,
+                 .max_pos = 2, .groups = &g, .ngroups = 1};
+    return cm_cli_parse(&cl, n + 1, argv, a, err);
+}
+
+Test(opts, defaults_and_forms)
+{
+    o_cli c;
+    cm_args a;
+    cm_err err = {{0}};
+    cr_assert_eq(o_parse(&c, &a, &err, 0), 0, "%s", err.msg);
+    cr_assert(c.count == 1 && c.on == 1 && c.kind == 0 && !strcmp(c.mode, "fast") && c.x == 0.5);
+    cm_args_free(&a);
+    /* --name v, --name=v, -xV, -x V, bundles, --no-X, aliases, positionals mixed, "--" */
+    cr_assert_eq(o_parse(&c, &a, &err, 12, "in1", "--count", "7", "-ofile", "-qvf", "--no-detrend", "--window-fn=tukey",
+                         "-j", "3", "--", "-in2", "--x=0.25"), -1);
+    cr_assert(strstr(err.msg, "unexpected argument \"--x=0.25\""), "%s", err.msg); /* after "--": a third positional */
+    cm_args_free(&a);
+    cr_assert_eq(o_parse(&c, &a, &err, 11, "in1", "--count", "7", "-ofile", "-qvf", "--no-detrend",
+                         "--window-fn=hann", "-j", "3", "--", "-in2"), 0, "%s", err.msg);
+    cr_assert(c.count == 7 && !strcmp(c.out, "file") && c.flag && !c.on && c.kind == 1);
+    cr_assert(a.quiet && a.verbose && a.jobs == 3 && a.npos == 2 && !strcmp(a.pos[1], "-in2"));
+    cr_assert(cm_args_given(&a, "window-kind") && cm_args_given(&a, "count") && !cm_args_given(&a, "x"));
+    cm_args_free(&a);
+    cr_assert_eq(o_parse(&c, &a, &err, 2, "--window-kind", "tukey"), 0, "%s", err.msg); /* an older value */
+    cr_assert_eq(c.kind, 0);
+    cm_args_free(&a);
+}
+
+Test(opts, errors_have_one_shape)
+{
+    o_cli c;
+    cm_args a;
+    cm_err err = {{0}};
+    struct {
+        int n;
+        const char *a1, *a2, *msg;
+    } cases[] = {
+        {2, "--count", "0", "--count: 0 is not in [1, 64]"},
+        {2, "--count", "x", "--count: \"x\" is not an integer"},
+        {1, "--count=99999999999", NULL, "--count: \"99999999999\" is not an integer"},
+        {2, "--x", "1", "--x: 1 is not in [0, 1)"},
+        {2, "--x", "nan", "--x: \"nan\" is not a finite number"},
+        {2, "--mode", "medium", "--mode: \"medium\" is not one of fast|slow"},
+        {2, "--window-kind", "box", "--window-kind: \"box\" is not one of tukey25|hann"},
+        {1, "--cout", NULL, "--cout: unknown option; did you mean --count?"},
+        {1, "--zzzzzz", NULL, "--zzzzzz: unknown option (see --help)"},
+        {1, "-z", NULL, "-z: unknown option (see --help)"},
+        {1, "--flag=1", NULL, "--flag takes no value"},
+        {1, "--count", NULL, "--count needs a value (N)"},
+        {1, "--no-flag", NULL, "--no-flag: unknown option (see --help)"}, /* a FLAG has no --no- form */
+        {1, "--flg", NULL, "--flg: unknown option; did you mean --flag?"},
+        {1, "--detrend=1", NULL, "--detrend takes no value"}, /* a BOOL on the command line: --detrend, --no-detrend */
+        {2, "-j", "0", "--jobs: 0 is not in [1, 1024]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int rc = cases[i].n == 1 ? o_parse(&c, &a, &err, 1, cases[i].a1) : o_parse(&c, &a, &err, 2, cases[i].a1, cases[i].a2);
+        cr_expect_eq(rc, -1, "%s", cases[i].a1);
+        cr_expect_str_eq(err.msg, cases[i].msg);
+        cm_args_free(&a);
+    }
+}
+
+Test(opts, rows_check_file_values)
+{
+    o_cli c = {0};
+    cm_err err = {{0}};
+    const cm_opt *k = cm_opt_find(o_rows, sizeof o_rows / sizeof *o_rows, "window_fn"); /* an alias, '_' for '-' */
+    cr_assert(k && !strcmp(cm_opt_key(k), "window_kind"));
+    cr_assert_eq(cm_opt_set(k, &c, "hann", 1, &err), 0);
+    char tb[16];
+    cr_assert_str_eq(cm_opt_text(k, &c, tb, sizeof tb), "hann");
+    cr_assert_eq(cm_opt_set(k, &c, "box", 1, &err), -1);
+    cr_assert_str_eq(err.msg, "window_kind: \"box\" is not one of tukey25|hann"); /* a file names the key */
+    const cm_opt *n = cm_opt_find(o_rows, sizeof o_rows / sizeof *o_rows, "count");
+    c.count = 65;
+    cr_assert_eq(cm_opt_check(n, &c, 0, &err), -1);
+    cr_assert_str_eq(err.msg, "--count: 65 is not in [1, 64]");
+    cr_assert_eq(cm_edit_distance("lrr", "lr"), 1);
+    cr_assert_eq(cm_edit_distance("kitten", "sitting"), 3);
+    cr_assert_eq(cm_edit_distance("", "abc"), 3);
+}
+
+Test(opts, help_is_generated_from_the_rows)
+{
+    o_cli c = {0};
+    cm_opt_group g = {"things", o_rows, sizeof o_rows / sizeof *o_rows, &c};
+    cm_cli cl = {.prog = "prog", .usage = "usage: prog X", .std = CM_STD_JOBS, .groups = &g, .ngroups = 1};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cm_cli_help(&cl, f);
+    fclose(f);
+    const char *want[] = {"usage: prog X", "things:", "  -o, --output OUT", "  -c, --count N", "(default 1; in [1, 64])",
+                          "--detrend, --no-detrend", "--window-kind tukey25|hann", "also --window-fn",
+                          "--x X", "in [0, 1)", "-j, --jobs N", "--version", "-h, --help"};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        cr_expect(strstr(buf, want[i]), "%s missing from:\n%s", want[i], buf);
+    cr_expect_null(strstr(buf, "--quiet"), "not asked for");
+    free(buf);
 }
 
 #include "common/cm_rand.h"

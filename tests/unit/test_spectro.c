@@ -616,6 +616,47 @@ Test(process, whole_pipeline_shape, .init = mk_tmpdir, .fini = rm_tmpdir)
     sp_stft_destroy(st);
 }
 
+
+/* The settings table: one name per setting, older names read, bounds in one place. */
+Test(settings, one_table_for_cli_presets_recipe_attrs)
+{
+    sp_params p;
+    cm_err err = {{0}};
+    sp_params_default(&p);
+    cr_assert(p.sample_rate == 16000 && p.duration == 10 && p.window == 512 && p.overlap == 353 &&
+              p.window_kind == SP_WINDOW_TUKEY25 && p.scale == SP_SCALE_DENSITY && p.detrend == 1 && p.log == 1 &&
+              p.log_eps == 1e-7 && p.normalize == SP_NORM_NONE);
+    cr_assert_eq(sp_params_set(&p, "window_fn", "hann", &err), 0); /* the .h5 attribute before */
+    cr_assert_eq(p.window_kind, SP_WINDOW_HANN);
+    cr_assert_eq(sp_params_set(&p, "window_kind", "tukey0.25", &err), 0); /* an older value */
+    cr_assert_eq(p.window_kind, SP_WINDOW_TUKEY25);
+    cr_assert_eq(sp_params_set(&p, "sample-rate", "22050", &err), 0); /* the option's spelling */
+    cr_assert_eq(p.sample_rate, 22050);
+    cr_assert_eq(sp_params_set(&p, "frames", "3", &err), 1); /* not a spectrogram setting */
+    cr_assert_eq(sp_params_set(&p, "window", "4", &err), -1);
+    cr_assert_str_eq(err.msg, "window: 4 is not in [8, 65536]");
+    cr_assert_eq(sp_params_set(&p, "log_eps", "0", &err), -1);
+    cr_assert_eq(sp_params_set(&p, "detrend", "2", &err), -1);
+    cr_assert_eq(sp_params_set(&p, "scale", "db", &err), -1);
+    cr_assert_eq(p.window, 512);
+    cr_assert_eq(sp_params_check(&p, &err), 0);
+    p.window = 8; /* the table's bound is sp_stft's: the smallest window computes */
+    p.overlap = 4;
+    cr_assert_eq(sp_params_check(&p, &err), 0, "%s", err.msg);
+    sp_stft *s = sp_stft_create(&p, NULL, &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    sp_stft_destroy(s);
+    p.overlap = 8;
+    cr_assert_eq(sp_params_check(&p, &err), -1);
+    size_t n;
+    const cm_opt *t = sp_settings(&n);
+    const char *keys[] = {"sample_rate", "duration", "window", "overlap", "window_kind", "scale", "detrend", "log",
+                          "log_eps", "normalize"}; /* the recipe's order (hashed by ingest's resume) */
+    cr_assert_eq(n, sizeof keys / sizeof *keys);
+    for (size_t i = 0; i < n; i++)
+        cr_expect_str_eq(cm_opt_key(&t[i]), keys[i]);
+}
+
 /* sp_file_spectrogram, the one path of sp_process_file, spectro and ingest:
  * with the caller's scratch and output it computes what decode -> fix length
  * -> STFT computes step by step (the same floats), reports that the audio was
