@@ -70,7 +70,7 @@ def log_error_stats(ours, S, L):
             "n_loud": int(m.sum())}
 
 
-def assert_matches(ours, S, L, what="", control=None):
+def assert_matches(ours, S, L, what, control):
     """The tolerance rule (tests/oracle/tolerance.py) on each statistic of
     |ours - L| (log_error_stats): at most K x the same statistic of the float32
     control (scipy's recipe in float32 on the same samples: control = its log S)
